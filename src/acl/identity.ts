@@ -1,0 +1,29 @@
+// Who a connection is, once authenticated: the input of every authorization decision.
+
+export interface Identity {
+  /** The user (a token's subject), or null for an anonymous client. */
+  user: string | null
+  /** Roles whose grants apply. */
+  roles: readonly string[]
+  /** When the credentials stop being valid (epoch ms), or null if they never expire. */
+  expiresAt: number | null
+}
+
+/** CONNACK return codes a failed authentication maps to (MQTT 3.1.1 table 3.1). */
+export const enum ConnackCode {
+  BadUsernameOrPassword = 4,
+  NotAuthorized = 5
+}
+
+export type AuthResult =
+  | { ok: true, identity: Identity }
+  | { ok: false, code: ConnackCode, reason: string }
+
+/** What a client presents when it connects. */
+export interface Credentials {
+  clientId: string
+  username: string | undefined
+  password: Buffer | undefined
+  /** A token from the WebSocket upgrade (Authorization header or `token` query parameter). */
+  upgradeToken: string | undefined
+}

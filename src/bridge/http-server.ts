@@ -1,0 +1,43 @@
+// The HTTP(S) server: a small router for the HTTP endpoints; WebSocket upgrades are attached
+// separately (websocket.ts).
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import { readTlsFiles, type TlsFiles } from '../broker/listeners/tls.js'
+
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>
+
+/** Routes keyed by `METHOD /path`, e.g. `GET /healthz`. */
+export type Routes = Map<string, RouteHandler>
+
+export function sendJson (res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' })
+  res.end(text)
+}
+
+export function createHttpListener (routes: Routes, tls: TlsFiles | undefined, onError: (err: Error) => void): Server {
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const route = routes.get(`${req.method ?? 'GET'} ${url.pathname}`)
+    if (route === undefined) {
+      const allowed = [...routes.keys()].filter((key) => key.endsWith(` ${url.pathname}`)).map((key) => key.split(' ')[0])
+      if (allowed.length > 0) {
+        res.setHeader('allow', allowed.join(', '))
+        sendJson(res, 405, { error: 'method not allowed' })
+      } else {
+        sendJson(res, 404, { error: 'not found' })
+      }
+      return
+    }
+    Promise.resolve(route(req, res, url)).catch((err: Error) => {
+      onError(err)
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal error' })
+      else res.destroy()
+    })
+  }
+  const server = tls === undefined ? createHttpServer(handle) : createHttpsServer(readTlsFiles(tls), handle)
+  // Bound the time a client may take to send its headers (slowloris).
+  server.headersTimeout = 10_000
+  server.requestTimeout = 30_000
+  return server
+}

@@ -1,0 +1,168 @@
+// Assembles a broker: Aedes with its persistence and emitter, the policies as hooks, and one
+// listener per transport. Returns a handle with the bound addresses and an async close().
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, Server as HttpServer } from 'node:http'
+import { isIPv6 } from 'node:net'
+import type { Server } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { Aedes } from 'aedes'
+import { createAuthenticator } from '../acl/authenticate.js'
+import { addHealthRoutes } from '../bridge/health.js'
+import { createHttpListener, type Routes } from '../bridge/http-server.js'
+import { attachWebSocketBridge } from '../bridge/websocket.js'
+import { resolveConfig, type BrokerConfig, type ConfigInput } from './config.js'
+import { GuardedConnection, ProtocolViolation } from './guarded-connection.js'
+import { createHooks } from './hooks.js'
+import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
+import { createTcpListener } from './listeners/tcp.js'
+import { createTlsListener } from './listeners/tls.js'
+import { createLogger, type Logger } from './logger.js'
+
+export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
+
+export interface BrokerAddresses {
+  mqtt: BoundAddress
+  mqtts?: BoundAddress
+  http: BoundAddress
+}
+
+export interface BrokerHandle {
+  readonly aedes: Aedes
+  readonly config: BrokerConfig
+  readonly logger: Logger
+  readonly nodeId: string
+  readonly addresses: BrokerAddresses
+  /** Stops accepting, disconnects every client; bounded in time. */
+  close: () => Promise<void>
+}
+
+export interface CreateBrokerOptions {
+  logger?: Logger
+  /** Print one readable line per listener (the CLI does; embedders usually don't). */
+  announce?: (line: string) => void
+}
+
+export async function createBroker (input: ConfigInput | BrokerConfig = {}, options: CreateBrokerOptions = {}): Promise<BrokerHandle> {
+  const config = resolveConfig(input as ConfigInput)
+  const nodeId = config.nodeId === '' ? randomUUID() : config.nodeId
+  const logger = options.logger ?? createLogger(config.log.level, nodeId)
+  const anonymous = config.auth.anonymous === 'auto' ? true : config.auth.anonymous
+  warnAboutAccess(config, anonymous, logger)
+
+  const hooks = createHooks({ authenticator: createAuthenticator({ anonymous }), limits: config.limits, logger })
+  const aedes = await Aedes.createBroker({
+    id: nodeId,
+    concurrency: config.limits.concurrency,
+    queueLimit: config.limits.queueLimit,
+    connectTimeout: config.limits.connectTimeoutMs,
+    drainTimeout: config.limits.drainTimeoutMs,
+    keepaliveLimit: config.limits.keepaliveLimitS,
+    maxInflightInbound: config.limits.maxInflightInbound,
+    maxClientsIdLength: config.limits.maxClientIdLength,
+    maxTopicLevels: config.limits.maxTopicLevels,
+    ...hooks
+  })
+  aedes.on('clientError', (client, err) => logger.info({ event: 'client.error', clientId: client.id, reason: err.message }, 'client connection closed on error'))
+  aedes.on('connectionError', (client, err) => logger.info({ event: 'connection.error', clientId: client.id, reason: err.message }, 'connection closed before CONNECT completed'))
+
+  const accept = (transport: Transport) => (stream: Duplex, req?: IncomingMessage): void => {
+    const remote = req?.socket.remoteAddress ?? (stream as { remoteAddress?: string }).remoteAddress
+    const guarded = new GuardedConnection(stream, config.limits.maxPacketSize)
+    guarded.on('error', (err: Error) => {
+      if (err instanceof ProtocolViolation) logger.warn({ event: 'protocol.violation', transport, remote, reason: err.message }, 'connection closed: protocol violation')
+    })
+    aedes.handle(guarded, req)
+  }
+
+  const servers: Array<{ name: string, server: Server }> = []
+  let ready = false
+  try {
+    const tcp = createTcpListener(accept('tcp'))
+    servers.push({ name: 'mqtt', server: tcp })
+    const mqtt = await listen(tcp, config.host, config.mqtt.port)
+    announce(options, logger, 'MQTT over TCP', `mqtt://${hostPort(mqtt)}`)
+
+    let mqtts: BoundAddress | undefined
+    if (config.mqtts.tls !== undefined) {
+      const tls = createTlsListener(config.mqtts.tls, accept('tls'))
+      servers.push({ name: 'mqtts', server: tls })
+      mqtts = await listen(tls, config.host, config.mqtts.port)
+      announce(options, logger, 'MQTT over TLS', `mqtts://${hostPort(mqtts)}`)
+    }
+
+    const routes: Routes = new Map()
+    addHealthRoutes(routes, { checks: () => ({ listeners: ready }) })
+    const httpServer: HttpServer = createHttpListener(routes, config.http.tls, (err) => logger.error({ err }, 'HTTP handler failed'))
+    servers.push({ name: 'http', server: httpServer })
+    const secureWeb = config.http.tls !== undefined
+    const wss = attachWebSocketBridge(httpServer, {
+      path: config.http.websocketPath,
+      maxFrameSize: config.http.maxWebSocketFrame,
+      onConnection: (stream, req) => accept(secureWeb ? 'wss' : 'ws')(stream, req),
+      onRejected: (reason, req) => logger.info({ event: 'websocket.rejected', remote: req.socket.remoteAddress, reason }, 'WebSocket upgrade refused')
+    })
+    const http = await listen(httpServer, config.host, config.http.port)
+    const web = secureWeb ? 'https' : 'http'
+    announce(options, logger, `MQTT over WebSocket (${secureWeb ? 'wss' : 'ws'})`, `${secureWeb ? 'wss' : 'ws'}://${hostPort(http)}${config.http.websocketPath}`)
+    announce(options, logger, 'HTTP (health)', `${web}://${hostPort(http)}/healthz`)
+    ready = true
+
+    let closing: Promise<void> | null = null
+    const close = (): Promise<void> => {
+      closing ??= (async () => {
+        ready = false
+        logger.info({ event: 'shutdown.start' }, 'shutting down')
+        const stopped = Promise.all(servers.map(({ server }) => closeServer(server)))
+        for (const client of wss.clients) client.terminate()
+        await bounded(new Promise<void>((resolve) => aedes.close(() => resolve())), config.shutdown.timeoutMs)
+        httpServer.closeAllConnections()
+        await bounded(stopped, config.shutdown.timeoutMs)
+        logger.info({ event: 'shutdown.done' }, 'broker closed')
+      })()
+      return closing
+    }
+
+    return {
+      aedes,
+      config,
+      logger,
+      nodeId,
+      addresses: { mqtt, ...(mqtts === undefined ? {} : { mqtts }), http },
+      close
+    }
+  } catch (err) {
+    await Promise.all(servers.map(({ server }) => closeServer(server)))
+    await new Promise<void>((resolve) => aedes.close(() => resolve()))
+    throw err
+  }
+}
+
+function announce (options: CreateBrokerOptions, logger: Logger, what: string, url: string): void {
+  options.announce?.(`${what} listening on ${url}`)
+  logger.info({ event: 'listener.up', listener: what, url }, 'listening')
+}
+
+function hostPort ({ host, port }: BoundAddress): string {
+  return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
+}
+
+function warnAboutAccess (config: BrokerConfig, anonymous: boolean, logger: Logger): void {
+  if (anonymous) {
+    const loopback = config.host === 'localhost' || config.host.startsWith('127.') || config.host === '::1'
+    logger.warn({ event: 'config.anonymous', host: config.host },
+      loopback
+        ? 'anonymous clients are accepted (auth.anonymous); fine for development on this machine, configure JWT before exposing the broker'
+        : 'anonymous clients are accepted on a non-loopback address: anyone who can reach this host can read and write every topic')
+  }
+}
+
+/** Waits for `work`, but no longer than `ms`. */
+function bounded (work: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    work.finally(() => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+}

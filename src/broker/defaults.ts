@@ -1,0 +1,53 @@
+// Every built-in default of the broker, in one table (as Aedes keeps its `defaultOptions`).
+// The config file, environment variables and CLI flags override these, in that order.
+
+export const defaultOptions = {
+  // Loopback only, like Mosquitto 2.0 without a config: the quick start must not expose an
+  // anonymous broker to the network. Set HOST=0.0.0.0 (or `host:`) to listen on all interfaces.
+  host: '127.0.0.1',
+  nodeId: '',
+  mqtt: {
+    port: 1883
+  },
+  mqtts: {
+    port: 8883
+  },
+  http: {
+    port: 8080,
+    websocketPath: '/mqtt',
+    // WebSocket frames above this are refused by `ws` before they are buffered whole.
+    maxWebSocketFrame: 1024 * 1024 + 16
+  },
+  limits: {
+    // MQTT allows 256 MiB; EMQX defaults to 1 MiB. Larger packets close the connection.
+    maxPacketSize: 1024 * 1024,
+    // Longer than the 23 the spec obliges a server to accept [MQTT-3.1.3-5]: UUIDs are 36.
+    maxClientIdLength: 128,
+    maxTopicLength: 1024,
+    maxTopicLevels: 32,
+    // Aedes: packets queued per client before CONNECT is processed.
+    queueLimit: 42,
+    // Aedes: concurrent deliveries in its emitter.
+    concurrency: 100,
+    // Aedes: a client that sends no CONNECT within this time is disconnected.
+    connectTimeoutMs: 10_000,
+    // Aedes: a client that does not drain its socket within this time is disconnected.
+    drainTimeoutMs: 30_000,
+    // Aedes: the largest keepalive a client may ask for, seconds; 0 = any.
+    keepaliveLimitS: 0,
+    // Aedes: inbound QoS 2 messages awaiting PUBREL per client.
+    maxInflightInbound: 1000
+  },
+  auth: {
+    // Secure by default: no anonymous clients unless a config says so. config/default.yaml
+    // (what `npm start` uses) says 'auto': anonymous only while no JWT key is configured.
+    anonymous: false as boolean | 'auto'
+  },
+  shutdown: {
+    // Graceful shutdown is bounded: after this the process exits even if clients linger.
+    timeoutMs: 10_000
+  },
+  log: {
+    level: 'info'
+  }
+} as const
