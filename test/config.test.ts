@@ -1,0 +1,61 @@
+// Configuration: precedence (defaults < file < environment < flags) and validation messages.
+import { writeFileSync } from 'node:fs'
+import t from 'tap'
+import { ConfigError, loadConfig, resolveConfig } from '../src/broker/config.js'
+import { defaultOptions } from '../src/broker/defaults.js'
+
+t.test('defaults apply when nothing is configured', async (t) => {
+  const config = loadConfig()
+  t.equal(config.mqtt.port, defaultOptions.mqtt.port)
+  t.equal(config.http.port, defaultOptions.http.port)
+  t.equal(config.http.websocketPath, '/mqtt')
+  t.equal(config.auth.anonymous, false, 'no anonymous access without a config that says so')
+})
+
+t.test('flags override environment, which overrides the file', async (t) => {
+  const dir = t.testdir({ 'broker.yaml': 'mqtt:\n  port: 1111\nhttp:\n  port: 2222\nhost: 0.0.0.0\n' })
+  const config = loadConfig({
+    file: `${dir}/broker.yaml`,
+    env: { MQTT_PORT: '3333', HTTP_PORT: '4444' },
+    flags: [{ flag: '--http-port', path: 'http.port', value: '0' }]
+  })
+  t.equal(config.host, '0.0.0.0', 'from the file')
+  t.equal(config.mqtt.port, 3333, 'environment beats file')
+  t.equal(config.http.port, 0, 'flag beats environment; 0 = any free port')
+})
+
+t.test('validation names the key, where it came from and what was expected', async (t) => {
+  const dir = t.testdir({ 'bad.yaml': 'mqtt:\n  port: 70000\nlimits:\n  maxPacketSize: -1\nsurprise: 1\n' })
+  const err = t.throws(() => loadConfig({ file: `${dir}/bad.yaml` })) as ConfigError
+  t.type(err, ConfigError)
+  t.equal(err.exitCode, 2)
+  t.match(err.message, /mqtt\.port \(from config file .*bad\.yaml\): expected a port number \(integer 0-65535\), got 70000/)
+  t.match(err.message, /limits\.maxPacketSize .*: expected a size in bytes/)
+  t.match(err.message, /surprise .*: unknown key/)
+
+  const fromEnv = t.throws(() => loadConfig({ env: { MQTT_PORT: 'abc' } })) as ConfigError
+  t.match(fromEnv.message, /mqtt\.port \(from environment variable MQTT_PORT\): expected a port number .*got "abc"/)
+
+  const wrongType = t.throws(() => resolveConfig({ auth: { anonymous: 'yes' as unknown as boolean } })) as ConfigError
+  t.match(wrongType.message, /auth\.anonymous .*expected true, false or "auto"/)
+})
+
+t.test('secret values are never echoed in validation errors', async (t) => {
+  const err = t.throws(() => loadConfig({ env: { REDIS_URL: 'http://user:hunter2@example' } })) as ConfigError
+  t.match(err.message, /redis\.url \(from environment variable REDIS_URL\): expected a redis:\/\/ or rediss:\/\/ URL/)
+  t.notMatch(err.message, /hunter2/)
+})
+
+t.test('a file that is not YAML is reported as such', async (t) => {
+  const dir = t.testdir({})
+  writeFileSync(`${dir}/broken.yaml`, 'mqtt: [\n')
+  t.throws(() => loadConfig({ file: `${dir}/broken.yaml` }), /is not valid YAML/)
+  t.throws(() => loadConfig({ file: `${dir}/missing.yaml` }), /cannot read config file/)
+})
+
+t.test('the shipped default config is valid and allows anonymous only until JWT is configured', async (t) => {
+  const config = loadConfig({ file: new URL('../config/default.yaml', import.meta.url).pathname })
+  t.equal(config.auth.anonymous, 'auto')
+  t.equal(config.mqtt.port, 1883)
+  t.equal(config.http.port, 8080)
+})

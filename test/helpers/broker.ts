@@ -1,0 +1,96 @@
+// Test harness: a real broker in-process on free ports, and real MQTT.js clients over TCP or
+// WebSocket. Everything started here is closed by the test's teardown.
+import { connect, type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt'
+import { pino } from 'pino'
+import { createBroker, type BrokerHandle } from '../../src/broker/create-broker.js'
+import type { ConfigInput } from '../../src/broker/config.js'
+
+export type Transport = 'tcp' | 'ws'
+export const transports: Transport[] = ['tcp', 'ws']
+
+interface Teardown { teardown: (fn: () => unknown) => void }
+
+/** A broker on 127.0.0.1 with free ports and anonymous access unless the config says otherwise. */
+export async function startBroker (t: Teardown, config: ConfigInput = {}): Promise<BrokerHandle> {
+  const broker = await createBroker({
+    host: '127.0.0.1',
+    mqtt: { port: 0 },
+    http: { port: 0 },
+    ...config,
+    auth: { anonymous: true, ...config.auth }
+  }, { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) })
+  t.teardown(() => broker.close())
+  return broker
+}
+
+export function brokerUrl (broker: BrokerHandle, transport: Transport): string {
+  return transport === 'tcp'
+    ? `mqtt://127.0.0.1:${broker.addresses.mqtt.port}`
+    : `ws://127.0.0.1:${broker.addresses.http.port}${broker.config.http.websocketPath}`
+}
+
+/** An MQTT.js client that is connected (CONNACK received) when the promise resolves. */
+export async function connectClient (t: Teardown, broker: BrokerHandle, transport: Transport, options: IClientOptions = {}): Promise<MqttClient> {
+  return (await openClient(t, broker, transport, options)).client
+}
+
+/**
+ * Connects and resolves with the client and its CONNACK. `beforeConnack` runs before any packet
+ * arrives, e.g. to collect messages a resumed session delivers right after the CONNACK.
+ */
+export async function openClient (t: Teardown, broker: BrokerHandle, transport: Transport, options: IClientOptions = {}, beforeConnack?: (client: MqttClient) => void): Promise<{ client: MqttClient, connack: IConnackPacket }> {
+  const client = connect(brokerUrl(broker, transport), { reconnectPeriod: 0, connectTimeout: 5000, ...options })
+  t.teardown(() => closeClient(client))
+  beforeConnack?.(client)
+  const connack = await new Promise<IConnackPacket>((resolve, reject) => {
+    client.once('connect', resolve)
+    client.once('error', reject)
+    client.once('close', () => reject(new Error('connection closed before CONNACK')))
+  })
+  return { client, connack }
+}
+
+/** Resolves with the CONNACK error a refused connection gets (MQTT.js reports its code). */
+export async function connectRefused (t: Teardown, url: string, options: IClientOptions = {}): Promise<number> {
+  const client = connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options })
+  t.teardown(() => closeClient(client))
+  return await new Promise<number>((resolve, reject) => {
+    client.once('connect', () => reject(new Error('connection was accepted')))
+    client.once('error', (err: Error & { code?: number }) => resolve(err.code ?? -1))
+  })
+}
+
+export function closeClient (client: MqttClient, force = true): Promise<void> {
+  return new Promise((resolve) => client.end(force, {}, () => resolve()))
+}
+
+/** Subscribes and resolves with the granted QoS per filter, 128 (0x80) for a refused one. */
+export function subscribeGranted (client: MqttClient, filters: Record<string, { qos: 0 | 1 | 2 }>): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    client.subscribe(filters, (err, granted) => {
+      // MQTT.js reports a SUBACK with a 0x80 as an error that carries the packet
+      const suback = (err as { packet?: { granted?: number[] } } | null)?.packet?.granted
+      if (suback !== undefined) resolve(suback)
+      else if (err !== null && err !== undefined) reject(err)
+      else resolve((granted ?? []).map((g) => g.qos))
+    })
+  })
+}
+
+/** Collects the messages a client receives. */
+export function collect (client: MqttClient): Array<{ topic: string, payload: string, packet: IPublishPacket }> {
+  const messages: Array<{ topic: string, payload: string, packet: IPublishPacket }> = []
+  client.on('message', (topic, payload, packet) => messages.push({ topic, payload: payload.toString(), packet }))
+  return messages
+}
+
+/** Waits until `predicate` holds, polling; fails with `what` after `ms`. */
+export async function waitFor (predicate: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
