@@ -5,11 +5,13 @@ import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './broker/config.js'
 import { createBroker } from './broker/create-broker.js'
 import { exitOnSignals } from './broker/lifecycle.js'
+import { signToken } from './acl/jwt.js'
 
 const usage = `Usage: realtime-broker <command> [options]
 
 Commands:
   start     run a broker node
+  token     mint a JWT for development and tests, signed with the configured key
   help      show this help
 
 start options (each overrides its environment variable, which overrides the config file):
@@ -18,6 +20,14 @@ start options (each overrides its environment variable, which overrides the conf
   --mqtt-port N     MQTT over TCP port, 0 = any free port (env MQTT_PORT)
   --http-port N     HTTP/WebSocket port, 0 = any free port (env HTTP_PORT)
   --redis URL       cluster through Redis (env REDIS_URL)
+
+token options (prints only the token):
+  --user NAME       the token's subject (required)
+  --pub FILTER      a topic filter the token may publish to (repeatable)
+  --sub FILTER      a topic filter the token may subscribe to (repeatable)
+  --role NAME       pick a role the config gives the user (repeatable)
+  --ttl SECONDS     lifetime in seconds (default 3600)
+  --config FILE     config file with the signing key (auth.jwt; env JWT_SECRET)
 `
 
 export const defaultConfigFile = fileURLToPath(new URL('../../config/default.yaml', import.meta.url))
@@ -44,11 +54,42 @@ async function start (args: string[]): Promise<void> {
   exitOnSignals(broker)
 }
 
+async function token (args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      user: { type: 'string' },
+      pub: { type: 'string', multiple: true },
+      sub: { type: 'string', multiple: true },
+      role: { type: 'string', multiple: true },
+      ttl: { type: 'string', default: '3600' },
+      config: { type: 'string' }
+    }
+  })
+  if (values.user === undefined || values.user === '') throw new UsageError('token: --user is required')
+  const ttlS = Number(values.ttl)
+  if (!Number.isInteger(ttlS) || ttlS <= 0) throw new UsageError(`token: --ttl expects a positive number of seconds, got ${JSON.stringify(values.ttl)}`)
+  const config = loadConfig({ file: values.config ?? process.env.BROKER_CONFIG ?? defaultConfigFile, env: process.env })
+  if (config.auth.jwt === undefined) throw new UsageError('token: no signing key: set JWT_SECRET or auth.jwt in the config')
+  const minted = signToken(config.auth.jwt, process.env, {
+    user: values.user,
+    ttlS,
+    ...(values.pub === undefined ? {} : { pub: values.pub }),
+    ...(values.sub === undefined ? {} : { sub: values.sub }),
+    ...(values.role === undefined ? {} : { roles: values.role })
+  })
+  process.stdout.write(`${minted}\n`)
+}
+
 async function main (argv: string[]): Promise<void> {
   const [command, ...rest] = argv
   switch (command) {
     case 'start':
       await start(rest)
+      return
+    case 'token':
+      await token(rest)
       return
     case 'help':
     case '--help':

@@ -7,6 +7,8 @@ export interface Identity {
   roles: readonly string[]
   /** When the credentials stop being valid (epoch ms), or null if they never expire. */
   expiresAt: number | null
+  /** The token's `acl` claim, which narrows what the roles grant; null when absent. */
+  tokenAcl: { pub: string[], sub: string[] } | null
 }
 
 /** CONNACK return codes a failed authentication maps to (MQTT 3.1.1 table 3.1). */

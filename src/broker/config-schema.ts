@@ -1,6 +1,8 @@
 // The shape of a complete, validated configuration. Every key is required here because the
 // loader merges the built-in defaults in first; `.strict()` makes an unknown key an error.
 import { z } from 'zod'
+import { jwtAlgorithms } from '../acl/jwt.js'
+import { isValidFilter } from '../acl/topic-pattern.js'
 
 const port = z.number({ error: 'expected a port number (integer 0-65535)' })
   .int('expected a port number (integer 0-65535)')
@@ -19,6 +21,11 @@ const tlsFiles = z.object({
   cert: filePath,
   ca: filePath.optional()
 }).strict()
+
+const algorithm = z.enum(jwtAlgorithms, { error: `expected one of ${jwtAlgorithms.join(', ')} ("none" is never allowed)` })
+
+// An ACL pattern: a valid MQTT filter, placeholders %u and %c as whole levels.
+const grantPattern = z.string().refine((p) => isValidFilter(p), { error: 'expected an MQTT topic filter (wildcards + and # as whole levels, # last)' })
 
 export const configSchema = z.object({
   host: z.string({ error: 'expected a host name or IP address' }).min(1, 'expected a host name or IP address'),
@@ -53,7 +60,46 @@ export const configSchema = z.object({
   }).strict(),
   auth: z.object({
     // 'auto': anonymous clients are accepted only while no JWT key is configured.
-    anonymous: z.union([z.boolean(), z.literal('auto')], { error: 'expected true, false or "auto"' })
+    anonymous: z.union([z.boolean(), z.literal('auto')], { error: 'expected true, false or "auto"' }),
+    jwt: z.object({
+      secret: z.string({ error: 'expected a string (an HMAC secret)' }).min(16, 'expected an HMAC secret of at least 16 characters').optional(),
+      keys: z.array(z.object({
+        kid: z.string().min(1, 'expected a key id').optional(),
+        secret: z.string().min(16, 'expected an HMAC secret of at least 16 characters').optional(),
+        secretEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name').optional(),
+        publicKey: z.string().includes('-----BEGIN', { error: 'expected a PEM public key' }).optional(),
+        publicKeyFile: filePath.optional(),
+        privateKeyFile: filePath.optional(),
+        algorithms: z.array(algorithm).min(1).optional()
+      }).strict()).default([]),
+      algorithms: z.array(algorithm).min(1, 'expected at least one algorithm').default(['HS256']),
+      issuer: z.string().optional(),
+      audience: z.string().optional(),
+      requireExp: z.boolean({ error: 'expected true or false' }).default(true),
+      clockToleranceS: nonNegativeInt('seconds (integer 0-300)').max(300, 'expected seconds (integer 0-300)').default(30),
+      expiryGraceS: nonNegativeInt('seconds (integer >= 0)').default(0),
+      username: z.enum(['empty-or-subject', 'subject'], { error: 'expected "empty-or-subject" or "subject"' }).default('empty-or-subject')
+    }).strict().optional()
+  }).strict(),
+  acl: z.object({
+    roles: z.record(z.string(), z.object({
+      pub: z.array(grantPattern).default([]),
+      sub: z.array(grantPattern).default([]),
+      limits: z.object({
+        maxPublishRate: positiveInt('messages per second (positive integer)').optional(),
+        maxPublishBytesRate: positiveInt('bytes per second (positive integer)').optional(),
+        maxSubscriptions: nonNegativeInt('a count (integer >= 0)').optional(),
+        maxPayloadSize: nonNegativeInt('a size in bytes (integer >= 0)').optional(),
+        maxQos: z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'expected 0, 1 or 2' }).optional()
+      }).strict().optional()
+    }).strict()),
+    users: z.record(z.string(), z.object({ roles: z.array(z.string()) }).strict()),
+    defaultRoles: z.array(z.string()),
+    // What happens to a publish the ACL denies: close the connection, or acknowledge and drop
+    // it (MQTT 3.1.1 allows only these two [MQTT-3.3.5-2]).
+    onPublishDenied: z.enum(['disconnect', 'drop'], { error: 'expected "disconnect" or "drop"' }),
+    // What happens to a publish over a role's rate, payload or QoS limit.
+    onLimitExceeded: z.enum(['disconnect', 'drop'], { error: 'expected "disconnect" or "drop"' })
   }).strict(),
   shutdown: z.object({
     timeoutMs: positiveInt('milliseconds (positive integer)')
@@ -61,6 +107,15 @@ export const configSchema = z.object({
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected one of fatal, error, warn, info, debug, trace, silent' })
   }).strict()
-}).strict()
+}).strict().superRefine((config, ctx) => {
+  const defined = new Set(Object.keys(config.acl.roles))
+  const check = (roles: string[], path: Array<string | number>): void => {
+    roles.forEach((role, i) => {
+      if (!defined.has(role)) ctx.addIssue({ code: 'custom', path: [...path, i], message: `expected a role defined under acl.roles (${[...defined].join(', ')}), got ${JSON.stringify(role)}` })
+    })
+  }
+  check(config.acl.defaultRoles, ['acl', 'defaultRoles'])
+  for (const [user, entry] of Object.entries(config.acl.users)) check(entry.roles, ['acl', 'users', user, 'roles'])
+})
 
 export type BrokerConfig = z.infer<typeof configSchema>

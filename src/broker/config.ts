@@ -31,6 +31,9 @@ export const environmentVariables: ReadonlyArray<{ name: string, path: string, k
   { name: 'MQTTS_PORT', path: 'mqtts.port', kind: 'number' },
   { name: 'HTTP_PORT', path: 'http.port', kind: 'number' },
   { name: 'REDIS_URL', path: 'redis.url', kind: 'string' },
+  { name: 'JWT_SECRET', path: 'auth.jwt.secret', kind: 'string' },
+  { name: 'JWT_ISSUER', path: 'auth.jwt.issuer', kind: 'string' },
+  { name: 'JWT_AUDIENCE', path: 'auth.jwt.audience', kind: 'string' },
   { name: 'ALLOW_ANONYMOUS', path: 'auth.anonymous', kind: 'boolean-or-auto' },
   { name: 'LOG_LEVEL', path: 'log.level', kind: 'string' }
 ]

@@ -7,12 +7,13 @@ import type { Server } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { Aedes } from 'aedes'
 import { createAuthenticator } from '../acl/authenticate.js'
+import { JwtVerifier } from '../acl/jwt.js'
 import { addHealthRoutes } from '../bridge/health.js'
 import { createHttpListener, type Routes } from '../bridge/http-server.js'
 import { attachWebSocketBridge } from '../bridge/websocket.js'
-import { resolveConfig, type BrokerConfig, type ConfigInput } from './config.js'
+import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './config.js'
 import { GuardedConnection, ProtocolViolation } from './guarded-connection.js'
-import { createHooks } from './hooks.js'
+import { BrokerPolicies } from './hooks.js'
 import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
 import { createTcpListener } from './listeners/tcp.js'
 import { createTlsListener } from './listeners/tls.js'
@@ -46,10 +47,19 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const config = resolveConfig(input as ConfigInput)
   const nodeId = config.nodeId === '' ? randomUUID() : config.nodeId
   const logger = options.logger ?? createLogger(config.log.level, nodeId)
-  const anonymous = config.auth.anonymous === 'auto' ? true : config.auth.anonymous
-  warnAboutAccess(config, anonymous, logger)
+  const jwt = createJwtVerifier(config)
+  const anonymous = config.auth.anonymous === 'auto' ? jwt === null : config.auth.anonymous
+  warnAboutAccess(config, anonymous, jwt !== null, logger)
 
-  const hooks = createHooks({ authenticator: createAuthenticator({ anonymous }), limits: config.limits, logger })
+  const policies = new BrokerPolicies({
+    authenticator: createAuthenticator({ anonymous, jwt, username: config.auth.jwt?.username ?? 'empty-or-subject', acl: config.acl }),
+    acl: config.acl,
+    onPublishDenied: config.acl.onPublishDenied,
+    onLimitExceeded: config.acl.onLimitExceeded,
+    expiryGraceS: config.auth.jwt?.expiryGraceS ?? 0,
+    limits: config.limits,
+    logger
+  })
   const aedes = await Aedes.createBroker({
     id: nodeId,
     concurrency: config.limits.concurrency,
@@ -60,8 +70,11 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     maxInflightInbound: config.limits.maxInflightInbound,
     maxClientsIdLength: config.limits.maxClientIdLength,
     maxTopicLevels: config.limits.maxTopicLevels,
-    ...hooks
+    ...policies.hooks()
   })
+  policies.installDropFilter(aedes)
+  aedes.on('clientDisconnect', (client) => policies.forget(client))
+  aedes.on('unsubscribe', (topics, client) => policies.forgetSubscriptions(client, topics))
   aedes.on('clientError', (client, err) => logger.info({ event: 'client.error', clientId: client.id, reason: err.message }, 'client connection closed on error'))
   aedes.on('connectionError', (client, err) => logger.info({ event: 'connection.error', clientId: client.id, reason: err.message }, 'connection closed before CONNECT completed'))
 
@@ -146,7 +159,20 @@ function hostPort ({ host, port }: BoundAddress): string {
   return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
 }
 
-function warnAboutAccess (config: BrokerConfig, anonymous: boolean, logger: Logger): void {
+function createJwtVerifier (config: BrokerConfig): JwtVerifier | null {
+  const jwt = config.auth.jwt
+  if (jwt === undefined || (jwt.secret === undefined && jwt.keys.length === 0)) return null
+  try {
+    return new JwtVerifier(jwt, process.env)
+  } catch (err) {
+    throw new ConfigError(`config: ${(err as Error).message}`)
+  }
+}
+
+function warnAboutAccess (config: BrokerConfig, anonymous: boolean, jwt: boolean, logger: Logger): void {
+  if (!anonymous && !jwt) {
+    logger.warn({ event: 'config.no-auth' }, 'no authentication method is configured and anonymous access is off: every client will be refused')
+  }
   if (anonymous) {
     const loopback = config.host === 'localhost' || config.host.startsWith('127.') || config.host === '::1'
     logger.warn({ event: 'config.anonymous', host: config.host },

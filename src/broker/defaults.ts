@@ -43,6 +43,19 @@ export const defaultOptions = {
     // (what `npm start` uses) says 'auto': anonymous only while no JWT key is configured.
     anonymous: false as boolean | 'auto'
   },
+  acl: {
+    roles: {
+      // Anonymous access is itself opt-in (auth.anonymous); once on, it reaches every topic
+      // that does not start with $, like Mosquitto's allow_anonymous without an ACL file.
+      anonymous: { pub: ['#'], sub: ['#'] },
+      admin: { pub: ['#'], sub: ['#', '$SYS/#', '$presence/#'] }
+    } as Record<string, { pub: string[], sub: string[] }>,
+    users: {} as Record<string, { roles: string[] }>,
+    // No role for authenticated users unless the config names one: deny by default.
+    defaultRoles: [] as string[],
+    onPublishDenied: 'disconnect' as 'disconnect' | 'drop',
+    onLimitExceeded: 'drop' as 'disconnect' | 'drop'
+  },
   shutdown: {
     // Graceful shutdown is bounded: after this the process exits even if clients linger.
     timeoutMs: 10_000

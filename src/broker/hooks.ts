@@ -1,62 +1,204 @@
-// Turns the policies (authentication, limits) into Aedes' hooks, and answers each refusal
-// the way MQTT 3.1.1 says: a CONNACK code, a SUBACK 0x80, or a closed connection.
-import type { AedesOptions, AuthenticateError, Client } from 'aedes'
+// Turns the policies (authentication, authorization, limits) into Aedes' hooks, and answers
+// each refusal the way MQTT 3.1.1 says: a CONNACK code, a SUBACK 0x80, a dropped message
+// or a closed connection. Per-client state lives in a WeakMap keyed by the Aedes client.
+import type { Aedes, AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
+import { compileGrants, type AclConfig, type ClientGrants } from '../acl/authorize.js'
 import type { Identity } from '../acl/identity.js'
+import { TokenBucket } from '../acl/rate-limit.js'
 import { clientIdViolation, topicViolation, type Limits } from './limits.js'
 import type { Logger } from './logger.js'
 
-export type BrokerHooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe'>>
+export type BrokerHooks = Required<Pick<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>
 
 export interface HookParts {
   authenticator: Authenticator
+  acl: AclConfig
+  onPublishDenied: 'disconnect' | 'drop'
+  onLimitExceeded: 'disconnect' | 'drop'
+  /** Seconds a client may stay connected after its token expired. */
+  expiryGraceS: number
   limits: Limits
   logger: Logger
 }
 
-const identities = new WeakMap<Client, Identity>()
-
-/** The identity a connected client authenticated as. */
-export function identityOf (client: Client): Identity | undefined {
-  return identities.get(client)
+export interface ClientState {
+  identity: Identity
+  grants: ClientGrants
+  subscriptions: Set<string>
+  messageBucket: TokenBucket | null
+  byteBucket: TokenBucket | null
+  expiryTimer: NodeJS.Timeout | null
 }
+
+type Will = NonNullable<Parameters<BrokerHooks['preConnect']>[1]['will']>
+
+// setTimeout's longest delay; a token expiring later is re-checked when the timer fires.
+const maxTimerDelay = 2 ** 31 - 1
 
 function refusal (message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError
 }
 
-export function createHooks ({ authenticator, limits, logger }: HookParts): BrokerHooks {
-  return {
-    authenticate (client, username, password, done) {
-      const idViolation = clientIdViolation(client.id, limits)
-      if (idViolation !== null) {
-        logger.warn({ event: 'connect.refused', reason: idViolation }, 'connection refused')
-        // [MQTT-3.1.3-9] an identifier the server rejects gets CONNACK 0x02
-        done(refusal(idViolation, 2), null)
-        return
-      }
-      const result = authenticator({ clientId: client.id, username, password, upgradeToken: undefined })
-      if (!result.ok) {
-        logger.warn({ event: 'auth.failed', clientId: client.id, reason: result.reason, code: result.code }, 'authentication failed')
-        done(refusal(result.reason, result.code), null)
-        return
-      }
-      identities.set(client, result.identity)
-      done(null, true)
-    },
+/** The token from a WebSocket upgrade: `Authorization: Bearer ...` or `?token=...`. */
+function upgradeToken (client: Client): string | undefined {
+  const req = client.req
+  if (req === undefined) return undefined
+  const header = req.headers.authorization
+  if (header !== undefined && /^Bearer /i.test(header)) return header.slice(7).trim()
+  return new URL(req.url ?? '/', 'http://localhost').searchParams.get('token') ?? undefined
+}
 
-    authorizePublish (client, packet, done) {
-      const violation = topicViolation(packet.topic, limits)
-      if (violation !== null) {
-        done(new Error(violation))
-        return
-      }
-      done(null)
-    },
+export class BrokerPolicies {
+  private readonly states = new WeakMap<Client, ClientState>()
+  private readonly wills = new WeakMap<Client, Will>()
+  // Publishes acknowledged but not delivered (policy "drop"); see installDropFilter.
+  private readonly dropped = new WeakSet<PublishPacket>()
 
-    authorizeSubscribe (_client, subscription, done) {
-      // A null subscription makes Aedes answer 0x80 for this filter only.
-      done(null, topicViolation(subscription.topic, limits) === null ? subscription : null)
+  constructor (private readonly parts: HookParts) {}
+
+  stateOf (client: Client): ClientState | undefined {
+    return this.states.get(client)
+  }
+
+  /** Forgets a client that disconnected. */
+  forget (client: Client): void {
+    const state = this.states.get(client)
+    if (state?.expiryTimer != null) clearTimeout(state.expiryTimer)
+    this.states.delete(client)
+  }
+
+  forgetSubscriptions (client: Client, topics: string[]): void {
+    const state = this.states.get(client)
+    if (state !== undefined) for (const topic of topics) state.subscriptions.delete(topic)
+  }
+
+  /**
+   * Makes the broker skip publishes the policy chose to drop: MQTT 3.1.1 lets a server
+   * acknowledge a PUBLISH it will not deliver [MQTT-3.3.5-2]; Aedes has no hook for that, so
+   * its publish step is wrapped to skip packets marked in authorizePublish.
+   */
+  installDropFilter (aedes: Aedes): void {
+    // Aedes' handlers call publish(packet, client, done); its typings only declare (packet, done).
+    type InternalPublish = (packet: PublishPacket, client: Client | null, done: (err?: Error) => void) => void
+    const target = aedes as unknown as { publish: InternalPublish }
+    const publish = target.publish.bind(aedes)
+    const dropped = this.dropped
+    target.publish = function (packet, client, done) {
+      if (dropped.has(packet)) setImmediate(done)
+      else publish(packet, client, done)
     }
+  }
+
+  hooks (): BrokerHooks {
+    const { parts } = this
+    const { logger } = parts
+    return {
+      preConnect: (client, packet, done) => {
+        if (packet.will != null) this.wills.set(client, packet.will)
+        done(null, true)
+      },
+
+      authenticate: (client, username, password, done) => {
+        const refuse = (code: number, reason: string, event = 'auth.failed'): void => {
+          logger.warn({ event, clientId: client.id, reason, code }, 'connection refused')
+          done(refusal(reason, code), null)
+        }
+        const idViolation = clientIdViolation(client.id, parts.limits)
+        // [MQTT-3.1.3-9] an identifier the server rejects gets CONNACK 0x02
+        if (idViolation !== null) return refuse(2, idViolation, 'connect.refused')
+        const result = parts.authenticator({ clientId: client.id, username, password, upgradeToken: upgradeToken(client) })
+        if (!result.ok) return refuse(result.code, result.reason)
+        const { identity } = result
+        const compiled = compileGrants(identity, client.id, parts.acl)
+        if (!compiled.ok) return refuse(compiled.culprit === 'clientId' ? 2 : 5, compiled.reason)
+        const { grants } = compiled
+        // A will is a publish by its owner, authorized at connect time.
+        const will = this.wills.get(client)
+        if (will !== undefined && (will.topic.startsWith('$') || !grants.canPublish(will.topic))) {
+          return refuse(5, `will topic ${will.topic} is not authorized`, 'acl.denied')
+        }
+        const { limits } = grants
+        this.states.set(client, {
+          identity,
+          grants,
+          subscriptions: new Set(),
+          messageBucket: limits.maxPublishRate === undefined ? null : new TokenBucket(limits.maxPublishRate),
+          byteBucket: limits.maxPublishBytesRate === undefined ? null : new TokenBucket(limits.maxPublishBytesRate),
+          expiryTimer: identity.expiresAt === null ? null : this.scheduleExpiry(client, identity.expiresAt + parts.expiryGraceS * 1000)
+        })
+        done(null, true)
+      },
+
+      authorizePublish: (client, packet, done) => {
+        // null: Aedes publishes the will of a client that is gone; it was authorized at connect.
+        if (client === null) return done(null)
+        const state = this.states.get(client)
+        const deny = (policy: 'disconnect' | 'drop', event: string, reason: string): void => {
+          logger.warn({ event, action: 'publish', clientId: client.id, user: state?.identity.user ?? null, topic: packet.topic, reason }, 'publish refused')
+          if (policy === 'drop') {
+            this.dropped.add(packet)
+            done(null)
+          } else {
+            done(new Error(reason))
+          }
+        }
+        const violation = topicViolation(packet.topic, parts.limits)
+        if (violation !== null) return done(new Error(violation))
+        if (state === undefined) return done(new Error('client is not authenticated'))
+        // $SYS and $presence are written only by the broker itself.
+        if (packet.topic.startsWith('$')) return deny(parts.onPublishDenied, 'acl.denied', 'topics starting with $ are reserved to the broker')
+        if (!state.grants.canPublish(packet.topic)) return deny(parts.onPublishDenied, 'acl.denied', 'not granted')
+        const { limits } = state.grants
+        const size = packet.payload.length
+        if (limits.maxPayloadSize !== undefined && size > limits.maxPayloadSize) return deny(parts.onLimitExceeded, 'limit.exceeded', `payload over ${limits.maxPayloadSize} bytes`)
+        if (limits.maxQos !== undefined && packet.qos > limits.maxQos) return deny(parts.onLimitExceeded, 'limit.exceeded', `QoS over ${limits.maxQos}`)
+        if (state.messageBucket !== null && !state.messageBucket.take(1)) return deny(parts.onLimitExceeded, 'limit.exceeded', `over ${limits.maxPublishRate} messages per second`)
+        if (state.byteBucket !== null && !state.byteBucket.take(size)) return deny(parts.onLimitExceeded, 'limit.exceeded', `over ${limits.maxPublishBytesRate} bytes per second`)
+        done(null)
+      },
+
+      authorizeSubscribe: (client, subscription, done) => {
+        const state = this.states.get(client)
+        const refuse = (event: string, reason: string): void => {
+          logger.warn({ event, action: 'subscribe', clientId: client.id, user: state?.identity.user ?? null, topic: subscription.topic, reason }, 'subscription refused')
+          // A null subscription makes Aedes answer 0x80 for this filter only.
+          done(null, null)
+        }
+        const violation = topicViolation(subscription.topic, parts.limits)
+        if (violation !== null) return refuse('limit.exceeded', violation)
+        if (state === undefined) return refuse('acl.denied', 'client is not authenticated')
+        if (!state.grants.canSubscribe(subscription.topic)) return refuse('acl.denied', 'not granted')
+        const { limits } = state.grants
+        if (limits.maxSubscriptions !== undefined && !state.subscriptions.has(subscription.topic) && state.subscriptions.size >= limits.maxSubscriptions) {
+          return refuse('limit.exceeded', `over ${limits.maxSubscriptions} subscriptions`)
+        }
+        state.subscriptions.add(subscription.topic)
+        if (limits.maxQos !== undefined && subscription.qos > limits.maxQos) subscription.qos = limits.maxQos
+        done(null, subscription)
+      },
+
+      // The second line of defence: a message reaches a client only on a topic it may read,
+      // whether live, retained or queued while it was offline.
+      authorizeForward: (client, packet) => {
+        const state = this.states.get(client)
+        return state !== undefined && state.grants.canRead(packet.topic) ? packet : null
+      }
+    }
+  }
+
+  private scheduleExpiry (client: Client, at: number): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      const state = this.states.get(client)
+      if (state === undefined) return
+      if (Date.now() < at) {
+        state.expiryTimer = this.scheduleExpiry(client, at)
+        return
+      }
+      this.parts.logger.info({ event: 'auth.expired', clientId: client.id, user: state.identity.user }, 'token expired: disconnecting client')
+      client.close()
+    }, Math.max(0, Math.min(at - Date.now(), maxTimerDelay)))
+    timer.unref()
+    return timer
   }
 }

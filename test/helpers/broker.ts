@@ -57,6 +57,8 @@ export async function connectRefused (t: Teardown, url: string, options: IClient
   return await new Promise<number>((resolve, reject) => {
     client.once('connect', () => reject(new Error('connection was accepted')))
     client.once('error', (err: Error & { code?: number }) => resolve(err.code ?? -1))
+    // closed without a CONNACK
+    client.once('close', () => resolve(-1))
   })
 }
 
