@@ -4,7 +4,10 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './broker/config.js'
 import { createBroker } from './broker/create-broker.js'
+import cluster from 'node:cluster'
 import { exitOnSignals } from './broker/lifecycle.js'
+import { createLogger } from './broker/logger.js'
+import { superviseWorkers, workerCount } from './broker/workers.js'
 import { signToken } from './acl/jwt.js'
 
 const usage = `Usage: realtime-broker <command> [options]
@@ -20,6 +23,7 @@ start options (each overrides its environment variable, which overrides the conf
   --mqtt-port N     MQTT over TCP port, 0 = any free port (env MQTT_PORT)
   --http-port N     HTTP/WebSocket port, 0 = any free port (env HTTP_PORT)
   --redis URL       cluster through Redis (env REDIS_URL)
+  --workers N       broker processes on this machine, or "auto" (env WORKERS; needs Redis)
 
 token options (prints only the token):
   --user NAME       the token's subject (required)
@@ -37,7 +41,8 @@ const startFlags = {
   host: 'host',
   'mqtt-port': 'mqtt.port',
   'http-port': 'http.port',
-  redis: 'redis.url'
+  redis: 'redis.url',
+  workers: 'workers'
 } as const
 
 async function start (args: string[]): Promise<void> {
@@ -50,7 +55,14 @@ async function start (args: string[]): Promise<void> {
   })
   const file = values.config ?? process.env.BROKER_CONFIG ?? defaultConfigFile
   const config = loadConfig({ file: String(file), env: process.env, flags })
-  const broker = await createBroker(config, { announce: (line) => process.stdout.write(`realtime-broker: ${line}\n`) })
+  const announce = (line: string): void => { process.stdout.write(`realtime-broker: ${line}\n`) }
+  const workers = workerCount(config)
+  if (workers > 1 && cluster.isPrimary) {
+    const logger = createLogger(config.log.level, `${config.nodeId === '' ? 'primary' : config.nodeId}`)
+    process.exit(await superviseWorkers(workers, logger, announce))
+  }
+  const nodeId = config.nodeId !== '' && cluster.isWorker ? `${config.nodeId}-${cluster.worker?.id ?? 0}` : config.nodeId
+  const broker = await createBroker({ ...config, nodeId }, { announce })
   exitOnSignals(broker)
 }
 

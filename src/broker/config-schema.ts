@@ -44,8 +44,14 @@ export const configSchema = z.object({
     tls: tlsFiles.optional()
   }).strict(),
   redis: z.object({
-    url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
+    url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+    // Prefix of every key and pub/sub channel, so several brokers can share one Redis.
+    keyPrefix: z.string().regex(/^[\w:.-]*$/, 'expected letters, digits, _ : . or -').default('')
   }).strict().optional(),
+  workers: z.union([positiveInt('a number of processes (positive integer) or "auto"').max(64, 'expected at most 64'), z.literal('auto')], { error: 'expected a number of processes or "auto"' }),
+  cluster: z.object({
+    heartbeatIntervalMs: positiveInt('milliseconds (positive integer)')
+  }).strict(),
   limits: z.object({
     maxPacketSize: positiveInt('a size in bytes (positive integer)').max(268_435_455, 'expected at most 268435455 (the MQTT maximum)'),
     maxClientIdLength: positiveInt('a length (positive integer)').max(65535, 'expected at most 65535'),
@@ -102,7 +108,8 @@ export const configSchema = z.object({
     onLimitExceeded: z.enum(['disconnect', 'drop'], { error: 'expected "disconnect" or "drop"' })
   }).strict(),
   shutdown: z.object({
-    timeoutMs: positiveInt('milliseconds (positive integer)')
+    timeoutMs: positiveInt('milliseconds (positive integer)'),
+    drainMs: nonNegativeInt('milliseconds (integer >= 0)')
   }).strict(),
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected one of fatal, error, warn, info, debug, trace, silent' })
@@ -115,6 +122,12 @@ export const configSchema = z.object({
     })
   }
   check(config.acl.defaultRoles, ['acl', 'defaultRoles'])
+  if (config.workers !== 1 && config.redis === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['workers'], message: 'expected 1 without Redis: several worker processes share sessions and messages only through Redis (set redis.url, REDIS_URL or --redis)' })
+  }
+  if (config.shutdown.drainMs >= config.shutdown.timeoutMs) {
+    ctx.addIssue({ code: 'custom', path: ['shutdown', 'drainMs'], message: `expected less than shutdown.timeoutMs (${config.shutdown.timeoutMs})` })
+  }
   for (const [user, entry] of Object.entries(config.acl.users)) check(entry.roles, ['acl', 'users', user, 'roles'])
 })
 

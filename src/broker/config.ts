@@ -21,7 +21,7 @@ type Plain = Record<string, unknown>
 export type ConfigInput = DeepPartial<BrokerConfig>
 type DeepPartial<T> = T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
 
-type ValueKind = 'string' | 'number' | 'boolean-or-auto'
+type ValueKind = 'string' | 'number' | 'boolean-or-auto' | 'count-or-auto'
 
 /** Environment variables and the config key each one sets. */
 export const environmentVariables: ReadonlyArray<{ name: string, path: string, kind: ValueKind }> = [
@@ -31,6 +31,8 @@ export const environmentVariables: ReadonlyArray<{ name: string, path: string, k
   { name: 'MQTTS_PORT', path: 'mqtts.port', kind: 'number' },
   { name: 'HTTP_PORT', path: 'http.port', kind: 'number' },
   { name: 'REDIS_URL', path: 'redis.url', kind: 'string' },
+  { name: 'REDIS_KEY_PREFIX', path: 'redis.keyPrefix', kind: 'string' },
+  { name: 'WORKERS', path: 'workers', kind: 'count-or-auto' },
   { name: 'JWT_SECRET', path: 'auth.jwt.secret', kind: 'string' },
   { name: 'JWT_ISSUER', path: 'auth.jwt.issuer', kind: 'string' },
   { name: 'JWT_AUDIENCE', path: 'auth.jwt.audience', kind: 'string' },
@@ -128,6 +130,7 @@ function originOf (path: string, origins: Map<string, string>): string {
 }
 
 function convert (raw: string, kind: ValueKind): unknown {
+  if (kind === 'count-or-auto') return raw === 'auto' ? raw : convert(raw, 'number')
   if (kind === 'number') return /^-?\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : raw
   if (kind === 'boolean-or-auto') {
     if (raw === 'true' || raw === '1') return true

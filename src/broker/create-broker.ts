@@ -5,7 +5,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http'
 import { isIPv6 } from 'node:net'
 import type { Server } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { Aedes } from 'aedes'
+import { Aedes, type Client } from 'aedes'
 import { createAuthenticator } from '../acl/authenticate.js'
 import { JwtVerifier } from '../acl/jwt.js'
 import { addHealthRoutes } from '../bridge/health.js'
@@ -18,6 +18,7 @@ import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
 import { createTcpListener } from './listeners/tcp.js'
 import { createTlsListener } from './listeners/tls.js'
 import { createLogger, type Logger } from './logger.js'
+import { createStorage } from './storage.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -33,7 +34,7 @@ export interface BrokerHandle {
   readonly logger: Logger
   readonly nodeId: string
   readonly addresses: BrokerAddresses
-  /** Stops accepting, disconnects every client; bounded in time. */
+  /** Stops accepting, drains and disconnects every client, closes storage; bounded in time. */
   close: () => Promise<void>
 }
 
@@ -60,8 +61,12 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     limits: config.limits,
     logger
   })
+  const storage = createStorage(config, logger)
   const aedes = await Aedes.createBroker({
     id: nodeId,
+    ...(storage.persistence === undefined ? {} : { persistence: storage.persistence }),
+    ...(storage.mq === undefined ? {} : { mq: storage.mq }),
+    heartbeatInterval: config.cluster.heartbeatIntervalMs,
     concurrency: config.limits.concurrency,
     queueLimit: config.limits.queueLimit,
     connectTimeout: config.limits.connectTimeoutMs,
@@ -104,7 +109,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     }
 
     const routes: Routes = new Map()
-    addHealthRoutes(routes, { checks: () => ({ listeners: ready }) })
+    addHealthRoutes(routes, { checks: (): Record<string, boolean> => storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready } })
     const httpServer: HttpServer = createHttpListener(routes, config.http.tls, (err) => logger.error({ err }, 'HTTP handler failed'))
     servers.push({ name: 'http', server: httpServer })
     const secureWeb = config.http.tls !== undefined
@@ -126,10 +131,12 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
         ready = false
         logger.info({ event: 'shutdown.start' }, 'shutting down')
         const stopped = Promise.all(servers.map(({ server }) => closeServer(server)))
+        await drainClients(aedes, config.shutdown.drainMs)
         for (const client of wss.clients) client.terminate()
-        await bounded(new Promise<void>((resolve) => aedes.close(() => resolve())), config.shutdown.timeoutMs)
+        await bounded(new Promise<void>((resolve) => aedes.close(() => resolve())), config.shutdown.timeoutMs - config.shutdown.drainMs)
         httpServer.closeAllConnections()
         await bounded(stopped, config.shutdown.timeoutMs)
+        await bounded(storage.close(), config.shutdown.timeoutMs)
         logger.info({ event: 'shutdown.done' }, 'broker closed')
       })()
       return closing
@@ -146,7 +153,24 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   } catch (err) {
     await Promise.all(servers.map(({ server }) => closeServer(server)))
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
+    await storage.close()
     throw err
+  }
+}
+
+/**
+ * Closes the connected clients spread evenly over `ms`, so that in a rolling deploy they
+ * reconnect to the other nodes gradually, sessions intact. 0 leaves them to aedes.close().
+ */
+async function drainClients (aedes: Aedes, ms: number): Promise<void> {
+  if (ms === 0) return
+  // Aedes keeps its connected clients in `clients`, which its typings leave out.
+  const clients = Object.values((aedes as unknown as { clients: Record<string, Client> }).clients)
+  if (clients.length === 0) return
+  const pause = ms / clients.length
+  for (const client of clients) {
+    client.close()
+    await new Promise((resolve) => setTimeout(resolve, pause))
   }
 }
 

@@ -56,9 +56,19 @@ export const defaultOptions = {
     onPublishDenied: 'disconnect' as 'disconnect' | 'drop',
     onLimitExceeded: 'drop' as 'disconnect' | 'drop'
   },
+  // Broker processes on this machine (node:cluster); 'auto' = one per core. Needs Redis.
+  workers: 1 as number | 'auto',
+  cluster: {
+    // Aedes' broker heartbeat: a node silent for 3 beats is dead, and the wills of its
+    // clients are published by the others within about 4 beats.
+    heartbeatIntervalMs: 5_000
+  },
   shutdown: {
     // Graceful shutdown is bounded: after this the process exits even if clients linger.
-    timeoutMs: 10_000
+    timeoutMs: 10_000,
+    // Clients are disconnected spread over this period, so a rolling deploy does not send
+    // them all to the other nodes at once. 0 = all at once.
+    drainMs: 0
   },
   log: {
     level: 'info'

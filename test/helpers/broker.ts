@@ -39,7 +39,12 @@ export async function connectClient (t: Teardown, broker: BrokerHandle, transpor
  * arrives, e.g. to collect messages a resumed session delivers right after the CONNACK.
  */
 export async function openClient (t: Teardown, broker: BrokerHandle, transport: Transport, options: IClientOptions = {}, beforeConnack?: (client: MqttClient) => void): Promise<{ client: MqttClient, connack: IConnackPacket }> {
-  const client = connect(brokerUrl(broker, transport), { reconnectPeriod: 0, connectTimeout: 5000, ...options })
+  return await openUrl(t, brokerUrl(broker, transport), options, beforeConnack)
+}
+
+/** Like openClient, for a broker known by URL (e.g. a broker process). */
+export async function openUrl (t: Teardown, url: string, options: IClientOptions = {}, beforeConnack?: (client: MqttClient) => void): Promise<{ client: MqttClient, connack: IConnackPacket }> {
+  const client = connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options })
   t.teardown(() => closeClient(client))
   beforeConnack?.(client)
   const connack = await new Promise<IConnackPacket>((resolve, reject) => {

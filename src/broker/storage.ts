@@ -1,0 +1,90 @@
+// The injected parts of Aedes: persistence (sessions, subscriptions, retained, offline
+// queues, wills) and the emitter that carries messages between clients and between nodes.
+// In memory by default; through Redis when redis.url is set.
+import type { EventEmitter } from 'node:events'
+import { Redis, type RedisOptions } from 'ioredis'
+import aedesPersistenceRedis, { type RedisPersistence } from 'aedes-persistence-redis'
+import mqemitterRedis from 'mqemitter-redis'
+import type { BrokerConfig } from './config-schema.js'
+import type { Logger } from './logger.js'
+
+export interface Storage {
+  kind: 'memory' | 'redis'
+  /** For Aedes' `persistence` option; undefined = Aedes' in-memory default. */
+  persistence: RedisPersistence | undefined
+  /** For Aedes' `mq` option; undefined = Aedes' in-memory default. */
+  mq: unknown
+  /** Whether every Redis connection is up (always true in memory). */
+  healthy: () => boolean
+  /** Closes the persistence; Aedes closes the emitter itself. */
+  close: () => Promise<void>
+}
+
+type RedisConfig = NonNullable<BrokerConfig['redis']>
+
+export function createStorage (config: BrokerConfig, logger: Logger): Storage {
+  if (config.redis === undefined) {
+    return { kind: 'memory', persistence: undefined, mq: undefined, healthy: () => true, close: async () => {} }
+  }
+  return createRedisStorage(config.redis, config.limits.concurrency, logger)
+}
+
+function createRedisStorage (redis: RedisConfig, concurrency: number, logger: Logger): Storage {
+  const options: RedisOptions = {
+    // Keep commands queued while Redis is briefly away instead of failing them after 20 tries:
+    // a QoS 1/2 publish then waits for storage rather than being refused.
+    maxRetriesPerRequest: null,
+    retryStrategy: (times) => Math.min(times * 100, 2000),
+    ...(redis.keyPrefix === '' ? {} : { keyPrefix: redis.keyPrefix })
+  }
+  const connections = {
+    persistence: new Redis(redis.url, options),
+    // pub/sub channels are not prefixed by ioredis; the emitter prefixes them itself below
+    subscriber: new Redis(redis.url, { ...options, keyPrefix: '' }),
+    publisher: new Redis(redis.url, { ...options, keyPrefix: '' })
+  }
+  const up = new Map<string, boolean>()
+  for (const [role, connection] of Object.entries(connections)) {
+    up.set(role, false)
+    watchConnection(role, connection, up, logger)
+  }
+  const persistence = aedesPersistenceRedis({ conn: connections.persistence })
+  const emitterOptions = { subConn: connections.subscriber, pubConn: connections.publisher, concurrency, matchEmptyLevels: true }
+  const mq = redis.keyPrefix === ''
+    ? mqemitterRedis(emitterOptions)
+    : new (mqemitterRedis as unknown as { MQEmitterRedisPrefix: new (prefix: string, options: object) => object }).MQEmitterRedisPrefix(redis.keyPrefix, emitterOptions)
+  // mqemitter-redis re-emits Redis errors on `state`; with no listener the process would die.
+  // The connection watchers above already log them, once per state change.
+  ;(mq as { state: EventEmitter }).state.on('error', () => {})
+
+  let closed = false
+  return {
+    kind: 'redis',
+    persistence,
+    mq,
+    healthy: () => [...up.values()].every(Boolean),
+    close: async () => {
+      if (closed) return
+      closed = true
+      await persistence.destroy()
+    }
+  }
+}
+
+/** Logs each state change of a Redis connection once, and tracks whether it is up. */
+function watchConnection (role: string, connection: Redis, up: Map<string, boolean>, logger: Logger): void {
+  let lastError = ''
+  connection.on('ready', () => {
+    if (up.get(role) !== true) logger.info({ event: 'redis.up', connection: role }, 'Redis connection ready')
+    up.set(role, true)
+    lastError = ''
+  })
+  connection.on('error', (err: Error) => {
+    if (err.message !== lastError) logger.warn({ event: 'redis.error', connection: role, reason: err.message }, 'Redis connection error')
+    lastError = err.message
+  })
+  connection.on('close', () => {
+    if (up.get(role) === true) logger.warn({ event: 'redis.down', connection: role }, 'Redis connection lost; reconnecting')
+    up.set(role, false)
+  })
+}
