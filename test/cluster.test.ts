@@ -5,7 +5,7 @@ import { spawnBroker, type BrokerProcess } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
 
 const url = (node: BrokerProcess): string => `mqtt://127.0.0.1:${node.mqttPort}`
-type T = Parameters<Parameters<typeof t.test>[1]>[0]
+type T = { teardown: (fn: () => unknown) => void }
 
 async function threeNodes (t: T, redisUrl: string): Promise<BrokerProcess[]> {
   return await Promise.all(['a', 'b', 'c'].map((id) => spawnBroker(t, ['--redis', redisUrl], { NODE_ID: `node-${id}`, LOG_LEVEL: 'warn' })))
