@@ -8,7 +8,8 @@ const required = [
   { command: 'redis-server', pkg: 'redis-server' },
   { command: 'mosquitto_pub', pkg: 'mosquitto-clients' },
   { command: 'mosquitto_sub', pkg: 'mosquitto-clients' },
-  { command: 'openssl', pkg: 'openssl' }
+  { command: 'openssl', pkg: 'openssl' },
+  { command: 'haproxy', pkg: 'haproxy' }
 ]
 
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0

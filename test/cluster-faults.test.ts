@@ -110,10 +110,18 @@ t.test('Redis restarted mid-stream: nodes recover by themselves, acknowledged me
   await sleep(300)
   const acked = new Set<number>()
   let restarted: Promise<void> | null = null
+  let readyDuringOutage = 0
   await publishStream(pub, 1500, acked, (n) => {
-    if (n === 500 && restarted === null) restarted = redis.stop().then(() => sleep(500)).then(() => redis.start())
+    if (n === 500 && restarted === null) {
+      restarted = redis.stop().then(async () => {
+        await sleep(300)
+        readyDuringOutage = (await fetch(`http://127.0.0.1:${a.httpPort}/readyz`)).status
+        await redis.start()
+      })
+    }
   })
   await restarted
+  t.equal(readyDuringOutage, 503, '/readyz answered 503 while Redis was down')
   t.equal(acked.size, 1500, 'publishes waited for Redis and were acknowledged once stored')
   const ready = await (await fetch(`http://127.0.0.1:${a.httpPort}/readyz`)).json() as { checks: { redis: boolean } }
   t.equal(ready.checks.redis, true, 'the node is ready again')
