@@ -41,6 +41,10 @@ export const configSchema = z.object({
     port,
     websocketPath: z.string().regex(/^\/[\w\-./]*$/, 'expected a URL path starting with "/"'),
     maxWebSocketFrame: positiveInt('a size in bytes (positive integer)'),
+    // Serve the demo pages at / and the browser SDK at /sdk/realtime.js.
+    demos: z.boolean({ error: 'expected true or false' }),
+    // POST /api/v1/dev/token mints tokens for anyone who asks: development only.
+    devTokens: z.boolean({ error: 'expected true or false' }),
     tls: tlsFiles.optional()
   }).strict(),
   redis: z.object({

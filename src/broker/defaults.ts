@@ -16,7 +16,10 @@ export const defaultOptions = {
     port: 8080,
     websocketPath: '/mqtt',
     // WebSocket frames above this are refused by `ws` before they are buffered whole.
-    maxWebSocketFrame: 1024 * 1024 + 16
+    maxWebSocketFrame: 1024 * 1024 + 16,
+    demos: true,
+    // Never on by default: it hands out tokens to anyone who can reach the port.
+    devTokens: false
   },
   limits: {
     // MQTT allows 256 MiB; EMQX defaults to 1 MiB. Larger packets close the connection.
