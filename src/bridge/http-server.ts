@@ -6,8 +6,22 @@ import { readTlsFiles, type TlsFiles } from '../broker/listeners/tls.js'
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>
 
-/** Routes keyed by `METHOD /path`, e.g. `GET /healthz`. */
+/**
+ * Routes keyed by `METHOD /path`, e.g. `GET /healthz`. A key ending in `/*` matches every
+ * path under its prefix (`GET /api/v1/admin/clients/*`); the longest prefix wins.
+ */
 export type Routes = Map<string, RouteHandler>
+
+function findRoute (routes: Routes, method: string, path: string): RouteHandler | undefined {
+  const exact = routes.get(`${method} ${path}`)
+  if (exact !== undefined) return exact
+  for (let cut = path.lastIndexOf('/'); cut >= 0; cut = path.lastIndexOf('/', cut - 1)) {
+    const prefixed = routes.get(`${method} ${path.slice(0, cut)}/*`)
+    if (prefixed !== undefined) return prefixed
+    if (cut === 0) break
+  }
+  return undefined
+}
 
 export function sendJson (res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body)
@@ -18,9 +32,9 @@ export function sendJson (res: ServerResponse, status: number, body: unknown): v
 export function createHttpListener (routes: Routes, tls: TlsFiles | undefined, onError: (err: Error) => void): Server {
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://localhost')
-    const route = routes.get(`${req.method ?? 'GET'} ${url.pathname}`)
+    const route = findRoute(routes, req.method ?? 'GET', url.pathname)
     if (route === undefined) {
-      const allowed = [...routes.keys()].filter((key) => key.endsWith(` ${url.pathname}`)).map((key) => key.split(' ')[0])
+      const allowed = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH'].filter((method) => findRoute(routes, method, url.pathname) !== undefined)
       if (allowed.length > 0) {
         res.setHeader('allow', allowed.join(', '))
         sendJson(res, 405, { error: 'method not allowed' })
