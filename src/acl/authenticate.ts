@@ -19,17 +19,17 @@ export function createAuthenticator (options: AuthenticatorOptions): Authenticat
     const token = password !== undefined && password.length > 0 ? password.toString('utf8') : upgradeToken
     if (token === undefined) {
       if (options.anonymous) return { ok: true, identity: { user: null, roles: resolveRoles(null, null, options.acl), expiresAt: null, tokenAcl: null } }
-      return { ok: false, code: ConnackCode.NotAuthorized, reason: options.jwt === null ? 'anonymous access is disabled and no authentication method is configured' : 'no token presented' }
+      return { ok: false, code: ConnackCode.NotAuthorized, kind: 'no_credentials', reason: options.jwt === null ? 'anonymous access is disabled and no authentication method is configured' : 'no token presented' }
     }
     if (options.jwt === null) {
       if (options.anonymous) return { ok: true, identity: { user: null, roles: resolveRoles(null, null, options.acl), expiresAt: null, tokenAcl: null } }
-      return { ok: false, code: ConnackCode.BadUsernameOrPassword, reason: 'credentials presented but no authentication method is configured' }
+      return { ok: false, code: ConnackCode.BadUsernameOrPassword, kind: 'bad_token', reason: 'credentials presented but no authentication method is configured' }
     }
     const verified = options.jwt.verify(token)
-    if (!verified.ok) return { ok: false, code: ConnackCode.BadUsernameOrPassword, reason: `invalid token: ${verified.reason}` }
+    if (!verified.ok) return { ok: false, code: ConnackCode.BadUsernameOrPassword, kind: 'bad_token', reason: `invalid token: ${verified.reason}` }
     const { claims } = verified
     const nameOk = options.username === 'subject' ? username === claims.sub : username === undefined || username === '' || username === claims.sub
-    if (!nameOk) return { ok: false, code: ConnackCode.BadUsernameOrPassword, reason: 'user name does not match the token subject' }
+    if (!nameOk) return { ok: false, code: ConnackCode.BadUsernameOrPassword, kind: 'username_mismatch', reason: 'user name does not match the token subject' }
     const roles = resolveRoles(claims.sub, claims.roles, options.acl)
     return {
       ok: true,

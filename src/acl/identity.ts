@@ -17,9 +17,12 @@ export const enum ConnackCode {
   NotAuthorized = 5
 }
 
+/** Why authentication failed, in a bounded set (a metrics label). */
+export type AuthFailureKind = 'no_credentials' | 'bad_token' | 'username_mismatch' | 'identifier_rejected' | 'will_denied' | 'unsafe_identity'
+
 export type AuthResult =
   | { ok: true, identity: Identity }
-  | { ok: false, code: ConnackCode, reason: string }
+  | { ok: false, code: ConnackCode, kind: AuthFailureKind, reason: string }
 
 /** What a client presents when it connects. */
 export interface Credentials {

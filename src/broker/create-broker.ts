@@ -8,7 +8,9 @@ import type { Duplex } from 'node:stream'
 import { Aedes, type Client } from 'aedes'
 import { createAuthenticator } from '../acl/authenticate.js'
 import { JwtVerifier } from '../acl/jwt.js'
+import { addAdminRoutes } from '../bridge/admin.js'
 import { addHealthRoutes } from '../bridge/health.js'
+import { addMetricsRoute } from '../bridge/metrics.js'
 import { createHttpListener, type Routes } from '../bridge/http-server.js'
 import { attachWebSocketBridge } from '../bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './config.js'
@@ -18,6 +20,7 @@ import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
 import { createTcpListener } from './listeners/tcp.js'
 import { createTlsListener } from './listeners/tls.js'
 import { createLogger, type Logger } from './logger.js'
+import { BrokerMetrics } from './metrics.js'
 import { createStorage } from './storage.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
@@ -52,19 +55,24 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const anonymous = config.auth.anonymous === 'auto' ? jwt === null : config.auth.anonymous
   warnAboutAccess(config, anonymous, jwt !== null, logger)
 
+  const storage = createStorage(config, logger)
+  const metrics = new BrokerMetrics(nodeId, { retainedCount: storage.retainedCount, redisState: storage.redisState })
+  const authenticator = createAuthenticator({ anonymous, jwt, username: config.auth.jwt?.username ?? 'empty-or-subject', acl: config.acl })
+  const audit = logger.child({ audit: true })
   const policies = new BrokerPolicies({
-    authenticator: createAuthenticator({ anonymous, jwt, username: config.auth.jwt?.username ?? 'empty-or-subject', acl: config.acl }),
+    authenticator,
     acl: config.acl,
     onPublishDenied: config.acl.onPublishDenied,
     onLimitExceeded: config.acl.onLimitExceeded,
     expiryGraceS: config.auth.jwt?.expiryGraceS ?? 0,
     limits: config.limits,
-    logger
+    logger,
+    audit,
+    metrics
   })
-  const storage = createStorage(config, logger)
   const aedes = await Aedes.createBroker({
     id: nodeId,
-    ...(storage.persistence === undefined ? {} : { persistence: storage.persistence }),
+    persistence: storage.persistence,
     ...(storage.mq === undefined ? {} : { mq: storage.mq }),
     heartbeatInterval: config.cluster.heartbeatIntervalMs,
     concurrency: config.limits.concurrency,
@@ -78,18 +86,40 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     ...policies.hooks()
   })
   policies.installDropFilter(aedes)
-  aedes.on('clientDisconnect', (client) => policies.forget(client))
+  // Aedes keeps its connected clients in `clients`, which its typings leave out.
+  const holders = (aedes as unknown as { clients: Record<string, Client> }).clients
+  aedes.on('clientReady', (client) => {
+    const state = policies.stateOf(client)
+    if (state !== undefined) metrics.clientConnected(state.connection.transport)
+  })
+  aedes.on('clientDisconnect', (client) => policies.forget(client, holders[client.id], 'client'))
+  aedes.on('keepaliveTimeout', (client) => policies.noteCloseReason(client, 'keepalive_timeout'))
   aedes.on('unsubscribe', (topics, client) => policies.forgetSubscriptions(client, topics))
-  aedes.on('clientError', (client, err) => logger.info({ event: 'client.error', clientId: client.id, reason: err.message }, 'client connection closed on error'))
-  aedes.on('connectionError', (client, err) => logger.info({ event: 'connection.error', clientId: client.id, reason: err.message }, 'connection closed before CONNECT completed'))
+  aedes.on('clientError', (client, err) => {
+    logger.info({ event: 'client.error', clientId: client.id, reason: err.message }, 'client connection closed on error')
+    // Aedes' drainTimeout: the client stopped reading, what it was sent is lost to it
+    if (err.message === 'drain timeout') {
+      metrics.messageDropped('slow_consumer')
+      policies.noteCloseReason(client, 'slow_consumer')
+    } else {
+      policies.noteCloseReason(client, 'error')
+    }
+  })
+  aedes.on('connectionError', (client, err) => {
+    logger.info({ event: 'connection.error', clientId: client.id, reason: err.message }, 'connection closed before CONNECT completed')
+    if (err.message === 'Client queue limit reached') metrics.messageDropped('queue_limit')
+  })
 
   const accept = (transport: Transport) => (stream: Duplex, req?: IncomingMessage): void => {
     const remote = req?.socket.remoteAddress ?? (stream as { remoteAddress?: string }).remoteAddress
     const guarded = new GuardedConnection(stream, config.limits.maxPacketSize)
+    policies.registerConnection(guarded, { transport, remote })
+    const client = aedes.handle(guarded, req)
     guarded.on('error', (err: Error) => {
-      if (err instanceof ProtocolViolation) logger.warn({ event: 'protocol.violation', transport, remote, reason: err.message }, 'connection closed: protocol violation')
+      if (!(err instanceof ProtocolViolation)) return
+      logger.warn({ event: 'protocol.violation', transport, remote, reason: err.message }, 'connection closed: protocol violation')
+      policies.noteCloseReason(client, 'protocol_violation')
     })
-    aedes.handle(guarded, req)
   }
 
   const servers: Array<{ name: string, server: Server }> = []
@@ -109,6 +139,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     }
 
     const routes: Routes = new Map()
+    addMetricsRoute(routes, metrics)
+    addAdminRoutes(routes, { aedes, nodeId, policies, authenticator, audit })
     addHealthRoutes(routes, { checks: (): Record<string, boolean> => storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready } })
     const httpServer: HttpServer = createHttpListener(routes, config.http.tls, (err) => logger.error({ err }, 'HTTP handler failed'))
     servers.push({ name: 'http', server: httpServer })
@@ -131,7 +163,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
         ready = false
         logger.info({ event: 'shutdown.start' }, 'shutting down')
         const stopped = Promise.all(servers.map(({ server }) => closeServer(server)))
-        await drainClients(aedes, config.shutdown.drainMs)
+        await drainClients(aedes, policies, config.shutdown.drainMs)
         for (const client of wss.clients) client.terminate()
         await bounded(new Promise<void>((resolve) => aedes.close(() => resolve())), config.shutdown.timeoutMs - config.shutdown.drainMs)
         httpServer.closeAllConnections()
@@ -160,17 +192,14 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
 
 /**
  * Closes the connected clients spread evenly over `ms`, so that in a rolling deploy they
- * reconnect to the other nodes gradually, sessions intact. 0 leaves them to aedes.close().
+ * reconnect to the other nodes gradually, sessions intact. 0 closes them all at once.
  */
-async function drainClients (aedes: Aedes, ms: number): Promise<void> {
-  if (ms === 0) return
-  // Aedes keeps its connected clients in `clients`, which its typings leave out.
-  const clients = Object.values((aedes as unknown as { clients: Record<string, Client> }).clients)
-  if (clients.length === 0) return
-  const pause = ms / clients.length
+async function drainClients (aedes: Aedes, policies: BrokerPolicies, ms: number): Promise<void> {
+  const clients = [...policies.clients(aedes)].map(({ client }) => client)
+  const pause = clients.length === 0 ? 0 : ms / clients.length
   for (const client of clients) {
-    client.close()
-    await new Promise((resolve) => setTimeout(resolve, pause))
+    policies.disconnect(client, 'shutdown')
+    if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause))
   }
 }
 

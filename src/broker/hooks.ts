@@ -4,10 +4,11 @@
 import type { Aedes, AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, type AclConfig, type ClientGrants } from '../acl/authorize.js'
-import type { Identity } from '../acl/identity.js'
+import type { AuthFailureKind, Identity } from '../acl/identity.js'
 import { TokenBucket } from '../acl/rate-limit.js'
 import { clientIdViolation, topicViolation, type Limits } from './limits.js'
 import type { Logger } from './logger.js'
+import type { BrokerMetrics, DisconnectReason, DropReason, QosLabel, TransportLabel } from './metrics.js'
 
 export type BrokerHooks = Required<Pick<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>
 
@@ -20,9 +21,22 @@ export interface HookParts {
   expiryGraceS: number
   limits: Limits
   logger: Logger
+  /** Structured audit lines: authentication failures, ACL denials, admin actions. */
+  audit: Logger
+  metrics: BrokerMetrics
+}
+
+/** Where a connection comes from, recorded when it is accepted. */
+export interface ConnectionInfo {
+  transport: TransportLabel
+  remote: string | undefined
 }
 
 export interface ClientState {
+  connection: ConnectionInfo
+  connectedSince: number
+  /** Set when the broker itself ends the connection, for the disconnect metric. */
+  closeReason: DisconnectReason | null
   identity: Identity
   grants: ClientGrants
   subscriptions: Set<string>
@@ -35,6 +49,8 @@ type Will = NonNullable<Parameters<BrokerHooks['preConnect']>[1]['will']>
 
 // setTimeout's longest delay; a token expiring later is re-checked when the timer fires.
 const maxTimerDelay = 2 ** 31 - 1
+// Publish times kept for the delivery-latency histogram: the most recent messages only.
+const maxLatencyStamps = 10_000
 
 function refusal (message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError
@@ -54,18 +70,53 @@ export class BrokerPolicies {
   private readonly wills = new WeakMap<Client, Will>()
   // Publishes acknowledged but not delivered (policy "drop"); see installDropFilter.
   private readonly dropped = new WeakSet<PublishPacket>()
+  private readonly connections = new WeakMap<object, ConnectionInfo>()
+  // brokerCounter of a message published on this node -> when it was accepted (ms)
+  private readonly publishedAt = new Map<number, number>()
+  private brokerId = ''
 
   constructor (private readonly parts: HookParts) {}
+
+  /** Records where a connection comes from; `stream` is what Aedes gets as client.conn. */
+  registerConnection (stream: object, info: ConnectionInfo): void {
+    this.connections.set(stream, info)
+  }
+
+  /** Clients this node holds, with their state. */
+  * clients (aedes: Aedes): Generator<{ client: Client, state: ClientState }> {
+    // Aedes keeps its connected clients in `clients`, which its typings leave out.
+    for (const client of Object.values((aedes as unknown as { clients: Record<string, Client> }).clients)) {
+      const state = this.states.get(client)
+      if (state !== undefined) yield { client, state }
+    }
+  }
+
+  /** Ends a client's connection on the broker's initiative, recording why. */
+  disconnect (client: Client, reason: DisconnectReason): void {
+    const state = this.states.get(client)
+    if (state !== undefined) state.closeReason = reason
+    client.close()
+  }
 
   stateOf (client: Client): ClientState | undefined {
     return this.states.get(client)
   }
 
   /** Forgets a client that disconnected. */
-  forget (client: Client): void {
+  forget (client: Client, currentHolder: Client | undefined, fallback: DisconnectReason): void {
     const state = this.states.get(client)
-    if (state?.expiryTimer != null) clearTimeout(state.expiryTimer)
+    if (state === undefined) return
+    if (state.expiryTimer !== null) clearTimeout(state.expiryTimer)
     this.states.delete(client)
+    // Another connection now holds the client id: it took the session over.
+    const reason = state.closeReason ?? (currentHolder !== undefined && currentHolder !== client ? 'takeover' : fallback)
+    this.parts.metrics.clientDisconnected(state.connection.transport, reason)
+  }
+
+  /** Marks why Aedes is about to close a client (keepalive, drain timeout, errors). */
+  noteCloseReason (client: Client, reason: DisconnectReason): void {
+    const state = this.states.get(client)
+    if (state !== undefined && state.closeReason === null) state.closeReason = reason
   }
 
   forgetSubscriptions (client: Client, topics: string[]): void {
@@ -83,16 +134,26 @@ export class BrokerPolicies {
     type InternalPublish = (packet: PublishPacket, client: Client | null, done: (err?: Error) => void) => void
     const target = aedes as unknown as { publish: InternalPublish }
     const publish = target.publish.bind(aedes)
-    const dropped = this.dropped
+    const { dropped, publishedAt } = this
+    this.brokerId = aedes.id
     target.publish = function (packet, client, done) {
-      if (dropped.has(packet)) setImmediate(done)
-      else publish(packet, client, done)
+      if (dropped.has(packet)) {
+        setImmediate(done)
+        return
+      }
+      if (client !== null) {
+        // publish() numbers the packet first thing, synchronously (brokerCounter = ++counter),
+        // and may deliver it before returning: stamp the number it is about to get.
+        publishedAt.set((aedes as unknown as { counter: number }).counter + 1, performance.now())
+        if (publishedAt.size > maxLatencyStamps) publishedAt.delete(publishedAt.keys().next().value as number)
+      }
+      publish(packet, client, done)
     }
   }
 
   hooks (): BrokerHooks {
     const { parts } = this
-    const { logger } = parts
+    const { audit, metrics } = parts
     return {
       preConnect: (client, packet, done) => {
         if (packet.will != null) this.wills.set(client, packet.will)
@@ -100,26 +161,31 @@ export class BrokerPolicies {
       },
 
       authenticate: (client, username, password, done) => {
-        const refuse = (code: number, reason: string, event = 'auth.failed'): void => {
-          logger.warn({ event, clientId: client.id, reason, code }, 'connection refused')
+        const connection = this.connections.get(client.conn) ?? { transport: 'tcp', remote: undefined }
+        const refuse = (code: number, kind: AuthFailureKind, reason: string): void => {
+          audit.warn({ event: 'auth.failed', clientId: client.id, remote: connection.remote, kind, reason, code }, 'connection refused')
+          metrics.authFailed(kind)
           done(refusal(reason, code), null)
         }
         const idViolation = clientIdViolation(client.id, parts.limits)
         // [MQTT-3.1.3-9] an identifier the server rejects gets CONNACK 0x02
-        if (idViolation !== null) return refuse(2, idViolation, 'connect.refused')
+        if (idViolation !== null) return refuse(2, 'identifier_rejected', idViolation)
         const result = parts.authenticator({ clientId: client.id, username, password, upgradeToken: upgradeToken(client) })
-        if (!result.ok) return refuse(result.code, result.reason)
+        if (!result.ok) return refuse(result.code, result.kind, result.reason)
         const { identity } = result
         const compiled = compileGrants(identity, client.id, parts.acl)
-        if (!compiled.ok) return refuse(compiled.culprit === 'clientId' ? 2 : 5, compiled.reason)
+        if (!compiled.ok) return refuse(compiled.culprit === 'clientId' ? 2 : 5, 'unsafe_identity', compiled.reason)
         const { grants } = compiled
         // A will is a publish by its owner, authorized at connect time.
         const will = this.wills.get(client)
         if (will !== undefined && (will.topic.startsWith('$') || !grants.canPublish(will.topic))) {
-          return refuse(5, `will topic ${will.topic} is not authorized`, 'acl.denied')
+          return refuse(5, 'will_denied', `will topic ${will.topic} is not authorized`)
         }
         const { limits } = grants
         this.states.set(client, {
+          connection,
+          connectedSince: Date.now(),
+          closeReason: null,
           identity,
           grants,
           subscriptions: new Set(),
@@ -134,9 +200,11 @@ export class BrokerPolicies {
         // null: Aedes publishes the will of a client that is gone; it was authorized at connect.
         if (client === null) return done(null)
         const state = this.states.get(client)
-        const deny = (policy: 'disconnect' | 'drop', event: string, reason: string): void => {
-          logger.warn({ event, action: 'publish', clientId: client.id, user: state?.identity.user ?? null, topic: packet.topic, reason }, 'publish refused')
+        const deny = (policy: 'disconnect' | 'drop', cause: DropReason, reason: string): void => {
+          audit.warn({ event: cause === 'acl' ? 'acl.denied' : 'limit.exceeded', action: 'publish', clientId: client.id, user: state?.identity.user ?? null, topic: packet.topic, reason }, 'publish refused')
+          if (cause === 'acl') metrics.aclDenied('publish')
           if (policy === 'drop') {
+            metrics.messageDropped(cause)
             this.dropped.add(packet)
             done(null)
           } else {
@@ -147,21 +215,23 @@ export class BrokerPolicies {
         if (violation !== null) return done(new Error(violation))
         if (state === undefined) return done(new Error('client is not authenticated'))
         // $SYS and $presence are written only by the broker itself.
-        if (packet.topic.startsWith('$')) return deny(parts.onPublishDenied, 'acl.denied', 'topics starting with $ are reserved to the broker')
-        if (!state.grants.canPublish(packet.topic)) return deny(parts.onPublishDenied, 'acl.denied', 'not granted')
+        if (packet.topic.startsWith('$')) return deny(parts.onPublishDenied, 'acl', 'topics starting with $ are reserved to the broker')
+        if (!state.grants.canPublish(packet.topic)) return deny(parts.onPublishDenied, 'acl', 'not granted')
         const { limits } = state.grants
         const size = packet.payload.length
-        if (limits.maxPayloadSize !== undefined && size > limits.maxPayloadSize) return deny(parts.onLimitExceeded, 'limit.exceeded', `payload over ${limits.maxPayloadSize} bytes`)
-        if (limits.maxQos !== undefined && packet.qos > limits.maxQos) return deny(parts.onLimitExceeded, 'limit.exceeded', `QoS over ${limits.maxQos}`)
-        if (state.messageBucket !== null && !state.messageBucket.take(1)) return deny(parts.onLimitExceeded, 'limit.exceeded', `over ${limits.maxPublishRate} messages per second`)
-        if (state.byteBucket !== null && !state.byteBucket.take(size)) return deny(parts.onLimitExceeded, 'limit.exceeded', `over ${limits.maxPublishBytesRate} bytes per second`)
+        if (limits.maxPayloadSize !== undefined && size > limits.maxPayloadSize) return deny(parts.onLimitExceeded, 'size', `payload over ${limits.maxPayloadSize} bytes`)
+        if (limits.maxQos !== undefined && packet.qos > limits.maxQos) return deny(parts.onLimitExceeded, 'qos_limit', `QoS over ${limits.maxQos}`)
+        if (state.messageBucket !== null && !state.messageBucket.take(1)) return deny(parts.onLimitExceeded, 'rate_limit', `over ${limits.maxPublishRate} messages per second`)
+        if (state.byteBucket !== null && !state.byteBucket.take(size)) return deny(parts.onLimitExceeded, 'rate_limit', `over ${limits.maxPublishBytesRate} bytes per second`)
+        metrics.messageIn(packet.qos as QosLabel, size)
         done(null)
       },
 
       authorizeSubscribe: (client, subscription, done) => {
         const state = this.states.get(client)
         const refuse = (event: string, reason: string): void => {
-          logger.warn({ event, action: 'subscribe', clientId: client.id, user: state?.identity.user ?? null, topic: subscription.topic, reason }, 'subscription refused')
+          audit.warn({ event, action: 'subscribe', clientId: client.id, user: state?.identity.user ?? null, topic: subscription.topic, reason }, 'subscription refused')
+          if (event === 'acl.denied') metrics.aclDenied('subscribe')
           // A null subscription makes Aedes answer 0x80 for this filter only.
           done(null, null)
         }
@@ -182,7 +252,16 @@ export class BrokerPolicies {
       // whether live, retained or queued while it was offline.
       authorizeForward: (client, packet) => {
         const state = this.states.get(client)
-        return state !== undefined && state.grants.canRead(packet.topic) ? packet : null
+        if (state === undefined || !state.grants.canRead(packet.topic)) {
+          metrics.aclDenied('forward')
+          return null
+        }
+        metrics.messageOut(packet.qos as QosLabel, packet.payload.length)
+        if (packet.brokerId === this.brokerId) {
+          const at = this.publishedAt.get(packet.brokerCounter)
+          if (at !== undefined) metrics.deliveryLatency.observe((performance.now() - at) / 1000)
+        }
+        return packet
       }
     }
   }
@@ -195,8 +274,8 @@ export class BrokerPolicies {
         state.expiryTimer = this.scheduleExpiry(client, at)
         return
       }
-      this.parts.logger.info({ event: 'auth.expired', clientId: client.id, user: state.identity.user }, 'token expired: disconnecting client')
-      client.close()
+      this.parts.audit.info({ event: 'auth.expired', clientId: client.id, user: state.identity.user }, 'token expired: disconnecting client')
+      this.disconnect(client, 'token_expired')
     }, Math.max(0, Math.min(at - Date.now(), maxTimerDelay)))
     timer.unref()
     return timer

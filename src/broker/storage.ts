@@ -3,19 +3,34 @@
 // In memory by default; through Redis when redis.url is set.
 import type { EventEmitter } from 'node:events'
 import { Redis, type RedisOptions } from 'ioredis'
+import { createRequire } from 'node:module'
 import aedesPersistenceRedis, { type RedisPersistence } from 'aedes-persistence-redis'
 import mqemitterRedis from 'mqemitter-redis'
 import type { BrokerConfig } from './config-schema.js'
 import type { Logger } from './logger.js'
 
+/** The part of Aedes' in-memory persistence the broker uses besides Aedes itself. */
+interface MemoryPersistence {
+  setup: (broker: unknown) => Promise<void>
+  createRetainedStreamCombi: (patterns: string[]) => AsyncIterable<unknown>
+}
+
+// aedes-persistence is CommonJS, and its typings declare an ESM default export, which TypeScript
+// (NodeNext) then refuses to call: load it as what it is.
+const memoryPersistence = createRequire(import.meta.url)('aedes-persistence') as () => MemoryPersistence
+
 export interface Storage {
   kind: 'memory' | 'redis'
-  /** For Aedes' `persistence` option; undefined = Aedes' in-memory default. */
-  persistence: RedisPersistence | undefined
+  /** For Aedes' `persistence` option. */
+  persistence: RedisPersistence | MemoryPersistence
   /** For Aedes' `mq` option; undefined = Aedes' in-memory default. */
   mq: unknown
   /** Whether every Redis connection is up (always true in memory). */
   healthy: () => boolean
+  /** Each Redis connection and whether it is up; empty in memory. */
+  redisState: () => Record<string, boolean>
+  /** Retained messages stored (cluster-wide with Redis). */
+  retainedCount: () => Promise<number>
   /** Closes the persistence; Aedes closes the emitter itself. */
   close: () => Promise<void>
 }
@@ -24,7 +39,21 @@ type RedisConfig = NonNullable<BrokerConfig['redis']>
 
 export function createStorage (config: BrokerConfig, logger: Logger): Storage {
   if (config.redis === undefined) {
-    return { kind: 'memory', persistence: undefined, mq: undefined, healthy: () => true, close: async () => {} }
+    const persistence = memoryPersistence()
+    return {
+      kind: 'memory',
+      persistence,
+      mq: undefined,
+      healthy: () => true,
+      redisState: () => ({}),
+      retainedCount: async () => {
+        // the topics no wildcard reaches, plus the broker's own retained $presence states
+        let count = 0
+        for await (const _packet of persistence.createRetainedStreamCombi(['#', '$presence/#'])) count++
+        return count
+      },
+      close: async () => {}
+    }
   }
   return createRedisStorage(config.redis, config.limits.concurrency, logger)
 }
@@ -63,6 +92,9 @@ function createRedisStorage (redis: RedisConfig, concurrency: number, logger: Lo
     persistence,
     mq,
     healthy: () => [...up.values()].every(Boolean),
+    redisState: () => Object.fromEntries(up),
+    // aedes-persistence-redis keeps retained messages in one hash; ioredis adds the key prefix
+    retainedCount: async () => await connections.persistence.hlen('retained'),
     close: async () => {
       if (closed) return
       closed = true

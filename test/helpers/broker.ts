@@ -1,7 +1,7 @@
 // Test harness: a real broker in-process on free ports, and real MQTT.js clients over TCP or
 // WebSocket. Everything started here is closed by the test's teardown.
 import { connect, type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt'
-import { pino } from 'pino'
+import { pino, type Logger } from 'pino'
 import { createBroker, type BrokerHandle } from '../../src/broker/create-broker.js'
 import type { ConfigInput } from '../../src/broker/config.js'
 
@@ -11,14 +11,14 @@ export const transports: Transport[] = ['tcp', 'ws']
 interface Teardown { teardown: (fn: () => unknown) => void }
 
 /** A broker on 127.0.0.1 with free ports and anonymous access unless the config says otherwise. */
-export async function startBroker (t: Teardown, config: ConfigInput = {}): Promise<BrokerHandle> {
+export async function startBroker (t: Teardown, config: ConfigInput = {}, logger: Logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })): Promise<BrokerHandle> {
   const broker = await createBroker({
     host: '127.0.0.1',
     mqtt: { port: 0 },
     http: { port: 0 },
     ...config,
     auth: { anonymous: true, ...config.auth }
-  }, { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) })
+  }, { logger })
   t.teardown(() => broker.close())
   return broker
 }
@@ -82,6 +82,24 @@ export function subscribeGranted (client: MqttClient, filters: Record<string, { 
       else resolve((granted ?? []).map((g) => g.qos))
     })
   })
+}
+
+/** A logger that keeps every line it writes, parsed, for tests that check log lines. */
+export function capturingLogger (): { logger: Logger, lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+  return { logger, lines }
+}
+
+/** Reads one sample from a Prometheus text exposition (0 when absent). */
+export function metricValue (text: string, name: string, labels: Record<string, string> = {}): number {
+  for (const line of text.split('\n')) {
+    const match = /^([a-z_:]+)(?:\{(.*)\})? ([-\d.e+]+|NaN)$/i.exec(line)
+    if (match === null || match[1] !== name) continue
+    const present = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]))
+    if (Object.entries(labels).every(([k, v]) => present[k] === v)) return Number(match[3])
+  }
+  return 0
 }
 
 /** Collects the messages a client receives. */

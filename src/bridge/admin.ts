@@ -1,0 +1,104 @@
+// The admin HTTP API, for tokens whose roles include `admin`: this node's clients, their
+// subscriptions, disconnecting one, and node stats. Every action is an audit line.
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Aedes, Client } from 'aedes'
+import type { Authenticator } from '../acl/authenticate.js'
+import type { BrokerPolicies, ClientState } from '../broker/hooks.js'
+import type { Logger } from '../broker/logger.js'
+import { authenticateRequest } from './bearer.js'
+import { sendJson, type Routes } from './http-server.js'
+
+export const adminRole = 'admin'
+const prefix = '/api/v1/admin'
+const maxPageSize = 1000
+
+export interface AdminParts {
+  aedes: Aedes
+  nodeId: string
+  policies: BrokerPolicies
+  authenticator: Authenticator
+  audit: Logger
+}
+
+function subscriptionsOf (client: Client): Array<{ topic: string, qos: number }> {
+  // Aedes keeps a client's subscriptions in `subscriptions`, which its typings leave out.
+  const subscriptions = (client as unknown as { subscriptions: Record<string, { qos: number }> }).subscriptions
+  return Object.entries(subscriptions).map(([topic, { qos }]) => ({ topic, qos }))
+}
+
+function describe (client: Client, state: ClientState, nodeId: string): Record<string, unknown> {
+  return {
+    id: client.id,
+    user: state.identity.user,
+    node: nodeId,
+    transport: state.connection.transport,
+    address: state.connection.remote ?? null,
+    connectedSince: new Date(state.connectedSince).toISOString(),
+    subscriptions: state.subscriptions.size
+  }
+}
+
+export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
+  const { aedes, nodeId, policies, audit } = parts
+  const started = Date.now()
+
+  /** Runs `handler` for an admin; answers 401/403 otherwise. */
+  const guarded = (handler: (req: IncomingMessage, res: ServerResponse, url: URL, admin: string) => void) =>
+    (req: IncomingMessage, res: ServerResponse, url: URL): void => {
+      const auth = authenticateRequest(parts.authenticator, req, url)
+      if (!auth.ok) {
+        audit.warn({ event: 'admin.denied', path: url.pathname, reason: auth.error }, 'admin request refused')
+        sendJson(res, 401, { error: auth.error })
+        return
+      }
+      if (!auth.identity.roles.includes(adminRole)) {
+        audit.warn({ event: 'admin.denied', path: url.pathname, user: auth.identity.user, reason: 'not an admin' }, 'admin request refused')
+        sendJson(res, 403, { error: `the ${adminRole} role is required` })
+        return
+      }
+      handler(req, res, url, auth.identity.user ?? 'anonymous')
+    }
+
+  const findClient = (id: string): { client: Client, state: ClientState } | undefined =>
+    [...policies.clients(aedes)].find(({ client }) => client.id === id)
+
+  routes.set(`GET ${prefix}/clients`, guarded((_req, res, url) => {
+    const offset = Math.max(0, Number(url.searchParams.get('offset') ?? 0) || 0)
+    const limit = Math.min(maxPageSize, Math.max(1, Number(url.searchParams.get('limit') ?? 100) || 100))
+    const all = [...policies.clients(aedes)].sort((a, b) => a.client.id.localeCompare(b.client.id))
+    sendJson(res, 200, { node: nodeId, total: all.length, offset, limit, clients: all.slice(offset, offset + limit).map(({ client, state }) => describe(client, state, nodeId)) })
+  }))
+
+  // /clients/<id> and /clients/<id>/subscriptions
+  const clientRoute = (method: 'GET' | 'DELETE') => guarded((_req, res, url, admin) => {
+    const rest = url.pathname.slice(`${prefix}/clients/`.length).split('/')
+    const id = decodeURIComponent(rest[0] ?? '')
+    const sub = rest[1]
+    const found = findClient(id)
+    if (found === undefined || rest.length > 2 || (sub !== undefined && sub !== 'subscriptions') || (method === 'DELETE' && sub !== undefined)) {
+      sendJson(res, 404, { error: `no client ${JSON.stringify(id)} on node ${nodeId}` })
+      return
+    }
+    if (method === 'DELETE') {
+      audit.info({ event: 'admin.disconnect', admin, clientId: id, user: found.state.identity.user }, 'admin disconnected a client')
+      policies.disconnect(found.client, 'admin')
+      sendJson(res, 200, { disconnected: id })
+    } else if (sub === 'subscriptions') {
+      sendJson(res, 200, { id, subscriptions: subscriptionsOf(found.client) })
+    } else {
+      sendJson(res, 200, { ...describe(found.client, found.state, nodeId), subscriptions: subscriptionsOf(found.client) })
+    }
+  })
+  routes.set(`GET ${prefix}/clients/*`, clientRoute('GET'))
+  routes.set(`DELETE ${prefix}/clients/*`, clientRoute('DELETE'))
+
+  routes.set(`GET ${prefix}/stats`, guarded((_req, res) => {
+    const memory = process.memoryUsage()
+    sendJson(res, 200, {
+      node: nodeId,
+      uptimeS: Math.round((Date.now() - started) / 1000),
+      clients: [...policies.clients(aedes)].length,
+      memory: { rss: memory.rss, heapUsed: memory.heapUsed }
+    })
+  }))
+}

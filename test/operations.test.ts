@@ -1,0 +1,111 @@
+// Operations: Prometheus metrics after real traffic, the admin API, audit lines.
+import jwt from 'jsonwebtoken'
+import t from 'tap'
+import { brokerUrl, capturingLogger, collect, connectClient, connectRefused, metricValue, startBroker, subscribeGranted, waitFor } from './helpers/broker.js'
+
+const secret = 'operations-test-secret-0123456789'
+const token = (sub: string, extra: object = {}): string => jwt.sign({ sub, ...extra }, secret, { expiresIn: 600 })
+const config = {
+  auth: { anonymous: false, jwt: { secret } },
+  acl: {
+    roles: {
+      member: { pub: ['#'], sub: ['data/#'] },
+      slow: { pub: ['#'], sub: ['#'], limits: { maxPublishRate: 2 } }
+    },
+    users: { root: { roles: ['admin'] }, throttled: { roles: ['slow'] } },
+    defaultRoles: ['member'],
+    onLimitExceeded: 'drop' as const
+  }
+}
+
+t.test('metrics move by the right amounts after real traffic', async (t) => {
+  const broker = await startBroker(t, config)
+  const scrape = async (): Promise<string> => await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+
+  const sub = await connectClient(t, broker, 'tcp', { username: '', password: token('alice') })
+  const pub = await connectClient(t, broker, 'ws', { username: '', password: token('bob') })
+  await sub.subscribeAsync('data/#', { qos: 1 })
+  const got = collect(sub)
+  for (let i = 0; i < 3; i++) await pub.publishAsync('data/q0', 'abcd', { qos: 0 })
+  for (let i = 0; i < 2; i++) await pub.publishAsync('data/q1', 'abcdefgh', { qos: 1 })
+  await pub.publishAsync('data/retained', 'r', { qos: 1, retain: true })
+  await waitFor(() => got.length === 6, 'six deliveries')
+  t.same(await subscribeGranted(sub, { 'secret/#': { qos: 0 } }), [128])
+  t.equal(await connectRefused(t, brokerUrl(broker, 'tcp'), { username: '', password: 'forged.token.here' }), 4)
+  // the token picks only the limited role (member, which sets no rate, would lift the limit)
+  const throttled = await connectClient(t, broker, 'tcp', { username: '', password: token('throttled', { roles: ['slow'] }) })
+  await Promise.all(Array.from({ length: 5 }, () => throttled.publishAsync('data/fast', 'x', { qos: 1 })))
+
+  const text = await scrape()
+  t.equal(metricValue(text, 'realtime_broker_clients_connected', { transport: 'tcp' }), 2)
+  t.equal(metricValue(text, 'realtime_broker_clients_connected', { transport: 'ws' }), 1)
+  t.equal(metricValue(text, 'realtime_broker_messages_in_total', { qos: '0' }), 3)
+  t.equal(metricValue(text, 'realtime_broker_bytes_in_total', { qos: '0' }), 12)
+  t.equal(metricValue(text, 'realtime_broker_messages_in_total', { qos: '1' }), 2 + 1 + 2, 'two, the retained one, and the two under the rate limit')
+  t.ok(metricValue(text, 'realtime_broker_messages_out_total', { qos: '1' }) >= 3)
+  t.equal(metricValue(text, 'realtime_broker_acl_denials_total', { action: 'subscribe' }), 1)
+  t.equal(metricValue(text, 'realtime_broker_auth_failures_total', { reason: 'bad_token' }), 1)
+  t.equal(metricValue(text, 'realtime_broker_dropped_messages_total', { reason: 'rate_limit' }), 3, 'five sent, two per second allowed')
+  t.equal(metricValue(text, 'realtime_broker_retained_messages'), 1)
+  t.ok(metricValue(text, 'realtime_broker_delivery_latency_seconds_count') >= 6, 'delivery latency observed')
+  t.ok(metricValue(text, 'realtime_broker_process_resident_memory_bytes') > 0, 'process metrics')
+  t.ok(text.includes('realtime_broker_nodejs_eventloop_lag_seconds'), 'event-loop lag')
+  t.notOk(/alice|bob|data\/q0/.test(text), 'no client id, user or topic is ever a label')
+
+  await pub.endAsync()
+  await waitFor(() => broker.aedes.connectedClients === 2, 'disconnect seen')
+  const after = await scrape()
+  t.equal(metricValue(after, 'realtime_broker_clients_connected', { transport: 'ws' }), 0)
+  t.equal(metricValue(after, 'realtime_broker_disconnects_total', { reason: 'client' }), 1)
+})
+
+t.test('admin API: 401 without a token, 403 without the admin role, then list, look up, disconnect', async (t) => {
+  const { logger, lines } = capturingLogger()
+  const broker = await startBroker(t, config, logger)
+  const base = `http://127.0.0.1:${broker.addresses.http.port}/api/v1/admin`
+  const as = (user: string): RequestInit => ({ headers: { authorization: `Bearer ${token(user)}` } })
+
+  t.equal((await fetch(`${base}/clients`)).status, 401)
+  t.equal((await fetch(`${base}/clients`, { headers: { authorization: 'Bearer forged' } })).status, 401)
+  t.equal((await fetch(`${base}/clients`, as('alice'))).status, 403)
+
+  const clients = await Promise.all(['c1', 'c2', 'c3'].map((id) => connectClient(t, broker, 'tcp', { clientId: id, username: '', password: token(`user-${id}`) })))
+  await (clients[0])?.subscribeAsync('data/x', { qos: 1 })
+  const list = await (await fetch(`${base}/clients?limit=2&offset=1`, as('root'))).json() as { total: number, clients: Array<{ id: string, user: string, transport: string }> }
+  t.equal(list.total, 3)
+  t.same(list.clients.map((c) => c.id), ['c2', 'c3'], 'paginated, ordered by id')
+  t.match(list.clients[0], { user: 'user-c2', transport: 'tcp', node: broker.nodeId })
+
+  const one = await (await fetch(`${base}/clients/c1`, as('root'))).json() as { subscriptions: unknown }
+  t.same(one.subscriptions, [{ topic: 'data/x', qos: 1 }])
+  t.same(await (await fetch(`${base}/clients/c1/subscriptions`, as('root'))).json(), { id: 'c1', subscriptions: [{ topic: 'data/x', qos: 1 }] })
+  t.equal((await fetch(`${base}/clients/nobody`, as('root'))).status, 404)
+
+  const closed = new Promise<void>((resolve) => clients[1]?.once('close', () => resolve()))
+  const deleted = await fetch(`${base}/clients/c2`, { ...as('root'), method: 'DELETE' })
+  t.equal(deleted.status, 200)
+  await closed
+  t.pass('the client was disconnected')
+  const stats = await (await fetch(`${base}/stats`, as('root'))).json() as { clients: number }
+  t.equal(stats.clients, 2)
+
+  const metrics = await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+  t.equal(metricValue(metrics, 'realtime_broker_disconnects_total', { reason: 'admin' }), 1)
+
+  const audit = lines.filter((l) => l.audit === true)
+  t.ok(audit.some((l) => l.event === 'admin.denied' && l.reason === 'not an admin'), 'refused admin call audited')
+  t.ok(audit.some((l) => l.event === 'admin.disconnect' && l.clientId === 'c2' && l.admin === 'root'), 'admin action audited')
+})
+
+t.test('audit lines for authentication failures and ACL denials, without secrets or payloads', async (t) => {
+  const { logger, lines } = capturingLogger()
+  const broker = await startBroker(t, config, logger)
+  const forged = token('mallory').slice(0, -4) + 'AAAA'
+  t.equal(await connectRefused(t, brokerUrl(broker, 'tcp'), { username: '', password: forged }), 4)
+  const client = await connectClient(t, broker, 'tcp', { username: '', password: token('eve') })
+  t.same(await subscribeGranted(client, { 'admin/#': { qos: 0 } }), [128])
+  const audit = lines.filter((l) => l.audit === true)
+  t.ok(audit.some((l) => l.event === 'auth.failed' && l.kind === 'bad_token'), 'authentication failure')
+  t.ok(audit.some((l) => l.event === 'acl.denied' && l.action === 'subscribe' && l.topic === 'admin/#' && l.user === 'eve'), 'ACL denial')
+  t.notOk(JSON.stringify(lines).includes(forged), 'the token is never logged')
+})
