@@ -82,6 +82,11 @@ export function covers (grant: CompiledPattern, filter: string): boolean {
   return false
 }
 
+/** Is `topic` a valid MQTT topic name to publish to: not empty, no wildcards, no NUL? */
+export function isValidTopicName (topic: string): boolean {
+  return topic !== '' && !/[+#]/.test(topic) && !topic.includes('\u0000')
+}
+
 /** Is `filter` a valid MQTT topic filter (wildcards only as whole levels, # last)? */
 export function isValidFilter (filter: string): boolean {
   if (filter === '') return false

@@ -41,6 +41,10 @@ export const configSchema = z.object({
     port,
     websocketPath: z.string().regex(/^\/[\w\-./]*$/, 'expected a URL path starting with "/"'),
     maxWebSocketFrame: positiveInt('a size in bytes (positive integer)'),
+    sse: z.object({
+      heartbeatMs: positiveInt('milliseconds (positive integer)'),
+      maxBufferedBytes: positiveInt('bytes (positive integer)')
+    }).strict(),
     // Serve the demo pages at / and the browser SDK at /sdk/realtime.js.
     demos: z.boolean({ error: 'expected true or false' }),
     // POST /api/v1/dev/token mints tokens for anyone who asks: development only.
@@ -111,6 +115,11 @@ export const configSchema = z.object({
     // What happens to a publish over a role's rate, payload or QoS limit.
     onLimitExceeded: z.enum(['disconnect', 'drop'], { error: 'expected "disconnect" or "drop"' })
   }).strict(),
+  presence: z.object({
+    enabled: z.boolean({ error: 'expected true or false' }),
+    heartbeatMs: positiveInt('milliseconds (positive integer)'),
+    nodeTimeoutMs: positiveInt('milliseconds (positive integer)')
+  }).strict(),
   shutdown: z.object({
     timeoutMs: positiveInt('milliseconds (positive integer)'),
     drainMs: nonNegativeInt('milliseconds (integer >= 0)')
@@ -128,6 +137,9 @@ export const configSchema = z.object({
   check(config.acl.defaultRoles, ['acl', 'defaultRoles'])
   if (config.workers !== 1 && config.redis === undefined) {
     ctx.addIssue({ code: 'custom', path: ['workers'], message: 'expected 1 without Redis: several worker processes share sessions and messages only through Redis (set redis.url, REDIS_URL or --redis)' })
+  }
+  if (config.presence.nodeTimeoutMs <= config.presence.heartbeatMs) {
+    ctx.addIssue({ code: 'custom', path: ['presence', 'nodeTimeoutMs'], message: `expected more than presence.heartbeatMs (${config.presence.heartbeatMs})` })
   }
   if (config.shutdown.drainMs >= config.shutdown.timeoutMs) {
     ctx.addIssue({ code: 'custom', path: ['shutdown', 'drainMs'], message: `expected less than shutdown.timeoutMs (${config.shutdown.timeoutMs})` })

@@ -10,7 +10,9 @@ import { createAuthenticator } from '../acl/authenticate.js'
 import { JwtVerifier } from '../acl/jwt.js'
 import { addAdminRoutes } from '../bridge/admin.js'
 import { addHealthRoutes } from '../bridge/health.js'
+import { addHttpPublishRoute } from '../bridge/http-publish.js'
 import { addMetricsRoute } from '../bridge/metrics.js'
+import { addSseRoute } from '../bridge/sse.js'
 import { createHttpListener, type Routes } from '../bridge/http-server.js'
 import { attachWebSocketBridge } from '../bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './config.js'
@@ -21,7 +23,8 @@ import { createTcpListener } from './listeners/tcp.js'
 import { createTlsListener } from './listeners/tls.js'
 import { createLogger, type Logger } from './logger.js'
 import { BrokerMetrics } from './metrics.js'
-import { createStorage } from './storage.js'
+import { Presence, memoryPresenceStore, presencePrefix, redisPresenceStore, type PresenceState } from './presence.js'
+import { createStorage, type Storage } from './storage.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -88,11 +91,17 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   policies.installDropFilter(aedes)
   // Aedes keeps its connected clients in `clients`, which its typings leave out.
   const holders = (aedes as unknown as { clients: Record<string, Client> }).clients
+  const presence = config.presence.enabled ? createPresence(config, storage, aedes, nodeId, logger) : null
   aedes.on('clientReady', (client) => {
     const state = policies.stateOf(client)
-    if (state !== undefined) metrics.clientConnected(state.connection.transport)
+    if (state === undefined) return
+    metrics.clientConnected(state.connection.transport)
+    if (state.identity.user !== null) presence?.connected(state.identity.user)
   })
-  aedes.on('clientDisconnect', (client) => policies.forget(client, holders[client.id], 'client'))
+  aedes.on('clientDisconnect', (client) => {
+    const state = policies.forget(client, holders[client.id], 'client')
+    if (state !== undefined && state.identity.user !== null) presence?.disconnected(state.identity.user)
+  })
   aedes.on('keepaliveTimeout', (client) => policies.noteCloseReason(client, 'keepalive_timeout'))
   aedes.on('unsubscribe', (topics, client) => policies.forgetSubscriptions(client, topics))
   aedes.on('clientError', (client, err) => {
@@ -141,6 +150,16 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
     addAdminRoutes(routes, { aedes, nodeId, policies, authenticator, audit })
+    addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, metrics, audit })
+    addSseRoute(routes, {
+      aedes,
+      retained: (filters) => storage.persistence.createRetainedStreamCombi(filters),
+      authenticator,
+      acl: config.acl,
+      metrics,
+      audit,
+      options: config.http.sse
+    })
     addHealthRoutes(routes, { checks: (): Record<string, boolean> => storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready } })
     const httpServer: HttpServer = createHttpListener(routes, config.http.tls, (err) => logger.error({ err }, 'HTTP handler failed'))
     servers.push({ name: 'http', server: httpServer })
@@ -165,6 +184,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
         const stopped = Promise.all(servers.map(({ server }) => closeServer(server)))
         await drainClients(aedes, policies, config.shutdown.drainMs)
         for (const client of wss.clients) client.terminate()
+        // publish the presence changes of the clients just disconnected while Aedes still runs
+        await until(() => aedes.connectedClients === 0, 1000)
+        await bounded(presence?.close() ?? Promise.resolve(), config.shutdown.timeoutMs)
         await bounded(new Promise<void>((resolve) => aedes.close(() => resolve())), config.shutdown.timeoutMs - config.shutdown.drainMs)
         httpServer.closeAllConnections()
         await bounded(stopped, config.shutdown.timeoutMs)
@@ -212,6 +234,23 @@ function hostPort ({ host, port }: BoundAddress): string {
   return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
 }
 
+function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, nodeId: string, logger: Logger): Presence {
+  const store = storage.redis === null
+    ? memoryPresenceStore()
+    : redisPresenceStore(storage.redis, nodeId, config.presence.nodeTimeoutMs)
+  const publish = (state: PresenceState): Promise<void> => new Promise((resolve, reject) => {
+    aedes.publish({
+      cmd: 'publish',
+      topic: presencePrefix + state.user,
+      payload: Buffer.from(JSON.stringify(state)),
+      qos: 1,
+      retain: true,
+      dup: false
+    }, (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
+  })
+  return new Presence(store, publish, logger, config.presence.heartbeatMs)
+}
+
 function createJwtVerifier (config: BrokerConfig): JwtVerifier | null {
   const jwt = config.auth.jwt
   if (jwt === undefined || (jwt.secret === undefined && jwt.keys.length === 0)) return null
@@ -233,6 +272,12 @@ function warnAboutAccess (config: BrokerConfig, anonymous: boolean, jwt: boolean
         ? 'anonymous clients are accepted (auth.anonymous); fine for development on this machine, configure JWT before exposing the broker'
         : 'anonymous clients are accepted on a non-loopback address: anyone who can reach this host can read and write every topic')
   }
+}
+
+/** Resolves once `condition` holds (polled), or after `ms` at the latest. */
+async function until (condition: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
 }
 
 /** Waits for `work`, but no longer than `ms`. */

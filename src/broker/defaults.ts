@@ -17,6 +17,9 @@ export const defaultOptions = {
     websocketPath: '/mqtt',
     // WebSocket frames above this are refused by `ws` before they are buffered whole.
     maxWebSocketFrame: 1024 * 1024 + 16,
+    // Server-Sent Events: a comment line this often keeps proxies from closing idle
+    // streams; a reader that falls this many bytes behind is disconnected.
+    sse: { heartbeatMs: 15_000, maxBufferedBytes: 1024 * 1024 },
     demos: true,
     // Never on by default: it hands out tokens to anyone who can reach the port.
     devTokens: false
@@ -65,6 +68,14 @@ export const defaultOptions = {
     // Aedes' broker heartbeat: a node silent for 3 beats is dead, and the wills of its
     // clients are published by the others within about 4 beats.
     heartbeatIntervalMs: 5_000
+  },
+  presence: {
+    // Retained `$presence/<user>` states for authenticated users.
+    enabled: true,
+    // Each node beats this often; in a cluster, the users of a node silent for
+    // nodeTimeoutMs go offline (within nodeTimeoutMs + heartbeatMs).
+    heartbeatMs: 5_000,
+    nodeTimeoutMs: 15_000
   },
   shutdown: {
     // Graceful shutdown is bounded: after this the process exits even if clients linger.

@@ -103,14 +103,15 @@ export class BrokerPolicies {
   }
 
   /** Forgets a client that disconnected. */
-  forget (client: Client, currentHolder: Client | undefined, fallback: DisconnectReason): void {
+  forget (client: Client, currentHolder: Client | undefined, fallback: DisconnectReason): ClientState | undefined {
     const state = this.states.get(client)
-    if (state === undefined) return
+    if (state === undefined) return undefined
     if (state.expiryTimer !== null) clearTimeout(state.expiryTimer)
     this.states.delete(client)
     // Another connection now holds the client id: it took the session over.
     const reason = state.closeReason ?? (currentHolder !== undefined && currentHolder !== client ? 'takeover' : fallback)
     this.parts.metrics.clientDisconnected(state.connection.transport, reason)
+    return state
   }
 
   /** Marks why Aedes is about to close a client (keepalive, drain timeout, errors). */
@@ -131,12 +132,15 @@ export class BrokerPolicies {
    */
   installDropFilter (aedes: Aedes): void {
     // Aedes' handlers call publish(packet, client, done); its typings only declare (packet, done).
-    type InternalPublish = (packet: PublishPacket, client: Client | null, done: (err?: Error) => void) => void
+    type Done = (err?: Error) => void
+    type InternalPublish = (packet: PublishPacket, client: Client | null | Done, done?: Done) => void
     const target = aedes as unknown as { publish: InternalPublish }
     const publish = target.publish.bind(aedes)
     const { dropped, publishedAt } = this
     this.brokerId = aedes.id
-    target.publish = function (packet, client, done) {
+    target.publish = function (packet, clientOrDone, maybeDone) {
+      const client = typeof clientOrDone === 'function' ? null : clientOrDone
+      const done: Done = (typeof clientOrDone === 'function' ? clientOrDone : maybeDone) ?? (() => {})
       if (dropped.has(packet)) {
         setImmediate(done)
         return

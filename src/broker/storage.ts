@@ -2,6 +2,7 @@
 // queues, wills) and the emitter that carries messages between clients and between nodes.
 // In memory by default; through Redis when redis.url is set.
 import type { EventEmitter } from 'node:events'
+import type { AedesPublishPacket } from 'aedes'
 import { Redis, type RedisOptions } from 'ioredis'
 import { createRequire } from 'node:module'
 import aedesPersistenceRedis, { type RedisPersistence } from 'aedes-persistence-redis'
@@ -12,7 +13,7 @@ import type { Logger } from './logger.js'
 /** The part of Aedes' in-memory persistence the broker uses besides Aedes itself. */
 interface MemoryPersistence {
   setup: (broker: unknown) => Promise<void>
-  createRetainedStreamCombi: (patterns: string[]) => AsyncIterable<unknown>
+  createRetainedStreamCombi: (patterns: string[]) => AsyncIterable<AedesPublishPacket>
 }
 
 // aedes-persistence is CommonJS, and its typings declare an ESM default export, which TypeScript
@@ -31,6 +32,8 @@ export interface Storage {
   redisState: () => Record<string, boolean>
   /** Retained messages stored (cluster-wide with Redis). */
   retainedCount: () => Promise<number>
+  /** A Redis connection for the broker's own keys (key prefix applied); null in memory. */
+  redis: Redis | null
   /** Closes the persistence; Aedes closes the emitter itself. */
   close: () => Promise<void>
 }
@@ -46,6 +49,7 @@ export function createStorage (config: BrokerConfig, logger: Logger): Storage {
       mq: undefined,
       healthy: () => true,
       redisState: () => ({}),
+      redis: null,
       retainedCount: async () => {
         // the topics no wildcard reaches, plus the broker's own retained $presence states
         let count = 0
@@ -93,6 +97,7 @@ function createRedisStorage (redis: RedisConfig, concurrency: number, logger: Lo
     mq,
     healthy: () => [...up.values()].every(Boolean),
     redisState: () => Object.fromEntries(up),
+    redis: connections.persistence,
     // aedes-persistence-redis keeps retained messages in one hash; ioredis adds the key prefix
     retainedCount: async () => await connections.persistence.hlen('retained'),
     close: async () => {

@@ -11,6 +11,7 @@ declare module 'aedes-persistence-redis' {
 
   export interface RedisPersistence {
     setup: (broker: unknown) => Promise<void>
+    createRetainedStreamCombi: (patterns: string[]) => AsyncIterable<import('aedes').AedesPublishPacket>
     destroy: () => Promise<void>
   }
 

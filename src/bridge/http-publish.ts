@@ -1,0 +1,107 @@
+// POST /api/v1/publish: publish from a backend that speaks HTTP, authorized by the same JWT
+// and ACL as MQTT. Answers once the broker accepted the messages for delivery (for QoS 1/2:
+// stored for every persistent subscriber). A batch is validated whole before any is sent.
+import type { Aedes, PublishPacket } from 'aedes'
+import type { Authenticator } from '../acl/authenticate.js'
+import { compileGrants, type AclConfig } from '../acl/authorize.js'
+import { isValidTopicName } from '../acl/topic-pattern.js'
+import type { Limits } from '../broker/limits.js'
+import { topicViolation } from '../broker/limits.js'
+import type { Logger } from '../broker/logger.js'
+import type { BrokerMetrics, QosLabel } from '../broker/metrics.js'
+import { authenticateRequest } from './bearer.js'
+import { sendJson, type Routes } from './http-server.js'
+import { BodyTooLarge, readBody } from './request-body.js'
+
+export const maxBatch = 1000
+
+export interface HttpPublishParts {
+  aedes: Aedes
+  authenticator: Authenticator
+  acl: AclConfig
+  limits: Limits
+  metrics: BrokerMetrics
+  audit: Logger
+}
+
+interface MessageInput {
+  topic?: unknown
+  payload?: unknown
+  payloadBase64?: unknown
+  qos?: unknown
+  retain?: unknown
+}
+
+class BadMessage extends Error {
+  constructor (readonly status: 400 | 403, message: string) {
+    super(message)
+  }
+}
+
+/** Validates one message of the body; `index` names it in errors of a batch. */
+function toPacket (input: MessageInput, where: string, limits: Limits): PublishPacket {
+  if (typeof input !== 'object' || input === null) throw new BadMessage(400, `${where}: expected an object`)
+  const { topic, payload, payloadBase64, qos = 0, retain = false } = input
+  if (typeof topic !== 'string' || topic === '') throw new BadMessage(400, `${where}.topic: expected a non-empty string`)
+  if (!isValidTopicName(topic)) throw new BadMessage(400, `${where}.topic: a topic name has no wildcards (+, #) and no NUL`)
+  const violation = topicViolation(topic, limits)
+  if (violation !== null) throw new BadMessage(400, `${where}.topic: ${violation}`)
+  if (topic.startsWith('$')) throw new BadMessage(403, `${where}.topic: topics starting with $ are reserved to the broker`)
+  if (qos !== 0 && qos !== 1 && qos !== 2) throw new BadMessage(400, `${where}.qos: expected 0, 1 or 2`)
+  if (typeof retain !== 'boolean') throw new BadMessage(400, `${where}.retain: expected true or false`)
+  if (payload !== undefined && payloadBase64 !== undefined) throw new BadMessage(400, `${where}: give payload (JSON) or payloadBase64 (bytes), not both`)
+  let bytes: Buffer
+  if (payloadBase64 !== undefined) {
+    if (typeof payloadBase64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(payloadBase64)) throw new BadMessage(400, `${where}.payloadBase64: expected base64`)
+    bytes = Buffer.from(payloadBase64, 'base64')
+  } else {
+    bytes = payload === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(payload))
+  }
+  return { cmd: 'publish', topic, payload: bytes, qos, retain, dup: false }
+}
+
+export function addHttpPublishRoute (routes: Routes, parts: HttpPublishParts): void {
+  const { aedes, limits, metrics, audit } = parts
+  routes.set('POST /api/v1/publish', async (req, res, url) => {
+    const auth = authenticateRequest(parts.authenticator, req, url)
+    if (!auth.ok) return sendJson(res, 401, { error: auth.error })
+    const { identity } = auth
+    let body: unknown
+    try {
+      body = JSON.parse((await readBody(req, limits.maxPacketSize)).toString('utf8'))
+    } catch (err) {
+      if (err instanceof BodyTooLarge) return sendJson(res, 413, { error: err.message })
+      return sendJson(res, 400, { error: 'the body is not valid JSON' })
+    }
+    const batch = typeof body === 'object' && body !== null && 'messages' in body
+    const inputs = batch ? (body as { messages: unknown }).messages : [body]
+    if (!Array.isArray(inputs) || inputs.length === 0 || inputs.length > maxBatch) {
+      return sendJson(res, 400, { error: `messages: expected an array of 1 to ${maxBatch} messages` })
+    }
+    const grants = compileGrants(identity, `http:${identity.user ?? 'anonymous'}`, parts.acl)
+    if (!grants.ok) return sendJson(res, 403, { error: grants.reason })
+    let packets: PublishPacket[]
+    try {
+      packets = inputs.map((input: MessageInput, i) => {
+        const where = batch ? `messages[${i}]` : 'body'
+        const packet = toPacket(input, where, limits)
+        const { maxPayloadSize } = grants.grants.limits
+        if (maxPayloadSize !== undefined && packet.payload.length > maxPayloadSize) throw new BadMessage(400, `${where}: payload over ${maxPayloadSize} bytes`)
+        if (!grants.grants.canPublish(packet.topic)) throw new BadMessage(403, `${where}.topic: publishing to ${packet.topic} is not granted`)
+        return packet
+      })
+    } catch (err) {
+      if (!(err instanceof BadMessage)) throw err
+      if (err.status === 403) {
+        audit.warn({ event: 'acl.denied', action: 'publish', via: 'http', user: identity.user, reason: err.message }, 'HTTP publish refused')
+        metrics.aclDenied('publish')
+      }
+      return sendJson(res, err.status, { error: err.message })
+    }
+    await Promise.all(packets.map((packet) => new Promise<void>((resolve, reject) => {
+      aedes.publish(packet, (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
+    })))
+    for (const packet of packets) metrics.messageIn(packet.qos as QosLabel, packet.payload.length)
+    sendJson(res, 200, { accepted: packets.length })
+  })
+}

@@ -1,0 +1,138 @@
+// GET /api/v1/events?topic=<filter>&topic=<filter>: Server-Sent Events for clients that cannot
+// open a WebSocket. Retained messages first, then live ones, each checked against the ACL;
+// heartbeats keep proxies from closing an idle stream; a reader that falls behind is
+// disconnected rather than buffered without bound.
+import type { ServerResponse } from 'node:http'
+import type { Aedes, AedesPublishPacket } from 'aedes'
+import type { Authenticator } from '../acl/authenticate.js'
+import { compileGrants, type AclConfig } from '../acl/authorize.js'
+import { isValidFilter, matches } from '../acl/topic-pattern.js'
+import type { Logger } from '../broker/logger.js'
+import type { BrokerMetrics } from '../broker/metrics.js'
+import { authenticateRequest } from './bearer.js'
+import { sendJson, type Routes } from './http-server.js'
+
+export interface SseOptions {
+  heartbeatMs: number
+  /** Bytes a reader may fall behind before it is disconnected. */
+  maxBufferedBytes: number
+}
+
+export interface SseParts {
+  aedes: Aedes
+  /** Retained messages matching the filters (the persistence's own stream). */
+  retained: (filters: string[]) => AsyncIterable<AedesPublishPacket>
+  authenticator: Authenticator
+  acl: AclConfig
+  metrics: BrokerMetrics
+  audit: Logger
+  options: SseOptions
+}
+
+const maxFilters = 100
+// Messages seen recently on this stream, so overlapping filters deliver a message once.
+const dedupeWindow = 1000
+
+type Deliver = (packet: AedesPublishPacket, done: () => void) => void
+
+function eventData (packet: AedesPublishPacket): string {
+  const text = packet.payload.toString('utf8')
+  // Valid UTF-8 travels as text; anything else as base64.
+  const utf8 = Buffer.byteLength(text) === packet.payload.length && !text.includes('\uFFFD')
+  return JSON.stringify({
+    topic: packet.topic,
+    payload: utf8 ? text : packet.payload.toString('base64'),
+    encoding: utf8 ? 'utf8' : 'base64',
+    qos: packet.qos,
+    retain: packet.retain
+  })
+}
+
+export function addSseRoute (routes: Routes, parts: SseParts): void {
+  const { aedes, metrics, audit, options } = parts
+  routes.set('GET /api/v1/events', async (req, res, url) => {
+    const auth = authenticateRequest(parts.authenticator, req, url, true)
+    if (!auth.ok) return sendJson(res, 401, { error: auth.error })
+    const { identity } = auth
+    const filters = [...new Set(url.searchParams.getAll('topic'))]
+    if (filters.length === 0 || filters.length > maxFilters) return sendJson(res, 400, { error: `topic: expected 1 to ${maxFilters} topic filters` })
+    const invalid = filters.find((f) => !isValidFilter(f))
+    if (invalid !== undefined) return sendJson(res, 400, { error: `topic: ${JSON.stringify(invalid)} is not a valid topic filter` })
+    const compiled = compileGrants(identity, `sse:${identity.user ?? 'anonymous'}`, parts.acl)
+    if (!compiled.ok) return sendJson(res, 403, { error: compiled.reason })
+    const { grants } = compiled
+    const granted = filters.filter((f) => grants.canSubscribe(f))
+    const denied = filters.filter((f) => !grants.canSubscribe(f))
+    if (denied.length > 0) {
+      audit.warn({ event: 'acl.denied', action: 'subscribe', via: 'sse', user: identity.user, topics: denied }, 'SSE filters refused')
+      for (const _ of denied) metrics.aclDenied('subscribe')
+    }
+    if (granted.length === 0) return sendJson(res, 403, { error: 'none of the topic filters is granted', denied })
+
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no'
+    })
+    const stream = new EventStream(res, options.maxBufferedBytes, () => metrics.messageDropped('slow_consumer'))
+    stream.send('subscribed', JSON.stringify({ granted, denied }))
+
+    const seen = new Set<string>()
+    const patterns = granted.map((f) => f.split('/'))
+    const deliver: Deliver = (packet, done) => {
+      done()
+      // The emitter's matching lets `#` reach $ topics; MQTT's does not [MQTT-4.7.2-1]
+      if (!patterns.some((p) => matches(p, packet.topic))) return
+      if (!grants.canRead(packet.topic)) return
+      const key = `${packet.brokerId}:${packet.brokerCounter}`
+      if (seen.has(key)) return
+      seen.add(key)
+      if (seen.size > dedupeWindow) seen.delete(seen.values().next().value as string)
+      stream.send('message', eventData(packet))
+    }
+    const subscribed = granted.map((filter) => new Promise<void>((resolve) => aedes.subscribe(filter, deliver, resolve)))
+    const heartbeat = setInterval(() => stream.comment('ping'), options.heartbeatMs)
+    const expiry = identity.expiresAt === null ? null : setTimeout(() => stream.end(), Math.min(Math.max(0, identity.expiresAt - Date.now()), 2 ** 31 - 1))
+    res.on('close', () => {
+      clearInterval(heartbeat)
+      if (expiry !== null) clearTimeout(expiry)
+      for (const filter of granted) aedes.unsubscribe(filter, deliver, () => {})
+    })
+
+    await Promise.all(subscribed)
+    for await (const packet of parts.retained(granted)) {
+      if (res.destroyed) break
+      if (grants.canRead(packet.topic)) stream.send('message', eventData({ ...packet, retain: true } as AedesPublishPacket))
+    }
+  })
+}
+
+/** Writes events to one response, ending it when the reader falls too far behind. */
+class EventStream {
+  private nextId = 1
+
+  constructor (private readonly res: ServerResponse, private readonly maxBuffered: number, private readonly onOverflow: () => void) {}
+
+  send (event: string, data: string): void {
+    this.write(`id: ${this.nextId++}\nevent: ${event}\ndata: ${data}\n\n`)
+  }
+
+  comment (text: string): void {
+    this.write(`: ${text}\n\n`)
+  }
+
+  end (): void {
+    this.res.end()
+  }
+
+  private write (chunk: string): void {
+    if (this.res.destroyed || this.res.writableEnded) return
+    if (this.res.writableLength > this.maxBuffered) {
+      this.onOverflow()
+      this.res.destroy()
+      return
+    }
+    this.res.write(chunk)
+  }
+}

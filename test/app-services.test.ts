@@ -1,0 +1,229 @@
+// Realtime app services: presence, HTTP publish and Server-Sent Events, with real clients.
+import { request, type IncomingMessage } from 'node:http'
+import jwt from 'jsonwebtoken'
+import type { MqttClient } from 'mqtt'
+import t from 'tap'
+import { closeClient, collect, connectClient, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
+import { spawnBroker, type BrokerProcess } from './helpers/process.js'
+import { startRedis } from './helpers/redis.js'
+
+const secret = 'app-services-secret-0123456789abcdef'
+const token = (sub: string, extra: object = {}): string => jwt.sign({ sub, ...extra }, secret, { expiresIn: 600 })
+const acl = {
+  roles: {
+    member: { pub: ['chat/#', 'jobs/#'], sub: ['chat/#', 'jobs/#', '$presence/+'] },
+    reader: { pub: [], sub: ['chat/#'] }
+  },
+  users: { ops: { roles: ['admin'] }, reader: { roles: ['reader'] } },
+  defaultRoles: ['member']
+}
+const config = { auth: { anonymous: false, jwt: { secret } }, acl, http: { port: 0, sse: { heartbeatMs: 200, maxBufferedBytes: 64 * 1024 } } }
+const as = (user: string, extra: object = {}): { username: string, password: string } => ({ username: '', password: token(user, extra) })
+
+/** The latest presence state per user, as a watcher subscribed to $presence/+ sees it. */
+function presenceStates (client: MqttClient): Map<string, { online: boolean, connections: number, lastSeen: string }> {
+  const states = new Map<string, { online: boolean, connections: number, lastSeen: string }>()
+  client.on('message', (topic, payload) => {
+    if (topic.startsWith('$presence/')) states.set(topic.slice('$presence/'.length), JSON.parse(payload.toString()))
+  })
+  return states
+}
+
+t.test('presence on one node: online while any connection lives, retained, not forgeable', async (t) => {
+  const broker = await startBroker(t, config)
+  const watcher = await connectClient(t, broker, 'tcp', as('watcher'))
+  await watcher.subscribeAsync('$presence/+', { qos: 1 })
+  const states = presenceStates(watcher)
+
+  const phone = await connectClient(t, broker, 'tcp', as('alice'))
+  await waitFor(() => states.get('alice')?.connections === 1, 'alice online')
+  t.match(states.get('alice'), { online: true, connections: 1 })
+  const laptop = await connectClient(t, broker, 'ws', as('alice'))
+  await waitFor(() => states.get('alice')?.connections === 2, 'two connections')
+  await closeClient(phone, false)
+  await waitFor(() => states.get('alice')?.connections === 1, 'one connection left')
+  t.equal(states.get('alice')?.online, true, 'still online while the laptop is connected')
+
+  const forger = await connectClient(t, broker, 'tcp', as('mallory'))
+  const closed = new Promise<void>((resolve) => forger.once('close', () => resolve()))
+  forger.publish('$presence/alice', JSON.stringify({ user: 'alice', online: false }), { qos: 1, retain: true })
+  await closed
+  t.pass('publishing to $presence closes the connection')
+
+  await closeClient(laptop, false)
+  await waitFor(() => states.get('alice')?.online === false, 'alice offline')
+  t.match(states.get('alice'), { online: false, connections: 0 })
+  t.ok(Date.parse(states.get('alice')?.lastSeen ?? '') > Date.now() - 5000, 'lastSeen is recent')
+
+  // a late subscriber gets the retained state
+  const late = await connectClient(t, broker, 'tcp', as('late'))
+  const lateStates = presenceStates(late)
+  await late.subscribeAsync('$presence/alice', { qos: 1 })
+  await waitFor(() => lateStates.has('alice'), 'retained presence')
+  t.equal(lateStates.get('alice')?.online, false)
+})
+
+t.test('presence across nodes: two nodes at once, and a node killed with SIGKILL', async (t) => {
+  const redis = await startRedis(t)
+  const dir = t.testdir({
+    'node.yaml': `auth:\n  anonymous: false\n  jwt:\n    secret: ${secret}\nacl:\n  roles:\n    member:\n      pub: ["chat/#"]\n      sub: ["$presence/+"]\n  defaultRoles: [member]\npresence:\n  heartbeatMs: 300\n  nodeTimeoutMs: 1500\n`
+  })
+  const nodes = await Promise.all(['pa', 'pb'].map((id) => spawnBroker(t, ['--config', `${dir}/node.yaml`, '--redis', redis.url], { NODE_ID: id, LOG_LEVEL: 'warn' }))) as BrokerProcess[]
+  const [a, b] = nodes as [BrokerProcess, BrokerProcess]
+  const { client: watcher } = await openUrl(t, `mqtt://127.0.0.1:${a.mqttPort}`, as('watcher'))
+  await watcher.subscribeAsync('$presence/+', { qos: 1 })
+  const states = presenceStates(watcher)
+
+  const { client: onA } = await openUrl(t, `mqtt://127.0.0.1:${a.mqttPort}`, as('bob'))
+  await openUrl(t, `mqtt://127.0.0.1:${b.mqttPort}`, as('bob'))
+  await waitFor(() => states.get('bob')?.connections === 2, 'bob on two nodes')
+  await closeClient(onA, false)
+  await waitFor(() => states.get('bob')?.connections === 1, 'one left')
+  t.equal(states.get('bob')?.online, true, 'online while connected to the other node')
+
+  const killedAt = Date.now()
+  b.child.kill('SIGKILL')
+  await waitFor(() => states.get('bob')?.online === false, 'offline after the node died', 6000)
+  const after = Date.now() - killedAt
+  t.ok(after < 1500 + 300 + 1000, `offline ${after} ms after the node died (bound: nodeTimeoutMs + heartbeatMs)`)
+})
+
+t.test('HTTP publish: accepted, authorized by the ACL, clear errors', async (t) => {
+  const broker = await startBroker(t, config)
+  const url = `http://127.0.0.1:${broker.addresses.http.port}/api/v1/publish`
+  const post = async (body: unknown, user: string | null = 'backend', extra: object = {}): Promise<{ status: number, json: Record<string, unknown> }> => {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(user === null ? {} : { authorization: `Bearer ${token(user, extra)}` }) },
+      body: typeof body === 'string' ? body : JSON.stringify(body)
+    })
+    return { status: res.status, json: await res.json() as Record<string, unknown> }
+  }
+  const tcp = await connectClient(t, broker, 'tcp', as('sub-tcp'))
+  const ws = await connectClient(t, broker, 'ws', as('sub-ws'))
+  await tcp.subscribeAsync('chat/#', { qos: 1 })
+  await ws.subscribeAsync('chat/#', { qos: 1 })
+  const tcpGot = collect(tcp)
+  const wsGot = collect(ws)
+  // a persistent subscriber that is offline
+  const offline = await connectClient(t, broker, 'tcp', { ...as('sleepy'), clientId: 'sleepy', clean: false })
+  await offline.subscribeAsync('jobs/#', { qos: 1 })
+  await closeClient(offline, false)
+
+  t.same(await post({ topic: 'chat/room1', payload: { text: 'hello' }, qos: 1 }), { status: 200, json: { accepted: 1 } })
+  await waitFor(() => tcpGot.length === 1 && wsGot.length === 1, 'delivery over TCP and WebSocket')
+  t.same(JSON.parse(tcpGot[0]?.payload ?? ''), { text: 'hello' })
+
+  const batch = await post({ messages: [{ topic: 'chat/a', payload: 1 }, { topic: 'chat/b', payloadBase64: Buffer.from([0, 255]).toString('base64') }, { topic: 'jobs/1', payload: 'queued', qos: 1 }] })
+  t.same(batch, { status: 200, json: { accepted: 3 } })
+  await waitFor(() => tcpGot.length === 3, 'batch delivered')
+  t.same([...(tcpGot.find((m) => m.topic === 'chat/b')?.packet.payload as Buffer)], [0, 255], 'base64 bytes arrive as bytes')
+  let queued: ReturnType<typeof collect> = []
+  await openUrl(t, `mqtt://127.0.0.1:${broker.addresses.mqtt.port}`, { ...as('sleepy'), clientId: 'sleepy', clean: false }, (c) => { queued = collect(c) })
+  await waitFor(() => queued.length === 1, 'the QoS 1 message was stored for the offline session before the 200')
+  t.equal(queued[0]?.payload, '"queued"')
+
+  t.equal((await post({ topic: 'chat/x', payload: 1 }, null)).status, 401, 'no token')
+  t.equal((await post({ topic: 'chat/x' }, 'x', {}).then(async () => await fetch(url, { method: 'POST', headers: { authorization: 'Bearer forged' }, body: '{}' }))).status, 401, 'forged token')
+  const denied = await post({ topic: 'admin/x', payload: 1 })
+  t.equal(denied.status, 403)
+  t.match(denied.json.error, /not granted/)
+  t.equal((await post({ messages: [{ topic: 'chat/ok', payload: 1 }, { topic: 'secret', payload: 2 }] })).status, 403, 'one denied message refuses the batch')
+  t.equal((await post({ topic: 'chat/x', payload: 1 }, 'reader', { roles: ['reader'] })).status, 403, 'a role without pub grants')
+  t.equal((await post('{not json')).status, 400)
+  t.match((await post({ topic: 'chat/+', payload: 1 })).json.error, /no wildcards/)
+  t.match((await post({ topic: 'chat/x', qos: 3 })).json.error, /qos: expected 0, 1 or 2/)
+  t.equal((await post({ topic: '$SYS/x', payload: 1 })).status, 403)
+  t.equal((await post({ topic: 'chat/big', payload: 'x'.repeat(2 * 1024 * 1024) })).status, 413, 'oversized body')
+  await sleep(100)
+  t.notOk(tcpGot.some((m) => m.topic === 'chat/ok'), 'nothing of a refused batch was published')
+})
+
+/** Reads Server-Sent Events from a fetch response. */
+async function * events (res: Response): AsyncGenerator<{ id?: string, event?: string, data?: string, comment?: string }> {
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+  const decoder = new TextDecoder()
+  let buffer = ''
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) return
+    buffer += decoder.decode(value, { stream: true })
+    let end: number
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end)
+      buffer = buffer.slice(end + 2)
+      const event: { id?: string, event?: string, data?: string, comment?: string } = {}
+      for (const line of block.split('\n')) {
+        if (line.startsWith(': ')) event.comment = line.slice(2)
+        else {
+          const [field, ...rest] = line.split(': ')
+          if (field === 'id' || field === 'event' || field === 'data') event[field] = rest.join(': ')
+        }
+      }
+      yield event
+    }
+  }
+}
+
+t.test('SSE streams retained then live messages the ACL allows, with ids and heartbeats', async (t) => {
+  const broker = await startBroker(t, config)
+  const base = `http://127.0.0.1:${broker.addresses.http.port}/api/v1/events`
+  const pub = await connectClient(t, broker, 'tcp', as('pub'))
+  await pub.publishAsync('chat/room1/topic', 'retained hello', { qos: 1, retain: true })
+
+  t.equal((await fetch(`${base}?topic=chat/%23`)).status, 401, 'no token')
+  t.equal((await fetch(`${base}?topic=admin/%23&token=${token('x')}`)).status, 403, 'no filter granted')
+  t.equal((await fetch(`${base}?topic=a/%23/b&token=${token('x')}`)).status, 400, 'invalid filter')
+
+  const controller = new AbortController()
+  t.teardown(() => controller.abort())
+  const res = await fetch(`${base}?topic=chat/%23&topic=admin/%23`, { headers: { authorization: `Bearer ${token('reader', { roles: ['reader'] })}` }, signal: controller.signal })
+  t.equal(res.status, 200)
+  t.match(res.headers.get('content-type'), /^text\/event-stream/)
+  const seen: Array<{ id?: string, event?: string, data?: string, comment?: string }> = []
+  const reading = (async () => { for await (const e of events(res)) seen.push(e) })().catch(() => {})
+  await waitFor(() => seen.some((e) => e.event === 'message'), 'the retained message')
+  t.same(JSON.parse(seen[0]?.data ?? ''), { granted: ['chat/#'], denied: ['admin/#'] }, 'first event: what was granted')
+  t.match(JSON.parse(seen[1]?.data ?? ''), { topic: 'chat/room1/topic', payload: 'retained hello', retain: true })
+  await pub.publishAsync('chat/room2', JSON.stringify({ text: 'live' }), { qos: 0 })
+  await pub.publishAsync('jobs/hidden', 'not for this reader', { qos: 0 })
+  await waitFor(() => seen.filter((e) => e.event === 'message').length === 2, 'the live message')
+  const live = JSON.parse(seen.filter((e) => e.event === 'message')[1]?.data ?? '')
+  t.match(live, { topic: 'chat/room2', payload: '{"text":"live"}', encoding: 'utf8', retain: false })
+  const ids = seen.filter((e) => e.id !== undefined).map((e) => Number(e.id))
+  t.same(ids, [...ids].sort((x, y) => x - y), 'event ids increase')
+  await waitFor(() => seen.some((e) => e.comment === 'ping'), 'a heartbeat', 2000)
+  t.notOk(seen.some((e) => e.data?.includes('jobs/hidden')), 'nothing outside the filters')
+  controller.abort()
+  await reading
+})
+
+t.test('SSE disconnects a reader that stops reading instead of buffering without bound', async (t) => {
+  const broker = await startBroker(t, config)
+  const pub = await connectClient(t, broker, 'tcp', as('pub'))
+  let response: IncomingMessage | null = null
+  const req = request({ host: '127.0.0.1', port: broker.addresses.http.port, path: `/api/v1/events?topic=chat/%23&token=${token('stuck')}` }, (res) => {
+    response = res
+    res.pause() // never read
+  })
+  req.on('error', () => {})
+  req.end()
+  t.teardown(() => { req.destroy() })
+  await waitFor(() => response !== null, 'the stream')
+  // enough to fill the loopback socket buffers and then the 64 KiB allowed behind them
+  const payload = 'x'.repeat(64 * 1024)
+  for (let i = 0; i < 400; i++) pub.publish('chat/flood', payload, { qos: 0 })
+  const dropped = async (): Promise<number> => metricValue(await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text(), 'realtime_broker_dropped_messages_total', { reason: 'slow_consumer' })
+  const deadline = Date.now() + 10_000
+  while (await dropped() === 0 && Date.now() < deadline) await sleep(100)
+  t.equal(await dropped(), 1, 'counted as a slow consumer')
+  // once the reader reads again, it finds the stream ended by the server
+  const ended = new Promise<void>((resolve) => {
+    const res = response as unknown as IncomingMessage
+    res.on('close', () => resolve())
+    res.on('end', () => resolve())
+    res.resume()
+  })
+  await ended
+  t.pass('the server closed the stream')
+})
