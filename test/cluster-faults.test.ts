@@ -11,9 +11,9 @@ type T = { teardown: (fn: () => unknown) => void, testdir: (fixture: Record<stri
 const url = (node: BrokerProcess): string => `mqtt://127.0.0.1:${node.mqttPort}`
 
 /** Nodes with a test config: anonymous clients, fast heartbeats, a short drain. */
-async function nodes (t: T, redisUrl: string, ids: string[]): Promise<BrokerProcess[]> {
+async function nodes (t: T, redisUrl: string, ids: string[], emitter: string): Promise<BrokerProcess[]> {
   const dir = t.testdir({ 'node.yaml': 'auth:\n  anonymous: true\ncluster:\n  heartbeatIntervalMs: 1000\nshutdown:\n  timeoutMs: 8000\n  drainMs: 1000\n' })
-  return await Promise.all(ids.map((id) => spawnBroker(t, ['--config', `${dir}/node.yaml`, '--redis', redisUrl], { NODE_ID: id, LOG_LEVEL: 'warn' })))
+  return await Promise.all(ids.map((id) => spawnBroker(t, ['--config', `${dir}/node.yaml`, '--redis', redisUrl], { NODE_ID: id, LOG_LEVEL: 'warn', REDIS_EMITTER: emitter })))
 }
 
 /** A persistent QoS 1 subscriber that records every number it receives, across reconnects. */
@@ -64,100 +64,103 @@ async function publishStream (client: MqttClient, count: number, acked: Set<numb
   await Promise.all(Array.from({ length: 20 }, worker))
 }
 
-t.test('the subscriber\'s node is killed with SIGKILL mid-stream: zero loss after it reconnects elsewhere', async (t) => {
-  const redis = await startRedis(t)
-  const [a, b, c] = await nodes(t, redis.url, ['fa', 'fb', 'fc']) as [BrokerProcess, BrokerProcess, BrokerProcess]
-  const subscriber = new CountingSubscriber(t, 'kill9-sub')
-  await subscriber.connect(url(b), true)
-  const { client: pub } = await openUrl(t, url(a))
-  await sleep(300)
-  const acked = new Set<number>()
-  let killed = false
-  await publishStream(pub, 2000, acked, (n) => {
-    if (n === 600 && !killed) {
-      killed = true
-      b.child.kill('SIGKILL')
-      // the load balancer sends the client to another node
-      subscriber.connect(url(c), false).catch((err: unknown) => t.fail(String(err)))
-    }
+// The same guarantees with either emitter between the nodes.
+for (const emitter of ['routed', 'mqemitter-redis']) {
+  t.test(`${emitter} emitter: the subscriber's node is killed with SIGKILL mid-stream: zero loss after it reconnects elsewhere`, async (t) => {
+    const redis = await startRedis(t)
+    const [a, b, c] = await nodes(t, redis.url, ['fa', 'fb', 'fc'], emitter) as [BrokerProcess, BrokerProcess, BrokerProcess]
+    const subscriber = new CountingSubscriber(t, 'kill9-sub')
+    await subscriber.connect(url(b), true)
+    const { client: pub } = await openUrl(t, url(a))
+    await sleep(300)
+    const acked = new Set<number>()
+    let killed = false
+    await publishStream(pub, 2000, acked, (n) => {
+      if (n === 600 && !killed) {
+        killed = true
+        b.child.kill('SIGKILL')
+        // the load balancer sends the client to another node
+        subscriber.connect(url(c), false).catch((err: unknown) => t.fail(String(err)))
+      }
+    })
+    t.equal(acked.size, 2000, 'the publisher\'s node acknowledged every message')
+    await waitFor(() => subscriber.missing(acked).length === 0, 'every acknowledged message', 20_000).catch(() => {})
+    t.same(subscriber.missing(acked), [], 'no acknowledged message lost')
+    t.comment(`duplicates (allowed at QoS 1): ${subscriber.duplicates()}`)
   })
-  t.equal(acked.size, 2000, 'the publisher\'s node acknowledged every message')
-  await waitFor(() => subscriber.missing(acked).length === 0, 'every acknowledged message', 20_000).catch(() => {})
-  t.same(subscriber.missing(acked), [], 'no acknowledged message lost')
-  t.comment(`duplicates (allowed at QoS 1): ${subscriber.duplicates()}`)
-})
 
-t.test('the publisher\'s node is killed with SIGKILL mid-stream: every PUBACKed message arrives', async (t) => {
-  const redis = await startRedis(t)
-  const [a, b] = await nodes(t, redis.url, ['pa', 'pb']) as [BrokerProcess, BrokerProcess]
-  const subscriber = new CountingSubscriber(t, 'kill9-pub-sub')
-  await subscriber.connect(url(b), true)
-  const { client: pub } = await openUrl(t, url(a))
-  await sleep(300)
-  const acked = new Set<number>()
-  await publishStream(pub, 3000, acked, (n) => { if (n === 800) a.child.kill('SIGKILL') })
-  t.ok(acked.size >= 800 && acked.size < 3000, `${acked.size} acknowledged before the node died`)
-  await waitFor(() => subscriber.missing(acked).length === 0, 'every acknowledged message', 20_000).catch(() => {})
-  t.same(subscriber.missing(acked), [], 'no acknowledged message lost')
-})
-
-t.test('Redis restarted mid-stream: nodes recover by themselves, acknowledged messages are kept', async (t) => {
-  const redis = await startRedis(t, { durable: true })
-  const [a, b] = await nodes(t, redis.url, ['ra', 'rb']) as [BrokerProcess, BrokerProcess]
-  const subscriber = new CountingSubscriber(t, 'redis-restart-sub')
-  await subscriber.connect(url(b), true)
-  const { client: pub } = await openUrl(t, url(a))
-  await sleep(300)
-  const acked = new Set<number>()
-  let restarted: Promise<void> | null = null
-  let readyDuringOutage = 0
-  await publishStream(pub, 1500, acked, (n) => {
-    if (n === 500 && restarted === null) {
-      restarted = redis.stop().then(async () => {
-        await sleep(300)
-        readyDuringOutage = (await fetch(`http://127.0.0.1:${a.httpPort}/readyz`)).status
-        await redis.start()
-      })
-    }
+  t.test(`${emitter} emitter: the publisher's node is killed with SIGKILL mid-stream: every PUBACKed message arrives`, async (t) => {
+    const redis = await startRedis(t)
+    const [a, b] = await nodes(t, redis.url, ['pa', 'pb'], emitter) as [BrokerProcess, BrokerProcess]
+    const subscriber = new CountingSubscriber(t, 'kill9-pub-sub')
+    await subscriber.connect(url(b), true)
+    const { client: pub } = await openUrl(t, url(a))
+    await sleep(300)
+    const acked = new Set<number>()
+    await publishStream(pub, 3000, acked, (n) => { if (n === 800) a.child.kill('SIGKILL') })
+    t.ok(acked.size >= 800 && acked.size < 3000, `${acked.size} acknowledged before the node died`)
+    await waitFor(() => subscriber.missing(acked).length === 0, 'every acknowledged message', 20_000).catch(() => {})
+    t.same(subscriber.missing(acked), [], 'no acknowledged message lost')
   })
-  await restarted
-  t.equal(readyDuringOutage, 503, '/readyz answered 503 while Redis was down')
-  t.equal(acked.size, 1500, 'publishes waited for Redis and were acknowledged once stored')
-  const ready = await (await fetch(`http://127.0.0.1:${a.httpPort}/readyz`)).json() as { checks: { redis: boolean } }
-  t.equal(ready.checks.redis, true, 'the node is ready again')
-  // Messages the subscriber's node could not relay while its Redis link was down stay queued
-  // in its session: the guarantee is delivery at the latest on the next reconnect.
-  await waitFor(() => subscriber.missing(acked).length === 0, 'live delivery', 5000).catch(() => {})
-  if (subscriber.missing(acked).length > 0) {
-    await closeClient(subscriber.client as MqttClient, true)
-    await subscriber.connect(url(b), false)
-    await waitFor(() => subscriber.missing(acked).length === 0, 'delivery after reconnect', 20_000).catch(() => {})
-  }
-  t.same(subscriber.missing(acked), [], 'no acknowledged message lost')
-  t.equal(a.child.exitCode, null, 'node a kept running')
-  t.equal(b.child.exitCode, null, 'node b kept running')
-})
 
-t.test('SIGTERM drains a node under load: its clients move to another node with zero loss', async (t) => {
-  const redis = await startRedis(t)
-  const [a, b, c] = await nodes(t, redis.url, ['da', 'db', 'dc']) as [BrokerProcess, BrokerProcess, BrokerProcess]
-  const subscriber = new CountingSubscriber(t, 'drain-sub')
-  await subscriber.connect(url(b), true)
-  const { client: pub } = await openUrl(t, url(a))
-  await sleep(300)
-  const acked = new Set<number>()
-  let drained: Promise<number | null> | null = null
-  await publishStream(pub, 2000, acked, (n) => {
-    if (n === 500 && drained === null) {
-      subscriber.client?.once('close', () => { subscriber.connect(url(c), false).catch((err: unknown) => t.fail(String(err))) })
-      b.child.kill('SIGTERM')
-      drained = b.exited
+  t.test(`${emitter} emitter: Redis restarted mid-stream: nodes recover by themselves, acknowledged messages are kept`, async (t) => {
+    const redis = await startRedis(t, { durable: true })
+    const [a, b] = await nodes(t, redis.url, ['ra', 'rb'], emitter) as [BrokerProcess, BrokerProcess]
+    const subscriber = new CountingSubscriber(t, 'redis-restart-sub')
+    await subscriber.connect(url(b), true)
+    const { client: pub } = await openUrl(t, url(a))
+    await sleep(300)
+    const acked = new Set<number>()
+    let restarted: Promise<void> | null = null
+    let readyDuringOutage = 0
+    await publishStream(pub, 1500, acked, (n) => {
+      if (n === 500 && restarted === null) {
+        restarted = redis.stop().then(async () => {
+          await sleep(300)
+          readyDuringOutage = (await fetch(`http://127.0.0.1:${a.httpPort}/readyz`)).status
+          await redis.start()
+        })
+      }
+    })
+    await restarted
+    t.equal(readyDuringOutage, 503, '/readyz answered 503 while Redis was down')
+    t.equal(acked.size, 1500, 'publishes waited for Redis and were acknowledged once stored')
+    const ready = await (await fetch(`http://127.0.0.1:${a.httpPort}/readyz`)).json() as { checks: { redis: boolean } }
+    t.equal(ready.checks.redis, true, 'the node is ready again')
+    // Messages the subscriber's node could not relay while its Redis link was down stay queued
+    // in its session: the guarantee is delivery at the latest on the next reconnect.
+    await waitFor(() => subscriber.missing(acked).length === 0, 'live delivery', 5000).catch(() => {})
+    if (subscriber.missing(acked).length > 0) {
+      await closeClient(subscriber.client as MqttClient, true)
+      await subscriber.connect(url(b), false)
+      await waitFor(() => subscriber.missing(acked).length === 0, 'delivery after reconnect', 20_000).catch(() => {})
     }
+    t.same(subscriber.missing(acked), [], 'no acknowledged message lost')
+    t.equal(a.child.exitCode, null, 'node a kept running')
+    t.equal(b.child.exitCode, null, 'node b kept running')
   })
-  t.equal(await drained, 0, 'the drained node exited 0')
-  await waitFor(() => subscriber.missing(acked).length === 0, 'every acknowledged message', 20_000).catch(() => {})
-  t.same(subscriber.missing(acked), [], 'no acknowledged message lost')
-})
+
+  t.test(`${emitter} emitter: SIGTERM drains a node under load: its clients move to another node with zero loss`, async (t) => {
+    const redis = await startRedis(t)
+    const [a, b, c] = await nodes(t, redis.url, ['da', 'db', 'dc'], emitter) as [BrokerProcess, BrokerProcess, BrokerProcess]
+    const subscriber = new CountingSubscriber(t, 'drain-sub')
+    await subscriber.connect(url(b), true)
+    const { client: pub } = await openUrl(t, url(a))
+    await sleep(300)
+    const acked = new Set<number>()
+    let drained: Promise<number | null> | null = null
+    await publishStream(pub, 2000, acked, (n) => {
+      if (n === 500 && drained === null) {
+        subscriber.client?.once('close', () => { subscriber.connect(url(c), false).catch((err: unknown) => t.fail(String(err))) })
+        b.child.kill('SIGTERM')
+        drained = b.exited
+      }
+    })
+    t.equal(await drained, 0, 'the drained node exited 0')
+    await waitFor(() => subscriber.missing(acked).length === 0, 'every acknowledged message', 20_000).catch(() => {})
+    t.same(subscriber.missing(acked), [], 'no acknowledged message lost')
+  })
+}
 
 t.test('--workers 2 shares the listeners between two processes through Redis', async (t) => {
   const redis = await startRedis(t)

@@ -7,13 +7,14 @@ import { startRedis } from './helpers/redis.js'
 const url = (node: BrokerProcess): string => `mqtt://127.0.0.1:${node.mqttPort}`
 type T = { teardown: (fn: () => unknown) => void }
 
-async function threeNodes (t: T, redisUrl: string): Promise<BrokerProcess[]> {
-  return await Promise.all(['a', 'b', 'c'].map((id) => spawnBroker(t, ['--redis', redisUrl], { NODE_ID: `node-${id}`, LOG_LEVEL: 'warn' })))
+async function threeNodes (t: T, redisUrl: string, emitter: string): Promise<BrokerProcess[]> {
+  return await Promise.all(['a', 'b', 'c'].map((id) => spawnBroker(t, ['--redis', redisUrl], { NODE_ID: `node-${id}`, LOG_LEVEL: 'warn', REDIS_EMITTER: emitter })))
 }
 
-t.test('cluster: three nodes on one Redis', async (t) => {
+// The same behaviour with either emitter between the nodes.
+for (const emitter of ['routed', 'mqemitter-redis']) t.test(`cluster (${emitter} emitter): three nodes on one Redis`, async (t) => {
   const redis = await startRedis(t)
-  const [a, b, c] = await threeNodes(t, redis.url) as [BrokerProcess, BrokerProcess, BrokerProcess]
+  const [a, b, c] = await threeNodes(t, redis.url, emitter) as [BrokerProcess, BrokerProcess, BrokerProcess]
 
   t.test('/readyz reports Redis', async (t) => {
     const body = await (await fetch(`http://127.0.0.1:${a.httpPort}/readyz`)).json()

@@ -46,7 +46,7 @@ t.test('metrics move by the right amounts after real traffic', async (t) => {
   t.equal(metricValue(text, 'realtime_broker_acl_denials_total', { action: 'subscribe' }), 1)
   t.equal(metricValue(text, 'realtime_broker_auth_failures_total', { reason: 'bad_token' }), 1)
   t.equal(metricValue(text, 'realtime_broker_dropped_messages_total', { reason: 'rate_limit' }), 3, 'five sent, two per second allowed')
-  t.equal(metricValue(text, 'realtime_broker_retained_messages'), 1)
+  t.equal(metricValue(text, 'realtime_broker_retained_messages'), 1 + 3, 'data/retained, and the $presence states of alice, bob and throttled')
   t.ok(metricValue(text, 'realtime_broker_delivery_latency_seconds_count') >= 6, 'delivery latency observed')
   t.ok(metricValue(text, 'realtime_broker_process_resident_memory_bytes') > 0, 'process metrics')
   t.ok(text.includes('realtime_broker_nodejs_eventloop_lag_seconds'), 'event-loop lag')

@@ -54,7 +54,12 @@ export const configSchema = z.object({
   redis: z.object({
     url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
     // Prefix of every key and pub/sub channel, so several brokers can share one Redis.
-    keyPrefix: z.string().regex(/^[\w:.-]*$/, 'expected letters, digits, _ : . or -').default('')
+    keyPrefix: z.string().regex(/^[\w:.-]*$/, 'expected letters, digits, _ : . or -').default(''),
+    // Between nodes: 'routed' sends a message only to the nodes whose clients want it, through
+    // per-node Redis Stream inboxes; 'mqemitter-redis' is the stock broadcast over pub/sub.
+    emitter: z.enum(['routed', 'mqemitter-redis'], { error: 'expected "routed" or "mqemitter-redis"' }).default('routed'),
+    inboxMaxLen: positiveInt('a number of messages (positive integer)').default(100_000),
+    maxPendingQos0: positiveInt('a number of messages (positive integer)').default(10_000)
   }).strict().optional(),
   workers: z.union([positiveInt('a number of processes (positive integer) or "auto"').max(64, 'expected at most 64'), z.literal('auto')], { error: 'expected a number of processes or "auto"' }),
   cluster: z.object({

@@ -32,6 +32,7 @@ export const environmentVariables: ReadonlyArray<{ name: string, path: string, k
   { name: 'HTTP_PORT', path: 'http.port', kind: 'number' },
   { name: 'REDIS_URL', path: 'redis.url', kind: 'string' },
   { name: 'REDIS_KEY_PREFIX', path: 'redis.keyPrefix', kind: 'string' },
+  { name: 'REDIS_EMITTER', path: 'redis.emitter', kind: 'string' },
   { name: 'WORKERS', path: 'workers', kind: 'count-or-auto' },
   { name: 'JWT_SECRET', path: 'auth.jwt.secret', kind: 'string' },
   { name: 'JWT_ISSUER', path: 'auth.jwt.issuer', kind: 'string' },

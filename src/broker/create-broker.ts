@@ -58,8 +58,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const anonymous = config.auth.anonymous === 'auto' ? jwt === null : config.auth.anonymous
   warnAboutAccess(config, anonymous, jwt !== null, logger)
 
-  const storage = createStorage(config, logger)
-  const metrics = new BrokerMetrics(nodeId, { retainedCount: storage.retainedCount, redisState: storage.redisState })
+  // the sources are read at scrape time, once storage exists
+  const metrics = new BrokerMetrics(nodeId, { retainedCount: () => storage.retainedCount(), redisState: () => storage.redisState() })
+  const storage = await createStorage(config, nodeId, logger, () => metrics.messageDropped('cluster_backpressure'))
   const authenticator = createAuthenticator({ anonymous, jwt, username: config.auth.jwt?.username ?? 'empty-or-subject', acl: config.acl })
   const audit = logger.child({ audit: true })
   const policies = new BrokerPolicies({

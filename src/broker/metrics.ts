@@ -11,7 +11,7 @@ export type DisconnectReason = 'client' | 'keepalive_timeout' | 'slow_consumer' 
 
 
 /** Why a message was not delivered. */
-export type DropReason = 'acl' | 'rate_limit' | 'size' | 'qos_limit' | 'slow_consumer' | 'queue_limit'
+export type DropReason = 'acl' | 'rate_limit' | 'size' | 'qos_limit' | 'slow_consumer' | 'queue_limit' | 'cluster_backpressure'
 
 export type AclAction = 'publish' | 'subscribe' | 'forward'
 

@@ -9,6 +9,7 @@ import aedesPersistenceRedis, { type RedisPersistence } from 'aedes-persistence-
 import mqemitterRedis from 'mqemitter-redis'
 import type { BrokerConfig } from './config-schema.js'
 import type { Logger } from './logger.js'
+import { RoutedEmitter } from './routed-emitter.js'
 
 /** The part of Aedes' in-memory persistence the broker uses besides Aedes itself. */
 interface MemoryPersistence {
@@ -40,7 +41,7 @@ export interface Storage {
 
 type RedisConfig = NonNullable<BrokerConfig['redis']>
 
-export function createStorage (config: BrokerConfig, logger: Logger): Storage {
+export async function createStorage (config: BrokerConfig, nodeId: string, logger: Logger, onShed: () => void): Promise<Storage> {
   if (config.redis === undefined) {
     const persistence = memoryPersistence()
     return {
@@ -51,55 +52,79 @@ export function createStorage (config: BrokerConfig, logger: Logger): Storage {
       redisState: () => ({}),
       redis: null,
       retainedCount: async () => {
-        // the topics no wildcard reaches, plus the broker's own retained $presence states
+        // the persistence's matcher lets # reach $ topics too ($presence states included)
         let count = 0
-        for await (const _packet of persistence.createRetainedStreamCombi(['#', '$presence/#'])) count++
+        for await (const _packet of persistence.createRetainedStreamCombi(['#'])) count++
         return count
       },
       close: async () => {}
     }
   }
-  return createRedisStorage(config.redis, config.limits.concurrency, logger)
+  return await createRedisStorage(config, config.redis, nodeId, logger, onShed)
 }
 
-function createRedisStorage (redis: RedisConfig, concurrency: number, logger: Logger): Storage {
+async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nodeId: string, logger: Logger, onShed: () => void): Promise<Storage> {
   const options: RedisOptions = {
     // Keep commands queued while Redis is briefly away instead of failing them after 20 tries:
     // a QoS 1/2 publish then waits for storage rather than being refused.
     maxRetriesPerRequest: null,
-    retryStrategy: (times) => Math.min(times * 100, 2000),
-    ...(redis.keyPrefix === '' ? {} : { keyPrefix: redis.keyPrefix })
+    retryStrategy: (times) => Math.min(times * 100, 2000)
   }
-  const connections = {
-    persistence: new Redis(redis.url, options),
-    // pub/sub channels are not prefixed by ioredis; the emitter prefixes them itself below
-    subscriber: new Redis(redis.url, { ...options, keyPrefix: '' }),
-    publisher: new Redis(redis.url, { ...options, keyPrefix: '' })
+  // ioredis prefixes keys, not pub/sub channels: the emitters prefix their own keys and channels
+  const unprefixed = (extra: RedisOptions = {}): Redis => new Redis(redis.url, { ...options, ...extra })
+  const connections: Record<string, Redis> = {
+    persistence: unprefixed(redis.keyPrefix === '' ? {} : { keyPrefix: redis.keyPrefix }),
+    subscriber: unprefixed(),
+    publisher: unprefixed({ enableAutoPipelining: true })
   }
+  if (redis.emitter === 'routed') connections.inbox = unprefixed()
   const up = new Map<string, boolean>()
   for (const [role, connection] of Object.entries(connections)) {
     up.set(role, false)
     watchConnection(role, connection, up, logger)
   }
   const persistence = aedesPersistenceRedis({ conn: connections.persistence })
-  const emitterOptions = { subConn: connections.subscriber, pubConn: connections.publisher, concurrency, matchEmptyLevels: true }
-  const mq = redis.keyPrefix === ''
-    ? mqemitterRedis(emitterOptions)
-    : new (mqemitterRedis as unknown as { MQEmitterRedisPrefix: new (prefix: string, options: object) => object }).MQEmitterRedisPrefix(redis.keyPrefix, emitterOptions)
-  // mqemitter-redis re-emits Redis errors on `state`; with no listener the process would die.
-  // The connection watchers above already log them, once per state change.
-  ;(mq as { state: EventEmitter }).state.on('error', () => {})
+  const concurrency = config.limits.concurrency
+  let mq: unknown
+  if (redis.emitter === 'routed') {
+    const emitter = new RoutedEmitter({
+      nodeId,
+      commands: connections.publisher as Redis,
+      subscriber: connections.subscriber as Redis,
+      reader: connections.inbox as Redis,
+      keyPrefix: redis.keyPrefix,
+      concurrency,
+      inboxMaxLen: redis.inboxMaxLen,
+      maxPendingQos0: redis.maxPendingQos0,
+      heartbeatMs: config.cluster.heartbeatIntervalMs,
+      nodeTimeoutMs: config.cluster.heartbeatIntervalMs * 3,
+      logger,
+      onShed
+    })
+    await emitter.start()
+    mq = emitter
+  } else {
+    const emitterOptions = { subConn: connections.subscriber, pubConn: connections.publisher, concurrency, matchEmptyLevels: true }
+    const stock = redis.keyPrefix === ''
+      ? mqemitterRedis(emitterOptions)
+      : new (mqemitterRedis as unknown as { MQEmitterRedisPrefix: new (prefix: string, options: object) => object }).MQEmitterRedisPrefix(redis.keyPrefix, emitterOptions)
+    // mqemitter-redis re-emits Redis errors on `state`; with no listener the process would die.
+    // The connection watchers above already log them, once per state change.
+    ;(stock as { state: EventEmitter }).state.on('error', () => {})
+    mq = stock
+  }
 
   let closed = false
+  const persistenceConnection = connections.persistence as Redis
   return {
     kind: 'redis',
     persistence,
     mq,
     healthy: () => [...up.values()].every(Boolean),
     redisState: () => Object.fromEntries(up),
-    redis: connections.persistence,
+    redis: persistenceConnection,
     // aedes-persistence-redis keeps retained messages in one hash; ioredis adds the key prefix
-    retainedCount: async () => await connections.persistence.hlen('retained'),
+    retainedCount: async () => await persistenceConnection.hlen('retained'),
     close: async () => {
       if (closed) return
       closed = true

@@ -1,4 +1,4 @@
-// Typings for the parts of the Redis modules we use that ship none (aedes-persistence-redis)
+// Typings for the parts of modules we use that ship none (aedes-persistence-redis, qlobber)
 // or leave out (mqemitter-redis' prefix class and its `state` emitter).
 declare module 'aedes-persistence-redis' {
   import type { Redis } from 'ioredis'
@@ -16,4 +16,23 @@ declare module 'aedes-persistence-redis' {
   }
 
   export default function aedesPersistenceRedis (options?: RedisPersistenceOptions): RedisPersistence
+}
+
+declare module 'qlobber' {
+  export interface QlobberOptions {
+    separator?: string
+    wildcard_one?: string
+    wildcard_some?: string
+    match_empty_levels?: boolean
+    max_words?: number
+  }
+
+  /** A topic matcher whose match() returns the distinct values added under matching filters. */
+  export class QlobberDedup<V> {
+    constructor (options?: QlobberOptions)
+    add (topic: string, value: V): this
+    remove (topic: string, value?: V): this
+    match (topic: string): Set<V>
+    clear (): this
+  }
 }

@@ -1,0 +1,275 @@
+// An emitter for Aedes that routes messages between nodes by interest, over ioredis:
+// - local delivery first: a message is delivered to this node's subscribers in process,
+//   without a round trip through Redis;
+// - each node publishes the topic filters its clients subscribe to (a Redis set per node,
+//   changes announced on a pub/sub channel); every node caches the route table in a qlobber
+//   and forwards a message only to the nodes whose filters match it;
+// - the hand-off is a per-node inbox on a Redis Stream (XADD with a bounded MAXLEN, read with
+//   XREAD from the last id seen), so a node whose Redis link drops for a few seconds resumes
+//   where it stopped instead of losing what was sent meanwhile.
+import mqemitter from 'mqemitter'
+import { QlobberDedup } from 'qlobber'
+import type { Redis } from 'ioredis'
+import type { Logger } from './logger.js'
+
+type Message = mqemitter.Message
+type Listener = (message: Message, done: () => void) => void
+
+export interface RoutedEmitterOptions {
+  nodeId: string
+  /** Commands (XADD, SADD, heartbeats); pipelined automatically. */
+  commands: Redis
+  /** Pub/sub subscriber for route changes. */
+  subscriber: Redis
+  /** Blocking XREAD of this node's inbox. */
+  reader: Redis
+  /** Prefix of every key and channel (ioredis' keyPrefix is not used on these connections). */
+  keyPrefix: string
+  concurrency: number
+  /** Entries an inbox keeps at most: the window a disconnected node can catch up on. */
+  inboxMaxLen: number
+  /** QoS 0 hand-offs waiting for Redis beyond which QoS 0 messages are shed (counted). */
+  maxPendingQos0: number
+  heartbeatMs: number
+  nodeTimeoutMs: number
+  logger: Logger
+  /** Called for every QoS 0 message shed under back-pressure. */
+  onShed: () => void
+}
+
+interface RouteChange {
+  node: string
+  op: 'add' | 'remove' | 'reset'
+  filter?: string
+}
+
+const matcherOptions = { separator: '/', wildcard_one: '+', wildcard_some: '#', match_empty_levels: true }
+const readBatch = 1000
+const readBlockMs = 1000
+
+export class RoutedEmitter {
+  private readonly local: mqemitter.MQEmitter
+  private readonly localFilters = new Map<string, number>()
+  private readonly routes = new QlobberDedup<string>(matcherOptions)
+  private readonly nodeFilters = new Map<string, Set<string>>()
+  private readonly keys: { nodes: string, changes: string, routes: (node: string) => string, inbox: (node: string) => string }
+  private pendingQos0 = 0
+  private lastId = '$'
+  private closed = false
+  private heartbeat: NodeJS.Timeout | null = null
+  private reading: Promise<void> = Promise.resolve()
+  // mqemitter's `current`/`concurrent`, which Aedes does not read but the MQEmitter shape has
+  current = 0
+  concurrent = 0
+
+  constructor (private readonly options: RoutedEmitterOptions) {
+    this.local = mqemitter({ concurrency: options.concurrency, matchEmptyLevels: true })
+    const p = options.keyPrefix
+    this.keys = {
+      nodes: `${p}routes:nodes`,
+      changes: `${p}routes:changes`,
+      routes: (node) => `${p}routes:${node}`,
+      inbox: (node) => `${p}inbox:${node}`
+    }
+  }
+
+  /** Joins the cluster: announces this node, loads the route table, starts reading the inbox. */
+  async start (): Promise<void> {
+    const { commands, subscriber, nodeId } = this.options
+    subscriber.on('message', (_channel: string, text: string) => this.applyChange(JSON.parse(text) as RouteChange))
+    // Route changes missed while the subscriber was away: reload the whole table.
+    subscriber.on('ready', () => { if (!this.closed) this.loadRoutes().catch((err: Error) => this.warn('route reload failed', err)) })
+    await subscriber.subscribe(this.keys.changes)
+    // A node id that is reused starts with no routes of its previous life.
+    await commands.multi().del(this.keys.routes(nodeId)).zadd(this.keys.nodes, Date.now(), nodeId).exec()
+    await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'reset' }))
+    await this.loadRoutes()
+    // Start after the newest entry: what was sent to a previous life of this id is its sessions' business.
+    const last = await commands.xrevrange(this.keys.inbox(nodeId), '+', '-', 'COUNT', 1)
+    this.lastId = last[0]?.[0] ?? '0-0'
+    this.reading = this.readInbox()
+    this.heartbeat = setInterval(() => { this.beat().catch((err: Error) => this.warn('heartbeat failed', err)) }, this.options.heartbeatMs)
+    this.heartbeat.unref()
+  }
+
+  on (topic: string, listener: Listener, done?: () => void): this {
+    this.local.on(topic, listener)
+    const count = (this.localFilters.get(topic) ?? 0) + 1
+    this.localFilters.set(topic, count)
+    if (count > 1) {
+      if (done !== undefined) setImmediate(done)
+      return this
+    }
+    this.announce('add', topic).then(() => done?.(), (err: Error) => {
+      this.warn('route announce failed', err)
+      done?.()
+    })
+    return this
+  }
+
+  removeListener (topic: string, listener: Listener, done?: () => void): void {
+    this.local.removeListener(topic, listener)
+    const count = (this.localFilters.get(topic) ?? 0) - 1
+    if (count > 0) {
+      this.localFilters.set(topic, count)
+      if (done !== undefined) setImmediate(done)
+      return
+    }
+    this.localFilters.delete(topic)
+    this.announce('remove', topic).then(() => done?.(), (err: Error) => {
+      this.warn('route announce failed', err)
+      done?.()
+    })
+  }
+
+  emit (message: Message, done?: (error?: Error) => void): void {
+    if (this.closed) {
+      done?.(new Error('emitter closed'))
+      return
+    }
+    const targets = [...this.routes.match(message.topic)].filter((node) => node !== this.options.nodeId)
+    let waiting = 1 + targets.length
+    let failure: Error | undefined
+    const finish = (err?: Error): void => {
+      if (err !== undefined && failure === undefined) failure = err
+      if (--waiting === 0) done?.(failure)
+    }
+    this.local.emit(message, () => finish())
+    if (targets.length === 0) return
+    if (message.qos === 0 && this.pendingQos0 >= this.options.maxPendingQos0) {
+      // Redis is slow or away: shed QoS 0 rather than queue without bound (QoS 1/2 wait).
+      this.options.onShed()
+      for (let i = 0; i < targets.length; i++) finish()
+      return
+    }
+    const fields = encode(message)
+    const qos0 = message.qos === 0
+    for (const node of targets) {
+      if (qos0) this.pendingQos0++
+      this.options.commands.xadd(this.keys.inbox(node), 'MAXLEN', '~', this.options.inboxMaxLen, '*', ...fields)
+        .then(() => finish(), (err: Error) => finish(err))
+        .finally(() => { if (qos0) this.pendingQos0-- })
+    }
+  }
+
+  close (done: () => void): void {
+    if (this.closed) {
+      done()
+      return
+    }
+    this.closed = true
+    if (this.heartbeat !== null) clearInterval(this.heartbeat)
+    const { commands, subscriber, reader, nodeId } = this.options
+    const leave = commands.multi().del(this.keys.routes(nodeId)).zrem(this.keys.nodes, nodeId).exec()
+      .then(() => commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'reset' })))
+      .catch(() => {})
+    reader.disconnect()
+    void Promise.all([leave, this.reading]).finally(() => {
+      subscriber.disconnect()
+      commands.disconnect()
+      this.local.close(done)
+    })
+  }
+
+  private async announce (op: 'add' | 'remove', filter: string): Promise<void> {
+    const { commands, nodeId } = this.options
+    const key = this.keys.routes(nodeId)
+    await (op === 'add' ? commands.sadd(key, filter) : commands.srem(key, filter))
+    await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op, filter }))
+  }
+
+  private applyChange (change: RouteChange): void {
+    if (change.node === this.options.nodeId) return
+    if (change.op === 'reset') {
+      this.dropNode(change.node)
+      return
+    }
+    if (change.filter === undefined) return
+    const filters = this.nodeFilters.get(change.node) ?? new Set<string>()
+    this.nodeFilters.set(change.node, filters)
+    if (change.op === 'add' && !filters.has(change.filter)) {
+      filters.add(change.filter)
+      this.routes.add(change.filter, change.node)
+    } else if (change.op === 'remove' && filters.delete(change.filter)) {
+      this.routes.remove(change.filter, change.node)
+    }
+  }
+
+  private dropNode (node: string): void {
+    for (const filter of this.nodeFilters.get(node) ?? []) this.routes.remove(filter, node)
+    this.nodeFilters.delete(node)
+  }
+
+  private async loadRoutes (): Promise<void> {
+    const { commands, nodeId, nodeTimeoutMs } = this.options
+    const nodes = await commands.zrangebyscore(this.keys.nodes, Date.now() - nodeTimeoutMs, '+inf')
+    const tables = await Promise.all(nodes.filter((n) => n !== nodeId).map(async (node) => [node, await commands.smembers(this.keys.routes(node))] as const))
+    this.routes.clear()
+    this.nodeFilters.clear()
+    for (const [node, filters] of tables) {
+      this.nodeFilters.set(node, new Set(filters))
+      for (const filter of filters) this.routes.add(filter, node)
+    }
+  }
+
+  /** Beats this node's heartbeat and retires nodes that stopped beating. */
+  private async beat (): Promise<void> {
+    const { commands, nodeId, nodeTimeoutMs } = this.options
+    await commands.zadd(this.keys.nodes, Date.now(), nodeId)
+    const dead = await commands.zrangebyscore(this.keys.nodes, '-inf', Date.now() - nodeTimeoutMs)
+    for (const node of dead) {
+      this.dropNode(node)
+      // ZREM succeeds on one node only: that one clears the dead node's routes and inbox.
+      if (await commands.zrem(this.keys.nodes, node) === 1) {
+        await commands.multi().del(this.keys.routes(node)).del(this.keys.inbox(node)).exec()
+        await commands.publish(this.keys.changes, JSON.stringify({ node, op: 'reset' }))
+        this.options.logger.warn({ event: 'cluster.node-lost', lost: node }, 'a node stopped beating: its routes are retired')
+      }
+    }
+  }
+
+  private async readInbox (): Promise<void> {
+    const { reader, nodeId } = this.options
+    const inbox = this.keys.inbox(nodeId)
+    while (!this.closed) {
+      let batch: Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null
+      try {
+        batch = await reader.xreadBuffer('COUNT', readBatch, 'BLOCK', readBlockMs, 'STREAMS', inbox, this.lastId) as typeof batch
+      } catch (err) {
+        if (this.closed) return
+        this.warn('inbox read failed; retrying', err as Error)
+        await new Promise((resolve) => setTimeout(resolve, 200))
+        continue
+      }
+      const entries = batch?.[0]?.[1] ?? []
+      // Deliver the batch before reading the next: back-pressure from the local subscribers.
+      await Promise.all(entries.map(([id, fields]) => {
+        this.lastId = id.toString()
+        const message = decode(fields)
+        return message === null ? undefined : new Promise<void>((resolve) => this.local.emit(message, () => resolve()))
+      }))
+    }
+  }
+
+  private warn (what: string, err: Error): void {
+    this.options.logger.warn({ event: 'cluster.emitter', reason: err.message }, what)
+  }
+}
+
+/** A message as stream fields: `h` its header as JSON, `p` its payload bytes. */
+function encode (message: Message): Array<string | Buffer> {
+  const { payload, ...header } = message
+  return ['h', JSON.stringify(header), 'p', Buffer.isBuffer(payload) ? payload : Buffer.from(String(payload ?? ''))]
+}
+
+function decode (fields: Buffer[]): Message | null {
+  let header: Record<string, unknown> | null = null
+  let payload: Buffer = Buffer.alloc(0)
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = (fields[i] as Buffer).toString()
+    if (name === 'h') header = JSON.parse((fields[i + 1] as Buffer).toString()) as Record<string, unknown>
+    else if (name === 'p') payload = fields[i + 1] as Buffer
+  }
+  if (header === null || typeof header.topic !== 'string') return null
+  return { ...header, topic: header.topic, payload }
+}

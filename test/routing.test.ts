@@ -1,0 +1,80 @@
+// The interest-routed emitter: local delivery never goes through Redis, nodes receive only
+// what their clients want, and a node whose Redis link is cut resumes without loss.
+import { execFileSync } from 'node:child_process'
+import t from 'tap'
+import { collect, openUrl, sleep, waitFor } from './helpers/broker.js'
+import { spawnBroker, type BrokerProcess } from './helpers/process.js'
+import { startRedis } from './helpers/redis.js'
+import { startTcpProxy } from './helpers/tcp-proxy.js'
+
+const url = (node: BrokerProcess): string => `mqtt://127.0.0.1:${node.mqttPort}`
+
+/** Calls of a Redis command so far (INFO commandstats). */
+function commandCalls (port: number, command: string): number {
+  const info = execFileSync('redis-cli', ['-p', String(port), 'INFO', 'commandstats']).toString()
+  const match = new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)
+  return match === null ? 0 : Number(match[1])
+}
+
+const redisCli = (port: number, ...args: string[]): string => execFileSync('redis-cli', ['-p', String(port), ...args]).toString().trim()
+
+t.test('local delivery stays local; only interested nodes receive a message', async (t) => {
+  const redis = await startRedis(t)
+  const [a, b, c] = await Promise.all(['ra', 'rb', 'rc'].map((id) => spawnBroker(t, ['--redis', redis.url], { NODE_ID: id, LOG_LEVEL: 'warn' }))) as [BrokerProcess, BrokerProcess, BrokerProcess]
+  const { client: localSub } = await openUrl(t, url(a))
+  await localSub.subscribeAsync('local/#', { qos: 1 })
+  const { client: remoteSub } = await openUrl(t, url(b))
+  await remoteSub.subscribeAsync('remote/#', { qos: 0 })
+  const localGot = collect(localSub)
+  const remoteGot = collect(remoteSub)
+  const { client: pub } = await openUrl(t, url(a))
+  await sleep(300)
+
+  const xaddsBefore = commandCalls(redis.port, 'xadd')
+  for (let i = 0; i < 200; i++) await pub.publishAsync('local/x', String(i), { qos: 0 })
+  await waitFor(() => localGot.length === 200, 'local deliveries')
+  t.equal(commandCalls(redis.port, 'xadd'), xaddsBefore, 'no message went through Redis for a subscriber on the same node')
+
+  for (let i = 0; i < 50; i++) await pub.publishAsync('remote/x', String(i), { qos: 0 })
+  await waitFor(() => remoteGot.length === 50, 'cross-node deliveries')
+  // inboxes also carry Aedes' own $SYS traffic, which every node wants: count the test topic
+  const handedTo = (node: string): number => redisCli(redis.port, 'XRANGE', `inbox:${node}`, '-', '+').split('\n').filter((line) => line.includes('"topic":"remote/x"')).length
+  t.equal(handedTo('rb'), 50, 'node b got exactly the 50 messages it wanted')
+  t.equal(handedTo('rc'), 0, 'node c, with no interest, got none of them')
+  t.equal(c.child.exitCode, null)
+})
+
+t.test('a node whose Redis link is cut for 5 s under a QoS 1 stream loses nothing', async (t) => {
+  const redis = await startRedis(t)
+  const proxy = await startTcpProxy(t, redis.port)
+  const a = await spawnBroker(t, ['--redis', redis.url], { NODE_ID: 'ca', LOG_LEVEL: 'warn' })
+  const b = await spawnBroker(t, ['--redis', `redis://127.0.0.1:${proxy.port}`], { NODE_ID: 'cb', LOG_LEVEL: 'warn' })
+  // an online subscriber and a persistent one, both on the node whose link is cut
+  const { client: online } = await openUrl(t, url(b))
+  await online.subscribeAsync('stream/#', { qos: 1 })
+  const onlineGot = new Set<number>()
+  online.on('message', (_t, p) => onlineGot.add(Number(p.toString())))
+  const { client: pub } = await openUrl(t, url(a))
+  await sleep(300)
+
+  const acked = new Set<number>()
+  let n = 0
+  const publishFor = async (ms: number): Promise<void> => {
+    const end = Date.now() + ms
+    while (Date.now() < end) {
+      const i = n++
+      await pub.publishAsync('stream/n', String(i), { qos: 1 })
+      acked.add(i)
+    }
+  }
+  await publishFor(500)
+  proxy.cut()
+  await publishFor(5000)
+  proxy.restore()
+  await publishFor(500)
+  await waitFor(() => [...acked].every((i) => onlineGot.has(i)), 'every acknowledged message at the online subscriber', 20_000).catch(() => {})
+  const missing = [...acked].filter((i) => !onlineGot.has(i))
+  t.ok(acked.size > 100, `${acked.size} messages acknowledged, ${n - acked.size} not`)
+  t.same(missing, [], 'the online subscriber missed nothing: node b resumed its inbox where it stopped')
+  t.equal(b.child.exitCode, null, 'node b kept running')
+})
