@@ -6,11 +6,15 @@ export interface BoundAddress {
   port: number
 }
 
+// Connections the kernel may hold for us before they are accepted (capped by net.core.somaxconn):
+// Node's default of 511 overflows in a reconnect storm, and overflowed clients hang half-open.
+const acceptBacklog = 4096
+
 export function listen (server: Server, host: string, port: number): Promise<BoundAddress> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err)
     server.once('error', onError)
-    server.listen(port, host, () => {
+    server.listen(port, host, acceptBacklog, () => {
       server.off('error', onError)
       const address = server.address()
       if (address === null || typeof address === 'string') {

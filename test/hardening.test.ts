@@ -1,0 +1,244 @@
+// Hardening: the internet attacks the broker and each attack costs only the attacker's own
+// connection. A canary pair of clients publishes and receives at QoS 1 throughout each test
+// and must lose nothing. FUZZ_RUNS (default 60) sets the fuzzer's runs; `npm run test:soak`
+// raises it.
+import { connect as tcpConnect, type Socket } from 'node:net'
+import { randomBytes } from 'node:crypto'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import fc from 'fast-check'
+import jwt from 'jsonwebtoken'
+import mqttPacket from 'mqtt-packet'
+import mqtt from 'mqtt'
+import t from 'tap'
+import { WebSocket } from 'ws'
+import type { BrokerHandle } from '../src/broker/create-broker.js'
+import { brokerUrl, closeClient, collect, connectClient, connectRefused, metricValue, sleep, startBroker, waitFor } from './helpers/broker.js'
+
+const fuzzRuns = Number(process.env.FUZZ_RUNS ?? 60)
+const seed = Number(process.env.FUZZ_SEED ?? 20261123)
+type T = { teardown: (fn: () => unknown) => void }
+
+/** Publishes numbered QoS 1 messages to itself until stopped; `check` asserts zero loss. */
+async function startCanary (t: T, broker: BrokerHandle, options = {}): Promise<{ stop: () => Promise<{ sent: number, missing: number[] }> }> {
+  const sub = await connectClient(t, broker, 'tcp', { ...options, clientId: 'canary-sub', clean: false })
+  await sub.subscribeAsync('canary/#', { qos: 1 })
+  const got = new Set<number>()
+  sub.on('message', (_topic, payload) => got.add(Number(payload.toString())))
+  const pub = await connectClient(t, broker, 'tcp', { ...options, clientId: 'canary-pub' })
+  const acked: number[] = []
+  let running = true
+  const loop = (async () => {
+    for (let i = 0; running; i++) {
+      await pub.publishAsync('canary/n', String(i), { qos: 1 })
+      acked.push(i)
+      await sleep(5)
+    }
+  })()
+  return {
+    stop: async () => {
+      running = false
+      await loop
+      await waitFor(() => acked.every((i) => got.has(i)), 'every canary message', 5000).catch(() => {})
+      return { sent: acked.length, missing: acked.filter((i) => !got.has(i)) }
+    }
+  }
+}
+
+function rawSocket (port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect(port, '127.0.0.1')
+    socket.once('connect', () => resolve(socket))
+    socket.once('error', reject)
+  })
+}
+
+/** Sends bytes on a fresh connection; resolves when the broker closes it or after `ms`. */
+async function sendAndWait (port: number, bytes: Buffer, ms: number): Promise<'closed' | 'open'> {
+  const socket = await rawSocket(port)
+  socket.on('error', () => {})
+  socket.on('data', () => {})
+  const closed = new Promise<'closed'>((resolve) => socket.once('close', () => resolve('closed')))
+  socket.write(bytes)
+  const result = await Promise.race([closed, sleep(ms).then(() => 'open' as const)])
+  socket.destroy()
+  return result
+}
+
+const connectBytes = (clientId: string): Buffer => mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 30 })
+
+/** Valid packets a client may send after CONNECT, as bytes, for mutation. */
+const validPackets: Buffer[] = [
+  mqttPacket.generate({ cmd: 'publish', topic: 'fuzz/a', payload: Buffer.from('x'), qos: 1, messageId: 7, retain: false, dup: false }),
+  mqttPacket.generate({ cmd: 'publish', topic: 'fuzz/b', payload: Buffer.alloc(40), qos: 2, messageId: 9, retain: true, dup: false }),
+  mqttPacket.generate({ cmd: 'subscribe', messageId: 3, subscriptions: [{ topic: 'fuzz/#', qos: 1 }] }),
+  mqttPacket.generate({ cmd: 'unsubscribe', messageId: 4, unsubscriptions: ['fuzz/#'] }),
+  mqttPacket.generate({ cmd: 'pubrel', messageId: 9 }),
+  mqttPacket.generate({ cmd: 'pingreq' })
+]
+
+/** Attack inputs: random bytes, mutated or truncated valid packets, before or after CONNECT. */
+const attack = fc.oneof(
+  fc.uint8Array({ minLength: 1, maxLength: 300 }).map((bytes) => Buffer.from(bytes)),
+  fc.tuple(fc.constantFrom(...validPackets), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), fc.boolean(), fc.boolean())
+    .map(([packet, flips, truncate, afterConnect]) => {
+      const bytes = Buffer.from(packet)
+      for (const [at, value] of flips) bytes[at % bytes.length] = value
+      const body = truncate ? bytes.subarray(0, Math.max(1, bytes.length - 3)) : bytes
+      return afterConnect ? Buffer.concat([connectBytes('fuzz-client'), body]) : body
+    }),
+  fc.constantFrom(
+    Buffer.from([0x30, 0xff, 0xff, 0xff, 0x7f]), // a remaining length of 268,435,455 and nothing else
+    Buffer.concat([connectBytes('twice'), connectBytes('twice')]), // a second CONNECT [MQTT-3.1.0-2]
+    Buffer.concat([connectBytes('wild'), mqttPacket.generate({ cmd: 'publish', topic: 'a/#', payload: Buffer.from('x'), qos: 0, retain: false, dup: false })])
+  )
+)
+
+t.test('protocol fuzzing over TCP and WebSocket: each bad input costs only its connection', async (t) => {
+  const broker = await startBroker(t, { limits: { connectTimeoutMs: 1000 } })
+  const canary = await startCanary(t, broker)
+  const port = broker.addresses.mqtt.port
+  await fc.assert(fc.asyncProperty(attack, async (bytes) => {
+    await sendAndWait(port, bytes, 150)
+    return true
+  }), { seed, numRuns: fuzzRuns })
+  await fc.assert(fc.asyncProperty(attack, async (bytes) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${broker.addresses.http.port}/mqtt`, ['mqtt'])
+    ws.on('error', () => {})
+    await new Promise((resolve) => { ws.once('open', resolve); ws.once('close', resolve) })
+    if (ws.readyState === WebSocket.OPEN) ws.send(bytes)
+    await Promise.race([new Promise((resolve) => ws.once('close', resolve)), sleep(150)])
+    ws.terminate()
+    return true
+  }), { seed: seed + 1, numRuns: Math.ceil(fuzzRuns / 2) })
+  const { sent, missing } = await canary.stop()
+  t.ok(sent > 10, `the canary sent ${sent} messages meanwhile`)
+  t.same(missing, [], 'the canary lost nothing')
+  t.equal(await sendAndWait(port, connectBytes('still-fine'), 200), 'open', 'the broker still accepts clients')
+})
+
+t.test('a flood of connections that never send CONNECT: timed out, memory bounded, clients still served', async (t) => {
+  const broker = await startBroker(t, { limits: { connectTimeoutMs: 800 } })
+  const canary = await startCanary(t, broker)
+  const before = process.memoryUsage().heapUsed
+  const sockets: Socket[] = []
+  for (let wave = 0; wave < 6; wave++) sockets.push(...await Promise.all(Array.from({ length: 250 }, () => rawSocket(broker.addresses.mqtt.port))))
+  const closed = sockets.map((s) => new Promise<void>((resolve) => { s.on('error', () => {}); s.once('close', () => resolve()) }))
+  const legit = await connectClient(t, broker, 'tcp')
+  t.ok(legit.connected, 'a legitimate client connects during the flood')
+  const started = Date.now()
+  await Promise.all(closed)
+  t.ok(Date.now() - started < 3000, 'every idle connection closed after connectTimeout')
+  t.ok(process.memoryUsage().heapUsed - before < 64 * 1024 * 1024, 'heap growth bounded')
+  const { missing } = await canary.stop()
+  t.same(missing, [], 'the canary lost nothing')
+})
+
+t.test('a CONNECT storm with forged tokens: all refused with CONNACK 4, counted, clients still served', async (t) => {
+  const secret = 'hardening-secret-0123456789abcdef'
+  const broker = await startBroker(t, { auth: { anonymous: false, jwt: { secret } }, acl: { roles: { member: { pub: ['#'], sub: ['#'] } }, defaultRoles: ['member'] } })
+  const good = { username: '', password: jwt.sign({ sub: 'canary' }, secret, { expiresIn: 600 }) }
+  const canary = await startCanary(t, broker, good)
+  const url = brokerUrl(broker, 'tcp')
+  const codes: number[] = []
+  for (let wave = 0; wave < 5; wave++) {
+    codes.push(...await Promise.all(Array.from({ length: 40 }, () => connectRefused(t, url, { username: '', password: jwt.sign({ sub: 'mallory' }, randomBytes(16).toString('hex')) }))))
+  }
+  t.ok(codes.every((c) => c === 4), 'every forged token got CONNACK 4')
+  const metrics = await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+  t.equal(metricValue(metrics, 'realtime_broker_auth_failures_total', { reason: 'bad_token' }), 200)
+  const { missing } = await canary.stop()
+  t.same(missing, [], 'the canary lost nothing')
+})
+
+t.test('connection churn leaves no memory behind', async (t) => {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const broker = await startBroker(t)
+  // plain MQTT.js clients: the harness' teardown list would itself keep 1000 clients alive
+  const cycle = async (i: number): Promise<void> => {
+    const client = mqtt.connect(brokerUrl(broker, i % 2 === 0 ? 'tcp' : 'ws'), { clientId: `churn-${i % 50}`, clean: i % 3 !== 0, reconnectPeriod: 0 })
+    await new Promise((resolve, reject) => { client.once('connect', resolve); client.once('error', reject) })
+    await client.subscribeAsync(`churn/${i % 50}/#`, { qos: 1 })
+    await closeClient(client, i % 4 === 0)
+  }
+  for (let i = 0; i < 200; i++) await cycle(i) // warm-up
+  gc()
+  const before = process.memoryUsage().heapUsed
+  for (let i = 0; i < 1000; i++) await cycle(i)
+  await waitFor(() => broker.aedes.connectedClients === 0, 'all disconnected')
+  await sleep(200)
+  gc()
+  const grown = process.memoryUsage().heapUsed - before
+  t.ok(grown < 8 * 1024 * 1024, `heap grew ${(grown / 1024 / 1024).toFixed(1)} MiB over 1000 cycles`)
+})
+
+t.test('a subscriber that stops reading cannot stall delivery to others', async (t) => {
+  const broker = await startBroker(t, { limits: { drainTimeoutMs: 1000 } })
+  const stuck = await rawSocket(broker.addresses.mqtt.port)
+  stuck.on('error', () => {})
+  stuck.write(connectBytes('stuck'))
+  stuck.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood/#', qos: 0 }] }))
+  await sleep(200)
+  stuck.pause() // never reads again
+  const fast = await connectClient(t, broker, 'tcp')
+  await fast.subscribeAsync('flood/#', { qos: 0 })
+  const got = collect(fast)
+  const pub = await connectClient(t, broker, 'tcp')
+  const payload = Buffer.alloc(32 * 1024)
+  for (let i = 0; i < 600; i++) pub.publish('flood/x', payload, { qos: 0 })
+  await waitFor(() => got.length === 600, 'every message at the fast subscriber', 15_000)
+  t.equal(got.length, 600)
+  await waitFor(() => stuck.destroyed || stuck.readableEnded || broker.aedes.connectedClients === 2, 'the stuck subscriber dropped', 5000).catch(() => {})
+  const metrics = await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+  t.equal(metricValue(metrics, 'realtime_broker_disconnects_total', { reason: 'slow_consumer' }), 1, 'the stuck subscriber was disconnected by drainTimeout')
+})
+
+t.test('WebSocket: a frame split across many TCP writes works; an oversized frame closes only its connection', async (t) => {
+  const broker = await startBroker(t, { http: { port: 0, maxWebSocketFrame: 4096 } })
+  const canary = await startCanary(t, broker)
+  // a hand-made upgrade, then one masked binary frame written a byte at a time
+  const socket = await rawSocket(broker.addresses.http.port)
+  socket.write(`GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n`)
+  const received: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => received.push(chunk))
+  await waitFor(() => Buffer.concat(received).includes('\r\n\r\n'), 'the upgrade response')
+  t.match(Buffer.concat(received).toString(), /^HTTP\/1\.1 101/)
+  received.length = 0
+  const frame = maskedBinaryFrame(connectBytes('byte-by-byte'))
+  for (const byte of frame) {
+    socket.write(Buffer.from([byte]))
+    await sleep(1)
+  }
+  await waitFor(() => Buffer.concat(received).includes(Buffer.from([0x20, 0x02, 0x00, 0x00])), 'CONNACK in a WebSocket frame')
+  socket.destroy()
+
+  const big = new WebSocket(`ws://127.0.0.1:${broker.addresses.http.port}/mqtt`, ['mqtt'])
+  await new Promise((resolve) => big.once('open', resolve))
+  const code = new Promise<number>((resolve) => big.once('close', (c) => resolve(c)))
+  big.send(Buffer.alloc(8192))
+  t.equal(await code, 1009, 'message too big')
+  const { missing } = await canary.stop()
+  t.same(missing, [], 'the canary lost nothing')
+})
+
+t.test('an HTTP request flood is served without hurting MQTT clients', async (t) => {
+  const broker = await startBroker(t)
+  const canary = await startCanary(t, broker)
+  let ok = 0
+  for (let wave = 0; wave < 10; wave++) {
+    const answers = await Promise.all(Array.from({ length: 100 }, async () => (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/healthz`)).status))
+    ok += answers.filter((s) => s === 200).length
+  }
+  t.equal(ok, 1000)
+  const { missing } = await canary.stop()
+  t.same(missing, [], 'the canary lost nothing')
+})
+
+function maskedBinaryFrame (payload: Buffer): Buffer {
+  const mask = randomBytes(4)
+  const header = payload.length < 126 ? Buffer.from([0x82, 0x80 | payload.length]) : Buffer.from([0x82, 0x80 | 126, payload.length >> 8, payload.length & 0xff])
+  const body = Buffer.from(payload.map((b, i) => b ^ (mask[i % 4] as number)))
+  return Buffer.concat([header, mask, body])
+}
+
