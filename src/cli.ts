@@ -9,12 +9,16 @@ import { exitOnSignals } from './broker/lifecycle.js'
 import { createLogger } from './broker/logger.js'
 import { superviseWorkers, workerCount } from './broker/workers.js'
 import { signToken } from './acl/jwt.js'
+import { simulateLocation } from './simulate/location.js'
+import { runSimulation } from './simulate/run.js'
+import { simulateTelemetry } from './simulate/telemetry.js'
 
 const usage = `Usage: realtime-broker <command> [options]
 
 Commands:
   start     run a broker node
   token     mint a JWT for development and tests, signed with the configured key
+  simulate  run simulated vehicles (location) or devices (telemetry) for the demo pages
   help      show this help
 
 start options (each overrides its environment variable, which overrides the config file):
@@ -32,6 +36,15 @@ token options (prints only the token):
   --role NAME       pick a role the config gives the user (repeatable)
   --ttl SECONDS     lifetime in seconds (default 3600)
   --config FILE     config file with the signing key (auth.jwt; env JWT_SECRET)
+
+simulate location|telemetry options (one native MQTT connection per vehicle or device):
+  --url URL         the broker (default mqtt://127.0.0.1:1883)
+  --token JWT       for brokers that require one, e.g. from \`realtime-broker token\`
+  --vehicles N      location: how many vehicles (default 50)
+  --interval-ms MS  location: time between two positions of a vehicle (default 1000)
+  --devices N       telemetry: how many devices (default 200)
+  --rate R          telemetry: readings per device per second (default 2)
+  --duration S      stop after S seconds (default: run until Ctrl-C)
 `
 
 export const defaultConfigFile = fileURLToPath(new URL('../../config/default.yaml', import.meta.url))
@@ -94,6 +107,37 @@ async function token (args: string[]): Promise<void> {
   process.stdout.write(`${minted}\n`)
 }
 
+async function simulate (args: string[]): Promise<void> {
+  const [kind, ...rest] = args
+  const { values } = parseArgs({
+    args: rest,
+    strict: true,
+    options: {
+      url: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
+      token: { type: 'string' },
+      vehicles: { type: 'string', default: '50' },
+      'interval-ms': { type: 'string', default: '1000' },
+      devices: { type: 'string', default: '200' },
+      rate: { type: 'string', default: '2' },
+      duration: { type: 'string' }
+    }
+  })
+  const number = (flag: keyof typeof values, max: number, integer = true): number => {
+    const value = Number(values[flag])
+    if (!(value > 0 && value <= max) || (integer && !Number.isInteger(value))) throw new UsageError(`simulate: --${flag} expects a ${integer ? 'whole ' : ''}number from 1 to ${max}, got ${JSON.stringify(values[flag])}`)
+    return value
+  }
+  const durationS = values.duration === undefined ? null : number('duration', 86_400)
+  const connection = { url: values.url, ...(values.token === undefined ? {} : { token: values.token }) }
+  const simulation = kind === 'location'
+    ? simulateLocation({ ...connection, vehicles: number('vehicles', 10_000), intervalMs: number('interval-ms', 60_000) })
+    : kind === 'telemetry'
+      ? simulateTelemetry({ ...connection, devices: number('devices', 10_000), rate: number('rate', 100, false) })
+      : null
+  if (simulation === null) throw new UsageError(`simulate: expected "location" or "telemetry", got ${JSON.stringify(kind ?? '')}`)
+  await runSimulation(simulation, values.url, durationS, (line) => process.stdout.write(`${line}\n`))
+}
+
 async function main (argv: string[]): Promise<void> {
   const [command, ...rest] = argv
   switch (command) {
@@ -102,6 +146,9 @@ async function main (argv: string[]): Promise<void> {
       return
     case 'token':
       await token(rest)
+      return
+    case 'simulate':
+      await simulate(rest)
       return
     case 'help':
     case '--help':

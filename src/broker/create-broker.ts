@@ -9,11 +9,13 @@ import { Aedes, type Client } from 'aedes'
 import { createAuthenticator } from '../acl/authenticate.js'
 import { JwtVerifier } from '../acl/jwt.js'
 import { addAdminRoutes } from '../bridge/admin.js'
+import { addDevTokenRoute } from '../bridge/dev-token.js'
 import { addHealthRoutes } from '../bridge/health.js'
 import { addHttpPublishRoute } from '../bridge/http-publish.js'
 import { addMetricsRoute } from '../bridge/metrics.js'
 import { addSseRoute } from '../bridge/sse.js'
 import { createHttpListener, type Routes } from '../bridge/http-server.js'
+import { addStaticRoutes } from '../bridge/static.js'
 import { attachWebSocketBridge } from '../bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './config.js'
 import { GuardedConnection, ProtocolViolation } from './guarded-connection.js'
@@ -162,6 +164,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       options: config.http.sse
     })
     addHealthRoutes(routes, { checks: (): Record<string, boolean> => storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready } })
+    if (config.http.demos) addStaticRoutes(routes, logger)
+    if (config.http.devTokens) addDevTokenRoute(routes, { jwt: config.auth.jwt, env: process.env, logger })
     const httpServer: HttpServer = createHttpListener(routes, config.http.tls, (err) => logger.error({ err }, 'HTTP handler failed'))
     servers.push({ name: 'http', server: httpServer })
     const secureWeb = config.http.tls !== undefined

@@ -1,0 +1,443 @@
+// The realtime client: one logical connection over MQTT.js that outlives network drops,
+// broker restarts and token expiry. MQTT.js's own reconnect is off: this class reconnects with
+// jittered backoff, a fresh token when needed, and subscribes again to everything the app
+// subscribed to, since every connection starts a clean session.
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { backoffDelay, defaultBackoff, type BackoffOptions } from './backoff.js'
+import { encodePayload } from './codec.js'
+import { Emitter } from './emitter.js'
+import { connectionRefused, RealtimeError, subscriptionRefused } from './errors.js'
+import { OfflineQueue } from './offline-queue.js'
+import { connectionEntryTopic, isTopicLevel } from './presence-topics.js'
+import { SubscriptionRegistry, type HandlerEntry, type MessageHandler, type QoS } from './subscriptions.js'
+import { TokenKeeper, type TokenProvider } from './token.js'
+import { isValidFilter } from './topic-filter.js'
+
+/**
+ * connecting: before the first connection; online: connected; reconnecting: lost it and
+ * trying again; offline: the browser has no network, waiting for it; closed: close() was
+ * called, or the broker refused a token that cannot be replaced.
+ */
+export type ConnectionState = 'connecting' | 'online' | 'reconnecting' | 'offline' | 'closed'
+
+export interface StateChange {
+  state: ConnectionState
+  /** Failed attempts since the client was last online. */
+  attempt: number
+  /** Reconnecting or connecting: the wait before the next attempt, in ms. */
+  retryInMs?: number
+  /** Why the last connection ended, when known. */
+  reason?: string
+}
+
+export interface RealtimeOptions {
+  /** Default: ws(s)://<this page's host>/mqtt. */
+  url?: string
+  /** A JWT, or a function returning one (called again before each token expires). */
+  token?: string | TokenProvider
+  /** Who this client is for presence and typing when it has no token (anonymous brokers). */
+  user?: string
+  /** Default: random per client. */
+  clientId?: string
+  /**
+   * Keep a retained `presence/<user>/<clientId>` entry while connected, removed by the last
+   * will when the connection dies: presence for brokers that do not publish `$presence/<user>`.
+   */
+  announcePresence?: boolean
+  keepaliveS?: number
+  connectTimeoutMs?: number
+  backoff?: Partial<BackoffOptions>
+  /** Publishes kept while offline; past this, publish() rejects with code 'queue-full'. */
+  offlineQueueSize?: number
+}
+
+export interface PublishOptions {
+  /** Default 1: the promise settles on the broker's PUBACK. */
+  qos?: QoS
+  retain?: boolean
+  /** Send a string as plain text instead of JSON. Uint8Array data is always sent as is. */
+  raw?: boolean
+  /** Default true: while offline, queue it. false: reject at once (for ephemeral messages). */
+  queue?: boolean
+}
+
+export interface SubscribeOptions {
+  /** Default 1. */
+  qos?: QoS
+  /** Hand the payload over as bytes instead of parsed JSON. */
+  raw?: boolean
+}
+
+export type Unsubscribe = () => Promise<void>
+
+interface PendingPublish {
+  topic: string
+  payload: string | Uint8Array
+  qos: QoS
+  retain: boolean
+  resolve: () => void
+  reject: (err: RealtimeError) => void
+  /** The connection it was last written to; null while queued. */
+  sentOn: MqttClient | null
+}
+
+interface ClientEvents extends Record<string, unknown[]> {
+  state: [StateChange]
+  error: [RealtimeError]
+}
+
+type Timer = ReturnType<typeof setTimeout>
+
+export class RealtimeClient extends Emitter<ClientEvents> {
+  readonly clientId: string
+  private currentState: StateChange = { state: 'connecting', attempt: 0 }
+  private mqttClient: MqttClient | null = null
+  /** A connection being closed to reconnect with a fresh token. */
+  private retiring: MqttClient | null = null
+  private readonly tokens: TokenKeeper
+  private attempt = 0
+  private everOnline = false
+  /** announcePresence without a usable user name: said once, then ignored. */
+  private presenceRefused = false
+  private retryTimer: Timer | undefined
+  private refreshTimer: Timer | undefined
+  private readonly queue: OfflineQueue<PendingPublish>
+  private readonly inflight = new Set<PendingPublish>()
+  private readonly subscriptions = new SubscriptionRegistry()
+  private readonly backoff: BackoffOptions
+  private readonly url: string
+  private readonly removeNetworkListeners: () => void
+
+  constructor (private readonly options: RealtimeOptions = {}) {
+    super()
+    this.clientId = options.clientId ?? randomClientId()
+    this.url = options.url ?? defaultUrl()
+    this.backoff = { ...defaultBackoff, ...options.backoff }
+    this.queue = new OfflineQueue(options.offlineQueueSize ?? 100)
+    this.tokens = new TokenKeeper(options.token)
+    this.removeNetworkListeners = this.watchNetwork()
+    void this.open()
+  }
+
+  get state (): ConnectionState {
+    return this.currentState.state
+  }
+
+  /** The token's subject, else the `user` option; null for an anonymous client. */
+  get user (): string | null {
+    return this.tokens.subject ?? this.options.user ?? null
+  }
+
+  /** Resolves once online (at once if online now); rejects if the client is closed first. */
+  whenOnline (): Promise<void> {
+    if (this.state === 'online') return Promise.resolve()
+    if (this.state === 'closed') return Promise.reject(new RealtimeError('closed', 'the client was closed'))
+    return new Promise((resolve, reject) => {
+      const off = this.on('state', ({ state }) => {
+        if (state === 'online') resolve()
+        else if (state === 'closed') reject(new RealtimeError('closed', 'the client was closed'))
+        else return
+        off()
+      })
+    })
+  }
+
+  /** Publishes `data` (JSON unless raw). Resolves on PUBACK for QoS 1/2, once written for QoS 0. */
+  publish (topic: string, data: unknown, options: PublishOptions = {}): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.state === 'closed') throw new RealtimeError('closed', 'the client was closed')
+      if (topic === '' || topic.includes('+') || topic.includes('#')) throw new RealtimeError('publish-failed', `cannot publish to "${topic}": a topic name has no wildcards`)
+      const payload = encodePayload(data, options.raw === true)
+      const pending: PendingPublish = { topic, payload, qos: options.qos ?? 1, retain: options.retain ?? false, resolve, reject, sentOn: null }
+      if (this.state === 'online') this.send(pending)
+      else if (options.queue === false) throw new RealtimeError('not-connected', `not connected: "${topic}" was not published`)
+      else if (!this.queue.push(pending)) throw new RealtimeError('queue-full', `offline queue full (${this.queue.capacity} messages): "${topic}" was not published`)
+    })
+  }
+
+  /**
+   * Calls `handler` with each message on topics matching `filter`, parsed as JSON (or as bytes
+   * with `{ raw: true }`). Resolves with the function that unsubscribes once the broker granted
+   * the subscription; rejects with code 'subscription-refused' if it refused it. Subscriptions
+   * made offline are sent on (re)connect; all are renewed after every reconnect.
+   */
+  subscribe<T = unknown>(filter: string, handler: MessageHandler<T>, options?: SubscribeOptions & { raw?: false }): Promise<Unsubscribe>
+  subscribe (filter: string, handler: MessageHandler<Uint8Array>, options: SubscribeOptions & { raw: true }): Promise<Unsubscribe>
+  async subscribe (filter: string, handler: MessageHandler<never>, options: SubscribeOptions = {}): Promise<Unsubscribe> {
+    if (this.state === 'closed') throw new RealtimeError('closed', 'the client was closed')
+    if (!isValidFilter(filter)) throw new RealtimeError('subscription-refused', `"${filter}" is not a valid topic filter`)
+    // The overloads tie a raw handler to bytes and a JSON handler to the app's declared type.
+    const entry: HandlerEntry = options.raw === true
+      ? { raw: true, handler: handler as MessageHandler<Uint8Array> }
+      : { raw: false, handler: handler as MessageHandler<unknown> }
+    const qos = options.qos ?? 1
+    const { ready, needsSubscribe } = this.subscriptions.add(filter, entry, qos)
+    if (needsSubscribe && this.state === 'online' && this.mqttClient !== null) this.sendSubscribe(this.mqttClient, [{ filter, qos }])
+    let unsubscribed: Promise<void> | null = null
+    const unsubscribe = (): Promise<void> => {
+      unsubscribed ??= this.subscriptions.remove(filter, entry) ? this.sendUnsubscribe(filter) : Promise.resolve()
+      return unsubscribed
+    }
+    await ready
+    return unsubscribe
+  }
+
+  /** Leaves for good: queued publishes and pending subscriptions are rejected with code 'closed'. */
+  close (): Promise<void> {
+    return this.shutDown('closed by the app')
+  }
+
+  private async shutDown (reason: string): Promise<void> {
+    if (this.state === 'closed') return
+    this.setState({ state: 'closed', attempt: 0, reason })
+    clearTimeout(this.retryTimer)
+    clearTimeout(this.refreshTimer)
+    this.removeNetworkListeners()
+    const client = this.mqttClient
+    this.mqttClient = null
+    if (client?.connected === true) {
+      const presence = this.presenceEntryTopic()
+      // A polite DISCONNECT suppresses the last will, so remove the presence entry ourselves.
+      if (presence !== null) client.publish(presence, '', { qos: 1, retain: true })
+      await new Promise<void>((resolve) => {
+        const forced = setTimeout(() => client.end(true, {}, () => resolve()), 2000)
+        client.end(false, {}, () => { clearTimeout(forced); resolve() })
+      })
+    } else {
+      client?.end(true)
+    }
+    const closed = new RealtimeError('closed', 'the client was closed')
+    for (const pending of [...this.inflight, ...this.queue.drain()]) pending.reject(closed)
+    this.inflight.clear()
+    this.subscriptions.rejectAll(closed)
+  }
+
+  private async open (): Promise<void> {
+    clearTimeout(this.retryTimer)
+    if (this.state === 'closed' || this.mqttClient !== null) return
+    let password: string | undefined
+    try {
+      password = await this.tokens.current()
+    } catch (err) {
+      this.report(err as RealtimeError)
+      this.scheduleRetry('no token')
+      return
+    }
+    // close() or the network listener may have acted while the token was being fetched.
+    if (this.isClosed() || this.mqttClient !== null) return
+    const client = mqtt.connect(this.url, this.connectOptions(password))
+    this.mqttClient = client
+    let refusal: RealtimeError | null = null
+    client.on('connect', () => this.onConnected(client))
+    client.on('message', (topic, payload, packet) => {
+      if (client !== this.mqttClient) return
+      this.subscriptions.dispatch({ topic, payload, retained: packet.retain, qos: packet.qos }, (err) => this.report(err as RealtimeError))
+    })
+    client.on('error', (err) => {
+      // MQTT.js reports a refused CONNECT as an error carrying the CONNACK return code.
+      const code = (err as { code?: unknown }).code
+      if (typeof code === 'number' && code > 0 && code < 6) refusal = connectionRefused(code)
+    })
+    client.on('close', () => this.onClosed(client, refusal))
+  }
+
+  private connectOptions (password: string | undefined): IClientOptions {
+    const presence = this.presenceEntryTopic()
+    return {
+      protocolVersion: 4,
+      clean: true,
+      clientId: this.clientId,
+      reconnectPeriod: 0,
+      resubscribe: false,
+      keepalive: this.options.keepaliveS ?? 30,
+      connectTimeout: this.options.connectTimeoutMs ?? 10_000,
+      // The broker takes the token as the password; the user name may be its subject.
+      ...(password === undefined ? {} : { username: this.tokens.subject ?? '', password }),
+      ...(presence === null ? {} : { will: { topic: presence, payload: '', qos: 1, retain: true } })
+    }
+  }
+
+  private onConnected (client: MqttClient): void {
+    if (client !== this.mqttClient) return
+    this.attempt = 0
+    this.everOnline = true
+    this.setState({ state: 'online', attempt: 0 })
+    const presence = this.presenceEntryTopic()
+    if (presence !== null) client.publish(presence, JSON.stringify({ user: this.user, online: true, since: Date.now() }), { qos: 1, retain: true })
+    const all = this.subscriptions.all()
+    if (all.length > 0) this.sendSubscribe(client, all)
+    this.flush()
+    this.scheduleRefresh()
+  }
+
+  private onClosed (client: MqttClient, refusal: RealtimeError | null): void {
+    // Publishes not acknowledged on that connection go out again, ahead of newer ones.
+    const lost = [...this.inflight].filter((pending) => pending.sentOn === client)
+    for (const pending of lost) {
+      this.inflight.delete(pending)
+      pending.sentOn = null
+    }
+    this.queue.requeue(lost)
+    if (client === this.retiring) {
+      this.retiring = null
+      void this.open()
+      return
+    }
+    if (client !== this.mqttClient) return
+    this.mqttClient = null
+    clearTimeout(this.refreshTimer)
+    this.subscriptions.resetGrants()
+    if (this.state === 'closed') return
+    if (refusal !== null) {
+      this.report(refusal)
+      if (!this.tokens.renewable) {
+        // The same credentials would be refused again: stop rather than hammer the broker.
+        void this.shutDown(refusal.message)
+        return
+      }
+      this.tokens.discard()
+    }
+    this.scheduleRetry(refusal?.message ?? 'connection lost')
+  }
+
+  private scheduleRetry (reason: string): void {
+    if (this.state === 'closed') return
+    if (globalThis.navigator?.onLine === false) {
+      // The 'online' listener reconnects when the network is back.
+      this.setState({ state: 'offline', attempt: this.attempt, reason })
+      return
+    }
+    const retryInMs = backoffDelay(this.attempt, this.backoff)
+    this.attempt += 1
+    this.setState({ state: this.everOnline ? 'reconnecting' : 'connecting', attempt: this.attempt, retryInMs, reason })
+    this.retryTimer = setTimeout(() => { void this.open() }, retryInMs)
+  }
+
+  private watchNetwork (): () => void {
+    const target = globalThis.window
+    if (target === undefined) return () => {}
+    const online = (): void => {
+      if (this.state === 'offline' || (this.state !== 'closed' && this.mqttClient === null)) {
+        this.attempt = 0
+        void this.open()
+      }
+    }
+    // A socket can take a keepalive period to notice the network is gone; the browser knows now.
+    const offline = (): void => { this.mqttClient?.stream.destroy() }
+    target.addEventListener('online', online)
+    target.addEventListener('offline', offline)
+    return () => {
+      target.removeEventListener('online', online)
+      target.removeEventListener('offline', offline)
+    }
+  }
+
+  private send (pending: PendingPublish): void {
+    const client = this.mqttClient
+    if (client === null) {
+      this.queue.requeue([pending])
+      return
+    }
+    pending.sentOn = client
+    this.inflight.add(pending)
+    // MQTT.js writes Uint8Array payloads as they are; its typings name only Node's Buffer.
+    const payload = pending.payload as string
+    client.publish(pending.topic, payload, { qos: pending.qos, retain: pending.retain }, (err) => {
+      // An error here means the connection went away: onClosed sends it again on the next one.
+      if (err !== undefined && err !== null) return
+      if (pending.sentOn !== client || !this.inflight.delete(pending)) return
+      pending.resolve()
+    })
+  }
+
+  private flush (): void {
+    for (const pending of this.queue.drain()) this.send(pending)
+  }
+
+  private sendSubscribe (client: MqttClient, list: Array<{ filter: string, qos: QoS }>): void {
+    const request = Object.fromEntries(list.map(({ filter, qos }) => [filter, { qos }]))
+    client.subscribe(request, (_err, _granted, suback) => {
+      // No SUBACK: the connection went away, and the next one subscribes again.
+      if (client !== this.mqttClient || suback === undefined) return
+      list.forEach(({ filter }, i) => {
+        const code = suback.granted[i]
+        if (typeof code === 'number' && code < 0x80) {
+          this.subscriptions.granted(filter)
+          return
+        }
+        const error = subscriptionRefused(filter)
+        // Refused on a reconnect, nobody awaits it: say so as an event.
+        if (!this.subscriptions.refused(filter, error)) this.report(error)
+      })
+    })
+  }
+
+  private sendUnsubscribe (filter: string): Promise<void> {
+    const client = this.mqttClient
+    if (client === null || this.state !== 'online') return Promise.resolve()
+    return new Promise((resolve) => { client.unsubscribe(filter, () => resolve()) })
+  }
+
+  private scheduleRefresh (): void {
+    clearTimeout(this.refreshTimer)
+    const dueInMs = this.tokens.dueInMs(Date.now())
+    if (dueInMs !== null) this.refreshTimer = setTimeout(() => { void this.refreshToken() }, dueInMs)
+  }
+
+  /** MQTT 3.1.1 cannot re-authenticate a connection: fetch a new token, then reconnect with it. */
+  private async refreshToken (): Promise<void> {
+    const client = this.mqttClient
+    if (client === null || this.state !== 'online') return
+    try {
+      await this.tokens.renew()
+    } catch (err) {
+      this.report(err as RealtimeError)
+      // Try again shortly; the broker disconnects at expiry, and the reconnect path retries too.
+      this.refreshTimer = setTimeout(() => { void this.refreshToken() }, 2000)
+      return
+    }
+    if (client !== this.mqttClient || this.state !== 'online') return
+    this.retiring = client
+    this.mqttClient = null
+    this.subscriptions.resetGrants()
+    this.setState({ state: 'reconnecting', attempt: 0, retryInMs: 0, reason: 'token refresh' })
+    // DISCONNECT, not a dropped socket: the last will (presence "gone") must not fire.
+    // onClosed opens the next connection once this one is closed.
+    client.end(false)
+    setTimeout(() => { if (this.retiring === client) client.stream.destroy() }, 3000)
+  }
+
+  private presenceEntryTopic (): string | null {
+    if (this.options.announcePresence !== true) return null
+    const user = this.user
+    if (user !== null && isTopicLevel(user)) return connectionEntryTopic(user, this.clientId)
+    if (!this.presenceRefused) this.report(new RealtimeError('token', `announcePresence needs a user fit for a topic level (no "/", "+", "#"), got ${JSON.stringify(user)}`))
+    this.presenceRefused = true
+    return null
+  }
+
+  /** A method, not `this.state`, so that TypeScript does not narrow it across an await. */
+  private isClosed (): boolean {
+    return this.currentState.state === 'closed'
+  }
+
+  private setState (change: StateChange): void {
+    this.currentState = change
+    this.emit('state', change)
+  }
+
+  private report (error: RealtimeError): void {
+    if (!this.emit('error', error)) console.warn(`realtime: ${error.message}`)
+  }
+}
+
+function defaultUrl (): string {
+  const { location } = globalThis
+  if (location === undefined) throw new RealtimeError('connection-refused', 'no url given and no page location to derive it from')
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`
+}
+
+function randomClientId (): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8))
+  return `rt-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`
+}
