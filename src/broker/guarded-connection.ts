@@ -1,9 +1,14 @@
 // The stream Aedes reads and writes for each client: it passes bytes through unchanged,
-// checks inbound fixed headers with PacketFrameGuard, and writes each corked batch of
+// checks inbound packets with PacketFrameGuard, and writes each corked batch of
 // outbound chunks (mqtt-packet corks per packet) as one write, so a WebSocket sends one
-// frame per batch instead of one frame per packet fragment.
+// frame per batch instead of one frame per packet fragment. A CONNECT the guard refuses
+// with a return code (unsupported protocol level, rejected client identifier) is answered
+// here with that CONNACK, then the connection closes; Aedes never sees the CONNECT.
 import { Duplex } from 'node:stream'
 import { PacketFrameGuard } from './packet-frame-guard.js'
+
+// How long a refused client may take to read its CONNACK before the connection is cut.
+const refusalFlushMs = 2000
 
 export class ProtocolViolation extends Error {
   constructor (message: string) {
@@ -17,17 +22,27 @@ type WriteCallback = (error?: Error | null) => void
 export class GuardedConnection extends Duplex {
   private readonly guard: PacketFrameGuard
   private pendingWrite: WriteCallback | null = null
+  private ignoringInput = false
 
   constructor (private readonly inner: Duplex, maxPacketSize: number) {
     super({ allowHalfOpen: false })
     this.guard = new PacketFrameGuard(maxPacketSize)
     inner.on('data', (chunk: Buffer) => {
-      const violation = this.guard.scan(chunk)
-      if (violation !== null) {
-        this.destroy(new ProtocolViolation(violation))
-        return
+      // once refused, nothing the client sends is processed [MQTT-3.1.4-5]
+      if (this.ignoringInput) return
+      const verdict = this.guard.scan(chunk)
+      if (verdict === null) {
+        if (!this.push(chunk)) inner.pause()
+      } else if (verdict.action === 'close') {
+        this.destroy(new ProtocolViolation(verdict.reason))
+      } else if (verdict.action === 'end') {
+        // Aedes gets everything up to the DISCONNECT, then the end of the stream
+        this.ignoringInput = true
+        if (verdict.at > 0) this.push(chunk.subarray(0, verdict.at))
+        this.push(null)
+      } else {
+        this.refuse(verdict.returnCode, verdict.reason)
       }
-      if (!this.push(chunk)) inner.pause()
     })
     inner.on('end', () => this.push(null))
     inner.on('drain', () => this.flushPendingWrite(null))
@@ -60,6 +75,19 @@ export class GuardedConnection extends Duplex {
     this.flushPendingWrite(error ?? new Error('connection closed'))
     this.inner.destroy()
     callback(error)
+  }
+
+  /** Answers the CONNECT with CONNACK `returnCode` (session present 0), then closes [MQTT-3.2.2-4] [MQTT-3.2.2-5]. */
+  private refuse (returnCode: number, reason: string): void {
+    this.ignoringInput = true
+    const done = (): void => {
+      clearTimeout(timer)
+      if (!this.destroyed) this.destroy(new ProtocolViolation(`CONNECT refused with CONNACK ${returnCode}: ${reason}`))
+    }
+    const timer = setTimeout(done, refusalFlushMs)
+    timer.unref()
+    this.inner.once('finish', done)
+    this.inner.end(Buffer.from([0x20, 0x02, 0x00, returnCode]))
   }
 
   private writeInner (data: Buffer, callback: WriteCallback): void {

@@ -7,6 +7,7 @@ import { compileGrants, type AclConfig, type ClientGrants } from '../acl/authori
 import type { AuthFailureKind, Identity } from '../acl/identity.js'
 import { TokenBucket } from '../acl/rate-limit.js'
 import { clientIdViolation, topicViolation, type Limits } from './limits.js'
+import { connectViolation } from './connect-rules.js'
 import type { Logger } from './logger.js'
 import type { BrokerMetrics, DisconnectReason, DropReason, QosLabel, TransportLabel } from './metrics.js'
 
@@ -160,6 +161,14 @@ export class BrokerPolicies {
     const { audit, metrics } = parts
     return {
       preConnect: (client, packet, done) => {
+        // MQTT 3.1.1 rules that need the parsed CONNECT or the limits (the byte-level ones are
+        // the guard's): a will topic that is no topic name, a keep alive over the limit.
+        // Refused without CONNACK [MQTT-3.1.4-1] [MQTT-3.2.2-6].
+        const violation = connectViolation(packet, parts.limits)
+        if (violation !== null) {
+          parts.logger.warn({ event: 'connect.refused', clientId: packet.clientId, reason: violation }, 'connection closed: CONNECT does not conform')
+          return done(new Error(violation), false)
+        }
         if (packet.will != null) this.wills.set(client, packet.will)
         done(null, true)
       },
