@@ -53,6 +53,12 @@ export const configSchema = z.object({
   }).strict(),
   redis: z.object({
     url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+    // Redis Sentinel: the master `name` is found through these sentinels; the URL then gives
+    // only the credentials, database and TLS.
+    sentinel: z.object({
+      name: z.string().min(1, 'expected the master name the sentinels monitor'),
+      nodes: z.array(z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port')).min(1, 'expected at least one sentinel host:port')
+    }).strict().optional(),
     // Prefix of every key and pub/sub channel, so several brokers can share one Redis.
     keyPrefix: z.string().regex(/^[\w:.-]*$/, 'expected letters, digits, _ : . or -').default(''),
     // Between nodes: 'routed' sends a message only to the nodes whose clients want it, through

@@ -71,7 +71,9 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     retryStrategy: (times) => Math.min(times * 100, 2000)
   }
   // ioredis prefixes keys, not pub/sub channels: the emitters prefix their own keys and channels
-  const unprefixed = (extra: RedisOptions = {}): Redis => new Redis(redis.url, { ...options, ...extra })
+  const unprefixed = (extra: RedisOptions = {}): Redis => redis.sentinel === undefined
+    ? new Redis(redis.url, { ...options, ...extra })
+    : new Redis({ ...urlOptions(redis.url), ...sentinelOptions(redis.sentinel), ...options, ...extra })
   const connections: Record<string, Redis> = {
     persistence: unprefixed(redis.keyPrefix === '' ? {} : { keyPrefix: redis.keyPrefix }),
     subscriber: unprefixed(),
@@ -130,6 +132,28 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
       closed = true
       await persistence.destroy()
     }
+  }
+}
+
+/** What a redis:// URL says besides the host: credentials, database, TLS. */
+function urlOptions (url: string): RedisOptions {
+  const parsed = new URL(url)
+  const db = Number(parsed.pathname.slice(1) || 0)
+  return {
+    ...(parsed.username === '' ? {} : { username: decodeURIComponent(parsed.username) }),
+    ...(parsed.password === '' ? {} : { password: decodeURIComponent(parsed.password) }),
+    ...(Number.isInteger(db) && db > 0 ? { db } : {}),
+    ...(parsed.protocol === 'rediss:' ? { tls: {} } : {})
+  }
+}
+
+function sentinelOptions (sentinel: NonNullable<RedisConfig['sentinel']>): RedisOptions {
+  return {
+    name: sentinel.name,
+    sentinels: sentinel.nodes.map((node) => {
+      const [host, port] = node.split(':') as [string, string]
+      return { host, port: Number(port) }
+    })
   }
 }
 
