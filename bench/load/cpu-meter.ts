@@ -1,0 +1,36 @@
+// CPU used over a window by the broker processes, by this generator, and by everything else
+// on the machine. A generator near 100% next to a broker well under it means the generator
+// set the pace; "other" well above zero means something else competed for the cores.
+import { readFileSync } from 'node:fs'
+import { cpuTimeMs, ticksToMs } from '../process.js'
+import type { CpuShare } from '../scenarios/types.js'
+
+export function startCpuMeter (brokerPids: number[]): () => CpuShare {
+  const startedAt = performance.now()
+  const brokerStart = brokerCpuMs(brokerPids)
+  const generatorStart = process.cpuUsage()
+  const machineStart = machineBusyMs()
+  return () => {
+    const elapsedMs = performance.now() - startedAt
+    const generatorUsage = process.cpuUsage(generatorStart)
+    const broker = brokerCpuMs(brokerPids) - brokerStart
+    const generator = (generatorUsage.user + generatorUsage.system) / 1000
+    const other = Math.max(0, machineBusyMs() - machineStart - broker - generator)
+    const share = (ms: number): number => (ms / elapsedMs) * 100
+    return { broker: share(broker), generator: share(generator), other: share(other) }
+  }
+}
+
+function brokerCpuMs (pids: number[]): number {
+  return pids.reduce((sum, pid) => sum + cpuTimeMs(pid), 0)
+}
+
+/**
+ * Busy time of all CPUs from /proc/stat, in ms: user, nice, system, and steal (a hypervisor
+ * running someone else). Interrupt time is left out: it is mostly this run's own loopback traffic.
+ */
+function machineBusyMs (): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? ''
+  const [user = 0, nice = 0, system = 0, , , , , steal = 0] = line.trim().split(/\s+/).slice(1).map(Number)
+  return ticksToMs(user + nice + system + steal)
+}

@@ -1,0 +1,164 @@
+// `npm run bench`: starts each target in turn, runs each scenario against a fresh broker,
+// and prints the Markdown table (also written to bench/results/latest.md).
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { BenchClient } from './load/bench-client.js'
+import type { WireAddress } from './load/wire.js'
+import { parseOptions, usage, UsageError, type Options } from './options.js'
+import { killLiveChildren, pinThisProcess } from './process.js'
+import { Progress } from './progress.js'
+import { renderReport, type RunRecord } from './report.js'
+import { scenarios as allScenarios } from './scenarios/index.js'
+import type { Role, Scenario, ScenarioContext, Transport } from './scenarios/types.js'
+import { projectRoot, targets as allTargets, type RunningTarget, type Target } from './targets.js'
+
+const resultsDir = join(projectRoot, 'bench', 'results')
+// CPU used by other processes (in % of one core) past which a run's numbers are flagged.
+const busyMachinePercent = 25
+
+async function main (argv: string[]): Promise<void> {
+  const options = parseOptions(argv)
+  if (options.help) {
+    process.stdout.write(usageText())
+    return
+  }
+  const scenarios = select(allScenarios, options.scenarios, (s) => s.id, '--scenarios')
+  const targets = select(allTargets, options.targets, (t) => t.name, '--targets')
+  // The generator gets CPU 1 and each broker CPU 0, so neither takes the other's core.
+  const pinned = options.pin && pinThisProcess()
+  const profileDir = options.cpuProfile ? mkdtempSync(join(tmpdir(), 'bench-cpu-prof-')) : null
+
+  const progress = new Progress()
+  const startedAt = new Date()
+  const skipped = new Map<string, string>()
+  const runs: RunRecord[] = []
+  try {
+    for (const [t, target] of targets.entries()) {
+      const reason = target.unavailable()
+      if (reason !== null) {
+        skipped.set(target.name, reason)
+        progress.note(`${target.name}: skipped: ${reason}`)
+        continue
+      }
+      for (const [s, scenario] of scenarios.entries()) {
+        progress.begin(`${target.name} (${t + 1}/${targets.length}) · ${scenario.id} (${s + 1}/${scenarios.length})`)
+        const nodeArgs = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${target.name}-${scenario.id}.cpuprofile`]
+        const run = await runScenario(target, scenario, options, nodeArgs, (phase) => progress.setPhase(phase))
+        if (run.error !== undefined) progress.note(`${target.name}, ${scenario.id}: failed: ${run.error}`)
+        runs.push(run)
+      }
+    }
+  } finally {
+    progress.end()
+  }
+
+  const elapsedMs = Date.now() - startedAt.getTime()
+  const report = renderReport({ options, argv, pinned, targets, skipped, scenarios, runs, startedAt, elapsedMs })
+  process.stdout.write(`${report}\n`)
+  mkdirSync(resultsDir, { recursive: true })
+  writeFileSync(join(resultsDir, 'latest.md'), report)
+  writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify({ startedAt, settings: options.settings, pinned, skipped: Object.fromEntries(skipped), runs }, null, 2)}\n`)
+  process.stderr.write(`written: bench/results/latest.md${profileDir === null ? '' : `; CPU profiles in ${profileDir}`}\n`)
+}
+
+/** Starts the target, runs one scenario under its hard time limit, and stops everything. */
+async function runScenario (target: Target, scenario: Scenario, options: Options, nodeArgs: string[], status: (phase: string) => void): Promise<RunRecord> {
+  const startedAt = performance.now()
+  const abort = new AbortController()
+  const clients: BenchClient[] = []
+  let running: RunningTarget | null = null
+  const record = (fields: Partial<RunRecord>): RunRecord => ({ target: target.name, scenario: scenario.id, elapsedMs: performance.now() - startedAt, ...fields })
+  try {
+    status('starting broker')
+    const started = await target.start({ nodeArgs })
+    running = started
+    const context: ScenarioContext = {
+      target: started,
+      settings: options.settings,
+      signal: abort.signal,
+      connect: (role, transport, clientId, keepaliveS) => connectClient(started, clients, abort.signal, { role, transport, clientId, keepaliveS }),
+      status
+    }
+    const outcome = await withinTime(scenario.run(context), scenario.timeoutMs(options.settings), abort)
+    if (outcome.cpu !== undefined && outcome.cpu.other > busyMachinePercent) {
+      outcome.notes.push(`other processes used ${outcome.cpu.other.toFixed(0)}% of a core meanwhile: the machine was not quiet`)
+    }
+    return record({ outcome })
+  } catch (err) {
+    return record({ error: err instanceof Error ? err.message : String(err) })
+  } finally {
+    abort.abort()
+    status('stopping broker')
+    for (const client of clients) client.destroy()
+    await running?.stop()
+  }
+}
+
+async function connectClient (target: RunningTarget, clients: BenchClient[], signal: AbortSignal,
+  request: { role: Role, transport: Transport, clientId: string, keepaliveS: number | undefined }): Promise<BenchClient> {
+  const endpoints = request.role === 'publisher' ? target.publish : target.subscribe
+  let address: WireAddress
+  if (request.transport === 'tcp') {
+    address = { transport: 'tcp', port: endpoints.mqttPort }
+  } else if (endpoints.wsUrl !== undefined) {
+    address = { transport: 'ws', url: endpoints.wsUrl }
+  } else {
+    throw new Error('this target has no MQTT over WebSocket listener')
+  }
+  const client = await BenchClient.connect({
+    address,
+    clientId: request.clientId,
+    timeoutMs: 10_000,
+    ...(request.keepaliveS === undefined ? {} : { keepaliveS: request.keepaliveS }),
+    ...target.credentials?.(request.clientId)
+  })
+  // A connect that completes after the scenario ended must not leave a socket open.
+  if (signal.aborted) {
+    client.destroy()
+    throw new Error('scenario ended')
+  }
+  clients.push(client)
+  return client
+}
+
+function withinTime<T> (work: Promise<T>, ms: number, abort: AbortController): Promise<T> {
+  work.catch(() => {}) // if the timer wins, a later rejection is expected and ignored
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      abort.abort()
+      reject(new Error(`timed out after ${Math.round(ms / 1000)} s`))
+    }, ms)
+    work.then(resolve, reject).finally(() => clearTimeout(timer))
+  })
+}
+
+function usageText (): string {
+  return usage(allScenarios.map((s) => s.id), allTargets.map((t) => t.name))
+}
+
+function select<T> (all: T[], wanted: string[] | null, name: (item: T) => string, flag: string): T[] {
+  if (wanted === null) return all
+  const unknown = wanted.filter((w) => !all.some((item) => name(item) === w))
+  if (unknown.length > 0) throw new UsageError(`${flag}: unknown ${unknown.join(', ')} (known: ${all.map(name).join(', ')})`)
+  return all.filter((item) => wanted.includes(name(item)))
+}
+
+// Whatever ends the harness, its brokers end with it.
+process.on('exit', killLiveChildren)
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killLiveChildren()
+    process.exit(130)
+  })
+}
+
+main(process.argv.slice(2)).then(
+  // Exit explicitly: a stray socket or timer must not keep a finished run alive.
+  () => process.exit(0),
+  (err: unknown) => {
+    const usageError = err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true
+    process.stderr.write(`bench: ${err instanceof Error ? (usageError ? err.message : err.stack) : String(err)}\n${usageError ? `\n${usageText()}` : ''}`)
+    process.exit(usageError ? 2 : 1)
+  }
+)

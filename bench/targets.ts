@@ -1,0 +1,102 @@
+// The brokers the harness measures, one row each. A target starts its processes, says where
+// clients connect, and stops them. To add one (single node + Redis, two nodes + Redis,
+// `--workers 2`, JWT + ACL), append an entry; startNodeBroker covers Node-based brokers.
+import { fileURLToPath } from 'node:url'
+import { findMosquitto, mosquittoVersion, startMosquitto } from './mosquitto.js'
+import { brokerCpu, startChild } from './process.js'
+
+/** Where clients connect (always 127.0.0.1). */
+export interface Endpoints {
+  mqttPort: number
+  /** MQTT over WebSocket, when the target has it. */
+  wsUrl?: string
+}
+
+export interface RunningTarget {
+  /** Where publishers connect. */
+  publish: Endpoints
+  /** Where subscribers connect: the same node, or another node of a cluster. */
+  subscribe: Endpoints
+  /** Broker processes: their RSS and CPU time are what the harness reports. */
+  pids: number[]
+  /** Username/password for a client, for targets that authenticate (JWT + ACL). */
+  credentials?: (clientId: string) => { username?: string, password?: string }
+  stop: () => Promise<void>
+}
+
+export interface StartOptions {
+  /** Extra node flags for Node-based brokers (the harness's --cpu-prof sets them). */
+  nodeArgs: string[]
+}
+
+export interface Target {
+  name: string
+  description: string
+  /** Why this target cannot run on this machine, or null when it can. */
+  unavailable: () => string | null
+  start: (options: StartOptions) => Promise<RunningTarget>
+}
+
+export const projectRoot = fileURLToPath(new URL('../..', import.meta.url))
+const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url))
+const aedesPlainPath = fileURLToPath(new URL('./aedes-plain.js', import.meta.url))
+
+const readyLines = {
+  tcp: /MQTT over TCP listening on mqtt:\/\/127\.0\.0\.1:(\d+)/,
+  ws: /MQTT over WebSocket(?: \(ws\))? listening on (ws:\/\/\S+)/
+}
+
+/** Starts `node <args>` on the broker CPU and waits for its TCP and WebSocket listener lines. */
+export async function startNodeBroker (args: string[], env: NodeJS.ProcessEnv, options: StartOptions): Promise<RunningTarget> {
+  const child = startChild(process.execPath, [...options.nodeArgs, ...args], { cpu: brokerCpu, cwd: projectRoot, env })
+  try {
+    const [tcp, ws] = await child.waitFor([readyLines.tcp, readyLines.ws], 15_000)
+    const wsUrl = ws?.[1]
+    const endpoints: Endpoints = { mqttPort: Number(tcp?.[1]), ...(wsUrl === undefined ? {} : { wsUrl }) }
+    return { publish: endpoints, subscribe: endpoints, pids: [child.pid], stop: () => child.stop() }
+  } catch (err) {
+    await child.stop()
+    throw err
+  }
+}
+
+/** The environment without variables that would change what a target is (Redis, config). */
+function baseEnv (): NodeJS.ProcessEnv {
+  const { REDIS_URL: _redis, BROKER_CONFIG: _config, ...rest } = process.env
+  return rest
+}
+
+export const projectTargetName = 'realtime-broker'
+
+export const targets: Target[] = [
+  {
+    name: projectTargetName,
+    description: 'this project, one node, in-memory (`node dist/src/cli.js start`)',
+    unavailable: () => null,
+    start: (options) => startNodeBroker([cliPath, 'start'], {
+      ...baseEnv(), MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', ALLOW_ANONYMOUS: 'true', HOST: '127.0.0.1'
+    }, options)
+  },
+  {
+    name: 'aedes',
+    description: 'plain Aedes, in-memory, no options (`bench/aedes-plain.ts`)',
+    unavailable: () => null,
+    start: (options) => startNodeBroker([aedesPlainPath], baseEnv(), options)
+  },
+  {
+    name: 'mosquitto',
+    description: 'Mosquitto from the distribution package, default settings but for `max_queued_messages`',
+    unavailable: () => findMosquitto() === null ? 'no `mosquitto` binary (Debian: apt-get install mosquitto)' : null,
+    start: () => {
+      const binary = findMosquitto()
+      if (binary === null) throw new Error('mosquitto not found')
+      return startMosquitto(binary)
+    }
+  }
+]
+
+/** Versions of the reference brokers, for the report header. */
+export function referenceVersions (): string[] {
+  const binary = findMosquitto()
+  return binary === null ? [] : [`mosquitto ${mosquittoVersion(binary)}`]
+}
