@@ -66,12 +66,17 @@ export function compileGrants (identity: Identity, clientId: string, acl: AclCon
 
   const anyMatches = (list: CompiledPattern[] | null, topic: string): boolean => list === null || list.some((p) => matches(p, topic))
   const anyCovers = (list: CompiledPattern[] | null, filter: string): boolean => list === null || list.some((p) => covers(p, filter))
+  // The hot path: a grant of `#` (e.g. anonymous access, or a token narrowing nothing) allows
+  // every topic not starting with $ without splitting it into levels.
+  const everything = (list: CompiledPattern[] | null): boolean => list === null || list.some((p) => p.length === 1 && p[0] === '#')
+  const publishAll = everything(rolePub) && everything(tokenPub)
+  const readAll = everything(roleSub) && everything(tokenSub)
   return {
     ok: true,
     grants: {
-      canPublish: (topic) => rolePub.some((p) => matches(p, topic)) && anyMatches(tokenPub, topic),
+      canPublish: (topic) => (publishAll && topic.charCodeAt(0) !== 36 /* $ */) || (rolePub.some((p) => matches(p, topic)) && anyMatches(tokenPub, topic)),
       canSubscribe: (filter) => roleSub.some((p) => covers(p, filter)) && anyCovers(tokenSub, filter),
-      canRead: (topic) => roleSub.some((p) => matches(p, topic)) && anyMatches(tokenSub, topic),
+      canRead: (topic) => (readAll && topic.charCodeAt(0) !== 36 /* $ */) || (roleSub.some((p) => matches(p, topic)) && anyMatches(tokenSub, topic)),
       limits: mergeLimits(roles.map((r) => r.limits ?? {}))
     }
   }

@@ -9,6 +9,8 @@ import { PacketFrameGuard } from './packet-frame-guard.js'
 
 // How long a refused client may take to read its CONNACK before the connection is cut.
 const refusalFlushMs = 2000
+// Outbound bytes gathered in one event-loop turn beyond which writers wait for the flush.
+const maxBatchBytes = 64 * 1024
 
 export class ProtocolViolation extends Error {
   constructor (message: string) {
@@ -23,6 +25,12 @@ export class GuardedConnection extends Duplex {
   private readonly guard: PacketFrameGuard
   private pendingWrite: WriteCallback | null = null
   private ignoringInput = false
+  // The first write of an event-loop turn goes out at once (no added latency); what follows in
+  // the same turn goes out together at its end: one write syscall (one WebSocket frame) for
+  // many packets instead of one per packet.
+  private batch: Buffer[] = []
+  private batchBytes = 0
+  private flushScheduled = false
 
   constructor (private readonly inner: Duplex, maxPacketSize: number) {
     super({ allowHalfOpen: false })
@@ -67,11 +75,14 @@ export class GuardedConnection extends Duplex {
   }
 
   override _final (callback: WriteCallback): void {
+    this.flushBatch()
     this.inner.end()
     callback()
   }
 
   override _destroy (error: Error | null, callback: WriteCallback): void {
+    this.batch = []
+    this.batchBytes = 0
     this.flushPendingWrite(error ?? new Error('connection closed'))
     this.inner.destroy()
     callback(error)
@@ -91,8 +102,26 @@ export class GuardedConnection extends Duplex {
   }
 
   private writeInner (data: Buffer, callback: WriteCallback): void {
-    if (this.inner.write(data)) callback()
-    else this.pendingWrite = callback
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(this.flushBatch)
+      if (this.inner.write(data)) callback()
+      else this.pendingWrite = callback
+      return
+    }
+    this.batch.push(data)
+    this.batchBytes += data.length
+    if (this.batchBytes < maxBatchBytes) callback()
+    else this.pendingWrite = callback // released once the batch is out and the socket drained
+  }
+
+  private readonly flushBatch = (): void => {
+    this.flushScheduled = false
+    if (this.batch.length === 0 || this.inner.destroyed) return
+    const data = this.batch.length === 1 ? this.batch[0] as Buffer : Buffer.concat(this.batch, this.batchBytes)
+    this.batch = []
+    this.batchBytes = 0
+    if (this.inner.write(data)) this.flushPendingWrite(null)
   }
 
   private flushPendingWrite (error: Error | null): void {

@@ -50,8 +50,10 @@ type Will = NonNullable<Parameters<BrokerHooks['preConnect']>[1]['will']>
 
 // setTimeout's longest delay; a token expiring later is re-checked when the timer fires.
 const maxTimerDelay = 2 ** 31 - 1
-// Publish times kept for the delivery-latency histogram: the most recent messages only.
-const maxLatencyStamps = 10_000
+// Publish times kept for the delivery-latency histogram: a ring of the most recent messages,
+// indexed by brokerCounter (a Map that evicts its oldest key costs microseconds per publish).
+const latencyRingSize = 1 << 14
+const latencyRingMask = latencyRingSize - 1
 
 function refusal (message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError
@@ -72,8 +74,9 @@ export class BrokerPolicies {
   // Publishes acknowledged but not delivered (policy "drop"); see installDropFilter.
   private readonly dropped = new WeakSet<PublishPacket>()
   private readonly connections = new WeakMap<object, ConnectionInfo>()
-  // brokerCounter of a message published on this node -> when it was accepted (ms)
-  private readonly publishedAt = new Map<number, number>()
+  // slot brokerCounter & mask: when the message was accepted (ms), and which counter owns the slot
+  private readonly publishedAt = new Float64Array(latencyRingSize)
+  private readonly publishedCounter = new Float64Array(latencyRingSize)
   private brokerId = ''
 
   constructor (private readonly parts: HookParts) {}
@@ -137,7 +140,7 @@ export class BrokerPolicies {
     type InternalPublish = (packet: PublishPacket, client: Client | null | Done, done?: Done) => void
     const target = aedes as unknown as { publish: InternalPublish }
     const publish = target.publish.bind(aedes)
-    const { dropped, publishedAt } = this
+    const { dropped, publishedAt, publishedCounter } = this
     this.brokerId = aedes.id
     target.publish = function (packet, clientOrDone, maybeDone) {
       const client = typeof clientOrDone === 'function' ? null : clientOrDone
@@ -149,8 +152,9 @@ export class BrokerPolicies {
       if (client !== null) {
         // publish() numbers the packet first thing, synchronously (brokerCounter = ++counter),
         // and may deliver it before returning: stamp the number it is about to get.
-        publishedAt.set((aedes as unknown as { counter: number }).counter + 1, performance.now())
-        if (publishedAt.size > maxLatencyStamps) publishedAt.delete(publishedAt.keys().next().value as number)
+        const counter = (aedes as unknown as { counter: number }).counter + 1
+        publishedAt[counter & latencyRingMask] = performance.now()
+        publishedCounter[counter & latencyRingMask] = counter
       }
       publish(packet, client, done)
     }
@@ -271,8 +275,8 @@ export class BrokerPolicies {
         }
         metrics.messageOut(packet.qos as QosLabel, packet.payload.length)
         if (packet.brokerId === this.brokerId) {
-          const at = this.publishedAt.get(packet.brokerCounter)
-          if (at !== undefined) metrics.deliveryLatency.observe((performance.now() - at) / 1000)
+          const slot = packet.brokerCounter & latencyRingMask
+          if (this.publishedCounter[slot] === packet.brokerCounter) metrics.deliveryLatency.observe((performance.now() - (this.publishedAt[slot] as number)) / 1000)
         }
         return packet
       }
