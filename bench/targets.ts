@@ -2,8 +2,10 @@
 // clients connect, and stops them. To add one (single node + Redis, two nodes + Redis,
 // `--workers 2`, JWT + ACL), append an entry; startNodeBroker covers Node-based brokers.
 import { fileURLToPath } from 'node:url'
+import jwt from 'jsonwebtoken'
 import { findMosquitto, mosquittoVersion, startMosquitto } from './mosquitto.js'
 import { brokerCpu, startChild } from './process.js'
+import { redisUnavailable, startRedisServer } from './redis.js'
 
 /** Where clients connect (always 127.0.0.1). */
 export interface Endpoints {
@@ -68,14 +70,70 @@ function baseEnv (): NodeJS.ProcessEnv {
 
 export const projectTargetName = 'realtime-broker'
 
+const projectEnv = (): NodeJS.ProcessEnv => ({ ...baseEnv(), MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', ALLOW_ANONYMOUS: 'true', HOST: '127.0.0.1' })
+
+/** N project nodes on a fresh Redis; publishers use the first node, subscribers the last. */
+async function startProjectCluster (nodes: number, args: string[], options: StartOptions): Promise<RunningTarget> {
+  const redis = await startRedisServer()
+  const started: RunningTarget[] = []
+  try {
+    for (let i = 0; i < nodes; i++) {
+      started.push(await startNodeBroker([cliPath, 'start', '--redis', redis.url, ...args], { ...projectEnv(), NODE_ID: `bench-${i}` }, options))
+    }
+  } catch (err) {
+    await Promise.all(started.map((n) => n.stop()))
+    await redis.handle.stop()
+    throw err
+  }
+  const first = started[0] as RunningTarget
+  const last = started[started.length - 1] as RunningTarget
+  return {
+    publish: first.publish,
+    subscribe: last.subscribe,
+    pids: [...started.flatMap((n) => n.pids), redis.handle.pid],
+    stop: async () => {
+      await Promise.all(started.map((n) => n.stop()))
+      await redis.handle.stop()
+    }
+  }
+}
+
+const benchSecret = 'bench-secret-0123456789abcdef0123456789'
+
 export const targets: Target[] = [
   {
     name: projectTargetName,
     description: 'this project, one node, in-memory (`node dist/src/cli.js start`)',
     unavailable: () => null,
-    start: (options) => startNodeBroker([cliPath, 'start'], {
-      ...baseEnv(), MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', ALLOW_ANONYMOUS: 'true', HOST: '127.0.0.1'
-    }, options)
+    start: (options) => startNodeBroker([cliPath, 'start'], projectEnv(), options)
+  },
+  {
+    name: 'rb+jwt',
+    description: 'this project, one node, in-memory, every client authenticated by JWT and checked by the ACL (a role granting `bench/#`)',
+    unavailable: () => null,
+    start: async (options) => {
+      const running = await startNodeBroker([cliPath, 'start', '--config', fileURLToPath(new URL('../../bench/jwt-acl.yaml', import.meta.url))], { ...projectEnv(), ALLOW_ANONYMOUS: 'false', JWT_SECRET: benchSecret }, options)
+      const token = jwt.sign({ sub: 'bench' }, benchSecret, { expiresIn: 3600 })
+      return { ...running, credentials: () => ({ username: 'bench', password: token }) }
+    }
+  },
+  {
+    name: 'rb+redis',
+    description: 'this project, one node with Redis (routed emitter); Redis shares the broker CPU',
+    unavailable: redisUnavailable,
+    start: (options) => startProjectCluster(1, [], options)
+  },
+  {
+    name: 'rb+redis×2',
+    description: 'this project, two nodes on one Redis: publishers on one node, subscribers on the other',
+    unavailable: redisUnavailable,
+    start: (options) => startProjectCluster(2, [], options)
+  },
+  {
+    name: 'rb workers=2',
+    description: 'this project, `--workers 2` with Redis: two processes share the listeners (they use both CPUs, the generator too)',
+    unavailable: redisUnavailable,
+    start: (options) => startProjectCluster(1, ['--workers', '2'], options)
   },
   {
     name: 'aedes',
