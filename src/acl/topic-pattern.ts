@@ -1,5 +1,6 @@
 // Topic patterns of grants: MQTT filters with the placeholders %u (user) and %c (client id).
 // Pure functions: compile once per client, then match topics and filters by levels.
+import { topicFilterViolation } from '../broker/packet-frame-guard.js'
 
 /** A grant pattern split into levels, placeholders substituted. */
 export type CompiledPattern = readonly string[]
@@ -89,8 +90,5 @@ export function isValidTopicName (topic: string): boolean {
 
 /** Is `filter` a valid MQTT topic filter (wildcards only as whole levels, # last)? */
 export function isValidFilter (filter: string): boolean {
-  if (filter === '') return false
-  const levels = filter.split('/')
-  return levels.every((level, i) =>
-    (level === '#' ? i === levels.length - 1 : level === '+' || (!level.includes('#') && !level.includes('+'))))
+  return topicFilterViolation(filter) === null
 }

@@ -6,6 +6,7 @@ import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, type AclConfig, type ClientGrants } from '../acl/authorize.js'
 import type { AuthFailureKind, Identity } from '../acl/identity.js'
 import { TokenBucket } from '../acl/rate-limit.js'
+import { bearerToken } from '../bridge/bearer.js'
 import { clientIdViolation, topicViolation, type Limits } from './limits.js'
 import { connectViolation } from './connect-rules.js'
 import type { Logger } from './logger.js'
@@ -62,10 +63,7 @@ function refusal (message: string, returnCode: number): AuthenticateError {
 /** The token from a WebSocket upgrade: `Authorization: Bearer ...` or `?token=...`. */
 function upgradeToken (client: Client): string | undefined {
   const req = client.req
-  if (req === undefined) return undefined
-  const header = req.headers.authorization
-  if (header !== undefined && /^Bearer /i.test(header)) return header.slice(7).trim()
-  return new URL(req.url ?? '/', 'http://localhost').searchParams.get('token') ?? undefined
+  return req === undefined ? undefined : bearerToken(req, new URL(req.url ?? '/', 'http://localhost'), true)
 }
 
 export class BrokerPolicies {
