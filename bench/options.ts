@@ -1,4 +1,5 @@
 // Command-line options of `npm run bench` and the sizes of each scenario they select.
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 
 /** A bad command line: reported with the usage text and exit code 2. */
@@ -18,6 +19,21 @@ export interface Settings {
   retainedTopics: number
 }
 
+// The memory target is stated at 20,000 idle connections; the broker and the generator each
+// need a descriptor per connection, so a lower open-files limit lowers the default, with room
+// for the process's other descriptors.
+const targetIdleConnections = 20_000
+const reservedDescriptors = 500
+
+function openFilesLimit (): number {
+  try {
+    const match = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))
+    return match === null ? Infinity : Number(match[1])
+  } catch {
+    return Infinity
+  }
+}
+
 const defaultSettings: Settings = {
   warmupMs: 1_000,
   measureMs: 5_000,
@@ -26,7 +42,7 @@ const defaultSettings: Settings = {
   payloadBytes: 64,
   latencyRate: 2_000,
   latencyMs: 10_000,
-  idleConnections: 2_000,
+  idleConnections: Math.min(targetIdleConnections, openFilesLimit() - reservedDescriptors),
   retainedTopics: 100_000
 }
 

@@ -1,6 +1,8 @@
 // Topic patterns: matching topics and covering filters, the core of every ACL decision.
 import t from 'tap'
 import { compilePattern, covers, isValidFilter, matches } from '../src/acl/topic-pattern.js'
+import { compileGrants, type AclConfig } from '../src/acl/authorize.js'
+import type { Identity } from '../src/acl/identity.js'
 
 const p = (pattern: string): readonly string[] => {
   const compiled = compilePattern(pattern, { user: 'alice', clientId: 'phone-1' })
@@ -35,6 +37,27 @@ t.test('placeholders refuse values that would widen a pattern', async (t) => {
   }
   t.equal(compilePattern('users/%u/#', { user: null, clientId: 'c' }), null, 'anonymous has no %u')
   t.same(compilePattern('a/%u', { user: 'bob', clientId: 'c' }), ['a', 'bob'])
+})
+
+t.test('grants that depend only on the roles are compiled once and shared; per-client ones are not', async (t) => {
+  const acl: AclConfig = {
+    roles: { reader: { pub: [], sub: ['news/#'] }, owner: { pub: ['devices/%c/#'], sub: ['devices/%c/#'] } },
+    users: { alice: { roles: ['reader'] }, bob: { roles: ['reader', 'owner'] } },
+    defaultRoles: []
+  }
+  const who = (user: string, roles: string[], tokenAcl: Identity['tokenAcl'] = null): Identity => ({ user, roles, expiresAt: null, tokenAcl })
+  const grants = (identity: Identity, clientId: string): unknown => {
+    const result = compileGrants(identity, clientId, acl)
+    return result.ok ? result.grants : t.fail(result.reason)
+  }
+  t.equal(grants(who('alice', ['reader']), 'a1'), grants(who('alice', ['reader']), 'a2'), 'same roles: one shared object')
+  const [b1, b2] = [compileGrants(who('bob', ['reader', 'owner']), 'b1', acl), compileGrants(who('bob', ['owner', 'reader']), 'b2', acl)]
+  if (!b1.ok || !b2.ok) throw new Error('bob refused')
+  t.not(b1.grants, b2.grants, '%c in a pattern: compiled per client')
+  t.ok(b1.grants.canPublish('devices/b1/x'), 'b1 gets its own device')
+  t.notOk(b1.grants.canPublish('devices/b2/x'), 'and not b2\'s')
+  t.not(grants(who('alice', ['reader'], { pub: [], sub: ['news/a'] }), 'a1'), grants(who('alice', ['reader']), 'a1'), 'a token acl claim: not shared')
+  t.ok(compileGrants(who('alice', ['reader'], { pub: [], sub: ['news/a'] }), 'a1', acl).ok, 'a narrowed grant compiles')
 })
 
 t.test('isValidFilter', async (t) => {

@@ -47,38 +47,80 @@ export function resolveRoles (user: string | null, tokenRoles: readonly string[]
   return tokenRoles === null ? [...configured] : tokenRoles.filter((role) => configured.has(role))
 }
 
+// Grants that depend on the roles alone (no %u/%c in their patterns, no token `acl` claim) are
+// the same for every client with those roles: compiled once and shared, so an idle connection
+// does not carry its own copy. Keyed by the ACL config object, so a new config starts afresh.
+const sharedGrants = new WeakMap<AclConfig, Map<string, ClientGrants>>()
+// Distinct role sets are few (tokens can only pick among configured roles); the bound keeps a
+// config with many roles from growing the cache without limit.
+const maxSharedGrants = 1024
+
 export function compileGrants (identity: Identity, clientId: string, acl: AclConfig): GrantResult {
   const roles = identity.roles.map((name) => acl.roles[name]).filter((role): role is RoleConfig => role !== undefined)
   const patterns = [...roles.flatMap((r) => [...r.pub, ...r.sub]), ...(identity.tokenAcl === null ? [] : [...identity.tokenAcl.pub, ...identity.tokenAcl.sub])]
+  const placeholders = (['%u', '%c'] as const).filter((placeholder) => patterns.some((p) => p.split('/').includes(placeholder)))
   // A value substituted for a placeholder must not widen the pattern it lands in.
-  for (const [placeholder, value, culprit] of [['%u', identity.user, 'user'], ['%c', clientId, 'clientId']] as const) {
-    if (!patterns.some((p) => p.split('/').includes(placeholder))) continue
+  for (const placeholder of placeholders) {
+    const [value, culprit] = placeholder === '%u' ? [identity.user, 'user' as const] : [clientId, 'clientId' as const]
     const unsafe = unsafePlaceholderValue(value)
     if (unsafe !== null) return { ok: false, culprit, reason: `${culprit === 'user' ? 'user name' : 'client id'} ${unsafe}, so it cannot stand in for ${placeholder} in an ACL pattern` }
   }
+  const shareable = placeholders.length === 0 && identity.tokenAcl === null
+  const key = [...identity.roles].sort().join('\n')
+  const shared = shareable ? sharedGrants.get(acl)?.get(key) : undefined
+  if (shared !== undefined) return { ok: true, grants: shared }
+
   const values = { user: identity.user, clientId }
   const compile = (list: readonly string[]): CompiledPattern[] =>
     list.map((p) => compilePattern(p, values)).filter((p): p is CompiledPattern => p !== null)
-  const rolePub = compile(roles.flatMap((r) => r.pub))
-  const roleSub = compile(roles.flatMap((r) => r.sub))
-  const tokenPub = identity.tokenAcl === null ? null : compile(identity.tokenAcl.pub)
-  const tokenSub = identity.tokenAcl === null ? null : compile(identity.tokenAcl.sub)
+  const grants = new CompiledGrants(
+    compile(roles.flatMap((r) => r.pub)),
+    compile(roles.flatMap((r) => r.sub)),
+    identity.tokenAcl === null ? null : compile(identity.tokenAcl.pub),
+    identity.tokenAcl === null ? null : compile(identity.tokenAcl.sub),
+    mergeLimits(roles.map((r) => r.limits ?? {}))
+  )
+  if (shareable) {
+    const cache = sharedGrants.get(acl) ?? new Map<string, ClientGrants>()
+    sharedGrants.set(acl, cache)
+    if (cache.size < maxSharedGrants) cache.set(key, grants)
+  }
+  return { ok: true, grants }
+}
 
-  const anyMatches = (list: CompiledPattern[] | null, topic: string): boolean => list === null || list.some((p) => matches(p, topic))
-  const anyCovers = (list: CompiledPattern[] | null, filter: string): boolean => list === null || list.some((p) => covers(p, filter))
-  // The hot path: a grant of `#` (e.g. anonymous access, or a token narrowing nothing) allows
-  // every topic not starting with $ without splitting it into levels.
-  const everything = (list: CompiledPattern[] | null): boolean => list === null || list.some((p) => p.length === 1 && p[0] === '#')
-  const publishAll = everything(rolePub) && everything(tokenPub)
-  const readAll = everything(roleSub) && everything(tokenSub)
-  return {
-    ok: true,
-    grants: {
-      canPublish: (topic) => (publishAll && topic.charCodeAt(0) !== 36 /* $ */) || (rolePub.some((p) => matches(p, topic)) && anyMatches(tokenPub, topic)),
-      canSubscribe: (filter) => roleSub.some((p) => covers(p, filter)) && anyCovers(tokenSub, filter),
-      canRead: (topic) => (readAll && topic.charCodeAt(0) !== 36 /* $ */) || (roleSub.some((p) => matches(p, topic)) && anyMatches(tokenSub, topic)),
-      limits: mergeLimits(roles.map((r) => r.limits ?? {}))
-    }
+// A grant of `#` (e.g. anonymous access, or a token narrowing nothing) allows every topic not
+// starting with $: the hot path skips splitting the topic into levels.
+const grantsEverything = (list: CompiledPattern[] | null): boolean => list === null || list.some((p) => p.length === 1 && p[0] === '#')
+const anyMatches = (list: CompiledPattern[] | null, topic: string): boolean => list === null || list.some((p) => matches(p, topic))
+const anyCovers = (list: CompiledPattern[] | null, filter: string): boolean => list === null || list.some((p) => covers(p, filter))
+const isSysTopic = (topic: string): boolean => topic.charCodeAt(0) === 36 /* $ */
+
+/** Role patterns (a union) narrowed by the token's `acl` claim when it has one (null: no claim). */
+class CompiledGrants implements ClientGrants {
+  private readonly publishAll: boolean
+  private readonly readAll: boolean
+
+  constructor (
+    private readonly rolePub: CompiledPattern[],
+    private readonly roleSub: CompiledPattern[],
+    private readonly tokenPub: CompiledPattern[] | null,
+    private readonly tokenSub: CompiledPattern[] | null,
+    readonly limits: RoleLimits
+  ) {
+    this.publishAll = grantsEverything(rolePub) && grantsEverything(tokenPub)
+    this.readAll = grantsEverything(roleSub) && grantsEverything(tokenSub)
+  }
+
+  canPublish (topic: string): boolean {
+    return (this.publishAll && !isSysTopic(topic)) || (anyMatches(this.rolePub, topic) && anyMatches(this.tokenPub, topic))
+  }
+
+  canSubscribe (filter: string): boolean {
+    return anyCovers(this.roleSub, filter) && anyCovers(this.tokenSub, filter)
+  }
+
+  canRead (topic: string): boolean {
+    return (this.readAll && !isSysTopic(topic)) || (anyMatches(this.roleSub, topic) && anyMatches(this.tokenSub, topic))
   }
 }
 
