@@ -12,6 +12,7 @@ import mqttPacket from 'mqtt-packet'
 import mqtt from 'mqtt'
 import t from 'tap'
 import { WebSocket } from 'ws'
+import { httpHeadersTimeoutMs } from '../src/bridge/http-server.js'
 import type { BrokerHandle } from '../src/broker/create-broker.js'
 import { brokerUrl, closeClient, collect, connectClient, connectRefused, metricValue, sleep, startBroker, waitFor } from './helpers/broker.js'
 
@@ -242,3 +243,115 @@ function maskedBinaryFrame (payload: Buffer): Buffer {
   return Buffer.concat([header, mask, body])
 }
 
+
+t.test('slowloris: 200 requests trickling their headers are cut at headersTimeout; WebSocket and TCP clients still exchange QoS 1', async (t) => {
+  const broker = await startBroker(t)
+  const canary = await startCanary(t, broker)
+  const httpPort = broker.addresses.http.port
+  // a WebSocket upgrade whose headers would take minutes at one byte a second
+  const request = Buffer.from(`GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:${httpPort}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n')
+  const slow = await Promise.all(Array.from({ length: 200 }, () => rawSocket(httpPort)))
+  const opened = Date.now()
+  const ends = slow.map((socket) => new Promise<{ after: number, answer: string }>((resolve) => {
+    let answer = ''
+    socket.on('data', (chunk: Buffer) => { answer += chunk.toString() })
+    socket.on('error', () => {})
+    socket.once('close', () => resolve({ after: Date.now() - opened, answer }))
+  }))
+  let at = 0
+  const trickle = setInterval(() => {
+    const byte = request.subarray(at, at + 1)
+    at++
+    for (const socket of slow) if (!socket.destroyed) socket.write(byte)
+  }, 1000)
+  t.teardown(() => { clearInterval(trickle); for (const socket of slow) socket.destroy() })
+
+  // meanwhile new WebSocket and TCP clients keep connecting and exchanging QoS 1 messages
+  const rounds: number[] = []
+  let allClosed = false
+  const done = Promise.all(ends).then((results) => { allClosed = true; return results })
+  for (let round = 0; !allClosed && Date.now() - opened < 15_000; round++) {
+    const started = Date.now()
+    const ws = await connectClient(t, broker, 'ws')
+    const tcp = await connectClient(t, broker, 'tcp')
+    const wsGot = collect(ws)
+    const tcpGot = collect(tcp)
+    await ws.subscribeAsync(`slow/${round}/ws`, { qos: 1 })
+    await tcp.subscribeAsync(`slow/${round}/tcp`, { qos: 1 })
+    await tcp.publishAsync(`slow/${round}/ws`, 'to ws', { qos: 1 })
+    await ws.publishAsync(`slow/${round}/tcp`, 'to tcp', { qos: 1 })
+    await waitFor(() => wsGot.length === 1 && tcpGot.length === 1, `round ${round} messages`, 3000)
+    await Promise.all([closeClient(ws, false), closeClient(tcp, false)])
+    rounds.push(Date.now() - started)
+    await sleep(200)
+  }
+  const results = await Promise.race([done, sleep(16_000 - (Date.now() - opened)).then(() => null)])
+  clearInterval(trickle)
+  t.ok(results !== null, 'every trickling connection was closed')
+  const latest = Math.max(...(results ?? []).map((r) => r.after))
+  const earliest = Math.min(...(results ?? []).map((r) => r.after))
+  t.ok(earliest >= httpHeadersTimeoutMs - 500 && latest <= httpHeadersTimeoutMs + 3000,
+    `closed between ${earliest} and ${latest} ms after opening (headersTimeout ${httpHeadersTimeoutMs} ms, swept every second)`)
+  t.ok((results ?? []).every((r) => r.answer.startsWith('HTTP/1.1 408')), 'each was answered 408 Request Timeout')
+  t.ok(at < request.length, `no trickled request completed (${at} of ${request.length} bytes sent)`)
+  t.ok(rounds.length >= 5, `${rounds.length} rounds of WebSocket + TCP clients exchanged QoS 1 messages meanwhile`)
+  t.ok(Math.max(...rounds) < 2000, `each round took under 2 s (slowest ${Math.max(...rounds)} ms)`)
+  const { missing } = await canary.stop()
+  t.same(missing, [], 'the canary lost nothing')
+})
+
+t.test('a CONNECT trickling in byte by byte is cut at connectTimeout, over TCP and WebSocket', async (t) => {
+  const connectTimeoutMs = 1000
+  const broker = await startBroker(t, { limits: { connectTimeoutMs } })
+  const canary = await startCanary(t, broker)
+  const bytes = connectBytes('trickler-0123456789') // 33 bytes: 6.6 s at one byte per 200 ms
+  const trickleTcp = async (): Promise<{ after: number, answered: boolean }> => {
+    const socket = await rawSocket(broker.addresses.mqtt.port)
+    const opened = Date.now()
+    let answered = false
+    socket.on('data', () => { answered = true })
+    socket.on('error', () => {})
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+    for (let i = 0; i < bytes.length && !socket.destroyed; i++) {
+      socket.write(bytes.subarray(i, i + 1))
+      await Promise.race([sleep(200), closed])
+    }
+    await Promise.race([closed, sleep(2000)])
+    socket.destroy()
+    return { after: Date.now() - opened, answered }
+  }
+  const trickleWs = async (): Promise<{ after: number, answered: boolean }> => {
+    const ws = new WebSocket(`ws://127.0.0.1:${broker.addresses.http.port}/mqtt`, ['mqtt'])
+    ws.on('error', () => {})
+    await new Promise((resolve) => ws.once('open', resolve))
+    const opened = Date.now()
+    let answered = false
+    ws.on('message', () => { answered = true })
+    const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()))
+    for (let i = 0; i < bytes.length && ws.readyState === WebSocket.OPEN; i++) {
+      ws.send(bytes.subarray(i, i + 1))
+      await Promise.race([sleep(200), closed])
+    }
+    await Promise.race([closed, sleep(2000)])
+    ws.terminate()
+    return { after: Date.now() - opened, answered }
+  }
+  const results = await Promise.all([...Array.from({ length: 25 }, trickleTcp), ...Array.from({ length: 25 }, trickleWs)])
+  const latest = Math.max(...results.map((r) => r.after))
+  t.ok(results.every((r) => r.after >= connectTimeoutMs - 100), 'none closed before connectTimeout')
+  t.ok(latest < connectTimeoutMs + 1000, `every trickling connection closed by ${latest} ms, long before its CONNECT could complete (6.6 s)`)
+  t.notOk(results.some((r) => r.answered), 'none got a CONNACK')
+  // the same CONNECT, trickled in faster than connectTimeout, is accepted
+  const socket = await rawSocket(broker.addresses.mqtt.port)
+  socket.on('error', () => {})
+  const connack = new Promise<Buffer>((resolve) => socket.once('data', resolve))
+  for (let i = 0; i < bytes.length; i++) {
+    socket.write(bytes.subarray(i, i + 1))
+    await sleep(15)
+  }
+  t.same([...(await Promise.race([connack, sleep(2000).then(() => Buffer.alloc(0))]))], [0x20, 0x02, 0x00, 0x00], 'a CONNECT that completes in time gets CONNACK 0')
+  socket.destroy()
+  const { missing } = await canary.stop()
+  t.same(missing, [], 'the canary lost nothing')
+})

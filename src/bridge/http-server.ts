@@ -29,6 +29,11 @@ export function sendJson (res: ServerResponse, status: number, body: unknown): v
   res.end(text)
 }
 
+/** A request whose headers are not complete after this is answered 408 and closed. */
+export const httpHeadersTimeoutMs = 10_000
+/** A request not received whole after this is answered 408 and closed. */
+export const httpRequestTimeoutMs = 30_000
+
 export function createHttpListener (routes: Routes, tls: TlsFiles | undefined, onError: (err: Error) => void): Server {
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://localhost')
@@ -49,9 +54,10 @@ export function createHttpListener (routes: Routes, tls: TlsFiles | undefined, o
       else res.destroy()
     })
   }
-  const server = tls === undefined ? createHttpServer(handle) : createHttpsServer(readTlsFiles(tls), handle)
-  // Bound the time a client may take to send its headers (slowloris).
-  server.headersTimeout = 10_000
-  server.requestTimeout = 30_000
-  return server
+  // Bound the time a client may take to send its headers, and its whole request (slowloris).
+  // Node enforces both only when it sweeps its connections, every `connectionsCheckingInterval`
+  // (30 s by default, which would let a trickling request live 30 s whatever headersTimeout
+  // says): sweep every second.
+  const timeouts = { headersTimeout: httpHeadersTimeoutMs, requestTimeout: httpRequestTimeoutMs, connectionsCheckingInterval: 1000 }
+  return tls === undefined ? createHttpServer(timeouts, handle) : createHttpsServer({ ...readTlsFiles(tls), ...timeouts }, handle)
 }
