@@ -59,3 +59,16 @@ t.test('the shipped default config is valid and allows anonymous only until JWT 
   t.equal(config.mqtt.port, 1883)
   t.equal(config.http.port, 8080)
 })
+
+t.test('sessions: a queue cap and an expiry by default, 0 turns either off, bad values are named', async (t) => {
+  const config = loadConfig()
+  t.equal(config.sessions.maxQueuedMessages, 10_000)
+  t.equal(config.sessions.expirySeconds, 604_800)
+  const off = resolveConfig({ sessions: { maxQueuedMessages: 0, expirySeconds: 0 } })
+  t.same(off.sessions, { maxQueuedMessages: 0, expirySeconds: 0 })
+  const err = t.throws(() => resolveConfig({ sessions: { maxQueuedMessages: -1, expirySeconds: 1.5 } })) as ConfigError
+  t.match(err.message, /sessions\.maxQueuedMessages .*expected a number of messages \(integer >= 0, 0 = unlimited\), got -1/)
+  t.match(err.message, /sessions\.expirySeconds .*expected seconds \(integer >= 0, 0 = never\), got 1\.5/)
+  const shipped = loadConfig({ file: new URL('../config/default.yaml', import.meta.url).pathname })
+  t.same(shipped.sessions, config.sessions, 'config/default.yaml shows the built-in defaults')
+})

@@ -131,6 +131,11 @@ export const configSchema = z.object({
     heartbeatMs: positiveInt('milliseconds (positive integer)'),
     nodeTimeoutMs: positiveInt('milliseconds (positive integer)')
   }).strict(),
+  sessions: z.object({
+    maxQueuedMessages: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),
+    // at most a year: the sweep timer and Redis scores stay far from their limits
+    expirySeconds: nonNegativeInt('seconds (integer >= 0, 0 = never)').max(31_536_000, 'expected at most 31536000 (a year)')
+  }).strict(),
   shutdown: z.object({
     timeoutMs: positiveInt('milliseconds (positive integer)'),
     drainMs: nonNegativeInt('milliseconds (integer >= 0)')

@@ -26,6 +26,8 @@ import { createTlsListener } from './listeners/tls.js'
 import { createLogger, type Logger } from './logger.js'
 import { BrokerMetrics } from './metrics.js'
 import { Presence, memoryPresenceStore, presencePrefix, redisPresenceStore, type PresenceState } from './presence.js'
+import { SessionExpiry, type SessionPersistence } from './session-expiry.js'
+import { capSessionQueues, type EnqueuingPersistence } from './session-queue-cap.js'
 import { createStorage, type Storage } from './storage.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
@@ -63,6 +65,14 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   // the sources are read at scrape time, once storage exists
   const metrics = new BrokerMetrics(nodeId, { retainedCount: () => storage.retainedCount(), redisState: () => storage.redisState() })
   const storage = await createStorage(config, nodeId, logger, () => metrics.messageDropped('cluster_backpressure'))
+  capSessionQueues(storage.persistence as unknown as EnqueuingPersistence, {
+    max: config.sessions.maxQueuedMessages,
+    lengths: storage.queueLengths,
+    onDrop: () => metrics.messageDropped('queue_full'),
+    logger,
+    // aedes-persistence-redis tolerates it through our patch
+    tolerateUnstoredUpdates: storage.kind === 'memory'
+  })
   const authenticator = createAuthenticator({ anonymous, jwt, username: config.auth.jwt?.username ?? 'empty-or-subject', acl: config.acl })
   const audit = logger.child({ audit: true })
   const policies = new BrokerPolicies({
@@ -94,7 +104,24 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   policies.installDropFilter(aedes)
   // Aedes keeps its connected clients in `clients`, which its typings leave out.
   const holders = (aedes as unknown as { clients: Record<string, Client> }).clients
-  const presence = config.presence.enabled ? createPresence(config, storage, aedes, nodeId, logger) : null
+  const expiry = config.sessions.expirySeconds === 0
+    ? null
+    : new SessionExpiry({
+      store: storage.sessionStore,
+      persistence: storage.persistence as unknown as SessionPersistence,
+      ttlMs: config.sessions.expirySeconds * 1000,
+      nodeId,
+      isConnectedHere: (clientId) => holders[clientId] !== undefined,
+      onExpired: () => metrics.sessionExpired(),
+      logger
+    })
+  // The node heartbeats of presence also tell session expiry which nodes died, so they run in
+  // a cluster with expiry on even when presence states are off.
+  const heartbeats = config.presence.enabled || (storage.redis !== null && expiry !== null)
+    ? createPresence(config, storage, aedes, nodeId, logger, async (node) => { await expiry?.nodeDied(node) })
+    : null
+  const presence = config.presence.enabled ? heartbeats : null
+  aedes.on('client', (client) => expiry?.connected(client))
   aedes.on('clientReady', (client) => {
     const state = policies.stateOf(client)
     if (state === undefined) return
@@ -102,6 +129,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     if (state.identity.user !== null) presence?.connected(state.identity.user)
   })
   aedes.on('clientDisconnect', (client) => {
+    expiry?.disconnected(client)
     const state = policies.forget(client, holders[client.id], 'client')
     if (state !== undefined && state.identity.user !== null) presence?.disconnected(state.identity.user)
   })
@@ -191,7 +219,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
         for (const client of wss.clients) client.terminate()
         // publish the presence changes of the clients just disconnected while Aedes still runs
         await until(() => aedes.connectedClients === 0, 1000)
-        await bounded(presence?.close() ?? Promise.resolve(), config.shutdown.timeoutMs)
+        await bounded(heartbeats?.close() ?? Promise.resolve(), config.shutdown.timeoutMs)
+        // the sessions of the clients just disconnected are recorded offline before storage closes
+        await bounded(expiry?.close() ?? Promise.resolve(), config.shutdown.timeoutMs)
         await bounded(new Promise<void>((resolve) => aedes.close(() => resolve())), config.shutdown.timeoutMs - config.shutdown.drainMs)
         httpServer.closeAllConnections()
         await bounded(stopped, config.shutdown.timeoutMs)
@@ -210,6 +240,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       close
     }
   } catch (err) {
+    await expiry?.close()
+    await heartbeats?.close()
     await Promise.all(servers.map(({ server }) => closeServer(server)))
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await storage.close()
@@ -239,10 +271,10 @@ function hostPort ({ host, port }: BoundAddress): string {
   return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
 }
 
-function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, nodeId: string, logger: Logger): Presence {
+function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, nodeId: string, logger: Logger, onNodeDead: (node: string) => Promise<void>): Presence {
   const store = storage.redis === null
     ? memoryPresenceStore()
-    : redisPresenceStore(storage.redis, nodeId, config.presence.nodeTimeoutMs)
+    : redisPresenceStore(storage.redis, nodeId, config.presence.nodeTimeoutMs, onNodeDead)
   const publish = (state: PresenceState): Promise<void> => new Promise((resolve, reject) => {
     aedes.publish({
       cmd: 'publish',

@@ -77,6 +77,17 @@ export const defaultOptions = {
     heartbeatMs: 5_000,
     nodeTimeoutMs: 15_000
   },
+  sessions: {
+    // QoS 1/2 messages a persistent session may hold (queued while offline, or sent and not
+    // yet acknowledged); further ones are not stored for it, and counted. Mosquitto and EMQX
+    // default to 1,000, sized for small devices; 10,000 lets an app be offline for hours at
+    // a few messages a minute while bounding a session to about 10 MB at 1 KiB a message
+    // (a million abandoned sessions can no longer fill Redis). 0 = unlimited.
+    maxQueuedMessages: 10_000,
+    // A persistent session whose client stays away this long is deleted (a week: a weekend
+    // offline keeps its messages). 0 = never, as MQTT 3.1.1 itself would [MQTT-3.1.2-4].
+    expirySeconds: 604_800
+  },
   shutdown: {
     // Graceful shutdown is bounded: after this the process exits even if clients linger.
     timeoutMs: 10_000,

@@ -11,7 +11,9 @@ export type DisconnectReason = 'client' | 'keepalive_timeout' | 'slow_consumer' 
 
 
 /** Why a message was not delivered. */
-export type DropReason = 'acl' | 'rate_limit' | 'size' | 'qos_limit' | 'slow_consumer' | 'queue_limit' | 'cluster_backpressure'
+// queue_limit: Aedes' per-client packet queue before CONNECT; queue_full: a persistent
+// session's stored messages at sessions.maxQueuedMessages.
+export type DropReason = 'acl' | 'rate_limit' | 'size' | 'qos_limit' | 'slow_consumer' | 'queue_limit' | 'queue_full' | 'cluster_backpressure'
 
 export type AclAction = 'publish' | 'subscribe' | 'forward'
 
@@ -36,6 +38,7 @@ export class BrokerMetrics {
   private readonly authFailures: Counter
   private readonly aclDenials: Counter
   private readonly dropped: Counter
+  private readonly sessionsExpired: Counter
   private readonly messagesIn: BoundCounter[]
   private readonly bytesIn: BoundCounter[]
   private readonly messagesOut: BoundCounter[]
@@ -52,6 +55,7 @@ export class BrokerMetrics {
     this.authFailures = new Counter({ name: 'realtime_broker_auth_failures_total', help: 'Refused CONNECTs, by reason', labelNames: ['reason'], registers })
     this.aclDenials = new Counter({ name: 'realtime_broker_acl_denials_total', help: 'ACL denials, by action', labelNames: ['action'], registers })
     this.dropped = new Counter({ name: 'realtime_broker_dropped_messages_total', help: 'Messages accepted or routed but not delivered, by reason', labelNames: ['reason'], registers })
+    this.sessionsExpired = new Counter({ name: 'realtime_broker_sessions_expired_total', help: 'Persistent sessions deleted by this node after sessions.expirySeconds offline', registers })
     const messages = new Counter({ name: 'realtime_broker_messages_in_total', help: 'PUBLISH packets accepted from clients, by QoS', labelNames: ['qos'], registers })
     const bytes = new Counter({ name: 'realtime_broker_bytes_in_total', help: 'Payload bytes accepted from clients, by QoS', labelNames: ['qos'], registers })
     const messagesOut = new Counter({ name: 'realtime_broker_messages_out_total', help: 'Messages forwarded to clients, by QoS of the message', labelNames: ['qos'], registers })
@@ -107,6 +111,10 @@ export class BrokerMetrics {
 
   messageDropped (reason: DropReason): void {
     this.dropped.labels(reason).inc()
+  }
+
+  sessionExpired (): void {
+    this.sessionsExpired.inc()
   }
 
   messageIn (qos: QosLabel, bytes: number): void {

@@ -130,8 +130,11 @@ local total = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
 return total`
 
-/** A cluster: counts in Redis, node heartbeats, recount of the users of dead nodes. */
-export function redisPresenceStore (redis: Redis, nodeId: string, nodeTimeoutMs: number): PresenceStore {
+/**
+ * A cluster: counts in Redis, node heartbeats, recount of the users of dead nodes. `onNodeDead`
+ * runs once in the cluster for each dead node, on the node that claimed it (session expiry).
+ */
+export function redisPresenceStore (redis: Redis, nodeId: string, nodeTimeoutMs: number, onNodeDead: (node: string) => Promise<void> = async () => {}): PresenceStore {
   const beat = async (): Promise<void> => { await redis.zadd(nodesKey, Date.now(), nodeId) }
   void beat().catch(() => {})
   return {
@@ -143,6 +146,7 @@ export function redisPresenceStore (redis: Redis, nodeId: string, nodeTimeoutMs:
       for (const node of dead) {
         // ZREM succeeds for one node only: the one that recounts this dead node's users.
         if (await redis.zrem(nodesKey, node) === 0) continue
+        await onNodeDead(node)
         const users = await redis.smembers(nodeKey(node))
         for (const user of users) {
           await redis.hdel(userKey(user), node)

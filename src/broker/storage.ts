@@ -10,11 +10,15 @@ import mqemitterRedis from 'mqemitter-redis'
 import type { BrokerConfig } from './config-schema.js'
 import type { Logger } from './logger.js'
 import { RoutedEmitter } from './routed-emitter.js'
+import { memoryQueueLengths, redisQueueLengths, type QueueLengths } from './session-queue-cap.js'
+import { memorySessionStore, redisSessionStore, type SessionStore } from './session-expiry.js'
 
 /** The part of Aedes' in-memory persistence the broker uses besides Aedes itself. */
 interface MemoryPersistence {
   setup: (broker: unknown) => Promise<void>
   createRetainedStreamCombi: (patterns: string[]) => AsyncIterable<AedesPublishPacket>
+  /** The wrapped store; outgoingLength is added by patches/aedes-persistence+11.0.0.patch. */
+  asyncPersistence: { outgoingLength: (client: { id: string }) => Promise<number> }
 }
 
 // aedes-persistence is CommonJS, and its typings declare an ESM default export, which TypeScript
@@ -35,6 +39,10 @@ export interface Storage {
   retainedCount: () => Promise<number>
   /** A Redis connection for the broker's own keys (key prefix applied); null in memory. */
   redis: Redis | null
+  /** Messages each persistent session holds, for sessions.maxQueuedMessages. */
+  queueLengths: QueueLengths
+  /** Online and offline persistent sessions, for sessions.expirySeconds. */
+  sessionStore: SessionStore
   /** Closes the persistence; Aedes closes the emitter itself. */
   close: () => Promise<void>
 }
@@ -51,6 +59,8 @@ export async function createStorage (config: BrokerConfig, nodeId: string, logge
       healthy: () => true,
       redisState: () => ({}),
       redis: null,
+      queueLengths: memoryQueueLengths(persistence.asyncPersistence),
+      sessionStore: memorySessionStore(),
       retainedCount: async () => {
         // the persistence's matcher lets # reach $ topics too ($presence states included)
         let count = 0
@@ -85,7 +95,10 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     up.set(role, false)
     watchConnection(role, connection, up, logger)
   }
-  const persistence = aedesPersistenceRedis({ conn: connections.persistence })
+  // On reconnect a session is re-sent at most maxSessionDelivery + 1 queued messages (the rest
+  // wait for the next reconnect): as many as it may hold, or all when uncapped.
+  const maxQueued = config.sessions.maxQueuedMessages
+  const persistence = aedesPersistenceRedis({ conn: connections.persistence, maxSessionDelivery: maxQueued === 0 ? -1 : Math.max(maxQueued, 1000) })
   const concurrency = config.limits.concurrency
   let mq: unknown
   if (redis.emitter === 'routed') {
@@ -125,6 +138,8 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     healthy: () => [...up.values()].every(Boolean),
     redisState: () => Object.fromEntries(up),
     redis: persistenceConnection,
+    queueLengths: redisQueueLengths(persistenceConnection),
+    sessionStore: redisSessionStore(persistenceConnection, nodeId, redis.keyPrefix),
     // aedes-persistence-redis keeps retained messages in one hash; ioredis adds the key prefix
     retainedCount: async () => await persistenceConnection.hlen('retained'),
     close: async () => {

@@ -1,0 +1,242 @@
+// Session expiry (sessions.expirySeconds): a persistent session (CleanSession 0) whose client
+// has been disconnected for longer than the TTL is deleted, with its subscriptions, queued
+// messages, inbound QoS 2 state and will. MQTT 3.1.1 keeps a session until a CleanSession 1
+// connection discards it [MQTT-3.1.2-4]; like Mosquitto's persistent_client_expiration, this is
+// the operator's bound on the storage of clients that never come back.
+//
+// Each connection of a client id carries a token (node id + sequence number); the session is
+// offline only when the connection holding the latest token ends, so a takeover by a newer
+// connection, on this node or another, never marks it offline. In a cluster the offline sessions
+// are a Redis sorted set scored by disconnect time: a reconnect on any node removes the entry,
+// and a sweeper claims an expired entry with ZREM, so exactly one node deletes each session.
+// Sessions online on a node that died (SIGKILL) go offline when a survivor claims the dead node
+// through the presence heartbeats (presence.ts).
+import type { Redis } from 'ioredis'
+import type { Logger } from './logger.js'
+
+/** Where online and offline sessions are tracked. */
+export interface SessionStore {
+  /** A connection of `clientId` (token) is up; its session, if any, is no longer offline. */
+  connected: (clientId: string, token: string) => Promise<void>
+  /** The connection `token` ended; a persistent session goes offline unless a newer connection holds it. */
+  disconnected: (clientId: string, token: string, persistent: boolean, at: number) => Promise<void>
+  /** Takes sessions offline since before `cutoff` (ms), at most `limit`; each is handed to one caller only. */
+  claimExpired: (cutoff: number, limit: number) => Promise<string[]>
+  /** Sessions held by connections of a dead node are offline from now. */
+  nodeDied: (node: string, at: number) => Promise<void>
+  /** Deletes what the persistence's cleanSubscriptions leaves of a session (Redis: its queued packets). */
+  purge: (clientId: string) => Promise<void>
+}
+
+/** The callback-or-promise persistence methods of Aedes that delete a session's state. */
+export interface SessionPersistence {
+  cleanSubscriptions: (client: { id: string }) => Promise<unknown>
+  cleanIncoming?: (client: { id: string }) => Promise<unknown>
+  delWill: (client: { id: string, brokerId: string }) => Promise<unknown>
+}
+
+export interface SessionExpiryOptions {
+  store: SessionStore
+  persistence: SessionPersistence
+  ttlMs: number
+  nodeId: string
+  /** Whether a client id is connected to this node right now. */
+  isConnectedHere: (clientId: string) => boolean
+  onExpired: () => void
+  logger: Logger
+}
+
+/** How often expired sessions are looked for: a quarter of the TTL, at least once a minute. */
+export function sweepIntervalMs (ttlMs: number): number {
+  return Math.min(ttlMs / 4, 60_000)
+}
+
+const batch = 100
+
+export class SessionExpiry {
+  private readonly tokens = new WeakMap<object, string>()
+  private sequence = 0
+  private timer: NodeJS.Timeout | null
+  private sweeping: Promise<void> | null = null
+  private readonly pending = new Set<Promise<void>>()
+
+  constructor (private readonly options: SessionExpiryOptions) {
+    this.timer = setInterval(() => { void this.sweep() }, sweepIntervalMs(options.ttlMs))
+    this.timer.unref()
+  }
+
+  connected (client: { id: string }): void {
+    const token = `${this.options.nodeId}|${++this.sequence}`
+    this.tokens.set(client, token)
+    this.track(this.options.store.connected(client.id, token))
+  }
+
+  disconnected (client: { id: string, clean: boolean }): void {
+    const token = this.tokens.get(client)
+    if (token === undefined) return
+    this.tokens.delete(client)
+    this.track(this.options.store.disconnected(client.id, token, !client.clean, Date.now()))
+  }
+
+  nodeDied (node: string): Promise<void> {
+    return this.options.store.nodeDied(node, Date.now())
+  }
+
+  /** Deletes the sessions expired by now; concurrent calls share one sweep. */
+  sweep (): Promise<void> {
+    this.sweeping ??= this.expire().catch((err: Error) => {
+      this.options.logger.warn({ event: 'session.sweep-failed', reason: err.message }, 'session expiry sweep failed')
+    }).finally(() => { this.sweeping = null })
+    return this.sweeping
+  }
+
+  async close (): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
+    await this.sweeping
+    await Promise.all(this.pending)
+  }
+
+  private async expire (): Promise<void> {
+    const { store, ttlMs } = this.options
+    for (;;) {
+      const claimed = await store.claimExpired(Date.now() - ttlMs, batch)
+      for (const clientId of claimed) await this.delete(clientId)
+      if (claimed.length < batch || this.timer === null) return
+    }
+  }
+
+  private async delete (clientId: string): Promise<void> {
+    const { persistence, store, logger, nodeId } = this.options
+    // tracking is asynchronous: a connection that is up here keeps its session regardless
+    if (this.options.isConnectedHere(clientId)) return
+    const client = { id: clientId, brokerId: nodeId }
+    await store.purge(clientId)
+    await persistence.cleanSubscriptions(client)
+    await persistence.cleanIncoming?.(client)
+    // Wills are published or deleted when their connection ends (or by the survivors when a
+    // node dies), so one is rarely left; this node's copy is deleted in case.
+    await persistence.delWill(client)
+    this.options.onExpired()
+    logger.info({ event: 'session.expired', clientId, expirySeconds: this.options.ttlMs / 1000 }, 'persistent session expired: subscriptions and queued messages deleted')
+  }
+
+  private track (work: Promise<void>): void {
+    const tracked = work.catch((err: Error) => {
+      this.options.logger.warn({ event: 'session.track-failed', reason: err.message }, 'could not record a session connect or disconnect')
+    })
+    this.pending.add(tracked)
+    void tracked.finally(() => this.pending.delete(tracked))
+  }
+}
+
+/** One node: maps in memory. */
+export function memorySessionStore (): SessionStore {
+  const online = new Map<string, string>()
+  // insertion order is disconnect order: an entry is deleted before it is set again
+  const offline = new Map<string, number>()
+  return {
+    connected: async (clientId, token) => {
+      offline.delete(clientId)
+      online.set(clientId, token)
+    },
+    disconnected: async (clientId, token, persistent, at) => {
+      if (online.get(clientId) !== token) return
+      online.delete(clientId)
+      if (persistent) offline.set(clientId, at)
+    },
+    claimExpired: async (cutoff, limit) => {
+      const claimed: string[] = []
+      for (const [clientId, at] of offline) {
+        if (at > cutoff || claimed.length === limit) break
+        offline.delete(clientId)
+        claimed.push(clientId)
+      }
+      return claimed
+    },
+    nodeDied: async () => {},
+    purge: async () => {}
+  }
+}
+
+// Redis keys (ioredis adds the configured key prefix):
+//   sessions:online        hash  client id -> token of the connection holding its session
+//   sessions:node:<node>   set   client ids whose holding connection is on that node
+//   sessions:offline       zset  client id -> when its persistent session went offline (ms)
+const onlineKey = 'sessions:online'
+const offlineKey = 'sessions:offline'
+const nodeKey = (node: string): string => `sessions:node:${node}`
+const nodeOfToken = (token: string): string => token.slice(0, token.lastIndexOf('|'))
+
+const connectScript = `
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])`
+
+// Only the connection holding the latest token takes the session offline.
+const disconnectScript = `
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[1])
+  if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1]) end
+elseif not current or string.sub(current, 1, #ARGV[5]) ~= ARGV[5] then
+  redis.call('SREM', KEYS[3], ARGV[1])
+end`
+
+// The dead node's sessions that it still held go offline now.
+const nodeDiedScript = `
+for _, client in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local current = redis.call('HGET', KEYS[1], client)
+  if current and string.sub(current, 1, #ARGV[1]) == ARGV[1] then
+    redis.call('HDEL', KEYS[1], client)
+    redis.call('ZADD', KEYS[2], ARGV[2], client)
+  end
+end
+redis.call('DEL', KEYS[3])`
+
+// aedes-persistence-redis queues a message once (packet:<broker>:<counter>, with a count of the
+// sessions holding it) and lists it per session (outgoing:<client>), or the session's own copy
+// (outgoing:<client>:<broker>:<counter>) once sent. Deleting only the list, as its
+// cleanSubscriptions does, would leave the packets of an expired session behind forever.
+const purgeScript = `
+local prefix = ARGV[1]
+for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local packet = entry
+  local broker, counter = string.match(entry, '^outgoing:[^:]*:(.+):([^:]+)$')
+  if broker then
+    redis.call('DEL', prefix .. entry)
+    packet = 'packet:' .. broker .. ':' .. counter
+  end
+  if redis.call('DECR', prefix .. packet .. ':offlineCount') <= 0 then
+    redis.call('DEL', prefix .. packet, prefix .. packet .. ':offlineCount')
+  end
+end
+redis.call('DEL', KEYS[1])`
+
+/** A cluster: Redis, shared by the nodes. `redis` applies `keyPrefix` to keys. */
+export function redisSessionStore (redis: Redis, nodeId: string, keyPrefix: string): SessionStore {
+  return {
+    connected: async (clientId, token) => {
+      await redis.eval(connectScript, 3, onlineKey, offlineKey, nodeKey(nodeOfToken(token)), clientId, token)
+    },
+    disconnected: async (clientId, token, persistent, at) => {
+      await redis.eval(disconnectScript, 3, onlineKey, offlineKey, nodeKey(nodeId), clientId, token, persistent ? '1' : '0', at, `${nodeId}|`)
+    },
+    claimExpired: async (cutoff, limit) => {
+      const candidates = await redis.zrangebyscore(offlineKey, '-inf', cutoff, 'LIMIT', 0, limit)
+      if (candidates.length === 0) return []
+      const pipeline = redis.pipeline()
+      for (const clientId of candidates) pipeline.zrem(offlineKey, clientId)
+      const removed = await pipeline.exec() ?? []
+      // ZREM removes an entry for one caller only: the node that deletes that session
+      return candidates.filter((_, i) => removed[i]?.[0] === null && removed[i]?.[1] === 1)
+    },
+    nodeDied: async (node, at) => {
+      await redis.eval(nodeDiedScript, 3, onlineKey, offlineKey, nodeKey(node), `${node}|`, at)
+    },
+    purge: async (clientId) => {
+      await redis.eval(purgeScript, 1, `outgoing:${encodeURIComponent(clientId)}`, keyPrefix)
+    }
+  }
+}
