@@ -219,3 +219,22 @@ t.test('session expiry (redis): the sessions of a node killed with SIGKILL expir
   const orphan = await resume(t, brokerUrl(survivor, 'tcp'), 'orphan')
   t.equal(orphan.sessionPresent, false)
 })
+
+t.test('a CleanSession 1 connection discards the queued messages of the previous session [MQTT-3.1.2-6]', async (t) => {
+  const broker = await startBroker(t, { sessions: { maxQueuedMessages: 2, expirySeconds: 0 } })
+  const url = brokerUrl(broker, 'tcp')
+  await leaveSession(t, url, 'fresh', 'c/#')
+  const { client: pub } = await openUrl(t, url)
+  for (const payload of ['c0', 'c1']) await pub.publishAsync('c/x', payload, { qos: 1 })
+  let got: Array<{ payload: string }> = []
+  const { client } = await openUrl(t, url, { clientId: 'fresh', clean: true }, (c) => { got = collect(c) })
+  await sleep(300)
+  t.same(got, [], 'nothing of the old session is delivered')
+  await closeClient(client)
+  // the discarded messages no longer count against the cap of a new persistent session
+  await leaveSession(t, url, 'fresh', 'c/#')
+  for (const payload of ['c2', 'c3']) await pub.publishAsync('c/x', payload, { qos: 1 })
+  const again = await resume(t, url, 'fresh')
+  await waitFor(() => again.messages.length >= 2, 'two queued messages')
+  t.same(again.messages.map((m) => m.payload), ['c2', 'c3'])
+})
