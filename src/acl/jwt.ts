@@ -34,6 +34,11 @@ export interface JwtConfig {
 /** The claims the broker reads from a token. */
 export interface TokenClaims {
   sub: string
+  /**
+   * When this broker stops accepting the token (epoch s): its `exp` plus the clock tolerance,
+   * the instant verification uses, so a client accepted within the tolerance is not
+   * disconnected at once by its expiry timer.
+   */
   exp: number | null
   roles: string[] | null
   acl: { pub: string[], sub: string[] } | null
@@ -77,11 +82,16 @@ export class JwtVerifier {
     } catch (err) {
       return { ok: false, reason: (err as Error).message }
     }
-    return readClaims(payload, this.config.requireExp)
+    // jsonwebtoken reads iat only for maxAge: a token "issued" in the future (an issuer clock
+    // ahead by more than the tolerance) would otherwise pass when it has no nbf.
+    if (typeof payload.iat === 'number' && payload.iat > Math.floor(Date.now() / 1000) + this.config.clockToleranceS) {
+      return { ok: false, reason: 'token issued in the future (iat beyond the clock tolerance)' }
+    }
+    return readClaims(payload, this.config.requireExp, this.config.clockToleranceS)
   }
 }
 
-function readClaims (payload: JwtPayload, requireExp: boolean): VerifyResult {
+function readClaims (payload: JwtPayload, requireExp: boolean, clockToleranceS: number): VerifyResult {
   if (typeof payload.sub !== 'string' || payload.sub === '') return { ok: false, reason: 'token has no subject (sub)' }
   if (typeof payload.exp !== 'number' && requireExp) return { ok: false, reason: 'token has no expiry (exp)' }
   const roles = payload.roles as unknown
@@ -93,7 +103,7 @@ function readClaims (payload: JwtPayload, requireExp: boolean): VerifyResult {
     if (!isStringArray(pub) || !isStringArray(sub)) return { ok: false, reason: 'claim "acl" must be {pub: string[], sub: string[]}' }
     grants = { pub, sub }
   }
-  return { ok: true, claims: { sub: payload.sub, exp: typeof payload.exp === 'number' ? payload.exp : null, roles: roles ?? null, acl: grants } }
+  return { ok: true, claims: { sub: payload.sub, exp: typeof payload.exp === 'number' ? payload.exp + clockToleranceS : null, roles: roles ?? null, acl: grants } }
 }
 
 function isStringArray (value: unknown): value is string[] {
