@@ -178,6 +178,11 @@ t.test('session expiry (redis, 2 nodes): expired exactly once in the cluster, ke
   const moved = await resume(t, brokerUrl(b, 'tcp'), 'moved') // on the other node, before the TTL
   t.equal(moved.sessionPresent, true)
   await waitFor(() => moved.messages.length === 1, 'the queued message on the other node')
+  // taken over by a connection on the other node: the old connection's end must not count
+  const { client: first } = await openUrl(t, brokerUrl(a, 'tcp'), { clientId: 'taken', clean: false })
+  await first.subscribeAsync('e/#', { qos: 1 })
+  const taken = await resume(t, brokerUrl(b, 'tcp'), 'taken')
+  await waitFor(() => !first.connected, 'the first connection closed by the takeover')
 
   const deadline = Date.now() + 6000
   while (await metricSum([a, b], 'realtime_broker_sessions_expired_total') < 1 && Date.now() < deadline) await sleep(100)
@@ -197,6 +202,9 @@ t.test('session expiry (redis, 2 nodes): expired exactly once in the cluster, ke
   await closeClient(moved.client, false)
   const movedAgain = await resume(t, brokerUrl(a, 'tcp'), 'moved')
   t.equal(movedAgain.sessionPresent, true, 'the session resumed on the other node was kept')
+  await closeClient(taken.client, false)
+  const takenAgain = await resume(t, brokerUrl(a, 'tcp'), 'taken')
+  t.equal(takenAgain.sessionPresent, true, 'the session taken over on the other node was kept')
 })
 
 t.test('session expiry (redis): the sessions of a node killed with SIGKILL expire on a survivor', async (t) => {

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, Server as HttpServer } from 'node:http'
 import { isIPv6 } from 'node:net'
-import type { Server } from 'node:net'
+import type { Server, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { Aedes, type Client } from 'aedes'
 import { createAuthenticator } from '../acl/authenticate.js'
@@ -18,7 +18,7 @@ import { createHttpListener, type Routes } from '../bridge/http-server.js'
 import { addStaticRoutes } from '../bridge/static.js'
 import { attachWebSocketBridge } from '../bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './config.js'
-import { GuardedConnection, ProtocolViolation } from './guarded-connection.js'
+import { GuardedConnection, guardSocket, ProtocolViolation } from './guarded-connection.js'
 import { BrokerPolicies } from './hooks.js'
 import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
 import { createTcpListener } from './listeners/tcp.js'
@@ -118,7 +118,13 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   // The node heartbeats of presence also tell session expiry which nodes died, so they run in
   // a cluster with expiry on even when presence states are off.
   const heartbeats = config.presence.enabled || (storage.redis !== null && expiry !== null)
-    ? createPresence(config, storage, aedes, nodeId, logger, async (node) => { await expiry?.nodeDied(node) })
+    ? createPresence(config, storage, aedes, nodeId, logger, async (node) => {
+      if (expiry === null) return
+      // a failure here must not stop presence from recounting the dead node's users
+      await expiry.nodeDied(node).then(
+        () => logger.info({ event: 'session.node-lost', node }, 'sessions held on a dead node are offline from now'),
+        (err: Error) => logger.warn({ event: 'session.node-lost-failed', node, reason: err.message }, 'could not take the sessions of a dead node offline'))
+    })
     : null
   const presence = config.presence.enabled ? heartbeats : null
   aedes.on('client', (client) => expiry?.connected(client))
@@ -152,7 +158,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
 
   const accept = (transport: Transport) => (stream: Duplex, req?: IncomingMessage): void => {
     const remote = req?.socket.remoteAddress ?? (stream as { remoteAddress?: string }).remoteAddress
-    const guarded = new GuardedConnection(stream, config.limits.maxPacketSize)
+    const guarded = transport === 'ws'
+      ? new GuardedConnection(stream, config.limits.maxPacketSize)
+      : guardSocket(stream as Socket, config.limits.maxPacketSize) // the TCP and TLS listeners hand over sockets
     policies.registerConnection(guarded, { transport, remote })
     const client = aedes.handle(guarded, req)
     guarded.on('error', (err: Error) => {

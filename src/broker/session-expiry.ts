@@ -16,10 +16,12 @@ import type { Logger } from './logger.js'
 
 /** Where online and offline sessions are tracked. */
 export interface SessionStore {
-  /** A connection of `clientId` (token) is up; its session, if any, is no longer offline. */
+  /** A CleanSession 0 connection (token) of `clientId` is up: its session is online. */
   connected: (clientId: string, token: string) => Promise<void>
-  /** The connection `token` ended; a persistent session goes offline unless a newer connection holds it. */
-  disconnected: (clientId: string, token: string, persistent: boolean, at: number) => Promise<void>
+  /** A CleanSession 1 connection is up: any session of `clientId` is discarded [MQTT-3.1.2-6], none stays. */
+  discarded: (clientId: string) => Promise<void>
+  /** The connection `token` ended: its session goes offline unless a newer connection holds it. */
+  disconnected: (clientId: string, token: string, at: number) => Promise<void>
   /** Takes sessions offline since before `cutoff` (ms), at most `limit`; each is handed to one caller only. */
   claimExpired: (cutoff: number, limit: number) => Promise<string[]>
   /** Sessions held by connections of a dead node are offline from now. */
@@ -65,17 +67,21 @@ export class SessionExpiry {
     this.timer.unref()
   }
 
-  connected (client: { id: string }): void {
+  connected (client: { id: string, clean: boolean }): void {
+    if (client.clean) {
+      this.track(this.options.store.discarded(client.id))
+      return
+    }
     const token = `${this.options.nodeId}|${++this.sequence}`
     this.tokens.set(client, token)
     this.track(this.options.store.connected(client.id, token))
   }
 
-  disconnected (client: { id: string, clean: boolean }): void {
+  disconnected (client: { id: string }): void {
     const token = this.tokens.get(client)
     if (token === undefined) return
     this.tokens.delete(client)
-    this.track(this.options.store.disconnected(client.id, token, !client.clean, Date.now()))
+    this.track(this.options.store.disconnected(client.id, token, Date.now()))
   }
 
   nodeDied (node: string): Promise<void> {
@@ -140,10 +146,14 @@ export function memorySessionStore (): SessionStore {
       offline.delete(clientId)
       online.set(clientId, token)
     },
-    disconnected: async (clientId, token, persistent, at) => {
+    discarded: async (clientId) => {
+      offline.delete(clientId)
+      online.delete(clientId)
+    },
+    disconnected: async (clientId, token, at) => {
       if (online.get(clientId) !== token) return
       online.delete(clientId)
-      if (persistent) offline.set(clientId, at)
+      offline.set(clientId, at)
     },
     claimExpired: async (cutoff, limit) => {
       const claimed: string[] = []
@@ -179,8 +189,8 @@ local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('SREM', KEYS[3], ARGV[1])
-  if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1]) end
-elseif not current or string.sub(current, 1, #ARGV[5]) ~= ARGV[5] then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+elseif not current or string.sub(current, 1, #ARGV[4]) ~= ARGV[4] then
   redis.call('SREM', KEYS[3], ARGV[1])
 end`
 
@@ -220,8 +230,15 @@ export function redisSessionStore (redis: Redis, nodeId: string, keyPrefix: stri
     connected: async (clientId, token) => {
       await redis.eval(connectScript, 3, onlineKey, offlineKey, nodeKey(nodeOfToken(token)), clientId, token)
     },
-    disconnected: async (clientId, token, persistent, at) => {
-      await redis.eval(disconnectScript, 3, onlineKey, offlineKey, nodeKey(nodeId), clientId, token, persistent ? '1' : '0', at, `${nodeId}|`)
+    // a persistent connection still open elsewhere then finds no token of its own at its
+    // disconnect, and leaves no offline entry
+    discarded: async (clientId) => {
+      for (const [err] of await redis.pipeline().zrem(offlineKey, clientId).hdel(onlineKey, clientId).exec() ?? []) {
+        if (err !== null) throw err
+      }
+    },
+    disconnected: async (clientId, token, at) => {
+      await redis.eval(disconnectScript, 3, onlineKey, offlineKey, nodeKey(nodeId), clientId, token, at, `${nodeId}|`)
     },
     claimExpired: async (cutoff, limit) => {
       const candidates = await redis.zrangebyscore(offlineKey, '-inf', cutoff, 'LIMIT', 0, limit)
