@@ -1,11 +1,15 @@
-// The stream Aedes reads and writes for each client: it passes bytes through unchanged,
-// checks inbound packets with PacketFrameGuard, and writes each corked batch of
-// outbound chunks (mqtt-packet corks per packet) as one write, so a WebSocket sends one
-// frame per batch instead of one frame per packet fragment. A CONNECT the guard refuses
-// with a return code (unsupported protocol level, rejected client identifier) is answered
-// here with that CONNACK, then the connection closes; Aedes never sees the CONNECT.
-import { Duplex } from 'node:stream'
-import { PacketFrameGuard } from './packet-frame-guard.js'
+// The stream Aedes reads and writes for each client. Inbound packets are checked with
+// PacketFrameGuard before Aedes parses them; outbound packets written in one event-loop turn
+// leave in one write (one syscall, one WebSocket frame) instead of one per packet fragment,
+// except the turn's first, which goes out at once. A CONNECT the guard refuses with a return
+// code (unsupported protocol level, rejected client identifier) is answered here with that
+// CONNACK, then the connection closes; Aedes never sees the CONNECT.
+//
+// A TCP or TLS socket is guarded in place (guardSocket); a WebSocket stream, whose every write
+// is a frame, is wrapped (GuardedConnection).
+import type { Socket } from 'node:net'
+import { Duplex, Readable, Writable } from 'node:stream'
+import { PacketFrameGuard, type GuardVerdict } from './packet-frame-guard.js'
 
 // How long a refused client may take to read its CONNACK before the connection is cut.
 const refusalFlushMs = 2000
@@ -21,6 +25,145 @@ export class ProtocolViolation extends Error {
 
 type WriteCallback = (error?: Error | null) => void
 
+/** Answers a refused CONNECT with CONNACK `returnCode` (session present 0), then closes [MQTT-3.2.2-4] [MQTT-3.2.2-5]. */
+function refuseConnect (transport: Duplex, close: (error: Error) => void, verdict: GuardVerdict & { action: 'refuse' }): void {
+  const done = (): void => {
+    clearTimeout(timer)
+    close(new ProtocolViolation(`CONNECT refused with CONNACK ${verdict.returnCode}: ${verdict.reason}`))
+  }
+  const timer = setTimeout(done, refusalFlushMs)
+  timer.unref()
+  transport.once('finish', done)
+  transport.end(Buffer.from([0x20, 0x02, 0x00, verdict.returnCode]))
+}
+
+// Per guarded socket: what would otherwise take a wrapper stream (two stream states, its
+// listeners and closures: about 1 KiB of heap per idle connection).
+const kGuard = Symbol('guard')
+
+class SocketGuard {
+  ignoringInput = false
+  // Writes of the current event-loop turn: the first synchronous burst goes out at once, the
+  // rest wait in `batch` for the end of the turn.
+  turnOpen = false
+  direct = false
+  batch: Buffer[] = []
+  batchBytes = 0
+  batchCallbacks: WriteCallback[] | null = null
+  // a writer was told to wait (write() returned false) and gets a 'drain'
+  owesDrain = false
+  constructor (readonly frames: PacketFrameGuard) {}
+}
+
+type GuardedSocket = Socket & { [kGuard]: SocketGuard }
+
+// Writable's own write(), which the instance's batching write() hands its batches to (the
+// typings' overloads do not describe one call site taking either form).
+const writableWrite = Writable.prototype.write as (this: Writable, chunk: Buffer | string, encodingOrCallback?: BufferEncoding | WriteCallback, callback?: WriteCallback) => boolean
+
+/**
+ * Guards a TCP or TLS socket in place and returns it: a socket hands what it reads to its own
+ * push() and sends through its own write() and _final(); those are replaced on this instance.
+ */
+export function guardSocket (socket: Socket, maxPacketSize: number): Socket {
+  Object.assign(socket, {
+    [kGuard]: new SocketGuard(new PacketFrameGuard(maxPacketSize)),
+    push: guardedPush,
+    write: batchedWrite,
+    _final: flushThenFinal
+  })
+  return socket
+}
+
+function guardedPush (this: GuardedSocket, chunk: Buffer | null, encoding?: BufferEncoding): boolean {
+  const guard = this[kGuard]
+  if (chunk === null) return Readable.prototype.push.call(this, null)
+  // once refused, nothing the client sends is processed [MQTT-3.1.4-5]
+  if (guard.ignoringInput) return true
+  const verdict = guard.frames.scan(chunk)
+  if (verdict === null) return Readable.prototype.push.call(this, chunk, encoding)
+  guard.ignoringInput = true
+  if (verdict.action === 'close') {
+    this.destroy(new ProtocolViolation(verdict.reason))
+  } else if (verdict.action === 'end') {
+    // Aedes gets everything up to the DISCONNECT, then the end of the stream
+    if (verdict.at > 0) Readable.prototype.push.call(this, chunk.subarray(0, verdict.at))
+    Readable.prototype.push.call(this, null)
+  } else {
+    refuseConnect(this, (error) => { if (!this.destroyed) this.destroy(error) }, verdict)
+  }
+  return false
+}
+
+function batchedWrite (this: GuardedSocket, chunk: Buffer | string, encodingOrCallback?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
+  const guard = this[kGuard]
+  if (!guard.turnOpen) {
+    guard.turnOpen = true
+    guard.direct = true
+    process.nextTick(endDirectBurst, guard)
+    setImmediate(flushTurn, this)
+  }
+  if (guard.direct) return writableWrite.call(this, chunk, encodingOrCallback, callback)
+  const encoding = typeof encodingOrCallback === 'string' ? encodingOrCallback : 'utf8'
+  const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback
+  const data = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk
+  guard.batch.push(data)
+  guard.batchBytes += data.length
+  if (done !== undefined) (guard.batchCallbacks ??= []).push(done)
+  if (guard.batchBytes < maxBatchBytes) return true
+  guard.owesDrain = true
+  return false
+}
+
+function endDirectBurst (guard: SocketGuard): void {
+  guard.direct = false
+}
+
+function takeBatch (guard: SocketGuard): { data: Buffer, done: WriteCallback | undefined } {
+  const data = guard.batch.length === 1 ? guard.batch[0] as Buffer : Buffer.concat(guard.batch, guard.batchBytes)
+  const callbacks = guard.batchCallbacks
+  guard.batch = []
+  guard.batchBytes = 0
+  guard.batchCallbacks = null
+  return { data, done: callbacks === null ? undefined : (error) => { for (const cb of callbacks) cb(error) } }
+}
+
+function flushTurn (socket: GuardedSocket): void {
+  const guard = socket[kGuard]
+  guard.turnOpen = false
+  // an ending socket sends the batch from _final, after what Writable still holds
+  if (guard.batch.length === 0 || socket.writableEnded) return
+  if (socket.destroyed) {
+    takeBatch(guard)
+    return
+  }
+  const { data, done } = takeBatch(guard)
+  const flowing = writableWrite.call(socket, data, done)
+  if (guard.owesDrain && flowing) process.nextTick(emitDrain, socket)
+  guard.owesDrain = false // when not flowing, Writable emits 'drain' itself
+}
+
+function emitDrain (socket: GuardedSocket): void {
+  if (!socket.destroyed) socket.emit('drain')
+}
+
+function flushThenFinal (this: GuardedSocket, callback: WriteCallback): void {
+  const finalOfPrototype = (Object.getPrototypeOf(this) as { _final: (cb: WriteCallback) => void })._final
+  const guard = this[kGuard]
+  if (guard.batch.length === 0) {
+    finalOfPrototype.call(this, callback)
+    return
+  }
+  // _final runs once Writable has nothing in flight, so writing underneath it is safe here
+  const { data, done } = takeBatch(guard)
+  this._write(data, 'buffer' as BufferEncoding, (error) => {
+    done?.(error)
+    if (error !== null && error !== undefined) callback(error)
+    else finalOfPrototype.call(this, callback)
+  })
+}
+
+/** A WebSocket stream wrapped: each batch leaves as one frame. */
 export class GuardedConnection extends Duplex {
   private readonly guard: PacketFrameGuard
   private pendingWrite: WriteCallback | null = null
@@ -49,7 +192,8 @@ export class GuardedConnection extends Duplex {
         if (verdict.at > 0) this.push(chunk.subarray(0, verdict.at))
         this.push(null)
       } else {
-        this.refuse(verdict.returnCode, verdict.reason)
+        this.ignoringInput = true
+        refuseConnect(this.inner, (error) => { if (!this.destroyed) this.destroy(error) }, verdict)
       }
     })
     inner.on('end', () => this.push(null))
@@ -86,19 +230,6 @@ export class GuardedConnection extends Duplex {
     this.flushPendingWrite(error ?? new Error('connection closed'))
     this.inner.destroy()
     callback(error)
-  }
-
-  /** Answers the CONNECT with CONNACK `returnCode` (session present 0), then closes [MQTT-3.2.2-4] [MQTT-3.2.2-5]. */
-  private refuse (returnCode: number, reason: string): void {
-    this.ignoringInput = true
-    const done = (): void => {
-      clearTimeout(timer)
-      if (!this.destroyed) this.destroy(new ProtocolViolation(`CONNECT refused with CONNACK ${returnCode}: ${reason}`))
-    }
-    const timer = setTimeout(done, refusalFlushMs)
-    timer.unref()
-    this.inner.once('finish', done)
-    this.inner.end(Buffer.from([0x20, 0x02, 0x00, returnCode]))
   }
 
   private writeInner (data: Buffer, callback: WriteCallback): void {
