@@ -2,6 +2,9 @@
 // closed, as when Redis restarts) or blackholed (a silent partition: no close, no RST, nothing
 // answered). Every acknowledged message must reach the persistent subscriber on the other node,
 // and the node must say it is not ready while it cannot reach Redis.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { openUrl, sleep, waitFor } from './helpers/broker.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
@@ -15,14 +18,30 @@ interface Scenario {
   /** Whose Redis link fails: the publisher's node or the subscriber's. */
   side: 'publisher' | 'subscriber'
   ms: number
+  /**
+   * cluster.heartbeatIntervalMs, when shorter than the default: the other nodes retire a node
+   * silent for three beats, so a fault longer than that is one the cluster takes for a death.
+   */
+  heartbeatMs?: number
 }
 
 const scenarios: Scenario[] = [
   { fault: 'blackhole', side: 'subscriber', ms: 10_000 },
   { fault: 'blackhole', side: 'publisher', ms: 10_000 },
   // test/routing.test.ts cuts the subscriber's node for 5 s; this is the 10 s outage
-  { fault: 'cut', side: 'publisher', ms: 10_000 }
+  { fault: 'cut', side: 'publisher', ms: 10_000 },
+  // longer than the node timeout (3 s here): the subscriber's node is retired, its clients
+  // reconnect once it is back and resume their sessions
+  { fault: 'blackhole', side: 'subscriber', ms: 6_000, heartbeatMs: 1_000 }
 ]
+
+function writeConfig (t: { teardown: (fn: () => unknown) => void }, yaml: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'rb-partition-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'node.yaml')
+  writeFileSync(file, yaml)
+  return file
+}
 
 async function readyStatus (node: BrokerProcess): Promise<number> {
   try {
@@ -32,21 +51,24 @@ async function readyStatus (node: BrokerProcess): Promise<number> {
   }
 }
 
-for (const { fault, side, ms } of scenarios) {
-  t.test(`${fault} of the ${side}'s node's Redis link for ${ms / 1000} s: every acknowledged QoS 1 message arrives; /readyz says not ready`, async (t) => {
+for (const { fault, side, ms, heartbeatMs } of scenarios) {
+  const retired = heartbeatMs !== undefined
+  t.test(`${fault} of the ${side}'s node's Redis link for ${ms / 1000} s${retired ? ', beyond the node timeout' : ''}: every acknowledged QoS 1 message arrives; /readyz says not ready`, async (t) => {
     const redis = await startRedis(t)
     const proxy = await startTcpProxy(t, redis.port)
     const viaProxy = `redis://127.0.0.1:${proxy.port}`
-    const tag = `${fault[0] ?? 'x'}${side[0] ?? 'x'}`
+    const tag = `${fault[0] ?? 'x'}${side[0] ?? 'x'}${retired ? 'r' : ''}`
+    const config = retired ? ['--config', writeConfig(t, `auth: { anonymous: true }\ncluster: { heartbeatIntervalMs: ${heartbeatMs} }\n`)] : []
     // node a hosts the publisher, node b the subscriber; one of them reaches Redis through the proxy
     const [a, b] = await Promise.all([
-      spawnBroker(t, ['--redis', side === 'publisher' ? viaProxy : redis.url], { NODE_ID: `${tag}-a`, LOG_LEVEL: 'warn' }),
-      spawnBroker(t, ['--redis', side === 'subscriber' ? viaProxy : redis.url], { NODE_ID: `${tag}-b`, LOG_LEVEL: 'warn' })
+      spawnBroker(t, [...config, '--redis', side === 'publisher' ? viaProxy : redis.url], { NODE_ID: `${tag}-a`, LOG_LEVEL: 'warn' }),
+      spawnBroker(t, [...config, '--redis', side === 'subscriber' ? viaProxy : redis.url], { NODE_ID: `${tag}-b`, LOG_LEVEL: 'warn' })
     ])
     const partitioned = side === 'publisher' ? a : b
 
     const got = new Set<number>()
-    const { client: sub } = await openUrl(t, url(b), { clientId: `${tag}-sub`, clean: false })
+    // a retired node closes its clients: this one reconnects, as devices do, and resumes its session
+    const { client: sub } = await openUrl(t, url(b), { clientId: `${tag}-sub`, clean: false, ...(retired ? { reconnectPeriod: 500 } : {}) })
     sub.on('message', (_topic, payload) => got.add(Number(payload.toString())))
     await sub.subscribeAsync('part/#', { qos: 1 })
     const { client: pub } = await openUrl(t, url(a), { clientId: `${tag}-pub` })
@@ -133,6 +155,7 @@ for (const { fault, side, ms } of scenarios) {
     t.equal(samples.at(-1)?.status, 200, '/readyz is 200 again after restore')
     t.equal(a.child.exitCode, null, 'node a kept running')
     t.equal(b.child.exitCode, null, 'node b kept running')
+    if (retired) t.match(partitioned.output(), /cluster\.retired/, 'the retired node closed its clients once it was back')
     if (missing.length > 0 || notReady === 0) t.comment(`partitioned node output:\n${partitioned.output().slice(-3000)}`)
   })
 }

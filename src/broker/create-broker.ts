@@ -19,6 +19,7 @@ import { addStaticRoutes } from '../bridge/static.js'
 import { attachWebSocketBridge } from '../bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './config.js'
 import { GuardedConnection, guardSocket, ProtocolViolation } from './guarded-connection.js'
+import { RoutedEmitter } from './routed-emitter.js'
 import { BrokerPolicies } from './hooks.js'
 import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
 import { createTcpListener } from './listeners/tcp.js'
@@ -104,6 +105,16 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   policies.installDropFilter(aedes)
   // Aedes keeps its connected clients in `clients`, which its typings leave out.
   const holders = (aedes as unknown as { clients: Record<string, Client> }).clients
+  if (storage.mq instanceof RoutedEmitter) {
+    // The cluster took this node for dead: its clients' wills are out and their live deliveries
+    // were not routed here. Closing them makes them reconnect and resume their sessions (on any
+    // node), queued messages included, instead of staying connected to a view that went stale.
+    storage.mq.onRetired = () => {
+      const clients = Object.values(holders)
+      logger.warn({ event: 'cluster.retired', clients: clients.length }, 'closing every client connection so that they resume their sessions')
+      for (const client of clients) client.close()
+    }
+  }
   const expiry = config.sessions.expirySeconds === 0
     ? null
     : new SessionExpiry({

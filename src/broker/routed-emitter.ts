@@ -40,7 +40,8 @@ export interface RoutedEmitterOptions {
 
 interface RouteChange {
   node: string
-  op: 'add' | 'remove' | 'reset'
+  /** reset: the node has no routes; reload: read the node's whole route set again */
+  op: 'add' | 'remove' | 'reset' | 'reload'
   filter?: string
 }
 
@@ -62,6 +63,11 @@ export class RoutedEmitter {
   private closed = false
   private heartbeat: NodeJS.Timeout | null = null
   private reading: Promise<void> = Promise.resolve()
+  /**
+   * Called when this node finds that the others retired it (it could not reach Redis for the
+   * node timeout): they have published its clients' wills and dropped what its inbox held.
+   */
+  onRetired: () => void = () => {}
   // mqemitter's `current`/`concurrent`, which Aedes does not read but the MQEmitter shape has
   current = 0
   concurrent = 0
@@ -210,6 +216,10 @@ export class RoutedEmitter {
       this.dropNode(change.node)
       return
     }
+    if (change.op === 'reload') {
+      this.reloadNode(change.node).catch((err: Error) => this.warn('route reload failed', err))
+      return
+    }
     if (change.filter === undefined) return
     const filters = this.nodeFilters.get(change.node) ?? new Set<string>()
     this.nodeFilters.set(change.node, filters)
@@ -224,6 +234,13 @@ export class RoutedEmitter {
   private dropNode (node: string): void {
     for (const filter of this.nodeFilters.get(node) ?? []) this.routes.remove(filter, node)
     this.nodeFilters.delete(node)
+  }
+
+  private async reloadNode (node: string): Promise<void> {
+    const filters = await this.options.commands.smembers(this.keys.routes(node))
+    this.dropNode(node)
+    this.nodeFilters.set(node, new Set(filters))
+    for (const filter of filters) this.routes.add(filter, node)
   }
 
   private async loadRoutes (): Promise<void> {
@@ -241,7 +258,9 @@ export class RoutedEmitter {
   /** Beats this node's heartbeat and retires nodes that stopped beating. */
   private async beat (): Promise<void> {
     const { commands, nodeId, nodeTimeoutMs } = this.options
-    await commands.zadd(this.keys.nodes, Date.now(), nodeId)
+    // ZADD adds (1) rather than updates (0) only if the others retired this node while it could
+    // not reach Redis for nodeTimeoutMs: they dropped its routes, so it announces them again.
+    if (await commands.zadd(this.keys.nodes, Date.now(), nodeId) === 1) await this.rejoin()
     const dead = await commands.zrangebyscore(this.keys.nodes, '-inf', Date.now() - nodeTimeoutMs)
     for (const node of dead) {
       this.dropNode(node)
@@ -252,6 +271,19 @@ export class RoutedEmitter {
         this.options.logger.warn({ event: 'cluster.node-lost', lost: node }, 'a node stopped beating: its routes are retired')
       }
     }
+  }
+
+  private async rejoin (): Promise<void> {
+    const { commands, nodeId, logger } = this.options
+    const key = this.keys.routes(nodeId)
+    const filters = [...this.localFilters.keys()]
+    const transaction = commands.multi().del(key)
+    if (filters.length > 0) transaction.sadd(key, ...filters)
+    await transaction.exec()
+    await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'reload' }))
+    await this.loadRoutes()
+    logger.warn({ event: 'cluster.rejoined', routes: filters.length }, 'the other nodes had retired this node (no heartbeat within the node timeout): its routes are announced again')
+    this.onRetired()
   }
 
   private async readInbox (): Promise<void> {
