@@ -93,7 +93,8 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
   const up = new Map<string, boolean>()
   for (const [role, connection] of Object.entries(connections)) {
     up.set(role, false)
-    watchConnection(role, connection, up, logger)
+    // a PING on the inbox reader waits behind its blocking XREAD (1 s): never time out below 3 s
+    watchConnection(role, connection, up, logger, Math.max(config.cluster.heartbeatIntervalMs, 3000))
   }
   // On reconnect a session is re-sent at most maxSessionDelivery + 1 queued messages (the rest
   // wait for the next reconnect): as many as it may hold, or all when uncapped.
@@ -173,7 +174,26 @@ function sentinelOptions (sentinel: NonNullable<RedisConfig['sentinel']>): Redis
 }
 
 /** Logs each state change of a Redis connection once, and tracks whether it is up. */
-function watchConnection (role: string, connection: Redis, up: Map<string, boolean>, logger: Logger): void {
+function watchConnection (role: string, connection: Redis, up: Map<string, boolean>, logger: Logger, probeTimeoutMs: number): void {
+  // A silent partition closes nothing: a PING each second left unanswered for probeTimeoutMs
+  // marks the connection down (not ready) and reconnects it; ioredis sends the commands it was
+  // waiting on again on the new connection (autoResendUnfulfilledCommands), at least once.
+  let probing = false
+  const probe = setInterval(() => {
+    if (probing || connection.status !== 'ready') return
+    probing = true
+    const unanswered = setTimeout(() => {
+      if (up.get(role) === true) logger.warn({ event: 'redis.unresponsive', connection: role, timeoutMs: probeTimeoutMs }, 'Redis did not answer a PING; reconnecting')
+      up.set(role, false)
+      connection.disconnect(true)
+    }, probeTimeoutMs)
+    connection.ping().catch(() => {}).finally(() => {
+      clearTimeout(unanswered)
+      probing = false
+    })
+  }, 1000)
+  probe.unref()
+  connection.once('end', () => clearInterval(probe))
   let lastError = ''
   connection.on('ready', () => {
     if (up.get(role) !== true) logger.info({ event: 'redis.up', connection: role }, 'Redis connection ready')
