@@ -12,6 +12,7 @@ import mqemitter from 'mqemitter'
 import { QlobberDedup } from 'qlobber'
 import type { Redis } from 'ioredis'
 import type { Logger } from './logger.js'
+import { batchField, decodeBatch, encodeMessage } from './inbox-codec.js'
 
 type Message = mqemitter.Message
 type Listener = (message: Message, done: () => void) => void
@@ -152,7 +153,7 @@ export class RoutedEmitter {
       for (let i = 0; i < targets.length; i++) finish()
       return
     }
-    const encoded = encode(message)
+    const encoded = encodeMessage(message)
     const qos0 = message.qos === 0
     for (const node of targets) {
       if (qos0) this.pendingQos0++
@@ -177,7 +178,7 @@ export class RoutedEmitter {
   private flushOutbox (): void {
     this.outboxScheduled = false
     for (const [node, { messages, callbacks }] of this.outbox) {
-      this.options.commands.xadd(this.keys.inbox(node), 'MAXLEN', '~', this.options.inboxMaxLen, '*', 'b', Buffer.concat(messages))
+      this.options.commands.xadd(this.keys.inbox(node), 'MAXLEN', '~', this.options.inboxMaxLen, '*', batchField, Buffer.concat(messages))
         .then(() => { for (const callback of callbacks) callback() }, (err: Error) => { for (const callback of callbacks) callback(err) })
     }
     this.outbox.clear()
@@ -304,54 +305,24 @@ export class RoutedEmitter {
       // At most half the emitter's concurrency in flight: beyond it mqemitter queues in an
       // array it shifts from, which costs O(n) per message for a large batch.
       const window = Math.max(1, Math.floor(this.options.concurrency / 2))
-      let inFlight: Array<Promise<void>> = []
+      const messages: Message[] = []
       for (const [id, fields] of entries) {
         this.lastId = id.toString()
-        for (const message of decodeEntry(fields)) {
-          inFlight.push(new Promise<void>((resolve) => this.local.emit(message, () => resolve())))
-          if (inFlight.length >= window) {
-            await Promise.all(inFlight)
-            inFlight = []
-          }
+        for (let i = 0; i + 1 < fields.length; i += 2) {
+          if ((fields[i] as Buffer).toString() === batchField) decodeBatch(fields[i + 1] as Buffer, (message) => messages.push(message))
         }
       }
-      await Promise.all(inFlight)
+      for (let from = 0; from < messages.length; from += window) {
+        const to = Math.min(from + window, messages.length)
+        await new Promise<void>((resolve) => {
+          let pending = to - from
+          for (let i = from; i < to; i++) this.local.emit(messages[i] as Message, () => { if (--pending === 0) resolve() })
+        })
+      }
     }
   }
 
   private warn (what: string, err: Error): void {
     this.options.logger.warn({ event: 'cluster.emitter', reason: err.message }, what)
-  }
-}
-
-/**
- * A message as bytes: its header (everything but the payload) as JSON and its payload, each
- * preceded by its length (4 bytes). A stream entry's field `b` holds one or more of them.
- */
-function encode (message: Message): Buffer {
-  const { payload, ...rest } = message
-  const header = Buffer.from(JSON.stringify(rest))
-  const body = Buffer.isBuffer(payload) ? payload : Buffer.from(String(payload ?? ''))
-  const out = Buffer.allocUnsafe(8 + header.length + body.length)
-  out.writeUInt32BE(header.length, 0)
-  header.copy(out, 4)
-  out.writeUInt32BE(body.length, 4 + header.length)
-  body.copy(out, 8 + header.length)
-  return out
-}
-
-function * decodeEntry (fields: Buffer[]): Generator<Message> {
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    if ((fields[i] as Buffer).toString() !== 'b') continue
-    const batch = fields[i + 1] as Buffer
-    let at = 0
-    while (at + 8 <= batch.length) {
-      const headerLength = batch.readUInt32BE(at)
-      const header = JSON.parse(batch.toString('utf8', at + 4, at + 4 + headerLength)) as Record<string, unknown>
-      const bodyLength = batch.readUInt32BE(at + 4 + headerLength)
-      const start = at + 8 + headerLength
-      at = start + bodyLength
-      if (typeof header.topic === 'string') yield { ...header, topic: header.topic, payload: batch.subarray(start, at) }
-    }
   }
 }
