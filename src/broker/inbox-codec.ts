@@ -20,6 +20,20 @@ const flagRetain = 4
 const flagDup = 8
 const flagExtra = 16
 
+// brokerId and cmd repeat on every message (one broker id per node): their bytes are kept
+const encodedStrings = new Map<string, Buffer>()
+const maxEncodedStrings = 256
+
+function stringBytes (value: string): Buffer {
+  let bytes = encodedStrings.get(value)
+  if (bytes === undefined) {
+    bytes = Buffer.from(value)
+    if (encodedStrings.size >= maxEncodedStrings) encodedStrings.clear()
+    encodedStrings.set(value, bytes)
+  }
+  return bytes
+}
+
 function extraFields (message: Message): Record<string, unknown> | null {
   let extra: Record<string, unknown> | null = null
   for (const key in message) {
@@ -32,8 +46,8 @@ function extraFields (message: Message): Record<string, unknown> | null {
 }
 
 export function encodeMessage (message: Message): Buffer {
-  const brokerId = Buffer.from(String(message.brokerId ?? ''))
-  const cmd = Buffer.from(String(message.cmd ?? 'publish'))
+  const brokerId = stringBytes(String(message.brokerId ?? ''))
+  const cmd = stringBytes(String(message.cmd ?? 'publish'))
   const topicLength = Buffer.byteLength(message.topic)
   const payload = Buffer.isBuffer(message.payload) ? message.payload : Buffer.from(String(message.payload ?? ''))
   const extra = extraFields(message)

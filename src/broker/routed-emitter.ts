@@ -9,10 +9,10 @@
 //   where it stopped instead of losing what was sent meanwhile. Messages for one node in one
 //   event-loop turn travel as one stream entry: one XADD for a whole burst.
 import mqemitter from 'mqemitter'
-import { QlobberDedup } from 'qlobber'
 import type { Redis } from 'ioredis'
 import type { Logger } from './logger.js'
 import { batchField, decodeBatch, encodeMessage } from './inbox-codec.js'
+import { RouteTable } from './route-table.js'
 
 type Message = mqemitter.Message
 type Listener = (message: Message, done: () => void) => void
@@ -46,14 +46,13 @@ interface RouteChange {
   filter?: string
 }
 
-const matcherOptions = { separator: '/', wildcard_one: '+', wildcard_some: '#', match_empty_levels: true }
 const readBatch = 1000
 const readBlockMs = 1000
 
 export class RoutedEmitter {
   private readonly local: mqemitter.MQEmitter
   private readonly localFilters = new Map<string, number>()
-  private readonly routes = new QlobberDedup<string>(matcherOptions)
+  private readonly routes = new RouteTable()
   private readonly nodeFilters = new Map<string, Set<string>>()
   private readonly keys: { nodes: string, changes: string, routes: (node: string) => string, inbox: (node: string) => string }
   private pendingQos0 = 0
@@ -138,7 +137,8 @@ export class RoutedEmitter {
       done?.(new Error('emitter closed'))
       return
     }
-    const targets = [...this.routes.match(message.topic)].filter((node) => node !== this.options.nodeId)
+    // the table holds the other nodes' routes only (applyChange skips this node's own)
+    const targets = this.routes.nodesFor(message.topic)
     let waiting = 1 + targets.length
     let failure: Error | undefined
     const finish = (err?: Error): void => {
