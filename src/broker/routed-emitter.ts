@@ -21,6 +21,8 @@ export interface RoutedEmitterOptions {
   nodeId: string
   /** Commands (XADD, SADD, heartbeats); pipelined automatically. */
   commands: Redis
+  /** Heartbeats and retiring dead nodes: a connection no message backlog delays. */
+  heartbeats: Redis
   /** Pub/sub subscriber for route changes. */
   subscriber: Redis
   /** Blocking XREAD of this node's inbox. */
@@ -258,17 +260,17 @@ export class RoutedEmitter {
 
   /** Beats this node's heartbeat and retires nodes that stopped beating. */
   private async beat (): Promise<void> {
-    const { commands, nodeId, nodeTimeoutMs } = this.options
+    const { heartbeats, nodeId, nodeTimeoutMs } = this.options
     // ZADD adds (1) rather than updates (0) only if the others retired this node while it could
     // not reach Redis for nodeTimeoutMs: they dropped its routes, so it announces them again.
-    if (await commands.zadd(this.keys.nodes, Date.now(), nodeId) === 1) await this.rejoin()
-    const dead = await commands.zrangebyscore(this.keys.nodes, '-inf', Date.now() - nodeTimeoutMs)
+    if (await heartbeats.zadd(this.keys.nodes, Date.now(), nodeId) === 1) await this.rejoin()
+    const dead = await heartbeats.zrangebyscore(this.keys.nodes, '-inf', Date.now() - nodeTimeoutMs)
     for (const node of dead) {
       this.dropNode(node)
       // ZREM succeeds on one node only: that one clears the dead node's routes and inbox.
-      if (await commands.zrem(this.keys.nodes, node) === 1) {
-        await commands.multi().del(this.keys.routes(node)).del(this.keys.inbox(node)).exec()
-        await commands.publish(this.keys.changes, JSON.stringify({ node, op: 'reset' }))
+      if (await heartbeats.zrem(this.keys.nodes, node) === 1) {
+        await heartbeats.multi().del(this.keys.routes(node)).del(this.keys.inbox(node)).exec()
+        await heartbeats.publish(this.keys.changes, JSON.stringify({ node, op: 'reset' }))
         this.options.logger.warn({ event: 'cluster.node-lost', lost: node }, 'a node stopped beating: its routes are retired')
       }
     }

@@ -90,12 +90,15 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     publisher: unprefixed({ enableAutoPipelining: true })
   }
   if (redis.emitter === 'routed') connections.inbox = unprefixed()
+  // Never busy: its PINGs measure whether Redis answers, and the routed emitter's heartbeats
+  // go through it, so a backlog of messages does not make a live node look dead.
+  connections.health = unprefixed()
   const up = new Map<string, boolean>()
   for (const [role, connection] of Object.entries(connections)) {
     up.set(role, false)
-    // a PING on the inbox reader waits behind its blocking XREAD (1 s): never time out below 3 s
-    watchConnection(role, connection, up, logger, Math.max(config.cluster.heartbeatIntervalMs, 3000))
+    watchConnection(role, connection, up, logger)
   }
+  probeReachability(connections.health, up, logger, config.cluster.heartbeatIntervalMs)
   // On reconnect a session is re-sent at most maxSessionDelivery + 1 queued messages (the rest
   // wait for the next reconnect): as many as it may hold, or all when uncapped.
   const maxQueued = config.sessions.maxQueuedMessages
@@ -106,6 +109,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     const emitter = new RoutedEmitter({
       nodeId,
       commands: connections.publisher as Redis,
+      heartbeats: connections.health,
       subscriber: connections.subscriber as Redis,
       reader: connections.inbox as Redis,
       keyPrefix: redis.keyPrefix,
@@ -147,6 +151,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
       if (closed) return
       closed = true
       await persistence.destroy()
+      connections.health?.disconnect()
     }
   }
 }
@@ -173,27 +178,35 @@ function sentinelOptions (sentinel: NonNullable<RedisConfig['sentinel']>): Redis
   }
 }
 
-/** Logs each state change of a Redis connection once, and tracks whether it is up. */
-function watchConnection (role: string, connection: Redis, up: Map<string, boolean>, logger: Logger, probeTimeoutMs: number): void {
-  // A silent partition closes nothing: a PING each second left unanswered for probeTimeoutMs
-  // marks the connection down (not ready) and reconnects it; ioredis sends the commands it was
-  // waiting on again on the new connection (autoResendUnfulfilledCommands), at least once.
-  let probing = false
+/**
+ * Whether Redis answers, on a connection of its own: a PING each second left unanswered for
+ * `timeoutMs` sets `up.reachable` to false until one is answered. A silent partition closes
+ * nothing, so the connections' own state never says it; and a PING on a busy connection would
+ * wait behind its backlog, which is slowness, not absence.
+ */
+function probeReachability (connection: Redis, up: Map<string, boolean>, logger: Logger, timeoutMs: number): void {
+  up.set('reachable', true)
+  let pending = false
   const probe = setInterval(() => {
-    if (probing || connection.status !== 'ready') return
-    probing = true
+    if (pending || connection.status !== 'ready') return
+    pending = true
     const unanswered = setTimeout(() => {
-      if (up.get(role) === true) logger.warn({ event: 'redis.unresponsive', connection: role, timeoutMs: probeTimeoutMs }, 'Redis did not answer a PING; reconnecting')
-      up.set(role, false)
-      connection.disconnect(true)
-    }, probeTimeoutMs)
+      logger.warn({ event: 'redis.unresponsive', timeoutMs }, 'Redis did not answer a PING in time: not ready until it does')
+      up.set('reachable', false)
+    }, timeoutMs)
     connection.ping().catch(() => {}).finally(() => {
       clearTimeout(unanswered)
-      probing = false
+      if (up.get('reachable') === false) logger.info({ event: 'redis.reachable' }, 'Redis answers again')
+      up.set('reachable', true)
+      pending = false
     })
   }, 1000)
   probe.unref()
   connection.once('end', () => clearInterval(probe))
+}
+
+/** Logs each state change of a Redis connection once, and tracks whether it is up. */
+function watchConnection (role: string, connection: Redis, up: Map<string, boolean>, logger: Logger): void {
   let lastError = ''
   connection.on('ready', () => {
     if (up.get(role) !== true) logger.info({ event: 'redis.up', connection: role }, 'Redis connection ready')
