@@ -54,6 +54,10 @@ export function renderReport (input: ReportInput): string {
   ])
   for (const [name, reason] of input.skipped) notes.push(`${name}: skipped: ${reason}`)
 
+  const perProcess = input.runs.flatMap((r) => {
+    const processes = r.outcome?.cpu?.processes
+    return processes === undefined ? [] : [`${r.target}, ${r.scenario}: ${processes.map((p) => `${p.name} ${p.share.toFixed(0)}%`).join(', ')}`]
+  })
   const cpuScenarios = input.scenarios.filter((s) => names.some((n) => runOf(n, s.id)?.outcome?.cpu !== undefined))
   const cpuRows = cpuScenarios.map((s) => [s.id, ...names.map((n) => {
     const cpu = runOf(n, s.id)?.outcome?.cpu
@@ -74,6 +78,7 @@ export function renderReport (input: ReportInput): string {
     ...(cpuRows.length === 0
       ? []
       : ['CPU during each measured window in % of one core: broker / load generator / everything else (should be near 0):', '', table(['scenario', ...names], cpuRows, 1), '']),
+    ...(perProcess.length === 0 ? [] : ['CPU per broker process of the clustered targets, in % of one core:', '', ...perProcess.map((line) => `- ${line}`), '']),
     'Targets:',
     '',
     ...ran.map((t) => `- \`${t.name}\`: ${t.description}`),

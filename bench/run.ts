@@ -42,6 +42,7 @@ async function main (argv: string[]): Promise<void> {
         continue
       }
       for (const [s, scenario] of scenarios.entries()) {
+        if (target.scenarios !== undefined && !target.scenarios.includes(scenario.id)) continue
         progress.begin(`${target.name} (${t + 1}/${targets.length}) · ${scenario.id} (${s + 1}/${scenarios.length})`)
         const nodeArgs = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${target.name}-${scenario.id}.cpuprofile`]
         const run = await runScenario(target, scenario, options, nodeArgs, (phase) => progress.setPhase(phase))

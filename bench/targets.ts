@@ -21,6 +21,8 @@ export interface RunningTarget {
   subscribe: Endpoints
   /** Broker processes: their RSS and CPU time are what the harness reports. */
   pids: number[]
+  /** The broker processes by name, when there are several: their CPU is reported one by one. */
+  processes?: Array<{ name: string, pid: number }>
   /** Username/password for a client, for targets that authenticate (JWT + ACL). */
   credentials?: (clientId: string) => { username?: string, password?: string }
   stop: () => Promise<void>
@@ -37,6 +39,8 @@ export interface Target {
   /** Why this target cannot run on this machine, or null when it can. */
   unavailable: () => string | null
   start: (options: StartOptions) => Promise<RunningTarget>
+  /** The only scenarios this target is for (its point is made by those); all when absent. */
+  scenarios?: string[]
 }
 
 export const projectRoot = fileURLToPath(new URL('../..', import.meta.url))
@@ -72,13 +76,16 @@ export const projectTargetName = 'realtime-broker'
 
 const projectEnv = (): NodeJS.ProcessEnv => ({ ...baseEnv(), MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', ALLOW_ANONYMOUS: 'true', HOST: '127.0.0.1' })
 
-/** N project nodes on a fresh Redis; publishers use the first node, subscribers the last. */
-async function startProjectCluster (nodes: number, args: string[], options: StartOptions): Promise<RunningTarget> {
+/**
+ * N project nodes on a fresh Redis; publishers use the first node, subscribers the last, or
+ * the first too with `local` (traffic that concerns one node only).
+ */
+async function startProjectCluster (nodes: number, args: string[], options: StartOptions, cluster: { local?: boolean, env?: NodeJS.ProcessEnv } = {}): Promise<RunningTarget> {
   const redis = await startRedisServer()
   const started: RunningTarget[] = []
   try {
     for (let i = 0; i < nodes; i++) {
-      started.push(await startNodeBroker([cliPath, 'start', '--redis', redis.url, ...args], { ...projectEnv(), NODE_ID: `bench-${i}` }, options))
+      started.push(await startNodeBroker([cliPath, 'start', '--redis', redis.url, ...args], { ...projectEnv(), ...cluster.env, NODE_ID: `bench-${i}` }, options))
     }
   } catch (err) {
     await Promise.all(started.map((n) => n.stop()))
@@ -87,10 +94,12 @@ async function startProjectCluster (nodes: number, args: string[], options: Star
   }
   const first = started[0] as RunningTarget
   const last = started[started.length - 1] as RunningTarget
+  const nodePids = started.flatMap((n) => n.pids)
   return {
     publish: first.publish,
-    subscribe: last.subscribe,
-    pids: [...started.flatMap((n) => n.pids), redis.handle.pid],
+    subscribe: cluster.local === true ? first.subscribe : last.subscribe,
+    pids: [...nodePids, redis.handle.pid],
+    ...(nodes > 1 ? { processes: [...nodePids.map((pid, i) => ({ name: `node ${i}`, pid })), { name: 'redis', pid: redis.handle.pid }] } : {}),
     stop: async () => {
       await Promise.all(started.map((n) => n.stop()))
       await redis.handle.stop()
@@ -128,6 +137,20 @@ export const targets: Target[] = [
     description: 'this project, two nodes on one Redis: publishers on one node, subscribers on the other',
     unavailable: redisUnavailable,
     start: (options) => startProjectCluster(2, [], options)
+  },
+  {
+    name: 'rb+redis×4 local',
+    description: 'this project, four nodes on one Redis, publishers and subscribers all on node 0: the other nodes should stay idle (routed emitter; CPU per process below)',
+    unavailable: redisUnavailable,
+    scenarios: ['fanin-qos0', 'fanin-qos1'],
+    start: (options) => startProjectCluster(4, [], options, { local: true })
+  },
+  {
+    name: 'rb+mqemitter-redis×4 local',
+    description: 'the same four nodes with `redis.emitter: mqemitter-redis`, which sends every message through Redis, even to a subscriber on the publishing node, for comparison',
+    unavailable: redisUnavailable,
+    scenarios: ['fanin-qos0', 'fanin-qos1'],
+    start: (options) => startProjectCluster(4, [], options, { local: true, env: { REDIS_EMITTER: 'mqemitter-redis' } })
   },
   {
     name: 'rb workers=2',

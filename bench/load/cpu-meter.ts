@@ -4,10 +4,13 @@
 import { readFileSync } from 'node:fs'
 import { cpuTimeMs, ticksToMs } from '../process.js'
 import type { CpuShare } from '../scenarios/types.js'
+import type { RunningTarget } from '../targets.js'
 
-export function startCpuMeter (brokerPids: number[]): () => CpuShare {
+export function startCpuMeter (target: Pick<RunningTarget, 'pids' | 'processes'>): () => CpuShare {
+  const brokerPids = target.pids
   const startedAt = performance.now()
   const brokerStart = brokerCpuMs(brokerPids)
+  const processStarts = target.processes?.map((p) => cpuTimeMs(p.pid)) ?? []
   const generatorStart = process.cpuUsage()
   const machineStart = machineBusyMs()
   return () => {
@@ -17,7 +20,8 @@ export function startCpuMeter (brokerPids: number[]): () => CpuShare {
     const generator = (generatorUsage.user + generatorUsage.system) / 1000
     const other = Math.max(0, machineBusyMs() - machineStart - broker - generator)
     const share = (ms: number): number => (ms / elapsedMs) * 100
-    return { broker: share(broker), generator: share(generator), other: share(other) }
+    const processes = target.processes?.map((p, i) => ({ name: p.name, share: share(cpuTimeMs(p.pid) - (processStarts[i] ?? 0)) }))
+    return { broker: share(broker), generator: share(generator), other: share(other), ...(processes === undefined ? {} : { processes }) }
   }
 }
 

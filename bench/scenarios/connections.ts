@@ -56,7 +56,7 @@ export function connections (id: string): Scenario {
       // cost, and would otherwise be spread over the clients.
       const half = Math.floor(total / 2)
       const startedAt = performance.now()
-      const cpuMeter = startCpuMeter(target.pids)
+      const cpuMeter = startCpuMeter(target)
       await connectUpTo(half)
       const connectMs = performance.now() - startedAt
       context.status(`${half} connected, waiting for the broker's RSS to settle`)

@@ -45,7 +45,7 @@ export function latency (id: string, transport: Transport): Scenario {
       // The generator's own event-loop lag adds to every latency it records: watch it.
       const loopDelay = monitorEventLoopDelay({ resolution: 1 })
       loopDelay.enable()
-      const cpuMeter = startCpuMeter(context.target.pids)
+      const cpuMeter = startCpuMeter(context.target)
       let sent = 0
       // Every millisecond, send what the schedule says is due, stamped with the time it leaves.
       const timer = setInterval(() => {

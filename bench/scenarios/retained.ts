@@ -41,7 +41,7 @@ export function retained (id: string): Scenario {
       let arrived = 0
       subscriber.onPublish = (_buffer, _start, _end, retain) => { if (retain) arrived++ }
       const subscribeStartedAt = performance.now()
-      const cpuMeter = startCpuMeter(context.target.pids)
+      const cpuMeter = startCpuMeter(context.target)
       const subscribed = subscriber.subscribe('bench/retained/#', 0, 30_000)
       const complete = await waitUntil(() => arrived >= topics, { timeoutMs: 30_000 + topics, signal, progress: () => arrived, idleMs: 5_000 })
       const subscribeMs = performance.now() - subscribeStartedAt

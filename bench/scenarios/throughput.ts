@@ -81,7 +81,7 @@ async function measure (context: ScenarioContext, flood: Flood, deliveries: () =
     context.status('measuring')
     const startCount = deliveries()
     const startedAt = performance.now()
-    const cpuMeter = startCpuMeter(context.target.pids)
+    const cpuMeter = startCpuMeter(context.target)
     await pause(settings.measureMs, signal)
     rate = ((deliveries() - startCount) * 1000) / (performance.now() - startedAt)
     cpu = cpuMeter()
