@@ -63,6 +63,8 @@ export interface Options {
   targets: string[] | null
   cpuProfile: boolean
   pin: boolean
+  /** Runs of each target and scenario; cells show the median. */
+  repeat: number
   help: boolean
 }
 
@@ -74,6 +76,7 @@ export const usage = (scenarioIds: string[], targetNames: string[]): string => `
   --connections N       idle clients of the connection scenario (default ${defaultSettings.idleConnections})
   --retained N          retained topics of the retained scenario (default ${defaultSettings.retainedTopics})
   --duration S          measured seconds of each throughput scenario (default ${defaultSettings.measureMs / 1000})
+  --repeat N            run everything N times, in rounds, and report each cell's median
   --cpu-prof            write a V8 CPU profile of each Node-based broker run
   --no-pin              do not pin broker and generator to CPUs with taskset
   --help
@@ -90,6 +93,7 @@ export function parseOptions (argv: string[]): Options {
       connections: { type: 'string' },
       retained: { type: 'string' },
       duration: { type: 'string' },
+      repeat: { type: 'string' },
       'cpu-prof': { type: 'boolean', default: false },
       'no-pin': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
@@ -106,6 +110,7 @@ export function parseOptions (argv: string[]): Options {
     targets: list(values.targets),
     cpuProfile: values['cpu-prof'],
     pin: !values['no-pin'],
+    repeat: values.repeat === undefined ? 1 : positiveInteger('--repeat', values.repeat),
     help: values.help
   }
 }

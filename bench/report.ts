@@ -119,7 +119,7 @@ function machine (input: ReportInput): string[] {
     `sizes: warm-up ${settings.warmupMs / 1000} s then ${settings.measureMs / 1000} s measured per throughput run; ` +
       `${settings.payloadBytes}-byte payloads; latency at ${count(settings.latencyRate)} msg/s for ${settings.latencyMs / 1000} s; ` +
       `${count(settings.idleConnections)} idle connections; ${count(settings.retainedTopics)} retained topics`,
-    'each cell is one run against a freshly started broker; `*` marks a cell with a note below'
+    `${input.options.repeat === 1 ? 'each cell is one run' : `each cell is the median of ${input.options.repeat} runs (made in rounds)`} against a freshly started broker; \`*\` marks a cell with a note below`
   ]
 }
 

@@ -33,21 +33,27 @@ async function main (argv: string[]): Promise<void> {
   const startedAt = new Date()
   const skipped = new Map<string, string>()
   const runs: RunRecord[] = []
+  for (const target of targets) {
+    const reason = target.unavailable()
+    if (reason === null) continue
+    skipped.set(target.name, reason)
+    progress.note(`${target.name}: skipped: ${reason}`)
+  }
+  // Rounds rather than N runs in a row: a slow spell of the machine then spreads over targets
+  // instead of landing on one of them.
   try {
-    for (const [t, target] of targets.entries()) {
-      const reason = target.unavailable()
-      if (reason !== null) {
-        skipped.set(target.name, reason)
-        progress.note(`${target.name}: skipped: ${reason}`)
-        continue
-      }
-      for (const [s, scenario] of scenarios.entries()) {
-        if (target.scenarios !== undefined && !target.scenarios.includes(scenario.id)) continue
-        progress.begin(`${target.name} (${t + 1}/${targets.length}) · ${scenario.id} (${s + 1}/${scenarios.length})`)
-        const nodeArgs = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${target.name}-${scenario.id}.cpuprofile`]
-        const run = await runScenario(target, scenario, options, nodeArgs, (phase) => progress.setPhase(phase))
-        if (run.error !== undefined) progress.note(`${target.name}, ${scenario.id}: failed: ${run.error}`)
-        runs.push(run)
+    for (let round = 1; round <= options.repeat; round++) {
+      const roundLabel = options.repeat === 1 ? '' : `round ${round}/${options.repeat} · `
+      for (const [t, target] of targets.entries()) {
+        if (skipped.has(target.name)) continue
+        for (const [s, scenario] of scenarios.entries()) {
+          if (target.scenarios !== undefined && !target.scenarios.includes(scenario.id)) continue
+          progress.begin(`${roundLabel}${target.name} (${t + 1}/${targets.length}) · ${scenario.id} (${s + 1}/${scenarios.length})`)
+          const nodeArgs = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${target.name}-${scenario.id}-${round}.cpuprofile`]
+          const run = await runScenario(target, scenario, options, nodeArgs, (phase) => progress.setPhase(phase))
+          if (run.error !== undefined) progress.note(`${target.name}, ${scenario.id}: failed: ${run.error}`)
+          runs.push(run)
+        }
       }
     }
   } finally {
@@ -55,12 +61,45 @@ async function main (argv: string[]): Promise<void> {
   }
 
   const elapsedMs = Date.now() - startedAt.getTime()
-  const report = renderReport({ options, argv, pinned, targets, skipped, scenarios, runs, startedAt, elapsedMs })
+  const report = renderReport({ options, argv, pinned, targets, skipped, scenarios, runs: medianRuns(runs), startedAt, elapsedMs })
   process.stdout.write(`${report}\n`)
   mkdirSync(resultsDir, { recursive: true })
   writeFileSync(join(resultsDir, 'latest.md'), report)
   writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify({ startedAt, settings: options.settings, pinned, skipped: Object.fromEntries(skipped), runs }, null, 2)}\n`)
   process.stderr.write(`written: bench/results/latest.md${profileDir === null ? '' : `; CPU profiles in ${profileDir}`}\n`)
+}
+
+/**
+ * One record per target and scenario: each value the median of the runs that produced it, the
+ * CPU shares of the median run of the first value, every run's notes and errors.
+ */
+function medianRuns (runs: RunRecord[]): RunRecord[] {
+  const groups = new Map<string, RunRecord[]>()
+  for (const run of runs) {
+    const key = `${run.target}\u0000${run.scenario}`
+    groups.set(key, [...(groups.get(key) ?? []), run])
+  }
+  return [...groups.values()].map((group) => {
+    const first = group[0] as RunRecord
+    if (group.length === 1) return first
+    const succeeded = group.filter((r) => r.outcome !== undefined)
+    const errors = group.flatMap((r) => r.error === undefined ? [] : [r.error])
+    if (succeeded.length === 0) return { ...first, error: errors.join('; ') }
+    const keys = [...new Set(succeeded.flatMap((r) => Object.keys(r.outcome?.values ?? {})))]
+    const values = Object.fromEntries(keys.map((key) => [key, median(succeeded.map((r) => r.outcome?.values[key]).filter((v): v is number => v !== undefined && !Number.isNaN(v)))]))
+    const byFirst = [...succeeded].sort((a, b) => (a.outcome?.values[keys[0] ?? ''] ?? 0) - (b.outcome?.values[keys[0] ?? ''] ?? 0))
+    const middle = byFirst[Math.floor(byFirst.length / 2)] as RunRecord
+    const notes = [...new Set(group.flatMap((r) => [...(r.outcome?.notes ?? []), ...(r.error === undefined ? [] : [`a run failed: ${r.error}`])]))]
+    const cpu = middle.outcome?.cpu
+    return { target: first.target, scenario: first.scenario, elapsedMs: group.reduce((sum, r) => sum + r.elapsedMs, 0), outcome: { values, notes, ...(cpu === undefined ? {} : { cpu }) } }
+  })
+}
+
+function median (values: number[]): number {
+  if (values.length === 0) return NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] as number : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
 }
 
 /** Starts the target, runs one scenario under its hard time limit, and stops everything. */
