@@ -36,9 +36,9 @@ export interface ChildHandle {
 
 const live = new Set<ChildHandle>()
 
-/** Starts `command` pinned to `cpu` (when taskset works); taskset execs, so the PID is the command's. */
-export function startChild (command: string, args: string[], options: { cpu: number, env?: NodeJS.ProcessEnv, cwd?: string }): ChildHandle {
-  const [file, argv] = canPin() ? ['taskset', ['-c', String(options.cpu), command, ...args]] : [command, args]
+/** Starts `command` pinned to `cpu` (when taskset works; null: unpinned); taskset execs, so the PID is the command's. */
+export function startChild (command: string, args: string[], options: { cpu: number | null, env?: NodeJS.ProcessEnv, cwd?: string }): ChildHandle {
+  const [file, argv] = options.cpu !== null && canPin() ? ['taskset', ['-c', String(options.cpu), command, ...args]] : [command, args]
   const child = spawn(file, argv, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
   if (child.pid === undefined) throw new Error(`could not start ${command}`)
   const pid = child.pid
@@ -108,6 +108,15 @@ export function freePort (): Promise<number> {
 }
 
 /** Resident set size of a process in KiB (VmRSS in /proc/PID/status). */
+/** The processes `pid` started (e.g. the workers of `--workers N`), from /proc. */
+export function childPids (pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((s) => s !== '').map(Number)
+  } catch {
+    return []
+  }
+}
+
 export function rssKiB (pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return match === null ? NaN : Number(match[1])

@@ -4,7 +4,7 @@
 import { fileURLToPath } from 'node:url'
 import jwt from 'jsonwebtoken'
 import { findMosquitto, mosquittoVersion, startMosquitto } from './mosquitto.js'
-import { brokerCpu, startChild } from './process.js'
+import { brokerCpu, childPids, startChild } from './process.js'
 import { redisUnavailable, startRedisServer } from './redis.js'
 
 /** Where clients connect (always 127.0.0.1). */
@@ -53,8 +53,8 @@ const readyLines = {
 }
 
 /** Starts `node <args>` on the broker CPU and waits for its TCP and WebSocket listener lines. */
-export async function startNodeBroker (args: string[], env: NodeJS.ProcessEnv, options: StartOptions): Promise<RunningTarget> {
-  const child = startChild(process.execPath, [...options.nodeArgs, ...args], { cpu: brokerCpu, cwd: projectRoot, env })
+export async function startNodeBroker (args: string[], env: NodeJS.ProcessEnv, options: StartOptions, pinned = true): Promise<RunningTarget> {
+  const child = startChild(process.execPath, [...options.nodeArgs, ...args], { cpu: pinned ? brokerCpu : null, cwd: projectRoot, env })
   try {
     const [tcp, ws] = await child.waitFor([readyLines.tcp, readyLines.ws], 15_000)
     const wsUrl = ws?.[1]
@@ -80,12 +80,12 @@ const projectEnv = (): NodeJS.ProcessEnv => ({ ...baseEnv(), MQTT_PORT: '0', HTT
  * N project nodes on a fresh Redis; publishers use the first node, subscribers the last, or
  * the first too with `local` (traffic that concerns one node only).
  */
-async function startProjectCluster (nodes: number, args: string[], options: StartOptions, cluster: { local?: boolean, env?: NodeJS.ProcessEnv } = {}): Promise<RunningTarget> {
+async function startProjectCluster (nodes: number, args: string[], options: StartOptions, cluster: { local?: boolean, env?: NodeJS.ProcessEnv, unpinned?: boolean } = {}): Promise<RunningTarget> {
   const redis = await startRedisServer()
   const started: RunningTarget[] = []
   try {
     for (let i = 0; i < nodes; i++) {
-      started.push(await startNodeBroker([cliPath, 'start', '--redis', redis.url, ...args], { ...projectEnv(), ...cluster.env, NODE_ID: `bench-${i}` }, options))
+      started.push(await startNodeBroker([cliPath, 'start', '--redis', redis.url, ...args], { ...projectEnv(), ...cluster.env, NODE_ID: `bench-${i}` }, options, cluster.unpinned !== true))
     }
   } catch (err) {
     await Promise.all(started.map((n) => n.stop()))
@@ -94,12 +94,13 @@ async function startProjectCluster (nodes: number, args: string[], options: Star
   }
   const first = started[0] as RunningTarget
   const last = started[started.length - 1] as RunningTarget
-  const nodePids = started.flatMap((n) => n.pids)
+  // with --workers, the workers (children of each node's primary) do the work: count them too
+  const nodePids = started.flatMap((n) => n.pids.flatMap((pid) => [pid, ...childPids(pid)]))
   return {
     publish: first.publish,
     subscribe: cluster.local === true ? first.subscribe : last.subscribe,
     pids: [...nodePids, redis.handle.pid],
-    ...(nodes > 1 ? { processes: [...nodePids.map((pid, i) => ({ name: `node ${i}`, pid })), { name: 'redis', pid: redis.handle.pid }] } : {}),
+    ...(nodePids.length > 1 ? { processes: [...nodePids.map((pid, i) => ({ name: nodes > 1 ? `node ${i}` : `process ${i}`, pid })), { name: 'redis', pid: redis.handle.pid }] } : {}),
     stop: async () => {
       await Promise.all(started.map((n) => n.stop()))
       await redis.handle.stop()
@@ -154,9 +155,9 @@ export const targets: Target[] = [
   },
   {
     name: 'rb workers=2',
-    description: 'this project, `--workers 2` with Redis: two processes share the listeners (they use both CPUs, the generator too)',
+    description: 'this project, `--workers 2` with Redis: two worker processes share the listeners, unpinned (they use both CPUs, the generator and Redis too)',
     unavailable: redisUnavailable,
-    start: (options) => startProjectCluster(1, ['--workers', '2'], options)
+    start: (options) => startProjectCluster(1, ['--workers', '2'], options, { unpinned: true })
   },
   {
     name: 'aedes',
