@@ -87,7 +87,11 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
   const connections: Record<string, Redis> = {
     persistence: unprefixed(redis.keyPrefix === '' ? {} : { keyPrefix: redis.keyPrefix }),
     subscriber: unprefixed(),
-    publisher: unprefixed({ enableAutoPipelining: true })
+    // mqemitter-redis sends one PUBLISH per message: ioredis' auto-pipelining batches them. The
+    // routed emitter batches its own XADDs per turn, and auto-pipelining there kept every
+    // command alive long enough to be promoted: 6-9 ms scavenges every half second and a
+    // cross-node p99 of 7 ms at 2,000 msg/s (1 ms scavenges without it).
+    publisher: unprefixed({ enableAutoPipelining: redis.emitter === 'mqemitter-redis' })
   }
   if (redis.emitter === 'routed') connections.inbox = unprefixed()
   // Never busy: its PINGs measure whether Redis answers, and the routed emitter's heartbeats
