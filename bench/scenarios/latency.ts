@@ -9,8 +9,11 @@ import { pause, waitUntil } from '../load/wait.js'
 import { count } from '../format.js'
 import type { Scenario, Transport } from './types.js'
 
-// Sent before the recorded part: connection warm-up, JIT, first allocations.
-const warmupMs = 500
+// Sent before the recorded part: connection warm-up, JIT, first allocations. A freshly started
+// Node broker's first seconds are not its steady state (optimising compiles, the heap growing
+// through its first full collections): a cluster node at 2,000 msg/s took about 3 s to settle,
+// and 0.5 s left those seconds in every p99. The same for every target.
+const warmupMs = 3_000
 const ranks = [50, 99, 99.9]
 
 export function latency (id: string, transport: Transport): Scenario {
