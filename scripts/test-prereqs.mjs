@@ -23,7 +23,7 @@ if (missing.length === 0) process.exit(0)
 
 const packages = [...new Set(missing.map(({ pkg }) => pkg))]
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
-if (!isRoot || !has('apt-get')) {
+if (!isRoot || !has({ command: 'apt-get' })) {
   console.error(`test prerequisites missing: ${missing.map(({ command }) => command).join(', ')}`)
   console.error(`install them with: sudo apt-get update && sudo apt-get install -y ${packages.join(' ')}`)
   process.exit(1)
