@@ -3,6 +3,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { cpus } from 'node:os'
 
 /** The CPUs of the plan: broker on CPU 0, load generator (this process) on CPU 1. */
 export const brokerCpu = 0
@@ -36,9 +37,15 @@ export interface ChildHandle {
 
 const live = new Set<ChildHandle>()
 
-/** Starts `command` pinned to `cpu` (when taskset works; null: unpinned); taskset execs, so the PID is the command's. */
+/**
+ * Starts `command` pinned to `cpu`, or free to use every CPU with null (when taskset works);
+ * taskset execs, so the PID is the command's.
+ */
 export function startChild (command: string, args: string[], options: { cpu: number | null, env?: NodeJS.ProcessEnv, cwd?: string }): ChildHandle {
-  const [file, argv] = options.cpu !== null && canPin() ? ['taskset', ['-c', String(options.cpu), command, ...args]] : [command, args]
+  // A child inherits this process's affinity: once the generator has pinned itself, an
+  // "unpinned" child would share the generator's one CPU unless given every CPU explicitly.
+  const cpuList = options.cpu === null ? `0-${cpus().length - 1}` : String(options.cpu)
+  const [file, argv] = canPin() ? ['taskset', ['-c', cpuList, command, ...args]] : [command, args]
   const child = spawn(file, argv, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
   if (child.pid === undefined) throw new Error(`could not start ${command}`)
   const pid = child.pid
