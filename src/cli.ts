@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './broker/config.js'
 import { createBroker } from './broker/create-broker.js'
 import cluster from 'node:cluster'
+import { boundHeapGrowth } from './broker/heap-growth.js'
 import { exitOnSignals } from './broker/lifecycle.js'
 import { createLogger } from './broker/logger.js'
 import { superviseWorkers, workerCount } from './broker/workers.js'
@@ -74,6 +75,7 @@ async function start (args: string[]): Promise<void> {
     const logger = createLogger(config.log.level, `${config.nodeId === '' ? 'primary' : config.nodeId}`)
     process.exit(await superviseWorkers(workers, logger, announce))
   }
+  boundHeapGrowth()
   const nodeId = config.nodeId !== '' && cluster.isWorker ? `${config.nodeId}-${cluster.worker?.id ?? 0}` : config.nodeId
   const broker = await createBroker({ ...config, nodeId }, { announce })
   exitOnSignals(broker)

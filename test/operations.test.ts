@@ -74,7 +74,9 @@ t.test('admin API: 401 without a token, 403 without the admin role, then list, l
   const list = await (await fetch(`${base}/clients?limit=2&offset=1`, as('root'))).json() as { total: number, clients: Array<{ id: string, user: string, transport: string }> }
   t.equal(list.total, 3)
   t.same(list.clients.map((c) => c.id), ['c2', 'c3'], 'paginated, ordered by id')
-  t.match(list.clients[0], { user: 'user-c2', transport: 'tcp', node: broker.nodeId })
+  t.match(list.clients[0], { user: 'user-c2', transport: 'tcp', node: broker.nodeId, subscriptions: 0 })
+  const first = await (await fetch(`${base}/clients?limit=1`, as('root'))).json() as { clients: Array<{ id: string, subscriptions: number }> }
+  t.same(first.clients, [{ ...first.clients[0], id: 'c1', subscriptions: 1 }], 'the list counts each client\'s subscriptions')
 
   const one = await (await fetch(`${base}/clients/c1`, as('root'))).json() as { subscriptions: unknown }
   t.same(one.subscriptions, [{ topic: 'data/x', qos: 1 }])

@@ -15,14 +15,16 @@ export interface AuthenticatorOptions {
 }
 
 export function createAuthenticator (options: AuthenticatorOptions): Authenticator {
+  // Every anonymous client has the same identity: one object, not one per connection.
+  const anonymous: AuthResult = { ok: true, identity: Object.freeze({ user: null, roles: Object.freeze(resolveRoles(null, null, options.acl)), expiresAt: null, tokenAcl: null }) }
   return ({ username, password, upgradeToken }) => {
     const token = password !== undefined && password.length > 0 ? password.toString('utf8') : upgradeToken
     if (token === undefined) {
-      if (options.anonymous) return { ok: true, identity: { user: null, roles: resolveRoles(null, null, options.acl), expiresAt: null, tokenAcl: null } }
+      if (options.anonymous) return anonymous
       return { ok: false, code: ConnackCode.NotAuthorized, kind: 'no_credentials', reason: options.jwt === null ? 'anonymous access is disabled and no authentication method is configured' : 'no token presented' }
     }
     if (options.jwt === null) {
-      if (options.anonymous) return { ok: true, identity: { user: null, roles: resolveRoles(null, null, options.acl), expiresAt: null, tokenAcl: null } }
+      if (options.anonymous) return anonymous
       return { ok: false, code: ConnackCode.BadUsernameOrPassword, kind: 'bad_token', reason: 'credentials presented but no authentication method is configured' }
     }
     const verified = options.jwt.verify(token)

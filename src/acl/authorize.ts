@@ -50,12 +50,19 @@ export function resolveRoles (user: string | null, tokenRoles: readonly string[]
 // Grants that depend on the roles alone (no %u/%c in their patterns, no token `acl` claim) are
 // the same for every client with those roles: compiled once and shared, so an idle connection
 // does not carry its own copy. Keyed by the ACL config object, so a new config starts afresh.
-const sharedGrants = new WeakMap<AclConfig, Map<string, ClientGrants>>()
+type SharedGrants = GrantResult & { ok: true }
+const sharedGrants = new WeakMap<AclConfig, Map<string, SharedGrants>>()
 // Distinct role sets are few (tokens can only pick among configured roles); the bound keeps a
 // config with many roles from growing the cache without limit.
 const maxSharedGrants = 1024
 
 export function compileGrants (identity: Identity, clientId: string, acl: AclConfig): GrantResult {
+  // Looked up before anything is allocated: most connections (anonymous ones, tokens without an
+  // `acl` claim) get grants compiled before.
+  const key = identity.tokenAcl === null ? roleSetKey(identity.roles) : null
+  const shared = key === null ? undefined : sharedGrants.get(acl)?.get(key)
+  if (shared !== undefined) return shared
+
   const roles = identity.roles.map((name) => acl.roles[name]).filter((role): role is RoleConfig => role !== undefined)
   const patterns = [...roles.flatMap((r) => [...r.pub, ...r.sub]), ...(identity.tokenAcl === null ? [] : [...identity.tokenAcl.pub, ...identity.tokenAcl.sub])]
   const placeholders = (['%u', '%c'] as const).filter((placeholder) => patterns.some((p) => p.split('/').includes(placeholder)))
@@ -65,27 +72,31 @@ export function compileGrants (identity: Identity, clientId: string, acl: AclCon
     const unsafe = unsafePlaceholderValue(value)
     if (unsafe !== null) return { ok: false, culprit, reason: `${culprit === 'user' ? 'user name' : 'client id'} ${unsafe}, so it cannot stand in for ${placeholder} in an ACL pattern` }
   }
-  const shareable = placeholders.length === 0 && identity.tokenAcl === null
-  const key = [...identity.roles].sort().join('\n')
-  const shared = shareable ? sharedGrants.get(acl)?.get(key) : undefined
-  if (shared !== undefined) return { ok: true, grants: shared }
 
   const values = { user: identity.user, clientId }
   const compile = (list: readonly string[]): CompiledPattern[] =>
     list.map((p) => compilePattern(p, values)).filter((p): p is CompiledPattern => p !== null)
-  const grants = new CompiledGrants(
-    compile(roles.flatMap((r) => r.pub)),
-    compile(roles.flatMap((r) => r.sub)),
-    identity.tokenAcl === null ? null : compile(identity.tokenAcl.pub),
-    identity.tokenAcl === null ? null : compile(identity.tokenAcl.sub),
-    mergeLimits(roles.map((r) => r.limits ?? {}))
-  )
-  if (shareable) {
-    const cache = sharedGrants.get(acl) ?? new Map<string, ClientGrants>()
-    sharedGrants.set(acl, cache)
-    if (cache.size < maxSharedGrants) cache.set(key, grants)
+  const result = {
+    ok: true as const,
+    grants: new CompiledGrants(
+      compile(roles.flatMap((r) => r.pub)),
+      compile(roles.flatMap((r) => r.sub)),
+      identity.tokenAcl === null ? null : compile(identity.tokenAcl.pub),
+      identity.tokenAcl === null ? null : compile(identity.tokenAcl.sub),
+      mergeLimits(roles.map((r) => r.limits ?? {}))
+    )
   }
-  return { ok: true, grants }
+  if (key !== null && placeholders.length === 0) {
+    const cache = sharedGrants.get(acl) ?? new Map<string, SharedGrants>()
+    sharedGrants.set(acl, cache)
+    if (cache.size < maxSharedGrants) cache.set(key, result)
+  }
+  return result
+}
+
+/** One key per set of roles, whatever their order. */
+function roleSetKey (roles: readonly string[]): string {
+  return roles.length === 1 ? roles[0] as string : [...roles].sort().join('\n')
 }
 
 // A grant of `#` (e.g. anonymous access, or a token narrowing nothing) allows every topic not

@@ -41,7 +41,8 @@ export interface ClientState {
   closeReason: DisconnectReason | null
   identity: Identity
   grants: ClientGrants
-  subscriptions: Set<string>
+  /** The filters subscribed, kept only when a role limits how many (limits.maxSubscriptions). */
+  subscriptions: Set<string> | null
   messageBucket: TokenBucket | null
   byteBucket: TokenBucket | null
   expiryTimer: NodeJS.Timeout | null
@@ -124,7 +125,7 @@ export class BrokerPolicies {
 
   forgetSubscriptions (client: Client, topics: string[]): void {
     const state = this.states.get(client)
-    if (state !== undefined) for (const topic of topics) state.subscriptions.delete(topic)
+    if (state?.subscriptions != null) for (const topic of topics) state.subscriptions.delete(topic)
   }
 
   /**
@@ -203,7 +204,7 @@ export class BrokerPolicies {
           closeReason: null,
           identity,
           grants,
-          subscriptions: new Set(),
+          subscriptions: limits.maxSubscriptions === undefined ? null : new Set(),
           messageBucket: limits.maxPublishRate === undefined ? null : new TokenBucket(limits.maxPublishRate),
           byteBucket: limits.maxPublishBytesRate === undefined ? null : new TokenBucket(limits.maxPublishBytesRate),
           expiryTimer: identity.expiresAt === null ? null : this.scheduleExpiry(client, identity.expiresAt + parts.expiryGraceS * 1000)
@@ -255,10 +256,13 @@ export class BrokerPolicies {
         if (state === undefined) return refuse('acl.denied', 'client is not authenticated')
         if (!state.grants.canSubscribe(subscription.topic)) return refuse('acl.denied', 'not granted')
         const { limits } = state.grants
-        if (limits.maxSubscriptions !== undefined && !state.subscriptions.has(subscription.topic) && state.subscriptions.size >= limits.maxSubscriptions) {
-          return refuse('limit.exceeded', `over ${limits.maxSubscriptions} subscriptions`)
+        const { subscriptions } = state
+        if (subscriptions !== null) {
+          if (limits.maxSubscriptions !== undefined && !subscriptions.has(subscription.topic) && subscriptions.size >= limits.maxSubscriptions) {
+            return refuse('limit.exceeded', `over ${limits.maxSubscriptions} subscriptions`)
+          }
+          subscriptions.add(subscription.topic)
         }
-        state.subscriptions.add(subscription.topic)
         if (limits.maxQos !== undefined && subscription.qos > limits.maxQos) subscription.qos = limits.maxQos
         done(null, subscription)
       },

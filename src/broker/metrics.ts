@@ -19,9 +19,14 @@ export type AclAction = 'publish' | 'subscribe' | 'forward'
 
 /** A counter child with its labels bound. */
 type BoundCounter = ReturnType<Counter['labels']>
+type BoundGauge = ReturnType<Gauge['labels']>
 
 const transports: TransportLabel[] = ['tcp', 'tls', 'ws', 'wss']
 const qosLevels: QosLabel[] = [0, 1, 2]
+
+function byTransport<T> (make: (transport: TransportLabel) => T): Record<TransportLabel, T> {
+  return Object.fromEntries(transports.map((transport) => [transport, make(transport)])) as Record<TransportLabel, T>
+}
 
 export interface MetricsSources {
   /** Retained messages currently stored. */
@@ -34,6 +39,8 @@ export class BrokerMetrics {
   readonly registry = new Registry()
   private readonly connected: Gauge
   private readonly connects: Counter
+  private readonly connectedBy: Record<TransportLabel, BoundGauge>
+  private readonly connectsBy: Record<TransportLabel, BoundCounter>
   private readonly disconnects: Counter
   private readonly authFailures: Counter
   private readonly aclDenials: Counter
@@ -64,9 +71,12 @@ export class BrokerMetrics {
     this.bytesIn = qosLevels.map((q) => bytes.labels(String(q)))
     this.messagesOut = qosLevels.map((q) => messagesOut.labels(String(q)))
     this.bytesOut = qosLevels.map((q) => bytesOut.labels(String(q)))
+    // Children bound once: labels() hashes its arguments into a new string on every call.
+    this.connectedBy = byTransport((transport) => this.connected.labels(transport))
+    this.connectsBy = byTransport((transport) => this.connects.labels(transport))
     for (const transport of transports) {
-      this.connected.labels(transport).set(0)
-      this.connects.labels(transport).inc(0)
+      this.connectedBy[transport].set(0)
+      this.connectsBy[transport].inc(0)
     }
     this.deliveryLatency = new Histogram({
       name: 'realtime_broker_delivery_latency_seconds',
@@ -92,12 +102,12 @@ export class BrokerMetrics {
   }
 
   clientConnected (transport: TransportLabel): void {
-    this.connected.labels(transport).inc()
-    this.connects.labels(transport).inc()
+    this.connectedBy[transport].inc()
+    this.connectsBy[transport].inc()
   }
 
   clientDisconnected (transport: TransportLabel, reason: DisconnectReason): void {
-    this.connected.labels(transport).dec()
+    this.connectedBy[transport].dec()
     this.disconnects.labels(reason).inc()
   }
 
