@@ -16,6 +16,9 @@ import { projectRoot, targets as allTargets, type RunningTarget, type Target } f
 const resultsDir = join(projectRoot, 'bench', 'results')
 // CPU used by other processes (in % of one core) past which a run's numbers are flagged.
 const busyMachinePercent = 25
+// CPU time a hypervisor stole (in % of one core) past which a run is flagged: a stolen CPU stops
+// broker and generator alike for milliseconds, which is what latency tails are made of.
+const stealPercent = 3
 
 async function main (argv: string[]): Promise<void> {
   const options = parseOptions(argv)
@@ -123,6 +126,9 @@ async function runScenario (target: Target, scenario: Scenario, options: Options
     const outcome = await withinTime(scenario.run(context), scenario.timeoutMs(options.settings), abort)
     if (outcome.cpu !== undefined && outcome.cpu.other > busyMachinePercent) {
       outcome.notes.push(`other processes used ${outcome.cpu.other.toFixed(0)}% of a core meanwhile: the machine was not quiet`)
+    }
+    if (outcome.cpu !== undefined && outcome.cpu.steal > stealPercent) {
+      outcome.notes.push(`the hypervisor stole ${outcome.cpu.steal.toFixed(0)}% of a core meanwhile: its pauses are in the figures, the tails above all`)
     }
     return record({ outcome })
   } catch (err) {

@@ -13,6 +13,7 @@ export function startCpuMeter (target: Pick<RunningTarget, 'pids' | 'processes'>
   const processStarts = target.processes?.map((p) => cpuTimeMs(p.pid)) ?? []
   const generatorStart = process.cpuUsage()
   const machineStart = machineBusyMs()
+  const stealStart = machineStealMs()
   return () => {
     const elapsedMs = performance.now() - startedAt
     const generatorUsage = process.cpuUsage(generatorStart)
@@ -21,7 +22,8 @@ export function startCpuMeter (target: Pick<RunningTarget, 'pids' | 'processes'>
     const other = Math.max(0, machineBusyMs() - machineStart - broker - generator)
     const share = (ms: number): number => (ms / elapsedMs) * 100
     const processes = target.processes?.map((p, i) => ({ name: p.name, share: share(cpuTimeMs(p.pid) - (processStarts[i] ?? 0)) }))
-    return { broker: share(broker), generator: share(generator), other: share(other), ...(processes === undefined ? {} : { processes }) }
+    const steal = share(machineStealMs() - stealStart)
+    return { broker: share(broker), generator: share(generator), other: share(other), steal, ...(processes === undefined ? {} : { processes }) }
   }
 }
 
@@ -34,7 +36,17 @@ function brokerCpuMs (pids: number[]): number {
  * running someone else). Interrupt time is left out: it is mostly this run's own loopback traffic.
  */
 function machineBusyMs (): number {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? ''
-  const [user = 0, nice = 0, system = 0, , , , , steal = 0] = line.trim().split(/\s+/).slice(1).map(Number)
+  const [user = 0, nice = 0, system = 0, , , , , steal = 0] = cpuTicks()
   return ticksToMs(user + nice + system + steal)
+}
+
+/** Time all CPUs were stolen by a hypervisor (from /proc/stat), in ms. */
+function machineStealMs (): number {
+  return ticksToMs(cpuTicks()[7] ?? 0)
+}
+
+/** The machine-wide `cpu` line of /proc/stat: user, nice, system, idle, iowait, irq, softirq, steal, ... in ticks. */
+function cpuTicks (): number[] {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? ''
+  return line.trim().split(/\s+/).slice(1).map(Number)
 }

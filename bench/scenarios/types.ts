@@ -19,6 +19,8 @@ export interface CpuShare {
   generator: number
   /** Every other process on the machine, and time stolen by a hypervisor. */
   other: number
+  /** Of `other`, the time a hypervisor gave this VM's CPUs to someone else (steal). */
+  steal: number
   /** Each broker process on its own, for targets made of several (cluster nodes, Redis). */
   processes?: Array<{ name: string, share: number }>
 }
