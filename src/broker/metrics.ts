@@ -1,6 +1,6 @@
 // Prometheus metrics of one node (prom-client). Labels have bounded cardinality: never a
 // client id or a topic. Hot-path counters are bound to their label values once.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
 import type { AuthFailureKind } from '../acl/identity.js'
 
 export type TransportLabel = 'tcp' | 'tls' | 'ws' | 'wss'
@@ -46,11 +46,13 @@ export class BrokerMetrics {
   private readonly aclDenials: Counter
   private readonly dropped: Counter
   private readonly sessionsExpired: Counter
-  private readonly messagesIn: BoundCounter[]
-  private readonly bytesIn: BoundCounter[]
-  private readonly messagesOut: BoundCounter[]
-  private readonly bytesOut: BoundCounter[]
-  readonly deliveryLatency: Histogram
+  // Per-message counts, by QoS: plain numbers the scrape reads (prom-client's inc() hashes its
+  // labels into a string on every call: with the histogram, 8% of a node's CPU at 90k msg/s).
+  private readonly messagesIn = new Float64Array(qosLevels.length)
+  private readonly bytesIn = new Float64Array(qosLevels.length)
+  private readonly messagesOut = new Float64Array(qosLevels.length)
+  private readonly bytesOut = new Float64Array(qosLevels.length)
+  readonly deliveryLatency: HotHistogram
 
   constructor (nodeId: string, sources: MetricsSources) {
     const registers = [this.registry]
@@ -63,14 +65,22 @@ export class BrokerMetrics {
     this.aclDenials = new Counter({ name: 'realtime_broker_acl_denials_total', help: 'ACL denials, by action', labelNames: ['action'], registers })
     this.dropped = new Counter({ name: 'realtime_broker_dropped_messages_total', help: 'Messages accepted or routed but not delivered, by reason', labelNames: ['reason'], registers })
     this.sessionsExpired = new Counter({ name: 'realtime_broker_sessions_expired_total', help: 'Persistent sessions deleted by this node after sessions.expirySeconds offline', registers })
-    const messages = new Counter({ name: 'realtime_broker_messages_in_total', help: 'PUBLISH packets accepted from clients, by QoS', labelNames: ['qos'], registers })
-    const bytes = new Counter({ name: 'realtime_broker_bytes_in_total', help: 'Payload bytes accepted from clients, by QoS', labelNames: ['qos'], registers })
-    const messagesOut = new Counter({ name: 'realtime_broker_messages_out_total', help: 'Messages forwarded to clients, by QoS of the message', labelNames: ['qos'], registers })
-    const bytesOut = new Counter({ name: 'realtime_broker_bytes_out_total', help: 'Payload bytes forwarded to clients, by QoS of the message', labelNames: ['qos'], registers })
-    this.messagesIn = qosLevels.map((q) => messages.labels(String(q)))
-    this.bytesIn = qosLevels.map((q) => bytes.labels(String(q)))
-    this.messagesOut = qosLevels.map((q) => messagesOut.labels(String(q)))
-    this.bytesOut = qosLevels.map((q) => bytesOut.labels(String(q)))
+    const perQos = (name: string, help: string, counts: Float64Array): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: ['qos'],
+        registers,
+        collect () {
+          this.reset()
+          for (const qos of qosLevels) this.inc({ qos }, counts[qos])
+        }
+      })
+    }
+    perQos('realtime_broker_messages_in_total', 'PUBLISH packets accepted from clients, by QoS', this.messagesIn)
+    perQos('realtime_broker_bytes_in_total', 'Payload bytes accepted from clients, by QoS', this.bytesIn)
+    perQos('realtime_broker_messages_out_total', 'Messages forwarded to clients, by QoS of the message', this.messagesOut)
+    perQos('realtime_broker_bytes_out_total', 'Payload bytes forwarded to clients, by QoS of the message', this.bytesOut)
     // Children bound once: labels() hashes its arguments into a new string on every call.
     this.connectedBy = byTransport((transport) => this.connected.labels(transport))
     this.connectsBy = byTransport((transport) => this.connects.labels(transport))
@@ -78,12 +88,13 @@ export class BrokerMetrics {
       this.connectedBy[transport].set(0)
       this.connectsBy[transport].inc(0)
     }
-    this.deliveryLatency = new Histogram({
-      name: 'realtime_broker_delivery_latency_seconds',
-      help: 'From a PUBLISH accepted on this node to its forward to a subscriber on this node',
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-      registers
-    })
+    this.deliveryLatency = new HotHistogram(
+      'realtime_broker_delivery_latency_seconds',
+      'From a PUBLISH accepted on this node to its forward to a subscriber on this node',
+      [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
+    )
+    // prom-client's Metric type lists its own classes; the registry needs only name and get().
+    this.registry.registerMetric(this.deliveryLatency as unknown as Metric)
     new Gauge({
       name: 'realtime_broker_retained_messages',
       help: 'Retained messages stored (cluster-wide with Redis)',
@@ -128,12 +139,56 @@ export class BrokerMetrics {
   }
 
   messageIn (qos: QosLabel, bytes: number): void {
-    this.messagesIn[qos]?.inc()
-    this.bytesIn[qos]?.inc(bytes)
+    add(this.messagesIn, qos, 1)
+    add(this.bytesIn, qos, bytes)
   }
 
   messageOut (qos: QosLabel, bytes: number): void {
-    this.messagesOut[qos]?.inc()
-    this.bytesOut[qos]?.inc(bytes)
+    add(this.messagesOut, qos, 1)
+    add(this.bytesOut, qos, bytes)
+  }
+}
+
+function add (counts: Float64Array, index: number, amount: number): void {
+  counts[index] = (counts[index] as number) + amount
+}
+
+/**
+ * A histogram without labels, observed on the per-delivery path: observe() is a bucket search
+ * and three additions; the registry reads it at scrape time, as it reads prom-client's own.
+ */
+class HotHistogram {
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  // per bucket (not cumulative); the last one is +Inf
+  private readonly counts: Float64Array
+  private sum = 0
+  private count = 0
+
+  constructor (readonly name: string, readonly help: string, private readonly upperBounds: readonly number[]) {
+    this.counts = new Float64Array(upperBounds.length + 1)
+  }
+
+  observe (value: number): void {
+    let bucket = 0
+    while (bucket < this.upperBounds.length && value > (this.upperBounds[bucket] as number)) bucket++
+    add(this.counts, bucket, 1)
+    this.sum += value
+    this.count++
+  }
+
+  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: Array<{ labels: Record<string, string | number>, value: number, metricName: string }> }> {
+    let cumulative = 0
+    const bucket = `${this.name}_bucket`
+    const values: Array<{ labels: Record<string, string | number>, value: number, metricName: string }> =
+      this.upperBounds.map((le, i) => ({ labels: { le }, value: (cumulative += this.counts[i] as number), metricName: bucket }))
+    values.push({ labels: { le: '+Inf' }, value: this.count, metricName: bucket })
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values: [...values, { labels: {}, value: this.sum, metricName: `${this.name}_sum` }, { labels: {}, value: this.count, metricName: `${this.name}_count` }]
+    }
   }
 }
