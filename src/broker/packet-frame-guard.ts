@@ -93,6 +93,19 @@ export class PacketFrameGuard {
           break
         }
         case State.Body: {
+          if (this.type === PUBLISH && this.collected === 0 && !this.publishTopicRead && chunk.length - i >= 2) {
+            // The common case: topic and packet identifier within this chunk, checked in place.
+            const qos = (this.flags >> 1) & 0x03
+            const needed = 2 + chunk.readUInt16BE(i) + (qos > 0 ? 2 : 0)
+            if (needed <= this.remaining && needed <= chunk.length - i) {
+              if (!publishHeaderIsPlain(chunk, i, needed, qos)) {
+                const verdict = checkPublish(chunk.subarray(i, i + needed), qos)
+                if (verdict !== null) return verdict
+              }
+              this.publishTopicRead = true
+              this.target = 0
+            }
+          }
           if (this.collected < this.target) {
             const wanted = Math.min(this.target - this.collected, this.remaining, chunk.length - i)
             const last = this.parts[this.parts.length - 1]
@@ -116,7 +129,7 @@ export class PacketFrameGuard {
           }
           if (this.remaining === 0 && this.collected >= this.target) {
             this.state = State.PacketType
-            this.parts = []
+            if (this.parts.length > 0) this.parts = []
           }
           break
         }
@@ -148,7 +161,7 @@ export class PacketFrameGuard {
 
   /** The remaining length is known: decides how much of the body to inspect. */
   private startBody (): GuardVerdict | null {
-    this.parts = []
+    if (this.parts.length > 0) this.parts = []
     this.collected = 0
     this.publishTopicRead = false
     if (this.type === CONNECT) this.connectSeen = true
@@ -252,6 +265,21 @@ export function topicNameViolation (name: string): string | null {
   if (name.length === 0) return 'empty topic name [MQTT-4.7.3-1]'
   if (name.includes('+') || name.includes('#')) return `wildcard in the topic name ${JSON.stringify(name)} [MQTT-3.3.2-2]`
   return null
+}
+
+/**
+ * Whether a PUBLISH's topic and identifier (the `length` bytes at `at`) are valid without a
+ * closer look: a non-empty ASCII topic without U+0000 or wildcards, and a non-zero identifier
+ * when QoS > 0. False sends the packet through checkPublish, which says what is wrong, if anything.
+ */
+function publishHeaderIsPlain (chunk: Buffer, at: number, length: number, qos: number): boolean {
+  const topicEnd = at + length - (qos > 0 ? 2 : 0)
+  if (topicEnd === at + 2) return false
+  for (let j = at + 2; j < topicEnd; j++) {
+    const byte = chunk[j] as number
+    if (byte === 0 || byte === 0x23 /* # */ || byte === 0x2b /* + */ || byte >= 0x80) return false
+  }
+  return qos === 0 || chunk.readUInt16BE(topicEnd) !== 0
 }
 
 function checkPublish (body: Buffer, qos: number): GuardVerdict | null {

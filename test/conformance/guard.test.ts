@@ -42,6 +42,8 @@ t.test('an invalid packet gets the same verdict however the stream is cut', asyn
   const cases: Record<string, Buffer> = {
     'a topic name with U+0000': rawPacket(0x30, mqttString(Buffer.from([0x61, 0])), Buffer.from('payload')),
     'packet identifier 0': rawPacket(0x32, mqttString('a'), [0, 0], Buffer.from('payload')),
+    'a wildcard in a topic name': rawPacket(0x30, mqttString('a/#'), Buffer.from('payload')),
+    'an empty topic name': rawPacket(0x32, mqttString(''), [0, 1], Buffer.from('payload')),
     'SUBSCRIBE without filters': rawPacket(0x82, [0, 1]),
     'a PUBACK of 3 bytes': rawPacket(0x40, [0, 1, 2])
   }
