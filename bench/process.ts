@@ -10,9 +10,16 @@ export const brokerCpu = 0
 export const generatorCpu = 1
 
 let tasksetWorks: boolean | undefined
+let pinningOff = false
 
-/** Whether `taskset` exists and this machine has the CPUs the plan pins to. */
+/** `--no-pin`: no process of the run is pinned, brokers included. */
+export function disablePinning (): void {
+  pinningOff = true
+}
+
+/** Whether pinning is on, `taskset` exists and this machine has the CPUs the plan pins to. */
 export function canPin (): boolean {
+  if (pinningOff) return false
   tasksetWorks ??= spawnSync('taskset', ['-c', String(generatorCpu), 'true']).status === 0
   return tasksetWorks
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { BenchClient } from './load/bench-client.js'
 import type { WireAddress } from './load/wire.js'
 import { parseOptions, usage, UsageError, type Options } from './options.js'
-import { killLiveChildren, pinThisProcess } from './process.js'
+import { disablePinning, killLiveChildren, pinThisProcess } from './process.js'
 import { Progress } from './progress.js'
 import { renderReport, type RunRecord } from './report.js'
 import { scenarios as allScenarios } from './scenarios/index.js'
@@ -29,6 +29,7 @@ async function main (argv: string[]): Promise<void> {
   const scenarios = select(allScenarios, options.scenarios, (s) => s.id, '--scenarios')
   const targets = select(allTargets, options.targets, (t) => t.name, '--targets')
   // The generator gets CPU 1 and each broker CPU 0, so neither takes the other's core.
+  if (!options.pin) disablePinning()
   const pinned = options.pin && pinThisProcess()
   const profileDir = options.cpuProfile ? mkdtempSync(join(tmpdir(), 'bench-cpu-prof-')) : null
 

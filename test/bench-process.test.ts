@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process'
 import { cpus } from 'node:os'
 import t from 'tap'
-import { startChild } from '../bench/process.js'
+import { disablePinning, startChild } from '../bench/process.js'
 
 const cpuCount = cpus().length
 const canPin = spawnSync('taskset', ['-c', '0', 'true']).status === 0
@@ -23,4 +23,9 @@ t.test('a pinned harness starts unpinned children on every CPU and pinned ones o
   t.teardown(() => { spawnSync('taskset', ['-a', '-p', '-c', `0-${cpuCount - 1}`, String(process.pid)]) })
   t.equal(await childMask(null), all, 'unpinned: every CPU, not the harness\'s one')
   t.equal(await childMask(0), 1, 'pinned to CPU 0')
+})
+
+t.test('with --no-pin, a target that asks for CPU 0 runs wherever the OS puts it', { skip: !canPin || cpuCount < 2 ? 'needs taskset and two CPUs' : false }, async (t) => {
+  disablePinning()
+  t.equal(await childMask(0), 2 ** cpuCount - 1)
 })
