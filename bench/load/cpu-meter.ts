@@ -12,18 +12,17 @@ export function startCpuMeter (target: Pick<RunningTarget, 'pids' | 'processes'>
   const brokerStart = brokerCpuMs(brokerPids)
   const processStarts = target.processes?.map((p) => cpuTimeMs(p.pid)) ?? []
   const generatorStart = process.cpuUsage()
-  const machineStart = machineBusyMs()
-  const stealStart = machineStealMs()
+  const machineStart = machineMs()
   return () => {
     const elapsedMs = performance.now() - startedAt
     const generatorUsage = process.cpuUsage(generatorStart)
     const broker = brokerCpuMs(brokerPids) - brokerStart
     const generator = (generatorUsage.user + generatorUsage.system) / 1000
-    const other = Math.max(0, machineBusyMs() - machineStart - broker - generator)
+    const machine = machineMs()
+    const other = Math.max(0, machine.busy - machineStart.busy - broker - generator)
     const share = (ms: number): number => (ms / elapsedMs) * 100
     const processes = target.processes?.map((p, i) => ({ name: p.name, share: share(cpuTimeMs(p.pid) - (processStarts[i] ?? 0)) }))
-    const steal = share(machineStealMs() - stealStart)
-    return { broker: share(broker), generator: share(generator), other: share(other), steal, ...(processes === undefined ? {} : { processes }) }
+    return { broker: share(broker), generator: share(generator), other: share(other), steal: share(machine.steal - machineStart.steal), ...(processes === undefined ? {} : { processes }) }
   }
 }
 
@@ -33,20 +32,11 @@ function brokerCpuMs (pids: number[]): number {
 
 /**
  * Busy time of all CPUs from /proc/stat, in ms: user, nice, system, and steal (a hypervisor
- * running someone else). Interrupt time is left out: it is mostly this run's own loopback traffic.
+ * running someone else), and steal on its own. Interrupt time is left out: it is mostly this
+ * run's own loopback traffic.
  */
-function machineBusyMs (): number {
-  const [user = 0, nice = 0, system = 0, , , , , steal = 0] = cpuTicks()
-  return ticksToMs(user + nice + system + steal)
-}
-
-/** Time all CPUs were stolen by a hypervisor (from /proc/stat), in ms. */
-function machineStealMs (): number {
-  return ticksToMs(cpuTicks()[7] ?? 0)
-}
-
-/** The machine-wide `cpu` line of /proc/stat: user, nice, system, idle, iowait, irq, softirq, steal, ... in ticks. */
-function cpuTicks (): number[] {
+function machineMs (): { busy: number, steal: number } {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? ''
-  return line.trim().split(/\s+/).slice(1).map(Number)
+  const [user = 0, nice = 0, system = 0, , , , , steal = 0] = line.trim().split(/\s+/).slice(1).map(Number)
+  return { busy: ticksToMs(user + nice + system + steal), steal: ticksToMs(steal) }
 }

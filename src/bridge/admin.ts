@@ -34,7 +34,7 @@ function describe (client: Client, state: ClientState, nodeId: string): Record<s
     transport: state.connection.transport,
     address: state.connection.remote ?? null,
     connectedSince: new Date(state.connectedSince).toISOString(),
-    subscriptions: Object.keys((client as unknown as { subscriptions: Record<string, unknown> }).subscriptions).length
+    subscriptions: subscriptionsOf(client).length
   }
 }
 

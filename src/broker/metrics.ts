@@ -1,5 +1,6 @@
 // Prometheus metrics of one node (prom-client). Labels have bounded cardinality: never a
-// client id or a topic. Hot-path counters are bound to their label values once.
+// client id or a topic. Per-connection metrics are bound to their label values once; per-message
+// ones are plain numbers that the scrape reads.
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
 import type { AuthFailureKind } from '../acl/identity.js'
 
@@ -37,8 +38,6 @@ export interface MetricsSources {
 
 export class BrokerMetrics {
   readonly registry = new Registry()
-  private readonly connected: Gauge
-  private readonly connects: Counter
   private readonly connectedBy: Record<TransportLabel, BoundGauge>
   private readonly connectsBy: Record<TransportLabel, BoundCounter>
   private readonly disconnects: Counter
@@ -58,8 +57,8 @@ export class BrokerMetrics {
     const registers = [this.registry]
     this.registry.setDefaultLabels({ node: nodeId })
     collectDefaultMetrics({ register: this.registry, prefix: 'realtime_broker_' })
-    this.connected = new Gauge({ name: 'realtime_broker_clients_connected', help: 'Clients connected to this node, by transport', labelNames: ['transport'], registers })
-    this.connects = new Counter({ name: 'realtime_broker_connects_total', help: 'Accepted MQTT connections (CONNACK 0), by transport', labelNames: ['transport'], registers })
+    const connected = new Gauge({ name: 'realtime_broker_clients_connected', help: 'Clients connected to this node, by transport', labelNames: ['transport'], registers })
+    const connects = new Counter({ name: 'realtime_broker_connects_total', help: 'Accepted MQTT connections (CONNACK 0), by transport', labelNames: ['transport'], registers })
     this.disconnects = new Counter({ name: 'realtime_broker_disconnects_total', help: 'Ended MQTT sessions on this node, by reason', labelNames: ['reason'], registers })
     this.authFailures = new Counter({ name: 'realtime_broker_auth_failures_total', help: 'Refused CONNECTs, by reason', labelNames: ['reason'], registers })
     this.aclDenials = new Counter({ name: 'realtime_broker_acl_denials_total', help: 'ACL denials, by action', labelNames: ['action'], registers })
@@ -82,8 +81,8 @@ export class BrokerMetrics {
     perQos('realtime_broker_messages_out_total', 'Messages forwarded to clients, by QoS of the message', this.messagesOut)
     perQos('realtime_broker_bytes_out_total', 'Payload bytes forwarded to clients, by QoS of the message', this.bytesOut)
     // Children bound once: labels() hashes its arguments into a new string on every call.
-    this.connectedBy = byTransport((transport) => this.connected.labels(transport))
-    this.connectsBy = byTransport((transport) => this.connects.labels(transport))
+    this.connectedBy = byTransport((transport) => connected.labels(transport))
+    this.connectsBy = byTransport((transport) => connects.labels(transport))
     for (const transport of transports) {
       this.connectedBy[transport].set(0)
       this.connectsBy[transport].inc(0)
@@ -153,6 +152,13 @@ function add (counts: Float64Array, index: number, amount: number): void {
   counts[index] = (counts[index] as number) + amount
 }
 
+/** One line of a histogram's exposition, in the shape prom-client's registry reads. */
+interface HistogramValue {
+  labels: Record<string, string | number>
+  value: number
+  metricName: string
+}
+
 /**
  * A histogram without labels, observed on the per-delivery path: observe() is a bucket search
  * and three additions; the registry reads it at scrape time, as it reads prom-client's own.
@@ -177,11 +183,10 @@ class HotHistogram {
     this.count++
   }
 
-  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: Array<{ labels: Record<string, string | number>, value: number, metricName: string }> }> {
+  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: HistogramValue[] }> {
     let cumulative = 0
     const bucket = `${this.name}_bucket`
-    const values: Array<{ labels: Record<string, string | number>, value: number, metricName: string }> =
-      this.upperBounds.map((le, i) => ({ labels: { le }, value: (cumulative += this.counts[i] as number), metricName: bucket }))
+    const values: HistogramValue[] = this.upperBounds.map((le, i) => ({ labels: { le }, value: (cumulative += this.counts[i] as number), metricName: bucket }))
     values.push({ labels: { le: '+Inf' }, value: this.count, metricName: bucket })
     return {
       name: this.name,
