@@ -1,7 +1,15 @@
 // The routed emitter's inbox format: every field a message carries survives the trip between
 // nodes, several messages per batch.
 import t from 'tap'
-import { decodeBatch, encodeMessage } from '../src/broker/inbox-codec.js'
+import { decodeBatch, InboxBatch } from '../src/broker/inbox-codec.js'
+
+type Message = Parameters<InboxBatch['add']>[0]
+
+function encode (messages: Message[]): Buffer {
+  const batch = new InboxBatch()
+  for (const message of messages) batch.add(message)
+  return batch.encoded()
+}
 
 t.test('messages round-trip through one batch, fields and payload bytes intact', async (t) => {
   const messages = [
@@ -10,7 +18,7 @@ t.test('messages round-trip through one batch, fields and payload bytes intact',
     { cmd: 'publish', brokerId: 'b', brokerCounter: 3, topic: 'x', payload: Buffer.from([0, 255, 1]), qos: 1, retain: false, dup: false, clientId: 'dev-1', messageId: undefined },
     { cmd: 'publish', brokerId: 'b', brokerCounter: 4, topic: 't/'.repeat(1000), payload: Buffer.alloc(70_000, 7), qos: 1, retain: true, dup: false }
   ]
-  const batch = Buffer.concat(messages.map(encodeMessage))
+  const batch = encode(messages)
   const decoded: Array<Record<string, unknown>> = []
   decodeBatch(batch, (message) => decoded.push(message))
   t.equal(decoded.length, messages.length, 'as many messages out as in')
@@ -23,7 +31,23 @@ t.test('messages round-trip through one batch, fields and payload bytes intact',
 
 t.test('a string payload arrives as its bytes', async (t) => {
   const decoded: Array<Record<string, unknown>> = []
-  decodeBatch(encodeMessage({ cmd: 'publish', brokerId: 'a', brokerCounter: 1, topic: 'a', payload: 'text', qos: 0 } as never), (m) => decoded.push(m))
+  decodeBatch(encode([{ cmd: 'publish', brokerId: 'a', brokerCounter: 1, topic: 'a', payload: 'text', qos: 0 } as never]), (m) => decoded.push(m))
   t.same(decoded[0]?.payload, Buffer.from('text'))
   t.equal(decoded[0]?.retain, false, 'absent flags read as false')
+})
+
+t.test('a message copied from another batch decodes the same in both', async (t) => {
+  const first = new InboxBatch()
+  const second = new InboxBatch()
+  first.add({ cmd: 'publish', brokerId: 'a', brokerCounter: 1, topic: 'a/b', payload: Buffer.from('one'), qos: 1, retain: false, dup: false })
+  second.add({ cmd: 'publish', brokerId: 'a', brokerCounter: 2, topic: 'c', payload: Buffer.from('two'), qos: 0, retain: false, dup: false })
+  first.add({ cmd: 'publish', brokerId: 'a', brokerCounter: 3, topic: 'd/e', payload: Buffer.alloc(5000, 3), qos: 2, retain: true, dup: false })
+  second.addLastOf(first)
+  const topics = (batch: InboxBatch): unknown[] => {
+    const decoded: Array<Record<string, unknown>> = []
+    decodeBatch(batch.encoded(), (m) => decoded.push(m))
+    return decoded.map((m) => [m.topic, m.brokerCounter, (m.payload as Buffer).length])
+  }
+  t.same(topics(first), [['a/b', 1, 3], ['d/e', 3, 5000]])
+  t.same(topics(second), [['c', 2, 3], ['d/e', 3, 5000]], 'the copy follows what the batch held, past its first buffer')
 })

@@ -45,32 +45,71 @@ function extraFields (message: Message): Record<string, unknown> | null {
   return extra
 }
 
-export function encodeMessage (message: Message): Buffer {
-  const brokerId = stringBytes(String(message.brokerId ?? ''))
-  const cmd = stringBytes(String(message.cmd ?? 'publish'))
-  const topicLength = Buffer.byteLength(message.topic)
-  const payload = Buffer.isBuffer(message.payload) ? message.payload : Buffer.from(String(message.payload ?? ''))
-  const extra = extraFields(message)
-  const extraJson = extra === null ? null : Buffer.from(JSON.stringify(extra))
-  const qos = typeof message.qos === 'number' ? message.qos & 3 : 0
-  const flags = qos | (message.retain === true ? flagRetain : 0) | (message.dup === true ? flagDup : 0) | (extraJson === null ? 0 : flagExtra)
-  const size = 1 + 8 + 1 + brokerId.length + 1 + cmd.length + 2 + topicLength + (extraJson === null ? 0 : 4 + extraJson.length) + 4 + payload.length
-  const out = Buffer.allocUnsafe(size)
-  let at = out.writeUInt8(flags, 0)
-  at = out.writeDoubleBE(Number(message.brokerCounter ?? 0), at)
-  at = out.writeUInt8(brokerId.length, at)
-  at += brokerId.copy(out, at)
-  at = out.writeUInt8(cmd.length, at)
-  at += cmd.copy(out, at)
-  at = out.writeUInt16BE(topicLength, at)
-  at += out.write(message.topic, at, 'utf8')
-  if (extraJson !== null) {
-    at = out.writeUInt32BE(extraJson.length, at)
-    at += extraJson.copy(out, at)
+// small enough to come from Buffer's shared pool; a burst grows it by doubling
+const minBatchBytes = 2 * 1024
+
+/**
+ * The messages of one stream entry, encoded one after the other into one buffer that grows as
+ * needed: no buffer per message and no concatenation on the hot path of every cross-node
+ * message. One batch per target node and event-loop turn.
+ */
+export class InboxBatch {
+  private bytes = Buffer.allocUnsafe(minBatchBytes)
+  private length = 0
+  private lastStart = 0
+
+  /** Encodes one message at the end of the batch. */
+  add (message: Message): void {
+    const brokerId = stringBytes(String(message.brokerId ?? ''))
+    const cmd = stringBytes(String(message.cmd ?? 'publish'))
+    const topic: string = message.topic
+    const payload = Buffer.isBuffer(message.payload) ? message.payload : Buffer.from(String(message.payload ?? ''))
+    const extra = extraFields(message)
+    const extraJson = extra === null ? null : Buffer.from(JSON.stringify(extra))
+    const qos = typeof message.qos === 'number' ? message.qos & 3 : 0
+    const flags = qos | (message.retain === true ? flagRetain : 0) | (message.dup === true ? flagDup : 0) | (extraJson === null ? 0 : flagExtra)
+    // a UTF-8 topic takes at most 3 bytes per UTF-16 unit
+    this.reserve(1 + 8 + 1 + brokerId.length + 1 + cmd.length + 2 + 3 * topic.length + (extraJson === null ? 0 : 4 + extraJson.length) + 4 + payload.length)
+    const out = this.bytes
+    let at = this.length
+    this.lastStart = at
+    out[at++] = flags
+    at = out.writeDoubleBE(Number(message.brokerCounter ?? 0), at)
+    out[at++] = brokerId.length
+    at += brokerId.copy(out, at)
+    out[at++] = cmd.length
+    at += cmd.copy(out, at)
+    const topicLength = out.write(topic, at + 2, 'utf8')
+    out.writeUInt16BE(topicLength, at)
+    at += 2 + topicLength
+    if (extraJson !== null) {
+      at = out.writeUInt32BE(extraJson.length, at)
+      at += extraJson.copy(out, at)
+    }
+    at = out.writeUInt32BE(payload.length, at)
+    at += payload.copy(out, at)
+    this.length = at
   }
-  at = out.writeUInt32BE(payload.length, at)
-  payload.copy(out, at)
-  return out
+
+  /** Appends a copy of the message another batch encoded last (one message for several nodes). */
+  addLastOf (other: InboxBatch): void {
+    const size = other.length - other.lastStart
+    this.reserve(size)
+    this.lastStart = this.length
+    this.length += other.bytes.copy(this.bytes, this.length, other.lastStart, other.length)
+  }
+
+  /** The encoded messages. */
+  encoded (): Buffer {
+    return this.bytes.subarray(0, this.length)
+  }
+
+  private reserve (bytes: number): void {
+    if (this.length + bytes <= this.bytes.length) return
+    const grown = Buffer.allocUnsafe(Math.max(2 * this.bytes.length, this.length + bytes))
+    this.bytes.copy(grown, 0, 0, this.length)
+    this.bytes = grown
+  }
 }
 
 /** Decodes every message of a batch; payloads are views into `batch`. */

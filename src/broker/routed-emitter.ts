@@ -11,7 +11,7 @@
 import mqemitter from 'mqemitter'
 import type { Redis } from 'ioredis'
 import type { Logger } from './logger.js'
-import { batchField, decodeBatch, encodeMessage } from './inbox-codec.js'
+import { batchField, decodeBatch, InboxBatch } from './inbox-codec.js'
 import { RouteTable } from './route-table.js'
 
 type Message = mqemitter.Message
@@ -48,6 +48,13 @@ interface RouteChange {
   filter?: string
 }
 
+interface OutboxEntry {
+  batch: InboxBatch
+  callbacks: Array<(err?: Error) => void>
+  /** how many of the messages are QoS 0, counted in pendingQos0 until Redis has them */
+  qos0: number
+}
+
 const readBatch = 1000
 const readBlockMs = 1000
 
@@ -59,7 +66,7 @@ export class RoutedEmitter {
   private readonly keys: { nodes: string, changes: string, routes: (node: string) => string, inbox: (node: string) => string }
   private pendingQos0 = 0
   // messages waiting for the end of this event-loop turn, per target node
-  private readonly outbox = new Map<string, { messages: Buffer[], callbacks: Array<(err?: Error) => void> }>()
+  private readonly outbox = new Map<string, OutboxEntry>()
   private outboxScheduled = false
   private lastId = '$'
   private closed = false
@@ -141,6 +148,11 @@ export class RoutedEmitter {
     }
     // the table holds the other nodes' routes only (applyChange skips this node's own)
     const targets = this.routes.nodesFor(message.topic)
+    if (targets.length === 0) {
+      // subscribers on this node only, the common case: nothing to join
+      this.local.emit(message, done)
+      return
+    }
     let waiting = 1 + targets.length
     let failure: Error | undefined
     const finish = (err?: Error): void => {
@@ -148,27 +160,32 @@ export class RoutedEmitter {
       if (--waiting === 0) done?.(failure)
     }
     this.local.emit(message, () => finish())
-    if (targets.length === 0) return
     if (message.qos === 0 && this.pendingQos0 >= this.options.maxPendingQos0) {
       // Redis is slow or away: shed QoS 0 rather than queue without bound (QoS 1/2 wait).
       this.options.onShed()
       for (let i = 0; i < targets.length; i++) finish()
       return
     }
-    const encoded = encodeMessage(message)
     const qos0 = message.qos === 0
+    let first: InboxBatch | undefined
     for (const node of targets) {
-      if (qos0) this.pendingQos0++
-      let batch = this.outbox.get(node)
-      if (batch === undefined) {
-        batch = { messages: [], callbacks: [] }
-        this.outbox.set(node, batch)
+      let entry = this.outbox.get(node)
+      if (entry === undefined) {
+        entry = { batch: new InboxBatch(), callbacks: [], qos0: 0 }
+        this.outbox.set(node, entry)
       }
-      batch.messages.push(encoded)
-      batch.callbacks.push((err) => {
-        if (qos0) this.pendingQos0--
-        finish(err)
-      })
+      // encoded once, copied for every further node
+      if (first === undefined) {
+        entry.batch.add(message)
+        first = entry.batch
+      } else {
+        entry.batch.addLastOf(first)
+      }
+      entry.callbacks.push(finish)
+      if (qos0) {
+        entry.qos0++
+        this.pendingQos0++
+      }
     }
     if (!this.outboxScheduled) {
       this.outboxScheduled = true
@@ -179,9 +196,13 @@ export class RoutedEmitter {
   /** One XADD per target node for everything emitted this turn; callbacks once Redis has it. */
   private flushOutbox (): void {
     this.outboxScheduled = false
-    for (const [node, { messages, callbacks }] of this.outbox) {
-      this.options.commands.xadd(this.keys.inbox(node), 'MAXLEN', '~', this.options.inboxMaxLen, '*', batchField, Buffer.concat(messages))
-        .then(() => { for (const callback of callbacks) callback() }, (err: Error) => { for (const callback of callbacks) callback(err) })
+    for (const [node, { batch, callbacks, qos0 }] of this.outbox) {
+      const settle = (err?: Error): void => {
+        this.pendingQos0 -= qos0
+        for (const callback of callbacks) callback(err)
+      }
+      this.options.commands.xadd(this.keys.inbox(node), 'MAXLEN', '~', this.options.inboxMaxLen, '*', batchField, batch.encoded())
+        .then(() => settle(), settle)
     }
     this.outbox.clear()
   }
