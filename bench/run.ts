@@ -1,5 +1,5 @@
-// `npm run bench`: starts each target in turn, runs each scenario against a fresh broker,
-// and prints the Markdown table (also written to bench/results/latest.md).
+// `npm run bench`: starts each target in turn, runs each scenario against a fresh broker (the
+// latency scenarios against all targets at once, interleaved), and prints the Markdown table (also written to bench/results/latest.md).
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,7 +10,7 @@ import { disablePinning, killLiveChildren, pinThisProcess } from './process.js'
 import { Progress } from './progress.js'
 import { renderReport, type RunRecord } from './report.js'
 import { scenarios as allScenarios } from './scenarios/index.js'
-import type { Role, Scenario, ScenarioContext, Transport } from './scenarios/types.js'
+import type { Role, Scenario, ScenarioContext, ScenarioOutcome, Transport } from './scenarios/types.js'
 import { projectRoot, targets as allTargets, type RunningTarget, type Target } from './targets.js'
 
 const resultsDir = join(projectRoot, 'bench', 'results')
@@ -48,16 +48,24 @@ async function main (argv: string[]): Promise<void> {
   try {
     for (let round = 1; round <= options.repeat; round++) {
       const roundLabel = options.repeat === 1 ? '' : `round ${round}/${options.repeat} · `
+      const nodeArgsOf = (scenario: Scenario) => (target: Target): string[] => profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${target.name}-${scenario.id}-${round}.cpuprofile`]
+      const record = (records: RunRecord[]): void => {
+        for (const run of records) if (run.error !== undefined) progress.note(`${run.target}, ${run.scenario}: failed: ${run.error}`)
+        runs.push(...records)
+      }
       for (const [t, target] of targets.entries()) {
         if (skipped.has(target.name)) continue
         for (const [s, scenario] of scenarios.entries()) {
-          if (target.scenarios !== undefined && !target.scenarios.includes(scenario.id)) continue
+          if (!('run' in scenario) || !runsOn(target, scenario)) continue
           progress.begin(`${roundLabel}${target.name} (${t + 1}/${targets.length}) · ${scenario.id} (${s + 1}/${scenarios.length})`)
-          const nodeArgs = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${target.name}-${scenario.id}-${round}.cpuprofile`]
-          const run = await runScenario(target, scenario, options, nodeArgs, (phase) => progress.setPhase(phase))
-          if (run.error !== undefined) progress.note(`${target.name}, ${scenario.id}: failed: ${run.error}`)
-          runs.push(run)
+          record(await runScenario([target], scenario, options, nodeArgsOf(scenario), (phase) => progress.setPhase(phase)))
         }
+      }
+      for (const [s, scenario] of scenarios.entries()) {
+        const group = targets.filter((target) => !skipped.has(target.name) && runsOn(target, scenario))
+        if ('run' in scenario || group.length === 0) continue
+        progress.begin(`${roundLabel}${scenario.id} (${s + 1}/${scenarios.length}) · ${group.length} targets interleaved`)
+        record(await runScenario(group, scenario, options, nodeArgsOf(scenario), (phase) => progress.setPhase(phase)))
       }
     }
   } finally {
@@ -106,40 +114,75 @@ function median (values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid] as number : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
 }
 
-/** Starts the target, runs one scenario under its hard time limit, and stops everything. */
-async function runScenario (target: Target, scenario: Scenario, options: Options, nodeArgs: string[], status: (phase: string) => void): Promise<RunRecord> {
+function runsOn (target: Target, scenario: Scenario): boolean {
+  return target.scenarios === undefined || target.scenarios.includes(scenario.id)
+}
+
+/**
+ * Starts the targets, runs one scenario under its hard time limit (against each target in
+ * turn, or all of them interleaved), and stops everything: one record per target.
+ */
+async function runScenario (group: Target[], scenario: Scenario, options: Options, nodeArgsOf: (target: Target) => string[], status: (phase: string) => void): Promise<RunRecord[]> {
   const startedAt = performance.now()
   const abort = new AbortController()
   const clients: BenchClient[] = []
-  let running: RunningTarget | null = null
-  const record = (fields: Partial<RunRecord>): RunRecord => ({ target: target.name, scenario: scenario.id, elapsedMs: performance.now() - startedAt, ...fields })
+  const running: RunningTarget[] = []
+  const records = new Map<string, RunRecord>()
+  const record = (name: string, fields: Partial<RunRecord>): void => {
+    records.set(name, { target: name, scenario: scenario.id, elapsedMs: performance.now() - startedAt, ...fields })
+  }
+  const failure = (err: unknown): string => err instanceof Error ? err.message : String(err)
   try {
-    status('starting broker')
-    const started = await target.start({ nodeArgs })
-    running = started
-    const context: ScenarioContext = {
-      target: started,
-      settings: options.settings,
-      signal: abort.signal,
-      connect: (role, transport, clientId, keepaliveS) => connectClient(started, clients, abort.signal, { role, transport, clientId, keepaliveS }),
-      status
+    const contexts: ScenarioContext[] = []
+    for (const target of group) {
+      status(`starting ${target.name}`)
+      try {
+        const started = await target.start({ nodeArgs: nodeArgsOf(target) })
+        running.push(started)
+        contexts.push({
+          target: started,
+          targetName: target.name,
+          settings: options.settings,
+          signal: abort.signal,
+          connect: (role, transport, clientId, keepaliveS) => connectClient(started, clients, abort.signal, { role, transport, clientId, keepaliveS }),
+          status
+        })
+      } catch (err) {
+        record(target.name, { error: failure(err) })
+      }
     }
-    const outcome = await withinTime(scenario.run(context), scenario.timeoutMs(options.settings), abort)
-    if (outcome.cpu !== undefined && outcome.cpu.other > busyMachinePercent) {
-      outcome.notes.push(`other processes used ${outcome.cpu.other.toFixed(0)}% of a core meanwhile: the machine was not quiet`)
+    const first = contexts[0]
+    if (first !== undefined) {
+      const work = 'run' in scenario ? scenario.run(first).then((outcome) => [outcome]) : scenario.runInterleaved(contexts)
+      try {
+        const outcomes = await withinTime(work, scenario.timeoutMs(options.settings) * contexts.length, abort)
+        outcomes.forEach((outcome, i) => {
+          const name = contexts[i]?.targetName ?? ''
+          if (outcome instanceof Error) record(name, { error: outcome.message })
+          else record(name, { outcome: withMachineNotes(outcome) })
+        })
+      } catch (err) {
+        for (const context of contexts) if (!records.has(context.targetName)) record(context.targetName, { error: failure(err) })
+      }
     }
-    if (outcome.cpu !== undefined && outcome.cpu.steal > stealPercent) {
-      outcome.notes.push(`the hypervisor stole ${outcome.cpu.steal.toFixed(0)}% of a core meanwhile: its pauses are in the figures, the tails above all`)
-    }
-    return record({ outcome })
-  } catch (err) {
-    return record({ error: err instanceof Error ? err.message : String(err) })
   } finally {
     abort.abort()
-    status('stopping broker')
+    status('stopping brokers')
     for (const client of clients) client.destroy()
-    await running?.stop()
+    await Promise.all(running.map((target) => target.stop()))
   }
+  return group.map((target) => records.get(target.name) ?? { target: target.name, scenario: scenario.id, elapsedMs: 0, error: 'not run' })
+}
+
+/** Flags an outcome measured while the machine was busy with something else, or stolen from. */
+function withMachineNotes (outcome: ScenarioOutcome): ScenarioOutcome {
+  if (outcome.cpu !== undefined && outcome.cpu.other > busyMachinePercent) {
+    outcome.notes.push(`other processes used ${outcome.cpu.other.toFixed(0)}% of a core meanwhile: the machine was not quiet`)
+  }
+  if (outcome.cpu !== undefined && outcome.cpu.steal > stealPercent) {
+    outcome.notes.push(`the hypervisor stole ${outcome.cpu.steal.toFixed(0)}% of a core meanwhile: its pauses are in the figures, the tails above all`)
+  }
+  return outcome
 }
 
 async function connectClient (target: RunningTarget, clients: BenchClient[], signal: AbortSignal,

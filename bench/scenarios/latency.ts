@@ -1,83 +1,156 @@
 // End-to-end latency at a fixed rate: one publisher sends on a 1 ms schedule, each message
 // carrying its send time (performance.now(), float64); one subscriber in this same process
 // (same clock) records receive time minus send time.
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+//
+// All targets are measured in the same stretch of time, in alternating one-second slices,
+// rather than one after another: on a virtual machine the tail percentiles are made of pauses
+// (a stolen CPU, a late wake-up) that come in spells lasting seconds to minutes, and one target
+// measured during a bad spell and the next during a quiet one differed by 1.5x either way from
+// round to round. Interleaved, every target sees the same spells.
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks'
 import { startCpuMeter } from '../load/cpu-meter.js'
 import { PublishTemplate, readSentAt } from '../load/publish-template.js'
 import { percentiles } from '../load/stats.js'
 import { pause, waitUntil } from '../load/wait.js'
+import type { BenchClient } from '../load/bench-client.js'
 import { count } from '../format.js'
-import type { Scenario, Transport } from './types.js'
+import type { CpuShare, InterleavedScenario, ScenarioContext, ScenarioOutcome, Transport } from './types.js'
 
 // Sent before the recorded part: connection warm-up, JIT, first allocations. A freshly started
 // Node broker's first seconds are not its steady state (optimising compiles, the heap growing
 // through its first full collections): a cluster node at 2,000 msg/s took about 3 s to settle,
 // and 0.5 s left those seconds in every p99. The same for every target.
 const warmupMs = 3_000
+const sliceMs = 1_000
 const ranks = [50, 99, 99.9]
 
-export function latency (id: string, transport: Transport): Scenario {
+export function latency (id: string, transport: Transport): InterleavedScenario {
   const via = transport === 'ws' ? 'WebSocket' : 'TCP'
   return {
     id,
     title: `latency over ${via}`,
     metrics: (s) => ranks.map((rank) => ({ key: `${id}-p${rank}`, label: `latency over ${via} at ${count(s.latencyRate)} msg/s, p${rank} (ms)`, better: 'lower' as const, digits: 3 })),
     timeoutMs: (s) => warmupMs + s.latencyMs + 30_000,
-    run: async (context) => {
-      const { settings, signal } = context
-      context.status('connecting')
-      const subscriber = await context.connect('subscriber', transport, `bench-${id}-sub`)
-      const publisher = await context.connect('publisher', transport, `bench-${id}-pub`)
-      await subscriber.subscribe('bench/latency', 0, 5_000)
-      const template = new PublishTemplate('bench/latency', settings.payloadBytes, 0)
+    runInterleaved: (contexts) => interleave(contexts, id, transport)
+  }
+}
 
-      const rate = settings.latencyRate
-      const total = Math.round((rate * (warmupMs + settings.latencyMs)) / 1000)
-      const samples = new Float64Array(total)
-      let recorded = 0
-      let received = 0
-      const startedAt = performance.now()
-      const recordFrom = startedAt + warmupMs
-      subscriber.onPublish = (buffer, payloadStart) => {
-        received++
-        const sentAt = readSentAt(buffer, payloadStart)
-        if (sentAt >= recordFrom && recorded < total) samples[recorded++] = performance.now() - sentAt
-      }
-
-      context.status('measuring')
-      // The generator's own event-loop lag adds to every latency it records: watch it.
-      const loopDelay = monitorEventLoopDelay({ resolution: 1 })
-      loopDelay.enable()
-      const cpuMeter = startCpuMeter(context.target)
-      let sent = 0
-      // Every millisecond, send what the schedule says is due, stamped with the time it leaves.
-      const timer = setInterval(() => {
-        const now = performance.now()
-        const due = Math.min(total, Math.floor(((now - startedAt) * rate) / 1000)) - sent
-        if (due <= 0) return
-        const batch = Buffer.allocUnsafe(template.length * due)
-        for (let i = 0; i < due; i++) template.writeInto(batch, i * template.length, 0, now)
-        publisher.send(batch)
-        sent += due
-        if (sent >= total) clearInterval(timer)
-      }, 1)
-      try {
-        await pause(warmupMs + settings.latencyMs, signal)
-        await waitUntil(() => sent >= total && received >= sent, { timeoutMs: 10_000, signal, progress: () => received, idleMs: 2_000 })
-      } finally {
-        clearInterval(timer)
-        loopDelay.disable()
-      }
-      const cpu = cpuMeter()
-
-      const values: Record<string, number> = {}
-      percentiles(samples, recorded, ranks).forEach((ms, i) => { values[`${id}-p${ranks[i]}`] = ms })
-      const notes = received < sent ? [`${sent - received} of ${sent} messages not received`] : []
-      // The monitor's 1 ms timer fires every ~1.1 ms when the loop is free; later means the
-      // generator itself was held up, and its samples carry that delay.
-      const delayP99 = loopDelay.percentile(99) / 1e6
-      if (delayP99 > 2) notes.push(`generator event loop delayed (p99 ${delayP99.toFixed(1)} ms, max ${(loopDelay.max / 1e6).toFixed(1)} ms): the tail percentiles include it`)
-      return { values, notes, cpu }
+/** Warms up and measures every target slice by slice, in turn; a target that fails drops out. */
+async function interleave (contexts: ScenarioContext[], id: string, transport: Transport): Promise<Array<ScenarioOutcome | Error>> {
+  const results: Array<ScenarioOutcome | Error> = []
+  const streams: Array<LatencyStream | null> = []
+  for (const context of contexts) {
+    context.status('connecting')
+    try {
+      streams.push(await LatencyStream.open(context, id, transport))
+      results.push(new Error('not measured'))
+    } catch (err) {
+      streams.push(null)
+      results.push(err as Error)
     }
   }
+  const { latencyMs } = contexts[0]?.settings ?? { latencyMs: 0 }
+  const warmupSlices = Math.max(1, Math.round(warmupMs / sliceMs))
+  const slices = Math.max(1, Math.round(latencyMs / sliceMs))
+  for (let slice = 0; slice < warmupSlices + slices; slice++) {
+    const phase = slice < warmupSlices ? `warm-up ${slice + 1}/${warmupSlices}` : `slice ${slice - warmupSlices + 1}/${slices}`
+    for (const [i, stream] of streams.entries()) {
+      if (stream === null) continue
+      stream.context.status(contexts.length === 1 ? phase : `${phase} · ${stream.context.targetName}`)
+      try {
+        await stream.slice(slice < warmupSlices ? warmupMs / warmupSlices : latencyMs / slices, slice >= warmupSlices)
+      } catch (err) {
+        streams[i] = null
+        results[i] = err as Error
+      }
+    }
+  }
+  for (const [i, stream] of streams.entries()) {
+    if (stream !== null) results[i] = stream.outcome()
+  }
+  return results
+}
+
+/** One target's publisher and subscriber, and what they recorded over the slices. */
+class LatencyStream {
+  private readonly samples: Float64Array
+  private recorded = 0
+  private recording = false
+  private sent = 0
+  private received = 0
+  // The generator's own event-loop lag adds to every latency it records: the intervals between
+  // the runs of its 1 ms send timer, while recording, in ns.
+  private readonly loopDelay: RecordableHistogram = createHistogram()
+  private readonly cpu: CpuShare[] = []
+
+  private constructor (readonly context: ScenarioContext, private readonly id: string, private readonly publisher: BenchClient, subscriber: BenchClient, private readonly template: PublishTemplate) {
+    const { latencyRate, latencyMs } = context.settings
+    this.samples = new Float64Array(Math.round((latencyRate * latencyMs) / 1000))
+    subscriber.onPublish = (buffer, payloadStart) => {
+      this.received++
+      const sentAt = readSentAt(buffer, payloadStart)
+      if (this.recording && this.recorded < this.samples.length) this.samples[this.recorded++] = performance.now() - sentAt
+    }
+  }
+
+  static async open (context: ScenarioContext, id: string, transport: Transport): Promise<LatencyStream> {
+    const subscriber = await context.connect('subscriber', transport, `bench-${id}-sub`)
+    const publisher = await context.connect('publisher', transport, `bench-${id}-pub`)
+    await subscriber.subscribe('bench/latency', 0, 5_000)
+    return new LatencyStream(context, id, publisher, subscriber, new PublishTemplate('bench/latency', context.settings.payloadBytes, 0))
+  }
+
+  /** Sends at the fixed rate for `ms`, then waits until everything sent has arrived. */
+  async slice (ms: number, record: boolean): Promise<void> {
+    const { settings, signal } = this.context
+    const rate = settings.latencyRate
+    const total = Math.round((rate * ms) / 1000)
+    this.recording = record
+    const cpuMeter = record ? startCpuMeter(this.context.target) : null
+    const startedAt = performance.now()
+    let sent = 0
+    let lastTick = startedAt
+    // Every millisecond, send what the schedule says is due, stamped with the time it leaves.
+    const timer = setInterval(() => {
+      const now = performance.now()
+      if (record) this.loopDelay.record(Math.max(1, Math.round((now - lastTick) * 1e6)))
+      lastTick = now
+      const due = Math.min(total, Math.floor(((now - startedAt) * rate) / 1000)) - sent
+      if (due <= 0) return
+      const batch = Buffer.allocUnsafe(this.template.length * due)
+      for (let i = 0; i < due; i++) this.template.writeInto(batch, i * this.template.length, 0, now)
+      this.publisher.send(batch)
+      sent += due
+      this.sent += due
+      if (sent >= total) clearInterval(timer)
+    }, 1)
+    try {
+      await pause(ms, signal)
+      await waitUntil(() => sent >= total && this.received >= this.sent, { timeoutMs: 10_000, signal, progress: () => this.received, idleMs: 2_000 })
+    } finally {
+      clearInterval(timer)
+    }
+    if (cpuMeter !== null) this.cpu.push(cpuMeter())
+  }
+
+  outcome (): ScenarioOutcome {
+    const values: Record<string, number> = {}
+    percentiles(this.samples, this.recorded, ranks).forEach((ms, i) => { values[`${this.id}-p${ranks[i]}`] = ms })
+    const notes = this.received < this.sent ? [`${this.sent - this.received} of ${this.sent} messages not received`] : []
+    // The 1 ms timer fires every ~1.1 ms when the loop is free; later means the generator
+    // itself was held up, and its samples carry that delay.
+    const delayP99 = this.loopDelay.percentile(99) / 1e6
+    if (delayP99 > 2) notes.push(`generator event loop delayed (p99 ${delayP99.toFixed(1)} ms, max ${(this.loopDelay.max / 1e6).toFixed(1)} ms): the tail percentiles include it`)
+    const cpu = meanShare(this.cpu)
+    return { values, notes, ...(cpu === null ? {} : { cpu }) }
+  }
+}
+
+/** The CPU shares of equally long windows, averaged. */
+function meanShare (shares: CpuShare[]): CpuShare | null {
+  const first = shares[0]
+  if (first === undefined) return null
+  const mean = (pick: (share: CpuShare) => number): number => shares.reduce((sum, share) => sum + pick(share), 0) / shares.length
+  const processes = first.processes?.map((p, i) => ({ name: p.name, share: mean((share) => share.processes?.[i]?.share ?? 0) }))
+  return { broker: mean((s) => s.broker), generator: mean((s) => s.generator), other: mean((s) => s.other), steal: mean((s) => s.steal), ...(processes === undefined ? {} : { processes }) }
 }

@@ -37,6 +37,7 @@ export type Transport = 'tcp' | 'ws'
 
 export interface ScenarioContext {
   target: RunningTarget
+  targetName: string
   settings: Settings
   /** Aborted when the scenario is out of time: loops must stop. */
   signal: AbortSignal
@@ -46,12 +47,26 @@ export interface ScenarioContext {
   status: (phase: string) => void
 }
 
-export interface Scenario {
+interface ScenarioBase {
   id: string
   title: string
   /** The rows it reports; labels may quote the settings (N clients, N topics). */
   metrics: (settings: Settings) => MetricSpec[]
-  /** Hard limit: past it the scenario is abandoned, its clients closed, the broker stopped. */
+  /** Hard limit, per target: past it the scenario is abandoned, its clients closed, the brokers stopped. */
   timeoutMs: (settings: Settings) => number
+}
+
+/** Measured against one target at a time. */
+export interface SingleScenario extends ScenarioBase {
   run: (context: ScenarioContext) => Promise<ScenarioOutcome>
 }
+
+/**
+ * Measured against all targets in the same stretch of time (alternating slices), for figures
+ * that drift with the machine's spells of noise: one outcome or error per context, in order.
+ */
+export interface InterleavedScenario extends ScenarioBase {
+  runInterleaved: (contexts: ScenarioContext[]) => Promise<Array<ScenarioOutcome | Error>>
+}
+
+export type Scenario = SingleScenario | InterleavedScenario
