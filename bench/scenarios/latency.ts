@@ -21,7 +21,7 @@ import type { CpuShare, InterleavedScenario, ScenarioContext, ScenarioOutcome, T
 // through its first full collections): a cluster node at 2,000 msg/s took about 3 s to settle,
 // and 0.5 s left those seconds in every p99. The same for every target.
 const warmupMs = 3_000
-const sliceMs = 1_000
+const sliceMs = 200
 const ranks = [50, 99, 99.9]
 
 export function latency (id: string, transport: Transport): InterleavedScenario {

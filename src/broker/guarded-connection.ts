@@ -1,7 +1,10 @@
 // The stream Aedes reads and writes for each client. Inbound packets are checked with
 // PacketFrameGuard before Aedes parses them; outbound packets written in one event-loop turn
-// leave in one write (one syscall, one WebSocket frame) instead of one per packet fragment,
-// except the turn's first, which goes out at once. A CONNECT the guard refuses with a return
+// leave together at the turn's end, in one write (one syscall, one TCP segment, one WebSocket
+// frame) instead of one per packet fragment. Sending the turn's first packet at once and the
+// rest at the end made two segments of what a client sent as one batch, and on a virtual
+// machine every extra wake-up of the receiver is a chance of a late one: latency at 2,000 msg/s
+// had three times Aedes' share of samples between 1 and 1.5 ms (docs/performance.md). A CONNECT the guard refuses with a return
 // code (unsupported protocol level, rejected client identifier) is answered here with that
 // CONNACK, then the connection closes; Aedes never sees the CONNECT.
 //
@@ -43,10 +46,7 @@ const kGuard = Symbol('guard')
 
 class SocketGuard {
   ignoringInput = false
-  // Writes of the current event-loop turn: the first synchronous burst goes out at once, the
-  // rest wait in `batch` for the end of the turn.
-  turnOpen = false
-  direct = false
+  // Writes of the current event-loop turn, waiting for its end.
   batch: Buffer[] = []
   batchBytes = 0
   batchCallbacks: WriteCallback[] | null = null
@@ -97,13 +97,7 @@ function guardedPush (this: GuardedSocket, chunk: Buffer | null, encoding?: Buff
 
 function batchedWrite (this: GuardedSocket, chunk: Buffer | string, encodingOrCallback?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
   const guard = this[kGuard]
-  if (!guard.turnOpen) {
-    guard.turnOpen = true
-    guard.direct = true
-    process.nextTick(endDirectBurst, guard)
-    setImmediate(flushTurn, this)
-  }
-  if (guard.direct) return writableWrite.call(this, chunk, encodingOrCallback, callback)
+  if (guard.batch.length === 0) setImmediate(flushTurn, this)
   const encoding = typeof encodingOrCallback === 'string' ? encodingOrCallback : 'utf8'
   const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback
   const data = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk
@@ -113,10 +107,6 @@ function batchedWrite (this: GuardedSocket, chunk: Buffer | string, encodingOrCa
   if (guard.batchBytes < maxBatchBytes) return true
   guard.owesDrain = true
   return false
-}
-
-function endDirectBurst (guard: SocketGuard): void {
-  guard.direct = false
 }
 
 function takeBatch (guard: SocketGuard): { data: Buffer, done: WriteCallback | undefined } {
@@ -130,7 +120,6 @@ function takeBatch (guard: SocketGuard): { data: Buffer, done: WriteCallback | u
 
 function flushTurn (socket: GuardedSocket): void {
   const guard = socket[kGuard]
-  guard.turnOpen = false
   // an ending socket sends the batch from _final, after what Writable still holds
   if (guard.batch.length === 0 || socket.writableEnded) return
   if (socket.destroyed) {
@@ -168,8 +157,7 @@ export class GuardedConnection extends Duplex {
   private readonly guard: PacketFrameGuard
   private pendingWrite: WriteCallback | null = null
   private ignoringInput = false
-  // The first write of an event-loop turn goes out at once (no added latency); what follows in
-  // the same turn goes out together at its end: one write syscall (one WebSocket frame) for
+  // What is written in one event-loop turn goes out together at its end: one WebSocket frame for
   // many packets instead of one per packet.
   private batch: Buffer[] = []
   private batchBytes = 0
@@ -225,8 +213,9 @@ export class GuardedConnection extends Duplex {
   }
 
   override _destroy (error: Error | null, callback: WriteCallback): void {
-    this.batch = []
-    this.batchBytes = 0
+    // Aedes destroys a connection right after its last packets (a refusing CONNACK): they go
+    // out first, as a socket sends what it already has before closing
+    this.flushBatch()
     this.flushPendingWrite(error ?? new Error('connection closed'))
     this.inner.destroy()
     callback(error)
@@ -236,9 +225,6 @@ export class GuardedConnection extends Duplex {
     if (!this.flushScheduled) {
       this.flushScheduled = true
       setImmediate(this.flushBatch)
-      if (this.inner.write(data)) callback()
-      else this.pendingWrite = callback
-      return
     }
     this.batch.push(data)
     this.batchBytes += data.length

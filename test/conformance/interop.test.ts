@@ -98,12 +98,13 @@ async function exitedOk (what: string, exited: Promise<number | null>): Promise<
 }
 
 function mqttjs (transport: 'tcp' | 'ws'): Driver {
-  const open = async (t: Tap, broker: BrokerHandle, options = {}): Promise<MqttClient> => (await openUrl(t, brokerUrl(broker, transport), options)).client
+  const open = async (t: Tap, broker: BrokerHandle, options = {}, beforeConnack?: (client: MqttClient) => void): Promise<MqttClient> => (await openUrl(t, brokerUrl(broker, transport), options, beforeConnack)).client
   return {
     name: `MQTT.js over ${transport === 'tcp' ? 'TCP' : 'WebSocket'}`,
     async subscribe (t, broker, topic, count, { clientId, persistent = false } = {}) {
-      const client = await open(t, broker, { ...(clientId === undefined ? {} : { clientId }), clean: !persistent })
-      const got = collect(client)
+      // listening before the CONNACK: a resumed session's messages may arrive with it
+      let got: ReturnType<typeof collect> = []
+      const client = await open(t, broker, { ...(clientId === undefined ? {} : { clientId }), clean: !persistent }, (c) => { got = collect(c) })
       const ready = client.subscribeAsync(topic, { qos: 2 }).then(() => {})
       const messages = waitFor(() => got.length >= count, `${count} messages`, waitMs).then(() => got.map((m) => ({ topic: m.topic, qos: m.packet.qos, retain: m.packet.retain, payload: m.payload })))
       return handled({ ready, messages, stop: async () => await closeClient(client, false) })
