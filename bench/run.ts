@@ -62,10 +62,14 @@ async function main (argv: string[]): Promise<void> {
         }
       }
       for (const [s, scenario] of scenarios.entries()) {
-        const group = targets.filter((target) => !skipped.has(target.name) && runsOn(target, scenario))
-        if ('run' in scenario || group.length === 0) continue
-        progress.begin(`${roundLabel}${scenario.id} (${s + 1}/${scenarios.length}) · ${group.length} targets interleaved`)
-        record(await runScenario(group, scenario, options, nodeArgsOf(scenario), (phase) => progress.setPhase(phase)))
+        if ('run' in scenario) continue
+        const eligible = targets.filter((target) => !skipped.has(target.name) && runsOn(target, scenario))
+        const together = eligible.filter((target) => target.measuredAlone !== true)
+        const groups = [together, ...eligible.filter((target) => target.measuredAlone === true).map((target) => [target])]
+        for (const group of groups.filter((g) => g.length > 0)) {
+          progress.begin(`${roundLabel}${scenario.id} (${s + 1}/${scenarios.length}) · ${group.length === 1 ? group[0]?.name ?? '' : `${group.length} targets interleaved`}`)
+          record(await runScenario(group, scenario, options, nodeArgsOf(scenario), (phase) => progress.setPhase(phase)))
+        }
       }
     }
   } finally {
