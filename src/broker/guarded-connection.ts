@@ -3,10 +3,11 @@
 // leave together at the turn's end, in one write (one syscall, one TCP segment, one WebSocket
 // frame) instead of one per packet fragment. Sending the turn's first packet at once and the
 // rest at the end made two segments of what a client sent as one batch, and on a virtual
-// machine every extra wake-up of the receiver is a chance of a late one: latency at 2,000 msg/s
-// had three times Aedes' share of samples between 1 and 1.5 ms (docs/performance.md). A CONNECT the guard refuses with a return
-// code (unsupported protocol level, rejected client identifier) is answered here with that
-// CONNACK, then the connection closes; Aedes never sees the CONNECT.
+// machine every extra wake-up of the receiver is a chance of a late one: latency at 2,000
+// msg/s had three times Aedes' share of samples between 1 and 1.5 ms (docs/performance.md).
+// A CONNECT the guard refuses with a return code (unsupported protocol level, rejected client
+// identifier) is answered here with that CONNACK, then the connection closes; Aedes never sees
+// the CONNECT.
 //
 // A TCP or TLS socket is guarded in place (guardSocket); a WebSocket stream, whose every write
 // is a frame, is wrapped (GuardedConnection).
