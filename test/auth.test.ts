@@ -15,7 +15,7 @@ const sign = (payload: object, options: jwt.SignOptions = {}, key: jwt.Secret = 
 /** The shipped default config with JWT_SECRET set: the interface contract of the ACL issue. */
 function defaultConfigWithSecret (): ReturnType<typeof loadConfig> {
   const config = loadConfig({ file: new URL('../config/default.yaml', import.meta.url).pathname, env: { JWT_SECRET: secret } })
-  return { ...config, host: '127.0.0.1', mqtt: { port: 0 }, http: { ...config.http, port: 0 } }
+  return { ...config, host: '127.0.0.1', mqtt: { ...config.mqtt, port: 0 }, http: { ...config.http, port: 0 } }
 }
 
 t.test('JWT_SECRET with the default config: anonymous off, CLI tokens allow exactly their filters', async (t) => {

@@ -72,3 +72,12 @@ t.test('sessions: a queue cap and an expiry by default, 0 turns either off, bad 
   const shipped = loadConfig({ file: new URL('../config/default.yaml', import.meta.url).pathname })
   t.same(shipped.sessions, config.sessions, 'config/default.yaml shows the built-in defaults')
 })
+
+t.test('TCP_NODELAY: on for both MQTT listeners by default, off per listener, a non-boolean named', async (t) => {
+  const config = loadConfig()
+  t.equal(config.mqtt.noDelay, true)
+  t.equal(config.mqtts.noDelay, true)
+  t.equal(resolveConfig({ mqtt: { noDelay: false } }).mqtt.noDelay, false)
+  const err = t.throws(() => resolveConfig({ mqtts: { noDelay: 'yes' as unknown as boolean } })) as ConfigError
+  t.match(err.message, /mqtts\.noDelay .*expected true or false/)
+})

@@ -152,3 +152,15 @@ t.test('TCP and WebSocket clients see each other', async (t) => {
   t.equal(tcpGot[0]?.payload, 'hello tcp')
   t.equal(wsGot[0]?.payload, 'hello ws')
 })
+
+t.test('tcp: with mqtt.noDelay off (Nagle on) the listener still carries QoS 0 and QoS 1 both ways', async (t) => {
+  const broker = await startBroker(t, { mqtt: { port: 0, noDelay: false } })
+  t.equal(broker.config.mqtt.noDelay, false, 'the option reached the broker')
+  const sub = await connectClient(t, broker, 'tcp')
+  await sub.subscribeAsync('nagle/#', { qos: 1 })
+  const got = collect(sub)
+  const pub = await connectClient(t, broker, 'tcp')
+  for (let i = 0; i < 20; i++) await pub.publishAsync(`nagle/${i}`, String(i), { qos: (i % 2) as 0 | 1 })
+  await waitFor(() => got.length === 20, 'twenty messages')
+  t.same(got.map((m) => m.payload), Array.from({ length: 20 }, (_, i) => String(i)), 'in order')
+})

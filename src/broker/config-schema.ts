@@ -31,10 +31,12 @@ export const configSchema = z.object({
   host: z.string({ error: 'expected a host name or IP address' }).min(1, 'expected a host name or IP address'),
   nodeId: z.string({ error: 'expected a string (empty = random)' }),
   mqtt: z.object({
-    port
+    port,
+    noDelay: z.boolean({ error: 'expected true or false' })
   }).strict(),
   mqtts: z.object({
     port,
+    noDelay: z.boolean({ error: 'expected true or false' }),
     tls: tlsFiles.optional()
   }).strict(),
   http: z.object({

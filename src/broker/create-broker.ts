@@ -184,14 +184,14 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const servers: Array<{ name: string, server: Server }> = []
   let ready = false
   try {
-    const tcp = createTcpListener(accept('tcp'))
+    const tcp = createTcpListener(config.mqtt.noDelay, accept('tcp'))
     servers.push({ name: 'mqtt', server: tcp })
     const mqtt = await listen(tcp, config.host, config.mqtt.port)
     announce(options, logger, 'MQTT over TCP', `mqtt://${hostPort(mqtt)}`)
 
     let mqtts: BoundAddress | undefined
     if (config.mqtts.tls !== undefined) {
-      const tls = createTlsListener(config.mqtts.tls, accept('tls'))
+      const tls = createTlsListener(config.mqtts.tls, config.mqtts.noDelay, accept('tls'))
       servers.push({ name: 'mqtts', server: tls })
       mqtts = await listen(tls, config.host, config.mqtts.port)
       announce(options, logger, 'MQTT over TLS', `mqtts://${hostPort(mqtts)}`)

@@ -17,6 +17,6 @@ export function readTlsFiles (files: TlsFiles): { key: Buffer, cert: Buffer, ca?
   }
 }
 
-export function createTlsListener (files: TlsFiles, onConnection: (socket: TLSSocket) => void): Server {
-  return createServer({ ...readTlsFiles(files), noDelay: true }, onConnection)
+export function createTlsListener (files: TlsFiles, noDelay: boolean, onConnection: (socket: TLSSocket) => void): Server {
+  return createServer({ ...readTlsFiles(files), noDelay }, onConnection)
 }
