@@ -160,13 +160,13 @@ export class RoutedEmitter {
       if (--waiting === 0) done?.(failure)
     }
     this.local.emit(message, () => finish())
-    if (message.qos === 0 && this.pendingQos0 >= this.options.maxPendingQos0) {
+    const qos0 = message.qos === 0
+    if (qos0 && this.pendingQos0 >= this.options.maxPendingQos0) {
       // Redis is slow or away: shed QoS 0 rather than queue without bound (QoS 1/2 wait).
       this.options.onShed()
       for (let i = 0; i < targets.length; i++) finish()
       return
     }
-    const qos0 = message.qos === 0
     let first: InboxBatch | undefined
     for (const node of targets) {
       let entry = this.outbox.get(node)
