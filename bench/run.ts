@@ -11,7 +11,7 @@ import { Progress } from './progress.js'
 import { renderReport, type RunRecord } from './report.js'
 import { scenarios as allScenarios } from './scenarios/index.js'
 import type { Role, Scenario, ScenarioContext, ScenarioOutcome, Transport } from './scenarios/types.js'
-import { projectRoot, targets as allTargets, type RunningTarget, type Target } from './targets.js'
+import { projectRoot, targets as allTargets, type RunningTarget, type StartOptions, type Target } from './targets.js'
 
 const resultsDir = join(projectRoot, 'bench', 'results')
 // CPU used by other processes (in % of one core) past which a run's numbers are flagged.
@@ -48,7 +48,9 @@ async function main (argv: string[]): Promise<void> {
   try {
     for (let round = 1; round <= options.repeat; round++) {
       const roundLabel = options.repeat === 1 ? '' : `round ${round}/${options.repeat} · `
-      const nodeArgsOf = (scenario: Scenario) => (target: Target): string[] => profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${target.name}-${scenario.id}-${round}.cpuprofile`]
+      const nodeArgsOf = (scenario: Scenario) => (target: Target) => (processName?: string): string[] => profileDir === null
+        ? []
+        : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${[target.name, processName, scenario.id, round].filter((part) => part !== undefined).join('-')}.cpuprofile`]
       const record = (records: RunRecord[]): void => {
         for (const run of records) if (run.error !== undefined) progress.note(`${run.target}, ${run.scenario}: failed: ${run.error}`)
         runs.push(...records)
@@ -126,7 +128,7 @@ function runsOn (target: Target, scenario: Scenario): boolean {
  * Starts the targets, runs one scenario under its hard time limit (against each target in
  * turn, or all of them interleaved), and stops everything: one record per target.
  */
-async function runScenario (group: Target[], scenario: Scenario, options: Options, nodeArgsOf: (target: Target) => string[], status: (phase: string) => void): Promise<RunRecord[]> {
+async function runScenario (group: Target[], scenario: Scenario, options: Options, nodeArgsOf: (target: Target) => StartOptions['nodeArgs'], status: (phase: string) => void): Promise<RunRecord[]> {
   const startedAt = performance.now()
   const abort = new AbortController()
   const clients: BenchClient[] = []

@@ -29,8 +29,11 @@ export interface RunningTarget {
 }
 
 export interface StartOptions {
-  /** Extra node flags for Node-based brokers (the harness's --cpu-prof sets them). */
-  nodeArgs: string[]
+  /**
+   * Extra node flags for a Node-based broker process (the harness's --cpu-prof sets them);
+   * `process` tells the nodes of a cluster apart, so that each writes its own profile.
+   */
+  nodeArgs: (process?: string) => string[]
 }
 
 export interface Target {
@@ -60,8 +63,8 @@ const readyLines = {
 }
 
 /** Starts `node <args>` on the broker CPU and waits for its TCP and WebSocket listener lines. */
-export async function startNodeBroker (args: string[], env: NodeJS.ProcessEnv, options: StartOptions, pinned = true): Promise<RunningTarget> {
-  const child = startChild(process.execPath, [...options.nodeArgs, ...args], { cpu: pinned ? brokerCpu : null, cwd: projectRoot, env })
+export async function startNodeBroker (args: string[], env: NodeJS.ProcessEnv, options: StartOptions, pinned = true, processName?: string): Promise<RunningTarget> {
+  const child = startChild(process.execPath, [...options.nodeArgs(processName), ...args], { cpu: pinned ? brokerCpu : null, cwd: projectRoot, env })
   try {
     const [tcp, ws] = await child.waitFor([readyLines.tcp, readyLines.ws], 15_000)
     const wsUrl = ws?.[1]
@@ -92,7 +95,7 @@ async function startProjectCluster (nodes: number, args: string[], options: Star
   const started: RunningTarget[] = []
   try {
     for (let i = 0; i < nodes; i++) {
-      started.push(await startNodeBroker([cliPath, 'start', '--redis', redis.url, ...args], { ...projectEnv(), ...cluster.env, NODE_ID: `bench-${i}` }, options, cluster.unpinned !== true))
+      started.push(await startNodeBroker([cliPath, 'start', '--redis', redis.url, ...args], { ...projectEnv(), ...cluster.env, NODE_ID: `bench-${i}` }, options, cluster.unpinned !== true, nodes > 1 ? `node${i}` : undefined))
     }
   } catch (err) {
     await Promise.all(started.map((n) => n.stop()))

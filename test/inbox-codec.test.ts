@@ -29,6 +29,15 @@ t.test('messages round-trip through one batch, fields and payload bytes intact',
   }
 })
 
+t.test('the clientId Aedes puts on every message travels in its own field, not as JSON', async (t) => {
+  const message = { cmd: 'publish', brokerId: 'a', brokerCounter: 1, topic: 'a', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, clientId: 'gerät-ü-1' }
+  const batch = encode([message])
+  t.notOk(batch.includes('{'), 'no JSON in the batch')
+  const decoded: Array<Record<string, unknown>> = []
+  decodeBatch(batch, (m) => decoded.push(m))
+  t.same(decoded, [message])
+})
+
 t.test('a string payload arrives as its bytes', async (t) => {
   const decoded: Array<Record<string, unknown>> = []
   decodeBatch(encode([{ cmd: 'publish', brokerId: 'a', brokerCounter: 1, topic: 'a', payload: 'text', qos: 0 } as never]), (m) => decoded.push(m))

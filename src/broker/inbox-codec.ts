@@ -1,13 +1,14 @@
 // How the routed emitter packs messages into a node's inbox (one stream entry holds all the
 // messages of one event-loop turn for that node). Binary, because decoding is on the hot path
 // of every cross-node message: a JSON header per message cost a JSON.parse and an object spread
-// each. The fields Aedes always sets are fixed-width or length-prefixed; whatever else a
-// message carries (clientId, properties, ...) follows as JSON, present only when there is any.
+// each. The fields Aedes sets are fixed-width or length-prefixed, clientId included (Aedes puts
+// it on every message a client publishes); whatever else a message carries (properties, ...)
+// follows as JSON, present only when there is any.
 //
 // One message:
-//   u8 flags (bits 0-1 qos, 2 retain, 3 dup, 4 extra JSON follows)
+//   u8 flags (bits 0-1 qos, 2 retain, 3 dup, 4 extra JSON follows, 5 clientId follows)
 //   f64 brokerCounter · u8 + bytes brokerId · u8 + bytes cmd · u16 + bytes topic
-//   [u32 + bytes extra JSON] · u32 + bytes payload
+//   [u16 + bytes clientId] · [u32 + bytes extra JSON] · u32 + bytes payload
 import type mqemitter from 'mqemitter'
 
 type Message = mqemitter.Message
@@ -15,10 +16,11 @@ type Message = mqemitter.Message
 /** The stream entry field that holds a batch in this format. */
 export const batchField = 'm'
 
-const known = new Set(['cmd', 'brokerId', 'brokerCounter', 'topic', 'payload', 'qos', 'retain', 'dup'])
+const known = new Set(['cmd', 'brokerId', 'brokerCounter', 'topic', 'payload', 'qos', 'retain', 'dup', 'clientId'])
 const flagRetain = 4
 const flagDup = 8
 const flagExtra = 16
+const flagClientId = 32
 
 // brokerId and cmd repeat on every message (one broker id per node): their bytes are kept
 const encodedStrings = new Map<string, Buffer>()
@@ -64,12 +66,16 @@ export class InboxBatch {
     const cmd = stringBytes(String(message.cmd ?? 'publish'))
     const topic: string = message.topic
     const payload = Buffer.isBuffer(message.payload) ? message.payload : Buffer.from(String(message.payload ?? ''))
+    const clientId: unknown = message.clientId
+    const hasClientId = typeof clientId === 'string'
     const extra = extraFields(message)
     const extraJson = extra === null ? null : Buffer.from(JSON.stringify(extra))
     const qos = typeof message.qos === 'number' ? message.qos & 3 : 0
-    const flags = qos | (message.retain === true ? flagRetain : 0) | (message.dup === true ? flagDup : 0) | (extraJson === null ? 0 : flagExtra)
-    // a UTF-8 topic takes at most 3 bytes per UTF-16 unit
-    this.reserve(1 + 8 + 1 + brokerId.length + 1 + cmd.length + 2 + 3 * topic.length + (extraJson === null ? 0 : 4 + extraJson.length) + 4 + payload.length)
+    const flags = qos | (message.retain === true ? flagRetain : 0) | (message.dup === true ? flagDup : 0) |
+      (extraJson === null ? 0 : flagExtra) | (hasClientId ? flagClientId : 0)
+    // a UTF-8 string takes at most 3 bytes per UTF-16 unit
+    this.reserve(1 + 8 + 1 + brokerId.length + 1 + cmd.length + 2 + 3 * topic.length + (hasClientId ? 2 + 3 * clientId.length : 0) +
+      (extraJson === null ? 0 : 4 + extraJson.length) + 4 + payload.length)
     const out = this.bytes
     let at = this.length
     this.lastStart = at
@@ -79,9 +85,8 @@ export class InboxBatch {
     at += brokerId.copy(out, at)
     out[at++] = cmd.length
     at += cmd.copy(out, at)
-    const topicLength = out.write(topic, at + 2, 'utf8')
-    out.writeUInt16BE(topicLength, at)
-    at += 2 + topicLength
+    at = writeString(out, at, topic)
+    if (hasClientId) at = writeString(out, at, clientId)
     if (extraJson !== null) {
       at = out.writeUInt32BE(extraJson.length, at)
       at += extraJson.copy(out, at)
@@ -112,6 +117,13 @@ export class InboxBatch {
   }
 }
 
+/** Writes `value` as u16 length + UTF-8 bytes at `at`; returns the offset after it. */
+function writeString (out: Buffer, at: number, value: string): number {
+  const length = out.write(value, at + 2, 'utf8')
+  out.writeUInt16BE(length, at)
+  return at + 2 + length
+}
+
 /** Decodes every message of a batch; payloads are views into `batch`. */
 export function decodeBatch (batch: Buffer, onMessage: (message: Message) => void): void {
   let at = 0
@@ -126,6 +138,12 @@ export function decodeBatch (batch: Buffer, onMessage: (message: Message) => voi
     const topicEnd = cmdEnd + 2 + batch.readUInt16BE(cmdEnd)
     const topic = batch.toString('utf8', cmdEnd + 2, topicEnd)
     at = topicEnd
+    let clientId: string | undefined
+    if ((flags & flagClientId) !== 0) {
+      const clientIdEnd = at + 2 + batch.readUInt16BE(at)
+      clientId = batch.toString('utf8', at + 2, clientIdEnd)
+      at = clientIdEnd
+    }
     let extra: Record<string, unknown> | null = null
     if ((flags & flagExtra) !== 0) {
       const extraEnd = at + 4 + batch.readUInt32BE(at)
@@ -135,6 +153,7 @@ export function decodeBatch (batch: Buffer, onMessage: (message: Message) => voi
     const payloadEnd = at + 4 + batch.readUInt32BE(at)
     const message: Message = { cmd, brokerId, brokerCounter, topic, payload: batch.subarray(at + 4, payloadEnd), qos: flags & 3, retain: (flags & flagRetain) !== 0, dup: (flags & flagDup) !== 0 }
     at = payloadEnd
+    if (clientId !== undefined) message.clientId = clientId
     onMessage(extra === null ? message : Object.assign(extra, message))
   }
 }
