@@ -44,6 +44,21 @@ t.test('local delivery stays local; only interested nodes receive a message', as
   t.equal(c.child.exitCode, null)
 })
 
+t.test('a QoS 1 message wanted on its own node and on two others reaches all three, in order, and is acknowledged', async (t) => {
+  const redis = await startRedis(t)
+  const nodes = await Promise.all(['ja', 'jb', 'jc'].map((id) => spawnBroker(t, ['--redis', redis.url], { NODE_ID: id, LOG_LEVEL: 'warn' })))
+  const subscribers = await Promise.all(nodes.map(async (node) => (await openUrl(t, url(node))).client))
+  await Promise.all(subscribers.map(async (sub) => await sub.subscribeAsync('join/#', { qos: 1 })))
+  const received = subscribers.map((sub) => collect(sub))
+  const { client: pub } = await openUrl(t, url(nodes[0] as BrokerProcess))
+  await sleep(300)
+  const sent = Array.from({ length: 20 }, (_, i) => String(i))
+  // each PUBACK waits for the local delivery and both hand-offs: a lost part would hang here
+  for (const payload of sent) await pub.publishAsync('join/x', payload, { qos: 1 })
+  await waitFor(() => received.every((got) => got.length >= sent.length), 'every subscriber has every message')
+  for (const [i, got] of received.entries()) t.same(got.map((m) => m.payload), sent, `subscriber on node ${i}: each message once, in order`)
+})
+
 t.test('a node whose Redis link is cut for 5 s under a QoS 1 stream loses nothing', async (t) => {
   const redis = await startRedis(t)
   const proxy = await startTcpProxy(t, redis.port)

@@ -16,6 +16,7 @@ import { RouteTable } from './route-table.js'
 
 type Message = mqemitter.Message
 type Listener = (message: Message, done: () => void) => void
+type Callback = (error?: Error) => void
 
 export interface RoutedEmitterOptions {
   nodeId: string
@@ -50,7 +51,7 @@ interface RouteChange {
 
 interface OutboxEntry {
   batch: InboxBatch
-  callbacks: Array<(err?: Error) => void>
+  callbacks: Callback[]
   /** how many of the messages are QoS 0, counted in pendingQos0 until Redis has them */
   qos0: number
 }
@@ -61,6 +62,8 @@ const readBlockMs = 1000
 export class RoutedEmitter {
   private readonly local: mqemitter.MQEmitter
   private readonly localFilters = new Map<string, number>()
+  // whether this node's own clients want a topic, without asking the local emitter
+  private readonly localRoutes = new RouteTable()
   private readonly routes = new RouteTable()
   private readonly nodeFilters = new Map<string, Set<string>>()
   private readonly keys: { nodes: string, changes: string, routes: (node: string) => string, inbox: (node: string) => string }
@@ -115,6 +118,7 @@ export class RoutedEmitter {
     this.local.on(topic, listener)
     const count = (this.localFilters.get(topic) ?? 0) + 1
     this.localFilters.set(topic, count)
+    if (count === 1) this.localRoutes.add(topic, this.options.nodeId)
     if (count > 1) {
       if (done !== undefined) setImmediate(done)
       return this
@@ -135,15 +139,16 @@ export class RoutedEmitter {
       return
     }
     this.localFilters.delete(topic)
+    this.localRoutes.remove(topic, this.options.nodeId)
     this.announce('remove', topic).then(() => done?.(), (err: Error) => {
       this.warn('route announce failed', err)
       done?.()
     })
   }
 
-  emit (message: Message, done?: (error?: Error) => void): void {
+  emit (message: Message, done: Callback = noop): void {
     if (this.closed) {
-      done?.(new Error('emitter closed'))
+      done(new Error('emitter closed'))
       return
     }
     // the table holds the other nodes' routes only (applyChange skips this node's own)
@@ -153,20 +158,18 @@ export class RoutedEmitter {
       this.local.emit(message, done)
       return
     }
-    let waiting = 1 + targets.length
-    let failure: Error | undefined
-    const finish = (err?: Error): void => {
-      if (err !== undefined && failure === undefined) failure = err
-      if (--waiting === 0) done?.(failure)
-    }
-    this.local.emit(message, () => finish())
     const qos0 = message.qos === 0
     if (qos0 && this.pendingQos0 >= this.options.maxPendingQos0) {
       // Redis is slow or away: shed QoS 0 rather than queue without bound (QoS 1/2 wait).
       this.options.onShed()
-      for (let i = 0; i < targets.length; i++) finish()
+      this.local.emit(message, done)
       return
     }
+    // What waits for Redis outlives young-generation collections and is promoted: for a
+    // message to one node that no client here wants, that is the caller's callback alone.
+    const local = this.localRoutes.nodesFor(message.topic).length > 0
+    const callback = !local && targets.length === 1 ? done : join((local ? 1 : 0) + targets.length, done)
+    if (local) this.local.emit(message, () => callback())
     let first: InboxBatch | undefined
     for (const node of targets) {
       let entry = this.outbox.get(node)
@@ -181,7 +184,7 @@ export class RoutedEmitter {
       } else {
         entry.batch.addLastOf(first)
       }
-      entry.callbacks.push(finish)
+      entry.callbacks.push(callback)
       if (qos0) {
         entry.qos0++
         this.pendingQos0++
@@ -347,5 +350,16 @@ export class RoutedEmitter {
 
   private warn (what: string, err: Error): void {
     this.options.logger.warn({ event: 'cluster.emitter', reason: err.message }, what)
+  }
+}
+
+function noop (): void {}
+
+/** A callback that calls `done` once it has been called `parts` times, with the first error. */
+function join (parts: number, done: Callback): Callback {
+  let failure: Error | undefined
+  return (err) => {
+    if (err !== undefined && failure === undefined) failure = err
+    if (--parts === 0) done(failure)
   }
 }
