@@ -116,8 +116,8 @@ function machine (input: ReportInput): string[] {
     input.pinned
       ? 'pinning: broker on CPU 0, load generator on CPU 1 (taskset)'
       : 'pinning: none (taskset missing, fewer than 2 CPUs, or --no-pin): broker and generator share CPUs',
-    `sizes: warm-up ${settings.warmupMs / 1000} s then ${settings.measureMs / 1000} s measured per throughput run; ` +
-      `${settings.payloadBytes}-byte payloads; latency at ${count(settings.latencyRate)} msg/s for ${settings.latencyMs / 1000} s; ` +
+    `sizes: throughput warmed up ${settings.warmupMs / 1000} s, then measured ${settings.measureMs / 1000} s per target in 500 ms slices that alternate between the targets; ` +
+      `${settings.payloadBytes}-byte payloads; latency at ${count(settings.latencyRate)} msg/s for ${settings.latencyMs / 1000} s in 200 ms slices; ` +
       `${count(settings.idleConnections)} idle connections; ${count(settings.retainedTopics)} retained topics`,
     `${input.options.repeat === 1 ? 'each cell is one run' : `each cell is the median of ${input.options.repeat} runs (made in rounds)`} against a freshly started broker; \`*\` marks a cell with a note below`
   ]

@@ -66,8 +66,8 @@ async function main (argv: string[]): Promise<void> {
       for (const [s, scenario] of scenarios.entries()) {
         if ('run' in scenario) continue
         const eligible = targets.filter((target) => !skipped.has(target.name) && runsOn(target, scenario))
-        const together = eligible.filter((target) => target.measuredAlone !== true)
-        const groups = [together, ...eligible.filter((target) => target.measuredAlone === true).map((target) => [target])]
+        const alone = (target: Target): boolean => scenario.idleNeighboursMatter && target.measuredAlone === true
+        const groups = [eligible.filter((target) => !alone(target)), ...eligible.filter(alone).map((target) => [target])]
         for (const group of groups.filter((g) => g.length > 0)) {
           progress.begin(`${roundLabel}${scenario.id} (${s + 1}/${scenarios.length}) · ${group.length === 1 ? group[0]?.name ?? '' : `${group.length} targets interleaved`}`)
           record(await runScenario(group, scenario, options, nodeArgsOf(scenario), (phase) => progress.setPhase(phase)))

@@ -45,10 +45,10 @@ export interface Target {
   /** The only scenarios this target is for (its point is made by those); all when absent. */
   scenarios?: string[]
   /**
-   * Several processes (nodes, Redis): in interleaved scenarios this target is measured on its
-   * own, not beside the others. Idle between its slices, its processes still share the broker
-   * CPU with whatever is being measured: with a two-node cluster alive beside them, plain
-   * Aedes' p99 went from 0.5 to 3.0 ms.
+   * Several processes (nodes, Redis): in interleaved scenarios whose idle neighbours matter
+   * (latency) this target is measured on its own, not beside the others. Idle between its
+   * slices, its processes still share the broker CPU with whatever is being measured: with a
+   * two-node cluster alive beside them, plain Aedes' p99 went from 0.5 to 3.0 ms.
    */
   measuredAlone?: boolean
 }

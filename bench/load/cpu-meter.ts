@@ -40,3 +40,12 @@ function machineMs (): { busy: number, steal: number } {
   const [user = 0, nice = 0, system = 0, , , , , steal = 0] = line.trim().split(/\s+/).slice(1).map(Number)
   return { busy: ticksToMs(user + nice + system + steal), steal: ticksToMs(steal) }
 }
+
+/** The CPU shares of equally long windows, averaged. */
+export function meanShare (shares: CpuShare[]): CpuShare | null {
+  const first = shares[0]
+  if (first === undefined) return null
+  const mean = (pick: (share: CpuShare) => number): number => shares.reduce((sum, share) => sum + pick(share), 0) / shares.length
+  const processes = first.processes?.map((p, i) => ({ name: p.name, share: mean((share) => share.processes?.[i]?.share ?? 0) }))
+  return { broker: mean((s) => s.broker), generator: mean((s) => s.generator), other: mean((s) => s.other), steal: mean((s) => s.steal), ...(processes === undefined ? {} : { processes }) }
+}

@@ -9,7 +9,7 @@
 // way from round to round. With 1 s slices a bad second still fell on one target; with 200 ms
 // ones the steal measured per target agrees within a point or two.
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks'
-import { startCpuMeter } from '../load/cpu-meter.js'
+import { meanShare, startCpuMeter } from '../load/cpu-meter.js'
 import { PublishTemplate, readSentAt } from '../load/publish-template.js'
 import { percentiles } from '../load/stats.js'
 import { pause, waitUntil } from '../load/wait.js'
@@ -32,6 +32,7 @@ export function latency (id: string, transport: Transport): InterleavedScenario 
     title: `latency over ${via}`,
     metrics: (s) => ranks.map((rank) => ({ key: `${id}-p${rank}`, label: `latency over ${via} at ${count(s.latencyRate)} msg/s, p${rank} (ms)`, better: 'lower' as const, digits: 3 })),
     timeoutMs: (s) => warmupMs + s.latencyMs + 30_000,
+    idleNeighboursMatter: true,
     runInterleaved: (contexts) => interleave(contexts, id, transport)
   }
 }
@@ -145,13 +146,4 @@ class LatencyStream {
     const cpu = meanShare(this.cpu)
     return { values, notes, ...(cpu === null ? {} : { cpu }) }
   }
-}
-
-/** The CPU shares of equally long windows, averaged. */
-function meanShare (shares: CpuShare[]): CpuShare | null {
-  const first = shares[0]
-  if (first === undefined) return null
-  const mean = (pick: (share: CpuShare) => number): number => shares.reduce((sum, share) => sum + pick(share), 0) / shares.length
-  const processes = first.processes?.map((p, i) => ({ name: p.name, share: mean((share) => share.processes?.[i]?.share ?? 0) }))
-  return { broker: mean((s) => s.broker), generator: mean((s) => s.generator), other: mean((s) => s.other), steal: mean((s) => s.steal), ...(processes === undefined ? {} : { processes }) }
 }

@@ -1,26 +1,34 @@
-// Fan-in and fan-out throughput: a Flood of pre-encoded PUBLISH batches, a warm-up, then a
-// measured window in which the messages the subscribers receive are counted.
+// Fan-in and fan-out throughput: a Flood of pre-encoded PUBLISH batches, a warm-up, then
+// measured slices in which the messages the subscribers receive are counted.
+//
+// All targets are measured in the same stretch of time, in alternating 500 ms slices (each
+// target's flood paused while another's runs), rather than one after another: on this virtual
+// machine the speed of the same broker drifted by up to 2x between runs a minute apart, so a
+// ratio of two targets measured back to back said more about the minute than the brokers.
 import { count } from '../format.js'
-import { startCpuMeter } from '../load/cpu-meter.js'
+import { meanShare, startCpuMeter } from '../load/cpu-meter.js'
 import { PublishTemplate, type QoS } from '../load/publish-template.js'
 import { pause, waitUntil } from '../load/wait.js'
 import { Flood } from './flood.js'
-import type { CpuShare, Scenario, ScenarioContext, ScenarioOutcome, Transport } from './types.js'
+import type { CpuShare, InterleavedScenario, ScenarioContext, ScenarioOutcome, Transport } from './types.js'
 
 // Window sizes: large enough to keep every pipe full, small enough to bound broker queues.
 const qos0 = { batchMessages: 100, windowMessages: 20_000 }
 const qos1 = { batchMessages: 50, windowMessages: 2_000, inflightPerPublisher: 100 }
+const sliceMs = 500
+// After a flood resumes, its pipes refill before the slice counts.
+const rampMs = 100
 
-export function fanIn (id: string, qos: QoS, transport: Transport): Scenario {
+export function fanIn (id: string, qos: QoS, transport: Transport): InterleavedScenario {
   const via = transport === 'ws' ? ' over WebSocket' : ''
   return {
     id,
     title: `fan-in QoS ${qos}${via}`,
     metrics: (s) => [{ key: id, label: `fan-in QoS ${qos}${via}, ${s.fanInPublishers} pub → 1 sub \`bench/#\` (msg/s)`, better: 'higher', digits: 0 }],
-    timeoutMs: (s) => s.warmupMs + s.measureMs + 40_000,
-    run: async (context) => {
+    timeoutMs: sliceTimeout,
+    idleNeighboursMatter: false,
+    runInterleaved: (contexts) => interleave(contexts, id, async (context) => {
       const { settings } = context
-      context.status('connecting')
       const subscriber = await context.connect('subscriber', transport, `bench-${id}-sub`)
       let received = 0
       subscriber.onPublish = () => { received++ }
@@ -30,20 +38,20 @@ export function fanIn (id: string, qos: QoS, transport: Transport): Scenario {
         template: new PublishTemplate(`bench/fan-in/${i}`, settings.payloadBytes, qos)
       })))
       const flood = new Flood({ publishers, receivers: [subscriber], received: () => received, ...(qos === 0 ? qos0 : qos1) })
-      return await measure(context, flood, () => received, 1, id)
-    }
+      return new FloodStream(context, id, flood, () => received, 1)
+    })
   }
 }
 
-export function fanOut (id: string): Scenario {
+export function fanOut (id: string): InterleavedScenario {
   return {
     id,
     title: 'fan-out QoS 0',
     metrics: (s) => [{ key: id, label: `fan-out QoS 0, 1 pub → ${s.fanOutSubscribers} subs (deliveries/s)`, better: 'higher', digits: 0 }],
-    timeoutMs: (s) => s.warmupMs + s.measureMs + 40_000,
-    run: async (context) => {
+    timeoutMs: sliceTimeout,
+    idleNeighboursMatter: false,
+    runInterleaved: (contexts) => interleave(contexts, id, async (context) => {
       const { settings } = context
-      context.status('connecting')
       let deliveries = 0
       const subscribers = await Promise.all(Array.from({ length: settings.fanOutSubscribers }, async (_, i) => {
         const client = await context.connect('subscriber', 'tcp', `bench-${id}-sub-${i}`)
@@ -64,38 +72,93 @@ export function fanOut (id: string): Scenario {
         batchMessages: 20,
         windowMessages: 2_000
       })
-      return await measure(context, flood, () => deliveries, perMessage, id)
-    }
+      return new FloodStream(context, id, flood, () => deliveries, perMessage)
+    })
   }
 }
 
-/** Runs the flood through warm-up and the measured window, then lets it drain to count losses. */
-async function measure (context: ScenarioContext, flood: Flood, deliveries: () => number, perMessage: number, key: string): Promise<ScenarioOutcome> {
-  const { settings, signal } = context
-  context.status('warm-up')
-  flood.start()
-  let rate: number
-  let cpu: CpuShare
-  try {
-    await pause(settings.warmupMs, signal)
-    context.status('measuring')
-    const startCount = deliveries()
-    const startedAt = performance.now()
-    const cpuMeter = startCpuMeter(context.target)
-    await pause(settings.measureMs, signal)
-    rate = ((deliveries() - startCount) * 1000) / (performance.now() - startedAt)
-    cpu = cpuMeter()
-  } finally {
-    flood.stop()
+/** Per target: its warm-up, its slices with their pauses and drains, and a margin. */
+function sliceTimeout (s: { warmupMs: number, measureMs: number }): number {
+  return s.warmupMs + 2 * s.measureMs + 40_000
+}
+
+/** Opens every target's flood, warms each up once, then measures them slice by slice, in turn. */
+async function interleave (contexts: ScenarioContext[], id: string, open: (context: ScenarioContext) => Promise<FloodStream>): Promise<Array<ScenarioOutcome | Error>> {
+  const results: Array<ScenarioOutcome | Error> = []
+  const streams: Array<FloodStream | null> = []
+  for (const context of contexts) {
+    context.status(contexts.length === 1 ? 'connecting' : `connecting · ${context.targetName}`)
+    try {
+      streams.push(await open(context))
+      results.push(new Error('not measured'))
+    } catch (err) {
+      streams.push(null)
+      results.push(err as Error)
+    }
   }
-  context.status('draining')
-  const expected = flood.sent * perMessage
-  await waitUntil(() => deliveries() >= expected, { timeoutMs: 10_000, signal, progress: deliveries, idleMs: 1_000 })
-  const notes: string[] = []
-  const lost = expected - deliveries()
-  if (lost > 0) notes.push(`${formatShare(lost, expected)} of ${count(expected)} deliveries not received`)
-  if (flood.stalls > 0) notes.push(`${flood.stalls} stall(s): nothing received for 500 ms with messages outstanding`)
-  return { values: { [key]: rate }, notes, cpu }
+  const { warmupMs, measureMs } = contexts[0]?.settings ?? { warmupMs: 0, measureMs: 0 }
+  const slices = Math.max(1, Math.round(measureMs / sliceMs))
+  for (let slice = -1; slice < slices; slice++) {
+    const phase = slice < 0 ? 'warm-up' : `slice ${slice + 1}/${slices}`
+    for (const [i, stream] of streams.entries()) {
+      if (stream === null) continue
+      stream.context.status(contexts.length === 1 ? phase : `${phase} · ${stream.context.targetName}`)
+      try {
+        await stream.slice(slice < 0 ? warmupMs : sliceMs, slice >= 0)
+      } catch (err) {
+        streams[i] = null
+        results[i] = err as Error
+      }
+    }
+  }
+  for (const [i, stream] of streams.entries()) {
+    if (stream !== null) results[i] = stream.outcome()
+  }
+  return results
+}
+
+/** One target's flood and what it delivered in the measured slices. */
+class FloodStream {
+  private counted = 0
+  private measuredMs = 0
+  private readonly cpu: CpuShare[] = []
+
+  constructor (readonly context: ScenarioContext, private readonly key: string, private readonly flood: Flood,
+    private readonly deliveries: () => number, private readonly perMessage: number) {}
+
+  /** Runs the flood for `ms` after its ramp, then lets what is in flight arrive. */
+  async slice (ms: number, record: boolean): Promise<void> {
+    const { signal } = this.context
+    this.flood.start()
+    try {
+      await pause(rampMs, signal)
+      const cpuMeter = record ? startCpuMeter(this.context.target) : null
+      const startCount = this.deliveries()
+      const startedAt = performance.now()
+      await pause(ms, signal)
+      if (record) {
+        this.counted += this.deliveries() - startCount
+        this.measuredMs += performance.now() - startedAt
+      }
+      if (cpuMeter !== null) this.cpu.push(cpuMeter())
+    } finally {
+      this.flood.stop()
+    }
+    // the next target's slice starts on a quiet machine: this one's queues empty first
+    // (what the flood wrote off as lost after a stall never comes)
+    const expected = (this.flood.sent - this.flood.writtenOff) * this.perMessage
+    await waitUntil(() => this.deliveries() >= expected, { timeoutMs: 10_000, signal, progress: this.deliveries, idleMs: 300 })
+  }
+
+  outcome (): ScenarioOutcome {
+    const notes: string[] = []
+    const expected = this.flood.sent * this.perMessage
+    const lost = expected - this.deliveries()
+    if (lost > 0) notes.push(`${formatShare(lost, expected)} of ${count(expected)} deliveries not received`)
+    if (this.flood.stalls > 0) notes.push(`${this.flood.stalls} stall(s): nothing received for 500 ms with messages outstanding`)
+    const cpu = meanShare(this.cpu)
+    return { values: { [this.key]: (this.counted * 1000) / this.measuredMs }, notes, ...(cpu === null ? {} : { cpu }) }
+  }
 }
 
 function formatShare (part: number, whole: number): string {

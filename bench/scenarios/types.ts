@@ -66,6 +66,12 @@ export interface SingleScenario extends ScenarioBase {
  * that drift with the machine's spells of noise: one outcome or error per context, in order.
  */
 export interface InterleavedScenario extends ScenarioBase {
+  /**
+   * Whether the idle processes of other targets disturb the figures, so that targets of
+   * several processes (Target.measuredAlone) are measured on their own: true for latency tails,
+   * false for throughput.
+   */
+  idleNeighboursMatter: boolean
   runInterleaved: (contexts: ScenarioContext[]) => Promise<Array<ScenarioOutcome | Error>>
 }
 
