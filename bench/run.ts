@@ -66,7 +66,7 @@ async function main (argv: string[]): Promise<void> {
       for (const [s, scenario] of scenarios.entries()) {
         if ('run' in scenario) continue
         const eligible = targets.filter((target) => !skipped.has(target.name) && runsOn(target, scenario))
-        const alone = (target: Target): boolean => scenario.idleNeighboursMatter && target.measuredAlone === true
+        const alone = (target: Target): boolean => target.measuredAlone === 'always' || (scenario.idleNeighboursMatter && target.measuredAlone === 'latency')
         const groups = [eligible.filter((target) => !alone(target)), ...eligible.filter(alone).map((target) => [target])]
         for (const group of groups.filter((g) => g.length > 0)) {
           progress.begin(`${roundLabel}${scenario.id} (${s + 1}/${scenarios.length}) · ${group.length === 1 ? group[0]?.name ?? '' : `${group.length} targets interleaved`}`)

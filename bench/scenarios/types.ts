@@ -68,7 +68,7 @@ export interface SingleScenario extends ScenarioBase {
 export interface InterleavedScenario extends ScenarioBase {
   /**
    * Whether the idle processes of other targets disturb the figures, so that targets of
-   * several processes (Target.measuredAlone) are measured on their own: true for latency tails,
+   * several processes (Target.measuredAlone 'latency') are measured on their own: true for latency tails,
    * false for throughput.
    */
   idleNeighboursMatter: boolean
