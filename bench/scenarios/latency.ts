@@ -14,6 +14,7 @@ import { PublishTemplate, readSentAt } from '../load/publish-template.js'
 import { percentiles } from '../load/stats.js'
 import { pause, waitUntil } from '../load/wait.js'
 import type { BenchClient } from '../load/bench-client.js'
+import { interleave, type SlicedStream } from './interleave.js'
 import { count } from '../format.js'
 import type { CpuShare, InterleavedScenario, ScenarioContext, ScenarioOutcome, Transport } from './types.js'
 
@@ -33,48 +34,28 @@ export function latency (id: string, transport: Transport): InterleavedScenario 
     metrics: (s) => ranks.map((rank) => ({ key: `${id}-p${rank}`, label: `latency over ${via} at ${count(s.latencyRate)} msg/s, p${rank} (ms)`, better: 'lower' as const, digits: 3 })),
     timeoutMs: (s) => warmupMs + s.latencyMs + 30_000,
     idleNeighboursMatter: true,
-    runInterleaved: (contexts) => interleave(contexts, id, transport)
+    runInterleaved: (contexts) => interleave(contexts, async (context) => await LatencyStream.open(context, id, transport), slicesFor(contexts))
   }
 }
 
-/** Warms up and measures every target slice by slice, in turn; a target that fails drops out. */
-async function interleave (contexts: ScenarioContext[], id: string, transport: Transport): Promise<Array<ScenarioOutcome | Error>> {
-  const results: Array<ScenarioOutcome | Error> = []
-  const streams: Array<LatencyStream | null> = []
-  for (const context of contexts) {
-    context.status('connecting')
-    try {
-      streams.push(await LatencyStream.open(context, id, transport))
-      results.push(new Error('not measured'))
-    } catch (err) {
-      streams.push(null)
-      results.push(err as Error)
-    }
-  }
+interface Slice {
+  phase: string
+  ms: number
+  record: boolean
+}
+
+function slicesFor (contexts: ScenarioContext[]): Slice[] {
   const { latencyMs } = contexts[0]?.settings ?? { latencyMs: 0 }
   const warmupSlices = Math.max(1, Math.round(warmupMs / sliceMs))
   const slices = Math.max(1, Math.round(latencyMs / sliceMs))
-  for (let slice = 0; slice < warmupSlices + slices; slice++) {
-    const phase = slice < warmupSlices ? `warm-up ${slice + 1}/${warmupSlices}` : `slice ${slice - warmupSlices + 1}/${slices}`
-    for (const [i, stream] of streams.entries()) {
-      if (stream === null) continue
-      stream.context.status(contexts.length === 1 ? phase : `${phase} · ${stream.context.targetName}`)
-      try {
-        await stream.slice(slice < warmupSlices ? warmupMs / warmupSlices : latencyMs / slices, slice >= warmupSlices)
-      } catch (err) {
-        streams[i] = null
-        results[i] = err as Error
-      }
-    }
-  }
-  for (const [i, stream] of streams.entries()) {
-    if (stream !== null) results[i] = stream.outcome()
-  }
-  return results
+  return [
+    ...Array.from({ length: warmupSlices }, (_, i) => ({ phase: `warm-up ${i + 1}/${warmupSlices}`, ms: warmupMs / warmupSlices, record: false })),
+    ...Array.from({ length: slices }, (_, i) => ({ phase: `slice ${i + 1}/${slices}`, ms: latencyMs / slices, record: true }))
+  ]
 }
 
 /** One target's publisher and subscriber, and what they recorded over the slices. */
-class LatencyStream {
+class LatencyStream implements SlicedStream<Slice> {
   private readonly samples: Float64Array
   private recorded = 0
   private recording = false
@@ -102,8 +83,8 @@ class LatencyStream {
     return new LatencyStream(context, id, publisher, subscriber, new PublishTemplate('bench/latency', context.settings.payloadBytes, 0))
   }
 
-  /** Sends at the fixed rate for `ms`, then waits until everything sent has arrived. */
-  async slice (ms: number, record: boolean): Promise<void> {
+  /** Sends at the fixed rate for the slice, then waits until everything sent has arrived. */
+  async slice ({ ms, record }: Slice): Promise<void> {
     const { settings, signal } = this.context
     const rate = settings.latencyRate
     const total = Math.round((rate * ms) / 1000)

@@ -10,6 +10,7 @@ import { meanShare, startCpuMeter } from '../load/cpu-meter.js'
 import { PublishTemplate, type QoS } from '../load/publish-template.js'
 import { pause, waitUntil } from '../load/wait.js'
 import { Flood } from './flood.js'
+import { interleave, type SlicedStream } from './interleave.js'
 import type { CpuShare, InterleavedScenario, ScenarioContext, ScenarioOutcome, Transport } from './types.js'
 
 // Window sizes: large enough to keep every pipe full, small enough to bound broker queues.
@@ -27,7 +28,7 @@ export function fanIn (id: string, qos: QoS, transport: Transport): InterleavedS
     metrics: (s) => [{ key: id, label: `fan-in QoS ${qos}${via}, ${s.fanInPublishers} pub → 1 sub \`bench/#\` (msg/s)`, better: 'higher', digits: 0 }],
     timeoutMs: sliceTimeout,
     idleNeighboursMatter: false,
-    runInterleaved: (contexts) => interleave(contexts, id, async (context) => {
+    runInterleaved: (contexts) => interleave(contexts, async (context) => {
       const { settings } = context
       const subscriber = await context.connect('subscriber', transport, `bench-${id}-sub`)
       let received = 0
@@ -39,7 +40,7 @@ export function fanIn (id: string, qos: QoS, transport: Transport): InterleavedS
       })))
       const flood = new Flood({ publishers, receivers: [subscriber], received: () => received, ...(qos === 0 ? qos0 : qos1) })
       return new FloodStream(context, id, flood, () => received, 1)
-    })
+    }, slicesFor(contexts))
   }
 }
 
@@ -50,7 +51,7 @@ export function fanOut (id: string): InterleavedScenario {
     metrics: (s) => [{ key: id, label: `fan-out QoS 0, 1 pub → ${s.fanOutSubscribers} subs (deliveries/s)`, better: 'higher', digits: 0 }],
     timeoutMs: sliceTimeout,
     idleNeighboursMatter: false,
-    runInterleaved: (contexts) => interleave(contexts, id, async (context) => {
+    runInterleaved: (contexts) => interleave(contexts, async (context) => {
       const { settings } = context
       let deliveries = 0
       const subscribers = await Promise.all(Array.from({ length: settings.fanOutSubscribers }, async (_, i) => {
@@ -73,7 +74,7 @@ export function fanOut (id: string): InterleavedScenario {
         windowMessages: 2_000
       })
       return new FloodStream(context, id, flood, () => deliveries, perMessage)
-    })
+    }, slicesFor(contexts))
   }
 }
 
@@ -82,43 +83,11 @@ function sliceTimeout (s: { warmupMs: number, measureMs: number }): number {
   return s.warmupMs + 2 * s.measureMs + 40_000
 }
 
-/** Opens every target's flood, warms each up once, then measures them slice by slice, in turn. */
-async function interleave (contexts: ScenarioContext[], id: string, open: (context: ScenarioContext) => Promise<FloodStream>): Promise<Array<ScenarioOutcome | Error>> {
-  const results: Array<ScenarioOutcome | Error> = []
-  const streams: Array<FloodStream | null> = []
-  for (const context of contexts) {
-    context.status(contexts.length === 1 ? 'connecting' : `connecting · ${context.targetName}`)
-    try {
-      streams.push(await open(context))
-      results.push(new Error('not measured'))
-    } catch (err) {
-      streams.push(null)
-      results.push(err as Error)
-    }
-  }
+function slicesFor (contexts: ScenarioContext[]): Slice[] {
   const { warmupMs, measureMs } = contexts[0]?.settings ?? { warmupMs: 0, measureMs: 0 }
-  for (const slice of slicesFor(contexts.length, warmupMs, measureMs)) {
-    for (const [i, stream] of streams.entries()) {
-      if (stream === null) continue
-      stream.context.status(contexts.length === 1 ? slice.phase : `${slice.phase} · ${stream.context.targetName}`)
-      try {
-        await stream.slice(slice)
-      } catch (err) {
-        streams[i] = null
-        results[i] = err as Error
-      }
-    }
-  }
-  for (const [i, stream] of streams.entries()) {
-    if (stream !== null) results[i] = stream.outcome()
-  }
-  return results
-}
-
-function slicesFor (targets: number, warmupMs: number, measureMs: number): Slice[] {
   // A target measured on its own has no one to alternate with: its window follows its warm-up
   // without a pause.
-  if (targets === 1) return [{ phase: 'measuring', rampMs: warmupMs, ms: measureMs, record: true }]
+  if (contexts.length === 1) return [{ phase: 'measuring', rampMs: warmupMs, ms: measureMs, record: true }]
   const count = Math.max(1, Math.round(measureMs / sliceMs))
   return [
     { phase: 'warm-up', rampMs, ms: warmupMs, record: false },
@@ -135,7 +104,7 @@ interface Slice {
 }
 
 /** One target's flood and what it delivered in the measured slices. */
-class FloodStream {
+class FloodStream implements SlicedStream<Slice> {
   private counted = 0
   private measuredMs = 0
   private readonly cpu: CpuShare[] = []
