@@ -6,6 +6,7 @@ import t from 'tap'
 import { collect, openUrl, sleep, waitFor } from './helpers/broker.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
 import { freePort, startRedis } from './helpers/redis.js'
+import { diesWithTest } from './helpers/children.js'
 
 async function portOpen (port: number): Promise<boolean> {
   return await new Promise((resolve) => {
@@ -22,7 +23,7 @@ t.test('three nodes behind HAProxy act as one broker, and one can leave', async 
   const lbHttp = await freePort()
   const env: Record<string, string> = { ...process.env as Record<string, string>, LB_MQTT_PORT: String(lbMqtt), LB_HTTP_PORT: String(lbHttp) }
   nodes.forEach((node, i) => { env[`NODE${i + 1}_MQTT`] = String(node.mqttPort); env[`NODE${i + 1}_HTTP`] = String(node.httpPort) })
-  const haproxy = spawn('haproxy', ['-db', '-f', new URL('../config/examples/haproxy.cfg', import.meta.url).pathname], { env, stdio: 'ignore' })
+  const haproxy = diesWithTest(spawn('haproxy', ['-db', '-f', new URL('../config/examples/haproxy.cfg', import.meta.url).pathname], { env, stdio: 'ignore' }))
   t.teardown(() => { haproxy.kill('SIGKILL') })
   const deadline = Date.now() + 10_000
   while (!(await portOpen(lbMqtt)) && Date.now() < deadline) await sleep(50)

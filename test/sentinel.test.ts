@@ -4,13 +4,14 @@ import { writeFileSync } from 'node:fs'
 import t from 'tap'
 import { collect, connectClient, startBroker, waitFor } from './helpers/broker.js'
 import { freePort, startRedis } from './helpers/redis.js'
+import { diesWithTest } from './helpers/children.js'
 
 t.test('two in-process nodes reach Redis through Sentinel and act as one broker', async (t) => {
   const redis = await startRedis(t)
   const sentinelPort = await freePort()
   const dir = t.testdir({})
   writeFileSync(`${dir}/sentinel.conf`, `port ${sentinelPort}\nbind 127.0.0.1\nsentinel monitor primary 127.0.0.1 ${redis.port} 1\n`)
-  const sentinel = spawn('redis-server', [`${dir}/sentinel.conf`, '--sentinel'], { stdio: 'ignore' })
+  const sentinel = diesWithTest(spawn('redis-server', [`${dir}/sentinel.conf`, '--sentinel'], { stdio: 'ignore' }))
   t.teardown(() => { sentinel.kill('SIGKILL') })
   await new Promise((resolve) => setTimeout(resolve, 500))
   // the URL's host is a dead end on purpose: only the sentinel knows where the master is

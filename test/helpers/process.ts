@@ -1,6 +1,7 @@
 // Broker nodes as real OS processes (the built CLI), for CLI, signal and cluster tests.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { diesWithTest } from './children.js'
 
 export const cliPath = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url))
 
@@ -18,10 +19,10 @@ interface Teardown { teardown: (fn: () => unknown) => void }
 
 /** Starts `realtime-broker start` on free ports and resolves once every listener is up. */
 export async function spawnBroker (t: Teardown, args: string[] = [], env: Record<string, string> = {}): Promise<BrokerProcess> {
-  const child = spawn(process.execPath, [cliPath, 'start', ...args], {
+  const child = diesWithTest(spawn(process.execPath, [cliPath, 'start', ...args], {
     env: { ...process.env, MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
-  })
+  }))
   let output = ''
   child.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString() })
   child.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString() })
@@ -48,7 +49,7 @@ export async function spawnBroker (t: Teardown, args: string[] = [], env: Record
 /** Runs the CLI to completion and returns its exit code and output. */
 export function runCli (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = diesWithTest(spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }))
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })

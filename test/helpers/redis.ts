@@ -4,6 +4,7 @@ import { mkdtempSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { diesWithTest } from './children.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
@@ -31,10 +32,10 @@ export async function startRedis (t: Teardown, { durable = false } = {}): Promis
   const dir = mkdtempSync(join(tmpdir(), 'rb-redis-'))
   let child: ChildProcess | null = null
   const start = async (): Promise<void> => {
-    child = spawn('redis-server', [
+    child = diesWithTest(spawn('redis-server', [
       '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
       '--appendonly', durable ? 'yes' : 'no', '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning'
-    ], { stdio: 'ignore' })
+    ], { stdio: 'ignore' }))
     await waitForPort(port, 10_000)
   }
   const stop = async (crash = false): Promise<void> => {
