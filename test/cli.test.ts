@@ -54,6 +54,16 @@ t.test('SIGTERM disconnects clients and exits 0 in bounded time', async (t) => {
   t.match(broker.output(), /broker closed/)
 })
 
+t.test('SIGTERM still exits 0 when nothing reads stdout any more (a log shipper died, `| head`)', async (t) => {
+  const broker = await spawnBroker(t)
+  // no reader left: every log line after this fails with EPIPE, the one flushed at exit too,
+  // which sonic-boom retried forever (patches/sonic-boom+4.2.1.patch)
+  broker.child.stdout?.destroy()
+  const timedOut = new Promise<string>((resolve) => setTimeout(() => resolve('still running after 15 s'), 15_000).unref())
+  broker.child.kill('SIGTERM')
+  t.equal(await Promise.race([broker.exited, timedOut]), 0)
+})
+
 t.test('flags override environment variables', async (t) => {
   const broker = await spawnBroker(t, ['--mqtt-port', '0', '--host', '127.0.0.1'], { MQTT_PORT: '1' })
   t.ok(broker.mqttPort > 1, 'the flag --mqtt-port 0 won over MQTT_PORT=1')
