@@ -31,9 +31,9 @@ export interface RunningTarget {
 export interface StartOptions {
   /**
    * Extra node flags for a Node-based broker process (the harness's --cpu-prof sets them);
-   * `process` tells the nodes of a cluster apart, so that each writes its own profile.
+   * `processName` tells the nodes of a cluster apart, so that each writes its own profile.
    */
-  nodeArgs: (process?: string) => string[]
+  nodeArgs: (processName?: string) => string[]
 }
 
 export interface Target {

@@ -152,9 +152,9 @@ class FloodStream implements SlicedStream<Slice> {
 const busyPercent = 10
 
 /**
- * Waits until the target's processes have gone idle: one with a backlog it cannot deliver (the
- * stock `mqemitter-redis` emitter falls hours behind in a fan-in burst) would otherwise work it
- * off in the other targets' slices: 39% of a core beside the single node, in one run.
+ * Waits until the target's processes have gone idle: one still working off a backlog would do
+ * it in the other targets' slices (the stock `mqemitter-redis` emitter, seconds behind after a
+ * fan-in burst, took 39% of a core beside the single node before it was measured alone).
  */
 async function untilIdle (context: ScenarioContext, timeoutMs: number): Promise<void> {
   const deadline = performance.now() + timeoutMs

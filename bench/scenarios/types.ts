@@ -67,9 +67,9 @@ export interface SingleScenario extends ScenarioBase {
  */
 export interface InterleavedScenario extends ScenarioBase {
   /**
-   * Whether the idle processes of other targets disturb the figures, so that targets of
-   * several processes (Target.measuredAlone 'latency') are measured on their own: true for latency tails,
-   * false for throughput.
+   * Whether the idle processes of other targets disturb the figures, so that targets of several
+   * processes (Target.measuredAlone 'latency') are measured on their own: true for latency
+   * tails, false for throughput.
    */
   idleNeighboursMatter: boolean
   runInterleaved: (contexts: ScenarioContext[]) => Promise<Array<ScenarioOutcome | Error>>
