@@ -69,7 +69,7 @@ export class RoutedEmitter {
   private readonly keys: { nodes: string, changes: string, routes: (node: string) => string, inbox: (node: string) => string }
   private pendingQos0 = 0
   // messages waiting for the end of this event-loop turn, per target node
-  private readonly outbox = new Map<string, OutboxEntry>()
+  private outbox = new Map<string, OutboxEntry>()
   private outboxScheduled = false
   private lastId = '$'
   private closed = false
@@ -199,7 +199,12 @@ export class RoutedEmitter {
   /** One XADD per target node for everything emitted this turn; callbacks once Redis has it. */
   private flushOutbox (): void {
     this.outboxScheduled = false
-    for (const [node, { batch, callbacks, qos0 }] of this.outbox) {
+    // A new map rather than clear(): a cleared map's old table links to its new one, so a table
+    // promoted while a turn's messages waited for Redis would keep every later turn's messages
+    // alive through young-generation collections until the next full one.
+    const outbox = this.outbox
+    this.outbox = new Map()
+    for (const [node, { batch, callbacks, qos0 }] of outbox) {
       const settle = (err?: Error): void => {
         this.pendingQos0 -= qos0
         for (const callback of callbacks) callback(err)
@@ -207,7 +212,6 @@ export class RoutedEmitter {
       this.options.commands.xadd(this.keys.inbox(node), 'MAXLEN', '~', this.options.inboxMaxLen, '*', batchField, batch.encoded())
         .then(() => settle(), settle)
     }
-    this.outbox.clear()
   }
 
   close (done: () => void): void {
