@@ -1,9 +1,16 @@
 // The routed emitter's inbox format: every field a message carries survives the trip between
 // nodes, several messages per batch.
 import t from 'tap'
-import { decodeBatch, InboxBatch } from '../src/broker/inbox-codec.js'
+import { BatchReader, InboxBatch } from '../src/broker/inbox-codec.js'
 
 type Message = Parameters<InboxBatch['add']>[0]
+
+function decode (batch: Buffer): Array<Record<string, unknown>> {
+  const reader = new BatchReader(batch)
+  const decoded: Array<Record<string, unknown>> = []
+  for (let message = reader.next(); message !== null; message = reader.next()) decoded.push(message)
+  return decoded
+}
 
 function encode (messages: Message[]): Buffer {
   const batch = new InboxBatch()
@@ -19,8 +26,7 @@ t.test('messages round-trip through one batch, fields and payload bytes intact',
     { cmd: 'publish', brokerId: 'b', brokerCounter: 4, topic: 't/'.repeat(1000), payload: Buffer.alloc(70_000, 7), qos: 1, retain: true, dup: false }
   ]
   const batch = encode(messages)
-  const decoded: Array<Record<string, unknown>> = []
-  decodeBatch(batch, (message) => decoded.push(message))
+  const decoded = decode(batch)
   t.equal(decoded.length, messages.length, 'as many messages out as in')
   for (const [i, message] of messages.entries()) {
     const { messageId: _dropped, ...expected } = message as typeof message & { messageId?: undefined }
@@ -33,14 +39,11 @@ t.test('the clientId Aedes puts on every message travels in its own field, not a
   const message = { cmd: 'publish', brokerId: 'a', brokerCounter: 1, topic: 'a', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, clientId: 'gerät-ü-1' }
   const batch = encode([message])
   t.notOk(batch.includes('{'), 'no JSON in the batch')
-  const decoded: Array<Record<string, unknown>> = []
-  decodeBatch(batch, (m) => decoded.push(m))
-  t.same(decoded, [message])
+  t.same(decode(batch), [message])
 })
 
 t.test('a string payload arrives as its bytes', async (t) => {
-  const decoded: Array<Record<string, unknown>> = []
-  decodeBatch(encode([{ cmd: 'publish', brokerId: 'a', brokerCounter: 1, topic: 'a', payload: 'text', qos: 0 } as never]), (m) => decoded.push(m))
+  const decoded = decode(encode([{ cmd: 'publish', brokerId: 'a', brokerCounter: 1, topic: 'a', payload: 'text', qos: 0 } as never]))
   t.same(decoded[0]?.payload, Buffer.from('text'))
   t.equal(decoded[0]?.retain, false, 'absent flags read as false')
 })
@@ -53,9 +56,7 @@ t.test('a message copied from another batch decodes the same in both', async (t)
   first.add({ cmd: 'publish', brokerId: 'a', brokerCounter: 3, topic: 'd/e', payload: Buffer.alloc(5000, 3), qos: 2, retain: true, dup: false })
   second.addLastOf(first)
   const topics = (batch: InboxBatch): unknown[] => {
-    const decoded: Array<Record<string, unknown>> = []
-    decodeBatch(batch.encoded(), (m) => decoded.push(m))
-    return decoded.map((m) => [m.topic, m.brokerCounter, (m.payload as Buffer).length])
+    return decode(batch.encoded()).map((m) => [m.topic, m.brokerCounter, (m.payload as Buffer).length])
   }
   t.same(topics(first), [['a/b', 1, 3], ['d/e', 3, 5000]])
   t.same(topics(second), [['c', 2, 3], ['d/e', 3, 5000]], 'the copy follows what the batch held, past its first buffer')

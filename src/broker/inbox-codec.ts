@@ -124,10 +124,20 @@ function writeString (out: Buffer, at: number, value: string): number {
   return at + 2 + length
 }
 
-/** Decodes every message of a batch; payloads are views into `batch`. */
-export function decodeBatch (batch: Buffer, onMessage: (message: Message) => void): void {
-  let at = 0
-  while (at < batch.length) {
+/**
+ * Reads the messages of a batch one at a time, so that a reader decodes no more of them than it
+ * is about to deliver; payloads are views into the batch.
+ */
+export class BatchReader {
+  private at = 0
+
+  constructor (private readonly batch: Buffer) {}
+
+  /** The next message, or null after the last. */
+  next (): Message | null {
+    const { batch } = this
+    let at = this.at
+    if (at >= batch.length) return null
     const flags = batch.readUInt8(at)
     const brokerCounter = batch.readDoubleBE(at + 1)
     at += 9
@@ -152,8 +162,8 @@ export function decodeBatch (batch: Buffer, onMessage: (message: Message) => voi
     }
     const payloadEnd = at + 4 + batch.readUInt32BE(at)
     const message: Message = { cmd, brokerId, brokerCounter, topic, payload: batch.subarray(at + 4, payloadEnd), qos: flags & 3, retain: (flags & flagRetain) !== 0, dup: (flags & flagDup) !== 0 }
-    at = payloadEnd
+    this.at = payloadEnd
     if (clientId !== undefined) message.clientId = clientId
-    onMessage(extra === null ? message : Object.assign(extra, message))
+    return extra === null ? message : Object.assign(extra, message)
   }
 }

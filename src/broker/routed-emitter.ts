@@ -11,7 +11,7 @@
 import mqemitter from 'mqemitter'
 import type { Redis } from 'ioredis'
 import type { Logger } from './logger.js'
-import { batchField, decodeBatch, InboxBatch } from './inbox-codec.js'
+import { batchField, BatchReader, InboxBatch } from './inbox-codec.js'
 import { RouteTable } from './route-table.js'
 
 type Message = mqemitter.Message
@@ -330,26 +330,36 @@ export class RoutedEmitter {
         await new Promise((resolve) => setTimeout(resolve, 200))
         continue
       }
-      const entries = batch?.[0]?.[1] ?? []
       // Deliver the batch before reading the next: back-pressure from the local subscribers.
       // At most half the emitter's concurrency in flight: beyond it mqemitter queues in an
-      // array it shifts from, which costs O(n) per message for a large batch.
-      const window = Math.max(1, Math.floor(this.options.concurrency / 2))
-      const messages: Message[] = []
-      for (const [id, fields] of entries) {
+      // array it shifts from, which costs O(n) per message for a large batch. Messages are
+      // decoded a window at a time: decoded ones waiting for the windows before them would
+      // outlive young-generation collections and be promoted.
+      const windowSize = Math.max(1, Math.floor(this.options.concurrency / 2))
+      let window: Message[] = []
+      for (const [id, fields] of batch?.[0]?.[1] ?? []) {
         this.lastId = id.toString()
         for (let i = 0; i + 1 < fields.length; i += 2) {
-          if ((fields[i] as Buffer).toString() === batchField) decodeBatch(fields[i + 1] as Buffer, (message) => messages.push(message))
+          if ((fields[i] as Buffer).toString() !== batchField) continue
+          const messages = new BatchReader(fields[i + 1] as Buffer)
+          for (let message = messages.next(); message !== null; message = messages.next()) {
+            window.push(message)
+            if (window.length < windowSize) continue
+            await this.deliverLocally(window)
+            window = []
+          }
         }
       }
-      for (let from = 0; from < messages.length; from += window) {
-        const to = Math.min(from + window, messages.length)
-        await new Promise<void>((resolve) => {
-          let pending = to - from
-          for (let i = from; i < to; i++) this.local.emit(messages[i] as Message, () => { if (--pending === 0) resolve() })
-        })
-      }
+      if (window.length > 0) await this.deliverLocally(window)
     }
+  }
+
+  /** Emits messages to this node's subscribers; resolves once every one is delivered. */
+  private async deliverLocally (messages: Message[]): Promise<void> {
+    await new Promise<void>((resolve) => {
+      let pending = messages.length
+      for (const message of messages) this.local.emit(message, () => { if (--pending === 0) resolve() })
+    })
   }
 
   private warn (what: string, err: Error): void {
