@@ -1,6 +1,7 @@
 // MQTT 3.1.1 delivery semantics end to end, over TCP and over WebSocket.
 import t from 'tap'
 import { closeClient, collect, connectClient, openClient, sleep, startBroker, transports, waitFor } from './helpers/broker.js'
+import { startRedis } from './helpers/redis.js'
 
 for (const transport of transports) {
   t.test(`${transport}: QoS 0, 1 and 2 are delivered with the granted QoS`, async (t) => {
@@ -164,3 +165,29 @@ t.test('tcp: with mqtt.noDelay off (Nagle on) the listener still carries QoS 0 a
   await waitFor(() => got.length === 20, 'twenty messages')
   t.same(got.map((m) => m.payload), Array.from({ length: 20 }, (_, i) => String(i)), 'in order')
 })
+
+// A retained message is stored before it is handed on, so a plain message the same client
+// published right after it reached subscribers first; counting "the highest message number
+// delivered" as seen then dropped the retained one for every live subscriber (aedes#994).
+for (const store of ['memory', 'redis'] as const) {
+  for (const clean of [true, false]) {
+    t.test(`${store}, ${clean ? 'clean' : 'persistent'} subscriber: a retained and a plain QoS 1 message published in one turn both arrive live`, async (t) => {
+      const redis = store === 'redis' ? await startRedis(t) : null
+      const broker = await startBroker(t, redis === null ? {} : { redis: { url: redis.url } })
+      const sub = await connectClient(t, broker, 'tcp', { clientId: `live-${store}-${String(clean)}`, clean })
+      await sub.subscribeAsync(['X/#', 'X/+'], { qos: 1 }) // overlapping: still one copy each
+      const got = collect(sub)
+      const pub = await connectClient(t, broker, 'tcp')
+      for (let round = 0; round < 5; round++) {
+        await Promise.all([
+          pub.publishAsync('X/p', `p${round}`, { qos: 1, retain: true }),
+          pub.publishAsync('X/m', `m${round}`, { qos: 1 })
+        ])
+      }
+      await waitFor(() => got.length >= 10, 'ten messages')
+      await sleep(200)
+      t.same(got.map((m) => m.payload).sort(), ['m0', 'm1', 'm2', 'm3', 'm4', 'p0', 'p1', 'p2', 'p3', 'p4'], 'every message once')
+      t.ok(got.every((m) => !m.packet.retain), 'live messages carry retain 0 [MQTT-3.3.1-9]')
+    })
+  }
+}
