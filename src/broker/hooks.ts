@@ -3,9 +3,9 @@
 // or a closed connection. Per-client state lives in a WeakMap keyed by the Aedes client.
 import type { Aedes, AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
-import { compileGrants, type AclConfig, type ClientGrants } from '../acl/authorize.js'
+import { compileGrants, type AclConfig, type ClientGrants, type RoleLimits } from '../acl/authorize.js'
 import type { AuthFailureKind, Identity } from '../acl/identity.js'
-import { TokenBucket } from '../acl/rate-limit.js'
+import { KeyedRateLimiter, TokenBucket } from '../acl/rate-limit.js'
 import { bearerToken } from '../bridge/bearer.js'
 import { clientIdViolation, topicViolation, type Limits } from './limits.js'
 import { connectViolation } from './connect-rules.js'
@@ -26,6 +26,8 @@ export interface HookParts {
   /** Structured audit lines: authentication failures, ACL denials, admin actions. */
   audit: Logger
   metrics: BrokerMetrics
+  /** A user's connections on all live nodes (this node's only without Redis). */
+  userConnections: (user: string) => Promise<number>
 }
 
 /** Where a connection comes from, recorded when it is accepted. */
@@ -77,6 +79,7 @@ export class BrokerPolicies {
   private readonly publishedAt = new Float64Array(latencyRingSize)
   private readonly publishedCounter = new Float64Array(latencyRingSize)
   private brokerId = ''
+  private readonly connectRates = new KeyedRateLimiter()
 
   constructor (private readonly parts: HookParts) {}
 
@@ -209,7 +212,7 @@ export class BrokerPolicies {
           byteBucket: limits.maxPublishBytesRate === undefined ? null : new TokenBucket(limits.maxPublishBytesRate),
           expiryTimer: identity.expiresAt === null ? null : this.scheduleExpiry(client, identity.expiresAt + parts.expiryGraceS * 1000)
         })
-        done(null, true)
+        this.admitConnection(client, identity.user, limits, refuse, () => done(null, true))
       },
 
       authorizePublish: (client, packet, done) => {
@@ -283,6 +286,42 @@ export class BrokerPolicies {
         return packet
       }
     }
+  }
+
+  /** Accepts a client within its user's connection limits; refuses it (CONNACK 5) beyond them. */
+  private admitConnection (client: Client, user: string | null, limits: RoleLimits, refuse: (code: number, kind: AuthFailureKind, reason: string) => void, accept: () => void): void {
+    if (user === null) return accept()
+    const deny = (kind: AuthFailureKind, reason: string): void => {
+      const state = this.states.get(client)
+      if (state?.expiryTimer != null) clearTimeout(state.expiryTimer)
+      this.states.delete(client)
+      refuse(5, kind, reason)
+    }
+    this.connectionLimitViolation(client, user, limits).then((violation) => {
+      if (violation === null) accept()
+      else deny(violation.kind, violation.reason)
+    }, (err: Error) => {
+      // counts unreadable (Redis away): availability first, the rate limit still holds
+      this.parts.logger.warn({ event: 'connect.limit-unchecked', clientId: client.id, reason: err.message }, 'connection count unavailable: connection accepted')
+      accept()
+    })
+  }
+
+  /**
+   * Per user: new connections per second on this node, and concurrent connections (all nodes
+   * with Redis). The role limits apply, else the broker-wide defaults; 0 = unlimited.
+   */
+  private async connectionLimitViolation (client: Client, user: string, limits: RoleLimits): Promise<{ kind: AuthFailureKind, reason: string } | null> {
+    const rate = limits.maxConnectRate ?? this.parts.limits.maxConnectRatePerUser
+    if (rate > 0 && !this.connectRates.take(user, rate)) return { kind: 'connect_rate_limit', reason: `user over ${rate} new connections per second` }
+    const max = limits.maxConnections ?? this.parts.limits.maxConnectionsPerUser
+    if (max === 0) return null
+    // a connection of this user about to be taken over (same client id) makes room for this one
+    // (Aedes' client knows its broker, and the broker its clients: both left out of the typings)
+    const holder = (client as unknown as { broker: { clients: Record<string, Client> } }).broker.clients[client.id]
+    const replaced = holder !== undefined && holder !== client && this.states.get(holder)?.identity.user === user ? 1 : 0
+    if (await this.parts.userConnections(user) - replaced >= max) return { kind: 'connection_limit', reason: `user already has ${max} connections` }
+    return null
   }
 
   private scheduleExpiry (client: Client, at: number): NodeJS.Timeout {
