@@ -27,6 +27,7 @@ import { createTlsListener } from './listeners/tls.js'
 import { createLogger, type Logger } from './logger.js'
 import { BrokerMetrics } from './metrics.js'
 import { Presence, memoryPresenceStore, presencePrefix, redisPresenceStore, type PresenceState } from './presence.js'
+import { RetainedCaps } from './retained-quota.js'
 import { SessionExpiry, type SessionPersistence } from './session-expiry.js'
 import { capSessionQueues, type EnqueuingPersistence } from './session-queue-cap.js'
 import { createStorage, type Storage } from './storage.js'
@@ -76,6 +77,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   const authenticator = createAuthenticator({ anonymous, jwt, username: config.auth.jwt?.username ?? 'empty-or-subject', acl: config.acl })
   const audit = logger.child({ audit: true })
+  const retainedCaps = new RetainedCaps({ ledger: storage.retainedLedger, metrics, audit, logger })
   const policies = new BrokerPolicies({
     authenticator,
     acl: config.acl,
@@ -86,7 +88,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     logger,
     audit,
     metrics,
-    userConnections: (user) => presence.connections(user)
+    userConnections: (user) => presence.connections(user),
+    retainedCaps
   })
   const aedes = await Aedes.createBroker({
     id: nodeId,
@@ -199,7 +202,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
     addAdminRoutes(routes, { aedes, nodeId, policies, authenticator, audit })
-    addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, metrics, audit })
+    addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, metrics, audit, retainedCaps })
     addSseRoute(routes, {
       aedes,
       retained: (filters) => storage.persistence.createRetainedStreamCombi(filters),

@@ -10,6 +10,7 @@ import { bearerToken } from '../bridge/bearer.js'
 import { clientIdViolation, topicViolation, type Limits } from './limits.js'
 import { connectViolation } from './connect-rules.js'
 import type { Logger } from './logger.js'
+import type { RetainedCaps } from './retained-quota.js'
 import type { BrokerMetrics, DisconnectReason, DropReason, QosLabel, TransportLabel } from './metrics.js'
 
 export type BrokerHooks = Required<Pick<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>
@@ -28,6 +29,7 @@ export interface HookParts {
   metrics: BrokerMetrics
   /** A user's connections on all live nodes (this node's only without Redis). */
   userConnections: (user: string) => Promise<number>
+  retainedCaps: RetainedCaps
 }
 
 /** Where a connection comes from, recorded when it is accepted. */
@@ -80,6 +82,9 @@ export class BrokerPolicies {
   private readonly publishedCounter = new Float64Array(latencyRingSize)
   private brokerId = ''
   private readonly connectRates = new KeyedRateLimiter()
+  // A client's retained publishes being checked against the caps (a Redis round trip): its
+  // later publishes wait for them, so its messages keep their order [MQTT-4.6.0-6].
+  private readonly retainedChecks = new WeakMap<Client, Promise<void>>()
 
   constructor (private readonly parts: HookParts) {}
 
@@ -216,8 +221,12 @@ export class BrokerPolicies {
       },
 
       authorizePublish: (client, packet, done) => {
-        // null: Aedes publishes the will of a client that is gone; it was authorized at connect.
-        if (client === null) return done(null)
+        // null: Aedes publishes the will of a client that is gone; it was authorized at connect,
+        // and meets only the broker-wide retained cap (its owner is gone).
+        if (client === null) {
+          if (!packet.retain) return done(null)
+          return void parts.retainedCaps.apply(packet, { user: null, clientId: null, via: 'will' }, {}).then(() => done(null))
+        }
         const state = this.states.get(client)
         const deny = (policy: 'disconnect' | 'drop', cause: DropReason, reason: string): void => {
           audit.warn({ event: cause === 'acl' ? 'acl.denied' : 'limit.exceeded', action: 'publish', clientId: client.id, user: state?.identity.user ?? null, topic: packet.topic, reason }, 'publish refused')
@@ -243,7 +252,7 @@ export class BrokerPolicies {
         if (state.messageBucket !== null && !state.messageBucket.take(1)) return deny(parts.onLimitExceeded, 'rate_limit', `over ${limits.maxPublishRate} messages per second`)
         if (state.byteBucket !== null && !state.byteBucket.take(size)) return deny(parts.onLimitExceeded, 'rate_limit', `over ${limits.maxPublishBytesRate} bytes per second`)
         metrics.messageIn(packet.qos as QosLabel, size)
-        done(null)
+        this.afterRetainedCaps(client, state, packet, done)
       },
 
       authorizeSubscribe: (client, subscription, done) => {
@@ -286,6 +295,19 @@ export class BrokerPolicies {
         return packet
       }
     }
+  }
+
+  /** Calls `done` once a retained packet met the retained caps, in the client's publish order. */
+  private afterRetainedCaps (client: Client, state: ClientState, packet: PublishPacket, done: (err: null) => void): void {
+    const pending = this.retainedChecks.get(client)
+    if (!packet.retain && pending === undefined) return done(null)
+    const publisher = { user: state.identity.user, clientId: client.id, via: 'mqtt' as const }
+    const check = (pending ?? Promise.resolve()).then(async () => {
+      if (packet.retain) await this.parts.retainedCaps.apply(packet, publisher, state.grants.limits)
+      done(null)
+    })
+    this.retainedChecks.set(client, check)
+    void check.then(() => { if (this.retainedChecks.get(client) === check) this.retainedChecks.delete(client) })
   }
 
   /** Accepts a client within its user's connection limits; refuses it (CONNACK 5) beyond them. */
