@@ -102,3 +102,15 @@ t.test('two nodes on Redis: a user\'s retained messages are counted across nodes
   await publishRetained(t, a, 'roamer', { 'r/x/4': '4' })
   t.same(Object.keys(await retainedOf(t, b, 'r/x/#')).sort(), ['r/x/2', 'r/x/3', 'r/x/4'], 'a slot cleared through one node is free on the other')
 })
+
+t.test('one node: users whose roles set no retained limits get limits.maxRetainedPerUser and maxRetainedBytesPerUser', async (t) => {
+  const broker = await startBroker(t, config({
+    acl: { roles: { member: { pub: ['r/#'], sub: ['r/#'] } }, users: {}, defaultRoles: ['member'] },
+    limits: { maxRetainedPerUser: 2, maxRetainedBytesPerUser: 100 }
+  }))
+  await publishRetained(t, broker, 'plain', { 'r/p/1': '1', 'r/p/2': '2', 'r/p/3': '3' })
+  await publishRetained(t, broker, 'wide', { 'r/w/1': 'x'.repeat(101) })
+  t.same(Object.keys(await retainedOf(t, broker, 'r/#')).sort(), ['r/p/1', 'r/p/2'])
+  t.equal(await notStored(broker, 'user_count'), 1)
+  t.equal(await notStored(broker, 'user_bytes'), 1)
+})

@@ -86,7 +86,9 @@ export const configSchema = z.object({
     maxInflightInbound: nonNegativeInt('a count (integer >= 0, 0 = unlimited)'),
     maxConnectionsPerUser: nonNegativeInt('a count (integer >= 0, 0 = unlimited)'),
     maxConnectRatePerUser: nonNegativeInt('connections per second (integer >= 0, 0 = unlimited)'),
-    maxRetainedMessages: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)')
+    maxRetainedMessages: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),
+    maxRetainedPerUser: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),
+    maxRetainedBytesPerUser: nonNegativeInt('a size in bytes (integer >= 0, 0 = unlimited)')
   }).strict(),
   auth: z.object({
     // 'auto': anonymous clients are accepted only while no JWT key is configured.

@@ -77,7 +77,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   const authenticator = createAuthenticator({ anonymous, jwt, username: config.auth.jwt?.username ?? 'empty-or-subject', acl: config.acl })
   const audit = logger.child({ audit: true })
-  const retainedCaps = new RetainedCaps({ ledger: storage.retainedLedger, metrics, audit, logger })
+  const retainedCaps = new RetainedCaps({ ledger: storage.retainedLedger, limits: config.limits, metrics, audit, logger })
   const policies = new BrokerPolicies({
     authenticator,
     acl: config.acl,

@@ -57,7 +57,11 @@ export const defaultOptions = {
     // Retained messages stored for clients, whole broker (cluster-wide with Redis): a retained
     // publish over it is still delivered live but not stored, as EMQX's
     // retainer.max_retained_messages. 0 = unlimited.
-    maxRetainedMessages: 1_000_000
+    maxRetainedMessages: 1_000_000,
+    // Per authenticated user, for users whose roles set no `maxRetained`/`maxRetainedBytes`:
+    // retained messages and their payload bytes (cluster-wide with Redis). 0 = unlimited.
+    maxRetainedPerUser: 10_000,
+    maxRetainedBytesPerUser: 10 * 1024 * 1024
   },
   auth: {
     // Secure by default: no anonymous clients unless a config says so. config/default.yaml

@@ -11,6 +11,7 @@
 // with the check, so every node sees the same counts.
 import type { Redis } from 'ioredis'
 import type { RoleLimits } from '../acl/authorize.js'
+import type { Limits } from './limits.js'
 import type { Logger } from './logger.js'
 import type { BrokerMetrics } from './metrics.js'
 
@@ -143,7 +144,7 @@ export interface Publisher {
 
 /** Applies the retained caps to every path a retained message enters by (MQTT, wills, HTTP). */
 export class RetainedCaps {
-  constructor (private readonly parts: { ledger: RetainedLedger, metrics: BrokerMetrics, audit: Logger, logger: Logger }) {}
+  constructor (private readonly parts: { ledger: RetainedLedger, limits: Limits, metrics: BrokerMetrics, audit: Logger, logger: Logger }) {}
 
   /**
    * Records a retained packet within the caps; over one, clears its retain flag, so that it is
@@ -151,7 +152,14 @@ export class RetainedCaps {
    */
   async apply (packet: RetainedPacket, publisher: Publisher, limits: RoleLimits): Promise<void> {
     const { ledger, metrics, audit, logger } = this.parts
-    const entry = { owner: publisher.user, topic: packet.topic, bytes: Buffer.byteLength(packet.payload), maxCount: limits.maxRetained, maxBytes: limits.maxRetainedBytes }
+    const entry = {
+      owner: publisher.user,
+      topic: packet.topic,
+      bytes: Buffer.byteLength(packet.payload),
+      // roles that set no limit get the broker-wide default per user
+      maxCount: limits.maxRetained ?? unlimitedAsUndefined(this.parts.limits.maxRetainedPerUser),
+      maxBytes: limits.maxRetainedBytes ?? unlimitedAsUndefined(this.parts.limits.maxRetainedBytesPerUser)
+    }
     const refused = await ledger(entry).catch((err: Error) => {
       // the store itself needs Redis too: the message is stored or fails there
       logger.warn({ event: 'retained.unchecked', topic: packet.topic, reason: err.message }, 'retained caps not checked')
@@ -163,3 +171,5 @@ export class RetainedCaps {
     audit.warn({ event: 'limit.exceeded', action: 'retain', ...publisher, topic: packet.topic, reason: refused }, 'retained message delivered live, not stored')
   }
 }
+
+const unlimitedAsUndefined = (max: number): number | undefined => max === 0 ? undefined : max
