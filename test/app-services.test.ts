@@ -5,6 +5,7 @@ import type { MqttClient } from 'mqtt'
 import t from 'tap'
 import { closeClient, collect, connectClient, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
+import type { BrokerHandle } from '../src/broker/create-broker.js'
 import { startRedis } from './helpers/redis.js'
 
 const secret = 'app-services-secret-0123456789abcdef'
@@ -86,6 +87,35 @@ t.test('presence across nodes: two nodes at once, and a node killed with SIGKILL
   await waitFor(() => states.get('bob')?.online === false, 'offline after the node died', 6000)
   const after = Date.now() - killedAt
   t.ok(after < 1500 + 300 + 1000, `offline ${after} ms after the node died (bound: nodeTimeoutMs + heartbeatMs)`)
+})
+
+// The retained state of a user offline longer than presence.retainedExpirySeconds is cleared
+// (an empty retained publish), by one node only; a user who came back keeps theirs.
+for (const nodes of [1, 2]) t.test(`presence of users long offline is cleared (${nodes === 1 ? 'one node' : 'two nodes on Redis'})`, async (t) => {
+  const redis = nodes === 2 ? { url: (await startRedis(t)).url } : undefined
+  const presence = { heartbeatMs: 200, nodeTimeoutMs: 1000, minUpdateIntervalMs: 0, retainedExpirySeconds: 1 }
+  const brokers = []
+  for (let i = 0; i < nodes; i++) brokers.push(await startBroker(t, { ...config, presence, ...(redis === undefined ? {} : { redis, nodeId: `expiry-${i}` }) }))
+  const [first, last] = [brokers[0], brokers.at(-1)] as [BrokerHandle, BrokerHandle]
+  const watcher = await connectClient(t, first, 'tcp', as('watcher'))
+  const payloads: Record<string, string[]> = {}
+  watcher.on('message', (topic, payload) => { (payloads[topic] ??= []).push(payload.toString()) })
+  await watcher.subscribeAsync('$presence/+', { qos: 1 })
+
+  await closeClient(await connectClient(t, last, 'tcp', as('gone')), false)
+  const returning = await connectClient(t, first, 'tcp', as('back'))
+  await closeClient(returning, false)
+  await waitFor(() => payloads['$presence/back']?.length === 2, 'back offline')
+  await connectClient(t, last, 'ws', as('back'))
+  await waitFor(() => payloads['$presence/gone']?.at(-1) === '', 'the state of gone cleared', 4000)
+  await sleep(600) // several sweeps on every node
+  t.equal(payloads['$presence/gone']?.filter((p) => p === '').length, 1, 'cleared once')
+  t.notOk(payloads['$presence/back']?.includes(''), 'a user back online keeps their state')
+  const late = await connectClient(t, last, 'tcp', as('late'))
+  const retained = collect(late)
+  await late.subscribeAsync('$presence/+', { qos: 1 })
+  await sleep(200)
+  t.same(retained.map((m) => m.topic).sort(), ['$presence/back', '$presence/late', '$presence/watcher'], 'no retained state left for gone')
 })
 
 t.test('HTTP publish: accepted, authorized by the ACL, clear errors', async (t) => {

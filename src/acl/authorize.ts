@@ -15,6 +15,14 @@ export interface RoleLimits {
   maxSubscriptions?: number | undefined
   maxPayloadSize?: number | undefined
   maxQos?: 0 | 1 | 2 | undefined
+  /** Concurrent connections of one user (cluster-wide with Redis); unset: limits.maxConnectionsPerUser. */
+  maxConnections?: number | undefined
+  /** New connections of one user per second, per node; unset: limits.maxConnectRatePerUser. */
+  maxConnectRate?: number | undefined
+  /** Retained messages one user may have stored (cluster-wide with Redis). */
+  maxRetained?: number | undefined
+  /** Payload bytes of the retained messages one user may have stored. */
+  maxRetainedBytes?: number | undefined
 }
 
 export interface RoleConfig {
@@ -138,7 +146,7 @@ class CompiledGrants implements ClientGrants {
 /** Per key, the most generous value across the roles; a role that leaves a key unset is unlimited in it. */
 function mergeLimits (limits: RoleLimits[]): RoleLimits {
   const out: RoleLimits = {}
-  for (const key of ['maxPublishRate', 'maxPublishBytesRate', 'maxSubscriptions', 'maxPayloadSize', 'maxQos'] as const) {
+  for (const key of ['maxPublishRate', 'maxPublishBytesRate', 'maxSubscriptions', 'maxPayloadSize', 'maxQos', 'maxConnections', 'maxConnectRate', 'maxRetained', 'maxRetainedBytes'] as const) {
     const values = limits.map((l) => l[key]).filter((v): v is number => v !== undefined)
     if (values.length === limits.length && values.length > 0) out[key] = Math.max(...values) as never
   }

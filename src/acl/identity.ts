@@ -18,7 +18,7 @@ export const enum ConnackCode {
 }
 
 /** Why authentication failed, in a bounded set (a metrics label). */
-export type AuthFailureKind = 'no_credentials' | 'bad_token' | 'username_mismatch' | 'identifier_rejected' | 'will_denied' | 'unsafe_identity'
+export type AuthFailureKind = 'no_credentials' | 'bad_token' | 'username_mismatch' | 'identifier_rejected' | 'will_denied' | 'unsafe_identity' | 'connection_limit' | 'connect_rate_limit'
 
 export type AuthResult =
   | { ok: true, identity: Identity }

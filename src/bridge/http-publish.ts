@@ -7,6 +7,7 @@ import { compileGrants, type AclConfig } from '../acl/authorize.js'
 import { isValidTopicName } from '../acl/topic-pattern.js'
 import type { Limits } from '../broker/limits.js'
 import { topicViolation } from '../broker/limits.js'
+import type { RetainedCaps } from '../broker/retained-quota.js'
 import type { Logger } from '../broker/logger.js'
 import type { BrokerMetrics, QosLabel } from '../broker/metrics.js'
 import { authenticateRequest } from './bearer.js'
@@ -22,6 +23,7 @@ export interface HttpPublishParts {
   limits: Limits
   metrics: BrokerMetrics
   audit: Logger
+  retainedCaps: RetainedCaps
 }
 
 interface MessageInput {
@@ -98,6 +100,9 @@ export function addHttpPublishRoute (routes: Routes, parts: HttpPublishParts): v
       }
       return sendJson(res, err.status, { error: err.message })
     }
+    // retained messages over a cap are published live, not stored, as over MQTT
+    const publisher = { user: identity.user, clientId: null, via: 'http' as const }
+    for (const packet of packets) if (packet.retain) await parts.retainedCaps.apply(packet, publisher, grants.grants.limits)
     await Promise.all(packets.map((packet) => new Promise<void>((resolve, reject) => {
       aedes.publish(packet, (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
     })))

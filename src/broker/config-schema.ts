@@ -83,7 +83,12 @@ export const configSchema = z.object({
     connectTimeoutMs: positiveInt('milliseconds (positive integer)'),
     drainTimeoutMs: nonNegativeInt('milliseconds (integer >= 0, 0 = off)'),
     keepaliveLimitS: nonNegativeInt('seconds (integer >= 0, 0 = any)').max(65535, 'expected at most 65535'),
-    maxInflightInbound: nonNegativeInt('a count (integer >= 0, 0 = unlimited)')
+    maxInflightInbound: nonNegativeInt('a count (integer >= 0, 0 = unlimited)'),
+    maxConnectionsPerUser: nonNegativeInt('a count (integer >= 0, 0 = unlimited)'),
+    maxConnectRatePerUser: nonNegativeInt('connections per second (integer >= 0, 0 = unlimited)'),
+    maxRetainedMessages: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),
+    maxRetainedPerUser: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),
+    maxRetainedBytesPerUser: nonNegativeInt('a size in bytes (integer >= 0, 0 = unlimited)')
   }).strict(),
   auth: z.object({
     // 'auto': anonymous clients are accepted only while no JWT key is configured.
@@ -117,7 +122,11 @@ export const configSchema = z.object({
         maxPublishBytesRate: positiveInt('bytes per second (positive integer)').optional(),
         maxSubscriptions: nonNegativeInt('a count (integer >= 0)').optional(),
         maxPayloadSize: nonNegativeInt('a size in bytes (integer >= 0)').optional(),
-        maxQos: z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'expected 0, 1 or 2' }).optional()
+        maxQos: z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'expected 0, 1 or 2' }).optional(),
+        maxConnections: positiveInt('a count (positive integer)').optional(),
+        maxConnectRate: positiveInt('connections per second (positive integer)').optional(),
+        maxRetained: nonNegativeInt('a number of messages (integer >= 0)').optional(),
+        maxRetainedBytes: nonNegativeInt('a size in bytes (integer >= 0)').optional()
       }).strict().optional()
     }).strict()),
     users: z.record(z.string(), z.object({ roles: z.array(z.string()) }).strict()),
@@ -131,7 +140,9 @@ export const configSchema = z.object({
   presence: z.object({
     enabled: z.boolean({ error: 'expected true or false' }),
     heartbeatMs: positiveInt('milliseconds (positive integer)'),
-    nodeTimeoutMs: positiveInt('milliseconds (positive integer)')
+    nodeTimeoutMs: positiveInt('milliseconds (positive integer)'),
+    minUpdateIntervalMs: nonNegativeInt('milliseconds (integer >= 0, 0 = every change)'),
+    retainedExpirySeconds: nonNegativeInt('seconds (integer >= 0, 0 = never)').max(31_536_000, 'expected at most 31536000 (a year)')
   }).strict(),
   sessions: z.object({
     maxQueuedMessages: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),

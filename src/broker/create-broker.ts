@@ -27,6 +27,7 @@ import { createTlsListener } from './listeners/tls.js'
 import { createLogger, type Logger } from './logger.js'
 import { BrokerMetrics } from './metrics.js'
 import { Presence, memoryPresenceStore, presencePrefix, redisPresenceStore, type PresenceState } from './presence.js'
+import { RetainedCaps } from './retained-quota.js'
 import { SessionExpiry, type SessionPersistence } from './session-expiry.js'
 import { capSessionQueues, type EnqueuingPersistence } from './session-queue-cap.js'
 import { createStorage, type Storage } from './storage.js'
@@ -76,6 +77,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   const authenticator = createAuthenticator({ anonymous, jwt, username: config.auth.jwt?.username ?? 'empty-or-subject', acl: config.acl })
   const audit = logger.child({ audit: true })
+  const retainedCaps = new RetainedCaps({ ledger: storage.retainedLedger, limits: config.limits, metrics, audit, logger })
   const policies = new BrokerPolicies({
     authenticator,
     acl: config.acl,
@@ -85,7 +87,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     limits: config.limits,
     logger,
     audit,
-    metrics
+    metrics,
+    userConnections: (user) => presence.connections(user),
+    retainedCaps
   })
   const aedes = await Aedes.createBroker({
     id: nodeId,
@@ -126,29 +130,27 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       onExpired: () => metrics.sessionExpired(),
       logger
     })
-  // The node heartbeats of presence also tell session expiry which nodes died, so they run in
-  // a cluster with expiry on even when presence states are off.
-  const heartbeats = config.presence.enabled || (storage.redis !== null && expiry !== null)
-    ? createPresence(config, storage, aedes, nodeId, logger, async (node) => {
-      if (expiry === null) return
-      // a failure here must not stop presence from recounting the dead node's users
-      await expiry.nodeDied(node).then(
-        () => logger.info({ event: 'session.node-lost', node }, 'sessions held on a dead node are offline from now'),
-        (err: Error) => logger.warn({ event: 'session.node-lost-failed', node, reason: err.message }, 'could not take the sessions of a dead node offline'))
-    })
-    : null
-  const presence = config.presence.enabled ? heartbeats : null
+  // Presence counts every user's connections (for the per-user connection limit) and publishes
+  // their states when presence is on; its node heartbeats also tell session expiry which nodes
+  // died.
+  const presence = createPresence(config, storage, aedes, nodeId, logger, async (node) => {
+    if (expiry === null) return
+    // a failure here must not stop presence from recounting the dead node's users
+    await expiry.nodeDied(node).then(
+      () => logger.info({ event: 'session.node-lost', node }, 'sessions held on a dead node are offline from now'),
+      (err: Error) => logger.warn({ event: 'session.node-lost-failed', node, reason: err.message }, 'could not take the sessions of a dead node offline'))
+  })
   aedes.on('client', (client) => expiry?.connected(client))
   aedes.on('clientReady', (client) => {
     const state = policies.stateOf(client)
     if (state === undefined) return
     metrics.clientConnected(state.connection.transport)
-    if (state.identity.user !== null) presence?.connected(state.identity.user)
+    if (state.identity.user !== null) presence.connected(state.identity.user)
   })
   aedes.on('clientDisconnect', (client) => {
     expiry?.disconnected(client)
     const state = policies.forget(client, holders[client.id], 'client')
-    if (state !== undefined && state.identity.user !== null) presence?.disconnected(state.identity.user)
+    if (state !== undefined && state.identity.user !== null) presence.disconnected(state.identity.user)
   })
   aedes.on('keepaliveTimeout', (client) => policies.noteCloseReason(client, 'keepalive_timeout'))
   aedes.on('unsubscribe', (topics, client) => policies.forgetSubscriptions(client, topics))
@@ -200,7 +202,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
     addAdminRoutes(routes, { aedes, nodeId, policies, authenticator, audit })
-    addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, metrics, audit })
+    addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, metrics, audit, retainedCaps })
     addSseRoute(routes, {
       aedes,
       retained: (filters) => storage.persistence.createRetainedStreamCombi(filters),
@@ -238,7 +240,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
         for (const client of wss.clients) client.terminate()
         // publish the presence changes of the clients just disconnected while Aedes still runs
         await until(() => aedes.connectedClients === 0, 1000)
-        await bounded(heartbeats?.close() ?? Promise.resolve(), config.shutdown.timeoutMs)
+        await bounded(presence.close(), config.shutdown.timeoutMs)
         // the sessions of the clients just disconnected are recorded offline before storage closes
         await bounded(expiry?.close() ?? Promise.resolve(), config.shutdown.timeoutMs)
         await bounded(new Promise<void>((resolve) => aedes.close(() => resolve())), config.shutdown.timeoutMs - config.shutdown.drainMs)
@@ -260,7 +262,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     }
   } catch (err) {
     await expiry?.close()
-    await heartbeats?.close()
+    await presence.close()
     await Promise.all(servers.map(({ server }) => closeServer(server)))
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await storage.close()
@@ -294,17 +296,22 @@ function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, n
   const store = storage.redis === null
     ? memoryPresenceStore()
     : redisPresenceStore(storage.redis, nodeId, config.presence.nodeTimeoutMs, onNodeDead)
-  const publish = (state: PresenceState): Promise<void> => new Promise((resolve, reject) => {
+  const publish = (user: string, state: PresenceState | null): Promise<void> => new Promise((resolve, reject) => {
     aedes.publish({
       cmd: 'publish',
-      topic: presencePrefix + state.user,
-      payload: Buffer.from(JSON.stringify(state)),
+      topic: presencePrefix + user,
+      // an empty retained payload clears the state [MQTT-3.3.1-10]
+      payload: state === null ? Buffer.alloc(0) : Buffer.from(JSON.stringify(state)),
       qos: 1,
       retain: true,
       dup: false
     }, (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
   })
-  return new Presence(store, publish, logger, config.presence.heartbeatMs)
+  return new Presence(store, config.presence.enabled ? publish : null, logger, {
+    sweepIntervalMs: config.presence.heartbeatMs,
+    minUpdateIntervalMs: config.presence.minUpdateIntervalMs,
+    retainedExpiryMs: config.presence.retainedExpirySeconds * 1000
+  })
 }
 
 function createJwtVerifier (config: BrokerConfig): JwtVerifier | null {

@@ -48,7 +48,20 @@ export const defaultOptions = {
     // Aedes: the largest keepalive a client may ask for, seconds; 0 = any.
     keepaliveLimitS: 0,
     // Aedes: inbound QoS 2 messages awaiting PUBREL per client.
-    maxInflightInbound: 1000
+    maxInflightInbound: 1000,
+    // Per authenticated user, for users whose roles set no `maxConnections`/`maxConnectRate`:
+    // concurrent connections (cluster-wide with Redis) and new connections per second (per
+    // node, one second of burst). More get CONNACK 5. Anonymous clients are not counted.
+    maxConnectionsPerUser: 100,
+    maxConnectRatePerUser: 10,
+    // Retained messages stored for clients, whole broker (cluster-wide with Redis): a retained
+    // publish over it is still delivered live but not stored, as EMQX's
+    // retainer.max_retained_messages. 0 = unlimited.
+    maxRetainedMessages: 1_000_000,
+    // Per authenticated user, for users whose roles set no `maxRetained`/`maxRetainedBytes`:
+    // retained messages and their payload bytes (cluster-wide with Redis). 0 = unlimited.
+    maxRetainedPerUser: 10_000,
+    maxRetainedBytesPerUser: 10 * 1024 * 1024
   },
   auth: {
     // Secure by default: no anonymous clients unless a config says so. config/default.yaml
@@ -81,7 +94,14 @@ export const defaultOptions = {
     // Each node beats this often; in a cluster, the users of a node silent for
     // nodeTimeoutMs go offline (within nodeTimeoutMs + heartbeatMs).
     heartbeatMs: 5_000,
-    nodeTimeoutMs: 15_000
+    nodeTimeoutMs: 15_000,
+    // At most one published state per user per this period, cluster-wide; the last state
+    // always follows (a trailing update). A connect/disconnect loop costs observers one
+    // message a second. 0 = every change.
+    minUpdateIntervalMs: 1_000,
+    // The retained state of a user offline this long is cleared (a day: the `lastSeen` of
+    // yesterday's users stays readable, abandoned user names do not pile up). 0 = never.
+    retainedExpirySeconds: 86_400
   },
   sessions: {
     // QoS 1/2 messages a persistent session may hold (queued while offline, or sent and not

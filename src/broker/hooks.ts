@@ -3,13 +3,14 @@
 // or a closed connection. Per-client state lives in a WeakMap keyed by the Aedes client.
 import type { Aedes, AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
-import { compileGrants, type AclConfig, type ClientGrants } from '../acl/authorize.js'
+import { compileGrants, type AclConfig, type ClientGrants, type RoleLimits } from '../acl/authorize.js'
 import type { AuthFailureKind, Identity } from '../acl/identity.js'
-import { TokenBucket } from '../acl/rate-limit.js'
+import { KeyedRateLimiter, TokenBucket } from '../acl/rate-limit.js'
 import { bearerToken } from '../bridge/bearer.js'
 import { clientIdViolation, topicViolation, type Limits } from './limits.js'
 import { connectViolation } from './connect-rules.js'
 import type { Logger } from './logger.js'
+import type { RetainedCaps } from './retained-quota.js'
 import type { BrokerMetrics, DisconnectReason, DropReason, QosLabel, TransportLabel } from './metrics.js'
 
 export type BrokerHooks = Required<Pick<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>
@@ -26,6 +27,9 @@ export interface HookParts {
   /** Structured audit lines: authentication failures, ACL denials, admin actions. */
   audit: Logger
   metrics: BrokerMetrics
+  /** A user's connections on all live nodes (this node's only without Redis). */
+  userConnections: (user: string) => Promise<number>
+  retainedCaps: RetainedCaps
 }
 
 /** Where a connection comes from, recorded when it is accepted. */
@@ -77,6 +81,10 @@ export class BrokerPolicies {
   private readonly publishedAt = new Float64Array(latencyRingSize)
   private readonly publishedCounter = new Float64Array(latencyRingSize)
   private brokerId = ''
+  private readonly connectRates = new KeyedRateLimiter()
+  // A client's retained publishes being checked against the caps (a Redis round trip): its
+  // later publishes wait for them, so its messages keep their order [MQTT-4.6.0-6].
+  private readonly retainedChecks = new WeakMap<Client, Promise<void>>()
 
   constructor (private readonly parts: HookParts) {}
 
@@ -209,12 +217,16 @@ export class BrokerPolicies {
           byteBucket: limits.maxPublishBytesRate === undefined ? null : new TokenBucket(limits.maxPublishBytesRate),
           expiryTimer: identity.expiresAt === null ? null : this.scheduleExpiry(client, identity.expiresAt + parts.expiryGraceS * 1000)
         })
-        done(null, true)
+        this.admitConnection(client, identity.user, limits, refuse, () => done(null, true))
       },
 
       authorizePublish: (client, packet, done) => {
-        // null: Aedes publishes the will of a client that is gone; it was authorized at connect.
-        if (client === null) return done(null)
+        // null: Aedes publishes the will of a client that is gone; it was authorized at connect,
+        // and meets only the broker-wide retained cap (its owner is gone).
+        if (client === null) {
+          if (!packet.retain) return done(null)
+          return void parts.retainedCaps.apply(packet, { user: null, clientId: null, via: 'will' }, {}).then(() => done(null))
+        }
         const state = this.states.get(client)
         const deny = (policy: 'disconnect' | 'drop', cause: DropReason, reason: string): void => {
           audit.warn({ event: cause === 'acl' ? 'acl.denied' : 'limit.exceeded', action: 'publish', clientId: client.id, user: state?.identity.user ?? null, topic: packet.topic, reason }, 'publish refused')
@@ -240,7 +252,7 @@ export class BrokerPolicies {
         if (state.messageBucket !== null && !state.messageBucket.take(1)) return deny(parts.onLimitExceeded, 'rate_limit', `over ${limits.maxPublishRate} messages per second`)
         if (state.byteBucket !== null && !state.byteBucket.take(size)) return deny(parts.onLimitExceeded, 'rate_limit', `over ${limits.maxPublishBytesRate} bytes per second`)
         metrics.messageIn(packet.qos as QosLabel, size)
-        done(null)
+        this.afterRetainedCaps(client, state, packet, done)
       },
 
       authorizeSubscribe: (client, subscription, done) => {
@@ -283,6 +295,55 @@ export class BrokerPolicies {
         return packet
       }
     }
+  }
+
+  /** Calls `done` once a retained packet met the retained caps, in the client's publish order. */
+  private afterRetainedCaps (client: Client, state: ClientState, packet: PublishPacket, done: (err: null) => void): void {
+    const pending = this.retainedChecks.get(client)
+    if (!packet.retain && pending === undefined) return done(null)
+    const publisher = { user: state.identity.user, clientId: client.id, via: 'mqtt' as const }
+    const check = (pending ?? Promise.resolve()).then(async () => {
+      if (packet.retain) await this.parts.retainedCaps.apply(packet, publisher, state.grants.limits)
+      done(null)
+    })
+    this.retainedChecks.set(client, check)
+    void check.then(() => { if (this.retainedChecks.get(client) === check) this.retainedChecks.delete(client) })
+  }
+
+  /** Accepts a client within its user's connection limits; refuses it (CONNACK 5) beyond them. */
+  private admitConnection (client: Client, user: string | null, limits: RoleLimits, refuse: (code: number, kind: AuthFailureKind, reason: string) => void, accept: () => void): void {
+    if (user === null) return accept()
+    const deny = (kind: AuthFailureKind, reason: string): void => {
+      const state = this.states.get(client)
+      if (state?.expiryTimer != null) clearTimeout(state.expiryTimer)
+      this.states.delete(client)
+      refuse(5, kind, reason)
+    }
+    this.connectionLimitViolation(client, user, limits).then((violation) => {
+      if (violation === null) accept()
+      else deny(violation.kind, violation.reason)
+    }, (err: Error) => {
+      // counts unreadable (Redis away): availability first, the rate limit still holds
+      this.parts.logger.warn({ event: 'connect.limit-unchecked', clientId: client.id, reason: err.message }, 'connection count unavailable: connection accepted')
+      accept()
+    })
+  }
+
+  /**
+   * Per user: new connections per second on this node, and concurrent connections (all nodes
+   * with Redis). The role limits apply, else the broker-wide defaults; 0 = unlimited.
+   */
+  private async connectionLimitViolation (client: Client, user: string, limits: RoleLimits): Promise<{ kind: AuthFailureKind, reason: string } | null> {
+    const rate = limits.maxConnectRate ?? this.parts.limits.maxConnectRatePerUser
+    if (rate > 0 && !this.connectRates.take(user, rate)) return { kind: 'connect_rate_limit', reason: `user over ${rate} new connections per second` }
+    const max = limits.maxConnections ?? this.parts.limits.maxConnectionsPerUser
+    if (max === 0) return null
+    // a connection of this user about to be taken over (same client id) makes room for this one
+    // (Aedes' client knows its broker, and the broker its clients: both left out of the typings)
+    const holder = (client as unknown as { broker: { clients: Record<string, Client> } }).broker.clients[client.id]
+    const replaced = holder !== undefined && holder !== client && this.states.get(holder)?.identity.user === user ? 1 : 0
+    if (await this.parts.userConnections(user) - replaced >= max) return { kind: 'connection_limit', reason: `user already has ${max} connections` }
+    return null
   }
 
   private scheduleExpiry (client: Client, at: number): NodeJS.Timeout {

@@ -9,6 +9,7 @@ import aedesPersistenceRedis, { type RedisPersistence } from 'aedes-persistence-
 import mqemitterRedis from 'mqemitter-redis'
 import type { BrokerConfig } from './config-schema.js'
 import type { Logger } from './logger.js'
+import { memoryRetainedLedger, redisRetainedLedger, type RetainedLedger } from './retained-quota.js'
 import { RoutedEmitter } from './routed-emitter.js'
 import { memoryQueueLengths, redisQueueLengths, type QueueLengths } from './session-queue-cap.js'
 import { memorySessionStore, redisSessionStore, type SessionStore } from './session-expiry.js'
@@ -37,6 +38,8 @@ export interface Storage {
   redisState: () => Record<string, boolean>
   /** Retained messages stored (cluster-wide with Redis). */
   retainedCount: () => Promise<number>
+  /** Owners and sizes of the retained messages clients stored, for the retained caps. */
+  retainedLedger: RetainedLedger
   /** A Redis connection for the broker's own keys (key prefix applied); null in memory. */
   redis: Redis | null
   /** Messages each persistent session holds, for sessions.maxQueuedMessages. */
@@ -67,6 +70,7 @@ export async function createStorage (config: BrokerConfig, nodeId: string, logge
         for await (const _packet of persistence.createRetainedStreamCombi(['#'])) count++
         return count
       },
+      retainedLedger: memoryRetainedLedger(config.limits.maxRetainedMessages),
       close: async () => {}
     }
   }
@@ -151,6 +155,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     sessionStore: redisSessionStore(persistenceConnection, nodeId, redis.keyPrefix),
     // aedes-persistence-redis keeps retained messages in one hash; ioredis adds the key prefix
     retainedCount: async () => await persistenceConnection.hlen('retained'),
+    retainedLedger: redisRetainedLedger(persistenceConnection, config.limits.maxRetainedMessages),
     close: async () => {
       if (closed) return
       closed = true
