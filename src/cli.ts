@@ -7,6 +7,7 @@ import { createBroker } from './broker/create-broker.js'
 import cluster from 'node:cluster'
 import { boundHeapGrowth } from './broker/heap-growth.js'
 import { exitOnSignals } from './broker/lifecycle.js'
+import { UnpatchedDependencyError } from './broker/patched-dependencies.js'
 import { createLogger } from './broker/logger.js'
 import { superviseWorkers, workerCount } from './broker/workers.js'
 import { signToken } from './acl/jwt.js'
@@ -174,6 +175,10 @@ main(process.argv.slice(2)).catch((err: unknown) => {
   if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
     process.stderr.write(`realtime-broker: ${(err as Error).message}\n\n${usage}`)
     process.exit(2)
+  }
+  if (err instanceof UnpatchedDependencyError) {
+    process.stderr.write(`${err.message}\n`)
+    process.exit(1)
   }
   const code = (err as { code?: string }).code
   if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {

@@ -25,6 +25,7 @@ import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
 import { createTcpListener } from './listeners/tcp.js'
 import { createTlsListener } from './listeners/tls.js'
 import { createLogger, type Logger } from './logger.js'
+import { assertDependenciesPatched } from './patched-dependencies.js'
 import { BrokerMetrics } from './metrics.js'
 import { Presence, memoryPresenceStore, presencePrefix, redisPresenceStore, type PresenceState } from './presence.js'
 import { SessionExpiry, type SessionPersistence } from './session-expiry.js'
@@ -56,6 +57,7 @@ export interface CreateBrokerOptions {
 }
 
 export async function createBroker (input: ConfigInput | BrokerConfig = {}, options: CreateBrokerOptions = {}): Promise<BrokerHandle> {
+  assertDependenciesPatched()
   const config = resolveConfig(input as ConfigInput)
   const nodeId = config.nodeId === '' ? randomUUID() : config.nodeId
   const logger = options.logger ?? createLogger(config.log.level, nodeId)
