@@ -2,7 +2,7 @@
 // of each document run in order in one shell, on free ports, within a time bound. A block that
 // cannot run here says so, and why, in a `<!-- not run: reason -->` comment right above it.
 import { spawn } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,7 +11,7 @@ import t from 'tap'
 import { codeBlocks } from './helpers/markdown.js'
 
 const repo = fileURLToPath(new URL('..', import.meta.url))
-const documents = ['README.md', 'docs/cluster.md', 'docs/auth.md', 'docs/app-services.md', 'docs/operations.md']
+const documents = ['README.md', 'clients/web/README.md', ...readdirSync(join(repo, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)]
 const shellLanguages = new Set(['sh', 'bash', 'shell'])
 const scriptLanguages = new Set(['js', 'ts'])
 // blocks that look runnable but can only run elsewhere must carry a `not run` reason
