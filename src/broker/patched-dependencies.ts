@@ -19,21 +19,23 @@ export class UnpatchedDependencyError extends Error {
 interface PatchedFile { path: string, addedLines: string[] }
 interface Patch { file: string, name: string, version: string, files: PatchedFile[] }
 
-const verifiedRoots = new Set<string>()
+let verified = false
 
 /** Throws UnpatchedDependencyError unless every patch in patches/ is in effect. */
-export function assertDependenciesPatched (root: string = packageRoot()): void {
-  if (verifiedRoots.has(root)) return
-  const problems = readPatches(join(root, 'patches')).flatMap((patch) => problemsOf(patch, root))
+export function assertDependenciesPatched (): void {
+  if (verified) return
+  const root = packageRoot()
+  const patches = join(root, 'patches')
+  // the package ships patches/: without it nothing could be checked
+  const problems = existsSync(patches) ? readPatches(patches).flatMap((patch) => problemsOf(patch, root)) : [`${patches} is missing`]
   if (problems.length > 0) {
     throw new UnpatchedDependencyError(`realtime-broker: refusing to start on unpatched dependencies:\n${problems.map((p) => `  ${p}`).join('\n')}\n` +
       'Install the published package (its patched dependencies are bundled) or, in a checkout, run `npm ci` (which runs patch-package).')
   }
-  verifiedRoots.add(root)
+  verified = true
 }
 
 function readPatches (dir: string): Patch[] {
-  if (!existsSync(dir)) return []
   return readdirSync(dir).filter((file) => file.endsWith('.patch')).map((file) => {
     // patch-package's file names: name+version.patch, @scope+name+version.patch
     const parts = file.slice(0, -'.patch'.length).split('+')
