@@ -11,6 +11,8 @@ import t from 'tap'
 import { codeBlocks } from './helpers/markdown.js'
 
 const repo = fileURLToPath(new URL('..', import.meta.url))
+// about 70 s alone (brokers, a cluster, HAProxy), more beside other test files
+t.setTimeout(300_000)
 const documents = ['README.md', 'clients/web/README.md', ...readdirSync(join(repo, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)]
 const shellLanguages = new Set(['sh', 'bash', 'shell'])
 const scriptLanguages = new Set(['js', 'ts'])

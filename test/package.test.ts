@@ -11,6 +11,8 @@ import t from 'tap'
 import { codeBlocks } from './helpers/markdown.js'
 
 const run = promisify(execFile)
+// npm pack (with its build) and two installs: about 75 s alone, more beside other test files
+t.setTimeout(300_000)
 const repo = fileURLToPath(new URL('..', import.meta.url))
 const npmFlags = ['--prefer-offline', '--no-audit', '--no-fund', '--loglevel', 'error']
 
