@@ -7,6 +7,7 @@ import { createBroker } from './broker/create-broker.js'
 import cluster from 'node:cluster'
 import { boundHeapGrowth } from './broker/heap-growth.js'
 import { exitOnSignals } from './broker/lifecycle.js'
+import { UnpatchedDependencyError } from './broker/patched-dependencies.js'
 import { createLogger } from './broker/logger.js'
 import { superviseWorkers, workerCount } from './broker/workers.js'
 import { signToken } from './acl/jwt.js'
@@ -69,7 +70,11 @@ async function start (args: string[]): Promise<void> {
   })
   const file = values.config ?? process.env.BROKER_CONFIG ?? defaultConfigFile
   const config = loadConfig({ file: String(file), env: process.env, flags })
-  const announce = (line: string): void => { process.stdout.write(`realtime-broker: ${line}\n`) }
+  // stdout carries the JSON logs only (`realtime-broker start | jq 'select(.audit)'`): the
+  // human start-up lines go to stderr, and a reader that goes away (EPIPE) must not take the
+  // broker with it (pino drops its own lines then; these streams need a listener for it).
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', ignoreBrokenPipe)
+  const announce = (line: string): void => { process.stderr.write(`realtime-broker: ${line}\n`) }
   const workers = workerCount(config)
   if (workers > 1 && cluster.isPrimary) {
     const logger = createLogger(config.log.level, `${config.nodeId === '' ? 'primary' : config.nodeId}`)
@@ -79,6 +84,10 @@ async function start (args: string[]): Promise<void> {
   const nodeId = config.nodeId !== '' && cluster.isWorker ? `${config.nodeId}-${cluster.worker?.id ?? 0}` : config.nodeId
   const broker = await createBroker({ ...config, nodeId }, { announce })
   exitOnSignals(broker)
+}
+
+function ignoreBrokenPipe (err: NodeJS.ErrnoException): void {
+  if (err.code !== 'EPIPE') throw err
 }
 
 async function token (args: string[]): Promise<void> {
@@ -174,6 +183,10 @@ main(process.argv.slice(2)).catch((err: unknown) => {
   if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
     process.stderr.write(`realtime-broker: ${(err as Error).message}\n\n${usage}`)
     process.exit(2)
+  }
+  if (err instanceof UnpatchedDependencyError) {
+    process.stderr.write(`${err.message}\n`)
+    process.exit(1)
   }
   const code = (err as { code?: string }).code
   if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {

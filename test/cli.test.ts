@@ -1,10 +1,11 @@
 // The CLI as a user runs it: a real process, real ports, real mosquitto clients and MQTT.js.
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { promisify } from 'node:util'
 import { connect } from 'mqtt'
 import t from 'tap'
 import { closeClient, collect, waitFor } from './helpers/broker.js'
-import { runCli, spawnBroker } from './helpers/process.js'
+import { diesWithTest } from './helpers/children.js'
+import { cliPath, runCli, spawnBroker } from './helpers/process.js'
 
 const run = promisify(execFile)
 
@@ -82,4 +83,55 @@ t.test('a bad config exits with code 2 naming the key', async (t) => {
   const flag = await runCli(['start', '--bogus'])
   t.equal(flag.code, 2)
   t.match(flag.stderr, /Unknown option '--bogus'/)
+})
+
+/** `realtime-broker start` with stdout and stderr kept apart; resolves once it listens. */
+async function startPiped (t: { teardown: (fn: () => unknown) => void }, closeStdoutAfterFirstLine = false): Promise<{ child: ReturnType<typeof spawn>, stdout: () => string, stderr: () => string, mqttPort: number, exited: Promise<number | null> }> {
+  const child = diesWithTest(spawn(process.execPath, [cliPath, 'start'], {
+    env: { ...process.env, MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'debug' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  }))
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString()
+    // the reader goes away, as `| head -1` does
+    if (closeStdoutAfterFirstLine && stdout.includes('\n')) child.stdout.destroy()
+  })
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  await waitFor(() => /HTTP \(health\) listening/.test(stderr) || child.exitCode !== null, 'the listening lines on stderr', 15_000)
+  const mqttPort = Number(/MQTT over TCP listening on mqtt:\/\/[^\s]*:(\d+)/.exec(stderr)?.[1])
+  return { child, stdout: () => stdout, stderr: () => stderr, mqttPort, exited }
+}
+
+t.test('stdout carries JSON log lines only; the human start-up lines, demo URL included, go to stderr', async (t) => {
+  const broker = await startPiped(t)
+  t.match(broker.stderr(), /realtime-broker: Demos at http:\/\/127\.0\.0\.1:\d+\//, 'the demo pages are announced')
+  const client = connect(`mqtt://127.0.0.1:${broker.mqttPort}`, { reconnectPeriod: 0 })
+  await new Promise((resolve) => client.once('connect', resolve))
+  await closeClient(client, false)
+  broker.child.kill('SIGTERM')
+  t.equal(await broker.exited, 0)
+  const lines = broker.stdout().split('\n').filter((line) => line !== '')
+  t.ok(lines.length > 3, 'the broker logged')
+  for (const line of lines) t.doesNotThrow(() => JSON.parse(line), `a JSON line: ${line.slice(0, 80)}`)
+  t.ok(lines.some((line) => (JSON.parse(line) as { event?: string }).event === 'listener.up'), 'the listeners are in the JSON log too')
+})
+
+t.test('a stdout closed after the first line (`| head -1`) neither crashes nor hangs the broker', async (t) => {
+  const started = await startPiped(t, true)
+  t.equal(started.child.exitCode, null, 'still running after its start-up lines')
+  // debug logging: every connection writes lines to the closed pipe
+  const client = connect(`mqtt://127.0.0.1:${started.mqttPort}`, { reconnectPeriod: 0 })
+  t.teardown(() => closeClient(client))
+  await new Promise((resolve) => client.once('connect', resolve))
+  await client.subscribeAsync('after/close', { qos: 1 })
+  const got = collect(client)
+  await client.publishAsync('after/close', 'still serving', { qos: 1 })
+  await waitFor(() => got.length === 1, 'the message through the broker')
+  const timedOut = new Promise<string>((resolve) => setTimeout(() => resolve('still running after 15 s'), 15_000).unref())
+  started.child.kill('SIGTERM')
+  t.equal(await Promise.race([started.exited, timedOut]), 0)
 })

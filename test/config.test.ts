@@ -1,6 +1,7 @@
 // Configuration: precedence (defaults < file < environment < flags) and validation messages.
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import t from 'tap'
+import { parse as parseYaml } from 'yaml'
 import { ConfigError, loadConfig, resolveConfig } from '../src/broker/config.js'
 import { defaultOptions } from '../src/broker/defaults.js'
 
@@ -58,6 +59,29 @@ t.test('the shipped default config is valid and allows anonymous only until JWT 
   t.equal(config.auth.anonymous, 'auto')
   t.equal(config.mqtt.port, 1883)
   t.equal(config.http.port, 8080)
+})
+
+t.test('config/default.yaml shows every built-in default; its quick-start settings name theirs', async (t) => {
+  const text = readFileSync(new URL('../config/default.yaml', import.meta.url), 'utf8')
+  const shipped = parseYaml(text) as Record<string, Record<string, unknown>>
+  const builtIn = structuredClone(defaultOptions) as unknown as Record<string, Record<string, unknown>>
+  // what a config file that leaves these keys out gets, as their lines say
+  const quickStart = [
+    { key: 'anonymous', line: /^\s*anonymous: auto\s+# quick start; built-in default: false$/m, builtIn: builtIn.auth?.anonymous },
+    { key: 'defaultRoles', line: /^\s*defaultRoles: \[member\]\s+# quick start; built-in default: \[\]$/m, builtIn: builtIn.acl?.defaultRoles },
+    { key: 'roles.member', line: /^\s*member:\s+# quick start; not a built-in role/m, builtIn: (builtIn.acl?.roles as Record<string, unknown>).member }
+  ]
+  t.same(quickStart.map((q) => q.builtIn), [false, [], undefined], 'the built-in defaults the quick-start lines name')
+  for (const q of quickStart) t.match(text, q.line, `${q.key} is marked as a quick-start setting naming its built-in default`)
+  // with the quick-start settings set back, the file holds exactly the built-in defaults
+  const auth = shipped.auth as Record<string, unknown>
+  const acl = shipped.acl as { roles: Record<string, unknown>, defaultRoles: unknown }
+  auth.anonymous = builtIn.auth?.anonymous
+  acl.defaultRoles = builtIn.acl?.defaultRoles
+  delete acl.roles.member
+  t.same(shipped, builtIn, 'every other key of config/default.yaml is the built-in default, and every built-in default is in it')
+  const dir = t.testdir({ 'partial.yaml': 'host: 127.0.0.1\n' })
+  t.strictSame(loadConfig({ file: `${dir}/partial.yaml` }), loadConfig(), 'a config file that leaves keys out gets the built-in defaults')
 })
 
 t.test('sessions: a queue cap and an expiry by default, 0 turns either off, bad values are named', async (t) => {

@@ -4,10 +4,10 @@
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { dirname, extname, join, relative, sep } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { extname, join, relative, sep } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import type { Logger } from '../broker/logger.js'
+import { packageRoot } from '../broker/package-root.js'
 import type { Routes } from './http-server.js'
 
 const contentTypes: Record<string, string> = {
@@ -32,9 +32,7 @@ interface StaticFile {
 
 /** clients/web/dist of this package, whether running from src/ (tsx) or dist/src/ (built). */
 export function webRoot (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir)
-  return join(dir, 'clients', 'web', 'dist')
+  return join(packageRoot(), 'clients', 'web', 'dist')
 }
 
 export function addStaticRoutes (routes: Routes, logger: Logger, root: string = webRoot()): void {

@@ -25,6 +25,7 @@ import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
 import { createTcpListener } from './listeners/tcp.js'
 import { createTlsListener } from './listeners/tls.js'
 import { createLogger, type Logger } from './logger.js'
+import { assertDependenciesPatched } from './patched-dependencies.js'
 import { BrokerMetrics } from './metrics.js'
 import { Presence, memoryPresenceStore, presencePrefix, redisPresenceStore, type PresenceState } from './presence.js'
 import { RetainedCaps } from './retained-quota.js'
@@ -57,6 +58,7 @@ export interface CreateBrokerOptions {
 }
 
 export async function createBroker (input: ConfigInput | BrokerConfig = {}, options: CreateBrokerOptions = {}): Promise<BrokerHandle> {
+  assertDependenciesPatched()
   const config = resolveConfig(input as ConfigInput)
   const nodeId = config.nodeId === '' ? randomUUID() : config.nodeId
   const logger = options.logger ?? createLogger(config.log.level, nodeId)
@@ -228,6 +230,12 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const web = secureWeb ? 'https' : 'http'
     announce(options, logger, `MQTT over WebSocket (${secureWeb ? 'wss' : 'ws'})`, `${secureWeb ? 'wss' : 'ws'}://${hostPort(http)}${config.http.websocketPath}`)
     announce(options, logger, 'HTTP (health)', `${web}://${hostPort(http)}/healthz`)
+    if (config.http.demos) {
+      // a browsable address: a wildcard bind is reachable on loopback
+      const demos = `${web}://${hostPort({ ...http, host: http.host === '0.0.0.0' || http.host === '::' ? 'localhost' : http.host })}/`
+      options.announce?.(`Demos at ${demos}`)
+      logger.info({ event: 'demos.up', url: demos }, 'demo pages served')
+    }
     ready = true
 
     let closing: Promise<void> | null = null
