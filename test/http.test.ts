@@ -1,8 +1,10 @@
 // The HTTP server: health endpoints, WebSocket upgrade rules, unknown routes.
 import { request } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
 import t from 'tap'
-import { startBroker } from './helpers/broker.js'
+import { createHttpListener, sendJson, type Routes } from '../src/bridge/http-server.js'
+import { capturingLogger, startBroker } from './helpers/broker.js'
 
 t.test('health endpoints answer JSON', async (t) => {
   const broker = await startBroker(t)
@@ -57,4 +59,22 @@ t.test('a WebSocket text frame closes that connection', async (t) => {
   const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)))
   ws.send('not binary')
   t.equal(await closed, 1003)
+})
+
+t.test('a route that throws synchronously is answered 500 and logged; the server lives on', async (t) => {
+  const { logger, lines } = capturingLogger()
+  const routes: Routes = new Map()
+  routes.set('GET /throws', () => { throw new Error('a bug in a route') })
+  routes.set('GET /rejects', async () => { throw new Error('a bug after an await') })
+  routes.set('GET /ok', (_req, res) => sendJson(res, 200, { ok: true }))
+  const server = createHttpListener(routes, { tls: undefined, logger })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const thrown = await fetch(`${base}/throws`)
+  t.equal(thrown.status, 500)
+  t.same(await thrown.json(), { error: 'internal error' }, 'the error is not echoed')
+  t.equal((await fetch(`${base}/rejects`)).status, 500)
+  t.equal((await fetch(`${base}/ok`)).status, 200, 'the server still answers')
+  t.same(lines.filter((l) => l.event === 'http.handler-failed').map((l) => [l.path, (l.err as { message: string }).message]), [['/throws', 'a bug in a route'], ['/rejects', 'a bug after an await']])
 })
