@@ -35,7 +35,12 @@ const dedupeWindow = 1000
 
 type Deliver = (packet: AedesPublishPacket, done: () => void) => void
 
-function eventData (packet: AedesPublishPacket): string {
+/**
+ * `retain` says why the message is sent, as MQTT does: true only for a retained message sent
+ * because the stream subscribed [MQTT-3.3.1-8], false for a live one, even if its publisher
+ * set retain [MQTT-3.3.1-9].
+ */
+function eventData (packet: AedesPublishPacket, retain: boolean): string {
   const text = packet.payload.toString('utf8')
   // Valid UTF-8 travels as text; anything else as base64.
   const utf8 = Buffer.byteLength(text) === packet.payload.length && !text.includes('\uFFFD')
@@ -44,7 +49,7 @@ function eventData (packet: AedesPublishPacket): string {
     payload: utf8 ? text : packet.payload.toString('base64'),
     encoding: utf8 ? 'utf8' : 'base64',
     qos: packet.qos,
-    retain: packet.retain
+    retain
   })
 }
 
@@ -89,7 +94,7 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
       if (seen.has(key)) return
       seen.add(key)
       if (seen.size > dedupeWindow) seen.delete(seen.values().next().value as string)
-      stream.send('message', eventData(packet))
+      stream.send('message', eventData(packet, false))
     }
     const subscribed = granted.map((filter) => new Promise<void>((resolve) => aedes.subscribe(filter, deliver, resolve)))
     const heartbeat = setInterval(() => stream.comment('ping'), options.heartbeatMs)
@@ -103,7 +108,7 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
     await Promise.all(subscribed)
     for await (const packet of parts.retained(granted)) {
       if (res.destroyed) break
-      if (grants.canRead(packet.topic)) stream.send('message', eventData({ ...packet, retain: true } as AedesPublishPacket))
+      if (grants.canRead(packet.topic)) stream.send('message', eventData(packet, true))
     }
   })
 }
