@@ -249,3 +249,39 @@ t.test('SSE disconnects a reader that stops reading instead of buffering without
   await ended
   t.pass('the server closed the stream')
 })
+
+t.test('SSE streams are capped per user and per node: 429 and 503 with a JSON error, counted', async (t) => {
+  const broker = await startBroker(t, { ...config, http: { port: 0, sse: { heartbeatMs: 200, maxBufferedBytes: 64 * 1024, maxStreamsPerUser: 2, maxStreams: 3 } } })
+  const base = `http://127.0.0.1:${broker.addresses.http.port}`
+  const controllers: AbortController[] = []
+  t.teardown(() => { for (const c of controllers) c.abort() })
+  const open = async (user: string): Promise<{ status: number, body: string, controller: AbortController }> => {
+    const controller = new AbortController()
+    controllers.push(controller)
+    const res = await fetch(`${base}/api/v1/events?topic=chat/%23&token=${token(user)}`, { signal: controller.signal })
+    // a stream is never read: the reader that stopped is what the cap is for
+    return { status: res.status, body: res.status === 200 ? '' : await res.text(), controller }
+  }
+  const metrics = async (): Promise<string> => await (await fetch(`${base}/metrics`)).text()
+  const first = await open('alice')
+  t.equal(first.status, 200)
+  t.equal((await open('alice')).status, 200)
+  const third = await open('alice')
+  t.equal(third.status, 429, 'a third stream for the same user')
+  t.match(JSON.parse(third.body), { error: /at most 2 event streams per user.*http\.sse\.maxStreamsPerUser/ })
+  t.equal((await open('bob')).status, 200, 'another user is not affected')
+  const full = await open('carol')
+  t.equal(full.status, 503, 'the node is at its total')
+  t.match(JSON.parse(full.body), { error: /at most 3 event streams on this node/ })
+  let text = await metrics()
+  t.equal(metricValue(text, 'realtime_broker_sse_streams'), 3)
+  t.equal(metricValue(text, 'realtime_broker_sse_refused_total', { reason: 'user_limit' }), 1)
+  t.equal(metricValue(text, 'realtime_broker_sse_refused_total', { reason: 'node_limit' }), 1)
+  first.controller.abort()
+  const deadline = Date.now() + 5000
+  while (metricValue(await metrics(), 'realtime_broker_sse_streams') !== 2 && Date.now() < deadline) await sleep(20)
+  t.equal(metricValue(await metrics(), 'realtime_broker_sse_streams'), 2, 'the closed stream is uncounted')
+  t.equal((await open('alice')).status, 200, 'a closed stream frees its place')
+  text = await metrics()
+  t.equal(metricValue(text, 'realtime_broker_sse_streams'), 3)
+})

@@ -45,7 +45,9 @@ export const configSchema = z.object({
     maxWebSocketFrame: positiveInt('a size in bytes (positive integer)'),
     sse: z.object({
       heartbeatMs: positiveInt('milliseconds (positive integer)'),
-      maxBufferedBytes: positiveInt('bytes (positive integer)')
+      maxBufferedBytes: positiveInt('bytes (positive integer)'),
+      maxStreamsPerUser: positiveInt('a number of streams (positive integer)'),
+      maxStreams: positiveInt('a number of streams (positive integer)')
     }).strict(),
     // Serve the demo pages at / and the browser SDK at /sdk/realtime.js.
     demos: z.boolean({ error: 'expected true or false' }),
