@@ -40,6 +40,26 @@ export function requestTarget (req: IncomingMessage): URL | null {
   }
 }
 
+const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH']
+// Preflights are cached this long by browsers (Chrome caps it at 2 hours).
+const corsMaxAgeS = 600
+
+function allowedMethods (routes: Routes, path: string): string[] {
+  return methods.filter((method) => findRoute(routes, method, path) !== undefined)
+}
+
+/** Answers a CORS preflight: an OPTIONS with Access-Control-Request-Method, from a page of another origin. */
+function answerPreflight (res: ServerResponse, originAllowed: boolean, allowed: string[]): void {
+  if (!originAllowed) return sendJson(res, 403, { error: 'this origin is not allowed (http.corsOrigins)' })
+  if (allowed.length === 0) return sendJson(res, 404, { error: 'not found' })
+  res.writeHead(204, {
+    'access-control-allow-methods': allowed.join(', '),
+    'access-control-allow-headers': 'authorization, content-type',
+    'access-control-max-age': String(corsMaxAgeS)
+  })
+  res.end()
+}
+
 export function sendJson (res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body)
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' })
@@ -54,9 +74,13 @@ export const httpRequestTimeoutMs = 30_000
 export interface HttpListenerOptions {
   tls: TlsFiles | undefined
   logger: Logger
+  /** Origins whose pages may call these endpoints (CORS); empty: same-origin only. */
+  corsOrigins: readonly string[]
 }
 
-export function createHttpListener (routes: Routes, { tls, logger }: HttpListenerOptions): Server {
+
+export function createHttpListener (routes: Routes, { tls, logger, corsOrigins }: HttpListenerOptions): Server {
+  const allowedOrigins = new Set(corsOrigins)
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = requestTarget(req)
     if (url === null) {
@@ -66,9 +90,18 @@ export function createHttpListener (routes: Routes, { tls, logger }: HttpListene
       sendJson(res, 400, { error: 'the request target is not a path' })
       return
     }
+    // CORS: tokens travel in headers, never cookies, so an allowed origin needs no credentials mode.
+    const { origin } = req.headers
+    const corsAllowed = origin !== undefined && allowedOrigins.has(origin)
+    if (allowedOrigins.size > 0) res.setHeader('vary', 'origin')
+    if (corsAllowed) res.setHeader('access-control-allow-origin', origin)
+    if (req.method === 'OPTIONS' && origin !== undefined && req.headers['access-control-request-method'] !== undefined) {
+      answerPreflight(res, corsAllowed, allowedMethods(routes, url.pathname))
+      return
+    }
     const route = findRoute(routes, req.method ?? 'GET', url.pathname)
     if (route === undefined) {
-      const allowed = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH'].filter((method) => findRoute(routes, method, url.pathname) !== undefined)
+      const allowed = allowedMethods(routes, url.pathname)
       if (allowed.length > 0) {
         res.setHeader('allow', allowed.join(', '))
         sendJson(res, 405, { error: 'method not allowed' })

@@ -53,6 +53,8 @@ export const configSchema = z.object({
     demos: z.boolean({ error: 'expected true or false' }),
     // POST /api/v1/dev/token mints tokens for anyone who asks: development only.
     devTokens: z.boolean({ error: 'expected true or false' }),
+    // Origins whose pages may load the SDK and call the HTTP APIs (CORS); empty = same-origin.
+    corsOrigins: z.array(z.string().regex(/^https?:\/\/[^/?#\s]+$/, 'expected an origin: scheme://host[:port], no path or trailing "/"')),
     tls: tlsFiles.optional()
   }).strict(),
   redis: z.object({

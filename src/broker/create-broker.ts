@@ -213,7 +213,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     addHealthRoutes(routes, { checks: (): Record<string, boolean> => storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready } })
     if (config.http.demos) addStaticRoutes(routes, logger)
     if (config.http.devTokens) addDevTokenRoute(routes, { jwt: config.auth.jwt, env: process.env, logger })
-    const httpServer: HttpServer = createHttpListener(routes, { tls: config.http.tls, logger })
+    const httpServer: HttpServer = createHttpListener(routes, { tls: config.http.tls, logger, corsOrigins: config.http.corsOrigins })
     servers.push({ name: 'http', server: httpServer })
     const secureWeb = config.http.tls !== undefined
     const wss = attachWebSocketBridge(httpServer, {

@@ -37,7 +37,10 @@ export const defaultOptions = {
     },
     demos: true,
     // Never on by default: it hands out tokens to anyone who can reach the port.
-    devTokens: false
+    devTokens: false,
+    // Origins (scheme://host[:port]) whose pages may load /sdk/realtime.js and call the HTTP
+    // APIs (CORS); none by default: same-origin only.
+    corsOrigins: [] as string[]
   },
   limits: {
     // MQTT allows 256 MiB; EMQX defaults to 1 MiB. Larger packets close the connection.
