@@ -5,6 +5,7 @@ import WebSocket from 'ws'
 import t from 'tap'
 import { createHttpListener, sendJson, type Routes } from '../src/bridge/http-server.js'
 import { addStaticRoutes } from '../src/bridge/static.js'
+import { resolveConfig } from '../src/broker/config.js'
 import { capturingLogger, startBroker } from './helpers/broker.js'
 
 t.test('health endpoints answer JSON', async (t) => {
@@ -149,4 +150,14 @@ t.test('HTTP publish and SSE answer preflights and carry CORS headers for config
   const plain = await send(defaults.addresses.http.port, 'OPTIONS', '/api/v1/publish', { origin: 'https://app.example', 'access-control-request-method': 'POST' })
   t.equal(plain.status, 403, 'no origin is allowed by default')
   t.equal((await send(defaults.addresses.http.port, 'GET', '/healthz', { origin: 'https://app.example' })).headers['access-control-allow-origin'], undefined)
+})
+
+t.test('http.corsOrigins and the SSE caps are validated at start, naming the key', async (t) => {
+  t.throws(() => resolveConfig({ http: { corsOrigins: ['https://app.example/'] } }), /http\.corsOrigins\.0.*expected an origin/)
+  t.throws(() => resolveConfig({ http: { corsOrigins: ['app.example'] } }), /http\.corsOrigins\.0/)
+  t.throws(() => resolveConfig({ http: { sse: { maxStreamsPerUser: 0 } } }), /http\.sse\.maxStreamsPerUser/)
+  t.throws(() => resolveConfig({ http: { sse: { maxStreams: 1.5 } } }), /http\.sse\.maxStreams/)
+  const defaults = resolveConfig({})
+  t.same(defaults.http.corsOrigins, [], 'same-origin only by default')
+  t.match(defaults.http.sse, { maxStreamsPerUser: 8, maxStreams: 1000 })
 })
