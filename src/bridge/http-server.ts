@@ -78,7 +78,6 @@ export interface HttpListenerOptions {
   corsOrigins: readonly string[]
 }
 
-
 export function createHttpListener (routes: Routes, { tls, logger, corsOrigins }: HttpListenerOptions): Server {
   const allowedOrigins = new Set(corsOrigins)
   const handle = (req: IncomingMessage, res: ServerResponse): void => {

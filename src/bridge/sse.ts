@@ -93,6 +93,13 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
     openByUser.set(userKey, userOpen + 1)
     openStreams++
     metrics.sseStreamOpened()
+    res.on('close', () => {
+      const left = (openByUser.get(userKey) ?? 1) - 1
+      if (left === 0) openByUser.delete(userKey)
+      else openByUser.set(userKey, left)
+      openStreams--
+      metrics.sseStreamClosed()
+    })
 
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
@@ -120,11 +127,6 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
     const heartbeat = setInterval(() => stream.comment('ping'), options.heartbeatMs)
     const expiry = identity.expiresAt === null ? null : setTimeout(() => stream.end(), Math.min(Math.max(0, identity.expiresAt - Date.now()), 2 ** 31 - 1))
     res.on('close', () => {
-      const left = (openByUser.get(userKey) ?? 1) - 1
-      if (left === 0) openByUser.delete(userKey)
-      else openByUser.set(userKey, left)
-      openStreams--
-      metrics.sseStreamClosed()
       clearInterval(heartbeat)
       if (expiry !== null) clearTimeout(expiry)
       for (const filter of granted) aedes.unsubscribe(filter, deliver, () => {})
