@@ -47,6 +47,8 @@ simulate location|telemetry options (one native MQTT connection per vehicle or d
   --devices N       telemetry: how many devices (default 200)
   --rate R          telemetry: readings per device per second (default 2)
   --duration S      stop after S seconds (default: run until Ctrl-C)
+  When no client could connect, it prints why (e.g. CONNACK 5, not authorized: a token is
+  needed) and exits with 1.
 `
 
 export const defaultConfigFile = fileURLToPath(new URL('../../config/default.yaml', import.meta.url))
@@ -146,7 +148,10 @@ async function simulate (args: string[]): Promise<void> {
       ? simulateTelemetry({ ...connection, devices: number('devices', 10_000), rate: number('rate', 100, false) })
       : null
   if (simulation === null) throw new UsageError(`simulate: expected "location" or "telemetry", got ${JSON.stringify(kind ?? '')}`)
-  await runSimulation(simulation, values.url, durationS, (line) => process.stdout.write(`${line}\n`))
+  process.exitCode = await runSimulation(simulation, values.url, durationS, {
+    print: (line) => process.stdout.write(`${line}\n`),
+    printError: (line) => process.stderr.write(`${line}\n`)
+  })
 }
 
 async function main (argv: string[]): Promise<void> {

@@ -165,6 +165,24 @@ t.test('HTTP publish: accepted, authorized by the ACL, clear errors', async (t) 
   t.match((await post({ topic: 'chat/x', qos: 3 })).json.error, /qos: expected 0, 1 or 2/)
   t.equal((await post({ topic: '$SYS/x', payload: 1 })).status, 403)
   t.equal((await post({ topic: 'chat/big', payload: 'x'.repeat(2 * 1024 * 1024) })).status, 413, 'oversized body')
+  const lone = await post({ topic: 'chat/\ud800', payload: 1 })
+  t.equal(lone.status, 400, 'a topic with a lone surrogate (no UTF-8 form; MQTT refuses it)')
+  t.match(lone.json.error, /body\.topic: not valid UTF-8/)
+  t.equal((await post({ topic: 'chat/\ud83d\ude00', payload: 1 })).status, 200, 'a surrogate pair is fine')
+  const deep = await post(`{"topic": "chat/deep", "payload": ${'['.repeat(5000)}${']'.repeat(5000)}}`)
+  t.equal(deep.status, 400, 'a payload nested 5,000 deep')
+  t.match(deep.json.error, /more than 64 deep/)
+  t.equal((await post(`{"topic": "chat/deep", "payload": ${'['.repeat(60)}${']'.repeat(60)}}`)).status, 200, 'nested 61 deep')
+  const typed = async (contentType: string | null): Promise<number> => (await fetch(url, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token('backend')}`, ...(contentType === null ? {} : { 'content-type': contentType }) },
+    body: new TextEncoder().encode(JSON.stringify({ topic: 'chat/typed', payload: 1 }))
+  })).status
+  t.equal(await typed('text/plain'), 415)
+  t.equal(await typed('application/x-www-form-urlencoded'), 415)
+  t.equal(await typed('application/json; charset=latin1'), 415)
+  t.equal(await typed(null), 415, 'no content type')
+  t.equal(await typed('Application/JSON; charset="UTF-8"'), 200)
   await sleep(100)
   t.notOk(tcpGot.some((m) => m.topic === 'chat/ok'), 'nothing of a refused batch was published')
 })
@@ -220,6 +238,10 @@ t.test('SSE streams retained then live messages the ACL allows, with ids and hea
   await waitFor(() => seen.filter((e) => e.event === 'message').length === 2, 'the live message')
   const live = JSON.parse(seen.filter((e) => e.event === 'message')[1]?.data ?? '')
   t.match(live, { topic: 'chat/room2', payload: '{"text":"live"}', encoding: 'utf8', retain: false })
+  // a live message published with retain set: MQTT subscribers get retain 0 [MQTT-3.3.1-9]
+  await pub.publishAsync('chat/room3', 'live and retained', { qos: 0, retain: true })
+  await waitFor(() => seen.filter((e) => e.event === 'message').length === 3, 'the live retained message')
+  t.match(JSON.parse(seen.filter((e) => e.event === 'message')[2]?.data ?? ''), { topic: 'chat/room3', retain: false }, 'a live message is not marked retained')
   const ids = seen.filter((e) => e.id !== undefined).map((e) => Number(e.id))
   t.same(ids, [...ids].sort((x, y) => x - y), 'event ids increase')
   await waitFor(() => seen.some((e) => e.comment === 'ping'), 'a heartbeat', 2000)
@@ -256,4 +278,40 @@ t.test('SSE disconnects a reader that stops reading instead of buffering without
   })
   await ended
   t.pass('the server closed the stream')
+})
+
+t.test('SSE streams are capped per user and per node: 429 and 503 with a JSON error, counted', async (t) => {
+  const broker = await startBroker(t, { ...config, http: { port: 0, sse: { heartbeatMs: 200, maxBufferedBytes: 64 * 1024, maxStreamsPerUser: 2, maxStreams: 3 } } })
+  const base = `http://127.0.0.1:${broker.addresses.http.port}`
+  const controllers: AbortController[] = []
+  t.teardown(() => { for (const c of controllers) c.abort() })
+  const open = async (user: string): Promise<{ status: number, body: string, controller: AbortController }> => {
+    const controller = new AbortController()
+    controllers.push(controller)
+    const res = await fetch(`${base}/api/v1/events?topic=chat/%23&token=${token(user)}`, { signal: controller.signal })
+    // a stream is never read: the reader that stopped is what the cap is for
+    return { status: res.status, body: res.status === 200 ? '' : await res.text(), controller }
+  }
+  const metrics = async (): Promise<string> => await (await fetch(`${base}/metrics`)).text()
+  const first = await open('alice')
+  t.equal(first.status, 200)
+  t.equal((await open('alice')).status, 200)
+  const third = await open('alice')
+  t.equal(third.status, 429, 'a third stream for the same user')
+  t.match(JSON.parse(third.body), { error: /at most 2 event streams per user.*http\.sse\.maxStreamsPerUser/ })
+  t.equal((await open('bob')).status, 200, 'another user is not affected')
+  const full = await open('carol')
+  t.equal(full.status, 503, 'the node is at its total')
+  t.match(JSON.parse(full.body), { error: /at most 3 event streams on this node/ })
+  let text = await metrics()
+  t.equal(metricValue(text, 'realtime_broker_sse_streams'), 3)
+  t.equal(metricValue(text, 'realtime_broker_sse_refused_total', { reason: 'user_limit' }), 1)
+  t.equal(metricValue(text, 'realtime_broker_sse_refused_total', { reason: 'node_limit' }), 1)
+  first.controller.abort()
+  const deadline = Date.now() + 5000
+  while (metricValue(await metrics(), 'realtime_broker_sse_streams') !== 2 && Date.now() < deadline) await sleep(20)
+  t.equal(metricValue(await metrics(), 'realtime_broker_sse_streams'), 2, 'the closed stream is uncounted')
+  t.equal((await open('alice')).status, 200, 'a closed stream frees its place')
+  text = await metrics()
+  t.equal(metricValue(text, 'realtime_broker_sse_streams'), 3)
 })

@@ -13,38 +13,11 @@ import mqtt from 'mqtt'
 import t from 'tap'
 import { WebSocket } from 'ws'
 import { httpHeadersTimeoutMs } from '../src/bridge/http-server.js'
-import type { BrokerHandle } from '../src/broker/create-broker.js'
 import { brokerUrl, closeClient, collect, connectClient, connectRefused, metricValue, sleep, startBroker, waitFor } from './helpers/broker.js'
+import { startCanary } from './helpers/canary.js'
 
 const fuzzRuns = Number(process.env.FUZZ_RUNS ?? 60)
 const seed = Number(process.env.FUZZ_SEED ?? 20261123)
-type T = { teardown: (fn: () => unknown) => void }
-
-/** Publishes numbered QoS 1 messages to itself until stopped; `check` asserts zero loss. */
-async function startCanary (t: T, broker: BrokerHandle, options = {}): Promise<{ stop: () => Promise<{ sent: number, missing: number[] }> }> {
-  const sub = await connectClient(t, broker, 'tcp', { ...options, clientId: 'canary-sub', clean: false })
-  await sub.subscribeAsync('canary/#', { qos: 1 })
-  const got = new Set<number>()
-  sub.on('message', (_topic, payload) => got.add(Number(payload.toString())))
-  const pub = await connectClient(t, broker, 'tcp', { ...options, clientId: 'canary-pub' })
-  const acked: number[] = []
-  let running = true
-  const loop = (async () => {
-    for (let i = 0; running; i++) {
-      await pub.publishAsync('canary/n', String(i), { qos: 1 })
-      acked.push(i)
-      await sleep(5)
-    }
-  })()
-  return {
-    stop: async () => {
-      running = false
-      await loop
-      await waitFor(() => acked.every((i) => got.has(i)), 'every canary message', 5000).catch(() => {})
-      return { sent: acked.length, missing: acked.filter((i) => !got.has(i)) }
-    }
-  }
-}
 
 function rawSocket (port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {

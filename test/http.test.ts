@@ -1,8 +1,12 @@
 // The HTTP server: health endpoints, WebSocket upgrade rules, unknown routes.
-import { request } from 'node:http'
+import { request, type IncomingHttpHeaders } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
 import t from 'tap'
-import { startBroker } from './helpers/broker.js'
+import { createHttpListener, sendJson, type Routes } from '../src/bridge/http-server.js'
+import { addStaticRoutes } from '../src/bridge/static.js'
+import { resolveConfig } from '../src/broker/config.js'
+import { capturingLogger, startBroker } from './helpers/broker.js'
 
 t.test('health endpoints answer JSON', async (t) => {
   const broker = await startBroker(t)
@@ -57,4 +61,103 @@ t.test('a WebSocket text frame closes that connection', async (t) => {
   const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)))
   ws.send('not binary')
   t.equal(await closed, 1003)
+})
+
+t.test('a route that throws synchronously is answered 500 and logged; the server lives on', async (t) => {
+  const { logger, lines } = capturingLogger()
+  const routes: Routes = new Map()
+  routes.set('GET /throws', () => { throw new Error('a bug in a route') })
+  routes.set('GET /rejects', async () => { throw new Error('a bug after an await') })
+  routes.set('GET /ok', (_req, res) => sendJson(res, 200, { ok: true }))
+  const server = createHttpListener(routes, { tls: undefined, logger, corsOrigins: [] })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const thrown = await fetch(`${base}/throws`)
+  t.equal(thrown.status, 500)
+  t.same(await thrown.json(), { error: 'internal error' }, 'the error is not echoed')
+  t.equal((await fetch(`${base}/rejects`)).status, 500)
+  t.equal((await fetch(`${base}/ok`)).status, 200, 'the server still answers')
+  t.same(lines.filter((l) => l.event === 'http.handler-failed').map((l) => [l.path, (l.err as { message: string }).message]), [['/throws', 'a bug in a route'], ['/rejects', 'a bug after an await']])
+})
+
+/** One request with the given headers (fetch would not send Origin as a browser does). */
+function send (port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<{ status: number, headers: IncomingHttpHeaders, body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
+      let text = ''
+      res.on('data', (chunk: Buffer) => { text += chunk.toString() })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+async function listenOn (t: { teardown: (fn: () => unknown) => void }, routes: Routes, corsOrigins: string[]): Promise<number> {
+  const server = createHttpListener(routes, { tls: undefined, logger: capturingLogger().logger, corsOrigins })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  return (server.address() as AddressInfo).port
+}
+
+t.test('the browser SDK can be loaded by pages of the configured origins only (CORS)', async (t) => {
+  const root = t.testdir({ sdk: { 'realtime.js': 'export const connect = () => {}\n' } })
+  const routes: Routes = new Map()
+  addStaticRoutes(routes, capturingLogger().logger, root)
+  const port = await listenOn(t, routes, ['https://app.example'])
+  const allowed = await send(port, 'GET', '/sdk/realtime.js', { origin: 'https://app.example' })
+  t.equal(allowed.status, 200)
+  t.equal(allowed.headers['access-control-allow-origin'], 'https://app.example', 'a configured origin may import the module')
+  t.match(allowed.headers.vary, /origin/, 'caches keep one answer per origin')
+  t.notOk(allowed.headers['access-control-allow-credentials'], 'no credentials mode: tokens travel in headers')
+  const other = await send(port, 'GET', '/sdk/realtime.js', { origin: 'https://evil.example' })
+  t.equal(other.status, 200)
+  t.equal(other.headers['access-control-allow-origin'], undefined, 'another origin is not allowed')
+  const sameOriginOnly = await listenOn(t, routes, [])
+  t.equal((await send(sameOriginOnly, 'GET', '/sdk/realtime.js', { origin: 'https://app.example' })).headers['access-control-allow-origin'], undefined, 'by default, same-origin only')
+})
+
+t.test('HTTP publish and SSE answer preflights and carry CORS headers for configured origins', async (t) => {
+  const broker = await startBroker(t, { http: { port: 0, corsOrigins: ['https://app.example', 'http://localhost:3000'] } })
+  const port = broker.addresses.http.port
+  const preflight = (origin: string, path: string, method = 'POST'): ReturnType<typeof send> =>
+    send(port, 'OPTIONS', path, { origin, 'access-control-request-method': method, 'access-control-request-headers': 'authorization, content-type' })
+  const ok = await preflight('http://localhost:3000', '/api/v1/publish')
+  t.equal(ok.status, 204)
+  t.equal(ok.headers['access-control-allow-origin'], 'http://localhost:3000')
+  t.match(ok.headers['access-control-allow-methods'], /\bPOST\b/)
+  t.match(ok.headers['access-control-allow-headers'], /authorization/)
+  t.match(ok.headers['access-control-allow-headers'], /content-type/)
+  t.ok(Number(ok.headers['access-control-max-age']) > 0, 'browsers cache the preflight')
+  const refused = await preflight('https://evil.example', '/api/v1/publish')
+  t.equal(refused.status, 403, 'an origin not configured')
+  t.equal(refused.headers['access-control-allow-origin'], undefined)
+  t.equal((await preflight('https://app.example', '/nowhere')).status, 404)
+  t.equal((await preflight('https://app.example', '/api/v1/events', 'GET')).status, 204, 'SSE with an Authorization header needs a preflight too')
+
+  const published = await send(port, 'POST', '/api/v1/publish', { origin: 'https://app.example', 'content-type': 'application/json' }, JSON.stringify({ topic: 'cors/x', payload: 1 }))
+  t.equal(published.status, 200)
+  t.equal(published.headers['access-control-allow-origin'], 'https://app.example', 'the page may read the answer')
+  const events = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/api/v1/events?topic=cors/%23', headers: { origin: 'https://app.example' } }, (res) => { resolve(res.headers); req.destroy() })
+    req.on('error', reject)
+    req.end()
+  })
+  t.equal(events['access-control-allow-origin'], 'https://app.example', 'an EventSource of that origin may read the stream')
+
+  const defaults = await startBroker(t)
+  const plain = await send(defaults.addresses.http.port, 'OPTIONS', '/api/v1/publish', { origin: 'https://app.example', 'access-control-request-method': 'POST' })
+  t.equal(plain.status, 403, 'no origin is allowed by default')
+  t.equal((await send(defaults.addresses.http.port, 'GET', '/healthz', { origin: 'https://app.example' })).headers['access-control-allow-origin'], undefined)
+})
+
+t.test('http.corsOrigins and the SSE caps are validated at start, naming the key', async (t) => {
+  t.throws(() => resolveConfig({ http: { corsOrigins: ['https://app.example/'] } }), /http\.corsOrigins\.0.*expected an origin/)
+  t.throws(() => resolveConfig({ http: { corsOrigins: ['app.example'] } }), /http\.corsOrigins\.0/)
+  t.throws(() => resolveConfig({ http: { sse: { maxStreamsPerUser: 0 } } }), /http\.sse\.maxStreamsPerUser/)
+  t.throws(() => resolveConfig({ http: { sse: { maxStreams: 1.5 } } }), /http\.sse\.maxStreams/)
+  const defaults = resolveConfig({})
+  t.same(defaults.http.corsOrigins, [], 'same-origin only by default')
+  t.match(defaults.http.sse, { maxStreamsPerUser: 8, maxStreams: 1000 })
 })

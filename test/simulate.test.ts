@@ -1,4 +1,5 @@
 // The demo simulators: their models, and `realtime-broker simulate` as a user runs it.
+import jwt from 'jsonwebtoken'
 import t from 'tap'
 import { alertTemperature, createDevice, readDevice, statusOf } from '../src/simulate/device.js'
 import { blockSize, headingOf, moveVehicle, placeVehicle, planeSize } from '../src/simulate/vehicle.js'
@@ -81,4 +82,24 @@ t.test('simulate refuses bad arguments with a usage message', async (t) => {
   const count = await runCli(['simulate', 'location', '--vehicles', '0'])
   t.equal(count.code, 2)
   t.match(count.stderr, /--vehicles expects a whole number from 1 to 10000/)
+})
+
+t.test('simulate against a broker that refuses its clients says why and exits non-zero', async (t) => {
+  const secret = 'simulate-secret-0123456789abcdef'
+  const acl = { roles: { device: { pub: ['telemetry/#', 'fleet/#'], sub: [] } }, defaultRoles: ['device'] }
+  const broker = await startBroker(t, { auth: { anonymous: false, jwt: { secret } }, acl })
+  const url = `mqtt://127.0.0.1:${broker.addresses.mqtt.port}`
+  const started = Date.now()
+  const noToken = await runCli(['simulate', 'location', '--vehicles', '3', '--interval-ms', '200', '--duration', '30', '--url', url])
+  t.equal(noToken.code, 1, 'no client could connect: a failure')
+  t.match(noToken.stderr, /none of the 3 clients could connect .*: Connection refused: (Not authorized|Bad username or password) \(CONNACK return code [45]\)/)
+  t.ok(Date.now() - started < 15_000, 'it stops once every client was refused, not after --duration')
+  const forged = await runCli(['simulate', 'telemetry', '--devices', '2', '--duration', '30', '--url', url, '--token', jwt.sign({ sub: 'x' }, 'another-secret-0123456789abcdef', { expiresIn: 60 })])
+  t.equal(forged.code, 1)
+  t.match(forged.stderr, /Bad username or password \(CONNACK return code 4\)/)
+  const valid = await runCli(['simulate', 'telemetry', '--devices', '2', '--duration', '1', '--url', url, '--token', jwt.sign({ sub: 'sim' }, secret, { expiresIn: 60 })])
+  t.equal(valid.code, 0, `a valid token still works: ${valid.stdout}${valid.stderr}`)
+  const nobody = await runCli(['simulate', 'location', '--vehicles', '1', '--duration', '1', '--url', 'mqtt://127.0.0.1:1'])
+  t.equal(nobody.code, 1, 'no broker at all')
+  t.match(nobody.stderr, /could connect to mqtt:\/\/127\.0\.0\.1:1: connect ECONNREFUSED/)
 })

@@ -38,6 +38,15 @@ function describe (client: Client, state: ClientState, nodeId: string): Record<s
   }
 }
 
+/** A percent-encoded path segment, decoded; null when it is not valid UTF-8 once decoded. */
+function decodedSegment (segment: string): string | null {
+  try {
+    return decodeURIComponent(segment)
+  } catch {
+    return null
+  }
+}
+
 export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
   const { aedes, nodeId, policies, audit } = parts
   const started = Date.now()
@@ -72,7 +81,11 @@ export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
   // /clients/<id> and /clients/<id>/subscriptions
   const clientRoute = (method: 'GET' | 'DELETE') => guarded((_req, res, url, admin) => {
     const rest = url.pathname.slice(`${prefix}/clients/`.length).split('/')
-    const id = decodeURIComponent(rest[0] ?? '')
+    const id = decodedSegment(rest[0] ?? '')
+    if (id === null) {
+      sendJson(res, 400, { error: 'the client id is not valid percent-encoded UTF-8' })
+      return
+    }
     const sub = rest[1]
     const found = findClient(id)
     if (found === undefined || rest.length > 2 || (sub !== undefined && sub !== 'subscriptions') || (method === 'DELETE' && sub !== undefined)) {

@@ -6,10 +6,11 @@ import type { Identity } from '../acl/identity.js'
 
 export type BearerResult = { ok: true, identity: Identity } | { ok: false, status: 401, error: string }
 
-export function bearerToken (req: IncomingMessage, url: URL, allowQuery: boolean): string | undefined {
+/** `url` is null when the request target is no path (see requestTarget): no query to read. */
+export function bearerToken (req: IncomingMessage, url: URL | null, allowQuery: boolean): string | undefined {
   const header = req.headers.authorization
   if (header !== undefined && /^Bearer /i.test(header)) return header.slice(7).trim()
-  return allowQuery ? url.searchParams.get('token') ?? undefined : undefined
+  return allowQuery ? url?.searchParams.get('token') ?? undefined : undefined
 }
 
 export function authenticateRequest (authenticator: Authenticator, req: IncomingMessage, url: URL, allowQuery = false): BearerResult {

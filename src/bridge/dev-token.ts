@@ -6,6 +6,7 @@ import { z } from 'zod'
 import { signToken, type JwtConfig } from '../acl/jwt.js'
 import type { Logger } from '../broker/logger.js'
 import { sendJson, type Routes } from './http-server.js'
+import { isJsonBody } from './request-body.js'
 
 const maxBodyBytes = 16 * 1024
 const topicFilter = z.string().min(1).max(1024)
@@ -48,7 +49,7 @@ export function addDevTokenRoute (routes: Routes, { jwt, env, logger }: DevToken
       sendJson(res, 413, { error: `body over ${maxBodyBytes} bytes` })
       return
     }
-    if (!/^application\/json\b/.test(req.headers['content-type'] ?? '')) {
+    if (!isJsonBody(req)) {
       sendJson(res, 415, { error: 'expected content-type: application/json' })
       return
     }

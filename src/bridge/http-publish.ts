@@ -12,9 +12,12 @@ import type { Logger } from '../broker/logger.js'
 import type { BrokerMetrics, QosLabel } from '../broker/metrics.js'
 import { authenticateRequest } from './bearer.js'
 import { sendJson, type Routes } from './http-server.js'
-import { BodyTooLarge, readBody } from './request-body.js'
+import { BodyTooLarge, isJsonBody, nestsDeeperThan, readBody } from './request-body.js'
 
 export const maxBatch = 1000
+// Arrays and objects nested in a body, its own levels included: deeper JSON is
+// no message anyone means to send, and would overflow the stack of JSON.stringify.
+export const maxJsonDepth = 64
 
 export interface HttpPublishParts {
   aedes: Aedes
@@ -45,6 +48,8 @@ function toPacket (input: MessageInput, where: string, limits: Limits): PublishP
   if (typeof input !== 'object' || input === null) throw new BadMessage(400, `${where}: expected an object`)
   const { topic, payload, payloadBase64, qos = 0, retain = false } = input
   if (typeof topic !== 'string' || topic === '') throw new BadMessage(400, `${where}.topic: expected a non-empty string`)
+  // A lone surrogate has no UTF-8 form: MQTT would refuse these bytes [MQTT-1.5.3-1]
+  if (/\p{Surrogate}/u.test(topic)) throw new BadMessage(400, `${where}.topic: not valid UTF-8 (a lone surrogate)`)
   if (!isValidTopicName(topic)) throw new BadMessage(400, `${where}.topic: a topic name has no wildcards (+, #) and no NUL`)
   const violation = topicViolation(topic, limits)
   if (violation !== null) throw new BadMessage(400, `${where}.topic: ${violation}`)
@@ -68,6 +73,7 @@ export function addHttpPublishRoute (routes: Routes, parts: HttpPublishParts): v
     const auth = authenticateRequest(parts.authenticator, req, url)
     if (!auth.ok) return sendJson(res, 401, { error: auth.error })
     const { identity } = auth
+    if (!isJsonBody(req)) return sendJson(res, 415, { error: 'expected content-type: application/json (charset utf-8, if given)' })
     let body: unknown
     try {
       body = JSON.parse((await readBody(req, limits.maxPacketSize)).toString('utf8'))
@@ -75,6 +81,7 @@ export function addHttpPublishRoute (routes: Routes, parts: HttpPublishParts): v
       if (err instanceof BodyTooLarge) return sendJson(res, 413, { error: err.message })
       return sendJson(res, 400, { error: 'the body is not valid JSON' })
     }
+    if (nestsDeeperThan(body, maxJsonDepth)) return sendJson(res, 400, { error: `the body nests arrays and objects more than ${maxJsonDepth} deep` })
     const batch = typeof body === 'object' && body !== null && 'messages' in body
     const inputs = batch ? (body as { messages: unknown }).messages : [body]
     if (!Array.isArray(inputs) || inputs.length === 0 || inputs.length > maxBatch) {

@@ -8,7 +8,7 @@ import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, type AclConfig } from '../acl/authorize.js'
 import { isValidFilter, matches } from '../acl/topic-pattern.js'
 import type { Logger } from '../broker/logger.js'
-import type { BrokerMetrics } from '../broker/metrics.js'
+import type { BrokerMetrics, SseRefusal } from '../broker/metrics.js'
 import { authenticateRequest } from './bearer.js'
 import { sendJson, type Routes } from './http-server.js'
 
@@ -16,6 +16,10 @@ export interface SseOptions {
   heartbeatMs: number
   /** Bytes a reader may fall behind before it is disconnected. */
   maxBufferedBytes: number
+  /** Streams open at once per user (anonymous: per remote address); more are answered 429. */
+  maxStreamsPerUser: number
+  /** Streams open at once on this node; more are answered 503. */
+  maxStreams: number
 }
 
 export interface SseParts {
@@ -35,7 +39,12 @@ const dedupeWindow = 1000
 
 type Deliver = (packet: AedesPublishPacket, done: () => void) => void
 
-function eventData (packet: AedesPublishPacket): string {
+/**
+ * `retain` says why the message is sent, as MQTT does: true only for a retained message sent
+ * because the stream subscribed [MQTT-3.3.1-8], false for a live one, even if its publisher
+ * set retain [MQTT-3.3.1-9].
+ */
+function eventData (packet: AedesPublishPacket, retain: boolean): string {
   const text = packet.payload.toString('utf8')
   // Valid UTF-8 travels as text; anything else as base64.
   const utf8 = Buffer.byteLength(text) === packet.payload.length && !text.includes('\uFFFD')
@@ -44,12 +53,15 @@ function eventData (packet: AedesPublishPacket): string {
     payload: utf8 ? text : packet.payload.toString('base64'),
     encoding: utf8 ? 'utf8' : 'base64',
     qos: packet.qos,
-    retain: packet.retain
+    retain
   })
 }
 
 export function addSseRoute (routes: Routes, parts: SseParts): void {
   const { aedes, metrics, audit, options } = parts
+  // open streams per user key; the node's total is the sum
+  const openByUser = new Map<string, number>()
+  let openStreams = 0
   routes.set('GET /api/v1/events', async (req, res, url) => {
     const auth = authenticateRequest(parts.authenticator, req, url, true)
     if (!auth.ok) return sendJson(res, 401, { error: auth.error })
@@ -68,6 +80,26 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
       for (const _ of denied) metrics.aclDenied('subscribe')
     }
     if (granted.length === 0) return sendJson(res, 403, { error: 'none of the topic filters is granted', denied })
+    // Anonymous readers share no user: each address is one.
+    const userKey = identity.user ?? `anonymous@${req.socket.remoteAddress ?? ''}`
+    const userOpen = openByUser.get(userKey) ?? 0
+    const refuse = (reason: SseRefusal, status: 429 | 503, error: string): void => {
+      metrics.sseStreamRefused(reason)
+      audit.warn({ event: 'limit.exceeded', action: 'subscribe', via: 'sse', user: identity.user, reason: error }, 'SSE stream refused')
+      sendJson(res, status, { error })
+    }
+    if (userOpen >= options.maxStreamsPerUser) return refuse('user_limit', 429, `at most ${options.maxStreamsPerUser} event streams per user at once (http.sse.maxStreamsPerUser)`)
+    if (openStreams >= options.maxStreams) return refuse('node_limit', 503, `at most ${options.maxStreams} event streams on this node at once (http.sse.maxStreams)`)
+    openByUser.set(userKey, userOpen + 1)
+    openStreams++
+    metrics.sseStreamOpened()
+    res.on('close', () => {
+      const left = (openByUser.get(userKey) ?? 1) - 1
+      if (left === 0) openByUser.delete(userKey)
+      else openByUser.set(userKey, left)
+      openStreams--
+      metrics.sseStreamClosed()
+    })
 
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
@@ -89,7 +121,7 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
       if (seen.has(key)) return
       seen.add(key)
       if (seen.size > dedupeWindow) seen.delete(seen.values().next().value as string)
-      stream.send('message', eventData(packet))
+      stream.send('message', eventData(packet, false))
     }
     const subscribed = granted.map((filter) => new Promise<void>((resolve) => aedes.subscribe(filter, deliver, resolve)))
     const heartbeat = setInterval(() => stream.comment('ping'), options.heartbeatMs)
@@ -103,7 +135,7 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
     await Promise.all(subscribed)
     for await (const packet of parts.retained(granted)) {
       if (res.destroyed) break
-      if (grants.canRead(packet.topic)) stream.send('message', eventData({ ...packet, retain: true } as AedesPublishPacket))
+      if (grants.canRead(packet.topic)) stream.send('message', eventData(packet, true))
     }
   })
 }

@@ -85,7 +85,8 @@ function serve (req: IncomingMessage, res: ServerResponse, file: StaticFile): vo
     'cache-control': 'no-cache',
     'x-content-type-options': 'nosniff',
     'referrer-policy': 'no-referrer',
-    vary: 'accept-encoding'
+    // origin: the CORS header depends on it (http.corsOrigins)
+    vary: 'accept-encoding, origin'
   }
   if (file.contentType.startsWith('text/html')) headers['content-security-policy'] = pagePolicy
   if (req.headers['if-none-match'] === file.etag) {

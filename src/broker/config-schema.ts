@@ -45,12 +45,16 @@ export const configSchema = z.object({
     maxWebSocketFrame: positiveInt('a size in bytes (positive integer)'),
     sse: z.object({
       heartbeatMs: positiveInt('milliseconds (positive integer)'),
-      maxBufferedBytes: positiveInt('bytes (positive integer)')
+      maxBufferedBytes: positiveInt('bytes (positive integer)'),
+      maxStreamsPerUser: positiveInt('a number of streams (positive integer)'),
+      maxStreams: positiveInt('a number of streams (positive integer)')
     }).strict(),
     // Serve the demo pages at / and the browser SDK at /sdk/realtime.js.
     demos: z.boolean({ error: 'expected true or false' }),
     // POST /api/v1/dev/token mints tokens for anyone who asks: development only.
     devTokens: z.boolean({ error: 'expected true or false' }),
+    // Origins whose pages may load the SDK and call the HTTP APIs (CORS); empty = same-origin.
+    corsOrigins: z.array(z.string().regex(/^https?:\/\/[^/?#\s]+$/, 'expected an origin: scheme://host[:port], no path or trailing "/"')),
     tls: tlsFiles.optional()
   }).strict(),
   redis: z.object({

@@ -217,14 +217,15 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     addHealthRoutes(routes, { checks: (): Record<string, boolean> => storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready } })
     if (config.http.demos) addStaticRoutes(routes, logger)
     if (config.http.devTokens) addDevTokenRoute(routes, { jwt: config.auth.jwt, env: process.env, logger })
-    const httpServer: HttpServer = createHttpListener(routes, config.http.tls, (err) => logger.error({ err }, 'HTTP handler failed'))
+    const httpServer: HttpServer = createHttpListener(routes, { tls: config.http.tls, logger, corsOrigins: config.http.corsOrigins })
     servers.push({ name: 'http', server: httpServer })
     const secureWeb = config.http.tls !== undefined
     const wss = attachWebSocketBridge(httpServer, {
       path: config.http.websocketPath,
       maxFrameSize: config.http.maxWebSocketFrame,
       onConnection: (stream, req) => accept(secureWeb ? 'wss' : 'ws')(stream, req),
-      onRejected: (reason, req) => logger.info({ event: 'websocket.rejected', remote: req.socket.remoteAddress, reason }, 'WebSocket upgrade refused')
+      onRejected: (reason, req) => logger.info({ event: 'websocket.rejected', remote: req.socket.remoteAddress, reason }, 'WebSocket upgrade refused'),
+      onError: (err, req) => logger.error({ err, event: 'websocket.failed', remote: req.socket.remoteAddress }, 'WebSocket upgrade failed')
     })
     const http = await listen(httpServer, config.host, config.http.port)
     const web = secureWeb ? 'https' : 'http'

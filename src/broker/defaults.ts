@@ -25,10 +25,22 @@ export const defaultOptions = {
     maxWebSocketFrame: 1024 * 1024 + 16,
     // Server-Sent Events: a comment line this often keeps proxies from closing idle
     // streams; a reader that falls this many bytes behind is disconnected.
-    sse: { heartbeatMs: 15_000, maxBufferedBytes: 1024 * 1024 },
+    sse: {
+      heartbeatMs: 15_000,
+      maxBufferedBytes: 1024 * 1024,
+      // Open streams per user (anonymous: per remote address), and on this node. A stream can
+      // hold maxBufferedBytes for a reader that stopped: 1,000 bound that to about 1 GiB. Six
+      // streams are all a browser opens to one origin over HTTP/1.1; 8 leave room for a second
+      // device.
+      maxStreamsPerUser: 8,
+      maxStreams: 1000
+    },
     demos: true,
     // Never on by default: it hands out tokens to anyone who can reach the port.
-    devTokens: false
+    devTokens: false,
+    // Origins (scheme://host[:port]) whose pages may load /sdk/realtime.js and call the HTTP
+    // APIs (CORS); none by default: same-origin only.
+    corsOrigins: [] as string[]
   },
   limits: {
     // MQTT allows 256 MiB; EMQX defaults to 1 MiB. Larger packets close the connection.

@@ -7,6 +7,7 @@ import { compileGrants, type AclConfig, type ClientGrants, type RoleLimits } fro
 import type { AuthFailureKind, Identity } from '../acl/identity.js'
 import { KeyedRateLimiter, TokenBucket } from '../acl/rate-limit.js'
 import { bearerToken } from '../bridge/bearer.js'
+import { requestTarget } from '../bridge/http-server.js'
 import { clientIdViolation, topicViolation, type Limits } from './limits.js'
 import { connectViolation } from './connect-rules.js'
 import type { Logger } from './logger.js'
@@ -68,7 +69,7 @@ function refusal (message: string, returnCode: number): AuthenticateError {
 /** The token from a WebSocket upgrade: `Authorization: Bearer ...` or `?token=...`. */
 function upgradeToken (client: Client): string | undefined {
   const req = client.req
-  return req === undefined ? undefined : bearerToken(req, new URL(req.url ?? '/', 'http://localhost'), true)
+  return req === undefined ? undefined : bearerToken(req, requestTarget(req), true)
 }
 
 export class BrokerPolicies {

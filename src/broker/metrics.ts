@@ -19,6 +19,9 @@ export type DropReason = 'acl' | 'rate_limit' | 'size' | 'qos_limit' | 'slow_con
 
 export type AclAction = 'publish' | 'subscribe' | 'forward'
 
+/** Why a Server-Sent Events stream was refused: its user's cap, or this node's. */
+export type SseRefusal = 'user_limit' | 'node_limit'
+
 /** A counter child with its labels bound. */
 type BoundCounter = ReturnType<Counter['labels']>
 type BoundGauge = ReturnType<Gauge['labels']>
@@ -47,6 +50,8 @@ export class BrokerMetrics {
   private readonly dropped: Counter
   private readonly sessionsExpired: Counter
   private readonly retainedNotStored: Counter
+  private readonly sseStreams: Gauge
+  private readonly sseRefusals: Counter
   // Per-message counts, by QoS: plain numbers the scrape reads (prom-client's inc() hashes its
   // labels into a string on every call: with the histogram, 8% of a node's CPU at 90k msg/s).
   private readonly messagesIn = new Float64Array(qosLevels.length)
@@ -67,6 +72,8 @@ export class BrokerMetrics {
     this.dropped = new Counter({ name: 'realtime_broker_dropped_messages_total', help: 'Messages accepted or routed but not delivered, by reason', labelNames: ['reason'], registers })
     this.retainedNotStored = new Counter({ name: 'realtime_broker_retained_not_stored_total', help: 'Retained PUBLISHes delivered live but not stored, by the cap they would break', labelNames: ['limit'], registers })
     this.sessionsExpired = new Counter({ name: 'realtime_broker_sessions_expired_total', help: 'Persistent sessions deleted by this node after sessions.expirySeconds offline', registers })
+    this.sseStreams = new Gauge({ name: 'realtime_broker_sse_streams', help: 'Server-Sent Events streams open on this node', registers })
+    this.sseRefusals = new Counter({ name: 'realtime_broker_sse_refused_total', help: 'Server-Sent Events streams refused, by the cap that refused them', labelNames: ['reason'], registers })
     const perQos = (name: string, help: string, counts: Float64Array): void => {
       new Counter({
         name,
@@ -143,6 +150,18 @@ export class BrokerMetrics {
 
   sessionExpired (): void {
     this.sessionsExpired.inc()
+  }
+
+  sseStreamOpened (): void {
+    this.sseStreams.inc()
+  }
+
+  sseStreamClosed (): void {
+    this.sseStreams.dec()
+  }
+
+  sseStreamRefused (reason: SseRefusal): void {
+    this.sseRefusals.labels(reason).inc()
   }
 
   messageIn (qos: QosLabel, bytes: number): void {

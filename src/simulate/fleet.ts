@@ -14,9 +14,20 @@ export interface FleetOptions {
   onConnect?: (id: string, client: MqttClient) => void
 }
 
+/** How the members' connections went, for a report that says why none could connect. */
+export interface FleetHealth {
+  /** Members that got a CONNACK 0 at least once. */
+  everConnected: number
+  /** Members whose last attempt the broker refused by CONNACK: MQTT.js does not retry those. */
+  refused: number
+  /** Why the latest failed attempt failed: the CONNACK code and its meaning, or the socket error. */
+  lastError: string | null
+}
+
 export interface Fleet {
   members: Map<string, MqttClient>
   connected: () => number
+  health: () => FleetHealth
   /** Publishes if that member is connected now; false when it is not (the message is dropped). */
   publish: (id: string, topic: string, payload: string, options?: { qos?: 0 | 1, retain?: boolean }) => boolean
   /** `beforeLeave` publishes each member's goodbye; then every connection closes with DISCONNECT. */
@@ -27,6 +38,9 @@ export function startFleet (options: FleetOptions): Fleet {
   // One suffix per process, so two simulators never take over each other's sessions.
   const run = Math.random().toString(36).slice(2, 8)
   const members = new Map<string, MqttClient>()
+  const everConnected = new Set<string>()
+  const refused = new Set<string>()
+  let lastError: string | null = null
   for (const id of options.ids) {
     const client = connect(options.url, {
       clientId: `sim-${id}-${run}`,
@@ -36,14 +50,28 @@ export function startFleet (options: FleetOptions): Fleet {
       ...(options.token === undefined ? {} : { username: '', password: options.token }),
       ...options.clientOptions(id)
     })
-    // Connection errors are retried by the reconnect; the CLI reports the connected count.
-    client.on('error', () => {})
-    client.on('connect', () => options.onConnect?.(id, client))
+    // Socket errors are retried by the reconnect; a CONNACK refusal is not (MQTT.js). The CLI
+    // reports both.
+    client.on('error', (err: Error & { code?: unknown }) => {
+      // MQTT.js gives a refusal the CONNACK return code as a number, a socket error a string code.
+      if (typeof err.code === 'number') {
+        refused.add(id)
+        lastError = `${err.message} (CONNACK return code ${err.code})`
+      } else {
+        lastError = err.message
+      }
+    })
+    client.on('connect', () => {
+      everConnected.add(id)
+      refused.delete(id)
+      options.onConnect?.(id, client)
+    })
     members.set(id, client)
   }
   return {
     members,
     connected: () => [...members.values()].filter((c) => c.connected).length,
+    health: () => ({ everConnected: everConnected.size, refused: refused.size, lastError }),
     publish: (id, topic, payload, publishOptions = {}) => {
       const client = members.get(id)
       if (client?.connected !== true) return false

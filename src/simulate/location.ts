@@ -44,6 +44,7 @@ export function simulateLocation (options: LocationOptions): Simulation {
   return {
     describe: `${options.vehicles} vehicles publishing fleet/vehicles/<id>/position every ${options.intervalMs} ms`,
     connected: fleet.connected,
+    health: fleet.health,
     total: options.vehicles,
     published: () => published,
     stop: async () => {

@@ -67,6 +67,7 @@ export function simulateTelemetry (options: TelemetryOptions): Simulation {
   return {
     describe: `${options.devices} devices publishing telemetry/devices/<id>/readings ${options.rate} times a second each`,
     connected: fleet.connected,
+    health: fleet.health,
     total: options.devices,
     published: () => published,
     stop: async () => {
