@@ -82,6 +82,7 @@ export const configSchema = z.object({
     concurrency: positiveInt('a count (positive integer)'),
     connectTimeoutMs: positiveInt('milliseconds (positive integer)'),
     drainTimeoutMs: nonNegativeInt('milliseconds (integer >= 0, 0 = off)'),
+    maxClientOutputBytes: positiveInt('a size in bytes (positive integer)'),
     keepaliveLimitS: nonNegativeInt('seconds (integer >= 0, 0 = any)').max(65535, 'expected at most 65535'),
     maxInflightInbound: nonNegativeInt('a count (integer >= 0, 0 = unlimited)')
   }).strict(),

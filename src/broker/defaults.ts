@@ -45,6 +45,11 @@ export const defaultOptions = {
     connectTimeoutMs: 10_000,
     // Aedes: a client that does not drain its socket within this time is disconnected.
     drainTimeoutMs: 30_000,
+    // Unsent output per client (bytes written, not yet taken by the kernel): beyond it QoS 0
+    // messages to the client are dropped (counted as slow_consumer), and a client still over it
+    // drainTimeoutMs later is disconnected. Mosquitto's max_queued_bytes and EMQX's queue
+    // bounds are the same idea; 1 MiB holds a max-size packet or about a thousand 1 KiB ones.
+    maxClientOutputBytes: 1024 * 1024,
     // Aedes: the largest keepalive a client may ask for, seconds; 0 = any.
     keepaliveLimitS: 0,
     // Aedes: inbound QoS 2 messages awaiting PUBREL per client.
