@@ -1,7 +1,9 @@
 // A client that stops reading costs only itself (issue #24, items 4 and 5): its unsent output
 // is capped (limits.maxClientOutputBytes; QoS 0 beyond it is dropped and counted), and its
 // writes never hold up delivery to other clients on its node or arriving from another node.
+import { execFileSync } from 'node:child_process'
 import { connect as tcpConnect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import mqttPacket from 'mqtt-packet'
@@ -113,6 +115,32 @@ t.test('idle TCP and WebSocket readers: their output is capped, QoS 0 beyond it 
   t.ok(slowestMs < 2000, `every canary message arrived within 2 s (slowest ${slowestMs} ms)`)
   const clients = (broker.aedes as unknown as { clients: Record<string, unknown> }).clients
   t.ok(clients['idle-tcp'] !== undefined && clients['idle-ws'] !== undefined, 'the idle readers are still connected (limits.drainTimeoutMs not reached)')
+})
+
+t.test('TLS: an idle reader\'s output is capped the same way', async (t) => {
+  const dir = t.testdir({})
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`], { stdio: 'ignore' })
+  const broker = await startBroker(t, { mqtts: { port: 0, tls: { key: `${dir}/key.pem`, cert: `${dir}/cert.pem` } } })
+  const idle = tlsConnect({ port: broker.addresses.mqtts?.port ?? 0, host: '127.0.0.1', rejectUnauthorized: false })
+  t.teardown(() => idle.destroy())
+  await new Promise((resolve, reject) => { idle.once('secureConnect', resolve); idle.once('error', reject) })
+  idle.on('error', () => {})
+  idle.write(connectBytes('idle-tls'))
+  idle.write(subscribeBytes('flood/#'))
+  await sleep(200)
+  idle.pause()
+  const pub = await connectClient(t, broker, 'tcp')
+  gc()
+  const buffersBefore = process.memoryUsage().arrayBuffers
+  await flood(pub, 'flood/x', 2000, Buffer.alloc(8 * 1024))
+  await sleep(500)
+  gc()
+  const grown = process.memoryUsage().arrayBuffers - buffersBefore
+  t.ok(grown < 8 * 1024 * 1024, `buffers grew ${(grown / 1024 / 1024).toFixed(1)} MiB for 16 MiB sent to an idle reader`)
+  const metrics = await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+  t.ok(metricValue(metrics, 'realtime_broker_dropped_messages_total', { reason: 'slow_consumer' }) > 500, 'QoS 0 beyond the cap was dropped and counted')
+  t.ok((broker.aedes as unknown as { clients: Record<string, unknown> }).clients['idle-tls'] !== undefined, 'the idle reader is still connected')
 })
 
 t.test('an idle reader that stays over the cap for limits.drainTimeoutMs is disconnected as a slow consumer', async (t) => {
