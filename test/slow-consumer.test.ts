@@ -17,16 +17,16 @@ import { startRedis } from './helpers/redis.js'
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
 
-const connectBytes = (clientId: string): Buffer => mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 0 })
-const subscribeBytes = (filter: string): Buffer => mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 0 }] })
+const connectBytes = (clientId: string, clean = true): Buffer => mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean, clientId, keepalive: 0 })
+const subscribeBytes = (filter: string, qos: 0 | 1 = 0): Buffer => mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] })
 
 /** A subscriber over a raw TCP socket that never reads once subscribed. */
-async function idleTcpReader (port: number, clientId: string, filter: string): Promise<Socket> {
+async function idleTcpReader (port: number, clientId: string, filter: string, { qos = 0, clean = true }: { qos?: 0 | 1, clean?: boolean } = {}): Promise<Socket> {
   const socket = tcpConnect(port, '127.0.0.1')
   await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
   socket.on('error', () => {})
-  socket.write(connectBytes(clientId))
-  socket.write(subscribeBytes(filter))
+  socket.write(connectBytes(clientId, clean))
+  socket.write(subscribeBytes(filter, qos))
   await sleep(200)
   socket.pause()
   return socket
@@ -141,6 +141,55 @@ t.test('TLS: an idle reader\'s output is capped the same way', async (t) => {
   const metrics = await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
   t.ok(metricValue(metrics, 'realtime_broker_dropped_messages_total', { reason: 'slow_consumer' }) > 500, 'QoS 0 beyond the cap was dropped and counted')
   t.ok((broker.aedes as unknown as { clients: Record<string, unknown> }).clients['idle-tls'] !== undefined, 'the idle reader is still connected')
+})
+
+t.test('QoS 1 to an idle persistent session over the cap: its connection ends at once, its store keeps every message', async (t) => {
+  const broker = await startBroker(t)
+  const idle = await idleTcpReader(broker.addresses.mqtt.port, 'idle-q1', 'q1/#', { qos: 1, clean: false })
+  t.teardown(() => idle.destroy())
+  const pub = await connectClient(t, broker, 'tcp')
+  gc()
+  const buffersBefore = process.memoryUsage().arrayBuffers
+  const count = 800
+  const started = Date.now()
+  await Promise.all(Array.from({ length: count }, async (_, i) => await pub.publishAsync('q1/x', Buffer.alloc(8 * 1024, i % 256), { qos: 1 })))
+  const clients = (broker.aedes as unknown as { clients: Record<string, unknown> }).clients
+  await waitFor(() => clients['idle-q1'] === undefined, 'the idle reader\'s connection ended', 10_000).catch(() => {})
+  t.equal(clients['idle-q1'], undefined, `the idle reader's connection ended, within ${Date.now() - started} ms: long before limits.drainTimeoutMs (30 s)`)
+  gc()
+  const grown = process.memoryUsage().arrayBuffers - buffersBefore
+  t.ok(grown < 12 * 1024 * 1024, `buffers grew ${(grown / 1024 / 1024).toFixed(1)} MiB for 6.4 MiB of QoS 1, which the (in-memory) session store holds`)
+  const metrics = await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+  t.equal(metricValue(metrics, 'realtime_broker_disconnects_total', { reason: 'slow_consumer' }), 1, 'counted as a slow consumer')
+
+  const received = new Set<number>()
+  const { client: back } = await openUrl(t, brokerUrl(broker, 'tcp'), { clientId: 'idle-q1', clean: false }, (client) => {
+    client.on('message', (_topic, payload) => received.add(payload[0] as number))
+  })
+  let messages = 0
+  back.on('message', () => { messages++ })
+  await waitFor(() => messages >= count, 'every message again from the session\'s store', 15_000).catch(() => {})
+  t.ok(messages >= count, `the session got ${messages} of ${count} messages back on reconnect`)
+  t.equal(received.size, 256, 'all payloads among them')
+})
+
+t.test('retained messages sent on SUBSCRIBE beyond the cap wait for the reader, none is dropped', async (t) => {
+  const broker = await startBroker(t)
+  const pub = await connectClient(t, broker, 'tcp')
+  const retained = 1000 // 8 MiB: more than the kernel's socket buffers and the cap
+  await Promise.all(Array.from({ length: retained }, async (_, i) => await pub.publishAsync(`kept/${i}`, Buffer.alloc(8 * 1024, 1), { qos: 1, retain: true })))
+  const reader = await idleTcpReader(broker.addresses.mqtt.port, 'slow-retained', 'kept/#')
+  t.teardown(() => reader.destroy())
+  await sleep(500) // the broker sends what it can while the reader does not read
+  const parser = mqttPacket.parser()
+  let publishes = 0
+  parser.on('packet', (packet) => { if (packet.cmd === 'publish') publishes++ })
+  reader.on('data', (chunk: Buffer) => parser.parse(chunk))
+  reader.resume()
+  await waitFor(() => publishes === retained, 'every retained message', 10_000).catch(() => {})
+  t.equal(publishes, retained, 'every retained message arrived')
+  const metrics = await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+  t.equal(metricValue(metrics, 'realtime_broker_dropped_messages_total', { reason: 'slow_consumer' }), 0, 'none dropped')
 })
 
 t.test('an idle reader that stays over the cap for limits.drainTimeoutMs is disconnected as a slow consumer', async (t) => {

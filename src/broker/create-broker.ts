@@ -18,7 +18,7 @@ import { createHttpListener, type Routes } from '../bridge/http-server.js'
 import { addStaticRoutes } from '../bridge/static.js'
 import { attachWebSocketBridge } from '../bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './config.js'
-import { GuardedConnection, guardSocket, ProtocolViolation, shedQos0OverOutputCap, SlowConsumer } from './guarded-connection.js'
+import { capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './guarded-connection.js'
 import { RoutedEmitter } from './routed-emitter.js'
 import { BrokerPolicies } from './hooks.js'
 import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
@@ -176,7 +176,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       : guardSocket(stream as Socket, config.limits.maxPacketSize, outputLimits) // the TCP and TLS listeners hand over sockets
     policies.registerConnection(guarded, { transport, remote })
     const client = aedes.handle(guarded, req)
-    shedQos0OverOutputCap(client, guarded, () => metrics.messageDropped('slow_consumer'))
+    capClientOutput(client, guarded, () => metrics.messageDropped('slow_consumer'))
     guarded.on('error', (err: Error) => {
       if (!(err instanceof ProtocolViolation)) return
       logger.warn({ event: 'protocol.violation', transport, remote, reason: err.message }, 'connection closed: protocol violation')

@@ -15,10 +15,12 @@
 // A client that reads slowly costs only itself. Writes never wait: Aedes holds a delivery's
 // emitter slot (and the routed emitter its inbox window) until the write's callback, so a
 // write told to wait for a reader that never reads held up every client of the node until the
-// drain timeout. Instead the unsent output of each client is capped (limits.maxClientOutputBytes):
-// beyond the cap QoS 0 messages to it are dropped and counted (shedQos0OverOutputCap), and a
-// client still over the cap limits.drainTimeoutMs after it went over, its output not emptied
-// meanwhile, is disconnected as a slow consumer (SlowConsumer).
+// drain timeout. Instead the unsent output of each client is capped (limits.maxClientOutputBytes,
+// capClientOutput): beyond the cap a live QoS 0 message to it is dropped and counted, a live
+// QoS 1/2 message ends its connection rather than pile up (a persistent session keeps it in its
+// store), and retained messages sent on SUBSCRIBE wait for the output to drain. A client still
+// over the cap limits.drainTimeoutMs after it went over, its output not emptied meanwhile, is
+// disconnected too. Both disconnects are a SlowConsumer error.
 import type { Socket } from 'node:net'
 import { Duplex, Readable, Writable } from 'node:stream'
 import type { Client } from 'aedes'
@@ -55,10 +57,16 @@ interface OutputSource {
   destroy: (error: Error) => void
 }
 
-/** The clock of one connection over its output cap. */
+/** The clock of one connection over its output cap, and what waits for its output to drain. */
 class OutputWatch {
   private deadline: NodeJS.Timeout | null = null
+  private waiting: Array<() => void> | null = null
   constructor (readonly limits: OutputLimits) {}
+
+  /** Runs `resume` once the transport has sent everything it holds, or closed. */
+  whenDrained (resume: () => void): void {
+    (this.waiting ??= []).push(resume)
+  }
 
   /** After output was handed to the transport: over the cap, the clock starts. */
   check (connection: OutputSource, unsent: number): void {
@@ -69,9 +77,13 @@ class OutputWatch {
 
   /** The transport sent everything it held, or the connection closed: the clock stops. */
   stop (): void {
-    if (this.deadline === null) return
-    clearTimeout(this.deadline)
-    this.deadline = null
+    if (this.deadline !== null) {
+      clearTimeout(this.deadline)
+      this.deadline = null
+    }
+    const waiting = this.waiting
+    this.waiting = null
+    if (waiting !== null) for (const resume of waiting) resume()
   }
 
   expired (): void {
@@ -93,24 +105,49 @@ export function unsentOutputBytes (connection: OutputSource): number {
   return guard === undefined ? 0 : (connection as GuardedSocket).writableLength + guard.batchBytes
 }
 
-type Deliver = (packet: unknown, done: () => void) => void
+/** What the deliveries look at: Aedes' Packet. */
+interface DeliveredPacket {
+  qos: number
+  // null for a retained message sent on SUBSCRIBE (Aedes does not dedupe those)
+  brokerId?: string | null
+}
+type Deliver = (packet: DeliveredPacket, done: () => void, maxQos?: number) => void
 
 /**
- * Drops the QoS 0 messages to `client` while its connection is over its output cap, calling
- * `onDrop` for each. Aedes sends every QoS 0 delivery (a message sent at QoS 0, or downgraded
- * to the QoS a subscription grants) through the client's deliver0.
+ * Caps the output of `client` (Aedes sends every message through its deliver0 or deliverQoS):
+ * while its connection is over the cap, a live QoS 0 message is dropped (`onDrop`), a live QoS
+ * 1/2 one closes the connection, and a retained message sent on SUBSCRIBE waits for the
+ * output to drain (back-pressure on that client's own retained stream, which holds no one else).
  */
-export function shedQos0OverOutputCap (client: Client, connection: Duplex, onDrop: () => void): void {
-  const target = client as unknown as { deliver0: Deliver }
-  const deliver0 = target.deliver0
-  const { maxBytes } = (connection instanceof GuardedConnection ? connection.output : (connection as GuardedSocket)[kGuard].output).limits
-  target.deliver0 = (packet, done) => {
-    if (unsentOutputBytes(connection) <= maxBytes) {
+export function capClientOutput (client: Client, connection: Duplex, onDrop: () => void): void {
+  const target = client as unknown as { deliver0: Deliver, deliverQoS: Deliver }
+  const watch = connection instanceof GuardedConnection ? connection.output : (connection as GuardedSocket)[kGuard].output
+  const { maxBytes } = watch.limits
+  // a closed connection's deliveries go on to Aedes, which completes them with an error
+  const over = (): boolean => !connection.destroyed && unsentOutputBytes(connection) > maxBytes
+  const { deliver0, deliverQoS } = target
+  target.deliver0 = function cappedDeliver0 (packet, done) {
+    if (!over()) {
       deliver0(packet, done)
-      return
+    } else if (packet.brokerId === null) {
+      watch.whenDrained(() => cappedDeliver0(packet, done))
+    } else {
+      onDrop()
+      setImmediate(done)
     }
-    onDrop()
-    setImmediate(done)
+  }
+  target.deliverQoS = function cappedDeliverQoS (packet, done, maxQos) {
+    // a QoS 0 message goes on to deliver0 (above)
+    if (packet.qos === 0 || !over()) {
+      deliverQoS(packet, done, maxQos)
+    } else if (packet.brokerId === null) {
+      watch.whenDrained(() => cappedDeliverQoS(packet, done, maxQos))
+    } else {
+      // never dropped silently, never piled up: a persistent session keeps the message in its
+      // store (Aedes queued it before delivering) and gets it again when it reconnects
+      connection.destroy(new SlowConsumer(`slow consumer: a QoS ${packet.qos} message with ${unsentOutputBytes(connection)} bytes unsent, over limits.maxClientOutputBytes (${maxBytes})`))
+      setImmediate(done)
+    }
   }
 }
 
