@@ -36,7 +36,7 @@ export class ProtocolViolation extends Error {
   }
 }
 
-/** A client whose unsent output stayed over the cap for the drain timeout. */
+/** A client cut off for its unsent output: over the cap at a live QoS 1/2 message, or for the drain timeout. */
 export class SlowConsumer extends Error {
   constructor (message: string) {
     super(message)
@@ -45,7 +45,7 @@ export class SlowConsumer extends Error {
 }
 
 export interface OutputLimits {
-  /** Unsent bytes per client beyond which QoS 0 messages to it are dropped. */
+  /** Unsent bytes per client beyond which its output is capped (capClientOutput). */
   maxBytes: number
   /** How long a client may stay over maxBytes before it is disconnected; 0 = never. */
   drainTimeoutMs: number
