@@ -86,6 +86,8 @@ export const configSchema = z.object({
     concurrency: positiveInt('a count (positive integer)'),
     connectTimeoutMs: positiveInt('milliseconds (positive integer)'),
     drainTimeoutMs: nonNegativeInt('milliseconds (integer >= 0, 0 = off)'),
+    // above the transports' write buffer (16 KiB), so output over it always ends in a 'drain'
+    maxClientOutputBytes: positiveInt('a size in bytes (integer >= 65536)').min(65_536, 'expected at least 65536 (64 KiB)'),
     keepaliveLimitS: nonNegativeInt('seconds (integer >= 0, 0 = any)').max(65535, 'expected at most 65535'),
     maxInflightInbound: nonNegativeInt('a count (integer >= 0, 0 = unlimited)'),
     maxConnectionsPerUser: nonNegativeInt('a count (integer >= 0, 0 = unlimited)'),

@@ -18,7 +18,7 @@ import { createHttpListener, type Routes } from '../bridge/http-server.js'
 import { addStaticRoutes } from '../bridge/static.js'
 import { attachWebSocketBridge } from '../bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './config.js'
-import { GuardedConnection, guardSocket, ProtocolViolation } from './guarded-connection.js'
+import { capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './guarded-connection.js'
 import { RoutedEmitter } from './routed-emitter.js'
 import { BrokerPolicies } from './hooks.js'
 import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
@@ -158,8 +158,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   aedes.on('unsubscribe', (topics, client) => policies.forgetSubscriptions(client, topics))
   aedes.on('clientError', (client, err) => {
     logger.info({ event: 'client.error', clientId: client.id, reason: err.message }, 'client connection closed on error')
-    // Aedes' drainTimeout: the client stopped reading, what it was sent is lost to it
-    if (err.message === 'drain timeout') {
+    // Aedes' drainTimeout, or over limits.maxClientOutputBytes for as long: the client stopped
+    // reading, what it was sent is lost to it
+    if (err.message === 'drain timeout' || err instanceof SlowConsumer) {
       metrics.messageDropped('slow_consumer')
       policies.noteCloseReason(client, 'slow_consumer')
     } else {
@@ -171,13 +172,15 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     if (err.message === 'Client queue limit reached') metrics.messageDropped('queue_limit')
   })
 
+  const outputLimits = { maxBytes: config.limits.maxClientOutputBytes, drainTimeoutMs: config.limits.drainTimeoutMs }
   const accept = (transport: Transport) => (stream: Duplex, req?: IncomingMessage): void => {
     const remote = req?.socket.remoteAddress ?? (stream as { remoteAddress?: string }).remoteAddress
     const guarded = transport === 'ws'
-      ? new GuardedConnection(stream, config.limits.maxPacketSize)
-      : guardSocket(stream as Socket, config.limits.maxPacketSize) // the TCP and TLS listeners hand over sockets
+      ? new GuardedConnection(stream, config.limits.maxPacketSize, outputLimits)
+      : guardSocket(stream as Socket, config.limits.maxPacketSize, outputLimits) // the TCP and TLS listeners hand over sockets
     policies.registerConnection(guarded, { transport, remote })
     const client = aedes.handle(guarded, req)
+    capClientOutput(client, guarded, () => metrics.messageDropped('slow_consumer'))
     guarded.on('error', (err: Error) => {
       if (!(err instanceof ProtocolViolation)) return
       logger.warn({ event: 'protocol.violation', transport, remote, reason: err.message }, 'connection closed: protocol violation')

@@ -57,6 +57,13 @@ export const defaultOptions = {
     connectTimeoutMs: 10_000,
     // Aedes: a client that does not drain its socket within this time is disconnected.
     drainTimeoutMs: 30_000,
+    // Unsent output per client (bytes written, not yet taken by the kernel). Beyond it a live
+    // QoS 0 message to the client is dropped (counted as slow_consumer), a live QoS 1/2 one
+    // ends its connection (a persistent session keeps it in its store), retained messages on
+    // SUBSCRIBE wait; a client still over it drainTimeoutMs later is disconnected. Mosquitto's
+    // max_queued_bytes and EMQX's queue bounds are the same idea; 1 MiB holds a max-size
+    // packet or about a thousand 1 KiB ones.
+    maxClientOutputBytes: 1024 * 1024,
     // Aedes: the largest keepalive a client may ask for, seconds; 0 = any.
     keepaliveLimitS: 0,
     // Aedes: inbound QoS 2 messages awaiting PUBREL per client.

@@ -11,19 +11,143 @@
 //
 // A TCP or TLS socket is guarded in place (guardSocket); a WebSocket stream, whose every write
 // is a frame, is wrapped (GuardedConnection).
+//
+// A client that reads slowly costs only itself. Writes never wait: Aedes holds a delivery's
+// emitter slot (and the routed emitter its inbox window) until the write's callback, so a
+// write told to wait for a reader that never reads held up every client of the node until the
+// drain timeout. Instead the unsent output of each client is capped (limits.maxClientOutputBytes,
+// capClientOutput): beyond the cap a live QoS 0 message to it is dropped and counted, a live
+// QoS 1/2 message ends its connection rather than pile up (a persistent session keeps it in its
+// store), and retained messages sent on SUBSCRIBE wait for the output to drain. A client still
+// over the cap limits.drainTimeoutMs after it went over, its output not emptied meanwhile, is
+// disconnected too. Both disconnects are a SlowConsumer error.
 import type { Socket } from 'node:net'
 import { Duplex, Readable, Writable } from 'node:stream'
+import type { Client } from 'aedes'
 import { PacketFrameGuard, type GuardVerdict } from './packet-frame-guard.js'
 
 // How long a refused client may take to read its CONNACK before the connection is cut.
 const refusalFlushMs = 2000
-// Outbound bytes gathered in one event-loop turn beyond which writers wait for the flush.
-const maxBatchBytes = 64 * 1024
 
 export class ProtocolViolation extends Error {
   constructor (message: string) {
     super(message)
     this.name = 'ProtocolViolation'
+  }
+}
+
+/** A client cut off for its unsent output: over the cap at a live QoS 1/2 message, or for the drain timeout. */
+export class SlowConsumer extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'SlowConsumer'
+  }
+}
+
+export interface OutputLimits {
+  /** Unsent bytes per client beyond which its output is capped (capClientOutput). */
+  maxBytes: number
+  /** How long a client may stay over maxBytes before it is disconnected; 0 = never. */
+  drainTimeoutMs: number
+}
+
+/** A guarded connection: a guarded socket or a GuardedConnection. */
+interface OutputSource {
+  readonly destroyed: boolean
+  destroy: (error: Error) => void
+}
+
+/** The clock of one connection over its output cap, and what waits for its output to drain. */
+class OutputWatch {
+  private deadline: NodeJS.Timeout | null = null
+  private waiting: Array<() => void> | null = null
+  constructor (readonly limits: OutputLimits) {}
+
+  /** Runs `resume` once the transport has sent everything it holds, or closed. */
+  whenDrained (resume: () => void): void {
+    (this.waiting ??= []).push(resume)
+  }
+
+  /** After output was handed to the transport: over the cap, the clock starts. */
+  check (connection: OutputSource, unsent: number): void {
+    if (this.deadline !== null || unsent <= this.limits.maxBytes || this.limits.drainTimeoutMs === 0) return
+    this.deadline = setTimeout(cutIfStillOver, this.limits.drainTimeoutMs, this, connection)
+    this.deadline.unref()
+  }
+
+  /** The transport sent everything it held, or the connection closed: the clock stops. */
+  stop (): void {
+    if (this.deadline !== null) {
+      clearTimeout(this.deadline)
+      this.deadline = null
+    }
+    const waiting = this.waiting
+    this.waiting = null
+    if (waiting !== null) for (const resume of waiting) resume()
+  }
+
+  expired (): void {
+    this.deadline = null
+  }
+}
+
+function cutIfStillOver (watch: OutputWatch, connection: OutputSource): void {
+  watch.expired()
+  const unsent = unsentOutputBytes(connection)
+  if (connection.destroyed || unsent <= watch.limits.maxBytes) return
+  connection.destroy(new SlowConsumer(`slow consumer: ${unsent} bytes unsent, over limits.maxClientOutputBytes (${watch.limits.maxBytes}) for limits.drainTimeoutMs (${watch.limits.drainTimeoutMs} ms)`))
+}
+
+/** Bytes written to a guarded connection and not yet handed to the kernel. */
+export function unsentOutputBytes (connection: OutputSource): number {
+  if (connection instanceof GuardedConnection) return connection.unsentBytes
+  const guard = (connection as Partial<GuardedSocket>)[kGuard]
+  return guard === undefined ? 0 : (connection as GuardedSocket).writableLength + guard.batchBytes
+}
+
+/** What the deliveries look at: Aedes' Packet. */
+interface DeliveredPacket {
+  qos: number
+  // null for a retained message sent on SUBSCRIBE (Aedes does not dedupe those)
+  brokerId?: string | null
+}
+type Deliver = (packet: DeliveredPacket, done: () => void, maxQos?: number) => void
+
+/**
+ * Caps the output of `client` (Aedes sends every message through its deliver0 or deliverQoS):
+ * while its connection is over the cap, a live QoS 0 message is dropped (`onDrop`), a live QoS
+ * 1/2 one closes the connection, and a retained message sent on SUBSCRIBE waits for the
+ * output to drain (back-pressure on that client's own retained stream, which holds no one else).
+ */
+export function capClientOutput (client: Client, connection: Duplex, onDrop: () => void): void {
+  const target = client as unknown as { deliver0: Deliver, deliverQoS: Deliver }
+  const watch = connection instanceof GuardedConnection ? connection.output : (connection as GuardedSocket)[kGuard].output
+  const { maxBytes } = watch.limits
+  // a closed connection's deliveries go on to Aedes, which completes them with an error
+  const over = (): boolean => !connection.destroyed && unsentOutputBytes(connection) > maxBytes
+  const { deliver0, deliverQoS } = target
+  target.deliver0 = function cappedDeliver0 (packet, done) {
+    if (!over()) {
+      deliver0(packet, done)
+    } else if (packet.brokerId === null) {
+      watch.whenDrained(() => cappedDeliver0(packet, done))
+    } else {
+      onDrop()
+      setImmediate(done)
+    }
+  }
+  target.deliverQoS = function cappedDeliverQoS (packet, done, maxQos) {
+    // a QoS 0 message goes on to deliver0 (above)
+    if (packet.qos === 0 || !over()) {
+      deliverQoS(packet, done, maxQos)
+    } else if (packet.brokerId === null) {
+      watch.whenDrained(() => cappedDeliverQoS(packet, done, maxQos))
+    } else {
+      // never dropped silently, never piled up: a persistent session keeps the message in its
+      // store (Aedes queued it before delivering) and gets it again when it reconnects
+      connection.destroy(new SlowConsumer(`slow consumer: a QoS ${packet.qos} message with ${unsentOutputBytes(connection)} bytes unsent, over limits.maxClientOutputBytes (${maxBytes})`))
+      setImmediate(done)
+    }
   }
 }
 
@@ -51,9 +175,10 @@ class SocketGuard {
   batch: Buffer[] = []
   batchBytes = 0
   batchCallbacks: WriteCallback[] | null = null
-  // a writer was told to wait (write() returned false) and gets a 'drain'
-  owesDrain = false
-  constructor (readonly frames: PacketFrameGuard) {}
+  readonly output: OutputWatch
+  constructor (readonly frames: PacketFrameGuard, output: OutputLimits) {
+    this.output = new OutputWatch(output)
+  }
 }
 
 type GuardedSocket = Socket & { [kGuard]: SocketGuard }
@@ -66,14 +191,21 @@ const writableWrite = Writable.prototype.write as (this: Writable, chunk: Buffer
  * Guards a TCP or TLS socket in place and returns it: a socket hands what it reads to its own
  * push() and sends through its own write() and _final(); those are replaced on this instance.
  */
-export function guardSocket (socket: Socket, maxPacketSize: number): Socket {
+export function guardSocket (socket: Socket, maxPacketSize: number, output: OutputLimits): Socket {
   Object.assign(socket, {
-    [kGuard]: new SocketGuard(new PacketFrameGuard(maxPacketSize)),
+    [kGuard]: new SocketGuard(new PacketFrameGuard(maxPacketSize), output),
     push: guardedPush,
     write: batchedWrite,
     _final: flushThenFinal
   })
+  socket.on('drain', stopOutputClock)
+  socket.on('close', stopOutputClock)
   return socket
+}
+
+// shared by every guarded socket: no closure per connection
+function stopOutputClock (this: GuardedSocket): void {
+  this[kGuard].output.stop()
 }
 
 function guardedPush (this: GuardedSocket, chunk: Buffer | null, encoding?: BufferEncoding): boolean {
@@ -105,9 +237,8 @@ function batchedWrite (this: GuardedSocket, chunk: Buffer | string, encodingOrCa
   guard.batch.push(data)
   guard.batchBytes += data.length
   if (done !== undefined) (guard.batchCallbacks ??= []).push(done)
-  if (guard.batchBytes < maxBatchBytes) return true
-  guard.owesDrain = true
-  return false
+  // never "wait for drain": Aedes would hold the delivery's emitter slot until then (see above)
+  return true
 }
 
 function takeBatch (guard: SocketGuard): { data: Buffer, done: WriteCallback | undefined } {
@@ -123,18 +254,14 @@ function flushTurn (socket: GuardedSocket): void {
   const guard = socket[kGuard]
   // an ending socket sends the batch from _final, after what Writable still holds
   if (guard.batch.length === 0 || socket.writableEnded) return
+  const { data, done } = takeBatch(guard)
   if (socket.destroyed) {
-    takeBatch(guard)
+    done?.(new Error('connection closed'))
     return
   }
-  const { data, done } = takeBatch(guard)
-  const flowing = writableWrite.call(socket, data, done)
-  if (guard.owesDrain && flowing) process.nextTick(emitDrain, socket)
-  guard.owesDrain = false // when not flowing, Writable emits 'drain' itself
-}
-
-function emitDrain (socket: GuardedSocket): void {
-  if (!socket.destroyed) socket.emit('drain')
+  writableWrite.call(socket, data, done)
+  // over the cap, Writable is not flowing and emits 'drain' once it has sent everything
+  guard.output.check(socket, socket.writableLength)
 }
 
 function flushThenFinal (this: GuardedSocket, callback: WriteCallback): void {
@@ -156,7 +283,7 @@ function flushThenFinal (this: GuardedSocket, callback: WriteCallback): void {
 /** A WebSocket stream wrapped: each batch leaves as one frame. */
 export class GuardedConnection extends Duplex {
   private readonly guard: PacketFrameGuard
-  private pendingWrite: WriteCallback | null = null
+  readonly output: OutputWatch
   private ignoringInput = false
   // What is written in one event-loop turn goes out together at its end: one WebSocket frame for
   // many packets instead of one per packet.
@@ -164,9 +291,10 @@ export class GuardedConnection extends Duplex {
   private batchBytes = 0
   private flushScheduled = false
 
-  constructor (private readonly inner: Duplex, maxPacketSize: number) {
+  constructor (private readonly inner: Duplex, maxPacketSize: number, output: OutputLimits) {
     super({ allowHalfOpen: false })
     this.guard = new PacketFrameGuard(maxPacketSize)
+    this.output = new OutputWatch(output)
     inner.on('data', (chunk: Buffer) => {
       // once refused, nothing the client sends is processed [MQTT-3.1.4-5]
       if (this.ignoringInput) return
@@ -186,12 +314,14 @@ export class GuardedConnection extends Duplex {
       }
     })
     inner.on('end', () => this.push(null))
-    inner.on('drain', () => this.flushPendingWrite(null))
+    inner.on('drain', () => this.output.stop())
     inner.on('error', (err: Error) => this.destroy(err))
-    inner.on('close', () => {
-      this.flushPendingWrite(new Error('connection closed'))
-      if (!this.destroyed) this.destroy()
-    })
+    inner.on('close', () => { if (!this.destroyed) this.destroy() })
+  }
+
+  /** Written and not yet handed to the kernel: this turn's batch and what the WebSocket holds. */
+  get unsentBytes (): number {
+    return this.batchBytes + this.inner.writableLength
   }
 
   override _read (): void {
@@ -217,7 +347,7 @@ export class GuardedConnection extends Duplex {
     // Aedes destroys a connection right after its last packets (a refusing CONNACK): they go
     // out first, as a socket sends what it already has before closing
     this.flushBatch()
-    this.flushPendingWrite(error ?? new Error('connection closed'))
+    this.output.stop()
     this.inner.destroy()
     callback(error)
   }
@@ -229,8 +359,8 @@ export class GuardedConnection extends Duplex {
     }
     this.batch.push(data)
     this.batchBytes += data.length
-    if (this.batchBytes < maxBatchBytes) callback()
-    else this.pendingWrite = callback // released once the batch is out and the socket drained
+    // never "wait for drain": Aedes would hold the delivery's emitter slot until then (see above)
+    callback()
   }
 
   private readonly flushBatch = (): void => {
@@ -239,12 +369,8 @@ export class GuardedConnection extends Duplex {
     const data = this.batch.length === 1 ? this.batch[0] as Buffer : Buffer.concat(this.batch, this.batchBytes)
     this.batch = []
     this.batchBytes = 0
-    if (this.inner.write(data)) this.flushPendingWrite(null)
-  }
-
-  private flushPendingWrite (error: Error | null): void {
-    const callback = this.pendingWrite
-    this.pendingWrite = null
-    if (callback !== null) callback(error)
+    this.inner.write(data)
+    // over the cap, the WebSocket stream is not flowing and emits 'drain' once it has sent everything
+    this.output.check(this, this.inner.writableLength)
   }
 }

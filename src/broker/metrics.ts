@@ -14,7 +14,9 @@ export type DisconnectReason = 'client' | 'keepalive_timeout' | 'slow_consumer' 
 
 /** Why a message was not delivered. */
 // queue_limit: Aedes' per-client packet queue before CONNECT; queue_full: a persistent
-// session's stored messages at sessions.maxQueuedMessages.
+// session's stored messages at sessions.maxQueuedMessages; slow_consumer: a QoS 0 message to a
+// client over limits.maxClientOutputBytes, a client cut off as a slow consumer, an SSE reader
+// behind.
 export type DropReason = 'acl' | 'rate_limit' | 'size' | 'qos_limit' | 'slow_consumer' | 'queue_limit' | 'queue_full' | 'cluster_backpressure'
 
 export type AclAction = 'publish' | 'subscribe' | 'forward'
