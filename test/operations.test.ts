@@ -1,7 +1,9 @@
 // Operations: Prometheus metrics after real traffic, the admin API, audit lines.
+import { createConnection } from 'node:net'
 import jwt from 'jsonwebtoken'
+import mqttPacket from 'mqtt-packet'
 import t from 'tap'
-import { brokerUrl, capturingLogger, collect, connectClient, connectRefused, metricValue, startBroker, subscribeGranted, waitFor } from './helpers/broker.js'
+import { brokerUrl, capturingLogger, collect, connectClient, connectRefused, metricValue, sleep, startBroker, subscribeGranted, waitFor } from './helpers/broker.js'
 
 const secret = 'operations-test-secret-0123456789'
 const token = (sub: string, extra: object = {}): string => jwt.sign({ sub, ...extra }, secret, { expiresIn: 600 })
@@ -114,4 +116,40 @@ t.test('audit lines for authentication failures and ACL denials, without secrets
   t.ok(audit.some((l) => l.event === 'auth.failed' && l.kind === 'bad_token'), 'authentication failure')
   t.ok(audit.some((l) => l.event === 'acl.denied' && l.action === 'subscribe' && l.topic === 'admin/#' && l.user === 'eve'), 'ACL denial')
   t.notOk(JSON.stringify(lines).includes(forged), 'the token is never logged')
+})
+
+/** Sends a CONNECT and resets the connection at once, as a phone losing its network mid-login. */
+async function abortedConnect (port: number, options: { clientId: string, password?: string }): Promise<void> {
+  const socket = createConnection(port, '127.0.0.1')
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30, clientId: options.clientId, ...(options.password === undefined ? {} : { username: '', password: Buffer.from(options.password) }) })
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+  socket.write(connect)
+  // the reset lands while the broker is between authentication and CONNACK
+  await sleep(1)
+  socket.resetAndDestroy()
+  await closed
+}
+
+t.test('a connection dropped during CONNECT counts neither a connect nor a disconnect, and takes no user offline', async (t) => {
+  const broker = await startBroker(t, { ...config, auth: { ...config.auth, anonymous: true } })
+  const scrape = async (): Promise<string> => await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+  const watcher = await connectClient(t, broker, 'tcp', { username: '', password: token('root') })
+  await watcher.subscribeAsync('$presence/alice', { qos: 1 })
+  const states = collect(watcher)
+  await connectClient(t, broker, 'tcp', { clientId: 'alice-phone', username: '', password: token('alice') })
+  await waitFor(() => states.some((s) => JSON.parse(s.payload).online === true), 'alice online')
+
+  const port = broker.addresses.mqtt.port
+  for (let i = 0; i < 100; i++) await abortedConnect(port, { clientId: `alice-web-${i}`, password: token('alice') })
+  for (let i = 0; i < 100; i++) await abortedConnect(port, { clientId: `anon-${i}` })
+  await waitFor(() => broker.aedes.connectedClients === 2, 'the aborted connections gone')
+  await sleep(300)
+
+  const text = await scrape()
+  const connected = metricValue(text, 'realtime_broker_clients_connected', { transport: 'tcp' })
+  t.equal(connected, 2, 'the gauge counts the two connected clients only')
+  const disconnects = ['client', 'error', 'keepalive_timeout', 'protocol_violation'].reduce((sum, reason) => sum + metricValue(text, 'realtime_broker_disconnects_total', { reason }), 0)
+  t.equal(metricValue(text, 'realtime_broker_connects_total', { transport: 'tcp' }) - disconnects, connected, 'connects minus disconnects is what is connected')
+  t.notOk(states.some((s) => JSON.parse(s.payload).online === false), 'no offline state for alice while she is connected')
 })

@@ -140,10 +140,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const presence = config.presence.enabled ? heartbeats : null
   aedes.on('client', (client) => expiry?.connected(client))
   aedes.on('clientReady', (client) => {
-    const state = policies.stateOf(client)
-    if (state === undefined) return
-    metrics.clientConnected(state.connection.transport)
-    if (state.identity.user !== null) presence?.connected(state.identity.user)
+    const state = policies.ready(client)
+    if (state !== undefined && state.identity.user !== null) presence?.connected(state.identity.user)
   })
   aedes.on('clientDisconnect', (client) => {
     expiry?.disconnected(client)

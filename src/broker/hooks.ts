@@ -37,6 +37,11 @@ export interface ConnectionInfo {
 export interface ClientState {
   connection: ConnectionInfo
   connectedSince: number
+  /**
+   * Whether the connect completed (CONNACK sent, Aedes' clientReady) and was counted: a
+   * connection dropped during CONNECT is forgotten without counting a disconnect.
+   */
+  ready: boolean
   /** Set when the broker itself ends the connection, for the disconnect metric. */
   closeReason: DisconnectReason | null
   identity: Identity
@@ -101,16 +106,26 @@ export class BrokerPolicies {
     client.close()
   }
 
-  stateOf (client: Client): ClientState | undefined {
-    return this.states.get(client)
+  /** Marks a client whose connect completed (clientReady) and counts it; its state, once. */
+  ready (client: Client): ClientState | undefined {
+    const state = this.states.get(client)
+    if (state === undefined || state.ready) return undefined
+    state.ready = true
+    this.parts.metrics.clientConnected(state.connection.transport)
+    return state
   }
 
-  /** Forgets a client that disconnected. */
+  /**
+   * Forgets a client that disconnected; returns its state only if its connect was counted
+   * (ready), so that a connection dropped during CONNECT counts no disconnect and takes no
+   * presence offline.
+   */
   forget (client: Client, currentHolder: Client | undefined, fallback: DisconnectReason): ClientState | undefined {
     const state = this.states.get(client)
     if (state === undefined) return undefined
     if (state.expiryTimer !== null) clearTimeout(state.expiryTimer)
     this.states.delete(client)
+    if (!state.ready) return undefined
     // Another connection now holds the client id: it took the session over.
     const reason = state.closeReason ?? (currentHolder !== undefined && currentHolder !== client ? 'takeover' : fallback)
     this.parts.metrics.clientDisconnected(state.connection.transport, reason)
@@ -201,6 +216,7 @@ export class BrokerPolicies {
         this.states.set(client, {
           connection,
           connectedSince: Date.now(),
+          ready: false,
           closeReason: null,
           identity,
           grants,
