@@ -21,6 +21,7 @@ import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from 
 import { GuardedConnection, guardSocket, ProtocolViolation } from './guarded-connection.js'
 import { RoutedEmitter } from './routed-emitter.js'
 import { BrokerPolicies } from './hooks.js'
+import { ClientIdOwnership } from './client-id-owner.js'
 import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
 import { createTcpListener } from './listeners/tcp.js'
 import { createTlsListener } from './listeners/tls.js'
@@ -83,6 +84,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     onLimitExceeded: config.acl.onLimitExceeded,
     expiryGraceS: config.auth.jwt?.expiryGraceS ?? 0,
     limits: config.limits,
+    ownership: new ClientIdOwnership(storage.sessionStore, nodeId),
     logger,
     audit,
     metrics

@@ -7,6 +7,7 @@ import { compileGrants, type AclConfig, type ClientGrants } from '../acl/authori
 import type { AuthFailureKind, Identity } from '../acl/identity.js'
 import { TokenBucket } from '../acl/rate-limit.js'
 import { bearerToken } from '../bridge/bearer.js'
+import type { ClientIdOwnership } from './client-id-owner.js'
 import { clientIdViolation, topicViolation, type Limits } from './limits.js'
 import { connectViolation } from './connect-rules.js'
 import type { Logger } from './logger.js'
@@ -22,6 +23,8 @@ export interface HookParts {
   /** Seconds a client may stay connected after its token expired. */
   expiryGraceS: number
   limits: Limits
+  /** Who owns each client id; a CONNECT with another user's id is refused. */
+  ownership: ClientIdOwnership
   logger: Logger
   /** Structured audit lines: authentication failures, ACL denials, admin actions. */
   audit: Logger
@@ -225,7 +228,10 @@ export class BrokerPolicies {
           byteBucket: limits.maxPublishBytesRate === undefined ? null : new TokenBucket(limits.maxPublishBytesRate),
           expiryTimer: identity.expiresAt === null ? null : this.scheduleExpiry(client, identity.expiresAt + parts.expiryGraceS * 1000)
         })
-        done(null, true)
+        this.claimClientId(client, identity, (code, kind, reason) => {
+          this.forget(client, undefined, 'client')
+          refuse(code, kind, reason)
+        }, () => done(null, true))
       },
 
       authorizePublish: (client, packet, done) => {
@@ -299,6 +305,21 @@ export class BrokerPolicies {
         return packet
       }
     }
+  }
+
+  /**
+   * A client id belongs to the user whose connection created its session: another user's
+   * CONNECT with it is refused here, before Aedes closes the holder's connection or reads the
+   * session (client-id-owner.ts). Not authorized [MQTT-3.2.2-5]; 3 when the store is away.
+   */
+  private claimClientId (client: Client, identity: Identity, refuse: (code: number, kind: AuthFailureKind, reason: string) => void, claimed: () => void): void {
+    this.parts.ownership.claim(client, identity).then((result) => {
+      if (result.ok) return claimed()
+      refuse(5, 'client_id_owned', 'the client id belongs to the session of another user')
+    }, (err: Error) => {
+      this.parts.logger.warn({ event: 'client-id.claim-failed', clientId: client.id, reason: err.message }, 'could not read who owns a client id')
+      refuse(3, 'session_store_unavailable', 'who owns the client id could not be read')
+    })
   }
 
   private scheduleExpiry (client: Client, at: number): NodeJS.Timeout {
