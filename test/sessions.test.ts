@@ -224,6 +224,10 @@ t.test('session expiry (redis): the sessions of a node killed with SIGKILL expir
   const deadline = Date.now() + 8000
   while (metricValue(await scrape(survivor), 'realtime_broker_sessions_expired_total') < 1 && Date.now() < deadline) await sleep(100)
   t.equal(metricValue(await scrape(survivor), 'realtime_broker_sessions_expired_total'), 1, 'the orphaned session expired')
+  const db = new Redis(redis.url)
+  t.teardown(() => db.disconnect())
+  t.same(await db.hgetall('sessions:owner'), {}, 'its client id has no owner left (client-id-owner.ts)')
+  t.same(await db.hgetall('sessions:holder'), {}, 'nor a holder on the dead node')
   const orphan = await resume(t, brokerUrl(survivor, 'tcp'), 'orphan')
   t.equal(orphan.sessionPresent, false)
 })

@@ -225,13 +225,18 @@ elseif not current or string.sub(current, 1, #ARGV[4]) ~= ARGV[4] then
   redis.call('SREM', KEYS[3], ARGV[1])
 end`
 
-// The dead node's sessions that it still held go offline now.
+// The dead node's sessions that it still held go offline now, and its connections hold their
+// ids no more (so that expiry frees them).
 const nodeDiedScript = `
 for _, client in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   local current = redis.call('HGET', KEYS[1], client)
   if current and string.sub(current, 1, #ARGV[1]) == ARGV[1] then
     redis.call('HDEL', KEYS[1], client)
     redis.call('ZADD', KEYS[2], ARGV[2], client)
+  end
+  local holder = redis.call('HGET', KEYS[4], client)
+  if holder and string.sub(holder, 1, #ARGV[1]) == ARGV[1] then
+    redis.call('HDEL', KEYS[4], client)
   end
 end
 redis.call('DEL', KEYS[3])`
@@ -304,7 +309,7 @@ export function redisSessionStore (redis: Redis, nodeId: string, keyPrefix: stri
       return candidates.filter((_, i) => removed[i]?.[0] === null && removed[i]?.[1] === 1)
     },
     nodeDied: async (node, at) => {
-      await redis.eval(nodeDiedScript, 3, onlineKey, offlineKey, nodeKey(node), `${node}|`, at)
+      await redis.eval(nodeDiedScript, 4, onlineKey, offlineKey, nodeKey(node), holderKey, `${node}|`, at)
     },
     purge: async (clientId) => {
       await redis.eval(purgeScript, 3, `outgoing:${encodeURIComponent(clientId)}`, ownerKey, holderKey, keyPrefix, clientId)
