@@ -17,6 +17,13 @@ export interface RoleLimits {
   maxQos?: 0 | 1 | 2 | undefined
 }
 
+/** Why a publish of `size` payload bytes at `qos` is over a role limit (a drop reason), or null. */
+export function publishLimitViolation (limits: RoleLimits, qos: number, size: number): { cause: 'size' | 'qos_limit', reason: string } | null {
+  if (limits.maxPayloadSize !== undefined && size > limits.maxPayloadSize) return { cause: 'size', reason: `payload over ${limits.maxPayloadSize} bytes` }
+  if (limits.maxQos !== undefined && qos > limits.maxQos) return { cause: 'qos_limit', reason: `QoS over ${limits.maxQos}` }
+  return null
+}
+
 export interface RoleConfig {
   pub: string[]
   sub: string[]

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream'
 import { Aedes, type Client } from 'aedes'
 import { createAuthenticator } from '../acl/authenticate.js'
 import { JwtVerifier } from '../acl/jwt.js'
+import { PublishRateLimiter } from '../acl/rate-limit.js'
 import { addAdminRoutes } from '../bridge/admin.js'
 import { addDevTokenRoute } from '../bridge/dev-token.js'
 import { addHealthRoutes } from '../bridge/health.js'
@@ -77,6 +78,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   const authenticator = createAuthenticator({ anonymous, jwt, username: config.auth.jwt?.username ?? 'empty-or-subject', acl: config.acl })
   const audit = logger.child({ audit: true })
+  // one limiter per user, whatever the transport: MQTT and HTTP publishes take from it
+  const publishRates = new PublishRateLimiter()
   const policies = new BrokerPolicies({
     authenticator,
     acl: config.acl,
@@ -85,6 +88,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     expiryGraceS: config.auth.jwt?.expiryGraceS ?? 0,
     limits: config.limits,
     ownership: new ClientIdOwnership(storage.sessionStore, nodeId),
+    publishRates,
     logger,
     audit,
     metrics
@@ -200,7 +204,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
     addAdminRoutes(routes, { aedes, nodeId, policies, authenticator, audit })
-    addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, metrics, audit })
+    addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, metrics, audit })
     addSseRoute(routes, {
       aedes,
       retained: (filters) => storage.persistence.createRetainedStreamCombi(filters),

@@ -3,9 +3,9 @@
 // or a closed connection. Per-client state lives in a WeakMap keyed by the Aedes client.
 import type { Aedes, AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
-import { compileGrants, type AclConfig, type ClientGrants } from '../acl/authorize.js'
+import { compileGrants, publishLimitViolation, type AclConfig, type ClientGrants } from '../acl/authorize.js'
 import type { AuthFailureKind, Identity } from '../acl/identity.js'
-import { TokenBucket } from '../acl/rate-limit.js'
+import type { PublishRateKeys, PublishRateLimiter } from '../acl/rate-limit.js'
 import { bearerToken } from '../bridge/bearer.js'
 import type { ClientIdOwnership } from './client-id-owner.js'
 import { clientIdViolation, topicViolation, type Limits } from './limits.js'
@@ -23,6 +23,8 @@ export interface HookParts {
   /** Seconds a client may stay connected after its token expired. */
   expiryGraceS: number
   limits: Limits
+  /** Publish rate buckets per user, shared with HTTP publish. */
+  publishRates: PublishRateLimiter
   /** Who owns each client id; a CONNECT with another user's id is refused. */
   ownership: ClientIdOwnership
   logger: Logger
@@ -51,8 +53,8 @@ export interface ClientState {
   grants: ClientGrants
   /** The filters subscribed, kept only when a role limits how many (limits.maxSubscriptions). */
   subscriptions: Set<string> | null
-  messageBucket: TokenBucket | null
-  byteBucket: TokenBucket | null
+  /** The publish rate buckets it takes from: its user's, or its own when anonymous. */
+  publishRate: PublishRateKeys
   expiryTimer: NodeJS.Timeout | null
 }
 
@@ -85,6 +87,8 @@ export class BrokerPolicies {
   private readonly publishedAt = new Float64Array(latencyRingSize)
   private readonly publishedCounter = new Float64Array(latencyRingSize)
   private brokerId = ''
+  // numbers connections: an anonymous one has publish rate buckets of its own
+  private connectionSequence = 0
 
   constructor (private readonly parts: HookParts) {}
 
@@ -224,8 +228,7 @@ export class BrokerPolicies {
           identity,
           grants,
           subscriptions: limits.maxSubscriptions === undefined ? null : new Set(),
-          messageBucket: limits.maxPublishRate === undefined ? null : new TokenBucket(limits.maxPublishRate),
-          byteBucket: limits.maxPublishBytesRate === undefined ? null : new TokenBucket(limits.maxPublishBytesRate),
+          publishRate: parts.publishRates.keys(identity.user, `connection:${++this.connectionSequence}`, limits),
           expiryTimer: identity.expiresAt === null ? null : this.scheduleExpiry(client, identity.expiresAt + parts.expiryGraceS * 1000)
         })
         this.claimClientId(client, identity, (code, kind, reason) => {
@@ -255,12 +258,11 @@ export class BrokerPolicies {
         // $SYS and $presence are written only by the broker itself.
         if (packet.topic.startsWith('$')) return deny(parts.onPublishDenied, 'acl', 'topics starting with $ are reserved to the broker')
         if (!state.grants.canPublish(packet.topic)) return deny(parts.onPublishDenied, 'acl', 'not granted')
-        const { limits } = state.grants
         const size = packet.payload.length
-        if (limits.maxPayloadSize !== undefined && size > limits.maxPayloadSize) return deny(parts.onLimitExceeded, 'size', `payload over ${limits.maxPayloadSize} bytes`)
-        if (limits.maxQos !== undefined && packet.qos > limits.maxQos) return deny(parts.onLimitExceeded, 'qos_limit', `QoS over ${limits.maxQos}`)
-        if (state.messageBucket !== null && !state.messageBucket.take(1)) return deny(parts.onLimitExceeded, 'rate_limit', `over ${limits.maxPublishRate} messages per second`)
-        if (state.byteBucket !== null && !state.byteBucket.take(size)) return deny(parts.onLimitExceeded, 'rate_limit', `over ${limits.maxPublishBytesRate} bytes per second`)
+        const overLimit = publishLimitViolation(state.grants.limits, packet.qos, size)
+        if (overLimit !== null) return deny(parts.onLimitExceeded, overLimit.cause, overLimit.reason)
+        const overRate = parts.publishRates.take(state.publishRate, 1, size)
+        if (overRate !== null) return deny(parts.onLimitExceeded, 'rate_limit', overRate)
         metrics.messageIn(packet.qos as QosLabel, size)
         done(null)
       },

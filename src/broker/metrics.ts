@@ -129,8 +129,8 @@ export class BrokerMetrics {
     this.aclDenials.labels(action).inc()
   }
 
-  messageDropped (reason: DropReason): void {
-    this.dropped.labels(reason).inc()
+  messageDropped (reason: DropReason, count = 1): void {
+    this.dropped.labels(reason).inc(count)
   }
 
   sessionExpired (): void {
