@@ -3,7 +3,8 @@ import { createConnection } from 'node:net'
 import jwt from 'jsonwebtoken'
 import mqttPacket from 'mqtt-packet'
 import t from 'tap'
-import { brokerUrl, capturingLogger, collect, connectClient, connectRefused, metricValue, sleep, startBroker, subscribeGranted, waitFor } from './helpers/broker.js'
+import { brokerUrl, capturingLogger, collect, connectClient, connectRefused, metricValue, openUrl, sleep, startBroker, subscribeGranted, waitFor } from './helpers/broker.js'
+import { startRedis } from './helpers/redis.js'
 
 const secret = 'operations-test-secret-0123456789'
 const token = (sub: string, extra: object = {}): string => jwt.sign({ sub, ...extra }, secret, { expiresIn: 600 })
@@ -119,14 +120,14 @@ t.test('audit lines for authentication failures and ACL denials, without secrets
 })
 
 /** Sends a CONNECT and resets the connection at once, as a phone losing its network mid-login. */
-async function abortedConnect (port: number, options: { clientId: string, password?: string }): Promise<void> {
+async function abortedConnect (port: number, options: { clientId: string, password?: string, clean?: boolean, delayMs?: number }): Promise<void> {
   const socket = createConnection(port, '127.0.0.1')
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject))
-  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30, clientId: options.clientId, ...(options.password === undefined ? {} : { username: '', password: Buffer.from(options.password) }) })
+  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: options.clean ?? true, keepalive: 30, clientId: options.clientId, ...(options.password === undefined ? {} : { username: '', password: Buffer.from(options.password) }) })
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
   socket.write(connect)
   // the reset lands while the broker is between authentication and CONNACK
-  await sleep(1)
+  await sleep(options.delayMs ?? 1)
   socket.resetAndDestroy()
   await closed
 }
@@ -153,3 +154,25 @@ t.test('a connection dropped during CONNECT counts neither a connect nor a disco
   t.equal(metricValue(text, 'realtime_broker_connects_total', { transport: 'tcp' }) - disconnects, connected, 'connects minus disconnects is what is connected')
   t.notOk(states.some((s) => JSON.parse(s.payload).online === false), 'no offline state for alice while she is connected')
 })
+
+for (const mode of ['memory', 'redis'] as const) {
+  t.test(`${mode}: connections dropped during CONNECT leave no client behind, and never unregister the holder of their id`, async (t) => {
+    const redis = mode === 'memory' ? null : await startRedis(t)
+    const broker = await startBroker(t, redis === null ? {} : { redis: { url: redis.url } })
+    const port = broker.addresses.mqtt.port
+    const { client: keeper } = await openUrl(t, brokerUrl(broker, 'tcp'), { clientId: 'keeper', clean: false })
+    // resets landing at every step of the connect: authentication, session reads, CONNACK
+    for (let i = 0; i < 60; i++) await abortedConnect(port, { clientId: `flaky-${i}`, clean: i % 2 === 0, delayMs: i % 6 })
+    for (let i = 0; i < 30; i++) await abortedConnect(port, { clientId: 'keeper', clean: false, delayMs: i % 6 })
+    await sleep(500)
+    // a reset that came after the broker registered the connection was a takeover: keeper may be gone
+    t.equal(broker.aedes.connectedClients, keeper.connected ? 1 : 0, 'only a client still connected is registered')
+    const { client: holder } = await openUrl(t, brokerUrl(broker, 'tcp'), { clientId: 'keeper', clean: false })
+    let holderClosed = false
+    holder.once('close', () => { holderClosed = true })
+    await openUrl(t, brokerUrl(broker, 'tcp'), { clientId: 'keeper', clean: false })
+    await waitFor(() => holderClosed, 'the takeover closing the holder')
+    t.pass('a takeover finds the holder and closes it')
+    t.equal(broker.aedes.connectedClients, 1)
+  })
+}
