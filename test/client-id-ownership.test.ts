@@ -49,6 +49,7 @@ for (const mode of ['memory', 'redis (2 nodes)'] as const) {
       t.equal(await refusedAs(t, bobNode, 'bob', 'alice-phone', true), 5, 'bob, clean: CONNACK 5')
     }
     t.equal(await refusedAs(t, bobNode, null, 'alice-phone', true), 5, 'an anonymous client: CONNACK 5')
+    t.equal(await connectRefused(t, brokerUrl(bobNode, 'ws'), { clientId: 'alice-phone', clean: false, ...as('bob') }), 5, 'bob over WebSocket: CONNACK 5')
     await sleep(300)
     t.notOk(aliceClosed, 'alice stays connected')
     t.ok(alice.client.connected)
@@ -71,7 +72,7 @@ for (const mode of ['memory', 'redis (2 nodes)'] as const) {
       for (const node of nodes) total += metricValue(await (await fetch(`http://127.0.0.1:${node.addresses.http.port}/metrics`)).text(), name, labels)
       return total
     }
-    t.equal(await sum('realtime_broker_auth_failures_total', { reason: 'client_id_owned' }), 13, 'each refusal counted')
+    t.equal(await sum('realtime_broker_auth_failures_total', { reason: 'client_id_owned' }), 14, 'each refusal counted')
 
     // alice's own second device takes her session over, as MQTT says [MQTT-3.1.4-2]
     const closed = new Promise<void>((resolve) => back.client.once('close', () => resolve()))
