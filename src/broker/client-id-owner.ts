@@ -12,7 +12,7 @@ import type { SessionStore } from './session-expiry.js'
  * The owner an identity claims ids as: `user:<sub>` for a token's subject, `anonymous` for
  * every anonymous client (so anonymous clients and users never take each other's ids).
  */
-export function clientIdOwner (identity: Identity): string {
+function clientIdOwner (identity: Identity): string {
   return identity.user === null ? 'anonymous' : `user:${identity.user}`
 }
 

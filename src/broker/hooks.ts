@@ -317,7 +317,7 @@ export class BrokerPolicies {
   private claimClientId (client: Client, identity: Identity, refuse: (code: number, kind: AuthFailureKind, reason: string) => void, claimed: () => void): void {
     this.parts.ownership.claim(client, identity).then((result) => {
       if (result.ok) return claimed()
-      refuse(5, 'client_id_owned', 'the client id belongs to the session of another user')
+      refuse(5, 'client_id_owned', `the client id belongs to the session of ${result.owner}`)
     }, (err: Error) => {
       this.parts.logger.warn({ event: 'client-id.claim-failed', clientId: client.id, reason: err.message }, 'could not read who owns a client id')
       refuse(3, 'session_store_unavailable', 'who owns the client id could not be read')
