@@ -29,7 +29,7 @@ export class ClientIdOwnership {
    */
   async claim (connection: Pick<Client, 'id' | 'clean' | 'conn'>, identity: Identity): Promise<ClaimResult> {
     const { id, clean } = connection
-    const token = `${this.nodeId}|${++this.sequence}`
+    const token = `${this.nodeId}|${++this.sequence}|${clean ? 'clean' : 'persistent'}`
     const owner = clientIdOwner(identity)
     const claimed = this.store.claim(id, owner, token)
     // Listening before the claim resolves: the connection may close while it is pending.

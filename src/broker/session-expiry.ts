@@ -33,7 +33,8 @@ export interface SessionStore {
   purge: (clientId: string) => Promise<void>
   /**
    * The connection `token` of `owner` (client-id-owner.ts) holds `clientId`: the id becomes
-   * `owner`'s if it has no owner. Resolves with the id's owner when it is someone else (then
+   * `owner`'s if it has no owner. A token is `<node>|<sequence>|clean` for a CleanSession 1
+   * connection (its session ends with it, also when its node dies), `...|persistent` else. Resolves with the id's owner when it is someone else (then
    * nothing changes), null when claimed.
    */
   claim: (clientId: string, owner: string, token: string) => Promise<string | null>
@@ -202,11 +203,13 @@ export function memorySessionStore (): SessionStore {
 //   sessions:offline       zset  client id -> when its persistent session went offline (ms)
 //   sessions:owner         hash  client id -> who owns it (client-id-owner.ts), while its session lives
 //   sessions:holder        hash  client id -> token of the latest connection that claimed it
+//   sessions:held:<node>   set   client ids claimed by connections on that node
 const onlineKey = 'sessions:online'
 const ownerKey = 'sessions:owner'
 const holderKey = 'sessions:holder'
 const offlineKey = 'sessions:offline'
 const nodeKey = (node: string): string => `sessions:node:${node}`
+const heldKey = (node: string): string => `sessions:held:${node}`
 const nodeOfToken = (token: string): string => token.slice(0, token.lastIndexOf('|'))
 
 const connectScript = `
@@ -225,8 +228,9 @@ elseif not current or string.sub(current, 1, #ARGV[4]) ~= ARGV[4] then
   redis.call('SREM', KEYS[3], ARGV[1])
 end`
 
-// The dead node's sessions that it still held go offline now, and its connections hold their
-// ids no more (so that expiry frees them).
+// The dead node's sessions that it still held go offline now. Its connections hold their ids no
+// more: a clean session's ended with its connection, which frees the id; a persistent one's is
+// freed when it expires.
 const nodeDiedScript = `
 for _, client in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   local current = redis.call('HGET', KEYS[1], client)
@@ -234,12 +238,18 @@ for _, client in ipairs(redis.call('SMEMBERS', KEYS[3])) do
     redis.call('HDEL', KEYS[1], client)
     redis.call('ZADD', KEYS[2], ARGV[2], client)
   end
+end
+redis.call('DEL', KEYS[3])
+for _, client in ipairs(redis.call('SMEMBERS', KEYS[5])) do
   local holder = redis.call('HGET', KEYS[4], client)
   if holder and string.sub(holder, 1, #ARGV[1]) == ARGV[1] then
     redis.call('HDEL', KEYS[4], client)
+    if string.sub(holder, -6) == '|clean' then
+      redis.call('HDEL', KEYS[6], client)
+    end
   end
 end
-redis.call('DEL', KEYS[3])`
+redis.call('DEL', KEYS[5])`
 
 // aedes-persistence-redis queues a message once (packet:<broker>:<counter>, with a count of the
 // sessions holding it) and lists it per session (outgoing:<client>), or the session's own copy
@@ -272,10 +282,12 @@ if owner and owner ~= ARGV[2] then
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[1])
 return false`
 
 // Only the connection that claimed last frees the id: a takeover's old connection never does.
 const releaseScript = `
+redis.call('SREM', KEYS[3], ARGV[1])
 if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[2], ARGV[1])
   if ARGV[3] == '1' then
@@ -309,16 +321,16 @@ export function redisSessionStore (redis: Redis, nodeId: string, keyPrefix: stri
       return candidates.filter((_, i) => removed[i]?.[0] === null && removed[i]?.[1] === 1)
     },
     nodeDied: async (node, at) => {
-      await redis.eval(nodeDiedScript, 4, onlineKey, offlineKey, nodeKey(node), holderKey, `${node}|`, at)
+      await redis.eval(nodeDiedScript, 6, onlineKey, offlineKey, nodeKey(node), holderKey, heldKey(node), ownerKey, `${node}|`, at)
     },
     purge: async (clientId) => {
       await redis.eval(purgeScript, 3, `outgoing:${encodeURIComponent(clientId)}`, ownerKey, holderKey, keyPrefix, clientId)
     },
     claim: async (clientId, owner, token) => {
-      return await redis.eval(claimScript, 2, ownerKey, holderKey, clientId, owner, token) as string | null
+      return await redis.eval(claimScript, 3, ownerKey, holderKey, heldKey(nodeId), clientId, owner, token) as string | null
     },
     release: async (clientId, token, ended) => {
-      await redis.eval(releaseScript, 2, ownerKey, holderKey, clientId, token, ended ? '1' : '0')
+      await redis.eval(releaseScript, 3, ownerKey, holderKey, heldKey(nodeId), clientId, token, ended ? '1' : '0')
     }
   }
 }
