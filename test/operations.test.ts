@@ -1,7 +1,10 @@
 // Operations: Prometheus metrics after real traffic, the admin API, audit lines.
+import { createConnection } from 'node:net'
 import jwt from 'jsonwebtoken'
+import mqttPacket from 'mqtt-packet'
 import t from 'tap'
-import { brokerUrl, capturingLogger, collect, connectClient, connectRefused, metricValue, startBroker, subscribeGranted, waitFor } from './helpers/broker.js'
+import { brokerUrl, capturingLogger, collect, connectClient, connectRefused, metricValue, openUrl, sleep, startBroker, subscribeGranted, waitFor } from './helpers/broker.js'
+import { startRedis } from './helpers/redis.js'
 
 const secret = 'operations-test-secret-0123456789'
 const token = (sub: string, extra: object = {}): string => jwt.sign({ sub, ...extra }, secret, { expiresIn: 600 })
@@ -115,3 +118,61 @@ t.test('audit lines for authentication failures and ACL denials, without secrets
   t.ok(audit.some((l) => l.event === 'acl.denied' && l.action === 'subscribe' && l.topic === 'admin/#' && l.user === 'eve'), 'ACL denial')
   t.notOk(JSON.stringify(lines).includes(forged), 'the token is never logged')
 })
+
+/** Sends a CONNECT and resets the connection at once, as a phone losing its network mid-login. */
+async function abortedConnect (port: number, options: { clientId: string, password?: string, clean?: boolean, delayMs?: number }): Promise<void> {
+  const socket = createConnection(port, '127.0.0.1')
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: options.clean ?? true, keepalive: 30, clientId: options.clientId, ...(options.password === undefined ? {} : { username: '', password: Buffer.from(options.password) }) })
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+  socket.write(connect)
+  // the reset lands while the broker is between authentication and CONNACK
+  await sleep(options.delayMs ?? 1)
+  socket.resetAndDestroy()
+  await closed
+}
+
+t.test('a connection dropped during CONNECT counts neither a connect nor a disconnect, and takes no user offline', async (t) => {
+  const broker = await startBroker(t, { ...config, auth: { ...config.auth, anonymous: true } })
+  const scrape = async (): Promise<string> => await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+  const watcher = await connectClient(t, broker, 'tcp', { username: '', password: token('root') })
+  await watcher.subscribeAsync('$presence/alice', { qos: 1 })
+  const states = collect(watcher)
+  await connectClient(t, broker, 'tcp', { clientId: 'alice-phone', username: '', password: token('alice') })
+  await waitFor(() => states.some((s) => JSON.parse(s.payload).online === true), 'alice online')
+
+  const port = broker.addresses.mqtt.port
+  for (let i = 0; i < 100; i++) await abortedConnect(port, { clientId: `alice-web-${i}`, password: token('alice') })
+  for (let i = 0; i < 100; i++) await abortedConnect(port, { clientId: `anon-${i}` })
+  await waitFor(() => broker.aedes.connectedClients === 2, 'the aborted connections gone')
+  await sleep(300)
+
+  const text = await scrape()
+  const connected = metricValue(text, 'realtime_broker_clients_connected', { transport: 'tcp' })
+  t.equal(connected, 2, 'the gauge counts the two connected clients only')
+  const disconnects = ['client', 'error', 'keepalive_timeout', 'protocol_violation'].reduce((sum, reason) => sum + metricValue(text, 'realtime_broker_disconnects_total', { reason }), 0)
+  t.equal(metricValue(text, 'realtime_broker_connects_total', { transport: 'tcp' }) - disconnects, connected, 'connects minus disconnects is what is connected')
+  t.notOk(states.some((s) => JSON.parse(s.payload).online === false), 'no offline state for alice while she is connected')
+})
+
+for (const mode of ['memory', 'redis'] as const) {
+  t.test(`${mode}: connections dropped during CONNECT leave no client behind, and never unregister the holder of their id`, async (t) => {
+    const redis = mode === 'memory' ? null : await startRedis(t)
+    const broker = await startBroker(t, redis === null ? {} : { redis: { url: redis.url } })
+    const port = broker.addresses.mqtt.port
+    const { client: keeper } = await openUrl(t, brokerUrl(broker, 'tcp'), { clientId: 'keeper', clean: false })
+    // resets landing at every step of the connect: authentication, session reads, CONNACK
+    for (let i = 0; i < 60; i++) await abortedConnect(port, { clientId: `flaky-${i}`, clean: i % 2 === 0, delayMs: i % 6 })
+    for (let i = 0; i < 30; i++) await abortedConnect(port, { clientId: 'keeper', clean: false, delayMs: i % 6 })
+    await sleep(500)
+    // a reset that came after the broker registered the connection was a takeover: keeper may be gone
+    t.equal(broker.aedes.connectedClients, keeper.connected ? 1 : 0, 'only a client still connected is registered')
+    const { client: holder } = await openUrl(t, brokerUrl(broker, 'tcp'), { clientId: 'keeper', clean: false })
+    let holderClosed = false
+    holder.once('close', () => { holderClosed = true })
+    await openUrl(t, brokerUrl(broker, 'tcp'), { clientId: 'keeper', clean: false })
+    await waitFor(() => holderClosed, 'the takeover closing the holder')
+    t.pass('a takeover finds the holder and closes it')
+    t.equal(broker.aedes.connectedClients, 1)
+  })
+}

@@ -217,6 +217,7 @@ t.test('session expiry (redis): the sessions of a node killed with SIGKILL expir
   const doomed = await spawnBroker(t, ['--config', file], { NODE_ID: 'doomed', LOG_LEVEL: 'warn' })
   const { client } = await openUrl(t, `mqtt://127.0.0.1:${doomed.mqttPort}`, { clientId: 'orphan', clean: false })
   await client.subscribeAsync('o/#', { qos: 1 })
+  await openUrl(t, `mqtt://127.0.0.1:${doomed.mqttPort}`, { clientId: 'ephemeral', clean: true })
   await sleep(300) // its heartbeat and session reach Redis
   doomed.child.kill('SIGKILL')
   await doomed.exited
@@ -224,6 +225,10 @@ t.test('session expiry (redis): the sessions of a node killed with SIGKILL expir
   const deadline = Date.now() + 8000
   while (metricValue(await scrape(survivor), 'realtime_broker_sessions_expired_total') < 1 && Date.now() < deadline) await sleep(100)
   t.equal(metricValue(await scrape(survivor), 'realtime_broker_sessions_expired_total'), 1, 'the orphaned session expired')
+  const db = new Redis(redis.url)
+  t.teardown(() => db.disconnect())
+  t.same(await db.hgetall('sessions:owner'), {}, 'neither its client id nor that of a clean session on the dead node has an owner left (client-id-owner.ts)')
+  t.same(await db.hgetall('sessions:holder'), {}, 'nor a holder on the dead node')
   const orphan = await resume(t, brokerUrl(survivor, 'tcp'), 'orphan')
   t.equal(orphan.sessionPresent, false)
 })

@@ -25,6 +25,13 @@ export interface RoleLimits {
   maxRetainedBytes?: number | undefined
 }
 
+/** Why a publish of `size` payload bytes at `qos` is over a role limit (a drop reason), or null. */
+export function publishLimitViolation (limits: RoleLimits, qos: number, size: number): { cause: 'size' | 'qos_limit', reason: string } | null {
+  if (limits.maxPayloadSize !== undefined && size > limits.maxPayloadSize) return { cause: 'size', reason: `payload over ${limits.maxPayloadSize} bytes` }
+  if (limits.maxQos !== undefined && qos > limits.maxQos) return { cause: 'qos_limit', reason: `QoS over ${limits.maxQos}` }
+  return null
+}
+
 export interface RoleConfig {
   pub: string[]
   sub: string[]

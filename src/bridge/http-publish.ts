@@ -3,13 +3,14 @@
 // stored for every persistent subscriber). A batch is validated whole before any is sent.
 import type { Aedes, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
-import { compileGrants, type AclConfig } from '../acl/authorize.js'
+import { compileGrants, publishLimitViolation, type AclConfig } from '../acl/authorize.js'
+import type { PublishRateLimiter } from '../acl/rate-limit.js'
 import { isValidTopicName } from '../acl/topic-pattern.js'
 import type { Limits } from '../broker/limits.js'
 import { topicViolation } from '../broker/limits.js'
 import type { RetainedCaps } from '../broker/retained-quota.js'
 import type { Logger } from '../broker/logger.js'
-import type { BrokerMetrics, QosLabel } from '../broker/metrics.js'
+import type { BrokerMetrics, DropReason, QosLabel } from '../broker/metrics.js'
 import { authenticateRequest } from './bearer.js'
 import { sendJson, type Routes } from './http-server.js'
 import { BodyTooLarge, isJsonBody, nestsDeeperThan, readBody } from './request-body.js'
@@ -24,6 +25,8 @@ export interface HttpPublishParts {
   authenticator: Authenticator
   acl: AclConfig
   limits: Limits
+  /** The publish rate buckets per user that MQTT publishes take from too. */
+  publishRates: PublishRateLimiter
   metrics: BrokerMetrics
   audit: Logger
   retainedCaps: RetainedCaps
@@ -40,6 +43,13 @@ interface MessageInput {
 class BadMessage extends Error {
   constructor (readonly status: 400 | 403, message: string) {
     super(message)
+  }
+}
+
+/** A message over a role limit (maxPayloadSize, maxQos): refused and counted as the MQTT path drops it. */
+class OverLimit extends BadMessage {
+  constructor (readonly dropReason: DropReason, message: string) {
+    super(400, message)
   }
 }
 
@@ -68,7 +78,7 @@ function toPacket (input: MessageInput, where: string, limits: Limits): PublishP
 }
 
 export function addHttpPublishRoute (routes: Routes, parts: HttpPublishParts): void {
-  const { aedes, limits, metrics, audit } = parts
+  const { aedes, limits, publishRates, metrics, audit } = parts
   routes.set('POST /api/v1/publish', async (req, res, url) => {
     const auth = authenticateRequest(parts.authenticator, req, url)
     if (!auth.ok) return sendJson(res, 401, { error: auth.error })
@@ -94,9 +104,9 @@ export function addHttpPublishRoute (routes: Routes, parts: HttpPublishParts): v
       packets = inputs.map((input: MessageInput, i) => {
         const where = batch ? `messages[${i}]` : 'body'
         const packet = toPacket(input, where, limits)
-        const { maxPayloadSize } = grants.grants.limits
-        if (maxPayloadSize !== undefined && packet.payload.length > maxPayloadSize) throw new BadMessage(400, `${where}: payload over ${maxPayloadSize} bytes`)
         if (!grants.grants.canPublish(packet.topic)) throw new BadMessage(403, `${where}.topic: publishing to ${packet.topic} is not granted`)
+        const overLimit = publishLimitViolation(grants.grants.limits, packet.qos, packet.payload.length)
+        if (overLimit !== null) throw new OverLimit(overLimit.cause, `${where}: ${overLimit.reason}`)
         return packet
       })
     } catch (err) {
@@ -105,7 +115,19 @@ export function addHttpPublishRoute (routes: Routes, parts: HttpPublishParts): v
         audit.warn({ event: 'acl.denied', action: 'publish', via: 'http', user: identity.user, reason: err.message }, 'HTTP publish refused')
         metrics.aclDenied('publish')
       }
+      if (err instanceof OverLimit) {
+        audit.warn({ event: 'limit.exceeded', action: 'publish', via: 'http', user: identity.user, reason: err.message }, 'HTTP publish refused')
+        metrics.messageDropped(err.dropReason, inputs.length)
+      }
       return sendJson(res, err.status, { error: err.message })
+    }
+    // The user's buckets, shared with their MQTT connections; anonymous publishers by address.
+    const rateKeys = publishRates.keys(identity.user, `http:${req.socket.remoteAddress ?? ''}`, grants.grants.limits)
+    const overRate = publishRates.take(rateKeys, packets.length, packets.reduce((sum, packet) => sum + packet.payload.length, 0))
+    if (overRate !== null) {
+      audit.warn({ event: 'limit.exceeded', action: 'publish', via: 'http', user: identity.user, reason: overRate }, 'HTTP publish refused')
+      metrics.messageDropped('rate_limit', packets.length)
+      return sendJson(res, 429, { error: overRate })
     }
     // retained messages over a cap are published live, not stored, as over MQTT
     const publisher = { user: identity.user, clientId: null, via: 'http' as const }

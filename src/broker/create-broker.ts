@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream'
 import { Aedes, type Client } from 'aedes'
 import { createAuthenticator } from '../acl/authenticate.js'
 import { JwtVerifier } from '../acl/jwt.js'
+import { PublishRateLimiter } from '../acl/rate-limit.js'
 import { addAdminRoutes } from '../bridge/admin.js'
 import { addDevTokenRoute } from '../bridge/dev-token.js'
 import { addHealthRoutes } from '../bridge/health.js'
@@ -21,6 +22,7 @@ import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from 
 import { capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './guarded-connection.js'
 import { RoutedEmitter } from './routed-emitter.js'
 import { BrokerPolicies } from './hooks.js'
+import { ClientIdOwnership } from './client-id-owner.js'
 import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
 import { createTcpListener } from './listeners/tcp.js'
 import { createTlsListener } from './listeners/tls.js'
@@ -80,6 +82,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const authenticator = createAuthenticator({ anonymous, jwt, username: config.auth.jwt?.username ?? 'empty-or-subject', acl: config.acl })
   const audit = logger.child({ audit: true })
   const retainedCaps = new RetainedCaps({ ledger: storage.retainedLedger, limits: config.limits, metrics, audit, logger })
+  // one limiter per user, whatever the transport: MQTT and HTTP publishes take from it
+  const publishRates = new PublishRateLimiter()
   const policies = new BrokerPolicies({
     authenticator,
     acl: config.acl,
@@ -87,6 +91,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     onLimitExceeded: config.acl.onLimitExceeded,
     expiryGraceS: config.auth.jwt?.expiryGraceS ?? 0,
     limits: config.limits,
+    ownership: new ClientIdOwnership(storage.sessionStore, nodeId),
+    publishRates,
     logger,
     audit,
     metrics,
@@ -144,10 +150,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   aedes.on('client', (client) => expiry?.connected(client))
   aedes.on('clientReady', (client) => {
-    const state = policies.stateOf(client)
-    if (state === undefined) return
-    metrics.clientConnected(state.connection.transport)
-    if (state.identity.user !== null) presence.connected(state.identity.user)
+    const state = policies.ready(client)
+    if (state !== undefined && state.identity.user !== null) presence.connected(state.identity.user)
   })
   aedes.on('clientDisconnect', (client) => {
     expiry?.disconnected(client)
@@ -207,7 +211,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
     addAdminRoutes(routes, { aedes, nodeId, policies, authenticator, audit })
-    addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, metrics, audit, retainedCaps })
+    addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
     addSseRoute(routes, {
       aedes,
       retained: (filters) => storage.persistence.createRetainedStreamCombi(filters),

@@ -3,11 +3,12 @@
 // or a closed connection. Per-client state lives in a WeakMap keyed by the Aedes client.
 import type { Aedes, AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
-import { compileGrants, type AclConfig, type ClientGrants, type RoleLimits } from '../acl/authorize.js'
+import { compileGrants, publishLimitViolation, type AclConfig, type ClientGrants, type RoleLimits } from '../acl/authorize.js'
 import type { AuthFailureKind, Identity } from '../acl/identity.js'
-import { KeyedRateLimiter, TokenBucket } from '../acl/rate-limit.js'
+import { KeyedRateLimiter, type PublishRateKeys, type PublishRateLimiter } from '../acl/rate-limit.js'
 import { bearerToken } from '../bridge/bearer.js'
 import { requestTarget } from '../bridge/http-server.js'
+import type { ClientIdOwnership } from './client-id-owner.js'
 import { clientIdViolation, topicViolation, type Limits } from './limits.js'
 import { connectViolation } from './connect-rules.js'
 import type { Logger } from './logger.js'
@@ -24,6 +25,10 @@ export interface HookParts {
   /** Seconds a client may stay connected after its token expired. */
   expiryGraceS: number
   limits: Limits
+  /** Publish rate buckets per user, shared with HTTP publish. */
+  publishRates: PublishRateLimiter
+  /** Who owns each client id; a CONNECT with another user's id is refused. */
+  ownership: ClientIdOwnership
   logger: Logger
   /** Structured audit lines: authentication failures, ACL denials, admin actions. */
   audit: Logger
@@ -42,14 +47,19 @@ export interface ConnectionInfo {
 export interface ClientState {
   connection: ConnectionInfo
   connectedSince: number
+  /**
+   * Whether the connect completed (CONNACK sent, Aedes' clientReady) and was counted: a
+   * connection dropped during CONNECT is forgotten without counting a disconnect.
+   */
+  ready: boolean
   /** Set when the broker itself ends the connection, for the disconnect metric. */
   closeReason: DisconnectReason | null
   identity: Identity
   grants: ClientGrants
   /** The filters subscribed, kept only when a role limits how many (limits.maxSubscriptions). */
   subscriptions: Set<string> | null
-  messageBucket: TokenBucket | null
-  byteBucket: TokenBucket | null
+  /** The publish rate buckets it takes from: its user's, or its own when anonymous. */
+  publishRate: PublishRateKeys
   expiryTimer: NodeJS.Timeout | null
 }
 
@@ -86,6 +96,8 @@ export class BrokerPolicies {
   // A client's retained publishes being checked against the caps (a Redis round trip): its
   // later publishes wait for them, so its messages keep their order [MQTT-4.6.0-6].
   private readonly retainedChecks = new WeakMap<Client, Promise<void>>()
+  // numbers connections: an anonymous one has publish rate buckets of its own
+  private connectionSequence = 0
 
   constructor (private readonly parts: HookParts) {}
 
@@ -110,16 +122,26 @@ export class BrokerPolicies {
     client.close()
   }
 
-  stateOf (client: Client): ClientState | undefined {
-    return this.states.get(client)
+  /** Marks a client whose connect completed (clientReady) and counts it; its state, once. */
+  ready (client: Client): ClientState | undefined {
+    const state = this.states.get(client)
+    if (state === undefined || state.ready) return undefined
+    state.ready = true
+    this.parts.metrics.clientConnected(state.connection.transport)
+    return state
   }
 
-  /** Forgets a client that disconnected. */
+  /**
+   * Forgets a client that disconnected; returns its state only if its connect was counted
+   * (ready), so that a connection dropped during CONNECT counts no disconnect and takes no
+   * presence offline.
+   */
   forget (client: Client, currentHolder: Client | undefined, fallback: DisconnectReason): ClientState | undefined {
     const state = this.states.get(client)
     if (state === undefined) return undefined
     if (state.expiryTimer !== null) clearTimeout(state.expiryTimer)
     this.states.delete(client)
+    if (!state.ready) return undefined
     // Another connection now holds the client id: it took the session over.
     const reason = state.closeReason ?? (currentHolder !== undefined && currentHolder !== client ? 'takeover' : fallback)
     this.parts.metrics.clientDisconnected(state.connection.transport, reason)
@@ -210,15 +232,21 @@ export class BrokerPolicies {
         this.states.set(client, {
           connection,
           connectedSince: Date.now(),
+          ready: false,
           closeReason: null,
           identity,
           grants,
           subscriptions: limits.maxSubscriptions === undefined ? null : new Set(),
-          messageBucket: limits.maxPublishRate === undefined ? null : new TokenBucket(limits.maxPublishRate),
-          byteBucket: limits.maxPublishBytesRate === undefined ? null : new TokenBucket(limits.maxPublishBytesRate),
+          publishRate: parts.publishRates.keys(identity.user, `connection:${++this.connectionSequence}`, limits),
           expiryTimer: identity.expiresAt === null ? null : this.scheduleExpiry(client, identity.expiresAt + parts.expiryGraceS * 1000)
         })
-        this.admitConnection(client, identity.user, limits, refuse, () => done(null, true))
+        // the connection limits first: a refused connection claims no client id
+        this.admitConnection(client, identity.user, limits, refuse, () => {
+          this.claimClientId(client, identity, (code, kind, reason) => {
+            this.forget(client, undefined, 'client')
+            refuse(code, kind, reason)
+          }, () => done(null, true))
+        })
       },
 
       authorizePublish: (client, packet, done) => {
@@ -246,12 +274,11 @@ export class BrokerPolicies {
         // $SYS and $presence are written only by the broker itself.
         if (packet.topic.startsWith('$')) return deny(parts.onPublishDenied, 'acl', 'topics starting with $ are reserved to the broker')
         if (!state.grants.canPublish(packet.topic)) return deny(parts.onPublishDenied, 'acl', 'not granted')
-        const { limits } = state.grants
         const size = packet.payload.length
-        if (limits.maxPayloadSize !== undefined && size > limits.maxPayloadSize) return deny(parts.onLimitExceeded, 'size', `payload over ${limits.maxPayloadSize} bytes`)
-        if (limits.maxQos !== undefined && packet.qos > limits.maxQos) return deny(parts.onLimitExceeded, 'qos_limit', `QoS over ${limits.maxQos}`)
-        if (state.messageBucket !== null && !state.messageBucket.take(1)) return deny(parts.onLimitExceeded, 'rate_limit', `over ${limits.maxPublishRate} messages per second`)
-        if (state.byteBucket !== null && !state.byteBucket.take(size)) return deny(parts.onLimitExceeded, 'rate_limit', `over ${limits.maxPublishBytesRate} bytes per second`)
+        const overLimit = publishLimitViolation(state.grants.limits, packet.qos, size)
+        if (overLimit !== null) return deny(parts.onLimitExceeded, overLimit.cause, overLimit.reason)
+        const overRate = parts.publishRates.take(state.publishRate, 1, size)
+        if (overRate !== null) return deny(parts.onLimitExceeded, 'rate_limit', overRate)
         metrics.messageIn(packet.qos as QosLabel, size)
         this.afterRetainedCaps(client, state, packet, done)
       },
@@ -315,9 +342,7 @@ export class BrokerPolicies {
   private admitConnection (client: Client, user: string | null, limits: RoleLimits, refuse: (code: number, kind: AuthFailureKind, reason: string) => void, accept: () => void): void {
     if (user === null) return accept()
     const deny = (kind: AuthFailureKind, reason: string): void => {
-      const state = this.states.get(client)
-      if (state?.expiryTimer != null) clearTimeout(state.expiryTimer)
-      this.states.delete(client)
+      this.forget(client, undefined, 'client')
       refuse(5, kind, reason)
     }
     this.connectionLimitViolation(client, user, limits).then((violation) => {
@@ -345,6 +370,21 @@ export class BrokerPolicies {
     const replaced = holder !== undefined && holder !== client && this.states.get(holder)?.identity.user === user ? 1 : 0
     if (await this.parts.userConnections(user) - replaced >= max) return { kind: 'connection_limit', reason: `user already has ${max} connections` }
     return null
+  }
+
+  /**
+   * A client id belongs to the user whose connection created its session: another user's
+   * CONNECT with it is refused here, before Aedes closes the holder's connection or reads the
+   * session (client-id-owner.ts). Not authorized [MQTT-3.2.2-5]; 3 when the store is away.
+   */
+  private claimClientId (client: Client, identity: Identity, refuse: (code: number, kind: AuthFailureKind, reason: string) => void, claimed: () => void): void {
+    this.parts.ownership.claim(client, identity).then((result) => {
+      if (result.ok) return claimed()
+      refuse(5, 'client_id_owned', `the client id belongs to the session of ${result.owner}`)
+    }, (err: Error) => {
+      this.parts.logger.warn({ event: 'client-id.claim-failed', clientId: client.id, reason: err.message }, 'could not read who owns a client id')
+      refuse(3, 'session_store_unavailable', 'who owns the client id could not be read')
+    })
   }
 
   private scheduleExpiry (client: Client, at: number): NodeJS.Timeout {

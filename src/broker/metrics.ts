@@ -141,8 +141,8 @@ export class BrokerMetrics {
     this.aclDenials.labels(action).inc()
   }
 
-  messageDropped (reason: DropReason): void {
-    this.dropped.labels(reason).inc()
+  messageDropped (reason: DropReason, count = 1): void {
+    this.dropped.labels(reason).inc(count)
   }
 
   /** A retained message delivered live but not stored: over `limit`. */

@@ -26,8 +26,20 @@ export interface SessionStore {
   claimExpired: (cutoff: number, limit: number) => Promise<string[]>
   /** Sessions held by connections of a dead node are offline from now. */
   nodeDied: (node: string, at: number) => Promise<void>
-  /** Deletes what the persistence's cleanSubscriptions leaves of a session (Redis: its queued packets). */
+  /**
+   * Deletes what the persistence's cleanSubscriptions leaves of a session (Redis: its queued
+   * packets), and its owner unless a connection holds the client id again.
+   */
   purge: (clientId: string) => Promise<void>
+  /**
+   * The connection `token` of `owner` (client-id-owner.ts) holds `clientId`: the id becomes
+   * `owner`'s if it has no owner. A token is `<node>|<sequence>|clean` for a CleanSession 1
+   * connection (its session ends with it, also when its node dies), `...|persistent` else. Resolves with the id's owner when it is someone else (then
+   * nothing changes), null when claimed.
+   */
+  claim: (clientId: string, owner: string, token: string) => Promise<string | null>
+  /** The connection `token` ended; its session too when `ended`, which frees the id if no newer connection holds it. */
+  release: (clientId: string, token: string, ended: boolean) => Promise<void>
 }
 
 /** The callback-or-promise persistence methods of Aedes that delete a session's state. */
@@ -138,6 +150,8 @@ export class SessionExpiry {
 
 /** One node: maps in memory. */
 export function memorySessionStore (): SessionStore {
+  const owners = new Map<string, string>()
+  const holders = new Map<string, string>()
   const online = new Map<string, string>()
   // insertion order is disconnect order: an entry is deleted before it is set again
   const offline = new Map<string, number>()
@@ -165,7 +179,21 @@ export function memorySessionStore (): SessionStore {
       return claimed
     },
     nodeDied: async () => {},
-    purge: async () => {}
+    purge: async (clientId) => {
+      if (!holders.has(clientId)) owners.delete(clientId)
+    },
+    claim: async (clientId, owner, token) => {
+      const current = owners.get(clientId)
+      if (current !== undefined && current !== owner) return current
+      owners.set(clientId, owner)
+      holders.set(clientId, token)
+      return null
+    },
+    release: async (clientId, token, ended) => {
+      if (holders.get(clientId) !== token) return
+      holders.delete(clientId)
+      if (ended) owners.delete(clientId)
+    }
   }
 }
 
@@ -173,9 +201,15 @@ export function memorySessionStore (): SessionStore {
 //   sessions:online        hash  client id -> token of the connection holding its session
 //   sessions:node:<node>   set   client ids whose holding connection is on that node
 //   sessions:offline       zset  client id -> when its persistent session went offline (ms)
+//   sessions:owner         hash  client id -> who owns it (client-id-owner.ts), while its session lives
+//   sessions:holder        hash  client id -> token of the latest connection that claimed it
+//   sessions:held:<node>   set   client ids claimed by connections on that node
 const onlineKey = 'sessions:online'
+const ownerKey = 'sessions:owner'
+const holderKey = 'sessions:holder'
 const offlineKey = 'sessions:offline'
 const nodeKey = (node: string): string => `sessions:node:${node}`
+const heldKey = (node: string): string => `sessions:held:${node}`
 const nodeOfToken = (token: string): string => token.slice(0, token.lastIndexOf('|'))
 
 const connectScript = `
@@ -194,7 +228,9 @@ elseif not current or string.sub(current, 1, #ARGV[4]) ~= ARGV[4] then
   redis.call('SREM', KEYS[3], ARGV[1])
 end`
 
-// The dead node's sessions that it still held go offline now.
+// The dead node's sessions that it still held go offline now. Its connections hold their ids no
+// more: a clean session's ended with its connection, which frees the id; a persistent one's is
+// freed when it expires.
 const nodeDiedScript = `
 for _, client in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   local current = redis.call('HGET', KEYS[1], client)
@@ -203,12 +239,23 @@ for _, client in ipairs(redis.call('SMEMBERS', KEYS[3])) do
     redis.call('ZADD', KEYS[2], ARGV[2], client)
   end
 end
-redis.call('DEL', KEYS[3])`
+redis.call('DEL', KEYS[3])
+for _, client in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  local holder = redis.call('HGET', KEYS[4], client)
+  if holder and string.sub(holder, 1, #ARGV[1]) == ARGV[1] then
+    redis.call('HDEL', KEYS[4], client)
+    if string.sub(holder, -6) == '|clean' then
+      redis.call('HDEL', KEYS[6], client)
+    end
+  end
+end
+redis.call('DEL', KEYS[5])`
 
 // aedes-persistence-redis queues a message once (packet:<broker>:<counter>, with a count of the
 // sessions holding it) and lists it per session (outgoing:<client>), or the session's own copy
 // (outgoing:<client>:<broker>:<counter>) once sent. Deleting only the list, as its
-// cleanSubscriptions does, would leave the packets of an expired session behind forever.
+// cleanSubscriptions does, would leave the packets of an expired session behind forever. The
+// session gone, its client id is free again, unless a connection claimed it meanwhile.
 const purgeScript = `
 local prefix = ARGV[1]
 for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
@@ -222,7 +269,31 @@ for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
     redis.call('DEL', prefix .. packet, prefix .. packet .. ':offlineCount')
   end
 end
-redis.call('DEL', KEYS[1])`
+redis.call('DEL', KEYS[1])
+if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+end`
+
+// Atomic, so that two users claiming a free id at once cannot both get it.
+const claimScript = `
+local owner = redis.call('HGET', KEYS[1], ARGV[1])
+if owner and owner ~= ARGV[2] then
+  return owner
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[1])
+return false`
+
+// Only the connection that claimed last frees the id: a takeover's old connection never does.
+const releaseScript = `
+redis.call('SREM', KEYS[3], ARGV[1])
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  if ARGV[3] == '1' then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+  end
+end`
 
 /** A cluster: Redis, shared by the nodes. `redis` applies `keyPrefix` to keys. */
 export function redisSessionStore (redis: Redis, nodeId: string, keyPrefix: string): SessionStore {
@@ -250,10 +321,16 @@ export function redisSessionStore (redis: Redis, nodeId: string, keyPrefix: stri
       return candidates.filter((_, i) => removed[i]?.[0] === null && removed[i]?.[1] === 1)
     },
     nodeDied: async (node, at) => {
-      await redis.eval(nodeDiedScript, 3, onlineKey, offlineKey, nodeKey(node), `${node}|`, at)
+      await redis.eval(nodeDiedScript, 6, onlineKey, offlineKey, nodeKey(node), holderKey, heldKey(node), ownerKey, `${node}|`, at)
     },
     purge: async (clientId) => {
-      await redis.eval(purgeScript, 1, `outgoing:${encodeURIComponent(clientId)}`, keyPrefix)
+      await redis.eval(purgeScript, 3, `outgoing:${encodeURIComponent(clientId)}`, ownerKey, holderKey, keyPrefix, clientId)
+    },
+    claim: async (clientId, owner, token) => {
+      return await redis.eval(claimScript, 3, ownerKey, holderKey, heldKey(nodeId), clientId, owner, token) as string | null
+    },
+    release: async (clientId, token, ended) => {
+      await redis.eval(releaseScript, 3, ownerKey, holderKey, heldKey(nodeId), clientId, token, ended ? '1' : '0')
     }
   }
 }
