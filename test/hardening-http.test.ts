@@ -2,12 +2,11 @@
 // (and so killed the node) are answered 400, and a canary client pair on the same broker
 // loses nothing meanwhile.
 import { execFileSync } from 'node:child_process'
-import { connect as tcpConnect } from 'node:net'
-import { connect as tlsConnect } from 'node:tls'
 import jwt from 'jsonwebtoken'
 import t from 'tap'
 import { startBroker } from './helpers/broker.js'
 import { startCanary } from './helpers/canary.js'
+import { rawRequest, statusOf } from './helpers/raw-clients.js'
 
 const secret = 'hardening-http-secret-0123456789abcdef'
 const tokenOf = (sub: string): string => jwt.sign({ sub }, secret, { expiresIn: 600 })
@@ -16,21 +15,6 @@ const config = {
   acl: { roles: { member: { pub: ['canary/#'], sub: ['canary/#'] } }, users: { ops: { roles: ['admin'] } }, defaultRoles: ['member'] }
 }
 
-/** Sends a raw request on its own connection (TLS for HTTPS); resolves with what came back until the close. */
-function rawRequest (port: number, request: string, secure = false): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = secure
-      ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => socket.write(request))
-      : tcpConnect(port, '127.0.0.1', () => socket.write(request))
-    let answer = ''
-    socket.setTimeout(5000, () => socket.destroy())
-    socket.on('data', (chunk: Buffer) => { answer += chunk.toString('latin1') })
-    socket.on('close', () => resolve(answer))
-    socket.on('error', reject)
-  })
-}
-
-const statusOf = (answer: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0)
 const upgrade = (target: string): string =>
   `GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n`
 const plain = (target: string): string => `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`

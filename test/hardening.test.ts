@@ -4,6 +4,9 @@
 // raises it.
 import { connect as tcpConnect, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import fc from 'fast-check'
@@ -13,8 +16,11 @@ import mqtt from 'mqtt'
 import t from 'tap'
 import { WebSocket } from 'ws'
 import { httpHeadersTimeoutMs } from '../src/bridge/http-server.js'
-import { brokerUrl, closeClient, collect, connectClient, connectRefused, metricValue, sleep, startBroker, waitFor } from './helpers/broker.js'
+import { brokerUrl, closeClient, collect, connectClient, connectRefused, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { startCanary } from './helpers/canary.js'
+import { spawnBroker, type BrokerProcess } from './helpers/process.js'
+import { idleTcpReader, idleWebSocketReader, rawRequest } from './helpers/raw-clients.js'
+import { startRedis } from './helpers/redis.js'
 
 const fuzzRuns = Number(process.env.FUZZ_RUNS ?? 60)
 const seed = Number(process.env.FUZZ_SEED ?? 20261123)
@@ -327,4 +333,90 @@ t.test('a CONNECT trickling in byte by byte is cut at connectTimeout, over TCP a
   socket.destroy()
   const { missing } = await canary.stop()
   t.same(missing, [], 'the canary lost nothing')
+})
+
+// The crash, memory and stall cases of round 2 on a 2-node cluster, where a dead or stalled
+// node costs every client on it: a cross-node canary (publisher on A, persistent subscriber
+// on B) runs throughout and must lose nothing and never wait long.
+t.test('2-node cluster: crashing requests, idle readers and a slow reader cost only their own connections', async (t) => {
+  const secret = 'hardening-cluster-secret-0123456789'
+  const dir = mkdtempSync(join(tmpdir(), 'rb-hardening-'))
+  const configFile = join(dir, 'config.yaml')
+  writeFileSync(configFile, 'auth:\n  anonymous: true\nacl:\n  users:\n    ops: { roles: [admin] }\n')
+  const redis = await startRedis(t)
+  const [a, b] = await Promise.all(['ha', 'hb'].map((id) => spawnBroker(t, ['--redis', redis.url, '--config', configFile], { NODE_ID: id, JWT_SECRET: secret, LOG_LEVEL: 'warn' }))) as [BrokerProcess, BrokerProcess]
+  const adminToken = jwt.sign({ sub: 'ops' }, secret, { expiresIn: 600 })
+
+  // the canary: numbered QoS 1 messages A -> B, each carrying when it was sent
+  const { client: canarySub } = await openUrl(t, `mqtt://127.0.0.1:${b.mqttPort}`, { clientId: 'cluster-canary-sub', clean: false })
+  await canarySub.subscribeAsync('canary/#', { qos: 1 })
+  const delays = new Map<number, number>()
+  canarySub.on('message', (_topic, payload) => {
+    const [n, sentAt] = payload.toString().split(':').map(Number) as [number, number]
+    delays.set(n, Date.now() - sentAt)
+  })
+  const { client: canaryPub } = await openUrl(t, `mqtt://127.0.0.1:${a.mqttPort}`, { clientId: 'cluster-canary-pub' })
+  for (let probe = 0; delays.size === 0; probe++) { // B's route is announced once a probe arrives
+    await canaryPub.publishAsync('canary/probe', `-1:${Date.now()}`, { qos: 1 })
+    if (probe === 50) throw new Error('no route from A to B')
+    await sleep(100)
+  }
+  delays.clear()
+  const acked: number[] = []
+  let running = true
+  const canary = (async () => {
+    for (let i = 0; running; i++) {
+      await canaryPub.publishAsync('canary/n', `${i}:${Date.now()}`, { qos: 1 })
+      acked.push(i)
+      await sleep(20)
+    }
+  })()
+
+  // 1, 2: requests that threw synchronously in the request handler are answered 400
+  for (const node of [a, b]) {
+    t.match(await rawRequest(node.httpPort, 'GET //x:99999/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 400/, 'a request target that is no URL path: 400')
+    t.match(await rawRequest(node.httpPort, 'GET //x:99999/mqtt HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n'), /^HTTP\/1\.1 400/, 'the same on a WebSocket upgrade: 400')
+    for (const method of ['GET', 'DELETE']) {
+      t.match(await rawRequest(node.httpPort, `${method} /api/v1/admin/clients/%E0%A4%A HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${adminToken}\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 400/, `${method} of a malformed client id in the admin API: 400`)
+    }
+  }
+  t.equal(a.child.exitCode, null, 'node A is alive')
+  t.equal(b.child.exitCode, null, 'node B is alive')
+
+  // 4, 5: five TCP readers and one WebSocket reader on B that never read a busy topic, fed
+  // from both nodes; B's memory stays bounded and the canary A -> B does not wait for them
+  const rssBefore = metricValue(await (await fetch(`http://127.0.0.1:${b.httpPort}/metrics`)).text(), 'realtime_broker_process_resident_memory_bytes')
+  const idle: Socket[] = []
+  for (let i = 0; i < 5; i++) idle.push(await idleTcpReader(b.mqttPort, `idle-${i}`, 'busy/#'))
+  const ws = await idleWebSocketReader(`ws://127.0.0.1:${b.httpPort}/mqtt`, 'idle-ws', 'busy/#') // a browser tab that froze
+  const floodUntil = Date.now() + 8000
+  const flood = async (port: number): Promise<number> => {
+    const { client } = await openUrl(t, `mqtt://127.0.0.1:${port}`)
+    const payload = Buffer.alloc(1024, 120)
+    let sent = 0
+    while (Date.now() < floodUntil) {
+      for (let i = 0; i < 50; i++) client.publish('busy/x', payload, { qos: 0 })
+      sent += 50
+      await sleep(1)
+    }
+    return sent
+  }
+  const floods = await Promise.all([flood(a.mqttPort), flood(b.mqttPort)])
+  const rssAfter = metricValue(await (await fetch(`http://127.0.0.1:${b.httpPort}/metrics`)).text(), 'realtime_broker_process_resident_memory_bytes')
+  t.ok(floods[0] + floods[1] > 10_000, `${floods[0] + floods[1]} messages flooded to busy/x`)
+  t.ok(rssAfter - rssBefore < 150 * 1024 * 1024, `node B's RSS grew ${Math.round((rssAfter - rssBefore) / 1048576)} MB while six readers did not read`)
+  t.ok(idle.some((s) => !s.destroyed), 'the idle readers were not all cut yet (the drain timeout is 30 s)')
+
+  running = false
+  await canary
+  await waitFor(() => acked.every((i) => delays.has(i)), 'every canary message', 10_000).catch(() => {})
+  const missing = acked.filter((i) => !delays.has(i))
+  const worst = Math.max(...delays.values())
+  t.ok(acked.length > 50, `the canary sent ${acked.length} messages`)
+  t.same(missing, [], 'the canary lost nothing')
+  t.ok(worst < 3000, `no canary message waited for the idle readers (worst ${worst} ms)`)
+  t.equal(a.child.exitCode, null, 'node A is alive')
+  t.equal(b.child.exitCode, null, 'node B is alive')
+  for (const socket of idle) socket.destroy()
+  ws.terminate()
 })

@@ -2,47 +2,19 @@
 // is capped (limits.maxClientOutputBytes; QoS 0 beyond it is dropped and counted), and its
 // writes never hold up delivery to other clients on its node or arriving from another node.
 import { execFileSync } from 'node:child_process'
-import { connect as tcpConnect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import mqttPacket from 'mqtt-packet'
 import t from 'tap'
-import { WebSocket } from 'ws'
 import type { MqttClient } from 'mqtt'
 import { brokerUrl, connectClient, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
+import { connectBytes, idleTcpReader, idleWebSocketReader, subscribeBytes } from './helpers/raw-clients.js'
 import { spawnBroker } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
-
-const connectBytes = (clientId: string, clean = true): Buffer => mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean, clientId, keepalive: 0 })
-const subscribeBytes = (filter: string, qos: 0 | 1 = 0): Buffer => mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] })
-
-/** A subscriber over a raw TCP socket that never reads once subscribed. */
-async function idleTcpReader (port: number, clientId: string, filter: string, { qos = 0, clean = true }: { qos?: 0 | 1, clean?: boolean } = {}): Promise<Socket> {
-  const socket = tcpConnect(port, '127.0.0.1')
-  await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
-  socket.on('error', () => {})
-  socket.write(connectBytes(clientId, clean))
-  socket.write(subscribeBytes(filter, qos))
-  await sleep(200)
-  socket.pause()
-  return socket
-}
-
-/** A subscriber over WebSocket that never reads once subscribed. */
-async function idleWebSocketReader (url: string, clientId: string, filter: string): Promise<WebSocket> {
-  const ws = new WebSocket(url, ['mqtt'])
-  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
-  ws.on('error', () => {})
-  ws.send(connectBytes(clientId))
-  ws.send(subscribeBytes(filter))
-  await sleep(200)
-  ws.pause()
-  return ws
-}
 
 /** Publishes `count` QoS 0 messages, waiting for the publisher's own socket now and then. */
 async function flood (pub: MqttClient, topic: string, count: number, payload: Buffer): Promise<void> {
