@@ -105,7 +105,8 @@ for (const nodes of [1, 2]) t.test(`presence of users long offline is cleared ($
   await closeClient(await connectClient(t, last, 'tcp', as('gone')), false)
   const returning = await connectClient(t, first, 'tcp', as('back'))
   await closeClient(returning, false)
-  await waitFor(() => payloads['$presence/back']?.length === 2, 'back offline')
+  const lastState = (user: string): { online?: boolean } => JSON.parse(payloads[`$presence/${user}`]?.at(-1) || '{}') as { online?: boolean }
+  await waitFor(() => lastState('back').online === false, 'back offline')
   await connectClient(t, last, 'ws', as('back'))
   await waitFor(() => payloads['$presence/gone']?.at(-1) === '', 'the state of gone cleared', 4000)
   await sleep(600) // several sweeps on every node
@@ -115,7 +116,8 @@ for (const nodes of [1, 2]) t.test(`presence of users long offline is cleared ($
   const retained = collect(late)
   await late.subscribeAsync('$presence/+', { qos: 1 })
   await sleep(200)
-  t.same(retained.map((m) => m.topic).sort(), ['$presence/back', '$presence/late', '$presence/watcher'], 'no retained state left for gone')
+  // late's own state may come both retained and live: topics, once each
+  t.same([...new Set(retained.map((m) => m.topic))].sort(), ['$presence/back', '$presence/late', '$presence/watcher'], 'no retained state left for gone')
 })
 
 t.test('HTTP publish: accepted, authorized by the ACL, clear errors', async (t) => {
