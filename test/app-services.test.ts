@@ -5,7 +5,7 @@ import type { MqttClient } from 'mqtt'
 import t from 'tap'
 import { closeClient, collect, connectClient, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
-import type { BrokerHandle } from '../src/broker/create-broker.js'
+import type { BrokerHandle } from '../src/server.js'
 import { startRedis } from './helpers/redis.js'
 
 const secret = 'app-services-secret-0123456789abcdef'

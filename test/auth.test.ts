@@ -3,7 +3,7 @@ import { generateKeyPairSync } from 'node:crypto'
 import jwt from 'jsonwebtoken'
 import { connect } from 'mqtt'
 import t from 'tap'
-import { loadConfig } from '../src/broker/config.js'
+import { loadConfig } from '../src/broker/config/config.js'
 import { brokerUrl, closeClient, collect, connectClient, connectRefused, startBroker, subscribeGranted, waitFor } from './helpers/broker.js'
 import { runCli } from './helpers/process.js'
 

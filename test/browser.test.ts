@@ -4,8 +4,8 @@
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import t from 'tap'
 import { signToken } from '../src/acl/jwt.js'
-import type { BrokerHandle } from '../src/broker/create-broker.js'
-import type { ConfigInput } from '../src/broker/config.js'
+import type { BrokerHandle } from '../src/server.js'
+import type { ConfigInput } from '../src/broker/config/config.js'
 import { collect, connectClient, startBroker, waitFor } from './helpers/broker.js'
 
 const executablePath = '/usr/bin/chromium'

@@ -1,7 +1,7 @@
 // The worked example of docs/auth.md, run for real: config/examples/chat.yaml.
 import jwt from 'jsonwebtoken'
 import t from 'tap'
-import { loadConfig } from '../src/broker/config.js'
+import { loadConfig } from '../src/broker/config/config.js'
 import { collect, connectClient, startBroker, subscribeGranted, waitFor } from './helpers/broker.js'
 
 const secret = 'chat-example-secret-0123456789abcdef'

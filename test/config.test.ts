@@ -2,8 +2,8 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import t from 'tap'
 import { parse as parseYaml } from 'yaml'
-import { ConfigError, loadConfig, resolveConfig } from '../src/broker/config.js'
-import { defaultOptions } from '../src/broker/defaults.js'
+import { ConfigError, loadConfig, resolveConfig } from '../src/broker/config/config.js'
+import { defaultOptions } from '../src/broker/config/defaults.js'
 
 t.test('defaults apply when nothing is configured', async (t) => {
   const config = loadConfig()

@@ -5,7 +5,7 @@ import WebSocket from 'ws'
 import t from 'tap'
 import { createHttpListener, sendJson, type Routes } from '../src/bridge/http-server.js'
 import { addStaticRoutes } from '../src/bridge/static.js'
-import { resolveConfig } from '../src/broker/config.js'
+import { resolveConfig } from '../src/broker/config/config.js'
 import { capturingLogger, startBroker } from './helpers/broker.js'
 
 t.test('health endpoints answer JSON', async (t) => {

@@ -1,7 +1,7 @@
 // The routed emitter's inbox format: every field a message carries survives the trip between
 // nodes, several messages per batch.
 import t from 'tap'
-import { BatchReader, InboxBatch } from '../src/broker/inbox-codec.js'
+import { BatchReader, InboxBatch } from '../src/broker/cluster/inbox-codec.js'
 
 type Message = Parameters<InboxBatch['add']>[0]
 

@@ -4,8 +4,8 @@
 import jwt from 'jsonwebtoken'
 import type { MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
-import type { BrokerHandle } from '../src/broker/create-broker.js'
-import type { ConfigInput } from '../src/broker/config.js'
+import type { BrokerHandle } from '../src/server.js'
+import type { ConfigInput } from '../src/broker/config/config.js'
 import { brokerUrl, closeClient, connectClient, connectRefused, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { startRedis } from './helpers/redis.js'
 

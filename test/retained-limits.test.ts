@@ -4,8 +4,8 @@
 // the HTTP publish API.
 import jwt from 'jsonwebtoken'
 import t, { type Test } from 'tap'
-import type { BrokerHandle } from '../src/broker/create-broker.js'
-import type { ConfigInput } from '../src/broker/config.js'
+import type { BrokerHandle } from '../src/server.js'
+import type { ConfigInput } from '../src/broker/config/config.js'
 import { collect, connectClient, metricValue, sleep, startBroker, waitFor, type Transport } from './helpers/broker.js'
 import { startRedis } from './helpers/redis.js'
 

@@ -1,6 +1,6 @@
 // Topic patterns of grants: MQTT filters with the placeholders %u (user) and %c (client id).
 // Pure functions: compile once per client, then match topics and filters by levels.
-import { topicFilterViolation } from '../broker/packet-frame-guard.js'
+import { topicFilterViolation } from '../broker/protocol/packet-frame-guard.js'
 
 /** A grant pattern split into levels, placeholders substituted. */
 export type CompiledPattern = readonly string[]

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Aedes, Client } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
 import type { BrokerPolicies, ClientState } from '../broker/hooks.js'
-import type { Logger } from '../broker/logger.js'
+import type { Logger } from '../broker/observability/logger.js'
 import { authenticateRequest } from './bearer.js'
 import { sendJson, type Routes } from './http-server.js'
 

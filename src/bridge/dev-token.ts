@@ -4,7 +4,7 @@
 import type { IncomingMessage } from 'node:http'
 import { z } from 'zod'
 import { signToken, type JwtConfig } from '../acl/jwt.js'
-import type { Logger } from '../broker/logger.js'
+import type { Logger } from '../broker/observability/logger.js'
 import { sendJson, type Routes } from './http-server.js'
 import { isJsonBody } from './request-body.js'
 

@@ -3,7 +3,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { readTlsFiles, type TlsFiles } from '../broker/listeners/tls.js'
-import type { Logger } from '../broker/logger.js'
+import type { Logger } from '../broker/observability/logger.js'
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>
 

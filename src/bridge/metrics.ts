@@ -1,5 +1,5 @@
 // GET /metrics: this node's metrics in Prometheus text format.
-import type { BrokerMetrics } from '../broker/metrics.js'
+import type { BrokerMetrics } from '../broker/observability/metrics.js'
 import type { Routes } from './http-server.js'
 
 export function addMetricsRoute (routes: Routes, metrics: BrokerMetrics): void {

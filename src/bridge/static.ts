@@ -6,8 +6,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { extname, join, relative, sep } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import type { Logger } from '../broker/logger.js'
-import { packageRoot } from '../broker/package-root.js'
+import type { Logger } from '../broker/observability/logger.js'
+import { packageRoot } from '../broker/process/package-root.js'
 import type { Routes } from './http-server.js'
 
 const contentTypes: Record<string, string> = {

@@ -6,14 +6,12 @@ import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, publishLimitViolation, type AclConfig, type ClientGrants, type RoleLimits } from '../acl/authorize.js'
 import type { AuthFailureKind, Identity } from '../acl/identity.js'
 import { KeyedRateLimiter, type PublishRateKeys, type PublishRateLimiter } from '../acl/rate-limit.js'
-import { bearerToken } from '../bridge/bearer.js'
-import { requestTarget } from '../bridge/http-server.js'
-import type { ClientIdOwnership } from './client-id-owner.js'
-import { clientIdViolation, topicViolation, type Limits } from './limits.js'
-import { connectViolation } from './connect-rules.js'
-import type { Logger } from './logger.js'
-import type { RetainedCaps } from './retained-quota.js'
-import type { BrokerMetrics, DisconnectReason, DropReason, QosLabel, TransportLabel } from './metrics.js'
+import type { ClientIdOwnership } from './sessions/client-id-owner.js'
+import { clientIdViolation, topicViolation, type Limits } from './protocol/limits.js'
+import { connectViolation } from './protocol/connect-rules.js'
+import type { Logger } from './observability/logger.js'
+import type { RetainedCaps } from './storage/retained-quota.js'
+import type { BrokerMetrics, DisconnectReason, DropReason, QosLabel, TransportLabel } from './observability/metrics.js'
 
 export type BrokerHooks = Required<Pick<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>
 
@@ -42,6 +40,8 @@ export interface HookParts {
 export interface ConnectionInfo {
   transport: TransportLabel
   remote: string | undefined
+  /** The token a WebSocket upgrade carried (`Authorization: Bearer`, `?token=`), read by the bridge. */
+  upgradeToken?: string
 }
 
 export interface ClientState {
@@ -76,11 +76,6 @@ function refusal (message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError
 }
 
-/** The token from a WebSocket upgrade: `Authorization: Bearer ...` or `?token=...`. */
-function upgradeToken (client: Client): string | undefined {
-  const req = client.req
-  return req === undefined ? undefined : bearerToken(req, requestTarget(req), true)
-}
 
 export class BrokerPolicies {
   private readonly states = new WeakMap<Client, ClientState>()
@@ -217,7 +212,7 @@ export class BrokerPolicies {
         const idViolation = clientIdViolation(client.id, parts.limits)
         // [MQTT-3.1.3-9] an identifier the server rejects gets CONNACK 0x02
         if (idViolation !== null) return refuse(2, 'identifier_rejected', idViolation)
-        const result = parts.authenticator({ clientId: client.id, username, password, upgradeToken: upgradeToken(client) })
+        const result = parts.authenticator({ clientId: client.id, username, password, upgradeToken: connection.upgradeToken })
         if (!result.ok) return refuse(result.code, result.kind, result.reason)
         const { identity } = result
         const compiled = compileGrants(identity, client.id, parts.acl)

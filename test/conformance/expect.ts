@@ -1,5 +1,5 @@
 // Assertions shared by the conformance tests.
-import type { BrokerHandle } from '../../src/broker/create-broker.js'
+import type { BrokerHandle } from '../../src/server.js'
 import type { RawClient } from './raw-client.js'
 import { summary } from './raw-client.js'
 import type { Tap } from './targets.js'

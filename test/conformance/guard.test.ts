@@ -1,7 +1,7 @@
 // PacketFrameGuard reads packets as bytes arrive: whatever the segmentation of the stream,
 // it must reach the same verdict as on the whole stream.
 import t from 'tap'
-import { PacketFrameGuard, type GuardVerdict } from '../../src/broker/packet-frame-guard.js'
+import { PacketFrameGuard, type GuardVerdict } from '../../src/broker/protocol/packet-frame-guard.js'
 import { encode, mqttString, rawPacket } from './raw-client.js'
 
 const valid = Buffer.concat([

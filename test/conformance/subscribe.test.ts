@@ -1,6 +1,6 @@
 // MQTT 3.1.1 conformance, SUBSCRIBE/SUBACK/UNSUBSCRIBE/UNSUBACK (sections 3.8-3.11) and topic
 // filters and matching (section 4.7), over raw TCP, against a single node and a cluster node.
-import type { BrokerHandle } from '../../src/broker/create-broker.js'
+import type { BrokerHandle } from '../../src/server.js'
 import { startBroker } from '../helpers/broker.js'
 import { closedSilently, stillConnected } from './expect.js'
 import { mqttString, rawPacket, uniqueId } from './raw-client.js'

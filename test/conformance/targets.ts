@@ -3,8 +3,8 @@
 // cluster node with the stock mqemitter-redis emitter. Each test file runs every test once per
 // target.
 import tap from 'tap'
-import type { BrokerHandle } from '../../src/broker/create-broker.js'
-import type { ConfigInput } from '../../src/broker/config.js'
+import type { BrokerHandle } from '../../src/server.js'
+import type { ConfigInput } from '../../src/broker/config/config.js'
 import { startBroker } from '../helpers/broker.js'
 import { startRedis } from '../helpers/redis.js'
 import { RawClient, uniqueId } from './raw-client.js'

@@ -2,8 +2,8 @@
 // WebSocket. Everything started here is closed by the test's teardown.
 import { connect, type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt'
 import { pino, type Logger } from 'pino'
-import { createBroker, type BrokerHandle } from '../../src/broker/create-broker.js'
-import type { ConfigInput } from '../../src/broker/config.js'
+import { createBroker, type BrokerHandle } from '../../src/server.js'
+import type { ConfigInput } from '../../src/broker/config/config.js'
 
 export type Transport = 'tcp' | 'ws'
 export const transports: Transport[] = ['tcp', 'ws']

@@ -1,6 +1,6 @@
 // A canary pair of clients that publishes and receives at QoS 1 while a test attacks the
 // broker: whatever the attack, it must lose nothing.
-import type { BrokerHandle } from '../../src/broker/create-broker.js'
+import type { BrokerHandle } from '../../src/server.js'
 import { connectClient, sleep, waitFor } from './broker.js'
 
 type T = { teardown: (fn: () => unknown) => void }

@@ -1,6 +1,6 @@
 // Graceful shutdown on SIGTERM/SIGINT: the first signal closes the broker (bounded by
 // shutdown.timeoutMs) and exits 0; a second signal exits at once.
-import type { BrokerHandle } from './create-broker.js'
+import type { BrokerHandle } from '../../server.js'
 
 export function exitOnSignals (broker: BrokerHandle): void {
   let stopping = false

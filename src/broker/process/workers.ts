@@ -4,8 +4,8 @@
 // and passes SIGTERM/SIGINT on for a graceful shutdown.
 import cluster from 'node:cluster'
 import { availableParallelism } from 'node:os'
-import type { BrokerConfig } from './config-schema.js'
-import type { Logger } from './logger.js'
+import type { BrokerConfig } from '../config/config-schema.js'
+import type { Logger } from '../observability/logger.js'
 
 export function workerCount (config: BrokerConfig): number {
   return config.workers === 'auto' ? availableParallelism() : config.workers

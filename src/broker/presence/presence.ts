@@ -8,8 +8,8 @@
 // per-user connection limit. The retained state of a user offline for `retainedExpiryMs` is
 // cleared, by one node.
 import type { Redis } from 'ioredis'
-import { unsafePlaceholderValue } from '../acl/topic-pattern.js'
-import type { Logger } from './logger.js'
+import { unsafePlaceholderValue } from '../../acl/topic-pattern.js'
+import type { Logger } from '../observability/logger.js'
 
 export const presencePrefix = '$presence/'
 

@@ -10,10 +10,10 @@
 // and bytes. The ledger is in memory on one node and in Redis in a cluster, updated atomically
 // with the check, so every node sees the same counts.
 import type { Redis } from 'ioredis'
-import type { RoleLimits } from '../acl/authorize.js'
-import type { Limits } from './limits.js'
-import type { Logger } from './logger.js'
-import type { BrokerMetrics } from './metrics.js'
+import type { RoleLimits } from '../../acl/authorize.js'
+import type { Limits } from '../protocol/limits.js'
+import type { Logger } from '../observability/logger.js'
+import type { BrokerMetrics } from '../observability/metrics.js'
 
 /** Which cap a retained message would break. */
 export type RetainedLimit = 'user_count' | 'user_bytes' | 'global_count'

@@ -1,6 +1,6 @@
 // Limits that protect the process, as pure checks: each returns why input breaks a limit,
 // or null. The hooks turn a reason into the protocol's answer (close, 0x80, CONNACK code).
-import type { BrokerConfig } from './config-schema.js'
+import type { BrokerConfig } from '../config/config-schema.js'
 
 export type Limits = BrokerConfig['limits']
 

@@ -1,8 +1,8 @@
 // The shape of a complete, validated configuration. Every key is required here because the
 // loader merges the built-in defaults in first; `.strict()` makes an unknown key an error.
 import { z } from 'zod'
-import { jwtAlgorithms } from '../acl/jwt.js'
-import { isValidFilter } from '../acl/topic-pattern.js'
+import { jwtAlgorithms } from '../../acl/jwt.js'
+import { isValidFilter } from '../../acl/topic-pattern.js'
 
 const port = z.number({ error: 'expected a port number (integer 0-65535)' })
   .int('expected a port number (integer 0-65535)')

@@ -7,12 +7,12 @@ import { Redis, type RedisOptions } from 'ioredis'
 import { createRequire } from 'node:module'
 import aedesPersistenceRedis, { type RedisPersistence } from 'aedes-persistence-redis'
 import mqemitterRedis from 'mqemitter-redis'
-import type { BrokerConfig } from './config-schema.js'
-import type { Logger } from './logger.js'
+import type { BrokerConfig } from '../config/config-schema.js'
+import type { Logger } from '../observability/logger.js'
 import { memoryRetainedLedger, redisRetainedLedger, type RetainedLedger } from './retained-quota.js'
-import { RoutedEmitter } from './routed-emitter.js'
-import { memoryQueueLengths, redisQueueLengths, type QueueLengths } from './session-queue-cap.js'
-import { memorySessionStore, redisSessionStore, type SessionStore } from './session-expiry.js'
+import { RoutedEmitter } from '../cluster/routed-emitter.js'
+import { memoryQueueLengths, redisQueueLengths, type QueueLengths } from '../sessions/session-queue-cap.js'
+import { memorySessionStore, redisSessionStore, type SessionStore } from '../sessions/session-expiry.js'
 
 /** The part of Aedes' in-memory persistence the broker uses besides Aedes itself. */
 interface MemoryPersistence {

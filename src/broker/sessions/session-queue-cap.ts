@@ -9,7 +9,7 @@
 // The cap wraps the persistence's enqueue methods, which Aedes calls for every persistent
 // session a QoS 1/2 message matches (aedes.js `enqueueOffline`, lib/client.js `publish`).
 import type { Redis } from 'ioredis'
-import type { Logger } from './logger.js'
+import type { Logger } from '../observability/logger.js'
 
 interface Subscription { clientId: string }
 type Callback = (err?: Error | null, packet?: unknown) => void

@@ -10,7 +10,7 @@
 //   event-loop turn travel as one stream entry: one XADD for a whole burst.
 import mqemitter from 'mqemitter'
 import type { Redis } from 'ioredis'
-import type { Logger } from './logger.js'
+import type { Logger } from '../observability/logger.js'
 import { batchField, BatchReader, InboxBatch } from './inbox-codec.js'
 import { RouteTable } from './route-table.js'
 

@@ -1,39 +1,41 @@
-// Assembles a broker: Aedes with its persistence and emitter, the policies as hooks, and one
-// listener per transport. Returns a handle with the bound addresses and an async close().
+// The wiring, in one place above the three concerns (broker/, bridge/, acl/): Aedes with its
+// persistence and emitter, the policies as hooks, one listener per transport and the HTTP
+// routes. Returns a handle with the bound addresses and an async close().
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, Server as HttpServer } from 'node:http'
 import { isIPv6 } from 'node:net'
 import type { Server, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { Aedes, type Client } from 'aedes'
-import { createAuthenticator } from '../acl/authenticate.js'
-import { JwtVerifier } from '../acl/jwt.js'
-import { PublishRateLimiter } from '../acl/rate-limit.js'
-import { addAdminRoutes } from '../bridge/admin.js'
-import { addDevTokenRoute } from '../bridge/dev-token.js'
-import { addHealthRoutes } from '../bridge/health.js'
-import { addHttpPublishRoute } from '../bridge/http-publish.js'
-import { addMetricsRoute } from '../bridge/metrics.js'
-import { addSseRoute } from '../bridge/sse.js'
-import { createHttpListener, type Routes } from '../bridge/http-server.js'
-import { addStaticRoutes } from '../bridge/static.js'
-import { attachWebSocketBridge } from '../bridge/websocket.js'
-import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './config.js'
-import { capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './guarded-connection.js'
-import { RoutedEmitter } from './routed-emitter.js'
-import { BrokerPolicies } from './hooks.js'
-import { ClientIdOwnership } from './client-id-owner.js'
-import { closeServer, listen, type BoundAddress } from './listeners/listen.js'
-import { createTcpListener } from './listeners/tcp.js'
-import { createTlsListener } from './listeners/tls.js'
-import { createLogger, type Logger } from './logger.js'
-import { assertDependenciesPatched } from './patched-dependencies.js'
-import { BrokerMetrics } from './metrics.js'
-import { Presence, memoryPresenceStore, presencePrefix, redisPresenceStore, type PresenceState } from './presence.js'
-import { RetainedCaps } from './retained-quota.js'
-import { SessionExpiry, type SessionPersistence } from './session-expiry.js'
-import { capSessionQueues, type EnqueuingPersistence } from './session-queue-cap.js'
-import { createStorage, type Storage } from './storage.js'
+import { createAuthenticator } from './acl/authenticate.js'
+import { JwtVerifier } from './acl/jwt.js'
+import { PublishRateLimiter } from './acl/rate-limit.js'
+import { addAdminRoutes } from './bridge/admin.js'
+import { addDevTokenRoute } from './bridge/dev-token.js'
+import { addHealthRoutes } from './bridge/health.js'
+import { addHttpPublishRoute } from './bridge/http-publish.js'
+import { addMetricsRoute } from './bridge/metrics.js'
+import { addSseRoute } from './bridge/sse.js'
+import { bearerToken } from './bridge/bearer.js'
+import { createHttpListener, requestTarget, type Routes } from './bridge/http-server.js'
+import { addStaticRoutes } from './bridge/static.js'
+import { attachWebSocketBridge } from './bridge/websocket.js'
+import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
+import { capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
+import { RoutedEmitter } from './broker/cluster/routed-emitter.js'
+import { BrokerPolicies } from './broker/hooks.js'
+import { ClientIdOwnership } from './broker/sessions/client-id-owner.js'
+import { closeServer, listen, type BoundAddress } from './broker/listeners/listen.js'
+import { createTcpListener } from './broker/listeners/tcp.js'
+import { createTlsListener } from './broker/listeners/tls.js'
+import { createLogger, type Logger } from './broker/observability/logger.js'
+import { assertDependenciesPatched } from './broker/process/patched-dependencies.js'
+import { BrokerMetrics } from './broker/observability/metrics.js'
+import { Presence, memoryPresenceStore, presencePrefix, redisPresenceStore, type PresenceState } from './broker/presence/presence.js'
+import { RetainedCaps } from './broker/storage/retained-quota.js'
+import { SessionExpiry, type SessionPersistence } from './broker/sessions/session-expiry.js'
+import { capSessionQueues, type EnqueuingPersistence } from './broker/sessions/session-queue-cap.js'
+import { createStorage, type Storage } from './broker/storage/storage.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -182,7 +184,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const guarded = transport === 'ws'
       ? new GuardedConnection(stream, config.limits.maxPacketSize, outputLimits)
       : guardSocket(stream as Socket, config.limits.maxPacketSize, outputLimits) // the TCP and TLS listeners hand over sockets
-    policies.registerConnection(guarded, { transport, remote })
+    const upgradeToken = req === undefined ? undefined : bearerToken(req, requestTarget(req), true)
+    policies.registerConnection(guarded, { transport, remote, upgradeToken })
     const client = aedes.handle(guarded, req)
     capClientOutput(client, guarded, () => metrics.messageDropped('slow_consumer'))
     guarded.on('error', (err: Error) => {

@@ -12,7 +12,7 @@
 // Sessions online on a node that died (SIGKILL) go offline when a survivor claims the dead node
 // through the presence heartbeats (presence.ts).
 import type { Redis } from 'ioredis'
-import type { Logger } from './logger.js'
+import type { Logger } from '../observability/logger.js'
 
 /** Where online and offline sessions are tracked. */
 export interface SessionStore {

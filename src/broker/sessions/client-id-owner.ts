@@ -5,7 +5,7 @@
 // a cluster), so every node sees it; freed when the session ends: a CleanSession 1 connection
 // ends, or a persistent session expires (session-expiry.ts).
 import type { Client } from 'aedes'
-import type { Identity } from '../acl/identity.js'
+import type { Identity } from '../../acl/identity.js'
 import type { SessionStore } from './session-expiry.js'
 
 /**

@@ -2,8 +2,8 @@
 // client id or a topic. Per-connection metrics are bound to their label values once; per-message
 // ones are plain numbers that the scrape reads.
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
-import type { AuthFailureKind } from '../acl/identity.js'
-import type { RetainedLimit } from './retained-quota.js'
+import type { AuthFailureKind } from '../../acl/identity.js'
+import type { RetainedLimit } from '../storage/retained-quota.js'
 
 export type TransportLabel = 'tcp' | 'tls' | 'ws' | 'wss'
 export type QosLabel = 0 | 1 | 2
