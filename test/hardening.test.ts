@@ -414,7 +414,9 @@ t.test('2-node cluster: crashing requests, idle readers and a slow reader cost o
   const worst = Math.max(...delays.values())
   t.ok(acked.length > 50, `the canary sent ${acked.length} messages`)
   t.same(missing, [], 'the canary lost nothing')
-  t.ok(worst < 3000, `no canary message waited for the idle readers (worst ${worst} ms)`)
+  // the canary shares B's inbox with the flood, so it waits behind it on a loaded machine; the
+  // idle readers, though, would hold it until limits.drainTimeoutMs (30 s) cut them
+  t.ok(worst < 10_000, `no canary message waited for the idle readers to be cut (worst ${worst} ms)`)
   t.equal(a.child.exitCode, null, 'node A is alive')
   t.equal(b.child.exitCode, null, 'node B is alive')
   for (const socket of idle) socket.destroy()
