@@ -7,6 +7,9 @@ import { closeClient, metricValue, openUrl, sleep, waitFor } from './helpers/bro
 import { runCli, spawnBroker, type BrokerProcess } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
 
+// node kills, a Redis restart and a drain under load: about 80 s on a quiet machine
+t.setTimeout(300_000)
+
 type T = { teardown: (fn: () => unknown) => void, testdir: (fixture: Record<string, string>) => string }
 const url = (node: BrokerProcess): string => `mqtt://127.0.0.1:${node.mqttPort}`
 

@@ -11,6 +11,9 @@ import { spawnBroker, type BrokerProcess } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
 import { startTcpProxy } from './helpers/tcp-proxy.js'
 
+// five faults of 6 to 10 s each, with their catch-up: about 110 s on a quiet machine, over .taprc's 120 s on a loaded one
+t.setTimeout(300_000)
+
 const url = (node: BrokerProcess): string => `mqtt://127.0.0.1:${node.mqttPort}`
 
 interface Scenario {
