@@ -6,7 +6,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http'
 import { isIPv6 } from 'node:net'
 import type { Server, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { Aedes, type Client } from 'aedes'
+import { Aedes } from 'aedes'
 import { createAuthenticator } from './acl/authenticate.js'
 import { JwtVerifier } from './acl/jwt.js'
 import { PublishRateLimiter } from './acl/rate-limit.js'
@@ -23,7 +23,9 @@ import { attachWebSocketBridge } from './bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
 import { capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
 import { RoutedEmitter } from './broker/cluster/routed-emitter.js'
-import { BrokerPolicies } from './broker/hooks.js'
+import { clientById, connectedClients, interceptClientPublishes, sessionPersistence } from './broker/aedes-adapter.js'
+import { ClientRegistry } from './broker/client-registry.js'
+import { createPolicies } from './broker/hooks.js'
 import { ClientIdOwnership } from './broker/sessions/client-id-owner.js'
 import { closeServer, listen, type BoundAddress } from './broker/listeners/listen.js'
 import { createTcpListener } from './broker/listeners/tcp.js'
@@ -31,10 +33,11 @@ import { createTlsListener } from './broker/listeners/tls.js'
 import { createLogger, type Logger } from './broker/observability/logger.js'
 import { assertDependenciesPatched } from './broker/process/patched-dependencies.js'
 import { BrokerMetrics } from './broker/observability/metrics.js'
+import { DeliveryLatency } from './broker/observability/delivery-latency.js'
 import { Presence, memoryPresenceStore, presencePrefix, redisPresenceStore, type PresenceState } from './broker/presence/presence.js'
 import { RetainedCaps } from './broker/storage/retained-quota.js'
-import { SessionExpiry, type SessionPersistence } from './broker/sessions/session-expiry.js'
-import { capSessionQueues, type EnqueuingPersistence } from './broker/sessions/session-queue-cap.js'
+import { SessionExpiry } from './broker/sessions/session-expiry.js'
+import { capSessionQueues } from './broker/sessions/session-queue-cap.js'
 import { createStorage, type Storage } from './broker/storage/storage.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
@@ -73,7 +76,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   // the sources are read at scrape time, once storage exists
   const metrics = new BrokerMetrics(nodeId, { retainedCount: () => storage.retainedCount(), redisState: () => storage.redisState() })
   const storage = await createStorage(config, nodeId, logger, () => metrics.messageDropped('cluster_backpressure'))
-  capSessionQueues(storage.persistence as unknown as EnqueuingPersistence, {
+  capSessionQueues(sessionPersistence(storage), {
     max: config.sessions.maxQueuedMessages,
     lengths: storage.queueLengths,
     onDrop: () => metrics.messageDropped('queue_full'),
@@ -86,7 +89,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const retainedCaps = new RetainedCaps({ ledger: storage.retainedLedger, limits: config.limits, metrics, audit, logger })
   // one limiter per user, whatever the transport: MQTT and HTTP publishes take from it
   const publishRates = new PublishRateLimiter()
-  const policies = new BrokerPolicies({
+  const clients = new ClientRegistry(metrics)
+  const policies = createPolicies({
     authenticator,
     acl: config.acl,
     onPublishDenied: config.acl.onPublishDenied,
@@ -99,8 +103,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     audit,
     metrics,
     userConnections: (user) => presence.connections(user),
-    retainedCaps
-  })
+    retainedCaps,
+    deliveryLatency: new DeliveryLatency(metrics, nodeId)
+  }, clients)
   const aedes = await Aedes.createBroker({
     id: nodeId,
     persistence: storage.persistence,
@@ -114,29 +119,27 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     maxInflightInbound: config.limits.maxInflightInbound,
     maxClientsIdLength: config.limits.maxClientIdLength,
     maxTopicLevels: config.limits.maxTopicLevels,
-    ...policies.hooks()
+    ...policies.hooks
   })
-  policies.installDropFilter(aedes)
-  // Aedes keeps its connected clients in `clients`, which its typings leave out.
-  const holders = (aedes as unknown as { clients: Record<string, Client> }).clients
+  interceptClientPublishes(aedes, policies.acceptPublish)
   if (storage.mq instanceof RoutedEmitter) {
     // The cluster took this node for dead: its clients' wills are out and their live deliveries
     // were not routed here. Closing them makes them reconnect and resume their sessions (on any
     // node), queued messages included, instead of staying connected to a view that went stale.
     storage.mq.onRetired = () => {
-      const clients = Object.values(holders)
-      logger.warn({ event: 'cluster.retired', clients: clients.length }, 'closing every client connection so that they resume their sessions')
-      for (const client of clients) client.close()
+      const held = connectedClients(aedes)
+      logger.warn({ event: 'cluster.retired', clients: held.length }, 'closing every client connection so that they resume their sessions')
+      for (const client of held) client.close()
     }
   }
   const expiry = config.sessions.expirySeconds === 0
     ? null
     : new SessionExpiry({
       store: storage.sessionStore,
-      persistence: storage.persistence as unknown as SessionPersistence,
+      persistence: sessionPersistence(storage),
       ttlMs: config.sessions.expirySeconds * 1000,
       nodeId,
-      isConnectedHere: (clientId) => holders[clientId] !== undefined,
+      isConnectedHere: (clientId) => clientById(aedes, clientId) !== undefined,
       onExpired: () => metrics.sessionExpired(),
       logger
     })
@@ -152,25 +155,25 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   aedes.on('client', (client) => expiry?.connected(client))
   aedes.on('clientReady', (client) => {
-    const state = policies.ready(client)
+    const state = clients.ready(client)
     if (state !== undefined && state.identity.user !== null) presence.connected(state.identity.user)
   })
   aedes.on('clientDisconnect', (client) => {
     expiry?.disconnected(client)
-    const state = policies.forget(client, holders[client.id], 'client')
+    const state = clients.forget(client, clientById(aedes, client.id), 'client')
     if (state !== undefined && state.identity.user !== null) presence.disconnected(state.identity.user)
   })
-  aedes.on('keepaliveTimeout', (client) => policies.noteCloseReason(client, 'keepalive_timeout'))
-  aedes.on('unsubscribe', (topics, client) => policies.forgetSubscriptions(client, topics))
+  aedes.on('keepaliveTimeout', (client) => clients.noteCloseReason(client, 'keepalive_timeout'))
+  aedes.on('unsubscribe', (topics, client) => clients.forgetSubscriptions(client, topics))
   aedes.on('clientError', (client, err) => {
     logger.info({ event: 'client.error', clientId: client.id, reason: err.message }, 'client connection closed on error')
     // Aedes' drainTimeout, or over limits.maxClientOutputBytes for as long: the client stopped
     // reading, what it was sent is lost to it
     if (err.message === 'drain timeout' || err instanceof SlowConsumer) {
       metrics.messageDropped('slow_consumer')
-      policies.noteCloseReason(client, 'slow_consumer')
+      clients.noteCloseReason(client, 'slow_consumer')
     } else {
-      policies.noteCloseReason(client, 'error')
+      clients.noteCloseReason(client, 'error')
     }
   })
   aedes.on('connectionError', (client, err) => {
@@ -185,13 +188,13 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       ? new GuardedConnection(stream, config.limits.maxPacketSize, outputLimits)
       : guardSocket(stream as Socket, config.limits.maxPacketSize, outputLimits) // the TCP and TLS listeners hand over sockets
     const upgradeToken = req === undefined ? undefined : bearerToken(req, requestTarget(req), true)
-    policies.registerConnection(guarded, { transport, remote, upgradeToken })
+    clients.registerConnection(guarded, { transport, remote, upgradeToken })
     const client = aedes.handle(guarded, req)
     capClientOutput(client, guarded, () => metrics.messageDropped('slow_consumer'))
     guarded.on('error', (err: Error) => {
       if (!(err instanceof ProtocolViolation)) return
       logger.warn({ event: 'protocol.violation', transport, remote, reason: err.message }, 'connection closed: protocol violation')
-      policies.noteCloseReason(client, 'protocol_violation')
+      clients.noteCloseReason(client, 'protocol_violation')
     })
   }
 
@@ -213,7 +216,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
 
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
-    addAdminRoutes(routes, { aedes, nodeId, policies, authenticator, audit })
+    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit })
     addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
     addSseRoute(routes, {
       aedes,
@@ -255,7 +258,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
         ready = false
         logger.info({ event: 'shutdown.start' }, 'shutting down')
         const stopped = Promise.all(servers.map(({ server }) => closeServer(server)))
-        await drainClients(aedes, policies, config.shutdown.drainMs)
+        await drainClients(aedes, clients, config.shutdown.drainMs)
         for (const client of wss.clients) client.terminate()
         // publish the presence changes of the clients just disconnected while Aedes still runs
         await until(() => aedes.connectedClients === 0, 1000)
@@ -293,11 +296,11 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
  * Closes the connected clients spread evenly over `ms`, so that in a rolling deploy they
  * reconnect to the other nodes gradually, sessions intact. 0 closes them all at once.
  */
-async function drainClients (aedes: Aedes, policies: BrokerPolicies, ms: number): Promise<void> {
-  const clients = [...policies.clients(aedes)].map(({ client }) => client)
+async function drainClients (aedes: Aedes, registry: ClientRegistry, ms: number): Promise<void> {
+  const clients = [...registry.clients(aedes)].map(({ client }) => client)
   const pause = clients.length === 0 ? 0 : ms / clients.length
   for (const client of clients) {
-    policies.disconnect(client, 'shutdown')
+    registry.disconnect(client, 'shutdown')
     if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause))
   }
 }

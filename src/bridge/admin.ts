@@ -3,7 +3,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Aedes, Client } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
-import type { BrokerPolicies, ClientState } from '../broker/hooks.js'
+import { subscriptionsOf } from '../broker/aedes-adapter.js'
+import type { ClientRegistry, ClientState } from '../broker/client-registry.js'
 import type { Logger } from '../broker/observability/logger.js'
 import { authenticateRequest } from './bearer.js'
 import { sendJson, type Routes } from './http-server.js'
@@ -15,15 +16,9 @@ const maxPageSize = 1000
 export interface AdminParts {
   aedes: Aedes
   nodeId: string
-  policies: BrokerPolicies
+  clients: ClientRegistry
   authenticator: Authenticator
   audit: Logger
-}
-
-function subscriptionsOf (client: Client): Array<{ topic: string, qos: number }> {
-  // Aedes keeps a client's subscriptions in `subscriptions`, which its typings leave out.
-  const subscriptions = (client as unknown as { subscriptions: Record<string, { qos: number }> }).subscriptions
-  return Object.entries(subscriptions).map(([topic, { qos }]) => ({ topic, qos }))
 }
 
 function describe (client: Client, state: ClientState, nodeId: string): Record<string, unknown> {
@@ -48,7 +43,7 @@ function decodedSegment (segment: string): string | null {
 }
 
 export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
-  const { aedes, nodeId, policies, audit } = parts
+  const { aedes, nodeId, clients, audit } = parts
   const started = Date.now()
 
   /** Runs `handler` for an admin; answers 401/403 otherwise. */
@@ -69,12 +64,12 @@ export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
     }
 
   const findClient = (id: string): { client: Client, state: ClientState } | undefined =>
-    [...policies.clients(aedes)].find(({ client }) => client.id === id)
+    [...clients.clients(aedes)].find(({ client }) => client.id === id)
 
   routes.set(`GET ${prefix}/clients`, guarded((_req, res, url) => {
     const offset = Math.max(0, Number(url.searchParams.get('offset') ?? 0) || 0)
     const limit = Math.min(maxPageSize, Math.max(1, Number(url.searchParams.get('limit') ?? 100) || 100))
-    const all = [...policies.clients(aedes)].sort((a, b) => a.client.id.localeCompare(b.client.id))
+    const all = [...clients.clients(aedes)].sort((a, b) => a.client.id.localeCompare(b.client.id))
     sendJson(res, 200, { node: nodeId, total: all.length, offset, limit, clients: all.slice(offset, offset + limit).map(({ client, state }) => describe(client, state, nodeId)) })
   }))
 
@@ -94,7 +89,7 @@ export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
     }
     if (method === 'DELETE') {
       audit.info({ event: 'admin.disconnect', admin, clientId: id, user: found.state.identity.user }, 'admin disconnected a client')
-      policies.disconnect(found.client, 'admin')
+      clients.disconnect(found.client, 'admin')
       sendJson(res, 200, { disconnected: id })
     } else if (sub === 'subscriptions') {
       sendJson(res, 200, { id, subscriptions: subscriptionsOf(found.client) })
@@ -110,7 +105,7 @@ export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
     sendJson(res, 200, {
       node: nodeId,
       uptimeS: Math.round((Date.now() - started) / 1000),
-      clients: [...policies.clients(aedes)].length,
+      clients: [...clients.clients(aedes)].length,
       memory: { rss: memory.rss, heapUsed: memory.heapUsed }
     })
   }))

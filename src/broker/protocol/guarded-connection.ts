@@ -24,6 +24,7 @@
 import type { Socket } from 'node:net'
 import { Duplex, Readable, Writable } from 'node:stream'
 import type { Client } from 'aedes'
+import { deliveriesOf } from '../aedes-adapter.js'
 import { PacketFrameGuard, type GuardVerdict } from './packet-frame-guard.js'
 
 // How long a refused client may take to read its CONNACK before the connection is cut.
@@ -105,14 +106,6 @@ export function unsentOutputBytes (connection: OutputSource): number {
   return guard === undefined ? 0 : (connection as GuardedSocket).writableLength + guard.batchBytes
 }
 
-/** What the deliveries look at: Aedes' Packet. */
-interface DeliveredPacket {
-  qos: number
-  // null for a retained message sent on SUBSCRIBE (Aedes does not dedupe those)
-  brokerId?: string | null
-}
-type Deliver = (packet: DeliveredPacket, done: () => void, maxQos?: number) => void
-
 /**
  * Caps the output of `client` (Aedes sends every message through its deliver0 or deliverQoS):
  * while its connection is over the cap, a live QoS 0 message is dropped (`onDrop`), a live QoS
@@ -120,7 +113,7 @@ type Deliver = (packet: DeliveredPacket, done: () => void, maxQos?: number) => v
  * output to drain (back-pressure on that client's own retained stream, which holds no one else).
  */
 export function capClientOutput (client: Client, connection: Duplex, onDrop: () => void): void {
-  const target = client as unknown as { deliver0: Deliver, deliverQoS: Deliver }
+  const target = deliveriesOf(client)
   const watch = connection instanceof GuardedConnection ? connection.output : (connection as GuardedSocket)[kGuard].output
   const { maxBytes } = watch.limits
   // a closed connection's deliveries go on to Aedes, which completes them with an error

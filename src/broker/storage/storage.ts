@@ -133,6 +133,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     mq = emitter
   } else {
     const emitterOptions = { subConn: connections.subscriber, pubConn: connections.publisher, concurrency, matchEmptyLevels: true }
+    // mqemitter-redis exports the prefixed emitter beside its default, which its typings leave out
     const stock = redis.keyPrefix === ''
       ? mqemitterRedis(emitterOptions)
       : new (mqemitterRedis as unknown as { MQEmitterRedisPrefix: new (prefix: string, options: object) => object }).MQEmitterRedisPrefix(redis.keyPrefix, emitterOptions)

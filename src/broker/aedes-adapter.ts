@@ -1,0 +1,112 @@
+// Every contact with Aedes' internals (fields and behaviour its typings leave out) is in this
+// file: with patches/, the one place to review on an Aedes upgrade (docs/aedes-patches.md).
+import type { Aedes, AedesPublishPacket, Client, PublishPacket } from 'aedes'
+import type { SessionPersistence } from './sessions/session-expiry.js'
+import type { EnqueuingPersistence } from './sessions/session-queue-cap.js'
+import type { Storage } from './storage/storage.js'
+
+type Done = (err?: Error) => void
+// Aedes' handlers call publish(packet, client, done); its typings only declare (packet, done).
+type InternalPublish = (packet: PublishPacket, client: Client | null | Done, done?: Done) => void
+
+interface AedesInternals {
+  // the connected clients by client id
+  clients: Record<string, Client>
+  publish: InternalPublish
+}
+
+/** What a delivery looks at: Aedes' Packet. */
+export interface DeliveredPacket {
+  qos: number
+  // null for a retained message sent on SUBSCRIBE (Aedes does not dedupe those)
+  brokerId?: string | null
+}
+export type Deliver = (packet: DeliveredPacket, done: () => void, maxQos?: number) => void
+/** How Aedes hands every message to a client: deliver0 for QoS 0, deliverQoS otherwise. */
+export interface Deliveries {
+  deliver0: Deliver
+  deliverQoS: Deliver
+}
+
+interface ClientInternals extends Deliveries {
+  broker: AedesInternals
+  // the client's subscriptions by filter
+  subscriptions: Record<string, { qos: number }>
+  // the will of the CONNECT being processed, set before authenticate
+  _will?: Will
+}
+
+type Will = NonNullable<Parameters<NonNullable<Aedes['preConnect']>>[1]['will']>
+
+const internals = (aedes: Aedes): AedesInternals => aedes as unknown as AedesInternals
+const clientInternals = (client: Client): ClientInternals => client as unknown as ClientInternals
+
+/** The clients connected to this node. */
+export function connectedClients (aedes: Aedes): Client[] {
+  return Object.values(internals(aedes).clients)
+}
+
+/** The client of this node holding `clientId`, if any. */
+export function clientById (aedes: Aedes, clientId: string): Client | undefined {
+  return internals(aedes).clients[clientId]
+}
+
+/** The client of `client`'s broker holding its client id (itself, another about to be taken over, or none). */
+export function holderOfClientId (client: Client): Client | undefined {
+  return clientInternals(client).broker.clients[client.id]
+}
+
+/** A client's subscriptions, at the QoS granted. */
+export function subscriptionsOf (client: Client): Array<{ topic: string, qos: number }> {
+  return Object.entries(clientInternals(client).subscriptions).map(([topic, { qos }]) => ({ topic, qos }))
+}
+
+/** The will of a client whose CONNECT is being authenticated. */
+export function willOf (client: Client): Will | undefined {
+  return clientInternals(client)._will ?? undefined
+}
+
+/** A client's deliveries, to be replaced by wrappers of them (see capClientOutput). */
+export function deliveriesOf (client: Client): Deliveries {
+  return clientInternals(client)
+}
+
+/**
+ * Puts `accept` before Aedes takes a message a client published, its will included (the one
+ * wrapper of aedes.publish): false acknowledges it without publishing it. Messages published
+ * without a client (presence, HTTP, $SYS) pass untouched.
+ */
+export function interceptClientPublishes (aedes: Aedes, accept: (packet: PublishPacket) => boolean): void {
+  const target = internals(aedes)
+  const publish = target.publish.bind(aedes)
+  target.publish = function (packet, clientOrDone, maybeDone) {
+    if (typeof clientOrDone === 'function' || clientOrDone === null || accept(packet)) return publish(packet, clientOrDone, maybeDone)
+    setImmediate(maybeDone ?? (() => {}))
+  }
+}
+
+const kStamp = Symbol('stamp')
+type Stamped = Buffer & { [kStamp]?: number }
+
+/**
+ * Stamps a message accepted by publish(): Aedes copies it into a new Packet on its way to each
+ * subscriber (aedes-packet), and every copy shares the payload Buffer, which carries the stamp.
+ * A property on it costs what a ring of stamps indexed by Aedes' message counter did, without
+ * predicting that counter; a WeakMap keyed by the payload costs several times more.
+ */
+export function stampMessage (packet: PublishPacket, stamp: number): void {
+  if (typeof packet.payload !== 'string') (packet.payload as Stamped)[kStamp] = stamp
+}
+
+/** The stamp of the message `packet` is a copy of, if it was stamped on this node. */
+export function messageStamp (packet: AedesPublishPacket): number | undefined {
+  return typeof packet.payload === 'string' ? undefined : (packet.payload as Stamped)[kStamp]
+}
+
+/**
+ * The persistence as the session policies use it: they wrap its enqueueing methods and call
+ * its cleanup methods, which its typings declare with other signatures for each store.
+ */
+export function sessionPersistence (storage: Storage): EnqueuingPersistence & SessionPersistence {
+  return storage.persistence as unknown as EnqueuingPersistence & SessionPersistence
+}

@@ -1,0 +1,118 @@
+// What the broker knows of each connection and client of this node: where it comes from, who
+// it is, what it may do, and why it ended. The hooks (hooks.ts) read and write it; the wiring
+// and the admin API list and disconnect clients through it.
+import type { Aedes, Client } from 'aedes'
+import type { ClientGrants } from '../acl/authorize.js'
+import type { Identity } from '../acl/identity.js'
+import type { PublishRateKeys } from '../acl/rate-limit.js'
+import { connectedClients } from './aedes-adapter.js'
+import type { BrokerMetrics, DisconnectReason, TransportLabel } from './observability/metrics.js'
+
+/** Where a connection comes from, recorded when it is accepted. */
+export interface ConnectionInfo {
+  transport: TransportLabel
+  remote: string | undefined
+  /** The token a WebSocket upgrade carried (`Authorization: Bearer`, `?token=`), read by the bridge. */
+  upgradeToken?: string
+}
+
+export interface ClientState {
+  connection: ConnectionInfo
+  connectedSince: number
+  /**
+   * Whether the connect completed (CONNACK sent, Aedes' clientReady) and was counted: a
+   * connection dropped during CONNECT is forgotten without counting a disconnect.
+   */
+  ready: boolean
+  /** Set when the broker itself ends the connection, for the disconnect metric. */
+  closeReason: DisconnectReason | null
+  identity: Identity
+  grants: ClientGrants
+  /** The filters subscribed, kept only when a role limits how many (limits.maxSubscriptions). */
+  subscriptions: Set<string> | null
+  /** The publish rate buckets it takes from: its user's, or its own when anonymous. */
+  publishRate: PublishRateKeys
+  expiryTimer: NodeJS.Timeout | null
+  /**
+   * Its retained publishes being checked against the caps (a Redis round trip): its later
+   * publishes wait for them, so its messages keep their order [MQTT-4.6.0-6].
+   */
+  retainedCheck: Promise<void> | null
+}
+
+export class ClientRegistry {
+  private readonly connections = new WeakMap<object, ConnectionInfo>()
+  private readonly states = new WeakMap<Client, ClientState>()
+
+  constructor (private readonly metrics: BrokerMetrics) {}
+
+  /** Records where a connection comes from; `stream` is what Aedes gets as client.conn. */
+  registerConnection (stream: object, info: ConnectionInfo): void {
+    this.connections.set(stream, info)
+  }
+
+  connectionOf (client: Client): ConnectionInfo {
+    return this.connections.get(client.conn) ?? { transport: 'tcp', remote: undefined }
+  }
+
+  /** Records an authenticated client. */
+  admit (client: Client, state: ClientState): void {
+    this.states.set(client, state)
+  }
+
+  stateOf (client: Client): ClientState | undefined {
+    return this.states.get(client)
+  }
+
+  /** Clients this node holds, with their state. */
+  * clients (aedes: Aedes): Generator<{ client: Client, state: ClientState }> {
+    for (const client of connectedClients(aedes)) {
+      const state = this.states.get(client)
+      if (state !== undefined) yield { client, state }
+    }
+  }
+
+  /** Ends a client's connection on the broker's initiative, recording why. */
+  disconnect (client: Client, reason: DisconnectReason): void {
+    const state = this.states.get(client)
+    if (state !== undefined) state.closeReason = reason
+    client.close()
+  }
+
+  /** Marks a client whose connect completed (clientReady) and counts it; its state, once. */
+  ready (client: Client): ClientState | undefined {
+    const state = this.states.get(client)
+    if (state === undefined || state.ready) return undefined
+    state.ready = true
+    this.metrics.clientConnected(state.connection.transport)
+    return state
+  }
+
+  /**
+   * Forgets a client that disconnected; returns its state only if its connect was counted
+   * (ready), so that a connection dropped during CONNECT counts no disconnect and takes no
+   * presence offline.
+   */
+  forget (client: Client, currentHolder: Client | undefined, fallback: DisconnectReason): ClientState | undefined {
+    const state = this.states.get(client)
+    if (state === undefined) return undefined
+    if (state.expiryTimer !== null) clearTimeout(state.expiryTimer)
+    this.states.delete(client)
+    if (!state.ready) return undefined
+    // Another connection now holds the client id: it took the session over.
+    const reason = state.closeReason ?? (currentHolder !== undefined && currentHolder !== client ? 'takeover' : fallback)
+    this.metrics.clientDisconnected(state.connection.transport, reason)
+    return state
+  }
+
+  /** Marks why Aedes is about to close a client (keepalive, drain timeout, errors). */
+  noteCloseReason (client: Client, reason: DisconnectReason): void {
+    const state = this.states.get(client)
+    if (state !== undefined && state.closeReason === null) state.closeReason = reason
+  }
+
+  forgetSubscriptions (client: Client, topics: string[]): void {
+    const state = this.states.get(client)
+    if (state?.subscriptions != null) for (const topic of topics) state.subscriptions.delete(topic)
+  }
+}
