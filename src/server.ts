@@ -22,7 +22,6 @@ import { addStaticRoutes } from './bridge/static.js'
 import { attachWebSocketBridge } from './bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
 import { capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
-import { RoutedEmitter } from './broker/cluster/routed-emitter.js'
 import { BrokerPolicies } from './broker/hooks.js'
 import { ClientIdOwnership } from './broker/sessions/client-id-owner.js'
 import { closeServer, listen, type BoundAddress } from './broker/listeners/listen.js'
@@ -105,7 +104,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     id: nodeId,
     persistence: storage.persistence,
     ...(storage.mq === undefined ? {} : { mq: storage.mq }),
-    heartbeatInterval: config.cluster.heartbeatIntervalMs,
+    // Aedes' own $SYS heartbeat decides when it publishes the wills of a dead node's clients
+    // (silent for 3 of its beats): aligned with the node registry's timeout (docs/cluster.md)
+    heartbeatInterval: Math.round(storage.registry.timing.timeoutMs / 3),
     concurrency: config.limits.concurrency,
     queueLimit: config.limits.queueLimit,
     connectTimeout: config.limits.connectTimeoutMs,
@@ -119,16 +120,14 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   policies.installDropFilter(aedes)
   // Aedes keeps its connected clients in `clients`, which its typings leave out.
   const holders = (aedes as unknown as { clients: Record<string, Client> }).clients
-  if (storage.mq instanceof RoutedEmitter) {
-    // The cluster took this node for dead: its clients' wills are out and their live deliveries
-    // were not routed here. Closing them makes them reconnect and resume their sessions (on any
-    // node), queued messages included, instead of staying connected to a view that went stale.
-    storage.mq.onRetired = () => {
-      const clients = Object.values(holders)
-      logger.warn({ event: 'cluster.retired', clients: clients.length }, 'closing every client connection so that they resume their sessions')
-      for (const client of clients) client.close()
-    }
-  }
+  // The cluster took this node for dead: its clients' wills are out and their live deliveries
+  // were not routed here. Closing them makes them reconnect and resume their sessions (on any
+  // node), queued messages included, instead of staying connected to a view that went stale.
+  storage.registry.on('retired', () => {
+    const clients = Object.values(holders)
+    logger.warn({ event: 'cluster.retired', clients: clients.length }, 'closing every client connection so that they resume their sessions')
+    for (const client of clients) client.close()
+  })
   const expiry = config.sessions.expirySeconds === 0
     ? null
     : new SessionExpiry({
@@ -141,15 +140,16 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       logger
     })
   // Presence counts every user's connections (for the per-user connection limit) and publishes
-  // their states when presence is on; its node heartbeats also tell session expiry which nodes
-  // died.
-  const presence = createPresence(config, storage, aedes, nodeId, logger, async (node) => {
+  // their states when presence is on.
+  const presence = createPresence(config, storage, aedes, nodeId, logger)
+  // A dead node, on the one node that claimed its death: its sessions go offline, its users are recounted.
+  storage.registry.on('died', async (node) => {
     if (expiry === null) return
-    // a failure here must not stop presence from recounting the dead node's users
     await expiry.nodeDied(node).then(
       () => logger.info({ event: 'session.node-lost', node }, 'sessions held on a dead node are offline from now'),
       (err: Error) => logger.warn({ event: 'session.node-lost-failed', node, reason: err.message }, 'could not take the sessions of a dead node offline'))
   })
+  storage.registry.on('died', (node) => presence.nodeDied(node))
   aedes.on('client', (client) => expiry?.connected(client))
   aedes.on('clientReady', (client) => {
     const state = policies.ready(client)
@@ -213,7 +213,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
 
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
-    addAdminRoutes(routes, { aedes, nodeId, policies, authenticator, audit })
+    addAdminRoutes(routes, { aedes, nodeId, policies, authenticator, audit, liveNodes: () => storage.registry.live() })
     addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
     addSseRoute(routes, {
       aedes,
@@ -311,10 +311,8 @@ function hostPort ({ host, port }: BoundAddress): string {
   return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
 }
 
-function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, nodeId: string, logger: Logger, onNodeDead: (node: string) => Promise<void>): Presence {
-  const store = storage.redis === null
-    ? memoryPresenceStore()
-    : redisPresenceStore(storage.redis, nodeId, config.presence.nodeTimeoutMs, onNodeDead)
+function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, nodeId: string, logger: Logger): Presence {
+  const store = storage.redis === null ? memoryPresenceStore() : redisPresenceStore(storage.redis, nodeId)
   const publish = (user: string, state: PresenceState | null): Promise<void> => new Promise((resolve, reject) => {
     aedes.publish({
       cmd: 'publish',

@@ -1,8 +1,9 @@
 // The admin HTTP API, for tokens whose roles include `admin`: this node's clients, their
-// subscriptions, disconnecting one, and node stats. Every action is an audit line.
+// subscriptions, disconnecting one, node stats, and the live nodes of the cluster. Every action is an audit line.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Aedes, Client } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
+import type { LiveNode } from '../broker/cluster/node-registry.js'
 import type { BrokerPolicies, ClientState } from '../broker/hooks.js'
 import type { Logger } from '../broker/observability/logger.js'
 import { authenticateRequest } from './bearer.js'
@@ -18,6 +19,8 @@ export interface AdminParts {
   policies: BrokerPolicies
   authenticator: Authenticator
   audit: Logger
+  /** The nodes of the cluster that beat within the node timeout (the node registry). */
+  liveNodes: () => Promise<LiveNode[]>
 }
 
 function subscriptionsOf (client: Client): Array<{ topic: string, qos: number }> {
@@ -113,5 +116,12 @@ export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
       clients: [...policies.clients(aedes)].length,
       memory: { rss: memory.rss, heapUsed: memory.heapUsed }
     })
+  }))
+
+  routes.set(`GET ${prefix}/nodes`, guarded((_req, res) => {
+    parts.liveNodes().then((nodes) => {
+      const listed = nodes.sort((a, b) => a.id.localeCompare(b.id)).map(({ id, lastBeat }) => ({ id, lastBeat: new Date(lastBeat).toISOString() }))
+      sendJson(res, 200, { node: nodeId, nodes: listed })
+    }, (err: Error) => sendJson(res, 503, { error: `the node list is unavailable: ${err.message}` }))
   }))
 }
