@@ -68,5 +68,7 @@ t.test('three nodes on Redis, one killed with SIGKILL: every node lists the live
   t.equal(deaths.length, 1, 'exactly one survivor claimed the death')
   const routes = survivors.flatMap((node) => events(node, 'cluster.node-lost').filter((line) => line.lost === 'nc'))
   t.equal(routes.length, 1, 'its routes were retired once')
+  const sessions = survivors.flatMap((node) => events(node, 'session.node-lost').filter((line) => line.node === 'nc'))
+  t.equal(sessions.length, 1, 'its sessions were taken offline once')
   t.same(survivors.flatMap((node) => events(node, 'cluster.retired')), [], 'no live node was taken for dead')
 })
