@@ -27,8 +27,8 @@ export interface NodeRegistryTiming {
 }
 
 /**
- * One beat and one timeout from the keys that configured the three former heartbeats: the
- * cluster's (a node silent for 3 beats is dead) and presence's, whichever is shorter, so every
+ * One beat and one timeout from the keys of the former routing and presence heartbeats: the
+ * cluster's (a node silent for 3 beats is dead) or presence's, whichever is shorter, so every
  * bound those keys promise still holds.
  */
 export function registryTiming (config: Pick<BrokerConfig, 'cluster' | 'presence'>): NodeRegistryTiming {
