@@ -22,7 +22,6 @@ import { addStaticRoutes } from './bridge/static.js'
 import { attachWebSocketBridge } from './bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
 import { capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
-import { RoutedEmitter } from './broker/cluster/routed-emitter.js'
 import { clientById, connectedClients, interceptClientPublishes, sessionPersistence } from './broker/aedes-adapter.js'
 import { ClientRegistry } from './broker/client-registry.js'
 import { createPolicies } from './broker/hooks.js'
@@ -110,7 +109,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     id: nodeId,
     persistence: storage.persistence,
     ...(storage.mq === undefined ? {} : { mq: storage.mq }),
-    heartbeatInterval: config.cluster.heartbeatIntervalMs,
+    // Aedes' own $SYS heartbeat decides when it publishes the wills of a dead node's clients
+    // (silent for 3 of its beats): aligned with the node registry's timeout (docs/cluster.md)
+    heartbeatInterval: Math.round(storage.registry.timing.timeoutMs / 3),
     concurrency: config.limits.concurrency,
     queueLimit: config.limits.queueLimit,
     connectTimeout: config.limits.connectTimeoutMs,
@@ -122,16 +123,14 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     ...policies.hooks
   })
   interceptClientPublishes(aedes, policies.acceptPublish)
-  if (storage.mq instanceof RoutedEmitter) {
-    // The cluster took this node for dead: its clients' wills are out and their live deliveries
-    // were not routed here. Closing them makes them reconnect and resume their sessions (on any
-    // node), queued messages included, instead of staying connected to a view that went stale.
-    storage.mq.onRetired = () => {
-      const held = connectedClients(aedes)
-      logger.warn({ event: 'cluster.retired', clients: held.length }, 'closing every client connection so that they resume their sessions')
-      for (const client of held) client.close()
-    }
-  }
+  // The cluster took this node for dead: its clients' wills are out and their live deliveries
+  // were not routed here. Closing them makes them reconnect and resume their sessions (on any
+  // node), queued messages included, instead of staying connected to a view that went stale.
+  storage.registry.on('retired', () => {
+    const held = connectedClients(aedes)
+    logger.warn({ event: 'cluster.retired', clients: held.length }, 'closing every client connection so that they resume their sessions')
+    for (const client of held) client.close()
+  })
   const expiry = config.sessions.expirySeconds === 0
     ? null
     : new SessionExpiry({
@@ -144,15 +143,16 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       logger
     })
   // Presence counts every user's connections (for the per-user connection limit) and publishes
-  // their states when presence is on; its node heartbeats also tell session expiry which nodes
-  // died.
-  const presence = createPresence(config, storage, aedes, nodeId, logger, async (node) => {
+  // their states when presence is on.
+  const presence = createPresence(config, storage, aedes, nodeId, logger)
+  // A dead node, on the one node that claimed its death: its sessions go offline, its users are recounted.
+  storage.registry.on('died', async (node) => {
     if (expiry === null) return
-    // a failure here must not stop presence from recounting the dead node's users
     await expiry.nodeDied(node).then(
       () => logger.info({ event: 'session.node-lost', node }, 'sessions held on a dead node are offline from now'),
       (err: Error) => logger.warn({ event: 'session.node-lost-failed', node, reason: err.message }, 'could not take the sessions of a dead node offline'))
   })
+  storage.registry.on('died', (node) => presence.nodeDied(node))
   aedes.on('client', (client) => expiry?.connected(client))
   aedes.on('clientReady', (client) => {
     const state = clients.ready(client)
@@ -216,7 +216,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
 
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
-    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit })
+    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, liveNodes: () => storage.registry.live() })
     addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
     addSseRoute(routes, {
       aedes,
@@ -314,10 +314,8 @@ function hostPort ({ host, port }: BoundAddress): string {
   return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
 }
 
-function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, nodeId: string, logger: Logger, onNodeDead: (node: string) => Promise<void>): Presence {
-  const store = storage.redis === null
-    ? memoryPresenceStore()
-    : redisPresenceStore(storage.redis, nodeId, config.presence.nodeTimeoutMs, onNodeDead)
+function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, nodeId: string, logger: Logger): Presence {
+  const store = storage.redis === null ? memoryPresenceStore() : redisPresenceStore(storage.redis, nodeId)
   const publish = (user: string, state: PresenceState | null): Promise<void> => new Promise((resolve, reject) => {
     aedes.publish({
       cmd: 'publish',

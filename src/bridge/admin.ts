@@ -1,10 +1,11 @@
 // The admin HTTP API, for tokens whose roles include `admin`: this node's clients, their
-// subscriptions, disconnecting one, and node stats. Every action is an audit line.
+// subscriptions, disconnecting one, node stats, and the live nodes of the cluster. Every action is an audit line.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Aedes, Client } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
 import { subscriptionsOf } from '../broker/aedes-adapter.js'
 import type { ClientRegistry, ClientState } from '../broker/client-registry.js'
+import type { LiveNode } from '../broker/cluster/node-registry.js'
 import type { Logger } from '../broker/observability/logger.js'
 import { authenticateRequest } from './bearer.js'
 import { sendJson, type Routes } from './http-server.js'
@@ -19,6 +20,8 @@ export interface AdminParts {
   clients: ClientRegistry
   authenticator: Authenticator
   audit: Logger
+  /** The nodes of the cluster that beat within the node timeout (the node registry). */
+  liveNodes: () => Promise<LiveNode[]>
 }
 
 function describe (client: Client, state: ClientState, nodeId: string): Record<string, unknown> {
@@ -108,5 +111,12 @@ export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
       clients: [...clients.clients(aedes)].length,
       memory: { rss: memory.rss, heapUsed: memory.heapUsed }
     })
+  }))
+
+  routes.set(`GET ${prefix}/nodes`, guarded((_req, res) => {
+    parts.liveNodes().then((nodes) => {
+      const listed = nodes.sort((a, b) => a.id.localeCompare(b.id)).map(({ id, lastBeat }) => ({ id, lastBeat: new Date(lastBeat).toISOString() }))
+      sendJson(res, 200, { node: nodeId, nodes: listed })
+    }, (err: Error) => sendJson(res, 503, { error: `the node list is unavailable: ${err.message}` }))
   }))
 }

@@ -12,6 +12,7 @@ import mqemitter from 'mqemitter'
 import type { Redis } from 'ioredis'
 import type { Logger } from '../observability/logger.js'
 import { batchField, BatchReader, InboxBatch } from './inbox-codec.js'
+import type { NodeRegistry } from './node-registry.js'
 import { RouteTable } from './route-table.js'
 
 type Message = mqemitter.Message
@@ -20,10 +21,10 @@ type Callback = (error?: Error) => void
 
 export interface RoutedEmitterOptions {
   nodeId: string
-  /** Commands (XADD, SADD, heartbeats); pipelined automatically. */
+  /** Commands (XADD, SADD); pipelined automatically. */
   commands: Redis
-  /** Heartbeats and retiring dead nodes: a connection no message backlog delays. */
-  heartbeats: Redis
+  /** Which nodes are alive: the nodes it finds dead are retired from routing. */
+  registry: NodeRegistry
   /** Pub/sub subscriber for route changes. */
   subscriber: Redis
   /** Blocking XREAD of this node's inbox. */
@@ -35,8 +36,6 @@ export interface RoutedEmitterOptions {
   inboxMaxLen: number
   /** QoS 0 hand-offs waiting for Redis beyond which QoS 0 messages are shed (counted). */
   maxPendingQos0: number
-  heartbeatMs: number
-  nodeTimeoutMs: number
   logger: Logger
   /** Called for every QoS 0 message shed under back-pressure. */
   onShed: () => void
@@ -66,20 +65,14 @@ export class RoutedEmitter {
   private readonly localRoutes = new RouteTable()
   private readonly routes = new RouteTable()
   private readonly nodeFilters = new Map<string, Set<string>>()
-  private readonly keys: { nodes: string, changes: string, routes: (node: string) => string, inbox: (node: string) => string }
+  private readonly keys: { changes: string, routes: (node: string) => string, inbox: (node: string) => string }
   private pendingQos0 = 0
   // messages waiting for the end of this event-loop turn, per target node
   private outbox = new Map<string, OutboxEntry>()
   private outboxScheduled = false
   private lastId = '$'
   private closed = false
-  private heartbeat: NodeJS.Timeout | null = null
   private reading: Promise<void> = Promise.resolve()
-  /**
-   * Called when this node finds that the others retired it (it could not reach Redis for the
-   * node timeout): they have published its clients' wills and dropped what its inbox held.
-   */
-  onRetired: () => void = () => {}
   // mqemitter's `current`/`concurrent`, which Aedes does not read but the MQEmitter shape has
   current = 0
   concurrent = 0
@@ -88,30 +81,33 @@ export class RoutedEmitter {
     this.local = mqemitter({ concurrency: options.concurrency, matchEmptyLevels: true })
     const p = options.keyPrefix
     this.keys = {
-      nodes: `${p}routes:nodes`,
       changes: `${p}routes:changes`,
       routes: (node) => `${p}routes:${node}`,
       inbox: (node) => `${p}inbox:${node}`
     }
   }
 
-  /** Joins the cluster: announces this node, loads the route table, starts reading the inbox. */
+  /**
+   * Joins the cluster (the registry has announced this node): loads the route table, starts
+   * reading the inbox, and follows the registry: a dead node's routes are retired, and when the
+   * others retired this one, its routes are announced again.
+   */
   async start (): Promise<void> {
-    const { commands, subscriber, nodeId } = this.options
+    const { commands, subscriber, nodeId, registry } = this.options
+    registry.on('died', (node) => this.retire(node))
+    registry.on('retired', () => this.rejoin())
     subscriber.on('message', (_channel: string, text: string) => this.applyChange(JSON.parse(text) as RouteChange))
     // Route changes missed while the subscriber was away: reload the whole table.
     subscriber.on('ready', () => { if (!this.closed) this.loadRoutes().catch((err: Error) => this.warn('route reload failed', err)) })
     await subscriber.subscribe(this.keys.changes)
     // A node id that is reused starts with no routes of its previous life.
-    await commands.multi().del(this.keys.routes(nodeId)).zadd(this.keys.nodes, Date.now(), nodeId).exec()
+    await commands.del(this.keys.routes(nodeId))
     await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'reset' }))
     await this.loadRoutes()
     // Start after the newest entry: what was sent to a previous life of this id is its sessions' business.
     const last = await commands.xrevrange(this.keys.inbox(nodeId), '+', '-', 'COUNT', 1)
     this.lastId = last[0]?.[0] ?? '0-0'
     this.reading = this.readInbox()
-    this.heartbeat = setInterval(() => { this.beat().catch((err: Error) => this.warn('heartbeat failed', err)) }, this.options.heartbeatMs)
-    this.heartbeat.unref()
   }
 
   on (topic: string, listener: Listener, done?: () => void): this {
@@ -221,9 +217,8 @@ export class RoutedEmitter {
     }
     this.closed = true
     this.flushOutbox()
-    if (this.heartbeat !== null) clearInterval(this.heartbeat)
     const { commands, subscriber, reader, nodeId } = this.options
-    const leave = commands.multi().del(this.keys.routes(nodeId)).zrem(this.keys.nodes, nodeId).exec()
+    const leave = commands.del(this.keys.routes(nodeId))
       .then(() => commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'reset' })))
       .catch(() => {})
     reader.disconnect()
@@ -275,9 +270,9 @@ export class RoutedEmitter {
   }
 
   private async loadRoutes (): Promise<void> {
-    const { commands, nodeId, nodeTimeoutMs } = this.options
-    const nodes = await commands.zrangebyscore(this.keys.nodes, Date.now() - nodeTimeoutMs, '+inf')
-    const tables = await Promise.all(nodes.filter((n) => n !== nodeId).map(async (node) => [node, await commands.smembers(this.keys.routes(node))] as const))
+    const { commands, nodeId, registry } = this.options
+    const nodes = await registry.live()
+    const tables = await Promise.all(nodes.filter(({ id }) => id !== nodeId).map(async ({ id }) => [id, await commands.smembers(this.keys.routes(id))] as const))
     this.routes.clear()
     this.nodeFilters.clear()
     for (const [node, filters] of tables) {
@@ -286,22 +281,13 @@ export class RoutedEmitter {
     }
   }
 
-  /** Beats this node's heartbeat and retires nodes that stopped beating. */
-  private async beat (): Promise<void> {
-    const { heartbeats, nodeId, nodeTimeoutMs } = this.options
-    // ZADD adds (1) rather than updates (0) only if the others retired this node while it could
-    // not reach Redis for nodeTimeoutMs: they dropped its routes, so it announces them again.
-    if (await heartbeats.zadd(this.keys.nodes, Date.now(), nodeId) === 1) await this.rejoin()
-    const dead = await heartbeats.zrangebyscore(this.keys.nodes, '-inf', Date.now() - nodeTimeoutMs)
-    for (const node of dead) {
-      this.dropNode(node)
-      // ZREM succeeds on one node only: that one clears the dead node's routes and inbox.
-      if (await heartbeats.zrem(this.keys.nodes, node) === 1) {
-        await heartbeats.multi().del(this.keys.routes(node)).del(this.keys.inbox(node)).exec()
-        await heartbeats.publish(this.keys.changes, JSON.stringify({ node, op: 'reset' }))
-        this.options.logger.warn({ event: 'cluster.node-lost', lost: node }, 'a node stopped beating: its routes are retired')
-      }
-    }
+  /** A dead node (claimed by this one): its routes and inbox go, and every node drops its routes. */
+  private async retire (node: string): Promise<void> {
+    const { commands, logger } = this.options
+    this.dropNode(node)
+    await commands.multi().del(this.keys.routes(node)).del(this.keys.inbox(node)).exec()
+    await commands.publish(this.keys.changes, JSON.stringify({ node, op: 'reset' }))
+    logger.warn({ event: 'cluster.node-lost', lost: node }, 'a node stopped beating: its routes are retired')
   }
 
   private async rejoin (): Promise<void> {
@@ -314,7 +300,6 @@ export class RoutedEmitter {
     await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'reload' }))
     await this.loadRoutes()
     logger.warn({ event: 'cluster.rejoined', routes: filters.length }, 'the other nodes had retired this node (no heartbeat within the node timeout): its routes are announced again')
-    this.onRetired()
   }
 
   private async readInbox (): Promise<void> {

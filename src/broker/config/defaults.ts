@@ -103,15 +103,17 @@ export const defaultOptions = {
   // Broker processes on this machine (node:cluster); 'auto' = one per core. Needs Redis.
   workers: 1 as number | 'auto',
   cluster: {
-    // Aedes' broker heartbeat: a node silent for 3 beats is dead, and the wills of its
-    // clients are published by the others within about 4 beats.
+    // The node registry's beat: a node silent for 3 beats is dead (presence.heartbeatMs and
+    // presence.nodeTimeoutMs shorten both when shorter); the wills of its clients are published
+    // by the others within about 4 beats.
     heartbeatIntervalMs: 5_000
   },
   presence: {
     // Retained `$presence/<user>` states for authenticated users.
     enabled: true,
-    // Each node beats this often; in a cluster, the users of a node silent for
-    // nodeTimeoutMs go offline (within nodeTimeoutMs + heartbeatMs).
+    // How often retained states of users long offline are looked for. In a cluster, the node
+    // registry beats at least this often and takes a node silent for nodeTimeoutMs (at most)
+    // for dead: its users go offline (within nodeTimeoutMs + heartbeatMs).
     heartbeatMs: 5_000,
     nodeTimeoutMs: 15_000,
     // At most one published state per user per this period, cluster-wide; the last state

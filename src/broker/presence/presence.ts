@@ -3,9 +3,9 @@
 // `$presence/<user>`, at most one per user per `minUpdateIntervalMs` across the cluster (the
 // last state always follows: a trailing update), so a user opening and closing connections in
 // a loop costs observers one message per interval. Connection counts are kept per node: in
-// memory on a single node, in Redis in a cluster, where nodes also beat a heartbeat so that the
-// users of a node that died go offline within `nodeTimeoutMs`. The counts also serve the
-// per-user connection limit. The retained state of a user offline for `retainedExpiryMs` is
+// memory on a single node, in Redis in a cluster, where the users of a node that died are
+// recounted by the node that claimed its death (cluster/node-registry.ts). The counts also
+// serve the per-user connection limit. The retained state of a user offline for `retainedExpiryMs` is
 // cleared, by one node.
 import type { Redis } from 'ioredis'
 import { unsafePlaceholderValue } from '../../acl/topic-pattern.js'
@@ -41,8 +41,10 @@ export interface PresenceStore {
   markOffline: (user: string, since: number | null) => Promise<void>
   /** Claims the users offline since before `before` (ms): each is returned to one node only. */
   claimLongOffline: (before: number) => Promise<string[]>
-  /** Periodic duty: beat this node's heartbeat; returns users of dead nodes, now recounted. */
-  sweep: () => Promise<Array<{ user: string, connections: number }>>
+  /** Periodic duty: forgets update intervals that ended. */
+  sweep: () => Promise<void>
+  /** Drops the counts of a dead node; returns its users, recounted. */
+  nodeDied: (node: string) => Promise<Array<{ user: string, connections: number }>>
   close: () => Promise<void>
 }
 
@@ -52,7 +54,7 @@ export function presenceTopic (user: string): string | null {
 }
 
 export interface PresenceOptions {
-  /** How often the sweep runs: heartbeats, dead nodes, expired retained states. */
+  /** How often the sweep runs: expired retained states. */
   sweepIntervalMs: number
   /** At most one published state per user per this period, cluster-wide (0 = every change). */
   minUpdateIntervalMs: number
@@ -136,12 +138,16 @@ export class Presence {
     await this.publish(user, state)
   }
 
+  /** A dead node (claimed by this one): its users are recounted, their states published. */
+  async nodeDied (node: string): Promise<void> {
+    for (const { user, connections } of await this.store.nodeDied(node)) {
+      this.logger.info({ event: 'presence.node-lost', user, connections }, 'user recounted after a node died')
+      if (this.publish !== null) this.enqueue(user, async () => { await this.publishCoalesced(user, null) })
+    }
+  }
+
   private runSweep (): void {
-    this.store.sweep().then(async (recounted) => {
-      for (const { user, connections } of recounted) {
-        this.logger.info({ event: 'presence.node-lost', user, connections }, 'user recounted after a node died')
-        if (this.publish !== null) this.enqueue(user, async () => { await this.publishCoalesced(user, null) })
-      }
+    this.store.sweep().then(async () => {
       const { publish } = this
       if (publish === null || this.options.retainedExpiryMs === 0) return
       for (const user of await this.store.claimLongOffline(Date.now() - this.options.retainedExpiryMs)) {
@@ -203,8 +209,8 @@ export function memoryPresenceStore (): PresenceStore {
       // intervals that ended are forgotten, so the map holds only recently updated users
       const now = Date.now()
       for (const [user, until] of claimedUntil) if (until <= now) claimedUntil.delete(user)
-      return []
     },
+    nodeDied: async () => [],
     close: async () => {}
   }
 }
@@ -212,13 +218,11 @@ export function memoryPresenceStore (): PresenceStore {
 // Redis keys (ioredis adds the configured key prefix):
 //   presence:user:<user>   hash  node id -> connections of that user on that node
 //   presence:node:<node>   set   users with connections on that node
-//   presence:nodes         zset  node id -> last heartbeat (ms)
 //   presence:updated:<user> string, expires when the user's update interval ends
 //   presence:offline       zset  user -> offline since (ms)
 const userKey = (user: string): string => `presence:user:${user}`
 const nodeKey = (node: string): string => `presence:node:${node}`
 const updatedKey = (user: string): string => `presence:updated:${user}`
-const nodesKey = 'presence:nodes'
 const offlineKey = 'presence:offline'
 
 // Adds to this node's count and returns the total over all nodes, atomically.
@@ -234,14 +238,9 @@ local total = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
 return total`
 
-/**
- * A cluster: counts in Redis, node heartbeats, recount of the users of dead nodes. `onNodeDead`
- * runs once in the cluster for each dead node, on the node that claimed it (session expiry).
- */
-export function redisPresenceStore (redis: Redis, nodeId: string, nodeTimeoutMs: number, onNodeDead: (node: string) => Promise<void> = async () => {}): PresenceStore {
-  const beat = async (): Promise<void> => { await redis.zadd(nodesKey, Date.now(), nodeId) }
+/** A cluster: counts in Redis, recount of the users of dead nodes. */
+export function redisPresenceStore (redis: Redis, nodeId: string): PresenceStore {
   const count = async (user: string): Promise<number> => (await redis.hvals(userKey(user))).reduce((sum, v) => sum + Number(v), 0)
-  void beat().catch(() => {})
   return {
     add: async (user, delta) => Number(await redis.eval(addScript, 2, userKey(user), nodeKey(nodeId), nodeId, delta, user)),
     count,
@@ -261,26 +260,18 @@ export function redisPresenceStore (redis: Redis, nodeId: string, nodeTimeoutMs:
       for (const user of users) if (await redis.zrem(offlineKey, user) === 1) claimed.push(user)
       return claimed
     },
-    sweep: async () => {
-      await beat()
-      const dead = await redis.zrangebyscore(nodesKey, '-inf', Date.now() - nodeTimeoutMs)
+    // update intervals expire in Redis by themselves
+    sweep: async () => {},
+    nodeDied: async (node) => {
       const recounted: Array<{ user: string, connections: number }> = []
-      for (const node of dead) {
-        // ZREM succeeds for one node only: the one that recounts this dead node's users.
-        if (await redis.zrem(nodesKey, node) === 0) continue
-        await onNodeDead(node)
-        const users = await redis.smembers(nodeKey(node))
-        for (const user of users) {
-          await redis.hdel(userKey(user), node)
-          recounted.push({ user, connections: await count(user) })
-        }
-        await redis.del(nodeKey(node))
+      for (const user of await redis.smembers(nodeKey(node))) {
+        await redis.hdel(userKey(user), node)
+        recounted.push({ user, connections: await count(user) })
       }
+      await redis.del(nodeKey(node))
       return recounted
     },
-    close: async () => {
-      // A clean stop: this node's clients were disconnected one by one already.
-      await redis.zrem(nodesKey, nodeId).catch(() => {})
-    }
+    // a clean stop: this node's clients were disconnected one by one already
+    close: async () => {}
   }
 }

@@ -10,7 +10,7 @@
 // are a Redis sorted set scored by disconnect time: a reconnect on any node removes the entry,
 // and a sweeper claims an expired entry with ZREM, so exactly one node deletes each session.
 // Sessions online on a node that died (SIGKILL) go offline when a survivor claims the dead node
-// through the presence heartbeats (presence.ts).
+// (cluster/node-registry.ts).
 import type { Redis } from 'ioredis'
 import type { Logger } from '../observability/logger.js'
 

@@ -10,6 +10,7 @@ import mqemitterRedis from 'mqemitter-redis'
 import type { BrokerConfig } from '../config/config-schema.js'
 import type { Logger } from '../observability/logger.js'
 import { memoryRetainedLedger, redisRetainedLedger, type RetainedLedger } from './retained-quota.js'
+import { NodeRegistry, registryTiming } from '../cluster/node-registry.js'
 import { RoutedEmitter } from '../cluster/routed-emitter.js'
 import { memoryQueueLengths, redisQueueLengths, type QueueLengths } from '../sessions/session-queue-cap.js'
 import { memorySessionStore, redisSessionStore, type SessionStore } from '../sessions/session-expiry.js'
@@ -46,6 +47,8 @@ export interface Storage {
   queueLengths: QueueLengths
   /** Online and offline persistent sessions, for sessions.expirySeconds. */
   sessionStore: SessionStore
+  /** Which nodes are alive (started; only this one in memory). */
+  registry: NodeRegistry
   /** Closes the persistence; Aedes closes the emitter itself. */
   close: () => Promise<void>
 }
@@ -64,6 +67,7 @@ export async function createStorage (config: BrokerConfig, nodeId: string, logge
       redis: null,
       queueLengths: memoryQueueLengths(persistence.asyncPersistence),
       sessionStore: memorySessionStore(),
+      registry: new NodeRegistry(nodeId, null, registryTiming(config), '', logger),
       retainedCount: async () => {
         // the persistence's matcher lets # reach $ topics too ($presence states included)
         let count = 0
@@ -98,7 +102,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     publisher: unprefixed({ enableAutoPipelining: redis.emitter === 'mqemitter-redis' })
   }
   if (redis.emitter === 'routed') connections.inbox = unprefixed()
-  // Never busy: its PINGs measure whether Redis answers, and the routed emitter's heartbeats
+  // Never busy: its PINGs measure whether Redis answers, and the node registry's heartbeats
   // go through it, so a backlog of messages does not make a live node look dead.
   connections.health = unprefixed()
   const up = new Map<string, boolean>()
@@ -112,20 +116,20 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
   const maxQueued = config.sessions.maxQueuedMessages
   const persistence = aedesPersistenceRedis({ conn: connections.persistence, maxSessionDelivery: maxQueued === 0 ? -1 : Math.max(maxQueued, 1000) })
   const concurrency = config.limits.concurrency
+  const registry = new NodeRegistry(nodeId, connections.health, registryTiming(config), redis.keyPrefix, logger)
+  await registry.start()
   let mq: unknown
   if (redis.emitter === 'routed') {
     const emitter = new RoutedEmitter({
       nodeId,
       commands: connections.publisher as Redis,
-      heartbeats: connections.health,
+      registry,
       subscriber: connections.subscriber as Redis,
       reader: connections.inbox as Redis,
       keyPrefix: redis.keyPrefix,
       concurrency,
       inboxMaxLen: redis.inboxMaxLen,
       maxPendingQos0: redis.maxPendingQos0,
-      heartbeatMs: config.cluster.heartbeatIntervalMs,
-      nodeTimeoutMs: config.cluster.heartbeatIntervalMs * 3,
       logger,
       onShed
     })
@@ -154,6 +158,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     redis: persistenceConnection,
     queueLengths: redisQueueLengths(persistenceConnection),
     sessionStore: redisSessionStore(persistenceConnection, nodeId, redis.keyPrefix),
+    registry,
     // aedes-persistence-redis keeps retained messages in one hash; ioredis adds the key prefix
     retainedCount: async () => await persistenceConnection.hlen('retained'),
     retainedLedger: redisRetainedLedger(persistenceConnection, config.limits.maxRetainedMessages),
@@ -161,6 +166,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
       if (closed) return
       closed = true
       await persistence.destroy()
+      await registry.close()
       connections.health?.disconnect()
     }
   }
