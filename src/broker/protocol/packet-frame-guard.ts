@@ -371,7 +371,8 @@ function checkConnect (body: Buffer): GuardVerdict | null {
   // [MQTT-3.1.2-18] or a password [MQTT-3.1.2-20]
   if (!fields.done) return close('CONNECT carries fields its flags do not announce [MQTT-3.1.2-11] [MQTT-3.1.2-18] [MQTT-3.1.2-20]')
 
-  // MQTT 3.1 requires client identifiers of 1 to 23 characters, else CONNACK 2
+  // MQTT 3.1 (section 3.1, Client Identifier) requires 1 to 23 characters, else CONNACK 2; the
+  // configured bound for all levels is the authenticate hook's (limits.ts, [MQTT-3.1.3-5])
   if (level === 3 && (clientId.length === 0 || [...clientId.toString('utf8')].length > 23)) {
     return { action: 'refuse', returnCode: 2, reason: 'MQTT 3.1 client identifiers are 1 to 23 characters' }
   }
