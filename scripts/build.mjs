@@ -25,7 +25,7 @@ const parts = [
     // the SDK imports the topic grammar from src/acl/
     inputs: ['clients/web/src', 'clients/web/demos', 'clients/web/build.mjs', 'clients/web/tsconfig.json', 'clients/web/tsconfig.sdk.json', 'src/acl/topic-grammar.ts', 'package-lock.json'],
     // the type declarations are the build's last step
-    stamp: 'clients/web/dist/types/index.d.ts',
+    stamp: 'clients/web/dist/types/clients/web/src/index.d.ts',
     build: () => execFileSync(process.execPath, [join(root, 'clients/web/build.mjs')], { cwd: root, stdio: 'inherit' })
   }
 ]

@@ -3,6 +3,7 @@
 // http.devTokens is true (404 otherwise). Tokens are never logged.
 import { z } from 'zod'
 import { signToken, type JwtConfig } from '../acl/jwt.js'
+import { isPlainLevel } from '../acl/topic-grammar.js'
 import type { Logger } from '../broker/observability/logger.js'
 import { sendJson, type Routes } from './http-server.js'
 import { BodyTooLarge, isJsonBody, readBody, refuseTooLarge } from './request-body.js'
@@ -12,7 +13,7 @@ const topicFilter = z.string().min(1).max(1024)
 
 const tokenRequest = z.object({
   // A user name fit for %u in ACL patterns (docs/auth.md).
-  user: z.string().min(1).max(128).refine((user) => !/[/+#]/.test(user) && !user.includes('\u0000'), 'expected a user name without "/", "+", "#" or NUL'),
+  user: z.string().min(1).max(128).refine(isPlainLevel, 'expected a user name without "/", "+", "#" or NUL'),
   pub: z.array(topicFilter).max(64).optional(),
   sub: z.array(topicFilter).max(64).optional(),
   roles: z.array(z.string().min(1).max(64)).max(16).optional(),
