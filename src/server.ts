@@ -118,7 +118,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     drainTimeout: config.limits.drainTimeoutMs,
     keepaliveLimit: config.limits.keepaliveLimitS,
     maxInflightInbound: config.limits.maxInflightInbound,
-    maxClientsIdLength: config.limits.maxClientIdLength,
+    // Client ids are bounded by the frame guard (MQTT 3.1: 1 to 23 characters) and the
+    // authenticate hook (limits.maxClientIdLength); Aedes' own count (UTF-16 units, 3.1 only) is off.
+    maxClientsIdLength: Infinity,
     maxTopicLevels: config.limits.maxTopicLevels,
     ...policies.hooks
   })

@@ -7,6 +7,7 @@ import { signToken } from '../src/acl/jwt.js'
 import type { BrokerHandle } from '../src/server.js'
 import type { ConfigInput } from '../src/broker/config/config.js'
 import { collect, connectClient, startBroker, waitFor } from './helpers/broker.js'
+import type { Teardown } from './helpers/loopback.js'
 
 const executablePath = '/usr/bin/chromium'
 const launchArgs = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
@@ -17,8 +18,6 @@ const tokenBroker: ConfigInput = {
   http: { port: 0, devTokens: true },
   acl: { roles: { member: { pub: ['#'], sub: ['#', '$presence/#'] } }, defaultRoles: ['member'] }
 }
-
-interface Teardown { teardown: (fn: () => unknown) => void }
 
 // Playwright gives the browser a fresh, empty profile of its own and removes it on close.
 const browser = await chromium.launch({ executablePath, headless: true, args: launchArgs })

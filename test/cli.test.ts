@@ -6,6 +6,7 @@ import t from 'tap'
 import { closeClient, collect, waitFor } from './helpers/broker.js'
 import { diesWithTest } from './helpers/children.js'
 import { cliPath, runCli, spawnBroker } from './helpers/process.js'
+import type { Teardown } from './helpers/loopback.js'
 
 const run = promisify(execFile)
 
@@ -86,7 +87,7 @@ t.test('a bad config exits with code 2 naming the key', async (t) => {
 })
 
 /** `realtime-broker start` with stdout and stderr kept apart; resolves once it listens. */
-async function startPiped (t: { teardown: (fn: () => unknown) => void }, closeStdoutAfterFirstLine = false): Promise<{ child: ReturnType<typeof spawn>, stdout: () => string, stderr: () => string, mqttPort: number, exited: Promise<number | null> }> {
+async function startPiped (t: Teardown, closeStdoutAfterFirstLine = false): Promise<{ child: ReturnType<typeof spawn>, stdout: () => string, stderr: () => string, mqttPort: number, exited: Promise<number | null> }> {
   const child = diesWithTest(spawn(process.execPath, [cliPath, 'start'], {
     env: { ...process.env, MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'debug' },
     stdio: ['ignore', 'pipe', 'pipe']

@@ -6,11 +6,12 @@ import t from 'tap'
 import { closeClient, metricValue, openUrl, sleep, waitFor } from './helpers/broker.js'
 import { runCli, spawnBroker, type BrokerProcess } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
+import type { Teardown } from './helpers/loopback.js'
 
 // node kills, a Redis restart and a drain under load: about 80 s on a quiet machine
 t.setTimeout(300_000)
 
-type T = { teardown: (fn: () => unknown) => void, testdir: (fixture: Record<string, string>) => string }
+type T = Teardown & { testdir: (fixture: Record<string, string>) => string }
 const url = (node: BrokerProcess): string => `mqtt://127.0.0.1:${node.mqttPort}`
 
 /** Nodes with a test config: anonymous clients, fast heartbeats, a short drain. */

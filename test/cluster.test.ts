@@ -3,11 +3,11 @@ import t from 'tap'
 import { closeClient, collect, openUrl, sleep, waitFor } from './helpers/broker.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
+import type { Teardown } from './helpers/loopback.js'
 
 const url = (node: BrokerProcess): string => `mqtt://127.0.0.1:${node.mqttPort}`
-type T = { teardown: (fn: () => unknown) => void }
 
-async function threeNodes (t: T, redisUrl: string, emitter: string): Promise<BrokerProcess[]> {
+async function threeNodes (t: Teardown, redisUrl: string, emitter: string): Promise<BrokerProcess[]> {
   return await Promise.all(['a', 'b', 'c'].map((id) => spawnBroker(t, ['--redis', redisUrl], { NODE_ID: `node-${id}`, LOG_LEVEL: 'warn', REDIS_EMITTER: emitter })))
 }
 

@@ -3,11 +3,11 @@
 // cannot run here says so, and why, in a `<!-- not run: reason -->` comment right above it.
 import { spawn } from 'node:child_process'
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { freePort } from './helpers/loopback.js'
 import { codeBlocks } from './helpers/markdown.js'
 
 const repo = fileURLToPath(new URL('..', import.meta.url))
@@ -20,14 +20,6 @@ const scriptLanguages = new Set(['js', 'ts'])
 const runnableLanguages = new Set([...shellLanguages, ...scriptLanguages, 'html'])
 // the ports the docs use, each replaced by a free one
 const documentedPorts = [1883, 1884, 1885, 1886, 8080, 8081, 8082, 8083, 6379]
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 // A JS/TS snippet passes if it exits 0, or is still running (a client that stays connected)
 // after 3 s without having failed.

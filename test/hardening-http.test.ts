@@ -58,3 +58,17 @@ t.test('the same over HTTPS and WSS', async (t) => {
   const { missing } = await canary.stop()
   t.same(missing, [], 'the canary lost nothing')
 })
+
+t.test('a chunked body over the limit, without Content-Length, is answered 413 before the connection closes', async (t) => {
+  const broker = await startBroker(t, { ...config, http: { port: 0, devTokens: true }, limits: { maxPacketSize: 1024 } })
+  const port = broker.addresses.http.port
+  const chunk = 'x'.repeat(4096)
+  // 20 KiB: over both the publish limit (maxPacketSize) and the dev token one (16 KiB)
+  const body = `${chunk.length.toString(16)}\r\n${chunk}\r\n`.repeat(5) + '0\r\n\r\n'
+  const chunked = (path: string): string => `POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tokenOf('canary')}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${body}`
+  for (const path of ['/api/v1/publish', '/api/v1/dev/token']) {
+    const answer = await rawRequest(port, chunked(path))
+    t.equal(statusOf(answer), 413, `POST ${path}`)
+    t.match(answer, /body over \d+ bytes/)
+  }
+})

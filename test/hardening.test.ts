@@ -2,7 +2,7 @@
 // connection. A canary pair of clients publishes and receives at QoS 1 throughout each test
 // and must lose nothing. FUZZ_RUNS (default 60) sets the fuzzer's runs; `npm run test:soak`
 // raises it.
-import { connect as tcpConnect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -19,23 +19,15 @@ import { httpHeadersTimeoutMs } from '../src/bridge/http-server.js'
 import { brokerUrl, closeClient, collect, connectClient, connectRefused, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { startCanary } from './helpers/canary.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
-import { idleTcpReader, idleWebSocketReader, rawRequest } from './helpers/raw-clients.js'
+import { idleTcpReader, idleWebSocketReader, rawRequest, rawTcpSocket } from './helpers/raw-clients.js'
 import { startRedis } from './helpers/redis.js'
 
 const fuzzRuns = Number(process.env.FUZZ_RUNS ?? 60)
 const seed = Number(process.env.FUZZ_SEED ?? 20261123)
 
-function rawSocket (port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = tcpConnect(port, '127.0.0.1')
-    socket.once('connect', () => resolve(socket))
-    socket.once('error', reject)
-  })
-}
-
 /** Sends bytes on a fresh connection; resolves when the broker closes it or after `ms`. */
 async function sendAndWait (port: number, bytes: Buffer, ms: number): Promise<'closed' | 'open'> {
-  const socket = await rawSocket(port)
+  const socket = await rawTcpSocket(port)
   socket.on('error', () => {})
   socket.on('data', () => {})
   const closed = new Promise<'closed'>((resolve) => socket.once('close', () => resolve('closed')))
@@ -102,7 +94,7 @@ t.test('a flood of connections that never send CONNECT: timed out, memory bounde
   const canary = await startCanary(t, broker)
   const before = process.memoryUsage().heapUsed
   const sockets: Socket[] = []
-  for (let wave = 0; wave < 6; wave++) sockets.push(...await Promise.all(Array.from({ length: 250 }, () => rawSocket(broker.addresses.mqtt.port))))
+  for (let wave = 0; wave < 6; wave++) sockets.push(...await Promise.all(Array.from({ length: 250 }, () => rawTcpSocket(broker.addresses.mqtt.port))))
   const closed = sockets.map((s) => new Promise<void>((resolve) => { s.on('error', () => {}); s.once('close', () => resolve()) }))
   const legit = await connectClient(t, broker, 'tcp')
   t.ok(legit.connected, 'a legitimate client connects during the flood')
@@ -155,7 +147,7 @@ t.test('connection churn leaves no memory behind', async (t) => {
 
 t.test('a subscriber that stops reading cannot stall delivery to others', async (t) => {
   const broker = await startBroker(t, { limits: { drainTimeoutMs: 1000 } })
-  const stuck = await rawSocket(broker.addresses.mqtt.port)
+  const stuck = await rawTcpSocket(broker.addresses.mqtt.port)
   stuck.on('error', () => {})
   stuck.write(connectBytes('stuck'))
   stuck.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood/#', qos: 0 }] }))
@@ -178,7 +170,7 @@ t.test('WebSocket: a frame split across many TCP writes works; an oversized fram
   const broker = await startBroker(t, { http: { port: 0, maxWebSocketFrame: 4096 } })
   const canary = await startCanary(t, broker)
   // a hand-made upgrade, then one masked binary frame written a byte at a time
-  const socket = await rawSocket(broker.addresses.http.port)
+  const socket = await rawTcpSocket(broker.addresses.http.port)
   socket.write(`GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n`)
   const received: Buffer[] = []
   socket.on('data', (chunk: Buffer) => received.push(chunk))
@@ -230,7 +222,7 @@ t.test('slowloris: 200 requests trickling their headers are cut at headersTimeou
   // a WebSocket upgrade whose headers would take minutes at one byte a second
   const request = Buffer.from(`GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:${httpPort}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
     'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n')
-  const slow = await Promise.all(Array.from({ length: 200 }, () => rawSocket(httpPort)))
+  const slow = await Promise.all(Array.from({ length: 200 }, () => rawTcpSocket(httpPort)))
   const opened = Date.now()
   const ends = slow.map((socket) => new Promise<{ after: number, answer: string }>((resolve) => {
     let answer = ''
@@ -286,7 +278,7 @@ t.test('a CONNECT trickling in byte by byte is cut at connectTimeout, over TCP a
   const canary = await startCanary(t, broker)
   const bytes = connectBytes('trickler-0123456789') // 33 bytes: 6.6 s at one byte per 200 ms
   const trickleTcp = async (): Promise<{ after: number, answered: boolean }> => {
-    const socket = await rawSocket(broker.addresses.mqtt.port)
+    const socket = await rawTcpSocket(broker.addresses.mqtt.port)
     const opened = Date.now()
     let answered = false
     socket.on('data', () => { answered = true })
@@ -322,7 +314,7 @@ t.test('a CONNECT trickling in byte by byte is cut at connectTimeout, over TCP a
   t.ok(latest < connectTimeoutMs + 1000, `every trickling connection closed by ${latest} ms, long before its CONNECT could complete (6.6 s)`)
   t.notOk(results.some((r) => r.answered), 'none got a CONNACK')
   // the same CONNECT, trickled in faster than connectTimeout, is accepted
-  const socket = await rawSocket(broker.addresses.mqtt.port)
+  const socket = await rawTcpSocket(broker.addresses.mqtt.port)
   socket.on('error', () => {})
   const connack = new Promise<Buffer>((resolve) => socket.once('data', resolve))
   for (let i = 0; i < bytes.length; i++) {

@@ -7,6 +7,7 @@ import { createHttpListener, sendJson, type Routes } from '../src/bridge/http-se
 import { addStaticRoutes } from '../src/bridge/static.js'
 import { resolveConfig } from '../src/broker/config/config.js'
 import { capturingLogger, startBroker } from './helpers/broker.js'
+import type { Teardown } from './helpers/loopback.js'
 
 t.test('health endpoints answer JSON', async (t) => {
   const broker = await startBroker(t)
@@ -94,7 +95,7 @@ function send (port: number, method: string, path: string, headers: Record<strin
   })
 }
 
-async function listenOn (t: { teardown: (fn: () => unknown) => void }, routes: Routes, corsOrigins: string[]): Promise<number> {
+async function listenOn (t: Teardown, routes: Routes, corsOrigins: string[]): Promise<number> {
   const server = createHttpListener(routes, { tls: undefined, logger: capturingLogger().logger, corsOrigins })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   t.teardown(() => new Promise((resolve) => server.close(resolve)))

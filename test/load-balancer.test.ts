@@ -5,7 +5,8 @@ import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import { collect, openUrl, sleep, waitFor } from './helpers/broker.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
-import { freePort, startRedis } from './helpers/redis.js'
+import { freePort } from './helpers/loopback.js'
+import { startRedis } from './helpers/redis.js'
 import { diesWithTest } from './helpers/children.js'
 
 async function portOpen (port: number): Promise<boolean> {

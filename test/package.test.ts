@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import t from 'tap'
+import type { Teardown } from './helpers/loopback.js'
 import { codeBlocks } from './helpers/markdown.js'
 
 const run = promisify(execFile)
@@ -31,7 +32,7 @@ await client.endAsync()
 await broker.close()
 `
 
-async function installedProject (t: { teardown: (fn: () => void) => void }, tarball: string, extraFlags: string[]): Promise<string> {
+async function installedProject (t: Teardown, tarball: string, extraFlags: string[]): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'rb-consumer-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }))

@@ -10,6 +10,7 @@ import { openUrl, sleep, waitFor } from './helpers/broker.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
 import { startTcpProxy } from './helpers/tcp-proxy.js'
+import type { Teardown } from './helpers/loopback.js'
 
 // five faults of 6 to 10 s each, with their catch-up: about 110 s on a quiet machine, over .taprc's 120 s on a loaded one
 t.setTimeout(300_000)
@@ -38,7 +39,7 @@ const scenarios: Scenario[] = [
   { fault: 'blackhole', side: 'subscriber', ms: 6_000, heartbeatMs: 1_000 }
 ]
 
-function writeConfig (t: { teardown: (fn: () => unknown) => void }, yaml: string): string {
+function writeConfig (t: Teardown, yaml: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'rb-partition-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const file = join(dir, 'node.yaml')

@@ -3,7 +3,8 @@ import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import t from 'tap'
 import { collect, connectClient, startBroker, waitFor } from './helpers/broker.js'
-import { freePort, startRedis } from './helpers/redis.js'
+import { freePort } from './helpers/loopback.js'
+import { startRedis } from './helpers/redis.js'
 import { diesWithTest } from './helpers/children.js'
 
 t.test('two in-process nodes reach Redis through Sentinel and act as one broker', async (t) => {

@@ -7,7 +7,6 @@ import { OfflineQueue } from '../clients/web/src/offline-queue.js'
 import { PresenceRoster } from '../clients/web/src/presence-roster.js'
 import { SubscriptionRegistry, type MessageMeta } from '../clients/web/src/subscriptions.js'
 import { readToken, refreshDelayMs, TokenKeeper } from '../clients/web/src/token.js'
-import { isValidFilter, topicMatches } from '../clients/web/src/topic-filter.js'
 import { TypingRoster } from '../clients/web/src/typing-roster.js'
 
 t.test('backoff grows exponentially, is capped, and jitters below the exponential value', async (t) => {
@@ -36,25 +35,6 @@ t.test('the offline queue keeps order, refuses past its capacity, and requeues a
   t.same(queue.drain(), [7, 8, 9], 'unacknowledged publishes go ahead of newer ones')
   t.throws(() => new OfflineQueue(-1), RangeError)
   t.notOk(new OfflineQueue<number>(0).push(1), 'capacity 0 never queues')
-})
-
-t.test('topic filters match as in MQTT', async (t) => {
-  t.ok(topicMatches('a/b', 'a/b'))
-  t.notOk(topicMatches('a/b', 'a/b/c'))
-  t.ok(topicMatches('a/+/c', 'a/b/c'))
-  t.notOk(topicMatches('a/+', 'a/b/c'))
-  t.ok(topicMatches('a/#', 'a'), '# matches the parent level')
-  t.ok(topicMatches('a/#', 'a/b/c'))
-  t.ok(topicMatches('#', 'a/b'))
-  t.notOk(topicMatches('#', '$presence/alice'), 'wildcards never match $ topics at the first level')
-  t.notOk(topicMatches('+/alice', '$presence/alice'))
-  t.ok(topicMatches('$presence/+', '$presence/alice'))
-  t.ok(topicMatches('a/+', 'a/'), 'an empty level is a level')
-  t.ok(isValidFilter('a/+/b/#'))
-  t.notOk(isValidFilter('a/#/b'))
-  t.notOk(isValidFilter('a/b#'))
-  t.notOk(isValidFilter('a+/b'))
-  t.notOk(isValidFilter(''))
 })
 
 t.test('token timing: refresh a fifth of the lifetime ahead, 1 s to 60 s, never before half or 1 s', async (t) => {

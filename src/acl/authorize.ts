@@ -5,7 +5,8 @@
 // `acl` claim can only narrow that (both must allow), and its `roles` claim can only pick
 // among the roles the config gives the user.
 import type { Identity } from './identity.js'
-import { compilePattern, covers, matches, unsafePlaceholderValue, type CompiledPattern } from './topic-pattern.js'
+import { levelsMatch } from './topic-grammar.js'
+import { compilePattern, covers, unsafePlaceholderValue, type CompiledPattern } from './topic-pattern.js'
 
 export interface RoleLimits {
   /** PUBLISH packets per second (token bucket, one second of burst). */
@@ -117,7 +118,7 @@ function roleSetKey (roles: readonly string[]): string {
 // A grant of `#` (e.g. anonymous access, or a token narrowing nothing) allows every topic not
 // starting with $: the hot path skips splitting the topic into levels.
 const grantsEverything = (list: CompiledPattern[] | null): boolean => list === null || list.some((p) => p.length === 1 && p[0] === '#')
-const anyMatches = (list: CompiledPattern[] | null, topic: string): boolean => list === null || list.some((p) => matches(p, topic))
+const anyMatches = (list: CompiledPattern[] | null, topic: string): boolean => list === null || list.some((p) => levelsMatch(p, topic))
 const anyCovers = (list: CompiledPattern[] | null, filter: string): boolean => list === null || list.some((p) => covers(p, filter))
 const isSysTopic = (topic: string): boolean => topic.charCodeAt(0) === 36 /* $ */
 

@@ -1,6 +1,7 @@
 // Topic patterns of grants: MQTT filters with the placeholders %u (user) and %c (client id).
-// Pure functions: compile once per client, then match topics and filters by levels.
-import { topicFilterViolation } from '../broker/protocol/packet-frame-guard.js'
+// Pure functions: compile once per client, then match topics (topic-grammar's levelsMatch)
+// and filters (covers) by levels.
+import { isPlainLevel, levelSeparator, multiLevelWildcard, singleLevelWildcard } from './topic-grammar.js'
 
 /** A grant pattern split into levels, placeholders substituted. */
 export type CompiledPattern = readonly string[]
@@ -17,13 +18,13 @@ export interface PlaceholderValues {
  */
 export function unsafePlaceholderValue (value: string | null): string | null {
   if (value === null || value === '') return 'is empty'
-  if (/[+#/]/.test(value) || value.includes('\u0000')) return 'contains one of + # / or NUL'
+  if (!isPlainLevel(value)) return 'contains one of + # / or NUL'
   return null
 }
 
 /** Substitutes placeholders; returns null if the pattern needs a value that is unsafe. */
 export function compilePattern (pattern: string, values: PlaceholderValues): CompiledPattern | null {
-  const levels = pattern.split('/')
+  const levels = pattern.split(levelSeparator)
   const out: string[] = []
   for (const level of levels) {
     if (level === '%u' || level === '%c') {
@@ -37,58 +38,29 @@ export function compilePattern (pattern: string, values: PlaceholderValues): Com
   return out
 }
 
-/** Does `pattern` (a filter) match the topic name `topic`? MQTT 3.1.1 section 4.7. */
-export function matches (pattern: CompiledPattern, topic: string): boolean {
-  const levels = topic.split('/')
-  // Wildcards at the first level never match topics starting with $ [MQTT-4.7.2-1]
-  const dollar = topic.startsWith('$')
-  for (let i = 0; i < pattern.length; i++) {
-    const p = pattern[i] as string
-    if (p === '#') return !(i === 0 && dollar)
-    const level = levels[i]
-    if (level === undefined) return false
-    if (p === '+') {
-      if (i === 0 && dollar) return false
-      continue
-    }
-    if (p !== level) return false
-  }
-  return levels.length === pattern.length
-}
-
 /**
  * Does `grant` cover the filter `filter`, i.e. does every topic the filter can match also
  * match the grant? A grant of `chat/room1/#` covers `chat/room1/+/typing`, not `chat/#`.
  */
 export function covers (grant: CompiledPattern, filter: string): boolean {
-  const levels = filter.split('/')
+  const levels = filter.split(levelSeparator)
   const dollar = filter.startsWith('$')
   for (let i = 0; i < grant.length; i++) {
     const g = grant[i] as string
     const f = levels[i]
-    if (g === '#') {
+    if (g === multiLevelWildcard) {
       // `a/#` also matches `a`: the filter may stop one level early
       return !(i === 0 && dollar)
     }
     if (f === undefined) return false
-    if (f === '#') return false // the filter reaches deeper than a non-# grant level
-    if (g === '+') {
+    if (f === multiLevelWildcard) return false // the filter reaches deeper than a non-# grant level
+    if (g === singleLevelWildcard) {
       if (i === 0 && dollar) return false
       continue
     }
-    if (f === '+' || f !== g) return false
+    if (f === singleLevelWildcard || f !== g) return false
   }
   if (levels.length === grant.length) return true
   // the filter `x/#` also matches `x`, which the grant `x` covers, but not `x/y`
   return false
-}
-
-/** Is `topic` a valid MQTT topic name to publish to: not empty, no wildcards, no NUL? */
-export function isValidTopicName (topic: string): boolean {
-  return topic !== '' && !/[+#]/.test(topic) && !topic.includes('\u0000')
-}
-
-/** Is `filter` a valid MQTT topic filter (wildcards only as whole levels, # last)? */
-export function isValidFilter (filter: string): boolean {
-  return topicFilterViolation(filter) === null
 }

@@ -1,19 +1,19 @@
 // POST /api/v1/dev/token mints a token for whoever asks, signed with the broker's own key, so
 // that demo pages can show per-user permissions. Development only: registered only when
 // http.devTokens is true (404 otherwise). Tokens are never logged.
-import type { IncomingMessage } from 'node:http'
 import { z } from 'zod'
 import { signToken, type JwtConfig } from '../acl/jwt.js'
+import { isPlainLevel } from '../acl/topic-grammar.js'
 import type { Logger } from '../broker/observability/logger.js'
 import { sendJson, type Routes } from './http-server.js'
-import { isJsonBody } from './request-body.js'
+import { BodyTooLarge, isJsonBody, readBody, refuseTooLarge } from './request-body.js'
 
 const maxBodyBytes = 16 * 1024
 const topicFilter = z.string().min(1).max(1024)
 
 const tokenRequest = z.object({
   // A user name fit for %u in ACL patterns (docs/auth.md).
-  user: z.string().min(1).max(128).refine((user) => !/[/+#]/.test(user) && !user.includes('\u0000'), 'expected a user name without "/", "+", "#" or NUL'),
+  user: z.string().min(1).max(128).refine(isPlainLevel, 'expected a user name without "/", "+", "#" or NUL'),
   pub: z.array(topicFilter).max(64).optional(),
   sub: z.array(topicFilter).max(64).optional(),
   roles: z.array(z.string().min(1).max(64)).max(16).optional(),
@@ -44,24 +44,15 @@ export function addDevTokenRoute (routes: Routes, { jwt, env, logger }: DevToken
   logger.warn({ event: 'dev-token.enabled' }, 'http.devTokens is on: anyone who can reach the HTTP port can mint tokens (development only)')
 
   routes.set('POST /api/v1/dev/token', async (req, res) => {
-    if (Number(req.headers['content-length'] ?? 0) > maxBodyBytes) {
-      res.setHeader('connection', 'close')
-      sendJson(res, 413, { error: `body over ${maxBodyBytes} bytes` })
-      return
-    }
     if (!isJsonBody(req)) {
       sendJson(res, 415, { error: 'expected content-type: application/json' })
       return
     }
-    const body = await readBody(req)
-    if (body === null) {
-      sendJson(res, 413, { error: `body over ${maxBodyBytes} bytes` })
-      return
-    }
     let json: unknown
     try {
-      json = JSON.parse(body)
-    } catch {
+      json = JSON.parse((await readBody(req, maxBodyBytes)).toString('utf8'))
+    } catch (err) {
+      if (err instanceof BodyTooLarge) return refuseTooLarge(res, err)
       sendJson(res, 400, { error: 'body is not JSON' })
       return
     }
@@ -75,16 +66,4 @@ export function addDevTokenRoute (routes: Routes, { jwt, env, logger }: DevToken
     logger.info({ event: 'dev-token.minted', user: request.user, ttlS: request.ttl, remote: req.socket.remoteAddress }, 'development token minted')
     sendJson(res, 200, { token, user: request.user, expiresAt: new Date(Date.now() + request.ttl * 1000).toISOString() })
   })
-}
-
-/** The body as text, or null when it is over the size limit (the rest is read and dropped). */
-async function readBody (req: IncomingMessage): Promise<string | null> {
-  const chunks: Buffer[] = []
-  let size = 0
-  // Leaving the loop early would destroy the socket before the 413 could be sent.
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size <= maxBodyBytes) chunks.push(chunk)
-  }
-  return size > maxBodyBytes ? null : Buffer.concat(chunks).toString('utf8')
 }

@@ -5,7 +5,7 @@ import type { Aedes, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, publishLimitViolation, type AclConfig } from '../acl/authorize.js'
 import type { PublishRateLimiter } from '../acl/rate-limit.js'
-import { isValidTopicName } from '../acl/topic-pattern.js'
+import { isValidTopicName } from '../acl/topic-grammar.js'
 import type { Limits } from '../broker/protocol/limits.js'
 import { topicViolation } from '../broker/protocol/limits.js'
 import type { RetainedCaps } from '../broker/storage/retained-quota.js'
@@ -13,7 +13,7 @@ import type { Logger } from '../broker/observability/logger.js'
 import type { BrokerMetrics, DropReason, QosLabel } from '../broker/observability/metrics.js'
 import { authenticateRequest } from './bearer.js'
 import { sendJson, type Routes } from './http-server.js'
-import { BodyTooLarge, isJsonBody, nestsDeeperThan, readBody } from './request-body.js'
+import { BodyTooLarge, isJsonBody, nestsDeeperThan, readBody, refuseTooLarge } from './request-body.js'
 
 export const maxBatch = 1000
 // Arrays and objects nested in a body, its own levels included: deeper JSON is
@@ -88,7 +88,7 @@ export function addHttpPublishRoute (routes: Routes, parts: HttpPublishParts): v
     try {
       body = JSON.parse((await readBody(req, limits.maxPacketSize)).toString('utf8'))
     } catch (err) {
-      if (err instanceof BodyTooLarge) return sendJson(res, 413, { error: err.message })
+      if (err instanceof BodyTooLarge) return refuseTooLarge(res, err)
       return sendJson(res, 400, { error: 'the body is not valid JSON' })
     }
     if (nestsDeeperThan(body, maxJsonDepth)) return sendJson(res, 400, { error: `the body nests arrays and objects more than ${maxJsonDepth} deep` })

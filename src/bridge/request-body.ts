@@ -1,30 +1,39 @@
 // Request bodies: read up to a size limit without buffering more than the limit; JSON checks.
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { sendJson } from './http-server.js'
 
 export class BodyTooLarge extends Error {}
 
+/**
+ * Reads the body, buffering at most `maxBytes`; over that it rejects with BodyTooLarge and
+ * drops the rest as it arrives. The socket is left open: destroying it would lose the 413
+ * (refuseTooLarge closes the connection once that is written).
+ */
 export function readBody (req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? 0)
-    if (declared > maxBytes) {
-      reject(new BodyTooLarge(`body over ${maxBytes} bytes`))
+    const tooLarge = (): void => {
+      req.removeListener('data', collect)
       req.resume()
-      return
+      reject(new BodyTooLarge(`body over ${maxBytes} bytes`))
     }
     const chunks: Buffer[] = []
     let size = 0
-    req.on('data', (chunk: Buffer) => {
+    const collect = (chunk: Buffer): void => {
       size += chunk.length
-      if (size > maxBytes) {
-        reject(new BodyTooLarge(`body over ${maxBytes} bytes`))
-        req.destroy()
-        return
-      }
-      chunks.push(chunk)
-    })
+      if (size > maxBytes) tooLarge()
+      else chunks.push(chunk)
+    }
+    if (Number(req.headers['content-length'] ?? 0) > maxBytes) return tooLarge()
+    req.on('data', collect)
     req.on('end', () => resolve(Buffer.concat(chunks)))
     req.on('error', reject)
   })
+}
+
+/** Answers 413 and closes the connection after it, so that the rest of the body is not read. */
+export function refuseTooLarge (res: ServerResponse, error: BodyTooLarge): void {
+  res.setHeader('connection', 'close')
+  sendJson(res, 413, { error: error.message })
 }
 
 /** Whether the body is declared `application/json`, in UTF-8 (the only charset JSON has, RFC 8259 8.1). */

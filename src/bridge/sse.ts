@@ -6,7 +6,7 @@ import type { ServerResponse } from 'node:http'
 import type { Aedes, AedesPublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, type AclConfig } from '../acl/authorize.js'
-import { isValidFilter, matches } from '../acl/topic-pattern.js'
+import { isValidTopicFilter, levelSeparator, levelsMatch } from '../acl/topic-grammar.js'
 import type { Logger } from '../broker/observability/logger.js'
 import type { BrokerMetrics, SseRefusal } from '../broker/observability/metrics.js'
 import { authenticateRequest } from './bearer.js'
@@ -68,7 +68,7 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
     const { identity } = auth
     const filters = [...new Set(url.searchParams.getAll('topic'))]
     if (filters.length === 0 || filters.length > maxFilters) return sendJson(res, 400, { error: `topic: expected 1 to ${maxFilters} topic filters` })
-    const invalid = filters.find((f) => !isValidFilter(f))
+    const invalid = filters.find((f) => !isValidTopicFilter(f))
     if (invalid !== undefined) return sendJson(res, 400, { error: `topic: ${JSON.stringify(invalid)} is not a valid topic filter` })
     const compiled = compileGrants(identity, `sse:${identity.user ?? 'anonymous'}`, parts.acl)
     if (!compiled.ok) return sendJson(res, 403, { error: compiled.reason })
@@ -111,11 +111,11 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
     stream.send('subscribed', JSON.stringify({ granted, denied }))
 
     const seen = new Set<string>()
-    const patterns = granted.map((f) => f.split('/'))
+    const patterns = granted.map((f) => f.split(levelSeparator))
     const deliver: Deliver = (packet, done) => {
       done()
       // The emitter's matching lets `#` reach $ topics; MQTT's does not [MQTT-4.7.2-1]
-      if (!patterns.some((p) => matches(p, packet.topic))) return
+      if (!patterns.some((p) => levelsMatch(p, packet.topic))) return
       if (!grants.canRead(packet.topic)) return
       const key = `${packet.brokerId}:${packet.brokerCounter}`
       if (seen.has(key)) return

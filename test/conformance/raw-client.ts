@@ -2,12 +2,11 @@
 // built with mqtt-packet, or by hand where mqtt-packet cannot express them), parses what the
 // broker sends with mqtt-packet's parser, and reports when the connection closes. Every wait
 // is bounded.
-import { connect as tcpConnect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import mqttPacket, { type IConnackPacket, type IConnectPacket, type IPublishPacket, type Packet, type QoS } from 'mqtt-packet'
 import { WebSocket, createWebSocketStream } from 'ws'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import type { Teardown } from '../helpers/loopback.js'
+import { rawTcpSocket } from '../helpers/raw-clients.js'
 
 export const defaultWaitMs = 2000
 
@@ -93,13 +92,8 @@ export class RawClient {
 
   /** Opens a TCP connection to the broker's MQTT port. */
   static async tcp (t: Teardown, port: number): Promise<RawClient> {
-    const socket = tcpConnect(port, '127.0.0.1')
+    const socket = await rawTcpSocket(port, t)
     socket.setNoDelay(true)
-    t.teardown(() => socket.destroy())
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve)
-      socket.once('error', reject)
-    })
     return new RawClient(socket)
   }
 

@@ -8,8 +8,7 @@ import type { ConfigInput } from '../../src/broker/config/config.js'
 import { startBroker } from '../helpers/broker.js'
 import { startRedis } from '../helpers/redis.js'
 import { RawClient, uniqueId } from './raw-client.js'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import type { Teardown } from '../helpers/loopback.js'
 
 export interface Target {
   name: string

@@ -4,11 +4,10 @@ import { connect, type IClientOptions, type IConnackPacket, type IPublishPacket,
 import { pino, type Logger } from 'pino'
 import { createBroker, type BrokerHandle } from '../../src/server.js'
 import type { ConfigInput } from '../../src/broker/config/config.js'
+import type { Teardown } from './loopback.js'
 
 export type Transport = 'tcp' | 'ws'
 export const transports: Transport[] = ['tcp', 'ws']
-
-interface Teardown { teardown: (fn: () => unknown) => void }
 
 /** A broker on 127.0.0.1 with free ports and anonymous access unless the config says otherwise. */
 export async function startBroker (t: Teardown, config: ConfigInput = {}, logger: Logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })): Promise<BrokerHandle> {

@@ -2,11 +2,11 @@
 // broker: whatever the attack, it must lose nothing.
 import type { BrokerHandle } from '../../src/server.js'
 import { connectClient, sleep, waitFor } from './broker.js'
+import type { Teardown } from './loopback.js'
 
-type T = { teardown: (fn: () => unknown) => void }
 
 /** Publishes numbered QoS 1 messages to itself until stopped; `check` asserts zero loss. */
-export async function startCanary (t: T, broker: BrokerHandle, options = {}): Promise<{ stop: () => Promise<{ sent: number, missing: number[] }> }> {
+export async function startCanary (t: Teardown, broker: BrokerHandle, options = {}): Promise<{ stop: () => Promise<{ sent: number, missing: number[] }> }> {
   const sub = await connectClient(t, broker, 'tcp', { ...options, clientId: 'canary-sub', clean: false })
   await sub.subscribeAsync('canary/#', { qos: 1 })
   const got = new Set<number>()

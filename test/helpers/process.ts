@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { diesWithTest } from './children.js'
+import type { Teardown } from './loopback.js'
 
 export const cliPath = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url))
 
@@ -14,8 +15,6 @@ export interface BrokerProcess {
   /** Resolves with the exit code once the process has exited. */
   exited: Promise<number | null>
 }
-
-interface Teardown { teardown: (fn: () => unknown) => void }
 
 /** Starts `realtime-broker start` on free ports and resolves once every listener is up. */
 export async function spawnBroker (t: Teardown, args: string[] = [], env: Record<string, string> = {}): Promise<BrokerProcess> {

@@ -5,14 +5,25 @@ import { connect as tlsConnect } from 'node:tls'
 import mqttPacket from 'mqtt-packet'
 import { WebSocket } from 'ws'
 import { sleep } from './broker.js'
+import type { Teardown } from './loopback.js'
 
 export const connectBytes = (clientId: string, clean = true): Buffer => mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean, clientId, keepalive: 0 })
 export const subscribeBytes = (filter: string, qos: 0 | 1 = 0): Buffer => mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] })
 
+/** A TCP socket to `port` on 127.0.0.1, resolved once connected; destroyed by `t`'s teardown if given. */
+export async function rawTcpSocket (port: number, t?: Teardown): Promise<Socket> {
+  const socket = tcpConnect(port, '127.0.0.1')
+  t?.teardown(() => socket.destroy())
+  await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+  return socket
+}
+
+/** Resolves when `socket` has closed. */
+export const closedBy = (socket: Socket): Promise<void> => new Promise((resolve) => socket.once('close', () => resolve()))
+
 /** A subscriber over a raw TCP socket that never reads once subscribed. */
 export async function idleTcpReader (port: number, clientId: string, filter: string, { qos = 0, clean = true }: { qos?: 0 | 1, clean?: boolean } = {}): Promise<Socket> {
-  const socket = tcpConnect(port, '127.0.0.1')
-  await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+  const socket = await rawTcpSocket(port)
   socket.on('error', () => {})
   socket.write(connectBytes(clientId, clean))
   socket.write(subscribeBytes(filter, qos))

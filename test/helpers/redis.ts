@@ -1,12 +1,11 @@
 // A real redis-server for the tests: started on a free loopback port, stopped by PID.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
-import { createServer, connect } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { diesWithTest } from './children.js'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import { freePort, type Teardown } from './loopback.js'
 
 export interface RedisServer {
   url: string
@@ -15,15 +14,6 @@ export interface RedisServer {
   stop: (crash?: boolean) => Promise<void>
   /** Starts it again on the same port and data directory. */
   start: () => Promise<void>
-}
-
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
 }
 
 /** Starts redis-server; `durable` keeps data across restarts (AOF, fsync every write). */

@@ -1,8 +1,7 @@
 // A TCP proxy the test controls, to cut a process's link to Redis (close), or blackhole it (a
 // silent partition), and restore it.
 import { connect, createServer, type Server, type Socket } from 'node:net'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import type { Teardown } from './loopback.js'
 
 export interface TcpProxy {
   port: number

@@ -11,7 +11,7 @@ import { OfflineQueue } from './offline-queue.js'
 import { connectionEntryTopic, isTopicLevel } from './presence-topics.js'
 import { SubscriptionRegistry, type HandlerEntry, type MessageHandler, type QoS } from './subscriptions.js'
 import { TokenKeeper, type TokenProvider } from './token.js'
-import { isValidFilter } from './topic-filter.js'
+import { isValidTopicFilter } from '../../../src/acl/topic-grammar.js'
 
 /**
  * connecting: before the first connection; online: connected; reconnecting: lost it and
@@ -165,7 +165,7 @@ export class RealtimeClient extends Emitter<ClientEvents> {
   subscribe (filter: string, handler: MessageHandler<Uint8Array>, options: SubscribeOptions & { raw: true }): Promise<Unsubscribe>
   async subscribe (filter: string, handler: MessageHandler<never>, options: SubscribeOptions = {}): Promise<Unsubscribe> {
     if (this.state === 'closed') throw new RealtimeError('closed', 'the client was closed')
-    if (!isValidFilter(filter)) throw new RealtimeError('subscription-refused', `"${filter}" is not a valid topic filter`)
+    if (!isValidTopicFilter(filter)) throw new RealtimeError('subscription-refused', `"${filter}" is not a valid topic filter`)
     // The overloads tie a raw handler to bytes and a JSON handler to the app's declared type.
     const entry: HandlerEntry = options.raw === true
       ? { raw: true, handler: handler as MessageHandler<Uint8Array> }

@@ -4,7 +4,7 @@
 import { decodeJson } from './codec.js'
 import { reportLater } from './emitter.js'
 import type { RealtimeError } from './errors.js'
-import { topicMatches } from './topic-filter.js'
+import { topicMatches } from '../../../src/acl/topic-grammar.js'
 
 export type QoS = 0 | 1 | 2
 

@@ -2,7 +2,7 @@
 // loader merges the built-in defaults in first; `.strict()` makes an unknown key an error.
 import { z } from 'zod'
 import { jwtAlgorithms } from '../../acl/jwt.js'
-import { isValidFilter } from '../../acl/topic-pattern.js'
+import { isValidTopicFilter } from '../../acl/topic-grammar.js'
 
 const port = z.number({ error: 'expected a port number (integer 0-65535)' })
   .int('expected a port number (integer 0-65535)')
@@ -25,7 +25,7 @@ const tlsFiles = z.object({
 const algorithm = z.enum(jwtAlgorithms, { error: `expected one of ${jwtAlgorithms.join(', ')} ("none" is never allowed)` })
 
 // An ACL pattern: a valid MQTT filter, placeholders %u and %c as whole levels.
-const grantPattern = z.string().refine((p) => isValidFilter(p), { error: 'expected an MQTT topic filter (wildcards + and # as whole levels, # last)' })
+const grantPattern = z.string().refine((p) => isValidTopicFilter(p), { error: 'expected an MQTT topic filter (wildcards + and # as whole levels, # last)' })
 
 export const configSchema = z.object({
   host: z.string({ error: 'expected a host name or IP address' }).min(1, 'expected a host name or IP address'),

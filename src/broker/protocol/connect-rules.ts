@@ -2,7 +2,7 @@
 // the connection must be closed without a CONNACK, or null. The byte-level rules (flags,
 // field presence, UTF-8, protocol level, client identifier) are PacketFrameGuard's; these
 // need the parsed packet or the broker's limits. preConnect (hooks.ts) applies them.
-import { topicNameViolation } from './packet-frame-guard.js'
+import { topicNameViolation } from '../../acl/topic-grammar.js'
 
 export interface ConnectFields {
   keepalive?: number

@@ -103,7 +103,7 @@ function cutIfStillOver (watch: OutputWatch, connection: OutputSource): void {
 export function unsentOutputBytes (connection: OutputSource): number {
   if (connection instanceof GuardedConnection) return connection.unsentBytes
   const guard = (connection as Partial<GuardedSocket>)[kGuard]
-  return guard === undefined ? 0 : (connection as GuardedSocket).writableLength + guard.batchBytes
+  return guard === undefined ? 0 : (connection as GuardedSocket).writableLength + guard.bytes
 }
 
 /**
@@ -158,18 +158,68 @@ function refuseConnect (transport: Duplex, close: (error: Error) => void, verdic
   transport.end(Buffer.from([0x20, 0x02, 0x00, verdict.returnCode]))
 }
 
+/**
+ * Carries out a verdict of the guard on `connection`, whose input is ignored from then on
+ * [MQTT-3.1.4-5]. `push` hands Aedes what it may still read, `answer` carries a refusing CONNACK.
+ * Only a refused packet comes here: the per-chunk path stays in the callers.
+ */
+function enforce (verdict: GuardVerdict, chunk: Buffer, connection: OutputSource, push: (chunk: Buffer | null) => unknown, answer: Duplex): void {
+  if (verdict.action === 'close') {
+    connection.destroy(new ProtocolViolation(verdict.reason))
+  } else if (verdict.action === 'end') {
+    // Aedes gets everything up to the DISCONNECT, then the end of the stream
+    if (verdict.at > 0) push(chunk.subarray(0, verdict.at))
+    push(null)
+  } else {
+    refuseConnect(answer, (error) => { if (!connection.destroyed) connection.destroy(error) }, verdict)
+  }
+}
+
+/** The writes of one event-loop turn, sent together at its end. */
+class TurnBatch {
+  private chunks: Buffer[] = []
+  bytes = 0
+  private callbacks: WriteCallback[] | null = null
+
+  get empty (): boolean {
+    return this.chunks.length === 0
+  }
+
+  /** Adds a write; true when it is the turn's first, for the caller to schedule the flush. */
+  add (data: Buffer, done?: WriteCallback): boolean {
+    this.chunks.push(data)
+    this.bytes += data.length
+    if (done !== undefined) (this.callbacks ??= []).push(done)
+    return this.chunks.length === 1
+  }
+
+  /** Empties the batch: its bytes as one buffer; `takeCallbacks` first for their callbacks. */
+  take (): Buffer {
+    const data = this.chunks.length === 1 ? this.chunks[0] as Buffer : Buffer.concat(this.chunks, this.bytes)
+    this.chunks = []
+    this.bytes = 0
+    return data
+  }
+
+  /** One callback for the writes of the batch, if any had one. */
+  takeCallbacks (): WriteCallback | undefined {
+    const callbacks = this.callbacks
+    if (callbacks === null) return undefined
+    this.callbacks = null
+    return (error) => { for (const cb of callbacks) cb(error) }
+  }
+}
+
 // Per guarded socket: what would otherwise take a wrapper stream (two stream states, its
 // listeners and closures: about 1 KiB of heap per idle connection).
 const kGuard = Symbol('guard')
 
-class SocketGuard {
+// The guard is the batch of its turn's writes itself: one object per connection.
+class SocketGuard extends TurnBatch {
   ignoringInput = false
-  // Writes of the current event-loop turn, waiting for its end.
-  batch: Buffer[] = []
-  batchBytes = 0
-  batchCallbacks: WriteCallback[] | null = null
   readonly output: OutputWatch
   constructor (readonly frames: PacketFrameGuard, output: OutputLimits) {
+    super()
     this.output = new OutputWatch(output)
   }
 }
@@ -209,45 +259,25 @@ function guardedPush (this: GuardedSocket, chunk: Buffer | null, encoding?: Buff
   const verdict = guard.frames.scan(chunk)
   if (verdict === null) return Readable.prototype.push.call(this, chunk, encoding)
   guard.ignoringInput = true
-  if (verdict.action === 'close') {
-    this.destroy(new ProtocolViolation(verdict.reason))
-  } else if (verdict.action === 'end') {
-    // Aedes gets everything up to the DISCONNECT, then the end of the stream
-    if (verdict.at > 0) Readable.prototype.push.call(this, chunk.subarray(0, verdict.at))
-    Readable.prototype.push.call(this, null)
-  } else {
-    refuseConnect(this, (error) => { if (!this.destroyed) this.destroy(error) }, verdict)
-  }
+  enforce(verdict, chunk, this, (part) => Readable.prototype.push.call(this, part), this)
   return false
 }
 
 function batchedWrite (this: GuardedSocket, chunk: Buffer | string, encodingOrCallback?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
-  const guard = this[kGuard]
-  if (guard.batch.length === 0) setImmediate(flushTurn, this)
   const encoding = typeof encodingOrCallback === 'string' ? encodingOrCallback : 'utf8'
   const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback
   const data = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk
-  guard.batch.push(data)
-  guard.batchBytes += data.length
-  if (done !== undefined) (guard.batchCallbacks ??= []).push(done)
+  if (this[kGuard].add(data, done)) setImmediate(flushTurn, this)
   // never "wait for drain": Aedes would hold the delivery's emitter slot until then (see above)
   return true
-}
-
-function takeBatch (guard: SocketGuard): { data: Buffer, done: WriteCallback | undefined } {
-  const data = guard.batch.length === 1 ? guard.batch[0] as Buffer : Buffer.concat(guard.batch, guard.batchBytes)
-  const callbacks = guard.batchCallbacks
-  guard.batch = []
-  guard.batchBytes = 0
-  guard.batchCallbacks = null
-  return { data, done: callbacks === null ? undefined : (error) => { for (const cb of callbacks) cb(error) } }
 }
 
 function flushTurn (socket: GuardedSocket): void {
   const guard = socket[kGuard]
   // an ending socket sends the batch from _final, after what Writable still holds
-  if (guard.batch.length === 0 || socket.writableEnded) return
-  const { data, done } = takeBatch(guard)
+  if (guard.empty || socket.writableEnded) return
+  const done = guard.takeCallbacks()
+  const data = guard.take()
   if (socket.destroyed) {
     done?.(new Error('connection closed'))
     return
@@ -260,12 +290,13 @@ function flushTurn (socket: GuardedSocket): void {
 function flushThenFinal (this: GuardedSocket, callback: WriteCallback): void {
   const finalOfPrototype = (Object.getPrototypeOf(this) as { _final: (cb: WriteCallback) => void })._final
   const guard = this[kGuard]
-  if (guard.batch.length === 0) {
+  if (guard.empty) {
     finalOfPrototype.call(this, callback)
     return
   }
   // _final runs once Writable has nothing in flight, so writing underneath it is safe here
-  const { data, done } = takeBatch(guard)
+  const done = guard.takeCallbacks()
+  const data = guard.take()
   this._write(data, 'buffer' as BufferEncoding, (error) => {
     done?.(error)
     if (error !== null && error !== undefined) callback(error)
@@ -278,11 +309,8 @@ export class GuardedConnection extends Duplex {
   private readonly guard: PacketFrameGuard
   readonly output: OutputWatch
   private ignoringInput = false
-  // What is written in one event-loop turn goes out together at its end: one WebSocket frame for
-  // many packets instead of one per packet.
-  private batch: Buffer[] = []
-  private batchBytes = 0
-  private flushScheduled = false
+  // one WebSocket frame for the packets of a turn instead of one per packet
+  private readonly batch = new TurnBatch()
 
   constructor (private readonly inner: Duplex, maxPacketSize: number, output: OutputLimits) {
     super({ allowHalfOpen: false })
@@ -294,17 +322,10 @@ export class GuardedConnection extends Duplex {
       const verdict = this.guard.scan(chunk)
       if (verdict === null) {
         if (!this.push(chunk)) inner.pause()
-      } else if (verdict.action === 'close') {
-        this.destroy(new ProtocolViolation(verdict.reason))
-      } else if (verdict.action === 'end') {
-        // Aedes gets everything up to the DISCONNECT, then the end of the stream
-        this.ignoringInput = true
-        if (verdict.at > 0) this.push(chunk.subarray(0, verdict.at))
-        this.push(null)
-      } else {
-        this.ignoringInput = true
-        refuseConnect(this.inner, (error) => { if (!this.destroyed) this.destroy(error) }, verdict)
+        return
       }
+      this.ignoringInput = true
+      enforce(verdict, chunk, this, (part) => this.push(part), inner)
     })
     inner.on('end', () => this.push(null))
     inner.on('drain', () => this.output.stop())
@@ -314,7 +335,7 @@ export class GuardedConnection extends Duplex {
 
   /** Written and not yet handed to the kernel: this turn's batch and what the WebSocket holds. */
   get unsentBytes (): number {
-    return this.batchBytes + this.inner.writableLength
+    return this.batch.bytes + this.inner.writableLength
   }
 
   override _read (): void {
@@ -346,23 +367,14 @@ export class GuardedConnection extends Duplex {
   }
 
   private writeInner (data: Buffer, callback: WriteCallback): void {
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      setImmediate(this.flushBatch)
-    }
-    this.batch.push(data)
-    this.batchBytes += data.length
+    if (this.batch.add(data)) setImmediate(this.flushBatch)
     // never "wait for drain": Aedes would hold the delivery's emitter slot until then (see above)
     callback()
   }
 
   private readonly flushBatch = (): void => {
-    this.flushScheduled = false
-    if (this.batch.length === 0 || this.inner.destroyed) return
-    const data = this.batch.length === 1 ? this.batch[0] as Buffer : Buffer.concat(this.batch, this.batchBytes)
-    this.batch = []
-    this.batchBytes = 0
-    this.inner.write(data)
+    if (this.batch.empty || this.inner.destroyed) return
+    this.inner.write(this.batch.take())
     // over the cap, the WebSocket stream is not flowing and emits 'drain' once it has sent everything
     this.output.check(this, this.inner.writableLength)
   }

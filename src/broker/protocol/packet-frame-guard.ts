@@ -7,6 +7,7 @@
 // without U+0000, packet identifiers, exact lengths, wildcard placement, CONNECT's flags
 // and fields, and the answer to an unsupported protocol level.
 import { isUtf8 } from 'node:buffer'
+import { multiLevelWildcardByte, nulByte, singleLevelWildcardByte, topicFilterViolation, topicNameViolation } from '../../acl/topic-grammar.js'
 
 const enum State { PacketType, RemainingLength, Body }
 
@@ -248,25 +249,6 @@ export function utf8Violation (bytes: Buffer): string | null {
   return null
 }
 
-/** Why `filter` is not a valid topic filter [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.3-1]. */
-export function topicFilterViolation (filter: string): string | null {
-  if (filter.length === 0) return 'empty topic filter [MQTT-4.7.3-1]'
-  const levels = filter.split('/')
-  for (let i = 0; i < levels.length; i++) {
-    const level = levels[i] as string
-    if (level.includes('#') && (level !== '#' || i !== levels.length - 1)) return `'#' not alone in the last level of ${JSON.stringify(filter)} [MQTT-4.7.1-2]`
-    if (level.includes('+') && level !== '+') return `'+' not alone in a level of ${JSON.stringify(filter)} [MQTT-4.7.1-3]`
-  }
-  return null
-}
-
-/** Why `name` is not a valid topic name [MQTT-3.3.2-2] [MQTT-4.7.1-1] [MQTT-4.7.3-1]. */
-export function topicNameViolation (name: string): string | null {
-  if (name.length === 0) return 'empty topic name [MQTT-4.7.3-1]'
-  if (name.includes('+') || name.includes('#')) return `wildcard in the topic name ${JSON.stringify(name)} [MQTT-3.3.2-2]`
-  return null
-}
-
 /**
  * Whether a PUBLISH's topic and identifier (the `length` bytes at `at`) are valid without a
  * closer look: a non-empty ASCII topic without U+0000 or wildcards, and a non-zero identifier
@@ -277,7 +259,7 @@ function publishHeaderIsPlain (chunk: Buffer, at: number, length: number, qos: n
   if (topicEnd === at + 2) return false
   for (let j = at + 2; j < topicEnd; j++) {
     const byte = chunk[j] as number
-    if (byte === 0 || byte === 0x23 /* # */ || byte === 0x2b /* + */ || byte >= 0x80) return false
+    if (byte === nulByte || byte === multiLevelWildcardByte || byte === singleLevelWildcardByte || byte >= 0x80) return false
   }
   return qos === 0 || chunk.readUInt16BE(topicEnd) !== 0
 }
@@ -371,7 +353,8 @@ function checkConnect (body: Buffer): GuardVerdict | null {
   // [MQTT-3.1.2-18] or a password [MQTT-3.1.2-20]
   if (!fields.done) return close('CONNECT carries fields its flags do not announce [MQTT-3.1.2-11] [MQTT-3.1.2-18] [MQTT-3.1.2-20]')
 
-  // MQTT 3.1 requires client identifiers of 1 to 23 characters, else CONNACK 2
+  // MQTT 3.1 (section 3.1, Client Identifier) requires 1 to 23 characters, else CONNACK 2; the
+  // configured bound for all levels is the authenticate hook's (limits.ts, [MQTT-3.1.3-5])
   if (level === 3 && (clientId.length === 0 || [...clientId.toString('utf8')].length > 23)) {
     return { action: 'refuse', returnCode: 2, reason: 'MQTT 3.1 client identifiers are 1 to 23 characters' }
   }
