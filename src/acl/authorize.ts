@@ -5,7 +5,7 @@
 // `acl` claim can only narrow that (both must allow), and its `roles` claim can only pick
 // among the roles the config gives the user.
 import type { Identity } from './identity.js'
-import { levelsMatch } from './topic-grammar.js'
+import { levelSeparator, levelsMatch, multiLevelWildcard } from './topic-grammar.js'
 import { compilePattern, covers, unsafePlaceholderValue, type CompiledPattern } from './topic-pattern.js'
 
 export interface RoleLimits {
@@ -81,7 +81,7 @@ export function compileGrants (identity: Identity, clientId: string, acl: AclCon
 
   const roles = identity.roles.map((name) => acl.roles[name]).filter((role): role is RoleConfig => role !== undefined)
   const patterns = [...roles.flatMap((r) => [...r.pub, ...r.sub]), ...(identity.tokenAcl === null ? [] : [...identity.tokenAcl.pub, ...identity.tokenAcl.sub])]
-  const placeholders = (['%u', '%c'] as const).filter((placeholder) => patterns.some((p) => p.split('/').includes(placeholder)))
+  const placeholders = (['%u', '%c'] as const).filter((placeholder) => patterns.some((p) => p.split(levelSeparator).includes(placeholder)))
   // A value substituted for a placeholder must not widen the pattern it lands in.
   for (const placeholder of placeholders) {
     const [value, culprit] = placeholder === '%u' ? [identity.user, 'user' as const] : [clientId, 'clientId' as const]
@@ -117,7 +117,7 @@ function roleSetKey (roles: readonly string[]): string {
 
 // A grant of `#` (e.g. anonymous access, or a token narrowing nothing) allows every topic not
 // starting with $: the hot path skips splitting the topic into levels.
-const grantsEverything = (list: CompiledPattern[] | null): boolean => list === null || list.some((p) => p.length === 1 && p[0] === '#')
+const grantsEverything = (list: CompiledPattern[] | null): boolean => list === null || list.some((p) => p.length === 1 && p[0] === multiLevelWildcard)
 const anyMatches = (list: CompiledPattern[] | null, topic: string): boolean => list === null || list.some((p) => levelsMatch(p, topic))
 const anyCovers = (list: CompiledPattern[] | null, filter: string): boolean => list === null || list.some((p) => covers(p, filter))
 const isSysTopic = (topic: string): boolean => topic.charCodeAt(0) === 36 /* $ */

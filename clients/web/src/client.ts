@@ -11,7 +11,7 @@ import { OfflineQueue } from './offline-queue.js'
 import { connectionEntryTopic, isTopicLevel } from './presence-topics.js'
 import { SubscriptionRegistry, type HandlerEntry, type MessageHandler, type QoS } from './subscriptions.js'
 import { TokenKeeper, type TokenProvider } from './token.js'
-import { isValidTopicFilter } from '../../../src/acl/topic-grammar.js'
+import { isValidTopicFilter, isValidTopicName } from '../../../src/acl/topic-grammar.js'
 
 /**
  * connecting: before the first connection; online: connected; reconnecting: lost it and
@@ -146,7 +146,7 @@ export class RealtimeClient extends Emitter<ClientEvents> {
   publish (topic: string, data: unknown, options: PublishOptions = {}): Promise<void> {
     return new Promise((resolve, reject) => {
       if (this.state === 'closed') throw new RealtimeError('closed', 'the client was closed')
-      if (topic === '' || topic.includes('+') || topic.includes('#')) throw new RealtimeError('publish-failed', `cannot publish to "${topic}": a topic name has no wildcards`)
+      if (!isValidTopicName(topic)) throw new RealtimeError('publish-failed', `cannot publish to "${topic}": a topic name is not empty and has no wildcards or NUL`)
       const payload = encodePayload(data, options.raw === true)
       const pending: PendingPublish = { topic, payload, qos: options.qos ?? 1, retain: options.retain ?? false, resolve, reject, sentOn: null }
       if (this.state === 'online') this.send(pending)

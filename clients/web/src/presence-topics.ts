@@ -1,6 +1,7 @@
 // Where presence lives. The broker publishes a retained `$presence/<user>` record per user;
 // without it, each connection that announces itself keeps a retained
 // `presence/<user>/<clientId>` entry that its last will removes.
+import { isPlainLevel } from '../../../src/acl/topic-grammar.js'
 
 export const brokerPresencePrefix = '$presence'
 export const fallbackPresencePrefix = 'presence'
@@ -9,7 +10,7 @@ export function connectionEntryTopic (user: string, clientId: string): string {
   return `${fallbackPresencePrefix}/${user}/${clientId}`
 }
 
-/** Whether a name can stand as one topic level: not empty, no separators or wildcards. */
+/** Whether a name can stand as one topic level: not empty, no separators, wildcards or NUL. */
 export function isTopicLevel (name: string): boolean {
-  return name !== '' && !/[/+#]/.test(name) && !name.includes('\u0000')
+  return name !== '' && isPlainLevel(name)
 }
