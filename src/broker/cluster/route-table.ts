@@ -2,8 +2,9 @@
 // topic. Matching splits the topic and walks a trie (qlobber, as Aedes does); real traffic
 // repeats its topics, so each answer is cached until the table changes.
 import { QlobberDedup } from 'qlobber'
+import { levelSeparator, multiLevelWildcard, singleLevelWildcard } from '../../acl/topic-grammar.js'
 
-const matcherOptions = { separator: '/', wildcard_one: '+', wildcard_some: '#', match_empty_levels: true }
+const matcherOptions = { separator: levelSeparator, wildcard_one: singleLevelWildcard, wildcard_some: multiLevelWildcard, match_empty_levels: true }
 // Topics remembered at most; past it the cache starts over (bounded memory, no LRU bookkeeping).
 const maxCachedTopics = 10_000
 
