@@ -21,13 +21,16 @@ const config = {
   }
 }
 
+/** POST /api/v1/publish as `user`: the status and the error the broker answered. */
+async function httpPublish (base: string, user: string, body: unknown): Promise<{ status: number, error: string }> {
+  const res = await fetch(`${base}/api/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token(user)}` }, body: JSON.stringify(body) })
+  return { status: res.status, error: String((await res.json() as { error?: unknown }).error ?? '') }
+}
+
 t.test('a user\'s MQTT connections and HTTP publishes share one rate limit', async (t) => {
   const broker = await startBroker(t, config)
   const base = `http://127.0.0.1:${broker.addresses.http.port}`
-  const post = async (user: string, body: unknown): Promise<{ status: number, error: string }> => {
-    const res = await fetch(`${base}/api/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token(user)}` }, body: JSON.stringify(body) })
-    return { status: res.status, error: String((await res.json() as { error?: unknown }).error ?? '') }
-  }
+  const post = (user: string, body: unknown): Promise<{ status: number, error: string }> => httpPublish(base, user, body)
   const watcher = await connectClient(t, broker, 'tcp', { username: '', password: token('root') })
   await watcher.subscribeAsync('data/#', { qos: 1 })
   const delivered = collect(watcher)
@@ -54,10 +57,7 @@ t.test('a user\'s MQTT connections and HTTP publishes share one rate limit', asy
 t.test('HTTP publish applies maxQos, maxPayloadSize and maxPublishBytesRate', async (t) => {
   const broker = await startBroker(t, config)
   const base = `http://127.0.0.1:${broker.addresses.http.port}`
-  const post = async (user: string, body: unknown): Promise<{ status: number, error: string }> => {
-    const res = await fetch(`${base}/api/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token(user)}` }, body: JSON.stringify(body) })
-    return { status: res.status, error: String((await res.json() as { error?: unknown }).error ?? '') }
-  }
+  const post = (user: string, body: unknown): Promise<{ status: number, error: string }> => httpPublish(base, user, body)
   t.match(await post('throttled', { topic: 'data/q', payload: 1, qos: 2 }), { status: 400, error: /QoS over 1/ }, 'QoS over maxQos: 400')
   t.match(await post('throttled', { topic: 'data/big', payload: 'x'.repeat(200) }), { status: 400, error: /payload over 100 bytes/ }, 'payload over maxPayloadSize: 400')
   t.match(await post('loader', { topic: 'data/b', payloadBase64: Buffer.alloc(600).toString('base64') }), { status: 200 })
