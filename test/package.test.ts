@@ -1,6 +1,6 @@
 // The package as a user gets it: `npm pack`, then `npm install <tgz>` in a fresh project, with
 // and without install scripts, then the README's "Embed it" snippet and a patched behaviour
-// (SUBACK grants 1 under a role's maxQos 1 for a QoS 2 subscribe, patches/aedes+1.2.0.patch).
+// (SUBACK grants 1 under a role's maxQos 1 for a QoS 2 subscribe, patches/aedes+2.0.0-beta.1.patch).
 import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -58,7 +58,7 @@ t.test('the packed tarball installs and runs patched, with and without install s
 
     if (flags.length === 0) continue
     // undo one patch in the installed package: the broker must refuse to start, naming it
-    await run('patch', ['-R', '-p1', '-s', '-i', join(repo, 'patches', 'aedes+1.2.0.patch')], { cwd: join(dir, 'node_modules', 'realtime-broker') })
+    await run('patch', ['-R', '-p1', '-s', '-i', join(repo, 'patches', 'aedes+2.0.0-beta.1.patch')], { cwd: join(dir, 'node_modules', 'realtime-broker') })
     const refused = await run(process.execPath, ['embed.mjs'], { cwd: dir, timeout: 30_000 }).then(() => null, (err: { code: number, stderr: string }) => err)
     t.not(refused, null, 'an unpatched Aedes stops the embedding app')
     t.match(refused?.stderr, /aedes@1\.2\.0 at .* is not patched: lib\/.* lacks patches\/aedes\+1\.2\.0\.patch/)
