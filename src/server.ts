@@ -22,9 +22,9 @@ import { addStaticRoutes } from './bridge/static.js'
 import { attachWebSocketBridge } from './bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
 import { capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
-import { clientById, connectedClients, interceptClientPublishes, sessionPersistence } from './broker/aedes-adapter.js'
+import { clientById, clusterSafeSessionTimers, connectedClients, interceptClientPublishes, sessionPersistence } from './broker/aedes-adapter.js'
 import { ClientRegistry } from './broker/client-registry.js'
-import { createPolicies } from './broker/hooks.js'
+import { createPolicies, PublishRefused } from './broker/hooks.js'
 import { ClientIdOwnership } from './broker/sessions/client-id-owner.js'
 import { closeServer, listen, type BoundAddress } from './broker/listeners/listen.js'
 import { createTcpListener } from './broker/listeners/tcp.js'
@@ -118,6 +118,13 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     drainTimeout: config.limits.drainTimeoutMs,
     keepaliveLimit: config.limits.keepaliveLimitS,
     maxInflightInbound: config.limits.maxInflightInbound,
+    // MQTT 5, told to each v5 client in its CONNACK: the inbound window (Receive Maximum), the
+    // largest packet the guard lets through, the topic aliases it may set, and the longest
+    // Session Expiry Interval granted (a longer one is lowered and the CONNACK says so)
+    receiveMaximum: Math.min(config.limits.maxInflightInbound, 65_535),
+    maximumPacketSize: config.limits.maxPacketSize,
+    topicAliasMaximum: config.limits.topicAliasMaximum,
+    sessionExpiryIntervalLimit: config.sessions.expirySeconds,
     // Client ids are bounded by the frame guard (MQTT 3.1: 1 to 23 characters) and the
     // authenticate hook (limits.maxClientIdLength); Aedes' own count (UTF-16 units, 3.1 only) is off.
     maxClientsIdLength: Infinity,
@@ -133,41 +140,43 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     logger.warn({ event: 'cluster.retired', clients: held.length }, 'closing every client connection so that they resume their sessions')
     for (const client of held) client.close()
   })
-  const expiry = config.sessions.expirySeconds === 0
-    ? null
-    : new SessionExpiry({
-      store: storage.sessionStore,
-      persistence: sessionPersistence(storage),
-      ttlMs: config.sessions.expirySeconds * 1000,
-      nodeId,
-      isConnectedHere: (clientId) => clientById(aedes, clientId) !== undefined,
-      onExpired: () => metrics.sessionExpired(),
-      logger
-    })
+  const expiry = new SessionExpiry({
+    store: storage.sessionStore,
+    persistence: sessionPersistence(storage),
+    maxLifetimeMs: config.sessions.expirySeconds * 1000,
+    nodeId,
+    isConnectedHere: (clientId) => clientById(aedes, clientId) !== undefined,
+    onExpired: () => metrics.sessionExpired(),
+    logger
+  })
+  clusterSafeSessionTimers(aedes, (clientId) => storage.sessionStore.isHeld(clientId), (err) => {
+    logger.warn({ event: 'will.failed', reason: err.message }, 'a delayed will could not be published')
+  })
   // Presence counts every user's connections (for the per-user connection limit) and publishes
   // their states when presence is on.
   const presence = createPresence(config, storage, aedes, nodeId, logger)
   // A dead node, on the one node that claimed its death: its sessions go offline, its users are recounted.
   storage.registry.on('died', async (node) => {
-    if (expiry === null) return
     await expiry.nodeDied(node).then(
       () => logger.info({ event: 'session.node-lost', node }, 'sessions held on a dead node are offline from now'),
       (err: Error) => logger.warn({ event: 'session.node-lost-failed', node, reason: err.message }, 'could not take the sessions of a dead node offline'))
   })
   storage.registry.on('died', (node) => presence.nodeDied(node))
-  aedes.on('client', (client) => expiry?.connected(client))
+  aedes.on('client', (client) => expiry.connected(client))
   aedes.on('clientReady', (client) => {
     const state = clients.ready(client)
     if (state !== undefined && state.identity.user !== null) presence.connected(state.identity.user)
   })
   aedes.on('clientDisconnect', (client) => {
-    expiry?.disconnected(client)
+    expiry.disconnected(client)
     const state = clients.forget(client, clientById(aedes, client.id), 'client')
     if (state !== undefined && state.identity.user !== null) presence.disconnected(state.identity.user)
   })
   aedes.on('keepaliveTimeout', (client) => clients.noteCloseReason(client, 'keepalive_timeout'))
   aedes.on('unsubscribe', (topics, client) => clients.forgetSubscriptions(client, topics))
   aedes.on('clientError', (client, err) => {
+    // an MQTT 5 PUBLISH refused with a reason code: answered, the connection stays (hooks.ts)
+    if (err instanceof PublishRefused) return
     logger.info({ event: 'client.error', clientId: client.id, reason: err.message }, 'client connection closed on error')
     // Aedes' drainTimeout, or over limits.maxClientOutputBytes for as long: the client stopped
     // reading, what it was sent is lost to it
@@ -266,7 +275,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
         await until(() => aedes.connectedClients === 0, 1000)
         await bounded(presence.close(), config.shutdown.timeoutMs)
         // the sessions of the clients just disconnected are recorded offline before storage closes
-        await bounded(expiry?.close() ?? Promise.resolve(), config.shutdown.timeoutMs)
+        await bounded(expiry.close(), config.shutdown.timeoutMs)
         await bounded(new Promise<void>((resolve) => aedes.close(() => resolve())), config.shutdown.timeoutMs - config.shutdown.drainMs)
         httpServer.closeAllConnections()
         await bounded(stopped, config.shutdown.timeoutMs)
@@ -285,7 +294,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       close
     }
   } catch (err) {
-    await expiry?.close()
+    await expiry.close()
     await presence.close()
     await Promise.all(servers.map(({ server }) => closeServer(server)))
     await new Promise<void>((resolve) => aedes.close(() => resolve()))

@@ -110,3 +110,36 @@ export function messageStamp (packet: AedesPublishPacket): number | undefined {
 export function sessionPersistence (storage: Storage): EnqueuingPersistence & SessionPersistence {
   return storage.persistence as unknown as EnqueuingPersistence & SessionPersistence
 }
+
+const kDelayed = Symbol('delayed will')
+type DelayedWill = Will & { [kDelayed]?: true }
+
+interface SessionTimers {
+  scheduleSessionExpiry: (client: Client) => void
+  scheduleWill: (client: Client, will: Will, delaySeconds: number) => void
+  publishWill: (client: Client, will: Will) => void
+  persistence: { delWill: (client: { id: string, brokerId: string }) => Promise<unknown> }
+}
+
+/**
+ * Takes MQTT 5's session timers from Aedes, whose timers are per process: its session expiry
+ * wiped a session resumed on another node, and its delayed will was published for a client
+ * back on another node. Sessions then expire through session-expiry.ts (cluster-wide), and a
+ * delayed will, still timed by Aedes, is published only if no connection on any node holds its
+ * client id when it is due (`isHeld`) [MQTT-3.1.3-9]; otherwise it is deleted.
+ */
+export function clusterSafeSessionTimers (aedes: Aedes, isHeld: (clientId: string) => Promise<boolean>, onError: (err: Error) => void): void {
+  const target = aedes as unknown as SessionTimers
+  target.scheduleSessionExpiry = () => {}
+  const { scheduleWill, publishWill } = target
+  target.scheduleWill = function (client, will, delaySeconds) {
+    scheduleWill.call(aedes, client, Object.assign({}, will, { [kDelayed]: true }), delaySeconds)
+  }
+  target.publishWill = function (client, will: DelayedWill) {
+    if (will[kDelayed] !== true) return publishWill.call(aedes, client, will)
+    isHeld(client.id).then((held) => {
+      if (!held) return publishWill.call(aedes, client, will)
+      return target.persistence.delWill({ id: client.id, brokerId: aedes.id })
+    }).catch(onError)
+  }
+}

@@ -1,6 +1,7 @@
 // Turns the policies (authentication, authorization, limits) into Aedes' hooks, and answers
 // each refusal the way MQTT 3.1.1 says: a CONNACK code, a SUBACK 0x80, a dropped message
-// or a closed connection. Per-client state lives in the client registry (client-registry.ts).
+// or a closed connection; MQTT 5 clients get the reason code (reason-codes.ts), and a refused
+// PUBLISH of theirs is answered with it while the connection stays up. Per-client state lives in the client registry (client-registry.ts).
 import type { AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, publishLimitViolation, type AclConfig, type RoleLimits } from '../acl/authorize.js'
@@ -11,6 +12,7 @@ import type { ClientRegistry, ClientState } from './client-registry.js'
 import type { ClientIdOwnership } from './sessions/client-id-owner.js'
 import { clientIdViolation, topicViolation, type Limits } from './protocol/limits.js'
 import { connectViolation } from './protocol/connect-rules.js'
+import { connectRefusalCode, publishRefusalCode } from './protocol/reason-codes.js'
 import type { DeliveryLatency } from './observability/delivery-latency.js'
 import type { Logger } from './observability/logger.js'
 import type { RetainedCaps } from './storage/retained-quota.js'
@@ -56,8 +58,16 @@ const maxTimerDelay = 2 ** 31 - 1
 const kDropped = Symbol('dropped')
 type MarkedPacket = PublishPacket & { [kDropped]?: true }
 
-function refusal (message: string, returnCode: number): AuthenticateError {
-  return Object.assign(new Error(message), { returnCode }) as AuthenticateError
+function refusal (message: string, returnCode: number, reasonCode: number | undefined): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode, reasonCode }) as AuthenticateError
+}
+
+/** A PUBLISH of an MQTT 5 client refused with `reasonCode`: answered, the connection stays up. */
+export class PublishRefused extends Error {
+  constructor (message: string, readonly reasonCode: number) {
+    super(message)
+    this.name = 'PublishRefused'
+  }
 }
 
 /** The policies as Aedes' hooks, over the clients recorded in `clients`. */
@@ -85,7 +95,7 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       const refuse: Refuse = (code, kind, reason) => {
         audit.warn({ event: 'auth.failed', clientId: client.id, remote: connection.remote, kind, reason, code }, 'connection refused')
         metrics.authFailed(kind)
-        done(refusal(reason, code), null)
+        done(refusal(reason, code, connectRefusalCode(kind)), null)
       }
       const idViolation = clientIdViolation(client.id, parts.limits)
       // [MQTT-3.1.3-9] an identifier the server rejects gets CONNACK 0x02
@@ -135,7 +145,11 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       const deny = (policy: 'disconnect' | 'drop', cause: DropReason, reason: string): void => {
         audit.warn({ event: cause === 'acl' ? 'acl.denied' : 'limit.exceeded', action: 'publish', clientId: client.id, user: state?.identity.user ?? null, topic: packet.topic, reason }, 'publish refused')
         if (cause === 'acl') metrics.aclDenied('publish')
-        if (policy === 'drop') {
+        if (client.version === 5) {
+          // [MQTT-3.3.4-1] the PUBACK/PUBREC carries the reason; a QoS 0 message is dropped
+          metrics.messageDropped(cause)
+          done(new PublishRefused(reason, publishRefusalCode(cause)))
+        } else if (policy === 'drop') {
           metrics.messageDropped(cause)
           ;(packet as MarkedPacket)[kDropped] = true
           done(null)
@@ -146,8 +160,11 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       const violation = topicViolation(packet.topic, parts.limits)
       if (violation !== null) return done(new Error(violation))
       if (state === undefined) return done(new Error('client is not authenticated'))
-      // $SYS and $presence are written only by the broker itself.
-      if (packet.topic.startsWith('$')) return deny(parts.onPublishDenied, 'acl', 'topics starting with $ are reserved to the broker')
+      // $SYS and $presence are written only by the broker itself. A client publishing there is
+      // acknowledged and its message dropped, as Mosquitto and EMQX do, whatever
+      // onPublishDenied says: an app's mistaken publish must not cost it its connection
+      // (docs/auth.md).
+      if (packet.topic.startsWith('$')) return deny('drop', 'acl', 'topics starting with $ are reserved to the broker')
       if (!state.grants.canPublish(packet.topic)) return deny(parts.onPublishDenied, 'acl', 'not granted')
       const size = packet.payload.length
       const overLimit = publishLimitViolation(state.grants.limits, packet.qos, size)

@@ -66,8 +66,12 @@ export const defaultOptions = {
     maxClientOutputBytes: 1024 * 1024,
     // Aedes: the largest keepalive a client may ask for, seconds; 0 = any.
     keepaliveLimitS: 0,
-    // Aedes: inbound QoS 2 messages awaiting PUBREL per client.
+    // Aedes: inbound QoS 2 messages awaiting PUBREL per client; MQTT 5 clients are told it as
+    // the Receive Maximum (at most 65,535) and get DISCONNECT 0x93 beyond it [MQTT-3.3.4-9].
     maxInflightInbound: 1000,
+    // MQTT 5: topic aliases a client may set on its PUBLISHes (Topic Alias Maximum in CONNACK);
+    // each is a topic name the broker keeps for the connection. Mosquitto allows 10; 0 = none.
+    topicAliasMaximum: 16,
     // Per authenticated user, for users whose roles set no `maxConnections`/`maxConnectRate`:
     // concurrent connections (cluster-wide with Redis) and new connections per second (per
     // node, one second of burst). More get CONNACK 5. Anonymous clients are not counted.

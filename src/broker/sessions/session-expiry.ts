@@ -1,31 +1,38 @@
-// Session expiry (sessions.expirySeconds): a persistent session (CleanSession 0) whose client
-// has been disconnected for longer than the TTL is deleted, with its subscriptions, queued
-// messages, inbound QoS 2 state and will. MQTT 3.1.1 keeps a session until a CleanSession 1
-// connection discards it [MQTT-3.1.2-4]; like Mosquitto's persistent_client_expiration, this is
-// the operator's bound on the storage of clients that never come back.
+// Session expiry: a session whose client has been disconnected for longer than its lifetime is
+// deleted, with its subscriptions, queued messages, inbound QoS 2 state and will.
+// - MQTT 5: the lifetime is the client's Session Expiry Interval (CONNECT, or DISCONNECT
+//   [MQTT-3.14.2-2]), capped by sessions.expirySeconds (Aedes clamps it and says so in the
+//   CONNACK); 0 ends the session with its connection [MQTT-3.1.2-23].
+// - MQTT 3.1.1 keeps a persistent session (CleanSession 0) until a CleanSession 1 connection
+//   discards it [MQTT-3.1.2-4]; like Mosquitto's persistent_client_expiration,
+//   sessions.expirySeconds is the operator's bound on the storage of clients that never return.
 //
-// Each connection of a client id carries a token (node id + sequence number); the session is
-// offline only when the connection holding the latest token ends, so a takeover by a newer
-// connection, on this node or another, never marks it offline. In a cluster the offline sessions
-// are a Redis sorted set scored by disconnect time: a reconnect on any node removes the entry,
-// and a sweeper claims an expired entry with ZREM, so exactly one node deletes each session.
-// Sessions online on a node that died (SIGKILL) go offline when a survivor claims the dead node
-// (cluster/node-registry.ts).
+// Aedes 2 times v5 sessions per process, which a cluster cannot use: a client resumed on another
+// node had its session wiped by the old node's timer. Here each connection of a client id
+// carries a token (node id + sequence number); the session is offline only when the connection
+// holding the latest token ends, so a takeover by a newer connection, on this node or another,
+// never marks it offline. In a cluster the offline sessions are a Redis sorted set scored by
+// when they expire: a reconnect on any node removes the entry, and a sweeper claims an expired
+// entry with ZREM, so exactly one node deletes each session. Sessions online on a node that
+// died (SIGKILL) go offline when a survivor claims the dead node (cluster/node-registry.ts),
+// each with the lifetime it connected with.
 import type { Redis } from 'ioredis'
 import type { Logger } from '../observability/logger.js'
 
 /** Where online and offline sessions are tracked. */
 export interface SessionStore {
-  /** A CleanSession 0 connection (token) of `clientId` is up: its session is online. */
-  connected: (clientId: string, token: string) => Promise<void>
+  /** A connection (token) of `clientId` whose session outlives it by `lifetimeMs` (-1: for ever) is up: its session is online. */
+  connected: (clientId: string, token: string, lifetimeMs: number) => Promise<void>
   /** A CleanSession 1 connection is up: any session of `clientId` is discarded [MQTT-3.1.2-6], none stays. */
   discarded: (clientId: string) => Promise<void>
-  /** The connection `token` ended: its session goes offline unless a newer connection holds it. */
-  disconnected: (clientId: string, token: string, at: number) => Promise<void>
-  /** Takes sessions offline since before `cutoff` (ms), at most `limit`; each is handed to one caller only. */
-  claimExpired: (cutoff: number, limit: number) => Promise<string[]>
-  /** Sessions held by connections of a dead node are offline from now. */
+  /** The connection `token` ended: its session goes offline until `expiresAt` (ms; -1: for ever) unless a newer connection holds it. */
+  disconnected: (clientId: string, token: string, expiresAt: number) => Promise<void>
+  /** Takes sessions expired by `now` (ms), at most `limit`; each is handed to one caller only. */
+  claimExpired: (now: number, limit: number) => Promise<string[]>
+  /** Sessions held by connections of a dead node are offline from `at`, each for the lifetime it connected with. */
   nodeDied: (node: string, at: number) => Promise<void>
+  /** Whether a connection, on any node, holds `clientId` now (claimed and not released). */
+  isHeld: (clientId: string) => Promise<boolean>
   /**
    * Deletes what the persistence's cleanSubscriptions leaves of a session (Redis: its queued
    * packets), and its owner unless a connection holds the client id again.
@@ -49,10 +56,21 @@ export interface SessionPersistence {
   delWill: (client: { id: string, brokerId: string }) => Promise<unknown>
 }
 
+/** What a session's lifetime is read from: Aedes' client. */
+export interface SessionHolder {
+  id: string
+  clean: boolean
+  /** 5 for MQTT 5, 3 or 4 else. */
+  version: number | null
+  /** MQTT 5: seconds, clamped by Aedes to sessions.expirySeconds; 0xFFFFFFFF never expires. */
+  sessionExpiryInterval: number
+}
+
 export interface SessionExpiryOptions {
   store: SessionStore
   persistence: SessionPersistence
-  ttlMs: number
+  /** sessions.expirySeconds in ms: the lifetime of an MQTT 3.1.1 persistent session, the cap of a v5 one; 0 = no bound. */
+  maxLifetimeMs: number
   nodeId: string
   /** Whether a client id is connected to this node right now. */
   isConnectedHere: (clientId: string) => boolean
@@ -60,10 +78,13 @@ export interface SessionExpiryOptions {
   logger: Logger
 }
 
-/** How often expired sessions are looked for: a quarter of the TTL, at least once a minute. */
-export function sweepIntervalMs (ttlMs: number): number {
-  return Math.min(ttlMs / 4, 60_000)
+/** How often expired sessions are looked for: a quarter of the bound, at least once a minute. */
+export function sweepIntervalMs (maxLifetimeMs: number): number {
+  return maxLifetimeMs === 0 ? 60_000 : Math.min(maxLifetimeMs / 4, 60_000)
 }
+
+// MQTT 5's Session Expiry Interval for "never" [MQTT-3.1.2.11.2]
+const neverExpires = 0xFFFFFFFF
 
 const batch = 100
 
@@ -73,27 +94,57 @@ export class SessionExpiry {
   private timer: NodeJS.Timeout | null
   private sweeping: Promise<void> | null = null
   private readonly pending = new Set<Promise<void>>()
+  // a sweep due before the periodic one: a session with a short lifetime went offline here
+  private early: { at: number, timer: NodeJS.Timeout } | null = null
 
   constructor (private readonly options: SessionExpiryOptions) {
-    this.timer = setInterval(() => { void this.sweep() }, sweepIntervalMs(options.ttlMs))
+    this.timer = setInterval(() => { void this.sweep() }, sweepIntervalMs(options.maxLifetimeMs))
     this.timer.unref()
   }
 
-  connected (client: { id: string, clean: boolean }): void {
-    if (client.clean) {
+  /** How long the session of `client` outlives its connection, in ms; -1 for ever. */
+  lifetimeMs (client: SessionHolder): number {
+    const { maxLifetimeMs } = this.options
+    if (client.version !== 5) return maxLifetimeMs === 0 ? -1 : maxLifetimeMs
+    if (client.sessionExpiryInterval === neverExpires) return maxLifetimeMs === 0 ? -1 : maxLifetimeMs
+    return client.sessionExpiryInterval * 1000
+  }
+
+  connected (client: SessionHolder): void {
+    // an MQTT 3.1.1 clean session is discarded now [MQTT-3.1.2-6]; a v5 one ends with its
+    // connection, once no newer connection holds the id
+    if (client.clean && client.version !== 5) {
       this.track(this.options.store.discarded(client.id))
       return
     }
     const token = `${this.options.nodeId}|${++this.sequence}`
     this.tokens.set(client, token)
-    this.track(this.options.store.connected(client.id, token))
+    this.track(this.options.store.connected(client.id, token, this.lifetimeMs(client)))
   }
 
-  disconnected (client: { id: string }): void {
+  disconnected (client: SessionHolder): void {
     const token = this.tokens.get(client)
     if (token === undefined) return
     this.tokens.delete(client)
-    this.track(this.options.store.disconnected(client.id, token, Date.now()))
+    // read now: a v5 DISCONNECT may have changed it [MQTT-3.14.2-2]
+    const lifetime = this.lifetimeMs(client)
+    const expiresAt = lifetime < 0 ? -1 : Date.now() + lifetime
+    this.track(this.options.store.disconnected(client.id, token, expiresAt).then(() => {
+      if (expiresAt >= 0) this.sweepAt(expiresAt)
+    }))
+  }
+
+  /** Sweeps at `at` when that is before the periodic sweep (one timer, for the earliest). */
+  private sweepAt (at: number): void {
+    if (this.timer === null || at - Date.now() >= sweepIntervalMs(this.options.maxLifetimeMs)) return
+    if (this.early !== null && this.early.at <= at) return
+    if (this.early !== null) clearTimeout(this.early.timer)
+    const timer = setTimeout(() => {
+      this.early = null
+      void this.sweep()
+    }, Math.max(0, at - Date.now()))
+    timer.unref()
+    this.early = { at, timer }
   }
 
   nodeDied (node: string): Promise<void> {
@@ -111,14 +162,16 @@ export class SessionExpiry {
   async close (): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer)
     this.timer = null
+    if (this.early !== null) clearTimeout(this.early.timer)
+    this.early = null
     await this.sweeping
     await Promise.all(this.pending)
   }
 
   private async expire (): Promise<void> {
-    const { store, ttlMs } = this.options
+    const { store } = this.options
     for (;;) {
-      const claimed = await store.claimExpired(Date.now() - ttlMs, batch)
+      const claimed = await store.claimExpired(Date.now(), batch)
       for (const clientId of claimed) await this.delete(clientId)
       if (claimed.length < batch || this.timer === null) return
     }
@@ -136,7 +189,7 @@ export class SessionExpiry {
     // node dies), so one is rarely left; this node's copy is deleted in case.
     await persistence.delWill(client)
     this.options.onExpired()
-    logger.info({ event: 'session.expired', clientId, expirySeconds: this.options.ttlMs / 1000 }, 'persistent session expired: subscriptions and queued messages deleted')
+    logger.info({ event: 'session.expired', clientId }, 'session expired: subscriptions and queued messages deleted')
   }
 
   private track (work: Promise<void>): void {
@@ -153,7 +206,7 @@ export function memorySessionStore (): SessionStore {
   const owners = new Map<string, string>()
   const holders = new Map<string, string>()
   const online = new Map<string, string>()
-  // insertion order is disconnect order: an entry is deleted before it is set again
+  // client id -> when its session expires
   const offline = new Map<string, number>()
   return {
     connected: async (clientId, token) => {
@@ -164,21 +217,23 @@ export function memorySessionStore (): SessionStore {
       offline.delete(clientId)
       online.delete(clientId)
     },
-    disconnected: async (clientId, token, at) => {
+    disconnected: async (clientId, token, expiresAt) => {
       if (online.get(clientId) !== token) return
       online.delete(clientId)
-      offline.set(clientId, at)
+      if (expiresAt >= 0) offline.set(clientId, expiresAt)
     },
-    claimExpired: async (cutoff, limit) => {
+    claimExpired: async (now, limit) => {
       const claimed: string[] = []
-      for (const [clientId, at] of offline) {
-        if (at > cutoff || claimed.length === limit) break
+      for (const [clientId, expiresAt] of offline) {
+        if (claimed.length === limit) break
+        if (expiresAt > now) continue
         offline.delete(clientId)
         claimed.push(clientId)
       }
       return claimed
     },
     nodeDied: async () => {},
+    isHeld: async (clientId) => holders.has(clientId),
     purge: async (clientId) => {
       if (!holders.has(clientId)) owners.delete(clientId)
     },
@@ -200,7 +255,8 @@ export function memorySessionStore (): SessionStore {
 // Redis keys (ioredis adds the configured key prefix):
 //   sessions:online        hash  client id -> token of the connection holding its session
 //   sessions:node:<node>   set   client ids whose holding connection is on that node
-//   sessions:offline       zset  client id -> when its persistent session went offline (ms)
+//   sessions:lifetime      hash  client id -> how long its online session outlives its connection (ms; -1 for ever)
+//   sessions:offline       zset  client id -> when its offline session expires (ms)
 //   sessions:owner         hash  client id -> who owns it (client-id-owner.ts), while its session lives
 //   sessions:holder        hash  client id -> token of the latest connection that claimed it
 //   sessions:held:<node>   set   client ids claimed by connections on that node
@@ -208,6 +264,7 @@ const onlineKey = 'sessions:online'
 const ownerKey = 'sessions:owner'
 const holderKey = 'sessions:holder'
 const offlineKey = 'sessions:offline'
+const lifetimeKey = 'sessions:lifetime'
 const nodeKey = (node: string): string => `sessions:node:${node}`
 const heldKey = (node: string): string => `sessions:held:${node}`
 const nodeOfToken = (token: string): string => token.slice(0, token.lastIndexOf('|'))
@@ -215,6 +272,7 @@ const nodeOfToken = (token: string): string => token.slice(0, token.lastIndexOf(
 const connectScript = `
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[1])`
 
 // Only the connection holding the latest token takes the session offline.
@@ -222,8 +280,11 @@ const disconnectScript = `
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
   redis.call('SREM', KEYS[3], ARGV[1])
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  if tonumber(ARGV[3]) >= 0 then
+    redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  end
 elseif not current or string.sub(current, 1, #ARGV[4]) ~= ARGV[4] then
   redis.call('SREM', KEYS[3], ARGV[1])
 end`
@@ -236,7 +297,11 @@ for _, client in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   local current = redis.call('HGET', KEYS[1], client)
   if current and string.sub(current, 1, #ARGV[1]) == ARGV[1] then
     redis.call('HDEL', KEYS[1], client)
-    redis.call('ZADD', KEYS[2], ARGV[2], client)
+    local lifetime = tonumber(redis.call('HGET', KEYS[7], client) or '-1')
+    redis.call('HDEL', KEYS[7], client)
+    if lifetime >= 0 then
+      redis.call('ZADD', KEYS[2], tonumber(ARGV[2]) + lifetime, client)
+    end
   end
 end
 redis.call('DEL', KEYS[3])
@@ -298,21 +363,21 @@ end`
 /** A cluster: Redis, shared by the nodes. `redis` applies `keyPrefix` to keys. */
 export function redisSessionStore (redis: Redis, nodeId: string, keyPrefix: string): SessionStore {
   return {
-    connected: async (clientId, token) => {
-      await redis.eval(connectScript, 3, onlineKey, offlineKey, nodeKey(nodeOfToken(token)), clientId, token)
+    connected: async (clientId, token, lifetimeMs) => {
+      await redis.eval(connectScript, 4, onlineKey, offlineKey, nodeKey(nodeOfToken(token)), lifetimeKey, clientId, token, lifetimeMs)
     },
     // a persistent connection still open elsewhere then finds no token of its own at its
     // disconnect, and leaves no offline entry
     discarded: async (clientId) => {
-      for (const [err] of await redis.pipeline().zrem(offlineKey, clientId).hdel(onlineKey, clientId).exec() ?? []) {
+      for (const [err] of await redis.pipeline().zrem(offlineKey, clientId).hdel(onlineKey, clientId).hdel(lifetimeKey, clientId).exec() ?? []) {
         if (err !== null) throw err
       }
     },
-    disconnected: async (clientId, token, at) => {
-      await redis.eval(disconnectScript, 3, onlineKey, offlineKey, nodeKey(nodeId), clientId, token, at, `${nodeId}|`)
+    disconnected: async (clientId, token, expiresAt) => {
+      await redis.eval(disconnectScript, 4, onlineKey, offlineKey, nodeKey(nodeId), lifetimeKey, clientId, token, expiresAt, `${nodeId}|`)
     },
-    claimExpired: async (cutoff, limit) => {
-      const candidates = await redis.zrangebyscore(offlineKey, '-inf', cutoff, 'LIMIT', 0, limit)
+    claimExpired: async (now, limit) => {
+      const candidates = await redis.zrangebyscore(offlineKey, '-inf', now, 'LIMIT', 0, limit)
       if (candidates.length === 0) return []
       const pipeline = redis.pipeline()
       for (const clientId of candidates) pipeline.zrem(offlineKey, clientId)
@@ -321,8 +386,9 @@ export function redisSessionStore (redis: Redis, nodeId: string, keyPrefix: stri
       return candidates.filter((_, i) => removed[i]?.[0] === null && removed[i]?.[1] === 1)
     },
     nodeDied: async (node, at) => {
-      await redis.eval(nodeDiedScript, 6, onlineKey, offlineKey, nodeKey(node), holderKey, heldKey(node), ownerKey, `${node}|`, at)
+      await redis.eval(nodeDiedScript, 7, onlineKey, offlineKey, nodeKey(node), holderKey, heldKey(node), ownerKey, lifetimeKey, `${node}|`, at)
     },
+    isHeld: async (clientId) => await redis.hexists(holderKey, clientId) === 1,
     purge: async (clientId) => {
       await redis.eval(purgeScript, 3, `outgoing:${encodeURIComponent(clientId)}`, ownerKey, holderKey, keyPrefix, clientId)
     },
