@@ -114,6 +114,11 @@ export function sessionPersistence (storage: Storage): EnqueuingPersistence & Se
 const kDelayed = Symbol('delayed will')
 type DelayedWill = Will & { [kDelayed]?: true }
 
+/** Whether `packet` is a will published after its Will Delay Interval (its client is gone by then). */
+export function isDelayedWill (packet: PublishPacket): boolean {
+  return (packet as unknown as DelayedWill)[kDelayed] === true
+}
+
 interface SessionTimers {
   scheduleSessionExpiry: (client: Client) => void
   scheduleWill: (client: Client, will: Will, delaySeconds: number) => void

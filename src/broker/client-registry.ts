@@ -7,6 +7,7 @@ import type { Identity } from '../acl/identity.js'
 import type { PublishRateKeys } from '../acl/rate-limit.js'
 import { connectedClients } from './aedes-adapter.js'
 import type { BrokerMetrics, DisconnectReason, TransportLabel } from './observability/metrics.js'
+import { disconnectCode } from './protocol/reason-codes.js'
 
 /** Where a connection comes from, recorded when it is accepted. */
 export interface ConnectionInfo {
@@ -73,10 +74,11 @@ export class ClientRegistry {
   }
 
   /** Ends a client's connection on the broker's initiative, recording why. */
-  disconnect (client: Client, reason: DisconnectReason): void {
+  disconnect (client: Client, reason: DisconnectReason, reasonCode?: number): void {
     const state = this.states.get(client)
     if (state !== undefined) state.closeReason = reason
-    client.close()
+    // a v5 client is told why [MQTT-3.14.2-1]; Aedes just closes an MQTT 3.1.1 connection
+    client.disconnect({ reasonCode: disconnectCode(reason, reasonCode) }, () => {})
   }
 
   /** Marks a client whose connect completed (clientReady) and counts it; its state, once. */

@@ -7,12 +7,12 @@ import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, publishLimitViolation, type AclConfig, type RoleLimits } from '../acl/authorize.js'
 import type { AuthFailureKind, Identity } from '../acl/identity.js'
 import { KeyedRateLimiter, type PublishRateLimiter } from '../acl/rate-limit.js'
-import { holderOfClientId, willOf } from './aedes-adapter.js'
+import { holderOfClientId, isDelayedWill, willOf } from './aedes-adapter.js'
 import type { ClientRegistry, ClientState } from './client-registry.js'
 import type { ClientIdOwnership } from './sessions/client-id-owner.js'
 import { clientIdViolation, topicViolation, type Limits } from './protocol/limits.js'
 import { connectViolation } from './protocol/connect-rules.js'
-import { connectRefusalCode, publishRefusalCode } from './protocol/reason-codes.js'
+import { connectRefusalCode, publishRefusal } from './protocol/reason-codes.js'
 import type { DeliveryLatency } from './observability/delivery-latency.js'
 import type { Logger } from './observability/logger.js'
 import type { RetainedCaps } from './storage/retained-quota.js'
@@ -135,9 +135,10 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
     },
 
     authorizePublish: (client, packet, done) => {
-      // null: Aedes publishes the will of a client that is gone; it was authorized at connect,
-      // and meets only the broker-wide retained cap (its owner is gone).
-      if (client === null) {
+      // null: Aedes publishes the will of a client that is gone (its node died, or its Will
+      // Delay Interval passed); it was authorized at connect, and meets only the broker-wide
+      // retained cap (its owner is gone).
+      if (client === null || isDelayedWill(packet)) {
         if (!packet.retain) return done(null)
         return void parts.retainedCaps.apply(packet, { user: null, clientId: null, via: 'will' }, {}).then(() => done(null))
       }
@@ -148,7 +149,11 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
         if (client.version === 5) {
           // [MQTT-3.3.4-1] the PUBACK/PUBREC carries the reason; a QoS 0 message is dropped
           metrics.messageDropped(cause)
-          done(new PublishRefused(reason, publishRefusalCode(cause)))
+          const refusal = publishRefusal(cause)
+          if ('ack' in refusal) return done(new PublishRefused(reason, refusal.ack))
+          clients.disconnect(client, 'limit_exceeded', refusal.disconnect)
+          ;(packet as MarkedPacket)[kDropped] = true
+          done(null)
         } else if (policy === 'drop') {
           metrics.messageDropped(cause)
           ;(packet as MarkedPacket)[kDropped] = true
