@@ -45,7 +45,8 @@ t.test('an invalid packet gets the same verdict however the stream is cut', asyn
     'a wildcard in a topic name': rawPacket(0x30, mqttString('a/#'), Buffer.from('payload')),
     'an empty topic name': rawPacket(0x32, mqttString(''), [0, 1], Buffer.from('payload')),
     'SUBSCRIBE without filters': rawPacket(0x82, [0, 1]),
-    'a PUBACK of 3 bytes': rawPacket(0x40, [0, 1, 2])
+    'a PUBACK of 3 bytes': rawPacket(0x40, [0, 1, 2]),
+    'a PUBREL with packet identifier 0': rawPacket(0x62, [0, 0])
   }
   for (const [what, bad] of Object.entries(cases)) {
     const bytes = Buffer.concat([connect, bad])

@@ -203,7 +203,9 @@ export class PacketFrameGuard {
       case PUBREC:
       case PUBREL:
       case PUBCOMP:
-        return body.length === 2 ? null : close(`acknowledgement (type ${this.type}) with a remaining length of ${body.length}, not 2`)
+        if (body.length !== 2) return close(`acknowledgement (type ${this.type}) with a remaining length of ${body.length}, not 2`)
+        // it carries the non-zero identifier of its PUBLISH [MQTT-2.3.1-1] [MQTT-2.3.1-6]
+        return body.readUInt16BE(0) === 0 ? close(`acknowledgement (type ${this.type}) with packet identifier 0 [MQTT-2.3.1-1]`) : null
       case SUBSCRIBE: return checkSubscribe(body, true)
       case UNSUBSCRIBE: return checkSubscribe(body, false)
       case PINGREQ:
