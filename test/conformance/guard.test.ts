@@ -58,7 +58,7 @@ t.test('an invalid packet gets the same verdict however the stream is cut', asyn
     }
     t.same(differing, [], `${what}: same verdict at every cut`)
   }
-  const level5 = Buffer.from(connect)
-  level5[8] = 5 // the protocol level byte of "MQTT" CONNECT
-  for (let cut = 1; cut < level5.length; cut++) t.match(verdict(level5, [cut]), { action: 'refuse', returnCode: 1 }, `protocol level 5, cut at ${cut}`)
+  const level6 = Buffer.from(connect)
+  level6[8] = 6 // the protocol level byte of "MQTT" CONNECT
+  for (let cut = 1; cut < level6.length; cut++) t.match(verdict(level6, [cut]), { action: 'refuse', returnCode: 1 }, `protocol level 6, cut at ${cut}`)
 })
