@@ -43,7 +43,7 @@ forEachTarget((t, { target, broker, raw, connected }) => {
   })
 
   t.test('[MQTT-3.1.2-2] an unsupported protocol level gets CONNACK 0x01, then disconnect', async (t) => {
-    const cases: Array<[string, number]> = [['MQTT', 5], ['MQTT', 3], ['MQTT', 6], ['MQTT', 0], ['MQTT', 255], ['MQIsdp', 4], ['MQIsdp', 5]]
+    const cases: Array<[string, number]> = [['MQTT', 3], ['MQTT', 6], ['MQTT', 0], ['MQTT', 255], ['MQIsdp', 4], ['MQIsdp', 5]]
     for (const [protocolName, level] of cases) {
       const client = await raw(t)
       client.send(rawConnect({ protocolName, level }))
@@ -269,7 +269,7 @@ forEachTarget((t, { target, broker, raw, connected }) => {
     const topic = `refused/${uniqueId()}`
     const after = encode({ cmd: 'publish', topic, payload: 'must not be stored', qos: 1, messageId: 1, retain: true, dup: false })
     const refusals: Record<string, Buffer> = {
-      'CONNACK 1 (protocol level)': rawConnect({ protocolName: 'MQTT', level: 5 }),
+      'CONNACK 1 (protocol level)': rawConnect({ protocolName: 'MQTT', level: 6 }),
       'CONNACK 2 (zero-byte id, CleanSession 0)': rawConnect({ flags: 0x00, payload: [mqttString('')] }),
       'CONNACK 2 (identifier rejected by policy)': encode(connectPacket({ clientId: 'y'.repeat(31) }))
     }

@@ -45,7 +45,8 @@ t.test('an invalid packet gets the same verdict however the stream is cut', asyn
     'a wildcard in a topic name': rawPacket(0x30, mqttString('a/#'), Buffer.from('payload')),
     'an empty topic name': rawPacket(0x32, mqttString(''), [0, 1], Buffer.from('payload')),
     'SUBSCRIBE without filters': rawPacket(0x82, [0, 1]),
-    'a PUBACK of 3 bytes': rawPacket(0x40, [0, 1, 2])
+    'a PUBACK of 3 bytes': rawPacket(0x40, [0, 1, 2]),
+    'a PUBREL with packet identifier 0': rawPacket(0x62, [0, 0])
   }
   for (const [what, bad] of Object.entries(cases)) {
     const bytes = Buffer.concat([connect, bad])
@@ -57,7 +58,7 @@ t.test('an invalid packet gets the same verdict however the stream is cut', asyn
     }
     t.same(differing, [], `${what}: same verdict at every cut`)
   }
-  const level5 = Buffer.from(connect)
-  level5[8] = 5 // the protocol level byte of "MQTT" CONNECT
-  for (let cut = 1; cut < level5.length; cut++) t.match(verdict(level5, [cut]), { action: 'refuse', returnCode: 1 }, `protocol level 5, cut at ${cut}`)
+  const level6 = Buffer.from(connect)
+  level6[8] = 6 // the protocol level byte of "MQTT" CONNECT
+  for (let cut = 1; cut < level6.length; cut++) t.match(verdict(level6, [cut]), { action: 'refuse', returnCode: 1 }, `protocol level 6, cut at ${cut}`)
 })

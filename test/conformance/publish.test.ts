@@ -31,6 +31,20 @@ forEachTarget((t, { target, connected }) => {
     }
   })
 
+  t.test('[MQTT-2.3.1-1] [MQTT-2.3.1-6] a PUBACK, PUBREC, PUBREL or PUBCOMP with packet identifier 0 closes the connection', async (t) => {
+    const cases: Record<string, Buffer> = {
+      PUBACK: rawPacket(0x40, [0, 0]),
+      PUBREC: rawPacket(0x50, [0, 0]),
+      PUBREL: rawPacket(0x62, [0, 0]),
+      PUBCOMP: rawPacket(0x70, [0, 0])
+    }
+    for (const [what, bytes] of Object.entries(cases)) {
+      const client = await connected(t)
+      client.send(bytes)
+      await closedSilently(t, client, what)
+    }
+  })
+
   t.test('[MQTT-2.3.1-4] the server gives each in-flight QoS > 0 PUBLISH its own non-zero packet identifier', async (t) => {
     const topic = `ids/${uniqueId()}`
     const client = await connected(t)

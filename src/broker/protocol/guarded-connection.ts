@@ -6,8 +6,11 @@
 // machine every extra wake-up of the receiver is a chance of a late one: latency at 2,000
 // msg/s had three times Aedes' share of samples between 1 and 1.5 ms (docs/performance.md).
 // A CONNECT the guard refuses with a return code (unsupported protocol level, rejected client
-// identifier) is answered here with that CONNACK, then the connection closes; Aedes never sees
-// the CONNECT.
+// identifier; MQTT 5: the reason code of any broken rule) is answered here with that CONNACK,
+// then the connection closes; Aedes never sees the CONNECT. A later packet of an MQTT 5
+// connection that breaks a rule is answered with a DISCONNECT carrying the guard's reason code,
+// after what Aedes wrote before it and with nothing after it, then the connection closes. An
+// MQTT 5 AUTH packet never reaches Aedes: the connection emits it as an `authPacketEvent`.
 //
 // A TCP or TLS socket is guarded in place (guardSocket); a WebSocket stream, whose every write
 // is a frame, is wrapped (GuardedConnection).
@@ -25,10 +28,16 @@ import type { Socket } from 'node:net'
 import { Duplex, Readable, Writable } from 'node:stream'
 import type { Client } from 'aedes'
 import { deliveriesOf } from '../aedes-adapter.js'
-import { PacketFrameGuard, type GuardVerdict } from './packet-frame-guard.js'
+import { PacketFrameGuard, ReasonCode, type GuardVerdict } from './packet-frame-guard.js'
 
-// How long a refused client may take to read its CONNACK before the connection is cut.
+// How long a refused client may take to read its CONNACK (or DISCONNECT) before the connection is cut.
 const refusalFlushMs = 2000
+
+/**
+ * The event a guarded connection emits with each AUTH packet (Buffer, the whole packet) an MQTT 5
+ * client sends, which Aedes never sees. With no listener, the client is disconnected with 0x8C.
+ */
+export const authPacketEvent = 'mqtt-auth'
 
 export class ProtocolViolation extends Error {
   constructor (message: string) {
@@ -56,6 +65,12 @@ export interface OutputLimits {
 interface OutputSource {
   readonly destroyed: boolean
   destroy: (error: Error) => void
+}
+
+/** The input side of a guarded connection: its frame guard, and whether its input is ignored from now on. */
+interface GuardedInput {
+  readonly frames: PacketFrameGuard
+  ignoringInput: boolean
 }
 
 /** The clock of one connection over its output cap, and what waits for its output to drain. */
@@ -97,6 +112,11 @@ function cutIfStillOver (watch: OutputWatch, connection: OutputSource): void {
   const unsent = unsentOutputBytes(connection)
   if (connection.destroyed || unsent <= watch.limits.maxBytes) return
   connection.destroy(new SlowConsumer(`slow consumer: ${unsent} bytes unsent, over limits.maxClientOutputBytes (${watch.limits.maxBytes}) for limits.drainTimeoutMs (${watch.limits.drainTimeoutMs} ms)`))
+}
+
+/** Whether anything was written to a guarded connection: Aedes writes CONNACK first [MQTT-3.2.0-1]. */
+function wroteAnything (connection: OutputSource): boolean {
+  return connection instanceof GuardedConnection ? connection.wroteAnything : (connection as GuardedSocket)[kGuard].started
 }
 
 /** Bytes written to a guarded connection and not yet handed to the kernel. */
@@ -146,33 +166,77 @@ export function capClientOutput (client: Client, connection: Duplex, onDrop: () 
 
 type WriteCallback = (error?: Error | null) => void
 
-/** Answers a refused CONNECT with CONNACK `returnCode` (session present 0), then closes [MQTT-3.2.2-4] [MQTT-3.2.2-5]. */
-function refuseConnect (transport: Duplex, close: (error: Error) => void, verdict: GuardVerdict & { action: 'refuse' }): void {
+/**
+ * Sends `packet` (a refusing CONNACK, or a DISCONNECT) after what `connection` already holds,
+ * then closes it [MQTT-3.2.2-5] [MQTT-4.13.1-1]; what Aedes writes after it is not sent
+ * [MQTT-3.14.4-1]. The connection closes once `transport` has sent everything, or after refusalFlushMs.
+ */
+function answerThenClose (connection: Duplex, transport: Duplex, packet: Buffer, error: ProtocolViolation): void {
   const done = (): void => {
     clearTimeout(timer)
-    close(new ProtocolViolation(`CONNECT refused with CONNACK ${verdict.returnCode}: ${verdict.reason}`))
+    if (!connection.destroyed) connection.destroy(error)
   }
   const timer = setTimeout(done, refusalFlushMs)
   timer.unref()
   transport.once('finish', done)
-  transport.end(Buffer.from([0x20, 0x02, 0x00, verdict.returnCode]))
+  connection.write(packet)
+  connection.end()
+  connection.write = discardWrite
 }
+
+function discardWrite (_chunk: unknown, encodingOrCallback?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
+  const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback
+  if (done !== undefined) setImmediate(done, null)
+  return true
+}
+
+const hex = (code: number): string => `0x${code.toString(16).padStart(2, '0')}`
 
 /**
  * Carries out a verdict of the guard on `connection`, whose input is ignored from then on
- * [MQTT-3.1.4-5]. `push` hands Aedes what it may still read, `answer` carries a refusing CONNACK.
- * Only a refused packet comes here: the per-chunk path stays in the callers.
+ * [MQTT-3.1.4-5] [MQTT-3.1.4-6], but for an AUTH packet, which goes to the connection's
+ * authPacketEvent listener while the rest of the chunk is scanned on. `push` hands Aedes what it
+ * may read, `transport` is the stream under the connection. Only such packets come here: the
+ * per-chunk path stays in the callers. Returns false when the input stops: ignored, or `push`
+ * said to wait.
  */
-function enforce (verdict: GuardVerdict, chunk: Buffer, connection: OutputSource, push: (chunk: Buffer | null) => unknown, answer: Duplex): void {
+function enforce (verdict: GuardVerdict, chunk: Buffer, input: GuardedInput, connection: Duplex & OutputSource, push: (chunk: Buffer | null) => boolean, transport: Duplex): boolean {
+  let more = true
+  while (verdict.action === 'auth') {
+    if (verdict.passed > 0) more = push(chunk.subarray(0, verdict.passed))
+    if (verdict.packet !== null) {
+      if (connection.listenerCount(authPacketEvent) === 0) {
+        verdict = { action: 'disconnect', reasonCode: ReasonCode.badAuthenticationMethod, reason: 'AUTH: this server takes no AUTH packets' }
+        break
+      }
+      connection.emit(authPacketEvent, verdict.packet)
+    }
+    chunk = chunk.subarray(verdict.resume)
+    if (chunk.length === 0) return more
+    const next = input.frames.scan(chunk)
+    if (next === null) return push(chunk)
+    verdict = next
+  }
+  input.ignoringInput = true
   if (verdict.action === 'close') {
     connection.destroy(new ProtocolViolation(verdict.reason))
   } else if (verdict.action === 'end') {
     // Aedes gets everything up to the DISCONNECT, then the end of the stream
     if (verdict.at > 0) push(chunk.subarray(0, verdict.at))
     push(null)
-  } else {
-    refuseConnect(answer, (error) => { if (!connection.destroyed) connection.destroy(error) }, verdict)
+  } else if (verdict.action === 'refuse') {
+    const connack = verdict.mqtt5 ? [0x20, 0x03, 0x00, verdict.returnCode, 0x00] : [0x20, 0x02, 0x00, verdict.returnCode]
+    const code = verdict.mqtt5 ? hex(verdict.returnCode) : String(verdict.returnCode)
+    answerThenClose(connection, transport, Buffer.from(connack), new ProtocolViolation(`CONNECT refused with CONNACK ${code}: ${verdict.reason}`))
+  } else if (verdict.action === 'disconnect') {
+    const error = new ProtocolViolation(`DISCONNECT ${hex(verdict.reasonCode)}: ${verdict.reason}`)
+    // No DISCONNECT before Aedes' CONNACK, the first packet it writes [MQTT-3.14.0-1]: until
+    // then, a broken rule closes the connection without an answer
+    if (connection.destroyed) return false
+    if (wroteAnything(connection)) answerThenClose(connection, transport, Buffer.from([0xe0, 0x02, verdict.reasonCode, 0x00]), error)
+    else connection.destroy(error)
   }
+  return false
 }
 
 /** The writes of one event-loop turn, sent together at its end. */
@@ -181,8 +245,16 @@ class TurnBatch {
   bytes = 0
   private callbacks: WriteCallback[] | null = null
 
+  // whether a batch was ever taken to be sent
+  private sent = false
+
   get empty (): boolean {
     return this.chunks.length === 0
+  }
+
+  /** Whether anything was ever written: in this batch, or taken to be sent before. */
+  get started (): boolean {
+    return this.sent || this.chunks.length > 0
   }
 
   /** Adds a write; true when it is the turn's first, for the caller to schedule the flush. */
@@ -198,6 +270,7 @@ class TurnBatch {
     const data = this.chunks.length === 1 ? this.chunks[0] as Buffer : Buffer.concat(this.chunks, this.bytes)
     this.chunks = []
     this.bytes = 0
+    this.sent = true
     return data
   }
 
@@ -215,7 +288,7 @@ class TurnBatch {
 const kGuard = Symbol('guard')
 
 // The guard is the batch of its turn's writes itself: one object per connection.
-class SocketGuard extends TurnBatch {
+class SocketGuard extends TurnBatch implements GuardedInput {
   ignoringInput = false
   readonly output: OutputWatch
   constructor (readonly frames: PacketFrameGuard, output: OutputLimits) {
@@ -258,9 +331,7 @@ function guardedPush (this: GuardedSocket, chunk: Buffer | null, encoding?: Buff
   if (guard.ignoringInput) return true
   const verdict = guard.frames.scan(chunk)
   if (verdict === null) return Readable.prototype.push.call(this, chunk, encoding)
-  guard.ignoringInput = true
-  enforce(verdict, chunk, this, (part) => Readable.prototype.push.call(this, part), this)
-  return false
+  return enforce(verdict, chunk, guard, this, (part) => Readable.prototype.push.call(this, part), this)
 }
 
 function batchedWrite (this: GuardedSocket, chunk: Buffer | string, encodingOrCallback?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
@@ -306,31 +377,34 @@ function flushThenFinal (this: GuardedSocket, callback: WriteCallback): void {
 
 /** A WebSocket stream wrapped: each batch leaves as one frame. */
 export class GuardedConnection extends Duplex {
-  private readonly guard: PacketFrameGuard
+  private readonly input: GuardedInput
   readonly output: OutputWatch
-  private ignoringInput = false
   // one WebSocket frame for the packets of a turn instead of one per packet
   private readonly batch = new TurnBatch()
 
   constructor (private readonly inner: Duplex, maxPacketSize: number, output: OutputLimits) {
     super({ allowHalfOpen: false })
-    this.guard = new PacketFrameGuard(maxPacketSize)
+    this.input = { frames: new PacketFrameGuard(maxPacketSize), ignoringInput: false }
     this.output = new OutputWatch(output)
     inner.on('data', (chunk: Buffer) => {
       // once refused, nothing the client sends is processed [MQTT-3.1.4-5]
-      if (this.ignoringInput) return
-      const verdict = this.guard.scan(chunk)
+      if (this.input.ignoringInput) return
+      const verdict = this.input.frames.scan(chunk)
       if (verdict === null) {
         if (!this.push(chunk)) inner.pause()
         return
       }
-      this.ignoringInput = true
-      enforce(verdict, chunk, this, (part) => this.push(part), inner)
+      if (!enforce(verdict, chunk, this.input, this, (part) => this.push(part), inner) && !this.input.ignoringInput) inner.pause()
     })
     inner.on('end', () => this.push(null))
     inner.on('drain', () => this.output.stop())
     inner.on('error', (err: Error) => this.destroy(err))
     inner.on('close', () => { if (!this.destroyed) this.destroy() })
+  }
+
+  /** Whether anything was written to the connection. */
+  get wroteAnything (): boolean {
+    return this.batch.started
   }
 
   /** Written and not yet handed to the kernel: this turn's batch and what the WebSocket holds. */
