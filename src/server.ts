@@ -21,7 +21,8 @@ import { createHttpListener, requestTarget, type Routes } from './bridge/http-se
 import { addStaticRoutes } from './bridge/static.js'
 import { attachWebSocketBridge } from './bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
-import { capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
+import { authPacketEvent, capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
+import { jwtAuthenticationMethod } from './broker/protocol/auth-packet.js'
 import { clientById, clusterSafeSessionTimers, connectedClients, interceptClientPublishes, sessionPersistence } from './broker/aedes-adapter.js'
 import { ClientRegistry } from './broker/client-registry.js'
 import { createPolicies, PublishRefused } from './broker/hooks.js'
@@ -125,6 +126,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     maximumPacketSize: config.limits.maxPacketSize,
     topicAliasMaximum: config.limits.topicAliasMaximum,
     sessionExpiryIntervalLimit: config.sessions.expirySeconds,
+    // MQTT 5 enhanced authentication: a token as the JWT method's Authentication Data
+    authenticationMethods: config.auth.jwt === undefined ? [] : [jwtAuthenticationMethod],
     // Client ids are bounded by the frame guard (MQTT 3.1: 1 to 23 characters) and the
     // authenticate hook (limits.maxClientIdLength); Aedes' own count (UTF-16 units, 3.1 only) is off.
     maxClientsIdLength: Infinity,
@@ -202,6 +205,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     clients.registerConnection(guarded, { transport, remote, upgradeToken })
     const client = aedes.handle(guarded, req)
     capClientOutput(client, guarded, () => metrics.messageDropped('slow_consumer'))
+    guarded.on(authPacketEvent, (packet: Buffer) => policies.reauthenticate(client, packet))
     guarded.on('error', (err: Error) => {
       if (!(err instanceof ProtocolViolation)) return
       logger.warn({ event: 'protocol.violation', transport, remote, reason: err.message }, 'connection closed: protocol violation')

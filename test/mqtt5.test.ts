@@ -2,9 +2,9 @@
 // on two nodes sharing Redis (issue #18): reason codes, session expiry and will delay that hold
 // across the cluster, subscription identifiers.
 import jwt from 'jsonwebtoken'
-import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt'
+import { connect as mqttConnect, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
 import t from 'tap'
-import { closeClient, collect, connectClient, openClient, sleep, startBroker, waitFor, type Transport } from './helpers/broker.js'
+import { brokerUrl, closeClient, collect, connectClient, openClient, sleep, startBroker, waitFor, type Transport } from './helpers/broker.js'
 import { startRedis } from './helpers/redis.js'
 import type { Teardown } from './helpers/loopback.js'
 import type { BrokerHandle } from '../src/server.js'
@@ -190,4 +190,41 @@ t.test('the broker tells a v5 client why it ends the connection: takeover 0x8E, 
   const res = await fetch(`http://127.0.0.1:${broker.addresses.http.port}/api/v1/admin/clients/kim-1`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } })
   t.equal(res.status, 200)
   t.equal(await kick, 0x98, 'Administrative action')
+})
+
+/** Sends an AUTH packet through MQTT.js's own packet path (it has no public API for one, mqttjs/MQTT.js#1795). */
+function sendAuth (client: MqttClient, reasonCode: number, method: string, data: string): void {
+  (client as unknown as { _sendPacket: (packet: object) => void })._sendPacket({ cmd: 'auth', reasonCode, properties: { authenticationMethod: method, authenticationData: Buffer.from(data) } })
+}
+
+t.test('enhanced authentication: the JWT method at CONNECT, and re-authentication with a fresh token on a live connection', async (t) => {
+  const [broker] = await startNodes(t, 1) as [BrokerHandle]
+  const signed = (sub: string, seconds: number, pub: string[]): string => jwt.sign({ sub, acl: { pub, sub: ['chat/#'] } }, secret, { expiresIn: seconds })
+  const viaMethod = (tokenText: string, method = 'JWT'): IClientOptions => ({ protocolVersion: 5, properties: { authenticationMethod: method, authenticationData: Buffer.from(tokenText) } })
+
+  const refused = await new Promise<number>((resolve) => {
+    const client = mqttConnect(brokerUrl(broker, 'tcp'), { ...viaMethod('x', 'SCRAM-SHA-1'), reconnectPeriod: 0 })
+    client.on('error', (err: Error & { code?: number }) => { resolve(err.code ?? -1); client.end(true) })
+  })
+  t.equal(refused, 0x8C, 'another method: CONNACK 0x8C Bad authentication method')
+
+  // a token for 2 s that may publish chat/a only
+  const { client, connack } = await openClient(t, broker, 'tcp', viaMethod(signed('alice', 2, ['chat/a'])))
+  t.equal(connack.reasonCode, 0, 'the token as the JWT method\'s Authentication Data')
+  t.equal(connack.properties?.authenticationMethod, 'JWT', 'the CONNACK names the method [MQTT-4.12.0-5]')
+  t.equal(await publishCode(client, 'chat/b', 'before', 1), 0x87, 'the first token does not grant chat/b')
+  const auths: Array<{ reasonCode?: number, properties?: { authenticationMethod?: string } }> = []
+  client.on('packetreceive', (packet) => { if (packet.cmd === 'auth') auths.push(packet) })
+  // a fresh token for a minute that may publish chat/#
+  sendAuth(client, 0x19, 'JWT', signed('alice', 60, ['chat/#']))
+  await waitFor(() => auths.length === 1, 'the AUTH answer')
+  t.match(auths[0], { reasonCode: 0, properties: { authenticationMethod: 'JWT' } }, 'AUTH 0x00 Success, with the method')
+  t.equal(await publishCode(client, 'chat/b', 'after', 1), 0, 'the grants of the new token apply, no reconnect')
+  await sleep(3000)
+  t.ok(client.connected, 'still connected after the first token expired: the expiry moved')
+
+  const disconnected = new Promise<number>((resolve) => client.once('disconnect', (packet) => resolve(packet.reasonCode ?? -1)))
+  client.on('error', () => {}) // MQTT.js reports the DISCONNECT's code as an error too
+  sendAuth(client, 0x19, 'JWT', 'not a token')
+  t.equal(await disconnected, 0x87, 'a refused re-authentication: DISCONNECT 0x87')
 })

@@ -12,7 +12,8 @@ import type { ClientRegistry, ClientState } from './client-registry.js'
 import type { ClientIdOwnership } from './sessions/client-id-owner.js'
 import { clientIdViolation, topicViolation, type Limits } from './protocol/limits.js'
 import { connectViolation } from './protocol/connect-rules.js'
-import { connectRefusalCode, publishRefusal } from './protocol/reason-codes.js'
+import { connectRefusalCode, publishRefusal, ReasonCode } from './protocol/reason-codes.js'
+import { AuthReason, authSuccessBytes, jwtAuthenticationMethod, parseAuthPacket } from './protocol/auth-packet.js'
 import type { DeliveryLatency } from './observability/delivery-latency.js'
 import type { Logger } from './observability/logger.js'
 import type { RetainedCaps } from './storage/retained-quota.js'
@@ -46,6 +47,8 @@ export interface ClientPolicies {
   hooks: BrokerHooks
   /** For every message a client publishes, before Aedes takes it: false skips it (dropped). */
   acceptPublish: (packet: PublishPacket) => boolean
+  /** An MQTT 5 AUTH packet of `client` (whole, as the guard withheld it from Aedes). */
+  reauthenticate: (client: Client, packet: Buffer) => void
 }
 
 type Refuse = (code: number, kind: AuthFailureKind, reason: string) => void
@@ -100,7 +103,9 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       const idViolation = clientIdViolation(client.id, parts.limits)
       // [MQTT-3.1.3-9] an identifier the server rejects gets CONNACK 0x02
       if (idViolation !== null) return refuse(2, 'identifier_rejected', idViolation)
-      const result = parts.authenticator({ clientId: client.id, username, password, upgradeToken: connection.upgradeToken })
+      // MQTT 5's JWT Authentication Method carries the token as its Authentication Data
+      const token = client.authentication?.method === jwtAuthenticationMethod ? client.authentication.data : password
+      const result = parts.authenticator({ clientId: client.id, username, password: token, upgradeToken: connection.upgradeToken })
       if (!result.ok) return refuse(result.code, result.kind, result.reason)
       const { identity } = result
       const compiled = compileGrants(identity, client.id, parts.acl)
@@ -224,7 +229,41 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
     return true
   }
 
-  return { hooks, acceptPublish }
+  // MQTT 5 re-authentication (section 4.12.1): a fresh token on a live connection replaces its
+  // grants and moves its expiry, no reconnect; a refused one ends the connection with 0x87.
+  const reauthenticate = (client: Client, bytes: Buffer): void => {
+    const state = clients.stateOf(client)
+    if (state === undefined) return
+    const user = state.identity.user
+    const fail = (code: number, reason: string): void => {
+      audit.warn({ event: 'auth.reauth-failed', clientId: client.id, user, reason, code }, 're-authentication refused: disconnecting client')
+      clients.disconnect(client, 'reauth_failed', code)
+    }
+    let packet
+    try {
+      packet = parseAuthPacket(bytes)
+    } catch (err) {
+      return fail(ReasonCode.malformedPacket, (err as Error).message)
+    }
+    const method = client.authentication?.method
+    // [MQTT-4.12.1-1] the method of the CONNECT; 0x18 would continue a multi-step exchange,
+    // which JWT has none of [MQTT-3.15.2-1]
+    if (method === undefined || packet.method !== method) return fail(ReasonCode.protocolError, 'AUTH without the Authentication Method of the CONNECT [MQTT-4.12.1-1]')
+    if (packet.reasonCode !== AuthReason.reauthenticate) return fail(ReasonCode.protocolError, `AUTH reason code 0x${packet.reasonCode.toString(16)}: only re-authentication (0x19) is taken`)
+    const result = parts.authenticator({ clientId: client.id, username: undefined, password: packet.data, upgradeToken: undefined })
+    if (!result.ok) return fail(ReasonCode.notAuthorized, result.reason)
+    if (result.identity.user !== user) return fail(ReasonCode.notAuthorized, 'the new token is of another user')
+    const compiled = compileGrants(result.identity, client.id, parts.acl)
+    if (!compiled.ok) return fail(ReasonCode.notAuthorized, compiled.reason)
+    state.identity = result.identity
+    state.grants = compiled.grants
+    if (state.expiryTimer !== null) clearTimeout(state.expiryTimer)
+    state.expiryTimer = result.identity.expiresAt === null ? null : scheduleExpiry(parts, clients, client, result.identity.expiresAt + parts.expiryGraceS * 1000)
+    audit.info({ event: 'auth.reauthenticated', clientId: client.id, user, expiresAt: result.identity.expiresAt }, 'client re-authenticated')
+    client.conn.write(authSuccessBytes(method))
+  }
+
+  return { hooks, acceptPublish, reauthenticate }
 }
 
 /** Calls `done` once a retained packet met the retained caps, in the client's publish order. */

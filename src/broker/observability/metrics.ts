@@ -9,7 +9,7 @@ export type TransportLabel = 'tcp' | 'tls' | 'ws' | 'wss'
 export type QosLabel = 0 | 1 | 2
 
 /** Why a client's connection ended. */
-export type DisconnectReason = 'client' | 'keepalive_timeout' | 'slow_consumer' | 'error' | 'protocol_violation' | 'limit_exceeded' | 'token_expired' | 'takeover' | 'admin' | 'shutdown'
+export type DisconnectReason = 'client' | 'keepalive_timeout' | 'slow_consumer' | 'error' | 'protocol_violation' | 'limit_exceeded' | 'token_expired' | 'reauth_failed' | 'takeover' | 'admin' | 'shutdown'
 
 
 /** Why a message was not delivered. */

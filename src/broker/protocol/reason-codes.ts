@@ -4,6 +4,8 @@ import type { AuthFailureKind } from '../../acl/identity.js'
 import type { DisconnectReason, DropReason } from '../observability/metrics.js'
 
 export const ReasonCode = {
+  malformedPacket: 0x81,
+  protocolError: 0x82,
   notAuthorized: 0x87,
   serverUnavailable: 0x88,
   serverShuttingDown: 0x8B,
