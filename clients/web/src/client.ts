@@ -99,6 +99,13 @@ interface ClientEvents extends Record<string, unknown[]> {
 
 type Timer = ReturnType<typeof setTimeout>
 
+/** The page's globals the client reads: absent outside a browser, e.g. in Node, where tests run it too. */
+const page = globalThis as {
+  window?: Pick<EventTarget, 'addEventListener' | 'removeEventListener'>
+  navigator?: { onLine?: boolean }
+  location?: { protocol: string, host: string }
+}
+
 export class RealtimeClient extends Emitter<ClientEvents> {
   readonly clientId: string
   private currentState: StateChange = { state: 'connecting', attempt: 0 }
@@ -349,7 +356,7 @@ export class RealtimeClient extends Emitter<ClientEvents> {
 
   private scheduleRetry (reason: string): void {
     if (this.state === 'closed') return
-    if (globalThis.navigator?.onLine === false) {
+    if (page.navigator?.onLine === false) {
       // The 'online' listener reconnects when the network is back.
       this.setState({ state: 'offline', attempt: this.attempt, reason })
       return
@@ -361,7 +368,7 @@ export class RealtimeClient extends Emitter<ClientEvents> {
   }
 
   private watchNetwork (): () => void {
-    const target = globalThis.window
+    const target = page.window
     if (target === undefined) return () => {}
     const online = (): void => {
       if (this.state === 'offline' || (this.state !== 'closed' && this.mqttClient === null)) {
@@ -519,7 +526,7 @@ function publishProperties (properties: MessageProperties | undefined): IPublish
 }
 
 function defaultUrl (): string {
-  const { location } = globalThis
+  const { location } = page
   if (location === undefined) throw new RealtimeError('connection-refused', 'no url given and no page location to derive it from')
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`
 }
