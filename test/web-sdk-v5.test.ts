@@ -2,13 +2,12 @@
 // older broker's stand-in that refuses MQTT 5), token refresh by re-authentication at the byte
 // level, and message properties. The SDK runs in Node here, over TCP (MQTT.js's Node build);
 // test/browser.test.ts runs it in Chromium over WebSocket.
-import { connect as mqttConnect } from 'mqtt'
 import type { IAuthPacket, IConnectPacket, IPublishPacket, Packet } from 'mqtt-packet'
 import t from 'tap'
 import { RealtimeClient, type RealtimeOptions } from '../clients/web/src/client.js'
 import type { RealtimeError } from '../clients/web/src/errors.js'
 import { signToken, type JwtConfig } from '../src/acl/jwt.js'
-import { brokerUrl, closeClient, collect, connectClient, startBroker, waitFor } from './helpers/broker.js'
+import { acceptsMqtt5, brokerUrl, collect, connectClient, startBroker, waitFor } from './helpers/broker.js'
 import type { Teardown } from './helpers/loopback.js'
 import { startScriptedPeer, startVersionRefusingPeer, type PeerConnection } from './helpers/mqtt-peers.js'
 
@@ -29,25 +28,13 @@ function unsignedToken (sub: string, ttlS: number, serial: number): string {
   return `e30.${Buffer.from(JSON.stringify({ sub, iat: now, exp: now + ttlS, serial })).toString('base64url')}.sig`
 }
 
-/** Whether the broker accepts an MQTT 5 CONNECT, asked with plain MQTT.js. */
-async function brokerAcceptsMqtt5 (url: string): Promise<boolean> {
-  const probe = mqttConnect(url, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 })
-  const accepted = await new Promise<boolean>((resolve) => {
-    probe.once('connect', () => resolve(true))
-    probe.once('error', () => resolve(false))
-    probe.once('close', () => resolve(false))
-  })
-  await closeClient(probe)
-  return accepted
-}
-
 const connackV5 = (reasonCode = 0): Packet => ({ cmd: 'connack', sessionPresent: false, reasonCode })
 const connectOf = (connection: PeerConnection): IConnectPacket => connection.received[0]?.packet as IConnectPacket
 
 t.test('against the real broker the SDK ends up on the version the broker accepts', async (t) => {
   const broker = await startBroker(t)
   const url = brokerUrl(broker, 'tcp')
-  const expected = await brokerAcceptsMqtt5(url) ? 5 : 4
+  const expected = await acceptsMqtt5(t, url) ? 5 : 4
   const { client, errors } = sdkClient(t, { url })
   await client.whenOnline()
   t.equal(client.protocolVersion, expected, `MQTT ${expected === 5 ? '5' : '3.1.1'}`)

@@ -3,6 +3,7 @@
 // sends, as bytes and parsed, and answers what the test says.
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import mqttPacket, { type Packet } from 'mqtt-packet'
+import type { Page } from 'playwright-core'
 import type { Teardown } from './loopback.js'
 
 /** Splits whole MQTT packets off the front of `buffer`; `rest` is an incomplete packet's start. */
@@ -52,6 +53,11 @@ async function listen (t: Teardown, onSocket: (socket: Socket) => void): Promise
   return { port: (server.address() as { port: number }).port, sockets }
 }
 
+/** CONNACK `reasonCode` as a broker that does not speak MQTT 5 answers a level-5 CONNECT [MQTT-3.1.2-2]: 0x01 in the 3.1.1 layout, 0x84 in the MQTT 5 one. */
+function versionRefusal (reasonCode: 0x01 | 0x84): Buffer {
+  return Buffer.from(reasonCode === 0x01 ? [0x20, 0x02, 0x00, 0x01] : [0x20, 0x03, 0x00, 0x84, 0x00])
+}
+
 export interface VersionRefusingPeer {
   port: number
   /** The protocol level of every CONNECT received, in order. */
@@ -78,7 +84,7 @@ export async function startVersionRefusingPeer (t: Teardown, upstreamPort: numbe
       const level = connectLevel(first)
       levels.push(level)
       if (level === 5) {
-        client.end(Buffer.from(reasonCode === 0x01 ? [0x20, 0x02, 0x00, 0x01] : [0x20, 0x03, 0x00, 0x84, 0x00]))
+        client.end(versionRefusal(reasonCode))
         return
       }
       const upstream = connect(upstreamPort, '127.0.0.1')
@@ -92,6 +98,40 @@ export async function startVersionRefusingPeer (t: Teardown, upstreamPort: numbe
     client.on('data', onData)
   })
   return { port, levels, drop: () => { for (const socket of sockets) socket.destroy() } }
+}
+
+/**
+ * The same stand-in inside a browser page: the page's WebSockets to the broker's `path` are
+ * routed through it (playwright's routeWebSocket, so the page's origin and CSP are unchanged).
+ * Returns the protocol level of every CONNECT, in order.
+ */
+export async function refuseMqtt5InPage (page: Page, path: string, reasonCode: 0x01 | 0x84 = 0x01): Promise<number[]> {
+  const levels: number[] = []
+  await page.routeWebSocket((url) => url.pathname === path, (ws) => {
+    const server = ws.connectToServer()
+    let buffered: Buffer = Buffer.alloc(0)
+    let passing = false
+    ws.onMessage((message) => {
+      const bytes = typeof message === 'string' ? Buffer.from(message) : message
+      if (passing) {
+        server.send(bytes)
+        return
+      }
+      buffered = Buffer.concat([buffered, bytes])
+      const first = splitPackets(buffered).packets[0]
+      if (first === undefined) return
+      const level = connectLevel(first)
+      levels.push(level)
+      if (level === 5) {
+        ws.send(versionRefusal(reasonCode))
+        void ws.close()
+        return
+      }
+      passing = true
+      server.send(buffered)
+    })
+  })
+  return levels
 }
 
 export interface PeerConnection {

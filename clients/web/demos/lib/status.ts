@@ -8,6 +8,8 @@ export function showConnection (client: RealtimeClient, badge: HTMLElement, bann
     badge.title = change.reason ?? ''
     // Tests and styles read the state from the page.
     document.body.dataset.connection = change.state
+    // The MQTT version the SDK settled on: 5, or 3.1.1 where the broker refused 5.
+    if (change.state === 'online') document.body.dataset.mqtt = client.protocolVersion === 5 ? '5' : '3.1.1'
   }
   render({ state: client.state, attempt: 0 })
   client.on('state', render)
