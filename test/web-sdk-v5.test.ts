@@ -178,10 +178,10 @@ t.test('an MQTT 5 broker without the JWT method (CONNACK 0x8C) gets the token as
   t.same(errors, [])
 })
 
-t.test('message properties both ways: user properties, response topic, correlation data, content type, expiry', async (t) => {
+t.test('message properties both ways (user properties, response topic, correlation data, content type, expiry); MQTT 5 refusals say why and keep the connection', async (t) => {
   const peer = await startScriptedPeer(t, (connection, packet) => {
     if (packet.cmd === 'connect') connection.send(connackV5())
-    if (packet.cmd === 'subscribe') connection.send({ cmd: 'suback', messageId: packet.messageId, granted: [1] })
+    if (packet.cmd === 'subscribe') connection.send({ cmd: 'suback', messageId: packet.messageId, granted: [packet.subscriptions[0]?.topic === 'staff/#' ? 0x87 : 1] })
     if (packet.cmd === 'publish' && packet.qos === 1) connection.send({ cmd: 'puback', messageId: packet.messageId, reasonCode: packet.topic === 'denied' ? 0x87 : 0 })
   })
   const { client, errors } = sdkClient(t, { url: `mqtt://127.0.0.1:${peer.port}` })
@@ -205,6 +205,7 @@ t.test('message properties both ways: user properties, response topic, correlati
   await waitFor(() => got.length === 1, 'the response')
   t.same(got, [{ data: { time: 1 }, properties: { correlationData: Buffer.from([0, 1, 254, 255]), userProperties: { from: 'clock' } } }], 'the handler sees the response\'s properties')
 
+  await t.rejects(client.subscribe('staff/#', () => {}), { code: 'subscription-refused', message: 'subscription to "staff/#" refused by the broker: not authorized (0x87)', reasonCode: 0x87 }, 'a SUBACK says why')
   await t.rejects(client.publish('denied', 1), { code: 'publish-failed', message: 'publish to "denied" refused by the broker: not authorized (0x87)', reasonCode: 0x87 }, 'a PUBACK 0x87 rejects that publish only')
   t.equal(client.state, 'online', 'the connection stays up')
   await t.rejects(client.publish('requests/x', 1, { properties: { responseTopic: 'replies/+' } }), { code: 'publish-failed', message: /not a topic name/ }, '[MQTT-3.3.2-14] a response topic has no wildcards')

@@ -425,7 +425,7 @@ export class RealtimeClient extends Emitter<ClientEvents> {
           this.subscriptions.granted(filter)
           return
         }
-        const error = subscriptionRefused(filter)
+        const error = subscriptionRefused(filter, typeof code === 'number' ? code : 0x80)
         // Refused on a reconnect, nobody awaits it: say so as an event.
         if (!this.subscriptions.refused(filter, error)) this.report(error)
       })

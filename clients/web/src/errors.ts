@@ -45,6 +45,7 @@ const reasonCodeNames: Record<number, string> = {
   0x8d: 'keep alive timeout',
   0x8e: 'session taken over by another connection with the same client id',
   0x8f: 'topic filter invalid',
+  0x91: 'packet identifier in use',
   0x90: 'topic name invalid',
   0x93: 'receive maximum exceeded',
   0x94: 'topic alias invalid',
@@ -57,8 +58,11 @@ const reasonCodeNames: Record<number, string> = {
   0x9b: 'QoS not supported',
   0x9c: 'use another server',
   0x9d: 'server moved',
+  0x9e: 'shared subscriptions not supported',
   0x9f: 'connection rate exceeded',
-  0xa0: 'maximum connect time'
+  0xa0: 'maximum connect time',
+  0xa1: 'subscription identifiers not supported',
+  0xa2: 'wildcard subscriptions not supported'
 }
 
 /** What an MQTT 5 reason code means, with the code itself, e.g. "not authorized (0x87)". */
@@ -89,6 +93,9 @@ export function publishRefused (topic: string, reasonCode: number): RealtimeErro
   return Object.assign(error, { reasonCode })
 }
 
-export function subscriptionRefused (filter: string): RealtimeError {
-  return new RealtimeError('subscription-refused', `subscription to "${filter}" refused by the broker: not authorized for this topic filter, or over a limit`)
+/** A SUBACK refused `filter` with `reasonCode`: 0x80 says no more (3.1.1), an MQTT 5 code says why. */
+export function subscriptionRefused (filter: string, reasonCode: number): RealtimeError {
+  const reason = reasonCode === 0x80 ? 'not authorized for this topic filter, or over a limit' : describeReasonCode(reasonCode)
+  const error = new RealtimeError('subscription-refused', `subscription to "${filter}" refused by the broker: ${reason}`)
+  return Object.assign(error, { reasonCode })
 }

@@ -43,7 +43,7 @@ export function reauthenticateWith (client: MqttClient, token: string, timeoutMs
       client.removeListener('close', onClose)
       resolve(outcome)
     }
-    // MQTT.js checks the answer's method against the CONNECT's before emitting nothing else.
+    // MQTT.js closes the connection on an AUTH of another method (handlers/auth): onClosed's business.
     const onPacket = (packet: Packet): void => { if (packet.cmd === 'auth' && packet.reasonCode === success) finish('accepted') }
     const onClose = (): void => finish('closed')
     const timer = setTimeout(() => finish('unanswered'), timeoutMs)
