@@ -296,7 +296,7 @@ export class RealtimeClient extends Emitter<ClientEvents> {
       resubscribe: false,
       keepalive: this.options.keepaliveS ?? 30,
       connectTimeout: this.options.connectTimeoutMs ?? 10_000,
-      // The user name may be the token's subject.
+      // The token, and its subject as the user name.
       ...credentials,
       ...(presence === null ? {} : { will: { topic: presence, payload: '', qos: 1, retain: true } })
     }

@@ -29,6 +29,7 @@ const connackReasons: Record<number, string> = {
 
 /** MQTT 5 reason codes a broker may refuse or end something with (MQTT 5.0 section 2.4), for an app. */
 const reasonCodeNames: Record<number, string> = {
+  0x00: 'normal disconnection',
   0x80: 'unspecified error',
   0x81: 'malformed packet',
   0x82: 'protocol error',
