@@ -11,7 +11,7 @@ export function splitPackets (buffer: Buffer): { packets: Buffer[], rest: Buffer
   const packets: Buffer[] = []
   let start = 0
   for (;;) {
-    // fixed header: the type byte, then the Remaining Length in 1 to 4 bytes of 7 bits each
+    // fixed header: the type byte, then the Remaining Length, 7 bits a byte, low bits first
     let i = start + 1
     let length = 0
     let multiplier = 1
