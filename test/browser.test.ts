@@ -6,8 +6,9 @@ import t from 'tap'
 import { signToken } from '../src/acl/jwt.js'
 import type { BrokerHandle } from '../src/server.js'
 import type { ConfigInput } from '../src/broker/config/config.js'
-import { collect, connectClient, startBroker, waitFor } from './helpers/broker.js'
+import { acceptsMqtt5, brokerUrl, collect, connectClient, startBroker, waitFor } from './helpers/broker.js'
 import type { Teardown } from './helpers/loopback.js'
+import { refuseMqtt5InPage } from './helpers/mqtt-peers.js'
 
 const executablePath = '/usr/bin/chromium'
 const launchArgs = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
@@ -25,12 +26,13 @@ t.teardown(() => browser.close())
 
 const base = (broker: BrokerHandle): string => `http://127.0.0.1:${broker.addresses.http.port}`
 
-/** A page in a context of its own (its own storage), closed by the test's teardown. */
-async function openPage (t: Teardown, url: string): Promise<{ page: Page, context: BrowserContext }> {
+/** A page in a context of its own (its own storage), closed by the test's teardown; `prepare` runs before it loads. */
+async function openPage (t: Teardown, url: string, prepare?: (page: Page) => Promise<unknown>): Promise<{ page: Page, context: BrowserContext }> {
   const context = await browser.newContext()
   t.teardown(() => context.close())
   const page = await context.newPage()
   page.setDefaultTimeout(10_000)
+  await prepare?.(page)
   await page.goto(url)
   return { page, context }
 }
@@ -94,6 +96,26 @@ t.test('two chat pages see each other\'s messages, presence and typing; history 
   t.pass('alice is offline once her page is gone (her last will)')
 })
 
+t.test('pages speak MQTT 5 where the broker does, and fall back to 3.1.1 behind a broker that refuses it', async (t) => {
+  const broker = await startBroker(t)
+  const expected = await acceptsMqtt5(t, brokerUrl(broker, 'ws')) ? '5' : '3.1.1'
+  const direct = (await openPage(t, `${base(broker)}/chat.html?user=amy`)).page
+  await online(direct)
+  t.equal(await direct.getAttribute('body', 'data-mqtt'), expected, `the demo settles on the broker's version: MQTT ${expected}`)
+
+  // An older broker's stand-in: the page's WebSocket to the broker refuses level 5 with CONNACK 0x01.
+  let levels: number[] = []
+  const behind = (await openPage(t, `${base(broker)}/chat.html?user=ben`, async (page) => { levels = await refuseMqtt5InPage(page, broker.config.http.websocketPath) })).page
+  await online(behind)
+  t.same(levels, [5, 4], 'MQTT 5 first, then 3.1.1')
+  t.equal(await behind.getAttribute('body', 'data-mqtt'), '3.1.1')
+  await behind.fill('#text', 'said over 3.1.1')
+  await behind.press('#text', 'Enter')
+  await direct.waitForSelector('.message:has-text("said over 3.1.1")')
+  t.pass('the two versions talk to each other')
+  t.equal(await behind.textContent('#error'), '', 'the fallback is no error')
+})
+
 t.test('a page receives what a native TCP client publishes, and the other way round', async (t) => {
   const broker = await startBroker(t)
   const { page } = await openPage(t, `${base(broker)}/`)
@@ -141,7 +163,8 @@ t.test('ACL refusals reach the page as clear errors', async (t) => {
   const token = signToken({ secret, keys: [], algorithms: ['HS256'], requireExp: true, clockToleranceS: 30 }, {}, { user: 'frank', ttlS: 60, pub: ['a/#'], sub: ['a/#'] })
   await sdkPage.evaluate(installClient(JSON.stringify({ token })))
   const error = await sdkPage.evaluate(`rt.subscribe('b/#', () => {}).then(() => 'granted', (err) => err.code + ': ' + err.message)`)
-  t.equal(error, 'subscription-refused: subscription to "b/#" refused by the broker: not authorized for this topic filter, or over a limit')
+  // 3.1.1: "not authorized for this topic filter, or over a limit"; MQTT 5: "not authorized (0x87)"
+  t.match(error, /^subscription-refused: subscription to "b\/#" refused by the broker: not authorized/)
   t.equal(await sdkPage.evaluate('rt.state'), 'online', 'a refused subscription leaves the connection up')
 
   // No token endpoint, no anonymous access: the page says why it is not connected.
@@ -230,7 +253,9 @@ t.test('token refresh keeps a page connected past its first token\'s expiry', as
   t.equal(await page.evaluate('rt.state'), 'online')
   t.ok(await page.evaluate('window.tokens') as number >= 2, 'a new token was fetched before the first expired')
   const reasons = await page.evaluate(`log.states.filter((s) => s.state !== 'online').map((s) => s.reason)`) as string[]
-  t.ok(reasons.length > 0 && reasons.every((reason) => reason === 'token refresh'), `only planned reconnects: ${reasons.join(', ')}`)
+  t.ok(reasons.every((reason) => reason === 'token refresh'), `only planned reconnects: ${reasons.join(', ')}`)
+  // MQTT 5 re-authenticates the live connection where the broker takes the token as Authentication Data
+  if (await page.evaluate('rt.protocolVersion') === 4) t.ok(reasons.length > 0, 'MQTT 3.1.1 reconnects with the new token')
   t.same(await page.evaluate('log.errors'), [])
 })
 

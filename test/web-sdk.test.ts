@@ -2,9 +2,10 @@
 // token timing, subscription routing, and the presence and typing rosters.
 import t from 'tap'
 import { backoffDelay } from '../clients/web/src/backoff.js'
-import { RealtimeError } from '../clients/web/src/errors.js'
+import { connectionRefused, RealtimeError } from '../clients/web/src/errors.js'
 import { OfflineQueue } from '../clients/web/src/offline-queue.js'
 import { PresenceRoster } from '../clients/web/src/presence-roster.js'
+import { ProtocolChoice } from '../clients/web/src/protocol.js'
 import { SubscriptionRegistry, type MessageMeta } from '../clients/web/src/subscriptions.js'
 import { readToken, refreshDelayMs, TokenKeeper } from '../clients/web/src/token.js'
 import { TypingRoster } from '../clients/web/src/typing-roster.js'
@@ -78,6 +79,38 @@ t.test('the token keeper asks its provider only when a token is due or was refus
   t.notOk(fixed.renewable)
   t.equal(fixed.subject, 'bo')
   t.equal(fixed.dueInMs(Date.now()), null)
+})
+
+t.test('protocol choice: MQTT 5 first, 3.1.1 for good after 0x01 or 0x84, the token as password after 0x8C; forced versions stay', async (t) => {
+  const auto = new ProtocolChoice(undefined)
+  t.equal(auto.version, 5)
+  t.ok(auto.tokenAsAuthenticationData)
+  t.notOk(auto.stepBack(0x87, true), 'not authorized: nothing to change')
+  t.notOk(auto.stepBack(0x8c, false), '0x8C to a CONNECT without a method: nothing to change')
+  t.ok(auto.stepBack(0x8c, true), 'bad authentication method: the token goes as the password')
+  t.equal(auto.version, 5, 'still MQTT 5')
+  t.notOk(auto.tokenAsAuthenticationData)
+  t.ok(auto.stepBack(0x01, false), 'a 3.1.1 broker\'s refusal of level 5 [MQTT-3.1.2-2]')
+  t.equal(auto.version, 4)
+  t.notOk(auto.stepBack(0x01, false), '3.1.1 refused too: nothing left')
+  t.equal(auto.version, 4, 'never back to 5')
+  const v5Refusal = new ProtocolChoice(undefined)
+  t.ok(v5Refusal.stepBack(0x84, true), 'an MQTT 5 broker\'s Unsupported Protocol Version')
+  t.equal(v5Refusal.version, 4)
+  t.notOk(v5Refusal.tokenAsAuthenticationData, 'no Authentication Data on 3.1.1')
+
+  const forced5 = new ProtocolChoice(5)
+  t.notOk(forced5.stepBack(0x01, true))
+  t.equal(forced5.version, 5)
+  const forced4 = new ProtocolChoice(4)
+  t.equal(forced4.version, 4)
+  t.notOk(forced4.stepBack(0x01, false))
+
+  t.equal(connectionRefused(0x01, 4).message, 'connection refused by the broker: the broker does not accept MQTT 3.1.1')
+  t.equal(connectionRefused(0x01, 5).message, 'connection refused by the broker: the broker does not accept MQTT 5')
+  t.equal(connectionRefused(0x86, 5).message, 'connection refused by the broker: the token was refused (malformed, expired, or signed with another key) (0x86)')
+  t.equal(connectionRefused(0xfe, 5).message, 'connection refused by the broker: reason code 0xfe')
+  t.equal(connectionRefused(0x05).returnCode, 5)
 })
 
 t.test('subscriptions route messages to every matching handler, parse JSON once, and report refusals', async (t) => {

@@ -54,6 +54,11 @@ export async function openUrl (t: Teardown, url: string, options: IClientOptions
   return { client, connack }
 }
 
+/** Whether the broker at `url` accepts an MQTT 5 CONNECT (a broker that does not speak MQTT 5 refuses it). */
+export async function acceptsMqtt5 (t: Teardown, url: string): Promise<boolean> {
+  return await openUrl(t, url, { protocolVersion: 5 }).then(() => true, () => false)
+}
+
 /** Resolves with the CONNACK error a refused connection gets (MQTT.js reports its code). */
 export async function connectRefused (t: Teardown, url: string, options: IClientOptions = {}): Promise<number> {
   const client = connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options })

@@ -1,15 +1,18 @@
 // The realtime client: one logical connection over MQTT.js that outlives network drops,
 // broker restarts and token expiry. MQTT.js's own reconnect is off: this class reconnects with
 // jittered backoff, a fresh token when needed, and subscribes again to everything the app
-// subscribed to, since every connection starts a clean session.
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+// subscribed to, since every connection starts a clean session. It speaks MQTT 5 where the
+// broker does, else MQTT 3.1.1 (protocol.ts).
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
 import { backoffDelay, defaultBackoff, type BackoffOptions } from './backoff.js'
-import { encodePayload } from './codec.js'
+import { asMqttBinary, encodePayload } from './codec.js'
 import { Emitter } from './emitter.js'
-import { connectionRefused, RealtimeError, subscriptionRefused } from './errors.js'
+import { connectionRefused, describeReasonCode, publishRefused, RealtimeError, subscriptionRefused, type ConnectionRefusal } from './errors.js'
 import { OfflineQueue } from './offline-queue.js'
 import { connectionEntryTopic, isTopicLevel } from './presence-topics.js'
-import { SubscriptionRegistry, type HandlerEntry, type MessageHandler, type QoS } from './subscriptions.js'
+import { jwtAuthenticationMethod, ProtocolChoice, refusesProtocolVersion, type ProtocolVersion } from './protocol.js'
+import { reauthenticateWith, tokenBytes } from './reauth.js'
+import { SubscriptionRegistry, type HandlerEntry, type MessageHandler, type MessageProperties, type QoS } from './subscriptions.js'
 import { TokenKeeper, type TokenProvider } from './token.js'
 import { isValidTopicFilter, isValidTopicName } from '../../../src/acl/topic-grammar.js'
 
@@ -49,6 +52,11 @@ export interface RealtimeOptions {
   backoff?: Partial<BackoffOptions>
   /** Publishes kept while offline; past this, publish() rejects with code 'queue-full'. */
   offlineQueueSize?: number
+  /**
+   * 5: MQTT 5 only; 4: MQTT 3.1.1 only. Default: MQTT 5, and MQTT 3.1.1 from the first time
+   * the broker refuses MQTT 5 on (CONNACK 0x01 or 0x84) for the rest of this client's life.
+   */
+  protocolVersion?: ProtocolVersion
 }
 
 export interface PublishOptions {
@@ -59,6 +67,8 @@ export interface PublishOptions {
   raw?: boolean
   /** Default true: while offline, queue it. false: reject at once (for ephemeral messages). */
   queue?: boolean
+  /** MQTT 5 properties, e.g. responseTopic and correlationData for a request; an MQTT 3.1.1 connection does not carry them. */
+  properties?: MessageProperties
 }
 
 export interface SubscribeOptions {
@@ -75,6 +85,7 @@ interface PendingPublish {
   payload: string | Uint8Array
   qos: QoS
   retain: boolean
+  properties: MessageProperties | undefined
   resolve: () => void
   reject: (err: RealtimeError) => void
   /** The connection it was last written to; null while queued. */
@@ -88,6 +99,13 @@ interface ClientEvents extends Record<string, unknown[]> {
 
 type Timer = ReturnType<typeof setTimeout>
 
+/** The page's globals the client reads: absent outside a browser, e.g. in Node, where tests run it too. */
+const page = globalThis as {
+  window?: Pick<EventTarget, 'addEventListener' | 'removeEventListener'>
+  navigator?: { onLine?: boolean }
+  location?: { protocol: string, host: string }
+}
+
 export class RealtimeClient extends Emitter<ClientEvents> {
   readonly clientId: string
   private currentState: StateChange = { state: 'connecting', attempt: 0 }
@@ -95,6 +113,7 @@ export class RealtimeClient extends Emitter<ClientEvents> {
   /** A connection being closed to reconnect with a fresh token. */
   private retiring: MqttClient | null = null
   private readonly tokens: TokenKeeper
+  private readonly protocol: ProtocolChoice
   private attempt = 0
   private everOnline = false
   /** announcePresence without a usable user name: said once, then ignored. */
@@ -115,12 +134,18 @@ export class RealtimeClient extends Emitter<ClientEvents> {
     this.backoff = { ...defaultBackoff, ...options.backoff }
     this.queue = new OfflineQueue(options.offlineQueueSize ?? 100)
     this.tokens = new TokenKeeper(options.token)
+    this.protocol = new ProtocolChoice(options.protocolVersion)
     this.removeNetworkListeners = this.watchNetwork()
     void this.open()
   }
 
   get state (): ConnectionState {
     return this.currentState.state
+  }
+
+  /** The MQTT version of the current connection, or of the next attempt: 5, or 4 (3.1.1). */
+  get protocolVersion (): ProtocolVersion {
+    return this.protocol.version
   }
 
   /** The token's subject, else the `user` option; null for an anonymous client. */
@@ -147,8 +172,11 @@ export class RealtimeClient extends Emitter<ClientEvents> {
     return new Promise((resolve, reject) => {
       if (this.state === 'closed') throw new RealtimeError('closed', 'the client was closed')
       if (!isValidTopicName(topic)) throw new RealtimeError('publish-failed', `cannot publish to "${topic}": a topic name is not empty and has no wildcards or NUL`)
+      const { properties } = options
+      // [MQTT-3.3.2-14] the Response Topic is a topic name
+      if (properties?.responseTopic !== undefined && !isValidTopicName(properties.responseTopic)) throw new RealtimeError('publish-failed', `cannot publish to "${topic}": the response topic "${properties.responseTopic}" is not a topic name`)
       const payload = encodePayload(data, options.raw === true)
-      const pending: PendingPublish = { topic, payload, qos: options.qos ?? 1, retain: options.retain ?? false, resolve, reject, sentOn: null }
+      const pending: PendingPublish = { topic, payload, qos: options.qos ?? 1, retain: options.retain ?? false, properties, resolve, reject, sentOn: null }
       if (this.state === 'online') this.send(pending)
       else if (options.queue === false) throw new RealtimeError('not-connected', `not connected: "${topic}" was not published`)
       else if (!this.queue.push(pending)) throw new RealtimeError('queue-full', `offline queue full (${this.queue.capacity} messages): "${topic}" was not published`)
@@ -225,34 +253,51 @@ export class RealtimeClient extends Emitter<ClientEvents> {
     }
     // close() or the network listener may have acted while the token was being fetched.
     if (this.isClosed() || this.mqttClient !== null) return
-    const client = mqtt.connect(this.url, this.connectOptions(password))
+    const version = this.protocol.version
+    const options = this.connectOptions(password)
+    const client = mqtt.connect(this.url, options)
     this.mqttClient = client
-    let refusal: RealtimeError | null = null
+    let refusal: ConnectionRefusal | null = null
+    let disconnectReason: number | undefined
     client.on('connect', () => this.onConnected(client))
     client.on('message', (topic, payload, packet) => {
       if (client !== this.mqttClient) return
-      this.subscriptions.dispatch({ topic, payload, retained: packet.retain, qos: packet.qos }, (err) => this.report(err as RealtimeError))
+      this.subscriptions.dispatch({ topic, payload, retained: packet.retain, qos: packet.qos, properties: packet.properties }, (err) => this.report(err as RealtimeError))
     })
     client.on('error', (err) => {
       // MQTT.js reports a refused CONNECT as an error carrying the CONNACK return code.
       const code = (err as { code?: unknown }).code
-      if (typeof code === 'number' && code > 0 && code < 6) refusal = connectionRefused(code)
+      if (typeof code === 'number' && code > 0 && !client.connected) refusal = connectionRefused(code, version)
     })
-    client.on('close', () => this.onClosed(client, refusal))
+    // An MQTT 5 broker says why it ends a connection [MQTT-3.14.2-1].
+    client.on('disconnect', (packet) => { disconnectReason = packet.reasonCode })
+    client.on('close', () => {
+      const sentAuthenticationData = options.properties?.authenticationMethod !== undefined
+      this.onClosed(client, refusal, disconnectReason, sentAuthenticationData)
+    })
   }
 
   private connectOptions (password: string | undefined): IClientOptions {
     const presence = this.presenceEntryTopic()
+    // On MQTT 5 the token is Authentication Data under the method JWT: the client may then
+    // send the next one on the live connection [MQTT-4.12.1-1]. Else it is the password.
+    const credentials: IClientOptions = password === undefined
+      ? {}
+      : this.protocol.tokenAsAuthenticationData
+        ? { username: this.tokens.subject ?? '', properties: { authenticationMethod: jwtAuthenticationMethod, authenticationData: asMqttBinary(tokenBytes(password)) } }
+        : { username: this.tokens.subject ?? '', password }
     return {
-      protocolVersion: 4,
+      protocolVersion: this.protocol.version,
+      // Clean Start, and on MQTT 5 a Session Expiry Interval of 0 (the default): the session
+      // ends with the connection, as a 3.1.1 clean session does.
       clean: true,
       clientId: this.clientId,
       reconnectPeriod: 0,
       resubscribe: false,
       keepalive: this.options.keepaliveS ?? 30,
       connectTimeout: this.options.connectTimeoutMs ?? 10_000,
-      // The broker takes the token as the password; the user name may be its subject.
-      ...(password === undefined ? {} : { username: this.tokens.subject ?? '', password }),
+      // The token, and its subject as the user name.
+      ...credentials,
       ...(presence === null ? {} : { will: { topic: presence, payload: '', qos: 1, retain: true } })
     }
   }
@@ -270,7 +315,8 @@ export class RealtimeClient extends Emitter<ClientEvents> {
     this.scheduleRefresh()
   }
 
-  private onClosed (client: MqttClient, refusal: RealtimeError | null): void {
+  /** `connackRefusal`: the CONNACK refused the connection; `disconnectReason`: an MQTT 5 broker's DISCONNECT ended it. */
+  private onClosed (client: MqttClient, connackRefusal: ConnectionRefusal | null, disconnectReason: number | undefined, sentAuthenticationData: boolean): void {
     // Publishes not acknowledged on that connection go out again, ahead of newer ones.
     const lost = [...this.inflight].filter((pending) => pending.sentOn === client)
     for (const pending of lost) {
@@ -288,21 +334,29 @@ export class RealtimeClient extends Emitter<ClientEvents> {
     clearTimeout(this.refreshTimer)
     this.subscriptions.resetGrants()
     if (this.state === 'closed') return
+    if (connackRefusal !== null && this.protocol.stepBack(connackRefusal.returnCode, sentAuthenticationData)) {
+      // An older broker, not a failure: the other version or method at once, with no backoff.
+      void this.open()
+      return
+    }
+    const refusal = connackRefusal ?? tokenRefusedByDisconnect(disconnectReason)
     if (refusal !== null) {
       this.report(refusal)
-      if (!this.tokens.renewable) {
+      // A version the broker refuses stays refused (the app forced it, or 3.1.1 after MQTT 5).
+      if (!this.tokens.renewable || (connackRefusal !== null && refusesProtocolVersion(connackRefusal.returnCode))) {
         // The same credentials would be refused again: stop rather than hammer the broker.
         void this.shutDown(refusal.message)
         return
       }
       this.tokens.discard()
     }
-    this.scheduleRetry(refusal?.message ?? 'connection lost')
+    const disconnected = disconnectReason === undefined ? null : `disconnected by the broker: ${describeReasonCode(disconnectReason)}`
+    this.scheduleRetry(refusal?.message ?? disconnected ?? 'connection lost')
   }
 
   private scheduleRetry (reason: string): void {
     if (this.state === 'closed') return
-    if (globalThis.navigator?.onLine === false) {
+    if (page.navigator?.onLine === false) {
       // The 'online' listener reconnects when the network is back.
       this.setState({ state: 'offline', attempt: this.attempt, reason })
       return
@@ -314,7 +368,7 @@ export class RealtimeClient extends Emitter<ClientEvents> {
   }
 
   private watchNetwork (): () => void {
-    const target = globalThis.window
+    const target = page.window
     if (target === undefined) return () => {}
     const online = (): void => {
       if (this.state === 'offline' || (this.state !== 'closed' && this.mqttClient === null)) {
@@ -342,10 +396,16 @@ export class RealtimeClient extends Emitter<ClientEvents> {
     this.inflight.add(pending)
     // MQTT.js writes Uint8Array payloads as they are; its typings name only Node's Buffer.
     const payload = pending.payload as string
-    client.publish(pending.topic, payload, { qos: pending.qos, retain: pending.retain }, (err) => {
-      // An error here means the connection went away: onClosed sends it again on the next one.
-      if (err !== undefined && err !== null) return
-      if (pending.sentOn !== client || !this.inflight.delete(pending)) return
+    client.publish(pending.topic, payload, { qos: pending.qos, retain: pending.retain, properties: publishProperties(pending.properties) }, (err) => {
+      if (pending.sentOn !== client) return
+      if (err !== undefined && err !== null) {
+        // An MQTT 5 broker refused it in its PUBACK or PUBREC, and the connection stays up.
+        const reasonCode = (err as { code?: unknown }).code
+        if (typeof reasonCode === 'number' && reasonCode >= 0x80 && this.inflight.delete(pending)) pending.reject(publishRefused(pending.topic, reasonCode))
+        // Else the connection went away: onClosed sends it again on the next one.
+        return
+      }
+      if (!this.inflight.delete(pending)) return
       pending.resolve()
     })
   }
@@ -365,7 +425,7 @@ export class RealtimeClient extends Emitter<ClientEvents> {
           this.subscriptions.granted(filter)
           return
         }
-        const error = subscriptionRefused(filter)
+        const error = subscriptionRefused(filter, typeof code === 'number' ? code : 0x80)
         // Refused on a reconnect, nobody awaits it: say so as an event.
         if (!this.subscriptions.refused(filter, error)) this.report(error)
       })
@@ -384,12 +444,17 @@ export class RealtimeClient extends Emitter<ClientEvents> {
     if (dueInMs !== null) this.refreshTimer = setTimeout(() => { void this.refreshToken() }, dueInMs)
   }
 
-  /** MQTT 3.1.1 cannot re-authenticate a connection: fetch a new token, then reconnect with it. */
+  /**
+   * Fetches a new token and hands it to the broker: on an MQTT 5 connection authenticated with
+   * the method JWT, by re-authenticating the live connection; else (MQTT 3.1.1 cannot), or if
+   * the broker does not answer, by reconnecting with it.
+   */
   private async refreshToken (): Promise<void> {
     const client = this.mqttClient
     if (client === null || this.state !== 'online') return
+    let token: string | undefined
     try {
-      await this.tokens.renew()
+      token = await this.tokens.renew()
     } catch (err) {
       this.report(err as RealtimeError)
       // Try again shortly; the broker disconnects at expiry, and the reconnect path retries too.
@@ -397,6 +462,19 @@ export class RealtimeClient extends Emitter<ClientEvents> {
       return
     }
     if (client !== this.mqttClient || this.state !== 'online') return
+    if (token !== undefined && client.options.properties?.authenticationMethod === jwtAuthenticationMethod) {
+      const outcome = await reauthenticateWith(client, token, this.options.connectTimeoutMs ?? 10_000)
+      if (client !== this.mqttClient || this.state !== 'online') return
+      if (outcome === 'accepted') {
+        this.scheduleRefresh()
+        return
+      }
+      // 'closed' does not get here (the connection is gone); 'unsupported' or 'unanswered': reconnect.
+    }
+    this.reconnectWithNewToken(client)
+  }
+
+  private reconnectWithNewToken (client: MqttClient): void {
     this.retiring = client
     this.mqttClient = null
     this.subscriptions.resetGrants()
@@ -431,8 +509,24 @@ export class RealtimeClient extends Emitter<ClientEvents> {
   }
 }
 
+// An MQTT 5 broker's DISCONNECT that refuses the connection's token, e.g. a refused
+// re-authentication [MQTT-4.12.1-2] or an expired token: Not authorized, Bad authentication method.
+const tokenRefusingDisconnects = new Set([0x87, 0x8c])
+
+function tokenRefusedByDisconnect (reasonCode: number | undefined): RealtimeError | null {
+  if (reasonCode === undefined || !tokenRefusingDisconnects.has(reasonCode)) return null
+  return new RealtimeError('connection-refused', `disconnected by the broker: ${describeReasonCode(reasonCode)}`)
+}
+
+/** The properties as MQTT.js takes them; undefined when there are none (no cost on 3.1.1). */
+function publishProperties (properties: MessageProperties | undefined): IPublishPacket['properties'] {
+  if (properties === undefined) return undefined
+  const { correlationData, ...rest } = properties
+  return correlationData === undefined ? rest : { ...rest, correlationData: asMqttBinary(correlationData) }
+}
+
 function defaultUrl (): string {
-  const { location } = globalThis
+  const { location } = page
   if (location === undefined) throw new RealtimeError('connection-refused', 'no url given and no page location to derive it from')
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`
 }

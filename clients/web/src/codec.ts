@@ -1,4 +1,5 @@
 // Payload encoding: JSON by default in both directions; bytes (or text) when asked for.
+import type { IAuthPacket } from 'mqtt-packet'
 import { RealtimeError } from './errors.js'
 
 const decoder = new TextDecoder()
@@ -28,4 +29,12 @@ export function decodeJson (topic: string, payload: Uint8Array): unknown {
   } catch (err) {
     throw new RealtimeError('payload', `message on "${topic}" is not JSON; subscribe with { raw: true } to receive its bytes`, { cause: err })
   }
+}
+
+/** Binary data in MQTT.js's packets (Authentication Data, Correlation Data). */
+export type MqttBinary = NonNullable<NonNullable<IAuthPacket['properties']>['authenticationData']>
+
+/** mqtt-packet writes a Uint8Array as binary data; MQTT.js's typings name only Node's Buffer. */
+export function asMqttBinary (bytes: Uint8Array): MqttBinary {
+  return bytes as MqttBinary
 }

@@ -3,7 +3,8 @@ import { RealtimeClient, type RealtimeOptions } from './client.js'
 
 export { RealtimeClient }
 export type { ConnectionState, PublishOptions, RealtimeOptions, StateChange, SubscribeOptions, Unsubscribe } from './client.js'
-export type { MessageHandler, MessageMeta, QoS } from './subscriptions.js'
+export type { MessageHandler, MessageMeta, MessageProperties, QoS } from './subscriptions.js'
+export type { ProtocolVersion } from './protocol.js'
 export type { TokenProvider } from './token.js'
 export type { BackoffOptions } from './backoff.js'
 export { RealtimeError, type RealtimeErrorCode } from './errors.js'

@@ -8,12 +8,33 @@ import { topicMatches } from '../../../src/acl/topic-grammar.js'
 
 export type QoS = 0 | 1 | 2
 
+/**
+ * The MQTT 5 properties of a message that an app sets and reads (MQTT 5.0 section 3.3.2.3).
+ * A message published or received on an MQTT 3.1.1 connection has none.
+ */
+export interface MessageProperties {
+  /** Name-value pairs in their order; a name sent several times has its values in an array. */
+  userProperties?: Record<string, string | string[]>
+  /** Where the receiver of a request should publish its response (a topic name, no wildcards). */
+  responseTopic?: string
+  /** Ties a response to its request: sent back as is by the responder. */
+  correlationData?: Uint8Array
+  /** The payload's MIME type, e.g. application/json. */
+  contentType?: string
+  /** Seconds after which the broker no longer delivers the message; on receipt, the seconds left. */
+  messageExpiryInterval?: number
+  /** True: the payload is UTF-8 text. */
+  payloadFormatIndicator?: boolean
+}
+
 export interface MessageMeta {
   topic: string
   /** True for a retained message sent because this client (re)subscribed. */
   retained: boolean
   qos: QoS
   payload: Uint8Array
+  /** The message's MQTT 5 properties as the broker sent them; absent when it has none. */
+  properties?: MessageProperties
 }
 
 export type MessageHandler<T> = (data: T, message: MessageMeta) => void

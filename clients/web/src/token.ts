@@ -67,9 +67,9 @@ export class TokenKeeper {
     return this.token
   }
 
-  /** Asks the provider for a new token now. */
-  async renew (): Promise<void> {
-    if (typeof this.source !== 'function') return
+  /** Asks the provider for a new token now, and returns it (undefined without a provider). */
+  async renew (): Promise<string | undefined> {
+    if (typeof this.source !== 'function') return undefined
     let token: unknown
     try {
       token = await this.source()
@@ -78,6 +78,7 @@ export class TokenKeeper {
     }
     if (typeof token !== 'string' || token === '') throw new RealtimeError('token', 'the token provider returned no token')
     this.accept(token)
+    return token
   }
 
   /** The broker refused the token: the next connection needs a new one. */

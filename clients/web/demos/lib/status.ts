@@ -5,9 +5,11 @@ export function showConnection (client: RealtimeClient, badge: HTMLElement, bann
   const render = (change: StateChange): void => {
     badge.className = `connection ${change.state}`
     badge.textContent = describe(change)
-    badge.title = change.reason ?? ''
     // Tests and styles read the state from the page.
     document.body.dataset.connection = change.state
+    // The MQTT version the SDK settled on: 5, or 3.1.1 where the broker refused 5.
+    if (change.state === 'online') document.body.dataset.mqtt = client.protocolVersion === 5 ? '5' : '3.1.1'
+    badge.title = change.reason ?? (change.state === 'online' ? `MQTT ${document.body.dataset.mqtt}` : '')
   }
   render({ state: client.state, attempt: 0 })
   client.on('state', render)
