@@ -212,7 +212,7 @@ t.test('message properties both ways (user properties, response topic, correlati
   t.same(errors, [])
 })
 
-t.test('MQTT 5 token refresh against the real broker re-authenticates without reconnecting', { skip: 'needs broker re-auth (issue #18)' }, async (t) => {
+t.test('MQTT 5 token refresh against the real broker re-authenticates without reconnecting', async (t) => {
   const secret = 'web-sdk-v5-test-secret-0123456789abcdef'
   const broker = await startBroker(t, { auth: { anonymous: false, jwt: { secret } }, acl: { roles: { member: { pub: ['#'], sub: ['#'] } }, defaultRoles: ['member'] } })
   const jwt: JwtConfig = { secret, keys: [], algorithms: ['HS256'], requireExp: true, clockToleranceS: 0 }
