@@ -125,6 +125,10 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     receiveMaximum: Math.min(config.limits.maxInflightInbound, 65_535),
     maximumPacketSize: config.limits.maxPacketSize,
     topicAliasMaximum: config.limits.topicAliasMaximum,
+    outboundTopicAliases: config.limits.outboundTopicAliases,
+    // a client's Receive Maximum window full: its QoS 1/2 messages wait, as many as a session
+    // may hold queued
+    maxWindowBacklog: config.sessions.maxQueuedMessages === 0 ? 65_535 : config.sessions.maxQueuedMessages,
     sessionExpiryIntervalLimit: config.sessions.expirySeconds,
     // MQTT 5 enhanced authentication: a token as the JWT method's Authentication Data
     authenticationMethods: config.auth.jwt === undefined ? [] : [jwtAuthenticationMethod],
@@ -175,6 +179,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const state = clients.forget(client, clientById(aedes, client.id), 'client')
     if (state !== undefined && state.identity.user !== null) presence.disconnected(state.identity.user)
   })
+  // [MQTT-3.1.2-25] a message larger than the client's Maximum Packet Size is not sent to it
+  aedes.on('publishTooLarge', () => metrics.messageDropped('too_large_for_client'))
   aedes.on('keepaliveTimeout', (client) => clients.noteCloseReason(client, 'keepalive_timeout'))
   aedes.on('unsubscribe', (topics, client) => clients.forgetSubscriptions(client, topics))
   aedes.on('clientError', (client, err) => {

@@ -1,7 +1,9 @@
 // MQTT 5 features, with MQTT.js clients (protocolVersion 5) over real sockets, on one node and
 // on two nodes sharing Redis (issue #18): reason codes, session expiry and will delay that hold
 // across the cluster, subscription identifiers.
+import { connect as netConnect } from 'node:net'
 import jwt from 'jsonwebtoken'
+import mqttPacket from 'mqtt-packet'
 import { connect as mqttConnect, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
 import t from 'tap'
 import { brokerUrl, closeClient, collect, connectClient, openClient, sleep, startBroker, waitFor, type Transport } from './helpers/broker.js'
@@ -36,9 +38,9 @@ async function startNodes (t: Teardown, nodes: 1 | 2): Promise<BrokerHandle[]> {
 }
 
 /** The reason code of a refused publish, or 0 when it was accepted. */
-async function publishCode (client: MqttClient, topic: string, payload: string, qos: 1 | 2): Promise<number> {
+async function publishCode (client: MqttClient, topic: string, payload: string, qos: 1 | 2, properties?: object): Promise<number> {
   try {
-    await client.publishAsync(topic, payload, { qos })
+    await client.publishAsync(topic, payload, { qos, ...(properties === undefined ? {} : { properties }) })
     return 0
   } catch (err) {
     return (err as { code?: number }).code ?? -1
@@ -227,4 +229,65 @@ t.test('enhanced authentication: the JWT method at CONNECT, and re-authenticatio
   client.on('error', () => {}) // MQTT.js reports the DISCONNECT's code as an error too
   sendAuth(client, 0x19, 'JWT', 'not a token')
   t.equal(await disconnected, 0x87, 'a refused re-authentication: DISCONNECT 0x87')
+})
+
+/** A raw MQTT 5 client over TCP that acknowledges nothing by itself. */
+async function rawV5 (t: Teardown, broker: BrokerHandle, connect: object): Promise<{ packets: mqttPacket.Packet[], send: (packet: object) => void }> {
+  const socket = netConnect(broker.addresses.mqtt.port, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  const parser = mqttPacket.parser({ protocolVersion: 5 })
+  const packets: mqttPacket.Packet[] = []
+  parser.on('packet', (packet: mqttPacket.Packet) => packets.push(packet))
+  socket.on('data', (chunk: Buffer) => parser.parse(chunk))
+  const send = (packet: object): void => { socket.write(mqttPacket.generate(packet as mqttPacket.Packet, { protocolVersion: 5 })) }
+  send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 0, clientId: `raw-${Math.random().toString(36).slice(2)}`, username: '', password: Buffer.from(token('watcher')), ...connect })
+  await waitFor(() => packets.some((p) => p.cmd === 'connack'), 'the CONNACK')
+  return { packets, send }
+}
+
+t.test('what a v5 client says it can take: Maximum Packet Size, Receive Maximum, topic aliases, payload format', async (t) => {
+  const [broker] = await startNodes(t, 1) as [BrokerHandle]
+  const publisher = await connectClient(t, broker, 'tcp', v5('pat'))
+
+  // [MQTT-3.1.2-25] a message larger than the client's Maximum Packet Size is not sent to it
+  const small = await connectClient(t, broker, 'tcp', v5('sam', { properties: { maximumPacketSize: 256 } }))
+  const smallGot = collect(small)
+  await small.subscribeAsync('chat/size', { qos: 1 })
+  await publisher.publishAsync('chat/size', 'x'.repeat(1000), { qos: 1 })
+  await publisher.publishAsync('chat/size', 'fits', { qos: 1 })
+  await waitFor(() => smallGot.length === 1, 'the message that fits')
+  await sleep(200)
+  t.same(smallGot.map((m) => m.payload), ['fits'], 'only the message that fits')
+
+  // [MQTT-3.3.4-9] no more unacknowledged QoS 1 messages than its Receive Maximum
+  const raw = await rawV5(t, broker, { properties: { receiveMaximum: 2 } })
+  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'chat/window', qos: 1 }] })
+  await waitFor(() => raw.packets.some((p) => p.cmd === 'suback'), 'the SUBACK')
+  for (let i = 0; i < 5; i++) await publisher.publishAsync('chat/window', `w${i}`, { qos: 1 })
+  const publishes = (): mqttPacket.IPublishPacket[] => raw.packets.filter((p): p is mqttPacket.IPublishPacket => p.cmd === 'publish')
+  await waitFor(() => publishes().length === 2, 'two messages')
+  await sleep(300)
+  t.equal(publishes().length, 2, 'two in flight, the rest wait')
+  raw.send({ cmd: 'puback', messageId: publishes()[0]?.messageId, reasonCode: 0 })
+  await waitFor(() => publishes().length === 3, 'a third once one is acknowledged')
+  for (const p of publishes()) raw.send({ cmd: 'puback', messageId: p.messageId, reasonCode: 0 })
+  await waitFor(() => publishes().length === 5, 'all five, in order')
+  t.same(publishes().map((p) => p.payload.toString()), ['w0', 'w1', 'w2', 'w3', 'w4'], 'every message, in order')
+
+  // a payload announced as UTF-8 that is not: PUBACK 0x99
+  t.equal(await publishCode(await connectClient(t, broker, 'tcp', v5('pat')), 'chat/pfi', Buffer.from([0xff, 0xfe]) as unknown as string, 1, { payloadFormatIndicator: true }), 0x99, 'PUBACK 0x99 Payload format invalid')
+})
+
+t.test('outbound topic aliases, when configured: the topic once, then its alias', async (t) => {
+  const broker = await startBroker(t, { ...config, limits: { outboundTopicAliases: 4 } })
+  const sub = await connectClient(t, broker, 'tcp', v5('sam', { properties: { topicAliasMaximum: 8 } }))
+  const wire: mqttPacket.IPublishPacket[] = []
+  sub.on('packetreceive', (packet) => { if (packet.cmd === 'publish') wire.push(packet as mqttPacket.IPublishPacket) })
+  const got = collect(sub)
+  await sub.subscribeAsync('chat/#', { qos: 1 })
+  const publisher = await connectClient(t, broker, 'tcp', v5('pat'))
+  for (const n of [1, 2, 3]) await publisher.publishAsync('chat/room/with/a/long/topic', `m${n}`, { qos: n === 2 ? 0 : 1 })
+  await waitFor(() => got.length === 3, 'three messages')
+  t.same(wire.map((p) => [p.topic, p.properties?.topicAlias]), [['chat/room/with/a/long/topic', 1], ['', 1], ['', 1]], 'topic and alias 1, then the alias alone [MQTT-3.3.2-9]')
+  t.same(got.map((m) => m.topic), Array(3).fill('chat/room/with/a/long/topic'), 'the client reads the topic back')
 })

@@ -2,6 +2,7 @@
 // each refusal the way MQTT 3.1.1 says: a CONNACK code, a SUBACK 0x80, a dropped message
 // or a closed connection; MQTT 5 clients get the reason code (reason-codes.ts), and a refused
 // PUBLISH of theirs is answered with it while the connection stays up. Per-client state lives in the client registry (client-registry.ts).
+import { isUtf8 } from 'node:buffer'
 import type { AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, publishLimitViolation, type AclConfig, type RoleLimits } from '../acl/authorize.js'
@@ -179,6 +180,9 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       const size = packet.payload.length
       const overLimit = publishLimitViolation(state.grants.limits, packet.qos, size)
       if (overLimit !== null) return deny(parts.onLimitExceeded, overLimit.cause, overLimit.reason)
+      // a payload announced as UTF-8 that is not: PUBACK 0x99 Payload format invalid (MQTT 5
+      // section 3.3.2.3.2); the indicator itself goes to the subscribers unaltered
+      if (client.version === 5 && isUtf8Announced(packet) && typeof packet.payload !== 'string' && !isUtf8(packet.payload)) return deny(parts.onPublishDenied, 'payload_format', 'the Payload Format Indicator says UTF-8 and the payload is not')
       const overRate = parts.publishRates.take(state.publishRate, 1, size)
       if (overRate !== null) return deny(parts.onLimitExceeded, 'rate_limit', overRate)
       metrics.messageIn(packet.qos as QosLabel, size)
@@ -264,6 +268,12 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
   }
 
   return { hooks, acceptPublish, reauthenticate }
+}
+
+/** Whether a PUBLISH's Payload Format Indicator says its payload is UTF-8 (mqtt-packet reads the byte as a boolean). */
+function isUtf8Announced (packet: PublishPacket): boolean {
+  const indicator: unknown = packet.properties?.payloadFormatIndicator
+  return indicator === true || indicator === 1
 }
 
 /** Calls `done` once a retained packet met the retained caps, in the client's publish order. */

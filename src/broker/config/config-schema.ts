@@ -91,6 +91,7 @@ export const configSchema = z.object({
     keepaliveLimitS: nonNegativeInt('seconds (integer >= 0, 0 = any)').max(65535, 'expected at most 65535'),
     maxInflightInbound: nonNegativeInt('a count (integer >= 0, 0 = unlimited)'),
     topicAliasMaximum: nonNegativeInt('a count of aliases (integer 0-65535, 0 = none)').max(65535, 'expected a count of aliases (integer 0-65535, 0 = none)'),
+    outboundTopicAliases: nonNegativeInt('a count of aliases (integer 0-65535, 0 = none)').max(65535, 'expected a count of aliases (integer 0-65535, 0 = none)'),
     maxConnectionsPerUser: nonNegativeInt('a count (integer >= 0, 0 = unlimited)'),
     maxConnectRatePerUser: nonNegativeInt('connections per second (integer >= 0, 0 = unlimited)'),
     maxRetainedMessages: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),

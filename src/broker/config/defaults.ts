@@ -72,6 +72,10 @@ export const defaultOptions = {
     // MQTT 5: topic aliases a client may set on its PUBLISHes (Topic Alias Maximum in CONNACK);
     // each is a topic name the broker keeps for the connection. Mosquitto allows 10; 0 = none.
     topicAliasMaximum: 16,
+    // MQTT 5: topic aliases the broker sets on its PUBLISHes to a client that accepts them (up
+    // to the client's Topic Alias Maximum), saving a mobile client the topic on every message
+    // after the first. Off by default: 0 = none.
+    outboundTopicAliases: 0,
     // Per authenticated user, for users whose roles set no `maxConnections`/`maxConnectRate`:
     // concurrent connections (cluster-wide with Redis) and new connections per second (per
     // node, one second of burst). More get CONNACK 5. Anonymous clients are not counted.

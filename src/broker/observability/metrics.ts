@@ -17,7 +17,7 @@ export type DisconnectReason = 'client' | 'keepalive_timeout' | 'slow_consumer' 
 // session's stored messages at sessions.maxQueuedMessages; slow_consumer: a QoS 0 message to a
 // client over limits.maxClientOutputBytes, a client cut off as a slow consumer, an SSE reader
 // behind.
-export type DropReason = 'acl' | 'rate_limit' | 'size' | 'qos_limit' | 'slow_consumer' | 'queue_limit' | 'queue_full' | 'cluster_backpressure'
+export type DropReason = 'acl' | 'rate_limit' | 'size' | 'qos_limit' | 'payload_format' | 'too_large_for_client' | 'slow_consumer' | 'queue_limit' | 'queue_full' | 'cluster_backpressure'
 
 export type AclAction = 'publish' | 'subscribe' | 'forward'
 

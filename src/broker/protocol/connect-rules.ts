@@ -5,6 +5,7 @@
 import { topicNameViolation } from '../../acl/topic-grammar.js'
 
 export interface ConnectFields {
+  protocolVersion?: number
   keepalive?: number
   will?: { topic: string } | null
 }
@@ -22,9 +23,10 @@ export function connectViolation (packet: ConnectFields, limits: ConnectLimits):
     if (violation !== null) return `Will Topic: ${violation}`
   }
   // MQTT 3.1.1 has no CONNACK code for a keep alive the server does not accept (Aedes would
-  // send the reserved 0x06): close without CONNACK [MQTT-3.2.2-6]
+  // send the reserved 0x06): close without CONNACK [MQTT-3.2.2-6]. An MQTT 5 client is told the
+  // limit as the Server Keep Alive in its CONNACK instead (Aedes) [MQTT-3.2.2-21].
   const keepalive = packet.keepalive ?? 0
-  if (limits.keepaliveLimitS > 0 && (keepalive === 0 || keepalive > limits.keepaliveLimitS)) {
+  if (packet.protocolVersion !== 5 && limits.keepaliveLimitS > 0 && (keepalive === 0 || keepalive > limits.keepaliveLimitS)) {
     return `keep alive ${keepalive} s is not within the limit of ${limits.keepaliveLimitS} s [MQTT-3.2.2-6]`
   }
   return null

@@ -16,6 +16,7 @@ export const ReasonCode = {
   administrativeAction: 0x98,
   qosNotSupported: 0x9B,
   connectionRateExceeded: 0x9F,
+  payloadFormatInvalid: 0x99,
   maximumConnectTime: 0xA0
 } as const
 
@@ -27,6 +28,7 @@ export const ReasonCode = {
 export function publishRefusal (cause: DropReason): { ack: number } | { disconnect: number } {
   switch (cause) {
     case 'rate_limit': return { ack: ReasonCode.quotaExceeded }
+    case 'payload_format': return { ack: ReasonCode.payloadFormatInvalid }
     case 'size': return { disconnect: ReasonCode.packetTooLarge }
     case 'qos_limit': return { disconnect: ReasonCode.qosNotSupported }
     default: return { ack: ReasonCode.notAuthorized }
