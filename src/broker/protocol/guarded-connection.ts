@@ -184,6 +184,7 @@ function answerThenClose (connection: Duplex, transport: Duplex, packet: Buffer,
   connection.write = discardWrite
 }
 
+/** The write() of an answered connection: what Aedes still writes is dropped, its callback called. */
 function discardWrite (_chunk: unknown, encodingOrCallback?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
   const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback
   if (done !== undefined) setImmediate(done, null)
