@@ -1,12 +1,15 @@
 // Which conformance test covers which normative statement of MQTT 3.1.1: the statements come
 // from statements.json, the tests from the titles in test/conformance/*.test.ts (a test covers
-// every [MQTT-x.y.z-n] its title names). Used by the coverage check (statements.test.ts) and
-// by scripts/conformance-table.ts, which writes docs/conformance.md.
+// every [MQTT-x.y.z-n] its title names). MQTT 5.0 the same way, from v5/statements.json and
+// the titles in v5/*.test.ts. Used by the coverage check (statements.test.ts) and by
+// scripts/conformance-table.ts, which writes docs/conformance.md.
 import { readFileSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 
 export const conformanceDir = fileURLToPath(new URL('.', import.meta.url))
+/** The MQTT 5.0 statements and tests. */
+export const conformanceDir5 = join(conformanceDir, 'v5')
 
 export interface Statement {
   id: string
@@ -36,8 +39,8 @@ export interface Row {
 const idPattern = /\[(MQTT-\d+\.\d+\.\d+-\d+)\]/g
 const titlePattern = /t\.test\(\s*'((?:\\.|[^'\\])*)'/g
 
-export function loadStatements (): StatementsFile {
-  return JSON.parse(readFileSync(join(conformanceDir, 'statements.json'), 'utf8')) as StatementsFile
+export function loadStatements (dir = conformanceDir): StatementsFile {
+  return JSON.parse(readFileSync(join(dir, 'statements.json'), 'utf8')) as StatementsFile
 }
 
 /** The titles of the tests in test/conformance/*.test.ts, with the statement ids they name. */
@@ -101,4 +104,47 @@ export function renderTable (file = loadStatements(), tests = collectTests()): s
   }
   lines.push('')
   return lines.join('\n')
+}
+
+/** The MQTT 5.0 section of docs/conformance.md: the statements of v5/statements.json and their tests. */
+export function renderTable5 (file = loadStatements(conformanceDir5), tests = collectTests(conformanceDir5)): string {
+  const rows = coverage(file.statements, tests)
+  const tested = rows.filter((r) => r.tests.length > 0)
+  const testCell = (test: TestTitle): string => `\`v5/${test.file}\`: ${cell(test.title)}`
+  const lines = [
+    '## MQTT 5.0: the rules of the frame guard',
+    '',
+    `The normative statements of MQTT 5.0 (${file.source}) that the frame guard`,
+    'enforces so far, and their tests: at byte level on `PacketFrameGuard` (`v5/guard.test.ts`: packets from',
+    'mqtt-packet, or made by hand, each fed whole and cut anywhere in two) and over TCP on a guarded connection',
+    'without Aedes (`v5/guarded-connection.test.ts`). A v5 CONNECT that breaks a rule is refused with a v5',
+    'CONNACK carrying its reason code (0x81 Malformed Packet, 0x82 Protocol Error); a later packet that breaks',
+    'one gets a DISCONNECT carrying it (0x95 for a packet over `limits.maxPacketSize`) once Aedes has sent its',
+    'CONNACK, then the connection closes. An AUTH packet never reaches Aedes: the connection emits it',
+    '(`authPacketEvent` of `guarded-connection.ts`). End-to-end tests, single node and cluster node, and the',
+    'statements that need Aedes 2 come with the switch to it (issue #18).',
+    '',
+    `${file.statements.length} statements, ${tested.length} tested.`,
+    '',
+    '| Statement | Side | Requirement (abridged) | Tested by, or why it does not apply |',
+    '|---|---|---|---|'
+  ]
+  for (const { statement, tests: covering } of rows) {
+    const how = covering.length > 0
+      ? covering.map(testCell).join('<br>')
+      : statement.na !== undefined ? `not applicable: ${cell(statement.na)}` : '**not covered**'
+    lines.push(`| ${statement.id} | ${statement.side} | ${cell(statement.text)} | ${how} |`)
+  }
+  const others = tests.filter((test) => test.ids.length === 0)
+  if (others.length > 0) {
+    lines.push('', 'Tests of rules MQTT 5.0 states without a statement number:', '')
+    for (const test of others) lines.push(`- ${testCell(test)}`)
+  }
+  lines.push('')
+  return lines.join('\n')
+}
+
+/** docs/conformance.md: the MQTT 3.1.1 table, then the MQTT 5.0 section. */
+export function renderDocument (file = loadStatements(), tests = collectTests(), file5 = loadStatements(conformanceDir5), tests5 = collectTests(conformanceDir5)): string {
+  return `${renderTable(file, tests)}\n${renderTable5(file5, tests5)}`
 }

@@ -37,18 +37,23 @@ export function mqttString (value: string | Buffer): Buffer {
   return Buffer.concat([length, bytes])
 }
 
-/** A packet from its first byte and its body, with the remaining length encoded. */
-export function rawPacket (firstByte: number, ...body: Array<Buffer | number[]>): Buffer {
-  const payload = Buffer.concat(body.map((b) => Buffer.isBuffer(b) ? b : Buffer.from(b)))
-  const length: number[] = []
-  let n = payload.length
+/** The bytes of a variable-length integer: a remaining length, or an MQTT 5 Variable Byte Integer. */
+export function varInt (value: number): number[] {
+  const bytes: number[] = []
+  let n = value
   do {
     let byte = n % 128
     n = Math.floor(n / 128)
     if (n > 0) byte |= 0x80
-    length.push(byte)
+    bytes.push(byte)
   } while (n > 0)
-  return Buffer.concat([Buffer.from([firstByte, ...length]), payload])
+  return bytes
+}
+
+/** A packet from its first byte and its body, with the remaining length encoded. */
+export function rawPacket (firstByte: number, ...body: Array<Buffer | number[]>): Buffer {
+  const payload = Buffer.concat(body.map((b) => Buffer.isBuffer(b) ? b : Buffer.from(b)))
+  return Buffer.concat([Buffer.from([firstByte, ...varInt(payload.length)]), payload])
 }
 
 /** A hand-made CONNECT: protocol name/level, flags and payload fields given as they are. */

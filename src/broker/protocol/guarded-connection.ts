@@ -184,6 +184,7 @@ function answerThenClose (connection: Duplex, transport: Duplex, packet: Buffer,
   connection.write = discardWrite
 }
 
+/** The write() of an answered connection: what Aedes still writes is dropped, its callback called. */
 function discardWrite (_chunk: unknown, encodingOrCallback?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
   const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback
   if (done !== undefined) setImmediate(done, null)
@@ -231,9 +232,9 @@ function enforce (verdict: GuardVerdict, chunk: Buffer, input: GuardedInput, con
   } else if (verdict.action === 'disconnect') {
     const error = new ProtocolViolation(`DISCONNECT ${hex(verdict.reasonCode)}: ${verdict.reason}`)
     // No DISCONNECT before Aedes' CONNACK, the first packet it writes [MQTT-3.14.0-1]: until
-    // then, a broken rule closes the connection without an answer
+    // then (or once Aedes has ended its output), a broken rule closes the connection without an answer
     if (connection.destroyed) return false
-    if (wroteAnything(connection)) answerThenClose(connection, transport, Buffer.from([0xe0, 0x02, verdict.reasonCode, 0x00]), error)
+    if (wroteAnything(connection) && !connection.writableEnded) answerThenClose(connection, transport, Buffer.from([0xe0, 0x02, verdict.reasonCode, 0x00]), error)
     else connection.destroy(error)
   }
   return false

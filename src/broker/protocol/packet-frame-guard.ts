@@ -18,7 +18,7 @@ import { multiLevelWildcardByte, nulByte, singleLevelWildcardByte, topicFilterVi
 
 const enum State { PacketType, RemainingLength, Body }
 
-// Control packet types (MQTT 3.1.1 table 2.1)
+// Control packet types (table 2.1 of MQTT 3.1.1 and 5.0)
 const CONNECT = 1
 const PUBLISH = 3
 const PUBACK = 4
@@ -38,7 +38,6 @@ const serverOnlyPackets = new Set([2 /* CONNACK */, 9 /* SUBACK */, 11 /* UNSUBA
 export const ReasonCode = {
   malformedPacket: 0x81,
   protocolError: 0x82,
-  clientIdentifierNotValid: 0x85,
   badAuthenticationMethod: 0x8c,
   packetTooLarge: 0x95
 } as const
@@ -198,7 +197,8 @@ export class PacketFrameGuard {
           if (this.remaining === 0 && this.collected >= this.target) {
             this.state = State.PacketType
             if (this.parts.length > 0) {
-              // an AUTH's body is always gathered, so this costs a PUBLISH read in place nothing
+              // an AUTH's body is always gathered into parts; a PUBLISH read in place has none,
+              // so the check costs it nothing
               if (this.intercepting) return this.intercepted(i)
               this.parts = []
             }

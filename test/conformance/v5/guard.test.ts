@@ -6,7 +6,7 @@
 import t from 'tap'
 import mqttPacket, { type Packet } from 'mqtt-packet'
 import { PacketFrameGuard, type GuardVerdict } from '../../../src/broker/protocol/packet-frame-guard.js'
-import { mqttString, rawPacket } from '../raw-client.js'
+import { mqttString, rawPacket, varInt } from '../raw-client.js'
 import type { Tap } from '../targets.js'
 
 const malformedPacket = 0x81
@@ -19,17 +19,6 @@ const v5 = (packet: Packet): Buffer => mqttPacket.generate(packet, { protocolVer
 const connect5 = (options: Record<string, unknown> = {}): Buffer => v5({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 0, clientId: 'guard5', ...options } as Packet)
 const connected = connect5()
 const connectedWithAuth = connect5({ properties: { authenticationMethod: 'JWT', authenticationData: Buffer.from('token') } })
-
-/** A Variable Byte Integer (MQTT 5.0 1.5.5). */
-function varInt (value: number): number[] {
-  const bytes: number[] = []
-  do {
-    const digit = value % 128
-    value = Math.floor(value / 128)
-    bytes.push(value > 0 ? digit | 0x80 : digit)
-  } while (value > 0)
-  return bytes
-}
 
 /** A property block by hand: the property length, then the given property bytes. */
 function properties (...entries: Array<number[] | Buffer>): Buffer {
