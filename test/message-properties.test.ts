@@ -94,6 +94,12 @@ t.test('HTTP publish: MQTT 5 properties reach subscribers as published; SSE show
   await waitFor(() => sse.length === 3, 'the message after the expired one')
   t.same(sse.map((e) => e.topic), ['req/1', 'req/plain', 'req/after'], 'the expired message was not sent')
   t.match(sse[2], { properties: { messageExpiryInterval: 5 } })
+
+  // a retained message keeps its properties for a stream that subscribes later
+  await post(broker, { topic: 'req/kept', payload: 3, retain: true, contentType: 'text/plain', correlationData: correlationData.toString('base64') })
+  const late = await sseMessages(t, broker, 'req/kept')
+  await waitFor(() => late.length === 1, 'the retained message')
+  t.match(late[0], { topic: 'req/kept', retain: true, properties: { contentType: 'text/plain', correlationData: correlationData.toString('base64') } })
 })
 
 t.test('HTTP publish validates every property, naming the field', async (t) => {
@@ -166,4 +172,10 @@ t.test('two nodes on Redis: properties published on A reach subscribers on B; ex
   await waitFor(() => got.some((p) => p.topic === 'req/after') && sse.some((e) => e.topic === 'req/after'), 'the message after the expired one')
   t.notOk(got.some((p) => p.topic === 'req/stale'), 'the expired message did not reach node B')
   t.same(sse.slice(sseBefore).map((e) => e.topic), ['req/1', 'req/after'])
+
+  // retained through node A (stored in Redis), read by a stream on node B that subscribes later
+  await post(a, { topic: 'req/kept', payload: 3, retain: true, contentType: 'text/plain', correlationData: correlationData.toString('base64'), userProperties: { k: ['1', '2'] } })
+  const late = await sseMessages(t, b, 'req/kept')
+  await waitFor(() => late.length === 1, 'the retained message on node B')
+  t.match(late[0], { topic: 'req/kept', retain: true, properties: { contentType: 'text/plain', correlationData: correlationData.toString('base64'), userProperties: { k: ['1', '2'] } } })
 })
