@@ -5,6 +5,7 @@ import type { MqttClient } from 'mqtt'
 import t from 'tap'
 import { closeClient, collect, connectClient, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
+import { events } from './helpers/sse.js'
 import type { BrokerHandle } from '../src/server.js'
 import { startRedis } from './helpers/redis.js'
 
@@ -191,32 +192,6 @@ t.test('HTTP publish: accepted, authorized by the ACL, clear errors', async (t) 
   await sleep(100)
   t.notOk(tcpGot.some((m) => m.topic === 'chat/ok'), 'nothing of a refused batch was published')
 })
-
-/** Reads Server-Sent Events from a fetch response. */
-async function * events (res: Response): AsyncGenerator<{ id?: string, event?: string, data?: string, comment?: string }> {
-  const reader = (res.body as ReadableStream<Uint8Array>).getReader()
-  const decoder = new TextDecoder()
-  let buffer = ''
-  for (;;) {
-    const { value, done } = await reader.read()
-    if (done) return
-    buffer += decoder.decode(value, { stream: true })
-    let end: number
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end)
-      buffer = buffer.slice(end + 2)
-      const event: { id?: string, event?: string, data?: string, comment?: string } = {}
-      for (const line of block.split('\n')) {
-        if (line.startsWith(': ')) event.comment = line.slice(2)
-        else {
-          const [field, ...rest] = line.split(': ')
-          if (field === 'id' || field === 'event' || field === 'data') event[field] = rest.join(': ')
-        }
-      }
-      yield event
-    }
-  }
-}
 
 t.test('SSE streams retained then live messages the ACL allows, with ids and heartbeats', async (t) => {
   const broker = await startBroker(t, config)

@@ -1,6 +1,9 @@
 // POST /api/v1/publish: publish from a backend that speaks HTTP, authorized by the same JWT
 // and ACL as MQTT. Answers once the broker accepted the messages for delivery (for QoS 1/2:
 // stored for every persistent subscriber). A batch is validated whole before any is sent.
+// MQTT 5 message properties are accepted under MQTT.js's names and reach v5 subscribers on
+// every node; only the publish topic is authorized, not the response topic.
+import { isUtf8 } from 'node:buffer'
 import type { Aedes, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, publishLimitViolation, type AclConfig } from '../acl/authorize.js'
@@ -8,6 +11,7 @@ import type { PublishRateLimiter } from '../acl/rate-limit.js'
 import { isValidTopicName } from '../acl/topic-grammar.js'
 import type { Limits } from '../broker/protocol/limits.js'
 import { topicViolation } from '../broker/protocol/limits.js'
+import type { MessageProperties, UserProperties } from '../broker/protocol/message-properties.js'
 import type { RetainedCaps } from '../broker/storage/retained-quota.js'
 import type { Logger } from '../broker/observability/logger.js'
 import type { BrokerMetrics, DropReason, QosLabel } from '../broker/observability/metrics.js'
@@ -38,7 +42,18 @@ interface MessageInput {
   payloadBase64?: unknown
   qos?: unknown
   retain?: unknown
+  payloadFormatIndicator?: unknown
+  messageExpiryInterval?: unknown
+  contentType?: unknown
+  responseTopic?: unknown
+  correlationData?: unknown
+  userProperties?: unknown
 }
+
+// an MQTT UTF-8 string or binary data has a two-byte length
+const maxMqttStringBytes = 65_535
+// a Four Byte Integer
+const maxExpiryInterval = 2 ** 32 - 1
 
 class BadMessage extends Error {
   constructor (readonly status: 400 | 403, message: string) {
@@ -58,8 +73,7 @@ function toPacket (input: MessageInput, where: string, limits: Limits): PublishP
   if (typeof input !== 'object' || input === null) throw new BadMessage(400, `${where}: expected an object`)
   const { topic, payload, payloadBase64, qos = 0, retain = false } = input
   if (typeof topic !== 'string' || topic === '') throw new BadMessage(400, `${where}.topic: expected a non-empty string`)
-  // A lone surrogate has no UTF-8 form: MQTT would refuse these bytes [MQTT-1.5.3-1]
-  if (/\p{Surrogate}/u.test(topic)) throw new BadMessage(400, `${where}.topic: not valid UTF-8 (a lone surrogate)`)
+  mqttString(topic, `${where}.topic`)
   if (!isValidTopicName(topic)) throw new BadMessage(400, `${where}.topic: a topic name has no wildcards (+, #) and no NUL`)
   const violation = topicViolation(topic, limits)
   if (violation !== null) throw new BadMessage(400, `${where}.topic: ${violation}`)
@@ -69,12 +83,105 @@ function toPacket (input: MessageInput, where: string, limits: Limits): PublishP
   if (payload !== undefined && payloadBase64 !== undefined) throw new BadMessage(400, `${where}: give payload (JSON) or payloadBase64 (bytes), not both`)
   let bytes: Buffer
   if (payloadBase64 !== undefined) {
-    if (typeof payloadBase64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(payloadBase64)) throw new BadMessage(400, `${where}.payloadBase64: expected base64`)
-    bytes = Buffer.from(payloadBase64, 'base64')
+    bytes = fromBase64(payloadBase64, `${where}.payloadBase64`)
   } else {
     bytes = payload === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(payload))
   }
-  return { cmd: 'publish', topic, payload: bytes, qos, retain, dup: false }
+  const properties = toProperties(input, where, bytes)
+  const packet: PublishPacket = { cmd: 'publish', topic, payload: bytes, qos, retain, dup: false }
+  if (properties === null) return packet
+  const size = publishPacketSize(topic, qos, properties, bytes.length)
+  if (size > limits.maxPacketSize) throw new BadMessage(400, `${where}: the message with its properties is a PUBLISH of ${size} bytes, over limits.maxPacketSize (${limits.maxPacketSize})`)
+  packet.properties = properties
+  return packet
+}
+
+/** The MQTT 5 properties of one message, each validated, under MQTT.js's names; null if none. */
+function toProperties (input: MessageInput, where: string, payload: Buffer): MessageProperties | null {
+  const { payloadFormatIndicator, messageExpiryInterval, contentType, responseTopic, correlationData, userProperties } = input
+  if (payloadFormatIndicator === undefined && messageExpiryInterval === undefined && contentType === undefined &&
+    responseTopic === undefined && correlationData === undefined && userProperties === undefined) return null
+  const properties: MessageProperties = {}
+  if (payloadFormatIndicator !== undefined) {
+    if (typeof payloadFormatIndicator !== 'boolean') throw new BadMessage(400, `${where}.payloadFormatIndicator: expected true (the payload is UTF-8) or false`)
+    // a receiver may check the payload against it (0x99 over MQTT)
+    if (payloadFormatIndicator && !isUtf8(payload)) throw new BadMessage(400, `${where}.payloadFormatIndicator: true, but the payload is not valid UTF-8`)
+    properties.payloadFormatIndicator = payloadFormatIndicator
+  }
+  if (messageExpiryInterval !== undefined) {
+    if (!Number.isInteger(messageExpiryInterval) || (messageExpiryInterval as number) < 1 || (messageExpiryInterval as number) > maxExpiryInterval) {
+      throw new BadMessage(400, `${where}.messageExpiryInterval: expected whole seconds from 1 to ${maxExpiryInterval}`)
+    }
+    properties.messageExpiryInterval = messageExpiryInterval as number
+  }
+  if (contentType !== undefined) properties.contentType = mqttString(contentType, `${where}.contentType`)
+  if (responseTopic !== undefined) {
+    const topic = mqttString(responseTopic, `${where}.responseTopic`)
+    if (!isValidTopicName(topic)) throw new BadMessage(400, `${where}.responseTopic: expected a topic name: not empty, no wildcards (+, #) [MQTT-3.3.2-14]`)
+    properties.responseTopic = topic
+  }
+  if (correlationData !== undefined) {
+    const data = fromBase64(correlationData, `${where}.correlationData`)
+    if (data.length > maxMqttStringBytes) throw new BadMessage(400, `${where}.correlationData: over ${maxMqttStringBytes} bytes`)
+    properties.correlationData = data
+  }
+  if (userProperties !== undefined) properties.userProperties = toUserProperties(userProperties, `${where}.userProperties`)
+  return properties
+}
+
+/** `{ "key": "value", "repeated": ["v1", "v2"] }`: as MQTT.js takes them, pairs in this order. */
+function toUserProperties (value: unknown, field: string): UserProperties {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new BadMessage(400, `${field}: expected an object of strings or arrays of strings`)
+  const userProperties: UserProperties = {}
+  for (const [key, values] of Object.entries(value)) {
+    mqttString(key, `${field} key ${JSON.stringify(key)}`)
+    const where = `${field}[${JSON.stringify(key)}]`
+    let checked: string | string[]
+    if (Array.isArray(values)) {
+      if (values.length === 0) throw new BadMessage(400, `${where}: expected a string or a non-empty array of strings`)
+      checked = values.map((item, i) => mqttString(item, `${where}[${i}]`))
+    } else {
+      checked = mqttString(values, where)
+    }
+    // an own property whatever the key: `__proto__` would otherwise set the prototype
+    Object.defineProperty(userProperties, key, { value: checked, enumerable: true, writable: true, configurable: true })
+  }
+  return userProperties
+}
+
+/** `value` if it is a string MQTT can carry: UTF-8 [MQTT-1.5.4-1], no U+0000 [MQTT-1.5.4-2], at most 65,535 bytes. */
+function mqttString (value: unknown, field: string): string {
+  if (typeof value !== 'string') throw new BadMessage(400, `${field}: expected a string`)
+  // A lone surrogate has no UTF-8 form: MQTT would refuse these bytes
+  if (/\p{Surrogate}/u.test(value)) throw new BadMessage(400, `${field}: not valid UTF-8 (a lone surrogate) [MQTT-1.5.4-1]`)
+  if (value.includes('\u0000')) throw new BadMessage(400, `${field}: U+0000 is not allowed [MQTT-1.5.4-2]`)
+  if (Buffer.byteLength(value) > maxMqttStringBytes) throw new BadMessage(400, `${field}: over ${maxMqttStringBytes} bytes of UTF-8`)
+  return value
+}
+
+function fromBase64 (value: unknown, field: string): Buffer {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) throw new BadMessage(400, `${field}: expected base64`)
+  return Buffer.from(value, 'base64')
+}
+
+/** The bytes of the MQTT 5 PUBLISH that carries the message: what limits.maxPacketSize bounds. */
+function publishPacketSize (topic: string, qos: number, properties: MessageProperties, payloadBytes: number): number {
+  // each property: a one-byte identifier, then its value
+  let propertyBytes = 0
+  if (properties.payloadFormatIndicator !== undefined) propertyBytes += 1 + 1
+  if (properties.messageExpiryInterval !== undefined) propertyBytes += 1 + 4
+  if (properties.contentType !== undefined) propertyBytes += 1 + 2 + Buffer.byteLength(properties.contentType)
+  if (properties.responseTopic !== undefined) propertyBytes += 1 + 2 + Buffer.byteLength(properties.responseTopic)
+  if (properties.correlationData !== undefined) propertyBytes += 1 + 2 + properties.correlationData.length
+  for (const [key, values] of Object.entries(properties.userProperties ?? {})) {
+    for (const value of Array.isArray(values) ? values : [values]) propertyBytes += 1 + 2 + Buffer.byteLength(key) + 2 + Buffer.byteLength(value)
+  }
+  const remaining = 2 + Buffer.byteLength(topic) + (qos > 0 ? 2 : 0) + variableByteIntegerSize(propertyBytes) + propertyBytes + payloadBytes
+  return 1 + variableByteIntegerSize(remaining) + remaining
+}
+
+function variableByteIntegerSize (value: number): number {
+  return value < 128 ? 1 : value < 16_384 ? 2 : value < 2_097_152 ? 3 : 4
 }
 
 export function addHttpPublishRoute (routes: Routes, parts: HttpPublishParts): void {

@@ -1,13 +1,15 @@
 // GET /api/v1/events?topic=<filter>&topic=<filter>: Server-Sent Events for clients that cannot
 // open a WebSocket. Retained messages first, then live ones, each checked against the ACL;
 // heartbeats keep proxies from closing an idle stream; a reader that falls behind is
-// disconnected rather than buffered without bound.
+// disconnected rather than buffered without bound. A message's MQTT 5 properties come with it;
+// an expired one is not sent.
 import type { ServerResponse } from 'node:http'
 import type { Aedes, AedesPublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, type AclConfig } from '../acl/authorize.js'
 import { isValidTopicFilter, levelSeparator, levelsMatch } from '../acl/topic-grammar.js'
 import type { Logger } from '../broker/observability/logger.js'
+import { expiryDeadline, remainingExpirySeconds } from '../broker/protocol/message-properties.js'
 import type { BrokerMetrics, SseRefusal } from '../broker/observability/metrics.js'
 import { authenticateRequest } from './bearer.js'
 import { sendJson, type Routes } from './http-server.js'
@@ -44,7 +46,7 @@ type Deliver = (packet: AedesPublishPacket, done: () => void) => void
  * because the stream subscribed [MQTT-3.3.1-8], false for a live one, even if its publisher
  * set retain [MQTT-3.3.1-9].
  */
-function eventData (packet: AedesPublishPacket, retain: boolean): string {
+function eventData (packet: AedesPublishPacket, retain: boolean, properties: EventProperties | undefined): string {
   const text = packet.payload.toString('utf8')
   // Valid UTF-8 travels as text; anything else as base64.
   const utf8 = Buffer.byteLength(text) === packet.payload.length && !text.includes('\uFFFD')
@@ -53,8 +55,41 @@ function eventData (packet: AedesPublishPacket, retain: boolean): string {
     payload: utf8 ? text : packet.payload.toString('base64'),
     encoding: utf8 ? 'utf8' : 'base64',
     qos: packet.qos,
-    retain
+    retain,
+    properties
   })
+}
+
+/** A message's MQTT 5 properties as an event shows them, under HTTP publish's names. */
+interface EventProperties {
+  payloadFormatIndicator?: boolean
+  messageExpiryInterval?: number
+  contentType?: string
+  responseTopic?: string
+  /** base64 */
+  correlationData?: string
+  userProperties?: Record<string, string | string[]>
+}
+
+/**
+ * The properties of a message for its event: undefined if it has none, null if it expired
+ * [MQTT-3.3.2-5]; the expiry interval less the time the message waited [MQTT-3.3.2-6]. Topic
+ * Alias and Subscription Identifier belong to an MQTT connection and subscription: not shown.
+ */
+function eventProperties (packet: AedesPublishPacket): EventProperties | undefined | null {
+  const { properties } = packet
+  if (properties === undefined) return undefined
+  const now = Date.now()
+  const deadline = expiryDeadline(packet, now)
+  if (deadline !== undefined && deadline <= now) return null
+  const shown: EventProperties = {}
+  if (properties.payloadFormatIndicator !== undefined) shown.payloadFormatIndicator = properties.payloadFormatIndicator
+  if (deadline !== undefined) shown.messageExpiryInterval = remainingExpirySeconds(deadline, now)
+  if (properties.contentType !== undefined) shown.contentType = properties.contentType
+  if (properties.responseTopic !== undefined) shown.responseTopic = properties.responseTopic
+  if (properties.correlationData !== undefined) shown.correlationData = properties.correlationData.toString('base64')
+  if (properties.userProperties !== undefined) shown.userProperties = properties.userProperties
+  return Object.keys(shown).length === 0 ? undefined : shown
 }
 
 export function addSseRoute (routes: Routes, parts: SseParts): void {
@@ -117,11 +152,13 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
       // The emitter's matching lets `#` reach $ topics; MQTT's does not [MQTT-4.7.2-1]
       if (!patterns.some((p) => levelsMatch(p, packet.topic))) return
       if (!grants.canRead(packet.topic)) return
+      const properties = eventProperties(packet)
+      if (properties === null) return
       const key = `${packet.brokerId}:${packet.brokerCounter}`
       if (seen.has(key)) return
       seen.add(key)
       if (seen.size > dedupeWindow) seen.delete(seen.values().next().value as string)
-      stream.send('message', eventData(packet, false))
+      stream.send('message', eventData(packet, false, properties))
     }
     const subscribed = granted.map((filter) => new Promise<void>((resolve) => aedes.subscribe(filter, deliver, resolve)))
     const heartbeat = setInterval(() => stream.comment('ping'), options.heartbeatMs)
@@ -135,7 +172,9 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
     await Promise.all(subscribed)
     for await (const packet of parts.retained(granted)) {
       if (res.destroyed) break
-      if (grants.canRead(packet.topic)) stream.send('message', eventData(packet, true))
+      if (!grants.canRead(packet.topic)) continue
+      const properties = eventProperties(packet)
+      if (properties !== null) stream.send('message', eventData(packet, true, properties))
     }
   })
 }

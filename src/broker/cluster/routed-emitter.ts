@@ -11,6 +11,7 @@
 import mqemitter from 'mqemitter'
 import type { Redis } from 'ioredis'
 import type { Logger } from '../observability/logger.js'
+import { hasExpired, type MessageExpiryFields } from '../protocol/message-properties.js'
 import { batchField, BatchReader, InboxBatch } from './inbox-codec.js'
 import type { NodeRegistry } from './node-registry.js'
 import { RouteTable } from './route-table.js'
@@ -149,8 +150,9 @@ export class RoutedEmitter {
     }
     // the table holds the other nodes' routes only (applyChange skips this node's own)
     const targets = this.routes.nodesFor(message.topic)
-    if (targets.length === 0) {
-      // subscribers on this node only, the common case: nothing to join
+    // subscribers on this node only, the common case: nothing to join. An expired message is
+    // not forwarded [MQTT-3.3.2-5] (a v5 message only: properties are checked first).
+    if (targets.length === 0 || (message.properties !== undefined && hasExpired(message as MessageExpiryFields))) {
       this.local.emit(message, done)
       return
     }
