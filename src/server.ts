@@ -170,7 +170,13 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   storage.registry.on('died', (node) => presence.nodeDied(node))
   aedes.on('client', (client) => expiry.connected(client))
-  aedes.on('clientReady', (client) => {
+  // Counted once its CONNACK is out, not at clientReady: Aedes emits that only after reading the
+  // session's offline queue (a Redis round trip with the Redis persistence), and a client that
+  // disconnected right after its CONNACK was then forgotten as never ready: it was never
+  // counted, and its user never seen online nor offline (no presence state, no lastSeen).
+  aedes.on('connackSent', (connack, client) => {
+    // an MQTT 5 CONNACK carries a reason code, a 3.1.1 one a return code
+    if ((connack.reasonCode ?? connack.returnCode) !== 0) return
     const state = clients.ready(client)
     if (state !== undefined && state.identity.user !== null) presence.connected(state.identity.user)
   })

@@ -21,7 +21,7 @@ export interface ClientState {
   connection: ConnectionInfo
   connectedSince: number
   /**
-   * Whether the connect completed (CONNACK sent, Aedes' clientReady) and was counted: a
+   * Whether the connect completed (CONNACK sent) and was counted: a
    * connection dropped during CONNECT is forgotten without counting a disconnect.
    */
   ready: boolean
@@ -81,7 +81,7 @@ export class ClientRegistry {
     client.disconnect({ reasonCode: disconnectCode(reason, reasonCode) }, () => {})
   }
 
-  /** Marks a client whose connect completed (clientReady) and counts it; its state, once. */
+  /** Marks a client whose connect completed (CONNACK sent) and counts it; its state, once. */
   ready (client: Client): ClientState | undefined {
     const state = this.states.get(client)
     if (state === undefined || state.ready) return undefined
