@@ -28,7 +28,8 @@ import type { Socket } from 'node:net'
 import { Duplex, Readable, Writable } from 'node:stream'
 import type { Client } from 'aedes'
 import { deliveriesOf } from '../aedes-adapter.js'
-import { PacketFrameGuard, ReasonCode, type GuardVerdict } from './packet-frame-guard.js'
+import { PacketFrameGuard, type GuardVerdict } from './packet-frame-guard.js'
+import { ReasonCode } from './reason-codes.js'
 
 // How long a refused client may take to read its CONNACK (or DISCONNECT) before the connection is cut.
 const refusalFlushMs = 2000

@@ -15,6 +15,7 @@
 // the guard hands it to the connection (verdict 'auth').
 import { isUtf8 } from 'node:buffer'
 import { multiLevelWildcardByte, nulByte, singleLevelWildcardByte, topicFilterViolation, topicNameViolation } from '../../acl/topic-grammar.js'
+import { ReasonCode } from './reason-codes.js'
 
 const enum State { PacketType, RemainingLength, Body }
 
@@ -35,13 +36,8 @@ const AUTH = 15 // MQTT 5 only
 const serverOnlyPackets = new Set([2 /* CONNACK */, 9 /* SUBACK */, 11 /* UNSUBACK */, 13 /* PINGRESP */])
 
 /** The MQTT 5 reason codes of the guard's answers (MQTT 5.0 section 2.4, table 2.6). */
-export const ReasonCode = {
-  malformedPacket: 0x81,
-  protocolError: 0x82,
-  badAuthenticationMethod: 0x8c,
-  packetTooLarge: 0x95
-} as const
-export type GuardReasonCode = typeof ReasonCode[keyof typeof ReasonCode]
+/** The codes the guard answers a broken rule with (reason-codes.ts). */
+export type GuardReasonCode = typeof ReasonCode.malformedPacket | typeof ReasonCode.protocolError | typeof ReasonCode.badAuthenticationMethod | typeof ReasonCode.packetTooLarge
 
 /** What the connection must do about a packet that breaks the rules, or that Aedes must not see. */
 export type GuardVerdict =
