@@ -84,8 +84,9 @@ for (const transport of ['tcp', 'ws'] as Transport[]) {
     t.notOk(seen.some((m) => m.topic === 'chat/rate' && m.payload === 'r5'), 'no refused message was delivered')
     // over the client's own limits: a PUBACK cannot say so, a DISCONNECT does
     for (const [qos, payload, code, what] of [[1, 'x'.repeat(100), 0x95, 'over the role\'s payload size: DISCONNECT 0x95 Packet too large'], [2, 'two', 0x9B, 'over the role\'s QoS: DISCONNECT 0x9B QoS not supported [MQTT-3.2.2-11]']] as const) {
-      const over = await connectClient(t, broker, transport, v5('lim'))
+      const { client: over, connack } = await openClient(t, broker, transport, v5('lim'))
       over.on('error', () => {}) // MQTT.js reports the DISCONNECT's code as an error too
+      t.equal(connack.properties?.maximumQoS, 1, 'its CONNACK said Maximum QoS 1 [MQTT-3.2.2-9]')
       const disconnected = new Promise<number>((resolve) => over.once('disconnect', (packet) => resolve(packet.reasonCode ?? -1)))
       over.publish('chat/x', payload, { qos })
       t.equal(await disconnected, code, what)

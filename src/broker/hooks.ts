@@ -118,6 +118,9 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
         return refuse(5, 'will_denied', `will topic ${will.topic} is not authorized`)
       }
       const { limits } = grants
+      // [MQTT-3.2.2-9] a v5 client is told the highest QoS its roles let it publish at (and
+      // gets DISCONNECT 0x9B above it [MQTT-3.2.2-11])
+      if (client.version === 5 && limits.maxQos !== undefined && limits.maxQos < 2) client.connackProperties = { maximumQoS: limits.maxQos }
       clients.admit(client, {
         connection,
         connectedSince: Date.now(),
