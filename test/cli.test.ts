@@ -109,6 +109,8 @@ async function startPiped (t: Teardown, closeStdoutAfterFirstLine = false): Prom
 
 t.test('stdout carries JSON log lines only; the human start-up lines, demo URL included, go to stderr', async (t) => {
   const broker = await startPiped(t)
+  // the line after the listeners': a pipe may hand it over in a chunk of its own
+  await waitFor(() => /Demos at/.test(broker.stderr()), 'the demo line', 5000).catch(() => {})
   t.match(broker.stderr(), /realtime-broker: Demos at http:\/\/127\.0\.0\.1:\d+\//, 'the demo pages are announced')
   const client = connect(`mqtt://127.0.0.1:${broker.mqttPort}`, { reconnectPeriod: 0 })
   await new Promise((resolve) => client.once('connect', resolve))
