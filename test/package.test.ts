@@ -1,8 +1,8 @@
 // The package as a user gets it: `npm pack`, then `npm install <tgz>` in a fresh project, with
 // and without install scripts, then the README's "Embed it" snippet and a patched behaviour
-// (SUBACK grants 1 under a role's maxQos 1 for a QoS 2 subscribe, patches/aedes+2.0.0-beta.1.patch).
+// (SUBACK grants 1 under a role's maxQos 1 for a QoS 2 subscribe, patches/aedes+<version>.patch).
 import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -15,6 +15,9 @@ const run = promisify(execFile)
 // npm pack (with its build) and two installs: about 75 s alone, more beside other test files
 t.setTimeout(300_000)
 const repo = fileURLToPath(new URL('..', import.meta.url))
+// the Aedes the repository pins, whose patch the unpatched install must name
+const aedesVersion = (JSON.parse(readFileSync(join(repo, 'node_modules', 'aedes', 'package.json'), 'utf8')) as { version: string }).version
+const escaped = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 const npmFlags = ['--prefer-offline', '--no-audit', '--no-fund', '--loglevel', 'error']
 
 const embedSnippet = codeBlocks(join(repo, 'README.md')).find((block) => block.heading === 'Embed it')?.code ?? ''
@@ -58,12 +61,12 @@ t.test('the packed tarball installs and runs patched, with and without install s
 
     if (flags.length === 0) continue
     // undo one patch in the installed package: the broker must refuse to start, naming it
-    await run('patch', ['-R', '-p1', '-s', '-i', join(repo, 'patches', 'aedes+2.0.0-beta.1.patch')], { cwd: join(dir, 'node_modules', 'realtime-broker') })
+    await run('patch', ['-R', '-p1', '-s', '-i', join(repo, 'patches', `aedes+${aedesVersion}.patch`)], { cwd: join(dir, 'node_modules', 'realtime-broker') })
     const refused = await run(process.execPath, ['embed.mjs'], { cwd: dir, timeout: 30_000 }).then(() => null, (err: { code: number, stderr: string }) => err)
     t.not(refused, null, 'an unpatched Aedes stops the embedding app')
-    t.match(refused?.stderr, /aedes@1\.2\.0 at .* is not patched: lib\/.* lacks patches\/aedes\+1\.2\.0\.patch/)
+    t.match(refused?.stderr, new RegExp(`aedes@${escaped(aedesVersion)} at .* is not patched: lib/.* lacks patches/aedes\\+${escaped(aedesVersion)}\\.patch`))
     const cli = await run(process.execPath, [join(dir, 'node_modules', '.bin', 'realtime-broker'), 'start', '--mqtt-port', '0', '--http-port', '0'], { cwd: dir, timeout: 30_000 }).then(() => null, (err: { code: number, stderr: string }) => err)
     t.equal(cli?.code, 1, 'the CLI exits 1')
-    t.match(cli?.stderr, /refusing to start on unpatched dependencies:\n {2}aedes@1\.2\.0/)
+    t.match(cli?.stderr, new RegExp(`refusing to start on unpatched dependencies:\n {2}aedes@${escaped(aedesVersion)}`))
   }
 })
