@@ -419,6 +419,17 @@ forEachTarget((t, { target, broker, raw, connected }) => {
     t.equal(message?.payload.toString(), 'v3.1')
   })
 
+  t.test('MQTT 3.1 has no Session Present flag: a client resuming its session gets byte 1 of the CONNACK 0', async (t) => {
+    const clientId = uniqueId('v31s')
+    const first = await raw(t)
+    t.equal((await first.connect({ protocolId: 'MQIsdp', protocolVersion: 3, clientId, clean: false })).returnCode, 0)
+    t.same(await first.subscribe({ [`v31/${clientId}`]: 1 }), [1])
+    await first.disconnect()
+    const again = await raw(t)
+    const connack = await again.connect({ protocolId: 'MQIsdp', protocolVersion: 3, clientId, clean: false })
+    t.equal(connack.sessionPresent, false, 'byte 1 is 0 (3.1.1 would say 1 here [MQTT-3.2.2-2])')
+  })
+
   t.test('MQTT 3.1: a client identifier of no or more than 23 characters gets CONNACK 0x02 (3.1 requires 1 to 23)', async (t) => {
     for (const clientId of ['', 'x'.repeat(24), '\u00e9'.repeat(24)]) {
       const client = await raw(t)
