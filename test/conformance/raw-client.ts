@@ -3,7 +3,7 @@
 // broker sends with mqtt-packet's parser, and reports when the connection closes. Every wait
 // is bounded.
 import type { Duplex } from 'node:stream'
-import mqttPacket, { type IConnackPacket, type IConnectPacket, type IPublishPacket, type Packet, type QoS } from 'mqtt-packet'
+import mqttPacket, { type IConnackPacket, type IConnectPacket, type IPublishPacket, type ISubackPacket, type ISubscribePacket, type ISubscription, type Packet, type QoS } from 'mqtt-packet'
 import { WebSocket, createWebSocketStream } from 'ws'
 import type { Teardown } from '../helpers/loopback.js'
 import { rawTcpSocket } from '../helpers/raw-clients.js'
@@ -185,6 +185,14 @@ export class RawClient {
     const suback = await this.expect('suback')
     if (suback.messageId !== messageId) throw new Error(`SUBACK for ${suback.messageId}, not ${messageId}`)
     return suback.granted as number[]
+  }
+
+  /** SUBSCRIBE with subscription options (and properties, MQTT 5), and its SUBACK (which must carry the same packet identifier). */
+  async subscribeWith (subscriptions: ISubscription[], properties?: ISubscribePacket['properties'], messageId = this.packetId()): Promise<ISubackPacket> {
+    this.send({ cmd: 'subscribe', messageId, subscriptions, ...(properties === undefined ? {} : { properties }) })
+    const suback = await this.expect('suback')
+    if (suback.messageId !== messageId) throw new Error(`SUBACK for ${suback.messageId}, not ${messageId}`)
+    return suback
   }
 
   /** UNSUBSCRIBE, and waits for the UNSUBACK with the same packet identifier. */
