@@ -101,8 +101,8 @@ export class RawClient {
     return new RawClient(socket, level)
   }
 
-  /** Opens a WebSocket connection offering `protocols` (default: the `mqtt` subprotocol). */
-  static async websocket (t: Teardown, url: string, protocols: string[] = ['mqtt']): Promise<{ client: RawClient, ws: WebSocket }> {
+  /** Opens a WebSocket connection offering `protocols` (default: the `mqtt` subprotocol), speaking MQTT `level`. */
+  static async websocket (t: Teardown, url: string, protocols: string[] = ['mqtt'], level: ProtocolLevel = 4): Promise<{ client: RawClient, ws: WebSocket }> {
     const ws = new WebSocket(url, protocols)
     t.teardown(() => ws.terminate())
     await new Promise<void>((resolve, reject) => {
@@ -110,7 +110,7 @@ export class RawClient {
       ws.once('error', reject)
       ws.once('unexpected-response', () => reject(new Error('WebSocket upgrade refused')))
     })
-    return { client: new RawClient(createWebSocketStream(ws)), ws }
+    return { client: new RawClient(createWebSocketStream(ws), level), ws }
   }
 
   /** Sends raw bytes, or a packet encoded by mqtt-packet. */
