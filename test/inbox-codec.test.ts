@@ -61,3 +61,12 @@ t.test('a message copied from another batch decodes the same in both', async (t)
   t.same(topics(first), [['a/b', 1, 3], ['d/e', 3, 5000]])
   t.same(topics(second), [['c', 2, 3], ['d/e', 3, 5000]], 'the copy follows what the batch held, past its first buffer')
 })
+
+t.test('MQTT 5 properties travel too, the binary Correlation Data as a Buffer [MQTT-3.3.2-16]', async (t) => {
+  const properties = { correlationData: Buffer.from([0, 1, 0xfe, 0xff]), responseTopic: 'replies/1', userProperties: { b: ['1', '2'], a: 'x' }, payloadFormatIndicator: true, contentType: 'text/plain', messageExpiryInterval: 30 }
+  const [decoded] = decode(encode([{ cmd: 'publish', brokerId: 'a', brokerCounter: 1, topic: 't', payload: Buffer.from('p'), qos: 1, retain: false, dup: false, properties }]))
+  const out = decoded?.properties as typeof properties
+  t.ok(Buffer.isBuffer(out.correlationData), 'a Buffer')
+  t.same(out, properties, 'every property intact')
+  t.same(Object.keys(out.userProperties), ['b', 'a'], 'User Properties in their order')
+})
