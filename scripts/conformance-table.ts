@@ -1,6 +1,5 @@
-// Writes docs/conformance.md: every normative statement of MQTT 3.1.1 and the conformance test
-// that covers it (or why it does not apply), then those of MQTT 5.0 tested so far. `--check`
-// only verifies the file is up to date.
+// Writes docs/conformance.md: every normative statement of MQTT 3.1.1 and of MQTT 5.0, and the
+// conformance test that covers it (or why it does not apply). `--check` only verifies the file is up to date.
 // Run with `npm run docs:conformance`.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'

@@ -1,15 +1,16 @@
-// Which conformance test covers which normative statement of MQTT 3.1.1: the statements come
-// from statements.json, the tests from the titles in test/conformance/*.test.ts (a test covers
-// every [MQTT-x.y.z-n] its title names). MQTT 5.0 the same way, from v5/statements.json and
-// the titles in v5/*.test.ts. Used by the coverage check (statements.test.ts) and by
-// scripts/conformance-table.ts, which writes docs/conformance.md.
+// Which conformance test covers which normative statement of MQTT 3.1.1 and of MQTT 5.0: the
+// statements come from statements.json (v5/statements.json), the tests from the titles in
+// test/conformance/*.test.ts (v5/*.test.ts); a test covers every [MQTT-x.y.z-n] its title
+// names, unless it is marked todo. Used by the coverage checks (statements.test.ts,
+// v5/statements.test.ts) and by scripts/conformance-table.ts, which writes docs/conformance.md.
 import { readFileSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 
 export const conformanceDir = fileURLToPath(new URL('.', import.meta.url))
-/** The MQTT 5.0 statements and tests. */
 export const conformanceDir5 = join(conformanceDir, 'v5')
+
+export type MqttVersion = '3.1.1' | '5.0'
 
 export interface Statement {
   id: string
@@ -17,11 +18,15 @@ export interface Statement {
   text: string
   /** Why the statement does not apply to this broker; absent when it does. */
   na?: string
+  /** Why the broker does not honour the statement yet (not implemented, or a known bug); absent when it does. */
+  gap?: string
 }
 
 export interface StatementsFile {
   source: string
   sides: Record<Statement['side'], string>
+  /** Titles of the spec's sections, by number (MQTT 5.0). */
+  sections?: Record<string, string>
   statements: Statement[]
 }
 
@@ -29,6 +34,8 @@ export interface TestTitle {
   file: string
   title: string
   ids: string[]
+  /** The reason of a test marked todo: it names statements the broker does not honour yet, and covers none. */
+  todo?: string
 }
 
 export interface Row {
@@ -36,29 +43,35 @@ export interface Row {
   tests: TestTitle[]
 }
 
-const idPattern = /\[(MQTT-\d+\.\d+\.\d+-\d+)\]/g
-const titlePattern = /t\.test\(\s*'((?:\\.|[^'\\])*)'/g
+// MQTT 5.0 has one id with two section levels: [MQTT-4.2-1]
+const idPattern = /\[(MQTT-\d+\.\d+(?:\.\d+)?-\d+)\]/g
+// a title in quotes, or a template literal (whose ${...} parts are shown as {...})
+const titlePattern = /t\.test\(\s*(?:'((?:\\.|[^'\\])*)'|`((?:\\.|[^`\\])*)`)(\s*,\s*\{\s*todo:\s*'((?:\\.|[^'\\])*)')?/g
 
-export function loadStatements (dir = conformanceDir): StatementsFile {
+export function loadStatements (version: MqttVersion = '3.1.1'): StatementsFile {
+  const dir = version === '3.1.1' ? conformanceDir : conformanceDir5
   return JSON.parse(readFileSync(join(dir, 'statements.json'), 'utf8')) as StatementsFile
 }
 
-/** The titles of the tests in test/conformance/*.test.ts, with the statement ids they name. */
+const unescape = (text: string): string => text.replace(/\\(.)/g, '$1')
+
+/** The titles of the tests in `dir`/*.test.ts (default: the MQTT 3.1.1 ones), with the statement ids they name. */
 export function collectTests (dir = conformanceDir): TestTitle[] {
   const tests: TestTitle[] = []
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.test.ts')).sort()) {
     const source = readFileSync(join(dir, file), 'utf8')
     for (const match of source.matchAll(titlePattern)) {
-      const title = (match[1] as string).replace(/\\(.)/g, '$1')
+      const title = match[1] !== undefined ? unescape(match[1]) : unescape(match[2] as string).replace(/\$\{([^}]*)\}/g, '{$1}')
       const ids = [...title.matchAll(idPattern)].map((m) => m[1] as string)
-      tests.push({ file, title, ids })
+      tests.push({ file, title, ids, ...(match[4] === undefined ? {} : { todo: unescape(match[4]) }) })
     }
   }
   return tests
 }
 
+/** Each statement with the tests that cover it (tests marked todo cover nothing). */
 export function coverage (statements = loadStatements().statements, tests = collectTests()): Row[] {
-  return statements.map((statement) => ({ statement, tests: tests.filter((test) => test.ids.includes(statement.id)) }))
+  return statements.map((statement) => ({ statement, tests: tests.filter((test) => test.todo === undefined && test.ids.includes(statement.id)) }))
 }
 
 const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ')
@@ -106,45 +119,51 @@ export function renderTable (file = loadStatements(), tests = collectTests()): s
   return lines.join('\n')
 }
 
-/** The MQTT 5.0 section of docs/conformance.md: the statements of v5/statements.json and their tests. */
-export function renderTable5 (file = loadStatements(conformanceDir5), tests = collectTests(conformanceDir5)): string {
+/** The MQTT 5.0 part of docs/conformance.md, generated. */
+export function renderTable5 (file = loadStatements('5.0'), tests = collectTests(conformanceDir5)): string {
   const rows = coverage(file.statements, tests)
+  const serverSide = rows.filter((r) => r.statement.side !== 'client')
   const tested = rows.filter((r) => r.tests.length > 0)
-  const testCell = (test: TestTitle): string => `\`v5/${test.file}\`: ${cell(test.title)}`
+  const notApplicable = rows.filter((r) => r.statement.na !== undefined)
+  const notHonoured = rows.filter((r) => r.statement.gap !== undefined)
   const lines = [
-    '## MQTT 5.0: the rules of the frame guard',
+    '# MQTT 5.0 conformance',
     '',
-    `The normative statements of MQTT 5.0 (${file.source}) that the frame guard`,
-    'enforces so far, and their tests: at byte level on `PacketFrameGuard` (`v5/guard.test.ts`: packets from',
-    'mqtt-packet, or made by hand, each fed whole and cut anywhere in two) and over TCP on a guarded connection',
-    'without Aedes (`v5/guarded-connection.test.ts`). A v5 CONNECT that breaks a rule is refused with a v5',
-    'CONNACK carrying its reason code (0x81 Malformed Packet, 0x82 Protocol Error); a later packet that breaks',
-    'one gets a DISCONNECT carrying it (0x95 for a packet over `limits.maxPacketSize`) once Aedes has sent its',
-    'CONNACK, then the connection closes. An AUTH packet never reaches Aedes: the connection emits it',
-    '(`authPacketEvent` of `guarded-connection.ts`). End-to-end tests, single node and cluster node, and the',
-    'statements that need Aedes 2 come with the switch to it (issue #18).',
+    '<!-- Generated by `npm run docs:conformance` from test/conformance/v5/statements.json and the',
+    '     test titles in test/conformance/v5/*.test.ts. Do not edit by hand. -->',
     '',
-    `${file.statements.length} statements, ${tested.length} tested.`,
+    `Every normative statement of MQTT 5.0 (${file.source}),`,
+    'whether it binds the server, and the test that checks it. The tests of `v5/guard.test.ts` and',
+    '`v5/guarded-connection.test.ts` check the packet guard at byte level; the others speak raw MQTT 5.0',
+    'bytes (or MQTT.js at protocolVersion 5) over TCP (WebSocket for section 6) to a single node on the',
+    'in-memory store and to a cluster node on Redis. `v5/statements.test.ts` fails when a statement that',
+    'binds the server has neither a test nor a reason why it does not apply or is not honoured yet.',
+    'A test marked todo shows a statement the broker does not honour yet; it covers nothing.',
     '',
-    '| Statement | Side | Requirement (abridged) | Tested by, or why it does not apply |',
-    '|---|---|---|---|'
+    `${file.statements.length} statements: ${serverSide.length} bind the server, ${tested.length} are tested, ${notApplicable.length} do not apply to this broker, ${notHonoured.length} are not honoured yet.`,
+    '',
+    'Side: **server**: ' + file.sides.server + '; **both**: ' + file.sides.both + '; **client**: ' + file.sides.client + '.',
+    '',
+    '| Statement | Section | Side | Requirement (abridged) | Tested by, or why it does not apply |',
+    '|---|---|---|---|---|'
   ]
   for (const { statement, tests: covering } of rows) {
-    const how = covering.length > 0
-      ? covering.map(testCell).join('<br>')
-      : statement.na !== undefined ? `not applicable: ${cell(statement.na)}` : '**not covered**'
-    lines.push(`| ${statement.id} | ${statement.side} | ${cell(statement.text)} | ${how} |`)
-  }
-  const others = tests.filter((test) => test.ids.length === 0)
-  if (others.length > 0) {
-    lines.push('', 'Tests of rules MQTT 5.0 states without a statement number:', '')
-    for (const test of others) lines.push(`- ${testCell(test)}`)
+    const todos = tests.filter((test) => test.todo !== undefined && test.ids.includes(statement.id))
+    const how = [
+      ...covering.map((test) => `\`${test.file}\`: ${cell(test.title)}`),
+      ...(statement.gap !== undefined ? [`**not honoured yet**: ${cell(statement.gap)}`] : []),
+      ...todos.map((test) => `todo \`${test.file}\`: ${cell(test.title)}`),
+      ...(statement.na !== undefined ? [`not applicable: ${cell(statement.na)}`] : [])
+    ]
+    const section = statement.id.slice('MQTT-'.length, statement.id.lastIndexOf('-'))
+    const sectionTitle = file.sections?.[section]
+    lines.push(`| ${statement.id} | ${section}${sectionTitle === undefined ? '' : ` ${sectionTitle}`} | ${statement.side} | ${cell(statement.text)} | ${how.length > 0 ? how.join('<br>') : '**not covered**'} |`)
   }
   lines.push('')
   return lines.join('\n')
 }
 
-/** docs/conformance.md: the MQTT 3.1.1 table, then the MQTT 5.0 section. */
-export function renderDocument (file = loadStatements(), tests = collectTests(), file5 = loadStatements(conformanceDir5), tests5 = collectTests(conformanceDir5)): string {
-  return `${renderTable(file, tests)}\n${renderTable5(file5, tests5)}`
+/** docs/conformance.md: the MQTT 3.1.1 table, then the MQTT 5.0 one. */
+export function renderDocument (): string {
+  return renderTable() + '\n' + renderTable5()
 }

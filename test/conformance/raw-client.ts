@@ -3,7 +3,7 @@
 // broker sends with mqtt-packet's parser, and reports when the connection closes. Every wait
 // is bounded.
 import type { Duplex } from 'node:stream'
-import mqttPacket, { type IConnackPacket, type IConnectPacket, type IPublishPacket, type Packet, type QoS } from 'mqtt-packet'
+import mqttPacket, { type IConnackPacket, type IConnectPacket, type IPublishPacket, type ISubackPacket, type ISubscribePacket, type ISubscription, type Packet, type QoS } from 'mqtt-packet'
 import { WebSocket, createWebSocketStream } from 'ws'
 import type { Teardown } from '../helpers/loopback.js'
 import { rawTcpSocket } from '../helpers/raw-clients.js'
@@ -12,14 +12,17 @@ export const defaultWaitMs = 2000
 
 export type ConnectOptions = Partial<Omit<IConnectPacket, 'cmd'>>
 
-/** Bytes of a packet: mqtt-packet's encoding of `packet` (MQTT 3.1.1). */
-export function encode (packet: Packet): Buffer {
-  return mqttPacket.generate(packet)
+/** The protocol levels the raw client speaks: MQTT 3.1.1 (4) or MQTT 5.0 (5). */
+export type ProtocolLevel = 4 | 5
+
+/** Bytes of a packet: mqtt-packet's encoding of `packet` (MQTT 3.1.1 unless `level` is 5). */
+export function encode (packet: Packet, level: ProtocolLevel = 4): Buffer {
+  return level === 5 ? mqttPacket.generate(packet, { protocolVersion: 5 }) : mqttPacket.generate(packet)
 }
 
-/** A CONNECT packet for MQTT 3.1.1 with a fresh client id unless `options` names one. */
-export function connectPacket (options: ConnectOptions = {}): IConnectPacket {
-  return { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 0, clientId: uniqueId('raw'), ...options }
+/** A CONNECT packet (MQTT 3.1.1 unless `level` is 5) with a fresh client id unless `options` names one. */
+export function connectPacket (options: ConnectOptions = {}, level: ProtocolLevel = 4): IConnectPacket {
+  return { cmd: 'connect', protocolId: 'MQTT', protocolVersion: level, clean: true, keepalive: 0, clientId: uniqueId('raw'), ...options }
 }
 
 let counter = 0
@@ -75,8 +78,9 @@ export class RawClient {
   private readonly waiters = new Set<() => void>()
   private parseError: Error | null = null
 
-  private constructor (private readonly stream: Duplex) {
-    const parser = mqttPacket.parser({ protocolVersion: 4 })
+  /** `level` 5: packets are sent and read in the MQTT 5.0 layout, CONNECT says level 5. */
+  private constructor (private readonly stream: Duplex, readonly level: ProtocolLevel = 4) {
+    const parser = mqttPacket.parser({ protocolVersion: level })
     parser.on('packet', (packet: Packet) => {
       this.received.push(packet)
       this.wake()
@@ -95,15 +99,15 @@ export class RawClient {
     stream.on('error', onClose)
   }
 
-  /** Opens a TCP connection to the broker's MQTT port. */
-  static async tcp (t: Teardown, port: number): Promise<RawClient> {
+  /** Opens a TCP connection to the broker's MQTT port, speaking MQTT `level`. */
+  static async tcp (t: Teardown, port: number, level: ProtocolLevel = 4): Promise<RawClient> {
     const socket = await rawTcpSocket(port, t)
     socket.setNoDelay(true)
-    return new RawClient(socket)
+    return new RawClient(socket, level)
   }
 
-  /** Opens a WebSocket connection offering `protocols` (default: the `mqtt` subprotocol). */
-  static async websocket (t: Teardown, url: string, protocols: string[] = ['mqtt']): Promise<{ client: RawClient, ws: WebSocket }> {
+  /** Opens a WebSocket connection offering `protocols` (default: the `mqtt` subprotocol), speaking MQTT `level`. */
+  static async websocket (t: Teardown, url: string, protocols: string[] = ['mqtt'], level: ProtocolLevel = 4): Promise<{ client: RawClient, ws: WebSocket }> {
     const ws = new WebSocket(url, protocols)
     t.teardown(() => ws.terminate())
     await new Promise<void>((resolve, reject) => {
@@ -111,18 +115,18 @@ export class RawClient {
       ws.once('error', reject)
       ws.once('unexpected-response', () => reject(new Error('WebSocket upgrade refused')))
     })
-    return { client: new RawClient(createWebSocketStream(ws)), ws }
+    return { client: new RawClient(createWebSocketStream(ws), level), ws }
   }
 
   /** Sends raw bytes, or a packet encoded by mqtt-packet. */
   send (data: Buffer | Packet): this {
-    this.stream.write(Buffer.isBuffer(data) ? data : encode(data))
+    this.stream.write(Buffer.isBuffer(data) ? data : encode(data, this.level))
     return this
   }
 
   /** Sends CONNECT and resolves with the CONNACK; fails if anything else comes first. */
   async connect (options: ConnectOptions = {}, ms = defaultWaitMs): Promise<IConnackPacket> {
-    this.send(connectPacket(options))
+    this.send(connectPacket(options, this.level))
     return await this.expect('connack', ms)
   }
 
@@ -186,6 +190,14 @@ export class RawClient {
     const suback = await this.expect('suback')
     if (suback.messageId !== messageId) throw new Error(`SUBACK for ${suback.messageId}, not ${messageId}`)
     return suback.granted as number[]
+  }
+
+  /** SUBSCRIBE with subscription options (and properties, MQTT 5), and its SUBACK (which must carry the same packet identifier). */
+  async subscribeWith (subscriptions: ISubscription[], properties?: ISubscribePacket['properties'], messageId = this.packetId()): Promise<ISubackPacket> {
+    this.send({ cmd: 'subscribe', messageId, subscriptions, ...(properties === undefined ? {} : { properties }) })
+    const suback = await this.expect('suback')
+    if (suback.messageId !== messageId) throw new Error(`SUBACK for ${suback.messageId}, not ${messageId}`)
+    return suback
   }
 
   /** UNSUBSCRIBE, and waits for the UNSUBACK with the same packet identifier. */
@@ -295,7 +307,7 @@ export class RawClient {
 export function summary (packet: Packet): Record<string, unknown> {
   const { cmd } = packet
   const out: Record<string, unknown> = { cmd }
-  for (const key of ['returnCode', 'sessionPresent', 'messageId', 'topic', 'qos', 'dup', 'retain', 'granted'] as const) {
+  for (const key of ['returnCode', 'reasonCode', 'sessionPresent', 'messageId', 'topic', 'qos', 'dup', 'retain', 'granted', 'properties'] as const) {
     if (key in packet) out[key] = (packet as unknown as Record<string, unknown>)[key]
   }
   if ('payload' in packet && packet.payload !== undefined && packet.payload !== null) out.payload = packet.payload.toString()

@@ -94,7 +94,9 @@ export class SessionExpiry {
   private timer: NodeJS.Timeout | null
   private sweeping: Promise<void> | null = null
   private readonly pending = new Set<Promise<void>>()
-  // a sweep due before the periodic one: a session with a short lifetime went offline here
+  // sweeps due before the periodic one (sessions with short lifetimes went offline here), and
+  // one timer for the earliest; each due time is kept until swept, so a later one is not lost
+  private due: number[] = []
   private early: { at: number, timer: NodeJS.Timeout } | null = null
 
   constructor (private readonly options: SessionExpiryOptions) {
@@ -134,14 +136,24 @@ export class SessionExpiry {
     }))
   }
 
-  /** Sweeps at `at` when that is before the periodic sweep (one timer, for the earliest). */
+  /** Sweeps at `at` when that is before the periodic sweep (one timer, for the earliest due time). */
   private sweepAt (at: number): void {
     if (this.timer === null || at - Date.now() >= sweepIntervalMs(this.options.maxLifetimeMs)) return
-    if (this.early !== null && this.early.at <= at) return
+    this.due.push(at)
+    if (this.early === null || at < this.early.at) this.armEarly(at)
+  }
+
+  private armEarly (at: number): void {
     if (this.early !== null) clearTimeout(this.early.timer)
     const timer = setTimeout(() => {
       this.early = null
+      const now = Date.now()
+      this.due = this.due.filter((due) => due > now)
       void this.sweep()
+      // the next due time, found in one pass (the list can be long)
+      let next = Infinity
+      for (const due of this.due) if (due < next) next = due
+      if (next !== Infinity) this.armEarly(next)
     }, Math.max(0, at - Date.now()))
     timer.unref()
     this.early = { at, timer }
@@ -164,6 +176,7 @@ export class SessionExpiry {
     this.timer = null
     if (this.early !== null) clearTimeout(this.early.timer)
     this.early = null
+    this.due = []
     await this.sweeping
     await Promise.all(this.pending)
   }
