@@ -13,7 +13,7 @@ const secret = 'conformance-v5-limits-0123456789abcdef'
 const wireSize = (packet: Packet): number => encode(packet, 5).length
 
 forEachTarget((t, { target, raw, connected }) => {
-  t.test('[MQTT-3.1.2-24] [MQTT-3.1.2-25] a message larger than the client\'s Maximum Packet Size is not sent to it, as if it had been; the next one is', { todo: 'Aedes 2.0.0-beta.1 does not enforce the client\'s Maximum Packet Size (lib/handlers/connect.js: "nor enforce the client\'s maximumPacketSize")' }, async (t) => {
+  t.test('[MQTT-3.1.2-24] [MQTT-3.1.2-25] a message larger than the client\'s Maximum Packet Size is not sent to it, as if it had been; the next one is', async (t) => {
     const topic = `mps/${uniqueId()}`
     const client = await connected(t, { properties: { maximumPacketSize: 256 } })
     await client.subscribe({ [topic]: 1 })
@@ -23,7 +23,7 @@ forEachTarget((t, { target, raw, connected }) => {
     t.same((await client.messages(500)).map((m) => m.payload.toString()), ['small'], 'only the message that fits')
   })
 
-  t.test('[MQTT-3.3.4-9] [MQTT-4.9.0-1] [MQTT-4.9.0-2] the broker has at most the client\'s Receive Maximum QoS 1 and 2 PUBLISHes unacknowledged in flight to it', { todo: 'Aedes 2.0.0-beta.1 does not cap the outbound in-flight window to the client\'s Receive Maximum (lib/handlers/connect.js: "nor cap outbound in-flight to receiveMaximum")' }, async (t) => {
+  t.test('[MQTT-3.3.4-9] [MQTT-4.9.0-1] [MQTT-4.9.0-2] the broker has at most the client\'s Receive Maximum QoS 1 and 2 PUBLISHes unacknowledged in flight to it', async (t) => {
     const topic = `rm/${uniqueId()}`
     const client = await connected(t, { properties: { receiveMaximum: 2 } })
     await client.subscribe({ [topic]: 1 })
@@ -73,7 +73,7 @@ forEachTarget((t, { target, raw, connected }) => {
     for (const packet of seen) t.ok(wireSize(packet) <= limit, `${packet.cmd}: ${wireSize(packet)} bytes, at most ${limit}`)
   })
 
-  t.test('[MQTT-3.4.2-2] [MQTT-3.4.2-3] [MQTT-3.5.2-2] [MQTT-3.5.2-3] no Reason String or User Property pushes a PUBACK or PUBREC over the client\'s Maximum Packet Size', { todo: 'Aedes 2.0.0-beta.1 puts the refusal\'s message as Reason String on PUBACK and PUBREC (lib/utils.js ackProperties) whatever the client\'s Maximum Packet Size: a 0x87 PUBACK is 58 bytes' }, async (t) => {
+  t.test('[MQTT-3.4.2-2] [MQTT-3.4.2-3] [MQTT-3.5.2-2] [MQTT-3.5.2-3] no Reason String or User Property pushes a PUBACK or PUBREC over the client\'s Maximum Packet Size', async (t) => {
     const limit = 24
     const client = await connected(t, { properties: { maximumPacketSize: limit } })
     client.send({ cmd: 'publish', topic: '$forged/1', payload: 'p', qos: 1, retain: false, dup: false, messageId: 1 })
