@@ -737,14 +737,14 @@ function checkConnect (body: Buffer): ConnectOutcome {
     const topic = fields.bytes()
     if (topic === null) return fail(malformed('Will Flag set without a Will Topic [MQTT-3.1.2-9]'))
     const badTopic = utf8Violation(topic)
-    if (badTopic !== null) return fail(malformed(`Will Topic: ${badTopic} [${v5 ? 'MQTT-3.1.3-9' : 'MQTT-3.1.3-10'}]`))
+    if (badTopic !== null) return fail(malformed(`Will Topic: ${badTopic} [${v5 ? 'MQTT-3.1.3-11' : 'MQTT-3.1.3-10'}]`))
     if (fields.bytes() === null) return fail(malformed('Will Flag set without a Will Message [MQTT-3.1.2-9]'))
   }
   if (username) {
     const user = fields.bytes()
     if (user === null) return fail(malformed('User Name Flag set without a user name [MQTT-3.1.2-19]'))
     const badUser = utf8Violation(user)
-    if (badUser !== null) return fail(malformed(`user name: ${badUser} [${v5 ? 'MQTT-3.1.3-10' : 'MQTT-3.1.3-11'}]`))
+    if (badUser !== null) return fail(malformed(`user name: ${badUser} [${v5 ? 'MQTT-3.1.3-12' : 'MQTT-3.1.3-11'}]`))
   }
   if (password && fields.bytes() === null) return fail(malformed('Password Flag set without a password [MQTT-3.1.2-21]'))
   // Bytes left over are fields whose flag is 0: a Will [MQTT-3.1.2-11], a user name

@@ -137,7 +137,7 @@ t.test('[MQTT-3.1.4-1] [MQTT-4.13.1-1] a v5 CONNECT that breaks a rule gets a v5
   refuses(t, rawConnect5({ props: Buffer.from([5, 0x11, 0, 0]) }), malformedPacket, 'a property length longer than the properties')
 })
 
-t.test('[MQTT-1.5.4-1] [MQTT-1.5.4-2] [MQTT-3.1.3-4] [MQTT-3.1.3-9] [MQTT-3.1.3-10] ill-formed UTF-8 or U+0000 in a v5 CONNECT string is a Malformed Packet', async (t) => {
+t.test('[MQTT-1.5.4-1] [MQTT-1.5.4-2] [MQTT-3.1.3-4] [MQTT-3.1.3-11] [MQTT-3.1.3-12] ill-formed UTF-8 or U+0000 in a v5 CONNECT string is a Malformed Packet', async (t) => {
   for (const [what, bad] of [['ill-formed UTF-8', Buffer.from([0x61, 0xff])], ['a surrogate', Buffer.from([0xed, 0xa0, 0x80])], ['U+0000', Buffer.from([0x61, 0])]] as const) {
     refuses(t, rawConnect5({ payload: [mqttString(bad)] }), malformedPacket, `client identifier with ${what}`)
     refuses(t, rawConnect5({ flags: 0x06, payload: [mqttString('id'), properties(), mqttString(bad), mqttString('m')] }), malformedPacket, `Will Topic with ${what}`)
