@@ -112,7 +112,8 @@ function machine (input: ReportInput): string[] {
   const { settings, quick } = input.options
   const cpu = cpus()
   const versions = [`node ${process.version}`, `aedes ${packageVersion('aedes')}${aedesPatches()}`, ...referenceVersions()]
-  const command = ['npm run bench', ...(input.argv.length === 0 ? [] : ['--', ...input.argv])].join(' ')
+  const baseline = process.env.BENCH_BASELINE === undefined || process.env.BENCH_BASELINE === '' ? [] : [`BENCH_BASELINE=${process.env.BENCH_BASELINE}`]
+  const command = [...baseline, 'npm run bench', ...(input.argv.length === 0 ? [] : ['--', ...input.argv])].join(' ')
   return [
     `command: \`${command}\` (${quick ? 'quick' : 'default'} settings), ${Math.round(input.elapsedMs / 1000)} s in all`,
     `machine: ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${cpu.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Linux ${release()}`,
