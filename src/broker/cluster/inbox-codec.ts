@@ -117,6 +117,19 @@ export class InboxBatch {
   }
 }
 
+/**
+ * The one binary property a PUBLISH carries, Correlation Data, went through JSON as
+ * {type: 'Buffer', data}: a Buffer again, or the node delivering it could not encode the
+ * PUBLISH (the subscriber lost its connection) and the data must reach it unaltered [MQTT-3.3.2-16].
+ */
+function reviveBinaryProperties (extra: Record<string, unknown>): void {
+  const properties = extra.properties as { correlationData?: unknown } | undefined
+  const data = properties?.correlationData as { type?: unknown, data?: unknown } | undefined
+  if (properties !== undefined && data !== undefined && data !== null && data.type === 'Buffer' && Array.isArray(data.data)) {
+    properties.correlationData = Buffer.from(data.data as number[])
+  }
+}
+
 /** Writes `value` as u16 length + UTF-8 bytes at `at`; returns the offset after it. */
 function writeString (out: Buffer, at: number, value: string): number {
   const length = out.write(value, at + 2, 'utf8')
@@ -158,6 +171,7 @@ export class BatchReader {
     if ((flags & flagExtra) !== 0) {
       const extraEnd = at + 4 + batch.readUInt32BE(at)
       extra = JSON.parse(batch.toString('utf8', at + 4, extraEnd)) as Record<string, unknown>
+      reviveBinaryProperties(extra)
       at = extraEnd
     }
     const payloadEnd = at + 4 + batch.readUInt32BE(at)
