@@ -6,7 +6,7 @@
 import tap from 'tap'
 import type { IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt'
 import type { BrokerHandle } from '../../src/server.js'
-import { brokerUrl, closeClient, collect, openUrl, startBroker, waitFor } from '../helpers/broker.js'
+import { brokerUrl, closeClient, collect, openUrl, sleep, startBroker, waitFor } from '../helpers/broker.js'
 import { startHaproxy } from '../helpers/haproxy.js'
 import { startRedis } from '../helpers/redis.js'
 import { exitedOk, handled, mosquittoSub, pahoScript, python, run, waitMs, type Subscription } from './interop-clients.js'
@@ -47,7 +47,7 @@ interface Driver {
    * outlives the connection by `sessionExpiryS` (a will waits for its delay or the session's end,
    * whichever comes first [MQTT-3.1.3-9]); resolves with a function that kills the client.
    */
-  withWill: (t: Tap, entry: Entry, topic: string, payload: string, will: { delayS: number, sessionExpiryS: number, userProperties: Record<string, string> }) => Promise<() => void>
+  withWill: (t: Tap, entry: Entry, topic: string, payload: string, will: { clientId: string, delayS: number, sessionExpiryS: number, userProperties?: Record<string, string> }) => Promise<() => void>
 }
 
 const sessionPresentLine = /^CONNECTED session_present=(\d)/
@@ -74,13 +74,14 @@ function mqttjs (transport: 'tcp' | 'ws'): Driver {
       await client.publishAsync(topic, payload, { qos: 1, properties: toMqttjs(properties) })
       await closeClient(client, false)
     },
-    async withWill (t, entry, topic, payload, { delayS, sessionExpiryS, userProperties }) {
+    async withWill (t, entry, topic, payload, { clientId, delayS, sessionExpiryS, userProperties }) {
       const { client } = await openUrl(t, url(entry), {
         protocolVersion: 5,
-        clientId: uniqueId('will'),
+        clientId,
         clean: false,
         properties: { sessionExpiryInterval: sessionExpiryS },
-        will: { topic, payload: Buffer.from(payload), qos: 1, retain: false, properties: { willDelayInterval: delayS, userProperties } }
+        // (mqtt-packet encodes no CONNECT at all for an empty userProperties object)
+        will: { topic, payload: Buffer.from(payload), qos: 1, retain: false, properties: { willDelayInterval: delayS, ...(userProperties === undefined ? {} : { userProperties }) } }
       })
       return () => client.stream.destroy()
     }
@@ -108,11 +109,11 @@ const mosquitto: Driver = {
     if (properties.correlationData !== undefined) args.push('-D', 'publish', 'correlation-data', properties.correlationData)
     await exitedOk('mosquitto_pub', run(t, 'mosquitto_pub', args).exited)
   },
-  async withWill (t, entry, topic, payload, { delayS, sessionExpiryS, userProperties }) {
+  async withWill (t, entry, topic, payload, { clientId, delayS, sessionExpiryS, userProperties }) {
     // a subscriber that stays connected, with a will
-    const args = ['-V', 'mqttv5', '-h', '127.0.0.1', '-p', String(entry.mqttPort), '-t', `idle/${uniqueId()}`, '-d', '-i', uniqueId('will'), '-c', '-x', String(sessionExpiryS),
+    const args = ['-V', 'mqttv5', '-h', '127.0.0.1', '-p', String(entry.mqttPort), '-t', `idle/${uniqueId()}`, '-d', '-i', clientId, '-c', '-x', String(sessionExpiryS),
       '--will-topic', topic, '--will-payload', payload, '--will-qos', '1', '-D', 'will', 'will-delay-interval', String(delayS)]
-    for (const [key, value] of Object.entries(userProperties)) args.push('-D', 'will', 'user-property', key, value)
+    for (const [key, value] of Object.entries(userProperties ?? {})) args.push('-D', 'will', 'user-property', key, value)
     const proc = run(t, ...mosquittoSub(args))
     await proc.line((l) => l.includes('SUBACK'))
     return proc.kill
@@ -146,8 +147,8 @@ function paho (transport: 'tcp' | 'websockets'): Driver {
     async publish (t, entry, topic, payload, properties) {
       await exitedOk('paho pub', run(t, python, [pahoScript, 'pub', ...connection(entry), '--topic', topic, '--qos', '1', '--message', payload, ...propertyArgs(properties)]).exited)
     },
-    async withWill (t, entry, topic, payload, { delayS, sessionExpiryS, userProperties }) {
-      const proc = run(t, python, [pahoScript, 'will', ...connection(entry), '--topic', topic, '--qos', '1', '--message', payload, '--timeout', '20',
+    async withWill (t, entry, topic, payload, { clientId, delayS, sessionExpiryS, userProperties }) {
+      const proc = run(t, python, [pahoScript, 'will', ...connection(entry), '--client-id', clientId, '--topic', topic, '--qos', '1', '--message', payload, '--timeout', '20',
         '--will-delay', String(delayS), '--session-expiry', String(sessionExpiryS), ...propertyArgs({ userProperties })])
       await proc.line((l) => l.startsWith('CONNECTED'))
       return proc.kill
@@ -317,7 +318,7 @@ function behaves (deployment: (t: Tap) => Promise<Deployment>, name: string): vo
         const topic = `interop5/${uniqueId()}/will`
         const delayS = 1
         const receivers = await subscribersOnEveryNode(t, nodes, topic)
-        const kill = await driver.withWill(t, entry, topic, 'client died', { delayS, sessionExpiryS: 60, userProperties: { reason: 'test kill' } })
+        const kill = await driver.withWill(t, entry, topic, 'client died', { clientId: uniqueId('will'), delayS, sessionExpiryS: 60, userProperties: { reason: 'test kill' } })
         const killedAt = Date.now()
         kill()
         for (const [i, got] of receivers.entries()) {
@@ -328,6 +329,22 @@ function behaves (deployment: (t: Tap) => Promise<Deployment>, name: string): vo
         }
         // [MQTT-3.1.3-9] not before the delay (less a margin for timer and clock granularity)
         t.ok(Date.now() - killedAt >= delayS * 1000 - 100, `published after the ${delayS} s delay`)
+      })
+
+      t.test(`${driver.name}: back within the Will Delay Interval, on any node, its will is not sent`, async (t) => {
+        const topic = `interop5/${uniqueId()}/will`
+        const clientId = uniqueId('will')
+        const delayS = 2
+        const receivers = await subscribersOnEveryNode(t, nodes, topic)
+        const kill = await driver.withWill(t, entry, topic, 'client died', { clientId, delayS, sessionExpiryS: 60 })
+        kill()
+        await waitFor(() => nodes.every((node) => (node.aedes as unknown as { clients: Record<string, unknown> }).clients[clientId] === undefined), 'the connection to end', waitMs)
+        // [MQTT-3.1.3-9] a new connection to the session before the delay passed: no will
+        const back = await driver.subscribe(t, entry, `${topic}/back`, 1, { clientId, sessionExpiry: 60 })
+        await back.ready
+        await sleep(delayS * 1000 + 1000)
+        t.same(receivers.map((got) => got.length), nodes.map(() => 0), 'no node delivered the will')
+        await back.stop()
       })
     }
   })
