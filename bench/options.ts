@@ -80,6 +80,9 @@ export const usage = (scenarioIds: string[], targetNames: string[]): string => `
   --cpu-prof            write a V8 CPU profile of each Node-based broker run
   --no-pin              do not pin broker and generator to CPUs with taskset
   --help
+
+  BENCH_BASELINE=DIR    adds the target realtime-broker@baseline: the broker built in the
+                        checkout DIR (its dist/), e.g. the commit before a change
 `
 
 export function parseOptions (argv: string[]): Options {

@@ -1,11 +1,12 @@
 // The Markdown report: machine and settings, one row per metric and one column per target,
-// the project's ratios to plain Aedes and to Mosquitto, notes, and CPU use per run.
+// the project's ratios to plain Aedes and to Mosquitto (and of its MQTT 5 run to its 3.1.1 run),
+// notes, and CPU use per run.
 import { readdirSync, readFileSync } from 'node:fs'
 import { cpus, release, totalmem } from 'node:os'
 import { count, decimal } from './format.js'
 import type { Options } from './options.js'
 import type { MetricSpec, Scenario, ScenarioOutcome } from './scenarios/types.js'
-import { projectRoot, projectTargetName, referenceVersions, type Target } from './targets.js'
+import { projectBaselineTargetName, projectRoot, projectTargetName, projectV5TargetName, referenceVersions, type Target } from './targets.js'
 
 export interface RunRecord {
   target: string
@@ -33,17 +34,20 @@ const baselines = ['aedes', 'mosquitto']
 export function renderReport (input: ReportInput): string {
   const ran = input.targets.filter((t) => !input.skipped.has(t.name))
   const names = ran.map((t) => t.name)
-  const ratios = names.includes(projectTargetName) ? baselines.filter((b) => names.includes(b)) : []
+  // [measured, baseline]: the same broker's MQTT 5 clients to its 3.1.1 ones, then the project to
+  // its build from another checkout and to the reference brokers
+  const ratios: Array<[string, string]> = names.includes(projectTargetName)
+    ? [projectV5TargetName, projectBaselineTargetName, ...baselines].filter((b) => names.includes(b)).map((b) => b === projectV5TargetName ? [b, projectTargetName] : [projectTargetName, b])
+    : []
   const runOf = (target: string, scenario: string): RunRecord | undefined => input.runs.find((r) => r.target === target && r.scenario === scenario)
 
-  const header = ['scenario', 'better', ...names, ...ratios.map((b) => `${projectTargetName} ÷ ${b}`)]
+  const header = ['scenario', 'better', ...names, ...ratios.map(([measured, baseline]) => `${measured} ÷ ${baseline}`)]
   const rows: string[][] = []
   for (const scenario of input.scenarios) {
     for (const metric of scenario.metrics(input.options.settings)) {
       const values = names.map((name) => runOf(name, scenario.id)?.outcome?.values[metric.key])
       const cells = names.map((name, i) => cell(runOf(name, scenario.id), values[i], metric))
-      const project = values[names.indexOf(projectTargetName)]
-      const ratioCells = ratios.map((b) => ratio(project, values[names.indexOf(b)]))
+      const ratioCells = ratios.map(([measured, baseline]) => ratio(values[names.indexOf(measured)], values[names.indexOf(baseline)]))
       rows.push([metric.label, metric.better === 'higher' ? '↑' : '↓', ...cells, ...ratioCells])
     }
   }
@@ -71,7 +75,7 @@ export function renderReport (input: ReportInput): string {
     '',
     table(header, rows, 2),
     '',
-    '↑ higher is better, ↓ lower is better. A ratio is the project\'s value divided by the baseline\'s:',
+    '↑ higher is better, ↓ lower is better. A ratio is the first target\'s value divided by the second\'s:',
     'above 1 is better on ↑ rows and worse on ↓ rows.',
     '',
     ...(notes.length === 0 ? [] : ['Notes:', '', ...notes.map((n) => `- ${n}`), '']),
@@ -108,7 +112,8 @@ function machine (input: ReportInput): string[] {
   const { settings, quick } = input.options
   const cpu = cpus()
   const versions = [`node ${process.version}`, `aedes ${packageVersion('aedes')}${aedesPatches()}`, ...referenceVersions()]
-  const command = ['npm run bench', ...(input.argv.length === 0 ? [] : ['--', ...input.argv])].join(' ')
+  const baseline = process.env.BENCH_BASELINE === undefined || process.env.BENCH_BASELINE === '' ? [] : [`BENCH_BASELINE=${process.env.BENCH_BASELINE}`]
+  const command = [...baseline, 'npm run bench', ...(input.argv.length === 0 ? [] : ['--', ...input.argv])].join(' ')
   return [
     `command: \`${command}\` (${quick ? 'quick' : 'default'} settings), ${Math.round(input.elapsedMs / 1000)} s in all`,
     `machine: ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${cpu.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Linux ${release()}`,

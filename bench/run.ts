@@ -3,7 +3,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { BenchClient } from './load/bench-client.js'
+import { BenchClient, type ProtocolVersion } from './load/bench-client.js'
 import type { WireAddress } from './load/wire.js'
 import { parseOptions, usage, UsageError, type Options } from './options.js'
 import { disablePinning, killLiveChildren, pinThisProcess } from './process.js'
@@ -149,8 +149,9 @@ async function runScenario (group: Target[], scenario: Scenario, options: Option
           target: started,
           targetName: target.name,
           settings: options.settings,
+          protocolVersion: target.protocolVersion ?? 4,
           signal: abort.signal,
-          connect: (role, transport, clientId, keepaliveS) => connectClient(started, clients, abort.signal, { role, transport, clientId, keepaliveS }),
+          connect: (role, transport, clientId, keepaliveS) => connectClient(started, clients, abort.signal, { role, transport, clientId, keepaliveS, protocolVersion: target.protocolVersion ?? 4 }),
           status
         })
       } catch (err) {
@@ -192,7 +193,7 @@ function withMachineNotes (outcome: ScenarioOutcome): ScenarioOutcome {
 }
 
 async function connectClient (target: RunningTarget, clients: BenchClient[], signal: AbortSignal,
-  request: { role: Role, transport: Transport, clientId: string, keepaliveS: number | undefined }): Promise<BenchClient> {
+  request: { role: Role, transport: Transport, clientId: string, keepaliveS: number | undefined, protocolVersion: ProtocolVersion }): Promise<BenchClient> {
   const endpoints = request.role === 'publisher' ? target.publish : target.subscribe
   let address: WireAddress
   if (request.transport === 'tcp') {
@@ -204,6 +205,7 @@ async function connectClient (target: RunningTarget, clients: BenchClient[], sig
   }
   const client = await BenchClient.connect({
     address,
+    protocolVersion: request.protocolVersion,
     clientId: request.clientId,
     timeoutMs: 10_000,
     ...(request.keepaliveS === undefined ? {} : { keepaliveS: request.keepaliveS }),

@@ -1,8 +1,11 @@
 // The brokers the harness measures, one row each. A target starts its processes, says where
 // clients connect, and stops them. To add one (single node + Redis, two nodes + Redis,
 // `--workers 2`, JWT + ACL), append an entry; startNodeBroker covers Node-based brokers.
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import jwt from 'jsonwebtoken'
+import type { ProtocolVersion } from './load/bench-client.js'
 import { findMosquitto, mosquittoVersion, startMosquitto } from './mosquitto.js'
 import { brokerCpu, childPids, startChild } from './process.js'
 import { redisUnavailable, startRedisServer } from './redis.js'
@@ -54,6 +57,8 @@ export interface Target {
    *   backlog would run into the others' slices), or one that slices put in a slower regime.
    */
   measuredAlone?: 'latency' | 'always'
+  /** The MQTT version of every client of this target: 3.1.1 (4) when absent. */
+  protocolVersion?: ProtocolVersion
 }
 
 export const projectRoot = fileURLToPath(new URL('../..', import.meta.url))
@@ -86,6 +91,13 @@ function baseEnv (): NodeJS.ProcessEnv {
 }
 
 export const projectTargetName = 'realtime-broker'
+/** The same broker with MQTT 5 clients: reported as a ratio to `projectTargetName`. */
+export const projectV5TargetName = 'realtime-broker-v5'
+/**
+ * The same node built from another checkout, listed when BENCH_BASELINE names that checkout's
+ * root (e.g. the commit before a change): reported as a ratio too.
+ */
+export const projectBaselineTargetName = 'realtime-broker@baseline'
 
 const projectEnv = (): NodeJS.ProcessEnv => ({ ...baseEnv(), MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', ALLOW_ANONYMOUS: 'true', HOST: '127.0.0.1' })
 
@@ -130,6 +142,14 @@ export const targets: Target[] = [
     unavailable: () => null,
     start: (options) => startNodeBroker([cliPath, 'start'], projectEnv(), options)
   },
+  {
+    name: projectV5TargetName,
+    description: 'the same node, every client on MQTT 5 (CONNECT, PUBLISH and SUBSCRIBE without properties: a v5 client that uses no v5 feature)',
+    unavailable: () => null,
+    protocolVersion: 5,
+    start: (options) => startNodeBroker([cliPath, 'start'], projectEnv(), options)
+  },
+  ...baselineTargets(process.env.BENCH_BASELINE),
   {
     name: 'rb+jwt',
     description: 'this project, one node, in-memory, every client authenticated by JWT and checked by the ACL (a role granting `bench/#`)',
@@ -198,6 +218,17 @@ export const targets: Target[] = [
     }
   }
 ]
+
+function baselineTargets (checkout: string | undefined): Target[] {
+  if (checkout === undefined || checkout === '') return []
+  const baselineCliPath = join(checkout, 'dist', 'src', 'cli.js')
+  return [{
+    name: projectBaselineTargetName,
+    description: `this project, one node, built from the checkout ${checkout} (BENCH_BASELINE), measured in the same run`,
+    unavailable: () => existsSync(baselineCliPath) ? null : `no ${baselineCliPath} (build that checkout first)`,
+    start: (options) => startNodeBroker([baselineCliPath, 'start'], projectEnv(), options)
+  }]
+}
 
 /** Versions of the reference brokers, for the report header. */
 export function referenceVersions (): string[] {

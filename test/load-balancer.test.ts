@@ -1,34 +1,15 @@
 // The cluster example of docs/cluster.md, for real: Redis, three nodes, and HAProxy with
 // config/examples/haproxy.cfg in front (TCP for MQTT, HTTP upgrade for WebSocket).
-import { spawn } from 'node:child_process'
-import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import { collect, openUrl, sleep, waitFor } from './helpers/broker.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
-import { freePort } from './helpers/loopback.js'
+import { startHaproxy } from './helpers/haproxy.js'
 import { startRedis } from './helpers/redis.js'
-import { diesWithTest } from './helpers/children.js'
-
-async function portOpen (port: number): Promise<boolean> {
-  return await new Promise((resolve) => {
-    const socket = tcpConnect(port, '127.0.0.1')
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => resolve(false))
-  })
-}
 
 t.test('three nodes behind HAProxy act as one broker, and one can leave', async (t) => {
   const redis = await startRedis(t)
   const nodes = await Promise.all([1, 2, 3].map((i) => spawnBroker(t, ['--redis', redis.url], { NODE_ID: `lb-${i}`, LOG_LEVEL: 'warn' }))) as BrokerProcess[]
-  const lbMqtt = await freePort()
-  const lbHttp = await freePort()
-  const env: Record<string, string> = { ...process.env as Record<string, string>, LB_MQTT_PORT: String(lbMqtt), LB_HTTP_PORT: String(lbHttp) }
-  nodes.forEach((node, i) => { env[`NODE${i + 1}_MQTT`] = String(node.mqttPort); env[`NODE${i + 1}_HTTP`] = String(node.httpPort) })
-  const haproxy = diesWithTest(spawn('haproxy', ['-db', '-f', new URL('../config/examples/haproxy.cfg', import.meta.url).pathname], { env, stdio: 'ignore' }))
-  t.teardown(() => { haproxy.kill('SIGKILL') })
-  const deadline = Date.now() + 10_000
-  while (!(await portOpen(lbMqtt)) && Date.now() < deadline) await sleep(50)
-  await sleep(1500) // first health checks
+  const { mqttPort: lbMqtt, httpPort: lbHttp } = await startHaproxy(t, nodes)
 
   const { client: browser } = await openUrl(t, `ws://127.0.0.1:${lbHttp}/mqtt`, { clientId: 'browser', clean: false })
   await browser.subscribeAsync('lb/#', { qos: 1 })

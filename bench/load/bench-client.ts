@@ -1,12 +1,16 @@
-// A minimal MQTT 3.1.1 client for load generation: CONNECT, SUBSCRIBE and DISCONNECT are
-// encoded by mqtt-packet; PUBLISH bytes come pre-encoded from the caller; received QoS 1
+// A minimal MQTT 3.1.1 or 5 client for load generation: CONNECT, SUBSCRIBE and DISCONNECT are
+// encoded by mqtt-packet (v5: without properties, as a client that uses no v5 feature sends them); PUBLISH bytes come pre-encoded from the caller; received QoS 1
 // messages are acknowledged in one write per received chunk.
 import { generate, parser as createParser, type Packet, type QoS } from 'mqtt-packet'
 import { FrameReader } from './frame-reader.js'
 import { openWire, type Wire, type WireAddress } from './wire.js'
 
+/** MQTT 3.1.1 (protocol level 4) or MQTT 5. */
+export type ProtocolVersion = 4 | 5
+
 export interface ConnectOptions {
   address: WireAddress
+  protocolVersion: ProtocolVersion
   clientId: string
   keepaliveS?: number
   username?: string
@@ -33,12 +37,13 @@ export class BenchClient {
   onDrain: () => void = () => {}
 
   private readonly waiters: Waiter[] = []
-  private readonly controlParser = createParser({ protocolVersion: 4 })
+  private readonly controlParser: ReturnType<typeof createParser>
   private pendingAcks: number[] = []
   private closeReason: string | null = null
 
-  private constructor (private readonly wire: Wire, readonly clientId: string) {
-    const reader = new FrameReader({
+  private constructor (private readonly wire: Wire, readonly clientId: string, private readonly protocolVersion: ProtocolVersion) {
+    this.controlParser = createParser({ protocolVersion })
+    const reader = new FrameReader(protocolVersion, {
       publish: (buffer, start, end, qos, messageId, retain) => {
         if (qos === 1) this.pendingAcks.push(messageId)
         this.onPublish(buffer, start, end, retain)
@@ -68,12 +73,12 @@ export class BenchClient {
 
   static async connect (options: ConnectOptions): Promise<BenchClient> {
     const wire = await openWire(options.address, options.timeoutMs)
-    const client = new BenchClient(wire, options.clientId)
+    const client = new BenchClient(wire, options.clientId, options.protocolVersion)
     const connack = client.expect('connack', options.timeoutMs)
     wire.send(generate({
       cmd: 'connect',
       protocolId: 'MQTT',
-      protocolVersion: 4,
+      protocolVersion: options.protocolVersion,
       clientId: options.clientId,
       clean: true,
       keepalive: options.keepaliveS ?? 0,
@@ -82,7 +87,7 @@ export class BenchClient {
     }))
     try {
       const packet = await connack
-      const code = packet.cmd === 'connack' ? packet.returnCode ?? 0 : -1
+      const code = packet.cmd === 'connack' ? packet.returnCode ?? packet.reasonCode ?? 0 : -1
       if (code !== 0) throw new Error(`${options.clientId}: CONNACK return code ${code}`)
     } catch (err) {
       wire.destroy()
@@ -102,7 +107,7 @@ export class BenchClient {
 
   async subscribe (filter: string, qos: QoS, timeoutMs: number): Promise<void> {
     const suback = this.expect('suback', timeoutMs)
-    this.wire.send(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] }))
+    this.wire.send(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] }, { protocolVersion: this.protocolVersion }))
     const packet = await suback
     const granted = packet.cmd === 'suback' ? packet.granted[0] : undefined
     if (granted !== qos) throw new Error(`${this.clientId}: SUBACK for ${filter} granted ${String(granted)}, wanted ${qos}`)
@@ -149,6 +154,7 @@ export class BenchClient {
     waiter?.resolve(packet)
   }
 
+  // A 2-byte PUBACK is a v5 success too: reason code and properties may be left out [MQTT-3.4.2-1]
   private flushAcks (): void {
     const acks = Buffer.allocUnsafe(this.pendingAcks.length * 4)
     let at = 0

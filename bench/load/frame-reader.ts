@@ -2,6 +2,7 @@
 // boundaries in each chunk and decodes PUBLISH and PUBACK in place (no object per message),
 // because a subscriber may have to keep up with a broker's full output; the rare control
 // packets (CONNACK, SUBACK, ...) are handed on whole, for mqtt-packet's parser.
+import type { ProtocolVersion } from './bench-client.js'
 
 const PUBLISH = 3
 const PUBACK = 4
@@ -17,7 +18,12 @@ export interface FrameHandlers {
 export class FrameReader {
   private carry: Buffer | null = null
 
-  constructor (private readonly handlers: FrameHandlers) {}
+  /** MQTT 5 puts a properties block between a PUBLISH's packet id and its payload. */
+  private readonly publishHasProperties: boolean
+
+  constructor (protocolVersion: ProtocolVersion, private readonly handlers: FrameHandlers) {
+    this.publishHasProperties = protocolVersion === 5
+  }
 
   push (chunk: Buffer): void {
     const buffer = this.carry === null ? chunk : Buffer.concat([this.carry, chunk])
@@ -58,6 +64,7 @@ export class FrameReader {
         messageId = buffer.readUInt16BE(payloadStart)
         payloadStart += 2
       }
+      if (this.publishHasProperties) payloadStart = skipVariableByteInteger(buffer, payloadStart)
       this.handlers.publish(buffer, payloadStart, end, qos, messageId, (header & 1) === 1)
     } else if (type === PUBACK) {
       this.handlers.puback(buffer.readUInt16BE(i))
@@ -65,5 +72,19 @@ export class FrameReader {
       this.handlers.control(buffer.subarray(start, end))
     }
     return end
+  }
+}
+
+/** Reads the Variable Byte Integer at `at` (a v5 property length) and returns where what it counts ends. */
+function skipVariableByteInteger (buffer: Buffer, at: number): number {
+  let value = 0
+  let multiplier = 1
+  let i = at
+  for (;;) {
+    const byte = buffer[i++] as number
+    value += (byte & 0x7f) * multiplier
+    if ((byte & 0x80) === 0) return i + value
+    multiplier *= 128
+    if (i - at > 4) throw new Error('malformed property length from broker')
   }
 }

@@ -2,6 +2,7 @@
 // then patched in place (message id, send timestamp), so the generator spends its time on
 // writes, not on encoding.
 import { generate } from 'mqtt-packet'
+import type { ProtocolVersion } from './bench-client.js'
 
 export type QoS = 0 | 1
 
@@ -11,12 +12,13 @@ export class PublishTemplate {
   private readonly messageIdOffset: number
   readonly payloadOffset: number
 
-  constructor (readonly topic: string, payloadSize: number, readonly qos: QoS, retain = false) {
+  /** v5: the packet carries an empty properties block (one byte after the message id). */
+  constructor (readonly topic: string, payloadSize: number, readonly qos: QoS, protocolVersion: ProtocolVersion, retain = false) {
     // At least 8 bytes: room for a float64 send timestamp.
     const payload = Buffer.alloc(Math.max(payloadSize, 8), 0x61)
-    this.bytes = generate({ cmd: 'publish', topic, payload, qos, retain, dup: false, messageId: qos > 0 ? 1 : undefined })
+    this.bytes = generate({ cmd: 'publish', topic, payload, qos, retain, dup: false, messageId: qos > 0 ? 1 : undefined }, { protocolVersion })
     this.payloadOffset = this.bytes.length - payload.length
-    this.messageIdOffset = this.payloadOffset - 2
+    this.messageIdOffset = this.payloadOffset - 2 - (protocolVersion === 5 ? 1 : 0)
   }
 
   get length (): number {

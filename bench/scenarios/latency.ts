@@ -80,7 +80,7 @@ class LatencyStream implements SlicedStream<Slice> {
     const subscriber = await context.connect('subscriber', transport, `bench-${id}-sub`)
     const publisher = await context.connect('publisher', transport, `bench-${id}-pub`)
     await subscriber.subscribe('bench/latency', 0, 5_000)
-    return new LatencyStream(context, id, publisher, subscriber, new PublishTemplate('bench/latency', context.settings.payloadBytes, 0))
+    return new LatencyStream(context, id, publisher, subscriber, new PublishTemplate('bench/latency', context.settings.payloadBytes, 0, context.protocolVersion))
   }
 
   /** Sends at the fixed rate for the slice, then waits until everything sent has arrived. */

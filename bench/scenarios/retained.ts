@@ -21,10 +21,10 @@ export function retained (id: string): Scenario {
       const topics = settings.retainedTopics
       const payload = Buffer.alloc(settings.payloadBytes, 0x61)
       const packets = Buffer.concat(Array.from({ length: topics }, (_, i) =>
-        generate({ cmd: 'publish', topic: `bench/retained/${i}`, payload, qos: 0, retain: true, dup: false })))
+        generate({ cmd: 'publish', topic: `bench/retained/${i}`, payload, qos: 0, retain: true, dup: false }, { protocolVersion: context.protocolVersion })))
       // A QoS 1 publish after them: brokers handle a connection's packets in order, so its
       // PUBACK means every retained message before it has been stored.
-      const fence = generate({ cmd: 'publish', topic: 'bench/fence', payload: Buffer.alloc(0), qos: 1, messageId: 1, retain: false, dup: false })
+      const fence = generate({ cmd: 'publish', topic: 'bench/fence', payload: Buffer.alloc(0), qos: 1, messageId: 1, retain: false, dup: false }, { protocolVersion: context.protocolVersion })
 
       context.status('storing')
       const publisher = await context.connect('publisher', 'tcp', `bench-${id}-pub`)

@@ -36,7 +36,7 @@ export function fanIn (id: string, qos: QoS, transport: Transport): InterleavedS
       await subscriber.subscribe('bench/#', qos, 5_000)
       const publishers = await Promise.all(Array.from({ length: settings.fanInPublishers }, async (_, i) => ({
         client: await context.connect('publisher', transport, `bench-${id}-pub-${i}`),
-        template: new PublishTemplate(`bench/fan-in/${i}`, settings.payloadBytes, qos)
+        template: new PublishTemplate(`bench/fan-in/${i}`, settings.payloadBytes, qos, context.protocolVersion)
       })))
       const flood = new Flood({ publishers, receivers: [subscriber], received: () => received, ...(qos === 0 ? qos0 : qos1) })
       return new FloodStream(context, id, flood, () => received, 1)
@@ -62,7 +62,7 @@ export function fanOut (id: string): InterleavedScenario {
       }))
       const publisher = {
         client: await context.connect('publisher', 'tcp', `bench-${id}-pub`),
-        template: new PublishTemplate('bench/fan-out', settings.payloadBytes, 0)
+        template: new PublishTemplate('bench/fan-out', settings.payloadBytes, 0, context.protocolVersion)
       }
       const perMessage = subscribers.length
       // Each message is 100 deliveries: a smaller window keeps the same bytes in flight.

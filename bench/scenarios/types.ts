@@ -1,6 +1,6 @@
 // What a scenario is to the harness: the metrics it reports (the rows of the table), a hard
 // time limit, and a run against one started target.
-import type { BenchClient } from '../load/bench-client.js'
+import type { BenchClient, ProtocolVersion } from '../load/bench-client.js'
 import type { Settings } from '../options.js'
 import type { RunningTarget } from '../targets.js'
 
@@ -39,6 +39,8 @@ export interface ScenarioContext {
   target: RunningTarget
   targetName: string
   settings: Settings
+  /** The MQTT version every client of this target speaks. */
+  protocolVersion: ProtocolVersion
   /** Aborted when the scenario is out of time: loops must stop. */
   signal: AbortSignal
   /** Connects a client the harness closes after the scenario, whatever happens. */

@@ -1,87 +1,22 @@
 // Interop: the same end-to-end scenarios with real clients: MQTT.js, mosquitto_pub and
 // mosquitto_sub (Debian's build has no WebSocket support, so TCP only), and Paho Python
 // (python3-paho-mqtt), over TCP and WebSocket, against a single node and a cluster node.
-import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import type { MqttClient } from 'mqtt'
 import type { BrokerHandle } from '../../src/server.js'
 import { brokerUrl, closeClient, collect, openUrl, waitFor } from '../helpers/broker.js'
+import { exitedOk, handled, mosquittoSub, pahoScript, python, run, waitMs, type Subscription } from './interop-clients.js'
 import type { RawClient } from './raw-client.js'
 import { uniqueId } from './raw-client.js'
 import { forEachTarget, type Tap } from './targets.js'
 
-const pahoScript = fileURLToPath(new URL('paho_client.py', import.meta.url))
-// Debian's python3-paho-mqtt is installed for the system interpreter, which a pyenv or venv
-// python3 earlier on the PATH would not see
-const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
-// mosquitto_sub's debug lines (-d) sit in its stdout buffer unless it is line-buffered
-const mosquittoSub = (args: string[]): [string, string[]] => existsSync('/usr/bin/stdbuf') ? ['/usr/bin/stdbuf', ['-oL', 'mosquitto_sub', ...args]] : ['mosquitto_sub', args]
-const waitMs = 5000
-
 interface Message { topic: string, qos: number, retain: boolean, payload: string }
-
-interface Subscription {
-  /** Resolves once the client is subscribed (or, for mosquitto_sub, got its first message). */
-  ready: Promise<void>
-  /** Resolves with the messages once `count` arrived. */
-  messages: Promise<Message[]>
-  /** Ends the client without DISCONNECT (for wills), or politely. */
-  stop: () => Promise<void>
-}
 
 interface Driver {
   name: string
-  subscribe: (t: Tap, broker: BrokerHandle, topic: string, count: number, options?: { clientId?: string, persistent?: boolean }) => Promise<Subscription>
+  subscribe: (t: Tap, broker: BrokerHandle, topic: string, count: number, options?: { clientId?: string, persistent?: boolean }) => Promise<Subscription<Message>>
   publish: (t: Tap, broker: BrokerHandle, topic: string, payload: string, qos: 0 | 1 | 2, retain: boolean) => Promise<void>
   /** Connects with a will on `topic`; resolves once connected, with a function that kills the client. */
   withWill: (t: Tap, broker: BrokerHandle, topic: string, payload: string) => Promise<() => void>
-}
-
-/** A client process: its stdout lines, and bounded waits on them. */
-function run (t: Tap, command: string, args: string[]): { lines: string[], line: (predicate: (line: string) => boolean) => Promise<string>, exited: Promise<number | null>, kill: () => void } {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  const lines: string[] = []
-  let stderr = ''
-  const waiters = new Set<() => void>()
-  let buffered = ''
-  child.stdout.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString()
-    const parts = buffered.split('\n')
-    buffered = parts.pop() ?? ''
-    lines.push(...parts)
-    for (const wake of waiters) wake()
-  })
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => {
-    for (const wake of waiters) wake()
-    resolve(code)
-  }))
-  const kill = (): void => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  }
-  t.teardown(kill)
-  const line = async (predicate: (line: string) => boolean): Promise<string> => {
-    const deadline = Date.now() + waitMs
-    for (;;) {
-      const found = lines.find(predicate)
-      if (found !== undefined) return found
-      if (child.exitCode !== null) throw new Error(`${command} exited with ${child.exitCode}: ${stderr}`)
-      if (Date.now() > deadline) throw new Error(`${command}: no such line within ${waitMs} ms; got ${JSON.stringify(lines)} ${stderr}`)
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 50)
-        waiters.add(() => { clearTimeout(timer); resolve() })
-      })
-    }
-  }
-  return { lines, line, exited, kill }
-}
-
-/** Marks the promises of a subscription handled: a test awaits them, maybe after one failed. */
-function handled (subscription: Subscription): Subscription {
-  subscription.ready.catch(() => {})
-  subscription.messages.catch(() => {})
-  return subscription
 }
 
 /** Lines of "topic TAB qos TAB retain TAB payload" as messages. */
@@ -90,11 +25,6 @@ function parseLines (lines: string[]): Message[] {
     const [topic, qos, retain, payload] = l.split('\t') as [string, string, string, string]
     return { topic, qos: Number(qos), retain: retain === '1' || retain === 'true', payload }
   })
-}
-
-async function exitedOk (what: string, exited: Promise<number | null>): Promise<void> {
-  const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('timeout'), waitMs))])
-  if (code !== 0) throw new Error(`${what} exited with ${String(code)}`)
 }
 
 function mqttjs (transport: 'tcp' | 'ws'): Driver {

@@ -6,12 +6,21 @@ sub:  subscribes to --topic, prints "SUBSCRIBED <granted>" once the SUBACK is in
 pub:  publishes --message to --topic, waits for the handshake, disconnects.
 will: connects with a will on --topic, prints "CONNECTED", then waits to be killed.
 Every wait is bounded by --timeout; a timeout exits 2.
+
+--protocol 5 speaks MQTT 5 (paho 1.6's MQTTv5 API): message lines are then JSON objects
+(topic, qos, retain, payload, properties as paho names them, correlation data in hex);
+--user-property, --message-expiry, --content-type, --response-topic and --correlation-data go
+on the PUBLISH (pub) or on the will (will, with --will-delay); --session-expiry sets the Session
+Expiry Interval and clean start off (sub, will).
 """
 import argparse
+import json
 import sys
 import threading
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 parser = argparse.ArgumentParser()
 parser.add_argument('mode', choices=['sub', 'pub', 'will'])
@@ -27,7 +36,16 @@ parser.add_argument('--retain', action='store_true')
 parser.add_argument('--client-id', default='')
 parser.add_argument('--persistent', action='store_true')
 parser.add_argument('--timeout', type=float, default=5.0)
+parser.add_argument('--protocol', choices=['311', '5'], default='311')
+parser.add_argument('--user-property', action='append', default=[], metavar='KEY=VALUE')
+parser.add_argument('--message-expiry', type=int)
+parser.add_argument('--content-type')
+parser.add_argument('--response-topic')
+parser.add_argument('--correlation-data')
+parser.add_argument('--will-delay', type=int)
+parser.add_argument('--session-expiry', type=int)
 args = parser.parse_args()
+v5 = args.protocol == '5'
 
 done = threading.Event()
 failure = []
@@ -37,16 +55,39 @@ def say(line):
     print(line, flush=True)
 
 
-client = mqtt.Client(client_id=args.client_id, clean_session=not args.persistent, transport=args.transport, protocol=mqtt.MQTTv311)
+def message_properties(packet_type):
+    """The v5 properties of the PUBLISH or the will the arguments ask for."""
+    props = Properties(packet_type)
+    for pair in args.user_property:
+        key, value = pair.split('=', 1)
+        props.UserProperty = (key, value)
+    if args.message_expiry is not None:
+        props.MessageExpiryInterval = args.message_expiry
+    if args.content_type is not None:
+        props.ContentType = args.content_type
+    if args.response_topic is not None:
+        props.ResponseTopic = args.response_topic
+    if args.correlation_data is not None:
+        props.CorrelationData = args.correlation_data.encode('utf-8')
+    if args.will_delay is not None:
+        props.WillDelayInterval = args.will_delay
+    return props
+
+
+if v5:
+    # v5 has Clean Start on CONNECT instead of Clean Session: paho takes it in connect()
+    client = mqtt.Client(client_id=args.client_id, transport=args.transport, protocol=mqtt.MQTTv5)
+else:
+    client = mqtt.Client(client_id=args.client_id, clean_session=not args.persistent, transport=args.transport, protocol=mqtt.MQTTv311)
 if args.transport == 'websockets':
     client.ws_set_options(path=args.path)
 if args.mode == 'will':
-    client.will_set(args.topic, args.message, qos=args.qos, retain=args.retain)
+    client.will_set(args.topic, args.message, qos=args.qos, retain=args.retain, properties=message_properties(PacketTypes.WILLMESSAGE) if v5 else None)
 
 received = []
 
 
-def on_connect(c, userdata, flags, rc):
+def on_connect(c, userdata, flags, rc, properties=None):
     if rc != 0:
         failure.append('CONNACK %d' % rc)
         done.set()
@@ -56,15 +97,20 @@ def on_connect(c, userdata, flags, rc):
         c.subscribe(args.topic, args.qos)
     elif args.mode == 'pub':
         # on_publish: written (QoS 0), PUBACK (QoS 1) or PUBCOMP (QoS 2) received
-        c.publish(args.topic, args.message, qos=args.qos, retain=args.retain)
+        c.publish(args.topic, args.message, qos=args.qos, retain=args.retain, properties=message_properties(PacketTypes.PUBLISH) if v5 else None)
 
 
-def on_subscribe(c, userdata, mid, granted):
-    say('SUBSCRIBED %s' % ','.join(str(g) for g in granted))
+def on_subscribe(c, userdata, mid, granted, properties=None):
+    # v5: ReasonCodes objects, whose value is the granted QoS or the refusal
+    say('SUBSCRIBED %s' % ','.join(str(getattr(g, 'value', g)) for g in granted))
 
 
 def on_message(c, userdata, message):
-    say('%s\t%d\t%d\t%s' % (message.topic, message.qos, 1 if message.retain else 0, message.payload.decode('utf-8')))
+    if v5:
+        say(json.dumps({'topic': message.topic, 'qos': message.qos, 'retain': bool(message.retain), 'payload': message.payload.decode('utf-8'),
+                        'properties': message.properties.json() if message.properties is not None else {}}))
+    else:
+        say('%s\t%d\t%d\t%s' % (message.topic, message.qos, 1 if message.retain else 0, message.payload.decode('utf-8')))
     received.append(message)
     if len(received) >= args.count:
         done.set()
@@ -78,7 +124,13 @@ client.on_connect = on_connect
 client.on_subscribe = on_subscribe
 client.on_message = on_message
 client.on_publish = on_publish
-client.connect(args.host, args.port, keepalive=30)
+if v5:
+    connect_properties = Properties(PacketTypes.CONNECT)
+    if args.session_expiry is not None:
+        connect_properties.SessionExpiryInterval = args.session_expiry
+    client.connect(args.host, args.port, keepalive=30, clean_start=args.session_expiry is None, properties=connect_properties)
+else:
+    client.connect(args.host, args.port, keepalive=30)
 client.loop_start()
 if args.mode == 'will':
     # killed by the test; the timeout only bounds a forgotten process
