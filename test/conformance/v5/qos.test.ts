@@ -1,13 +1,27 @@
 // MQTT 5.0 conformance, the QoS protocols both ways (sections 4.3 to 4.6) with their v5 reason
 // codes (3.4 to 3.7): raw MQTT 5.0 over TCP, against a single node and a cluster node.
 import type { IPublishPacket } from 'mqtt-packet'
-import { uniqueId } from '../raw-client.js'
+import { uniqueId, type RawClient } from '../raw-client.js'
+import type { Teardown } from '../../helpers/loopback.js'
 import { forEachTarget } from '../targets.js'
 
 const pubackCodes = [0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99]
 const pubrelCodes = [0x00, 0x92]
 
 forEachTarget((t, { raw, connected }) => {
+  /** A persistent subscriber holding a QoS 1 and a QoS 2 message it has not acknowledged. */
+  async function unacknowledgedPair (t: Teardown, name: string): Promise<{ session: { clientId: string, clean: false, properties: { sessionExpiryInterval: number } }, subscriber: RawClient, one: IPublishPacket, two: IPublishPacket }> {
+    const base = `${name}/${uniqueId()}`
+    const session = { clientId: uniqueId(name), clean: false as const, properties: { sessionExpiryInterval: 60 } }
+    const subscriber = await connected(t, session)
+    await subscriber.subscribe({ [`${base}/+`]: 2 })
+    const publisher = await connected(t)
+    await publisher.publish(`${base}/one`, 'one', { qos: 1 })
+    await publisher.publish(`${base}/two`, 'two', { qos: 2 })
+    const [one, two] = await subscriber.nextMessages(2, { ack: false }) as [IPublishPacket, IPublishPacket]
+    return { session, subscriber, one, two }
+  }
+
   t.test('[MQTT-2.2.1-2] [MQTT-2.2.1-4] [MQTT-3.3.1-2] [MQTT-4.3.1-1] [MQTT-4.3.2-1] [MQTT-4.3.2-2] [MQTT-4.3.3-1] [MQTT-4.3.3-2] [MQTT-4.5.0-1] the broker sends QoS 0 without a Packet Identifier and DUP 0, QoS 1 and 2 each with its own unused non-zero identifier and DUP 0', async (t) => {
     const topic = `send/${uniqueId()}`
     const subscriber = await connected(t)
@@ -26,15 +40,7 @@ forEachTarget((t, { raw, connected }) => {
   })
 
   t.test('[MQTT-4.4.0-1] [MQTT-3.3.1-1] [MQTT-3.3.1-3] [MQTT-4.3.2-3] [MQTT-4.3.3-3] [MQTT-4.3.3-4] [MQTT-4.3.3-5] [MQTT-4.3.3-6] [MQTT-2.2.1-5] unacknowledged PUBLISH and PUBREL packets are re-sent on reconnect with Clean Start 0, with their identifiers, the PUBLISH with DUP 1; never the PUBLISH after its PUBREL', async (t) => {
-    const clientId = uniqueId('resend')
-    const base = `resend/${uniqueId()}`
-    const session = { clientId, clean: false, properties: { sessionExpiryInterval: 60 } }
-    const subscriber = await connected(t, session)
-    await subscriber.subscribe({ [`${base}/+`]: 2 })
-    const publisher = await connected(t)
-    await publisher.publish(`${base}/one`, 'one', { qos: 1 })
-    await publisher.publish(`${base}/two`, 'two', { qos: 2 })
-    const [one, two] = await subscriber.nextMessages(2, { ack: false }) as [IPublishPacket, IPublishPacket]
+    const { session, subscriber, one, two } = await unacknowledgedPair(t, 'resend')
     subscriber.send({ cmd: 'pubrec', messageId: two.messageId as number })
     const pubrel = await subscriber.expect('pubrel')
     t.equal(pubrel.messageId, two.messageId, 'PUBREL with the identifier of the PUBLISH after PUBREC')
@@ -54,15 +60,7 @@ forEachTarget((t, { raw, connected }) => {
   })
 
   t.test('[MQTT-4.4.0-2] a PUBLISH the client answered with PUBACK or PUBREC of 0x80 or more is acknowledged: not re-sent on reconnect', async (t) => {
-    const clientId = uniqueId('refusing')
-    const base = `refusing/${uniqueId()}`
-    const session = { clientId, clean: false, properties: { sessionExpiryInterval: 60 } }
-    const subscriber = await connected(t, session)
-    await subscriber.subscribe({ [`${base}/+`]: 2 })
-    const publisher = await connected(t)
-    await publisher.publish(`${base}/one`, 'one', { qos: 1 })
-    await publisher.publish(`${base}/two`, 'two', { qos: 2 })
-    const [one, two] = await subscriber.nextMessages(2, { ack: false }) as [IPublishPacket, IPublishPacket]
+    const { session, subscriber, one, two } = await unacknowledgedPair(t, 'refusing')
     subscriber.send({ cmd: 'puback', messageId: one.messageId as number, reasonCode: 0x80 })
     subscriber.send({ cmd: 'pubrec', messageId: two.messageId as number, reasonCode: 0x80 })
     t.same((await subscriber.drain(300)).map((p) => p.cmd), [], 'no PUBREL after a failing PUBREC')
