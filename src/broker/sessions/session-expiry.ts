@@ -93,6 +93,7 @@ export class SessionExpiry {
   private sequence = 0
   private timer: NodeJS.Timeout | null
   private sweeping: Promise<void> | null = null
+  private sweepAgain: Promise<void> | null = null
   private readonly pending = new Set<Promise<void>>()
   // sweeps due before the periodic one (sessions with short lifetimes went offline here), and
   // one timer for the earliest; each due time is kept until swept, so a later one is not lost
@@ -165,7 +166,16 @@ export class SessionExpiry {
 
   /** Deletes the sessions expired by now; concurrent calls share one sweep. */
   sweep (): Promise<void> {
-    this.sweeping ??= this.expire().catch((err: Error) => {
+    if (this.sweeping !== null) {
+      // the sweep under way may have read the store before this request's session went
+      // offline: one more after it (one for all the requests made meanwhile)
+      this.sweepAgain ??= this.sweeping.then(() => {
+        this.sweepAgain = null
+        return this.timer === null ? undefined : this.sweep()
+      })
+      return this.sweepAgain
+    }
+    this.sweeping = this.expire().catch((err: Error) => {
       this.options.logger.warn({ event: 'session.sweep-failed', reason: err.message }, 'session expiry sweep failed')
     }).finally(() => { this.sweeping = null })
     return this.sweeping
@@ -178,6 +188,7 @@ export class SessionExpiry {
     this.early = null
     this.due = []
     await this.sweeping
+    await this.sweepAgain
     await Promise.all(this.pending)
   }
 
