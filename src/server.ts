@@ -39,6 +39,7 @@ import { RetainedCaps } from './broker/storage/retained-quota.js'
 import { SessionExpiry } from './broker/sessions/session-expiry.js'
 import { capSessionQueues } from './broker/sessions/session-queue-cap.js'
 import { createStorage, type Storage } from './broker/storage/storage.js'
+import { createSharedEmitter } from './broker/shared/shared-emitter.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -106,10 +107,12 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     retainedCaps,
     deliveryLatency: new DeliveryLatency(metrics, nodeId)
   }, clients)
+  // shared subscriptions' groups, around the storage's emitter
+  const sharedSubscriptions = await createSharedEmitter(storage, config, nodeId, logger)
   const aedes = await Aedes.createBroker({
     id: nodeId,
     persistence: storage.persistence,
-    ...(storage.mq === undefined ? {} : { mq: storage.mq }),
+    mq: sharedSubscriptions,
     // Aedes' own $SYS heartbeat decides when it publishes the wills of a dead node's clients
     // (silent for 3 of its beats): aligned with the node registry's timeout (docs/cluster.md)
     heartbeatInterval: Math.round(storage.registry.timing.timeoutMs / 3),
@@ -182,6 +185,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   aedes.on('clientDisconnect', (client) => {
     expiry.disconnected(client)
+    sharedSubscriptions.clientClosed(client)
     const state = clients.forget(client, clientById(aedes, client.id), 'client')
     if (state !== undefined && state.identity.user !== null) presence.disconnected(state.identity.user)
   })

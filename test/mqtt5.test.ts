@@ -61,7 +61,7 @@ for (const transport of ['tcp', 'ws'] as Transport[]) {
       receiveMaximum: 1000,
       maximumPacketSize: 1024 * 1024,
       topicAliasMaximum: 16,
-      sharedSubscriptionAvailable: false
+      sharedSubscriptionAvailable: true
     }, 'Receive Maximum, Maximum Packet Size, Topic Alias Maximum [MQTT-3.2.2.3]')
   })
 

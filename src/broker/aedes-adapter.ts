@@ -1,5 +1,6 @@
 // Every contact with Aedes' internals (fields and behaviour its typings leave out) is in this
 // file: with patches/, the one place to review on an Aedes upgrade (docs/aedes-patches.md).
+import type { EventEmitter } from 'node:events'
 import type { Aedes, AedesPublishPacket, Client, PublishPacket } from 'aedes'
 import type { SessionPersistence } from './sessions/session-expiry.js'
 import type { EnqueuingPersistence } from './sessions/session-queue-cap.js'
@@ -21,7 +22,8 @@ export interface DeliveredPacket {
   // null for a retained message sent on SUBSCRIBE (Aedes does not dedupe those)
   brokerId?: string | null
 }
-export type Deliver = (packet: DeliveredPacket, done: () => void, maxQos?: number) => void
+// onPacketId: told the Packet Identifier a QoS 1/2 message is sent with (shared subscriptions)
+export type Deliver = (packet: DeliveredPacket, done: () => void, maxQos?: number, onPacketId?: (packetId: number) => void) => void
 /** How Aedes hands every message to a client: deliver0 for QoS 0, deliverQoS otherwise. */
 export interface Deliveries {
   deliver0: Deliver
@@ -147,4 +149,27 @@ export function clusterSafeSessionTimers (aedes: Aedes, isHeld: (clientId: strin
       return target.persistence.delWill({ id: client.id, brokerId: aedes.id })
     }).catch(onError)
   }
+}
+
+/** A shared subscription's emitter listener: Aedes' delivery to one member (patch: `func.client`). */
+export type SharedListener = ((message: object, done: () => void, onPacketId?: (packetId: number) => void) => void) & { client?: Client }
+
+/** The client a shared subscription's listener delivers to (undefined for any other listener). */
+export function sharedSubscriber (listener: SharedListener): Client | undefined {
+  return listener.client
+}
+
+interface AckPacket { cmd: string, messageId?: number }
+
+/**
+ * Calls `onAck` with the Packet Identifier of every PUBACK and PUBREC `client` sends (Aedes'
+ * parser emits each packet it reads); returns what stops it.
+ */
+export function watchAcknowledgements (client: Client, onAck: (packetId: number) => void): () => void {
+  const parser = (client as unknown as { _parser: EventEmitter })._parser
+  const listener = (packet: AckPacket): void => {
+    if ((packet.cmd === 'puback' || packet.cmd === 'pubrec') && packet.messageId !== undefined) onAck(packet.messageId)
+  }
+  parser.on('packet', listener)
+  return () => parser.removeListener('packet', listener)
 }

@@ -12,6 +12,7 @@ import { holderOfClientId, isDelayedWill, willOf } from './aedes-adapter.js'
 import type { ClientRegistry, ClientState } from './client-registry.js'
 import type { ClientIdOwnership } from './sessions/client-id-owner.js'
 import { clientIdViolation, topicViolation, type Limits } from './protocol/limits.js'
+import { parseSharedFilter } from './shared/share-name.js'
 import { connectViolation } from './protocol/connect-rules.js'
 import { connectRefusalCode, publishRefusal, ReasonCode } from './protocol/reason-codes.js'
 import { AuthReason, authSuccessBytes, jwtAuthenticationMethod, parseAuthPacket } from './protocol/auth-packet.js'
@@ -203,7 +204,8 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       const violation = topicViolation(subscription.topic, parts.limits)
       if (violation !== null) return refuse('limit.exceeded', violation)
       if (state === undefined) return refuse('acl.denied', 'client is not authenticated')
-      if (!state.grants.canSubscribe(subscription.topic)) return refuse('acl.denied', 'not granted')
+      // a shared subscription needs the right to subscribe to its filter (Aedes checked its form)
+      if (!state.grants.canSubscribe(parseSharedFilter(subscription.topic)?.filter ?? subscription.topic)) return refuse('acl.denied', 'not granted')
       const { limits } = state.grants
       const { subscriptions } = state
       if (subscriptions !== null) {

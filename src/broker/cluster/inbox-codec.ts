@@ -9,9 +9,9 @@
 //
 // One message:
 //   u8 flags (bits 0-1 qos, 2 retain, 3 dup, 4 extra JSON follows, 5 clientId follows,
-//             6 properties follow)
+//             6 properties follow, 7 share target follows)
 //   f64 brokerCounter · u8 + bytes brokerId · u8 + bytes cmd · u16 + bytes topic
-//   [u16 + bytes clientId] · [properties] · [u32 + bytes extra JSON] · u32 + bytes payload
+//   [u16 + bytes clientId] · [u16 + bytes share target] · [properties] · [u32 + bytes extra JSON] · u32 + bytes payload
 // Properties:
 //   u8 which follow (bits 0 payloadFormatIndicator, 1 expiry deadline, 2 contentType,
 //                    3 responseTopic, 4 correlationData, 5 userProperties)
@@ -22,6 +22,8 @@
 // waits (in the outbox, the inbox, on the way) is deducted when it is read [MQTT-3.3.2-6]; a
 // message read after its deadline is not delivered [MQTT-3.3.2-5]. The nodes' clocks are
 // assumed in sync (NTP), as the cluster's other timers assume.
+// The share target names the shared subscription group (and member) the publisher's node chose
+// for the message (src/broker/shared/): present only on such a copy.
 import type mqemitter from 'mqemitter'
 import { expiryDeadline, remainingExpirySeconds, type MessageExpiryFields, type MessageProperties, type UserProperties } from '../protocol/message-properties.js'
 
@@ -30,12 +32,13 @@ type Message = mqemitter.Message
 /** The stream entry field that holds a batch in this format. */
 export const batchField = 'm'
 
-const known = new Set(['cmd', 'brokerId', 'brokerCounter', 'topic', 'payload', 'qos', 'retain', 'dup', 'clientId', 'properties', 'messageExpiry'])
+const known = new Set(['cmd', 'brokerId', 'brokerCounter', 'topic', 'payload', 'qos', 'retain', 'dup', 'clientId', 'properties', 'messageExpiry', 'shareTarget'])
 const flagRetain = 4
 const flagDup = 8
 const flagExtra = 16
 const flagClientId = 32
 const flagProperties = 64
+const flagShareTarget = 128
 
 // which properties follow, in the properties' first byte
 const hasPayloadFormat = 1
@@ -91,6 +94,8 @@ export class InboxBatch {
     const payload = Buffer.isBuffer(message.payload) ? message.payload : Buffer.from(String(message.payload ?? ''))
     const clientId: unknown = message.clientId
     const hasClientId = typeof clientId === 'string'
+    const shareTarget: unknown = message.shareTarget
+    const hasShareTarget = typeof shareTarget === 'string'
     const extra = extraFields(message)
     const extraJson = extra === null ? null : Buffer.from(JSON.stringify(extra))
     const properties = message.properties as MessageProperties | undefined
@@ -98,9 +103,10 @@ export class InboxBatch {
     const which = properties === undefined ? (deadline === undefined ? 0 : hasDeadline) : carriedProperties(properties, deadline)
     const qos = typeof message.qos === 'number' ? message.qos & 3 : 0
     const flags = qos | (message.retain === true ? flagRetain : 0) | (message.dup === true ? flagDup : 0) |
-      (extraJson === null ? 0 : flagExtra) | (hasClientId ? flagClientId : 0) | (which === 0 ? 0 : flagProperties)
+      (extraJson === null ? 0 : flagExtra) | (hasClientId ? flagClientId : 0) | (which === 0 ? 0 : flagProperties) |
+      (hasShareTarget ? flagShareTarget : 0)
     // a UTF-8 string takes at most 3 bytes per UTF-16 unit
-    this.reserve(1 + 8 + 1 + brokerId.length + 1 + cmd.length + 2 + 3 * topic.length + (hasClientId ? 2 + 3 * clientId.length : 0) +
+    this.reserve(1 + 8 + 1 + brokerId.length + 1 + cmd.length + 2 + 3 * topic.length + (hasClientId ? 2 + 3 * clientId.length : 0) + (hasShareTarget ? 2 + 3 * shareTarget.length : 0) +
       (which === 0 ? 0 : propertiesBound(which, properties)) + (extraJson === null ? 0 : 4 + extraJson.length) + 4 + payload.length)
     const out = this.bytes
     let at = this.length
@@ -113,6 +119,7 @@ export class InboxBatch {
     at += cmd.copy(out, at)
     at = writeString(out, at, topic)
     if (hasClientId) at = writeString(out, at, clientId)
+    if (hasShareTarget) at = writeString(out, at, shareTarget)
     if (which !== 0) at = writeProperties(out, at, which, properties, deadline)
     if (extraJson !== null) {
       at = out.writeUInt32BE(extraJson.length, at)
@@ -247,6 +254,12 @@ export class BatchReader {
         clientId = batch.toString('utf8', at + 2, clientIdEnd)
         at = clientIdEnd
       }
+      let shareTarget: string | undefined
+      if ((flags & flagShareTarget) !== 0) {
+        const shareTargetEnd = stringEnd(batch, at)
+        shareTarget = batch.toString('utf8', at + 2, shareTargetEnd)
+        at = shareTargetEnd
+      }
       let properties: DecodedProperties | null = null
       if ((flags & flagProperties) !== 0) {
         properties = readProperties(batch, at)
@@ -262,6 +275,7 @@ export class BatchReader {
       this.at = payloadEnd
       const message: Message = { cmd, brokerId, brokerCounter, topic, payload: batch.subarray(at + 4, payloadEnd), qos: flags & 3, retain: (flags & flagRetain) !== 0, dup: (flags & flagDup) !== 0 }
       if (clientId !== undefined) message.clientId = clientId
+      if (shareTarget !== undefined) message.shareTarget = shareTarget
       if (properties !== null) {
         const { deadline } = properties
         if (deadline !== undefined) {

@@ -74,6 +74,8 @@ export class RoutedEmitter {
   private lastId = '$'
   private closed = false
   private reading: Promise<void> = Promise.resolve()
+  // where a message carrying a share target goes on this node (src/broker/shared/)
+  private shareReceiver: Listener | null = null
   // mqemitter's `current`/`concurrent`, which Aedes does not read but the MQEmitter shape has
   current = 0
   concurrent = 0
@@ -97,7 +99,8 @@ export class RoutedEmitter {
     const { commands, subscriber, nodeId, registry } = this.options
     registry.on('died', (node) => this.retire(node))
     registry.on('retired', () => this.rejoin())
-    subscriber.on('message', (_channel: string, text: string) => this.applyChange(JSON.parse(text) as RouteChange))
+    // the connection carries other concerns' channels too (shared subscription members)
+    subscriber.on('message', (channel: string, text: string) => { if (channel === this.keys.changes) this.applyChange(JSON.parse(text) as RouteChange) })
     // Route changes missed while the subscriber was away: reload the whole table.
     subscriber.on('ready', () => { if (!this.closed) this.loadRoutes().catch((err: Error) => this.warn('route reload failed', err)) })
     await subscriber.subscribe(this.keys.changes)
@@ -169,29 +172,49 @@ export class RoutedEmitter {
     const callback = !local && targets.length === 1 ? done : join((local ? 1 : 0) + targets.length, done)
     if (local) this.local.emit(message, () => callback())
     let first: InboxBatch | undefined
-    for (const node of targets) {
-      let entry = this.outbox.get(node)
-      if (entry === undefined) {
-        entry = { batch: new InboxBatch(), callbacks: [], qos0: 0 }
-        this.outbox.set(node, entry)
-      }
-      // encoded once, copied for every further node
-      if (first === undefined) {
-        entry.batch.add(message)
-        first = entry.batch
-      } else {
-        entry.batch.addLastOf(first)
-      }
-      entry.callbacks.push(callback)
-      if (qos0) {
-        entry.qos0++
-        this.pendingQos0++
-      }
+    for (const node of targets) first = this.enqueue(node, message, callback, first)
+  }
+
+  /**
+   * Hands `message` to one other node only, in this turn's batch for it: a shared subscription's
+   * copy for the member the publisher's node chose (it carries a `shareTarget`).
+   */
+  sendTo (node: string, message: Message, done: Callback): void {
+    if (this.closed) {
+      done(new Error('emitter closed'))
+      return
+    }
+    this.enqueue(node, message, done)
+  }
+
+  /** Where the messages carrying a share target go when they reach this node. */
+  receiveShared (receiver: Listener): void {
+    this.shareReceiver = receiver
+  }
+
+  /** Adds `message` to `node`'s batch (a copy of `first`'s last one when given); returns the batch. */
+  private enqueue (node: string, message: Message, callback: Callback, first?: InboxBatch): InboxBatch {
+    let entry = this.outbox.get(node)
+    if (entry === undefined) {
+      entry = { batch: new InboxBatch(), callbacks: [], qos0: 0 }
+      this.outbox.set(node, entry)
+    }
+    // encoded once, copied for every further node
+    if (first === undefined) {
+      entry.batch.add(message)
+    } else {
+      entry.batch.addLastOf(first)
+    }
+    entry.callbacks.push(callback)
+    if (message.qos === 0) {
+      entry.qos0++
+      this.pendingQos0++
     }
     if (!this.outboxScheduled) {
       this.outboxScheduled = true
       setImmediate(() => this.flushOutbox())
     }
+    return first ?? entry.batch
   }
 
   /** One XADD per target node for everything emitted this turn; callbacks once Redis has it. */
@@ -345,7 +368,11 @@ export class RoutedEmitter {
   private async deliverLocally (messages: Message[]): Promise<void> {
     await new Promise<void>((resolve) => {
       let pending = messages.length
-      for (const message of messages) this.local.emit(message, () => { if (--pending === 0) resolve() })
+      const delivered = (): void => { if (--pending === 0) resolve() }
+      for (const message of messages) {
+        if (message.shareTarget !== undefined && this.shareReceiver !== null) this.shareReceiver(message, delivered)
+        else this.local.emit(message, delivered)
+      }
     })
   }
 
@@ -357,7 +384,7 @@ export class RoutedEmitter {
 function noop (): void {}
 
 /** A callback that calls `done` once it has been called `parts` times, with the first error. */
-function join (parts: number, done: Callback): Callback {
+export function join (parts: number, done: Callback): Callback {
   let failure: Error | undefined
   return (err) => {
     if (err !== undefined && failure === undefined) failure = err

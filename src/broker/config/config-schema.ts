@@ -3,6 +3,7 @@
 import { z } from 'zod'
 import { jwtAlgorithms } from '../../acl/jwt.js'
 import { isValidTopicFilter } from '../../acl/topic-grammar.js'
+import { shareStrategies } from '../shared/dispatch-strategy.js'
 
 const port = z.number({ error: 'expected a port number (integer 0-65535)' })
   .int('expected a port number (integer 0-65535)')
@@ -156,6 +157,10 @@ export const configSchema = z.object({
     maxQueuedMessages: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),
     // at most a year: the sweep timer and Redis scores stay far from their limits
     expirySeconds: nonNegativeInt('seconds (integer >= 0, 0 = never)').max(31_536_000, 'expected at most 31536000 (a year)')
+  }).strict(),
+  sharedSubscriptions: z.object({
+    strategy: z.enum(shareStrategies, { error: `expected one of ${shareStrategies.join(', ')}` }),
+    maxWaitingPerGroup: nonNegativeInt('a number of messages (integer >= 0)')
   }).strict(),
   shutdown: z.object({
     timeoutMs: positiveInt('milliseconds (positive integer)'),

@@ -1,5 +1,6 @@
 // Every built-in default of the broker, in one table (as Aedes keeps its `defaultOptions`).
 // The config file, environment variables and CLI flags override these, in that order.
+import type { ShareStrategy } from '../shared/dispatch-strategy.js'
 
 export const defaultOptions = {
   // Loopback only, like Mosquitto 2.0 without a config: the quick start must not expose an
@@ -142,6 +143,16 @@ export const defaultOptions = {
     // A persistent session whose client stays away this long is deleted (a week: a weekend
     // offline keeps its messages). 0 = never, as MQTT 3.1.1 itself would [MQTT-3.1.2-4].
     expirySeconds: 604_800
+  },
+  // `$share/<group>/<filter>` (docs/cluster.md, "Shared subscriptions")
+  sharedSubscriptions: {
+    // Which member of a group gets a message: round_robin (the publisher's node's own members
+    // first), random (likewise), sticky (by publisher), hash_topic (by topic, keeps each
+    // topic's order). EMQX defaults to round_robin too.
+    strategy: 'round_robin' as ShareStrategy,
+    // QoS 1/2 messages a group with no member left keeps for the next one (per node); more
+    // are dropped and counted. QoS 0 messages never wait.
+    maxWaitingPerGroup: 1_000
   },
   shutdown: {
     // Graceful shutdown is bounded: after this the process exits even if clients linger.

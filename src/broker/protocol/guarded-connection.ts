@@ -150,12 +150,12 @@ export function capClientOutput (client: Client, connection: Duplex, onDrop: () 
       setImmediate(done)
     }
   }
-  target.deliverQoS = function cappedDeliverQoS (packet, done, maxQos) {
+  target.deliverQoS = function cappedDeliverQoS (packet, done, maxQos, onPacketId) {
     // a QoS 0 message goes on to deliver0 (above)
     if (packet.qos === 0 || !over()) {
-      deliverQoS(packet, done, maxQos)
+      deliverQoS(packet, done, maxQos, onPacketId)
     } else if (packet.brokerId === null) {
-      watch.whenDrained(() => cappedDeliverQoS(packet, done, maxQos))
+      watch.whenDrained(() => cappedDeliverQoS(packet, done, maxQos, onPacketId))
     } else {
       // never dropped silently, never piled up: a persistent session keeps the message in its
       // store (Aedes queued it before delivering) and gets it again when it reconnects

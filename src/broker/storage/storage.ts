@@ -12,6 +12,8 @@ import type { Logger } from '../observability/logger.js'
 import { memoryRetainedLedger, redisRetainedLedger, type RetainedLedger } from './retained-quota.js'
 import { NodeRegistry, registryTiming } from '../cluster/node-registry.js'
 import { RoutedEmitter } from '../cluster/routed-emitter.js'
+import { SharedMembers } from '../cluster/shared-members.js'
+import type { ShareCluster } from '../shared/shared-emitter.js'
 import { memoryQueueLengths, redisQueueLengths, type QueueLengths } from '../sessions/session-queue-cap.js'
 import { memorySessionStore, redisSessionStore, type SessionStore } from '../sessions/session-expiry.js'
 
@@ -49,6 +51,8 @@ export interface Storage {
   sessionStore: SessionStore
   /** Which nodes are alive (started; only this one in memory). */
   registry: NodeRegistry
+  /** Shared subscription members across the cluster (the routed emitter only); undefined: this node alone. */
+  shareCluster?: ShareCluster
   /** Closes the persistence; Aedes closes the emitter itself. */
   close: () => Promise<void>
 }
@@ -119,6 +123,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
   const registry = new NodeRegistry(nodeId, connections.health, registryTiming(config), redis.keyPrefix, logger)
   await registry.start()
   let mq: unknown
+  let shareCluster: ShareCluster | undefined
   if (redis.emitter === 'routed') {
     const emitter = new RoutedEmitter({
       nodeId,
@@ -135,6 +140,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     })
     await emitter.start()
     mq = emitter
+    shareCluster = new SharedMembers({ nodeId, commands: connections.publisher as Redis, subscriber: connections.subscriber as Redis, registry, emitter, keyPrefix: redis.keyPrefix, logger })
   } else {
     const emitterOptions = { subConn: connections.subscriber, pubConn: connections.publisher, concurrency, matchEmptyLevels: true }
     // mqemitter-redis exports the prefixed emitter beside its default, which its typings leave out
@@ -159,6 +165,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     queueLengths: redisQueueLengths(persistenceConnection),
     sessionStore: redisSessionStore(persistenceConnection, nodeId, redis.keyPrefix),
     registry,
+    ...(shareCluster === undefined ? {} : { shareCluster }),
     // aedes-persistence-redis keeps retained messages in one hash; ioredis adds the key prefix
     retainedCount: async () => await persistenceConnection.hlen('retained'),
     retainedLedger: redisRetainedLedger(persistenceConnection, config.limits.maxRetainedMessages),

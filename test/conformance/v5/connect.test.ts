@@ -12,7 +12,7 @@ forEachTarget((t, { target, broker, raw, connected }) => {
     const connack = await client.expect('connack')
     t.equal(connack.reasonCode, 0, 'Success')
     t.equal(connack.sessionPresent, false)
-    t.match(connack.properties, { receiveMaximum: 1000, maximumPacketSize: 1024 * 1024, topicAliasMaximum: 16, sharedSubscriptionAvailable: false }, 'the broker\'s limits')
+    t.match(connack.properties, { receiveMaximum: 1000, maximumPacketSize: 1024 * 1024, topicAliasMaximum: 16, sharedSubscriptionAvailable: true }, 'the broker\'s limits')
     t.equal(connack.properties?.maximumQoS, undefined, 'no Maximum QoS: QoS 2 is supported')
     t.equal(connack.properties?.retainAvailable, undefined, 'no Retain Available: retained messages are supported')
     t.equal((await client.next()).cmd, 'pingresp', 'the PINGREQ sent right after the CONNECT is answered after the CONNACK')
