@@ -247,7 +247,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
 
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
-    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, liveNodes: () => storage.registry.live() })
+    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, liveNodes: () => storage.registry.live(), sharedGroups: () => sharedSubscriptions.summary() })
     addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
     addSseRoute(routes, {
       aedes,

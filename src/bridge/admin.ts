@@ -1,5 +1,6 @@
 // The admin HTTP API, for tokens whose roles include `admin`: this node's clients, their
-// subscriptions, disconnecting one, node stats, and the live nodes of the cluster. Every action is an audit line.
+// subscriptions, disconnecting one, node stats, the live nodes of the cluster and its shared
+// subscription groups. Every action is an audit line.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Aedes, Client } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
@@ -7,6 +8,7 @@ import { subscriptionsOf } from '../broker/aedes-adapter.js'
 import type { ClientRegistry, ClientState } from '../broker/client-registry.js'
 import type { LiveNode } from '../broker/cluster/node-registry.js'
 import type { Logger } from '../broker/observability/logger.js'
+import type { GroupSummary } from '../broker/shared/shared-emitter.js'
 import { authenticateRequest } from './bearer.js'
 import { sendJson, type Routes } from './http-server.js'
 
@@ -22,6 +24,8 @@ export interface AdminParts {
   audit: Logger
   /** The nodes of the cluster that beat within the node timeout (the node registry). */
   liveNodes: () => Promise<LiveNode[]>
+  /** The shared subscription groups this node knows: its members and the other nodes'. */
+  sharedGroups: () => GroupSummary[]
 }
 
 function describe (client: Client, state: ClientState, nodeId: string): Record<string, unknown> {
@@ -118,5 +122,10 @@ export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
       const listed = nodes.sort((a, b) => a.id.localeCompare(b.id)).map(({ id, lastBeat }) => ({ id, lastBeat: new Date(lastBeat).toISOString() }))
       sendJson(res, 200, { node: nodeId, nodes: listed })
     }, (err: Error) => sendJson(res, 503, { error: `the node list is unavailable: ${err.message}` }))
+  }))
+
+  routes.set(`GET ${prefix}/shared-subscriptions`, guarded((_req, res) => {
+    const groups = parts.sharedGroups().sort((a, b) => a.group.localeCompare(b.group))
+    sendJson(res, 200, { node: nodeId, groups })
   }))
 }
