@@ -75,7 +75,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   warnAboutAccess(config, anonymous, jwt !== null, logger)
 
   // the sources are read at scrape time, once storage exists
-  const metrics = new BrokerMetrics(nodeId, { retainedCount: () => storage.retainedCount(), redisState: () => storage.redisState() })
+  const metrics = new BrokerMetrics(nodeId, { retainedCount: () => storage.retainedCount(), redisState: () => storage.redisState(), sharedGroups: () => sharedSubscriptions.summary() })
   const storage = await createStorage(config, nodeId, logger, () => metrics.messageDropped('cluster_backpressure'))
   capSessionQueues(sessionPersistence(storage), {
     max: config.sessions.maxQueuedMessages,

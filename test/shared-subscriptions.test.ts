@@ -3,7 +3,7 @@
 // ACL on the filter, no retained messages on subscribe, and redispatch of what a member that
 // went away had not acknowledged.
 import t from 'tap'
-import { closeClient, collect, connectClient, openClient, sleep, startBroker, waitFor } from './helpers/broker.js'
+import { closeClient, collect, connectClient, metricValue, openClient, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { RawClient, uniqueId } from './conformance/raw-client.js'
 import type { Teardown } from './helpers/loopback.js'
 import type { BrokerHandle } from '../src/server.js'
@@ -155,7 +155,7 @@ t.test('a member with a persistent session keeps what it had not acknowledged: s
   await closeClient(back)
 })
 
-t.test('a group whose last member went keeps its QoS 1 messages for the next member; QoS 0 is dropped', async (t) => {
+t.test('a group whose last member went keeps its QoS 1 messages for the next member (counted); QoS 0 is dropped', async (t) => {
   const broker = await startBroker(t)
   const silent = await silentMember(t, broker, '$share/w/q/#')
   const publisher = await connectClient(t, broker, 'tcp')
@@ -163,9 +163,21 @@ t.test('a group whose last member went keeps its QoS 1 messages for the next mem
   await waitFor(() => silent.got.length === 5, 'the only member got them')
   silent.client.destroy()
   await sleep(200)
+  await publisher.publishAsync('q/x', 'qos0', { qos: 0 })
+  const scrape = async (): Promise<string> => await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+  const group = { group: '$share/w/q/#' }
+  let text = await scrape()
+  t.equal(metricValue(text, 'realtime_broker_shared_group_waiting', group), 5, 'five waiting')
+  t.equal(metricValue(text, 'realtime_broker_shared_group_messages_total', { ...group, outcome: 'redispatched' }), 5, 'five redispatched from the member gone')
+  t.equal(metricValue(text, 'realtime_broker_shared_group_messages_total', { ...group, outcome: 'dropped' }), 1, 'the QoS 0 one dropped')
+  t.equal(metricValue(text, 'realtime_broker_shared_group_members', group), 0, 'no member')
   const next = await connectClient(t, broker, 'tcp')
   const nextGot = collect(next)
   await next.subscribeAsync('$share/w/q/#', { qos: 1 })
   await waitFor(() => nextGot.length === 5, 'the waiting messages at the next member')
   t.same(nextGot.map((m) => m.payload).sort(), ['0', '1', '2', '3', '4'])
+  text = await scrape()
+  t.equal(metricValue(text, 'realtime_broker_shared_group_waiting', group), 0, 'none waiting')
+  t.equal(metricValue(text, 'realtime_broker_shared_group_members', group), 1, 'one member')
+  t.equal(metricValue(text, 'realtime_broker_shared_group_messages_total', { ...group, outcome: 'delivered' }), 10, 'delivered: five to the first member, the same five to the next')
 })

@@ -160,6 +160,7 @@ export const configSchema = z.object({
   }).strict(),
   sharedSubscriptions: z.object({
     strategy: z.enum(shareStrategies, { error: `expected one of ${shareStrategies.join(', ')}` }),
+    preferLocal: z.boolean({ error: 'expected true or false' }),
     maxWaitingPerGroup: nonNegativeInt('a number of messages (integer >= 0)')
   }).strict(),
   shutdown: z.object({

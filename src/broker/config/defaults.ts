@@ -150,6 +150,10 @@ export const defaultOptions = {
     // first), random (likewise), sticky (by publisher), hash_topic (by topic, keeps each
     // topic's order). EMQX defaults to round_robin too.
     strategy: 'round_robin' as ShareStrategy,
+    // round_robin and random: the publisher's node serves its own members when it has any (no
+    // Redis hop). Members are then even per node only when publishers are: false spreads every
+    // node's messages over the whole group (fair whatever the publishers, a hop for most).
+    preferLocal: true,
     // QoS 1/2 messages a group with no member left keeps for the next one (per node); more
     // are dropped and counted. QoS 0 messages never wait.
     maxWaitingPerGroup: 1_000

@@ -4,6 +4,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
 import type { AuthFailureKind } from '../../acl/identity.js'
 import type { RetainedLimit } from '../storage/retained-quota.js'
+import type { GroupSummary } from '../shared/shared-emitter.js'
 
 export type TransportLabel = 'tcp' | 'tls' | 'ws' | 'wss'
 export type QosLabel = 0 | 1 | 2
@@ -40,6 +41,8 @@ export interface MetricsSources {
   retainedCount: () => Promise<number>
   /** Redis connections and whether each is up; empty without Redis. */
   redisState: () => Record<string, boolean>
+  /** The shared subscription groups this node knows, with its own counts; none by default. */
+  sharedGroups?: () => GroupSummary[]
 }
 
 export class BrokerMetrics {
@@ -111,6 +114,44 @@ export class BrokerMetrics {
       help: 'Retained messages stored (cluster-wide with Redis)',
       registers,
       async collect () { this.set(await sources.retainedCount()) }
+    })
+    // Per shared subscription group (the `group` label is its `$share/<name>/<filter>`: as many
+    // as the groups clients make, bounded by their subscriptions), read at scrape time.
+    const sharedGroups = sources.sharedGroups ?? (() => [])
+    new Gauge({
+      name: 'realtime_broker_shared_group_members',
+      help: 'Members of each shared subscription group, on every node as this node knows them',
+      labelNames: ['group'],
+      registers,
+      collect () {
+        this.reset()
+        for (const { group, members } of sharedGroups()) this.labels(group).set(members.length)
+      }
+    })
+    new Gauge({
+      name: 'realtime_broker_shared_group_waiting',
+      help: 'QoS 1/2 messages waiting on this node for a member of each shared subscription group',
+      labelNames: ['group'],
+      registers,
+      collect () {
+        this.reset()
+        for (const { group, waiting } of sharedGroups()) this.labels(group).set(waiting)
+      }
+    })
+    new Counter({
+      name: 'realtime_broker_shared_group_messages_total',
+      help: 'Messages of each shared subscription group on this node: delivered to a member here, redispatched from a member gone, queued for want of a member, dropped (QoS 0 without a member, or the wait full)',
+      labelNames: ['group', 'outcome'],
+      registers,
+      collect () {
+        this.reset()
+        for (const { group, delivered, redispatched, queued, dropped } of sharedGroups()) {
+          this.inc({ group, outcome: 'delivered' }, delivered)
+          this.inc({ group, outcome: 'redispatched' }, redispatched)
+          this.inc({ group, outcome: 'queued' }, queued)
+          this.inc({ group, outcome: 'dropped' }, dropped)
+        }
+      }
     })
     new Gauge({
       name: 'realtime_broker_redis_up',

@@ -77,6 +77,8 @@ export interface GroupSummary extends GroupCounts {
 export interface SharedEmitterOptions {
   nodeId: string
   strategy: ShareStrategy
+  /** round_robin and random: the publisher's node's own members first */
+  preferLocal: boolean
   /** QoS 1/2 messages a group with no member keeps at most (per node); beyond, dropped and counted. */
   maxWaitingPerGroup: number
   /** Stores a message for a member's persistent session before it is sent (Aedes' outgoing queue). */
@@ -98,6 +100,9 @@ interface Group {
   skipsDollarTopics: boolean
   local: LocalMember[]
   remote: MemberId[]
+  // every member, in the same order on every node (sticky and hash_topic depend on it); made
+  // again after a change
+  everyone: MemberId[] | null
   turn: number
   waiting: Message[]
   counts: GroupCounts
@@ -157,6 +162,7 @@ export class SharedEmitter {
       return this
     }
     group.local.push({ node: this.options.nodeId, clientId: client.id, listener: listener as SharedListener, client })
+    group.everyone = null
     this.track(client).memberships++
     this.flushWaiting(group)
     const announced = this.options.cluster?.joined(topic, client.id) ?? Promise.resolve()
@@ -176,10 +182,12 @@ export class SharedEmitter {
     const index = group?.local.findIndex((member) => member.listener === listener) ?? -1
     if (group !== undefined && index >= 0) {
       const [member] = group.local.splice(index, 1) as [LocalMember]
+      group.everyone = null
       this.options.cluster?.left(topic, member.clientId)
       const client = this.tracked.get(member.client)
       if (client !== undefined && --client.memberships === 0 && client.inFlight.size === 0) this.untrack(member.client)
-      this.dropIfEmpty(group)
+      // kept while the member may still hand messages back to it (clientClosed)
+      if (client === undefined || ![...client.inFlight].some((inFlight) => inFlight.group === group)) this.dropIfEmpty(group)
     }
     if (done !== undefined) setImmediate(done)
   }
@@ -216,12 +224,15 @@ export class SharedEmitter {
     const tracked = this.tracked.get(client)
     if (tracked === undefined) return
     this.untrack(client)
+    const groups = new Set<Group>()
     for (const inFlight of tracked.inFlight) {
-      // the group is gone when that was its last member: it is made again to keep the message waiting
-      const group = this.groupFor(inFlight.group.key) as Group
+      // the same group, unless it was forgotten meanwhile (then made again to keep the message waiting)
+      const group = this.groups.get(inFlight.group.key) ?? this.groupFor(inFlight.group.key) as Group
+      groups.add(group)
       group.counts.redispatched++
       this.dispatch(group, inFlight.message, noop, client.id, 0)
     }
+    for (const group of groups) this.dropIfEmpty(group)
   }
 
   /** The groups this node knows (its own members and the other nodes'), for the admin API and metrics. */
@@ -248,18 +259,19 @@ export class SharedEmitter {
       done()
       return
     }
-    const { strategy, nodeId } = this.options
+    const { strategy, nodeId, preferLocal } = this.options
     const local = excluded === undefined ? group.local : group.local.filter((member) => member.clientId !== excluded)
     const remote = excluded === undefined ? group.remote : group.remote.filter((member) => member.clientId !== excluded)
     let candidates: readonly MemberId[]
-    if (local.length > 0 && (remote.length === 0 || prefersLocal(strategy))) {
+    if (local.length > 0 && (remote.length === 0 || (preferLocal && prefersLocal(strategy)))) {
       candidates = local
     } else if (remote.length === 0) {
       this.wait(group, message)
       done()
       return
+    } else if (excluded === undefined) {
+      candidates = group.everyone ??= [...local, ...remote].sort(byNodeThenClient)
     } else {
-      // the same list, in the same order, on every node (sticky and hash_topic depend on it)
       candidates = [...local, ...remote].sort(byNodeThenClient)
     }
     const chosen = candidates[pickMember(strategy, candidates, group.turn++, { topic: message.topic, publisher: message.clientId })] as MemberId
@@ -357,6 +369,7 @@ export class SharedEmitter {
       skipsDollarTopics: first === singleLevelWildcard || first === multiLevelWildcard,
       local: [],
       remote: [],
+      everyone: null,
       turn: 0,
       waiting: [],
       counts: { delivered: 0, redispatched: 0, queued: 0, dropped: 0 }
@@ -378,6 +391,7 @@ export class SharedEmitter {
     const group = this.groupFor(key)
     if (group === null || group.remote.some((known) => sameMember(known, member))) return
     group.remote.push(member)
+    group.everyone = null
     this.flushWaiting(group)
   }
 
@@ -385,11 +399,13 @@ export class SharedEmitter {
     const group = this.groups.get(key)
     if (group === undefined) return
     group.remote = group.remote.filter((known) => !sameMember(known, member))
+    group.everyone = null
     this.dropIfEmpty(group)
   }
 
   private dropRemote (group: Group, node: string): void {
     group.remote = group.remote.filter((member) => member.node !== node)
+    group.everyone = null
     this.dropIfEmpty(group)
   }
 
@@ -404,6 +420,7 @@ export class SharedEmitter {
         created.byPacketId.delete(packetId)
         created.inFlight.delete(inFlight)
         if (created.memberships === 0 && created.inFlight.size === 0) this.untrack(client)
+        if (this.groups.get(inFlight.group.key) === inFlight.group) this.dropIfEmpty(inFlight.group)
       })
       tracked = created
       this.tracked.set(client, tracked)
@@ -437,6 +454,7 @@ export async function createSharedEmitter (storage: Storage, config: BrokerConfi
   const emitter = new SharedEmitter(inner, {
     nodeId,
     strategy: config.sharedSubscriptions.strategy,
+    preferLocal: config.sharedSubscriptions.preferLocal,
     maxWaitingPerGroup: config.sharedSubscriptions.maxWaitingPerGroup,
     storeForSession: async (clientId, message) => { await persistence.outgoingEnqueue({ clientId }, message) },
     ...(storage.shareCluster === undefined ? {} : { cluster: storage.shareCluster }),
