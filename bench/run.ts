@@ -121,7 +121,7 @@ function median (values: number[]): number {
 }
 
 function runsOn (target: Target, scenario: Scenario): boolean {
-  return target.scenarios === undefined || target.scenarios.includes(scenario.id)
+  return (target.scenarios === undefined || target.scenarios.includes(scenario.id)) && (scenario.targets === undefined || scenario.targets.includes(target.name))
 }
 
 /**

@@ -2,6 +2,7 @@
 import { connections } from './connections.js'
 import { latency } from './latency.js'
 import { retained } from './retained.js'
+import { sharedGroup } from './shared.js'
 import { fanIn, fanOut } from './throughput.js'
 import type { Scenario } from './types.js'
 
@@ -10,6 +11,7 @@ export const scenarios: Scenario[] = [
   fanIn('fanin-qos1', 1, 'tcp'),
   fanOut('fanout-qos0'),
   fanIn('fanin-ws', 0, 'ws'),
+  sharedGroup('shared-qos0'),
   latency('latency-tcp', 'tcp'),
   latency('latency-ws', 'ws'),
   connections('connections'),

@@ -14,7 +14,7 @@ import { interleave, type SlicedStream } from './interleave.js'
 import type { CpuShare, InterleavedScenario, ScenarioContext, ScenarioOutcome, Transport } from './types.js'
 
 // Window sizes: large enough to keep every pipe full, small enough to bound broker queues.
-const qos0 = { batchMessages: 100, windowMessages: 20_000 }
+export const qos0 = { batchMessages: 100, windowMessages: 20_000 }
 const qos1 = { batchMessages: 50, windowMessages: 2_000, inflightPerPublisher: 100 }
 const sliceMs = 500
 // After a flood resumes, its pipes refill before the slice counts.
@@ -79,11 +79,11 @@ export function fanOut (id: string): InterleavedScenario {
 }
 
 /** Per target: its warm-up, its slices with their pauses and drains, and a margin. */
-function sliceTimeout (s: { warmupMs: number, measureMs: number }): number {
+export function sliceTimeout (s: { warmupMs: number, measureMs: number }): number {
   return s.warmupMs + 2 * s.measureMs + 40_000
 }
 
-function slicesFor (contexts: ScenarioContext[]): Slice[] {
+export function slicesFor (contexts: ScenarioContext[]): Slice[] {
   const { warmupMs, measureMs } = contexts[0]?.settings ?? { warmupMs: 0, measureMs: 0 }
   // A target measured on its own has no one to alternate with: its window follows its warm-up
   // without a pause.
@@ -95,7 +95,7 @@ function slicesFor (contexts: ScenarioContext[]): Slice[] {
   ]
 }
 
-interface Slice {
+export interface Slice {
   phase: string
   /** Flooding before the window counts. */
   rampMs: number
@@ -104,7 +104,7 @@ interface Slice {
 }
 
 /** One target's flood and what it delivered in the measured slices. */
-class FloodStream implements SlicedStream<Slice> {
+export class FloodStream implements SlicedStream<Slice> {
   private counted = 0
   private measuredMs = 0
   private readonly cpu: CpuShare[] = []

@@ -56,6 +56,8 @@ interface ScenarioBase {
   metrics: (settings: Settings) => MetricSpec[]
   /** Hard limit, per target: past it the scenario is abandoned, its clients closed, the brokers stopped. */
   timeoutMs: (settings: Settings) => number
+  /** The only targets it runs against (a feature the others lack); all when absent. */
+  targets?: string[]
 }
 
 /** Measured against one target at a time. */
