@@ -106,3 +106,18 @@ t.test('a node killed with SIGKILL: its members leave the group on every node an
   await waitFor(() => survivorGot.length >= sent.length, 'the whole stream at the survivor')
   t.same(survivorGot.map((m) => m.payload), sent, 'every message, in order, at the survivor')
 })
+
+t.test('a group whose only member, on another node, is away with its persistent session: messages wait on the publisher\'s node for the next member, wherever it joins', async (t) => {
+  const [a, b] = await startCluster(t, 2) as [BrokerHandle, BrokerHandle]
+  const member = await connectClient(t, b, 'tcp', { clean: false, clientId: 'away-on-b' })
+  await member.subscribeAsync('$share/ag/away/#', { qos: 1 })
+  member.end(true)
+  const publisher = await connectClient(t, a, 'tcp')
+  await sleep(300)
+  for (let i = 0; i < 5; i++) await publisher.publishAsync('away/x', String(i), { qos: 1 })
+  const next = await connectClient(t, b, 'tcp')
+  const nextGot = collect(next)
+  await next.subscribeAsync('$share/ag/away/#', { qos: 1 })
+  await waitFor(() => nextGot.length === 5, 'the messages that waited on the other node')
+  t.same(nextGot.map((m) => m.payload), ['0', '1', '2', '3', '4'], 'each once, in order')
+})

@@ -181,3 +181,22 @@ t.test('a group whose last member went keeps its QoS 1 messages for the next mem
   t.equal(metricValue(text, 'realtime_broker_shared_group_members', group), 1, 'one member')
   t.equal(metricValue(text, 'realtime_broker_shared_group_messages_total', { ...group, outcome: 'delivered' }), 10, 'delivered: five to the first member, the same five to the next')
 })
+
+t.test('a group whose members are all away with their persistent sessions lives on: QoS 1 messages wait for the next member, QoS 0 are dropped', async (t) => {
+  const broker = await startBroker(t)
+  const clientId = 'away-member'
+  const member = await connectClient(t, broker, 'tcp', { clean: false, clientId })
+  await member.subscribeAsync('$share/a/away/#', { qos: 1 })
+  await closeClient(member, false)
+  await sleep(100)
+  const publisher = await connectClient(t, broker, 'tcp')
+  for (let i = 0; i < 3; i++) await publisher.publishAsync('away/x', String(i), { qos: 1 })
+  await publisher.publishAsync('away/x', 'qos0', { qos: 0 })
+  const text = await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+  t.equal(metricValue(text, 'realtime_broker_shared_group_waiting', { group: '$share/a/away/#' }), 3, 'three waiting in the group')
+  const next = await connectClient(t, broker, 'tcp')
+  const nextGot = collect(next)
+  await next.subscribeAsync('$share/a/away/#', { qos: 1 })
+  await waitFor(() => nextGot.length === 3, 'the waiting messages at the member that joined')
+  t.same(nextGot.map((m) => m.payload), ['0', '1', '2'], 'in order, the QoS 0 one dropped')
+})

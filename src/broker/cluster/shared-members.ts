@@ -1,7 +1,8 @@
 // The members of shared subscription groups across the cluster (src/broker/shared/ keeps the
 // groups and picks a member). As the routed emitter does for routes: each node keeps its own
 // members in a Redis set `shared:members:{<node>}` (one key per node: every command touches one
-// slot) and announces changes on the channel `shared:changes`; every node keeps the whole table
+// slot; a member with a persistent session that went away stays as `<group>\0<client>\0<until>`)
+// and announces changes on the channel `shared:changes`; every node keeps the whole table
 // and reloads it when its subscriber reconnects. A dead node's members are dropped by every
 // node once the survivor that claims its death deletes its set; a node the others retired
 // announces its members again. Copies for a member travel through the routed emitter's inboxes.
@@ -32,9 +33,11 @@ export interface SharedMembersOptions {
 interface MemberChange {
   node: string
   /** reset: the node has no members; reload: read the node's whole set again */
-  op: 'add' | 'remove' | 'reset' | 'reload'
+  op: 'add' | 'remove' | 'away' | 'reset' | 'reload'
   group?: string
   clientId?: string
+  /** away: until when its session may last (ms since the epoch; null: no end) */
+  until?: number | null
 }
 
 // MQTT strings cannot hold U+0000 [MQTT-1.5.4-2]: it separates a group from a client id
@@ -44,6 +47,8 @@ export class SharedMembers implements ShareCluster {
   readonly nodeId: string
   private readonly keys: { changes: string, members: (node: string) => string }
   private view: ShareView | null = null
+  // this node's away entries, by group and client id: removed once the member is back anywhere
+  private readonly awayEntries = new Map<string, string>()
 
   constructor (private readonly options: SharedMembersOptions) {
     this.nodeId = options.nodeId
@@ -73,6 +78,23 @@ export class SharedMembers implements ShareCluster {
     this.announce('remove', group, clientId).catch((err: Error) => this.warn('member removal failed', err))
   }
 
+  away (group: string, clientId: string, until: number): void {
+    const { commands, nodeId } = this.options
+    const entry = group + separator + clientId + separator + String(until)
+    this.awayEntries.set(group + separator + clientId, entry)
+    commands.sadd(this.keys.members(nodeId), entry)
+      .then(async () => await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'away', group, clientId, until: Number.isFinite(until) ? until : null })))
+      .catch((err: Error) => this.warn('away member announce failed', err))
+  }
+
+  /** The member is back (here or on another node): this node's away entry for it goes. */
+  private back (group: string, clientId: string): void {
+    const entry = this.awayEntries.get(group + separator + clientId)
+    if (entry === undefined) return
+    this.awayEntries.delete(group + separator + clientId)
+    this.options.commands.srem(this.keys.members(this.nodeId), entry).catch((err: Error) => this.warn('away member removal failed', err))
+  }
+
   sendTo (node: string, message: Message, done: Callback): void {
     this.options.emitter.sendTo(node, message, done)
   }
@@ -85,6 +107,7 @@ export class SharedMembers implements ShareCluster {
     const { commands, nodeId } = this.options
     const key = this.keys.members(nodeId)
     const entry = group + separator + clientId
+    if (op === 'add') this.back(group, clientId)
     await (op === 'add' ? commands.sadd(key, entry) : commands.srem(key, entry))
     await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op, group, clientId }))
   }
@@ -92,6 +115,7 @@ export class SharedMembers implements ShareCluster {
   private apply (change: MemberChange): void {
     const view = this.view
     if (view === null || change.node === this.nodeId) return
+    if (change.op === 'add' && change.group !== undefined && change.clientId !== undefined) this.back(change.group, change.clientId)
     if (change.op === 'reset') {
       view.dropNode(change.node)
     } else if (change.op === 'reload') {
@@ -99,6 +123,7 @@ export class SharedMembers implements ShareCluster {
     } else if (change.group !== undefined && change.clientId !== undefined) {
       const member: MemberId = { node: change.node, clientId: change.clientId }
       if (change.op === 'add') view.add(change.group, member)
+      else if (change.op === 'away') view.away(change.group, member, change.until ?? Infinity)
       else view.remove(change.group, member)
     }
   }
@@ -114,8 +139,9 @@ export class SharedMembers implements ShareCluster {
     const view = this.view as ShareView
     view.dropNode(node)
     for (const entry of entries) {
-      const at = entry.lastIndexOf(separator)
-      view.add(entry.slice(0, at), { node, clientId: entry.slice(at + 1) })
+      const [group, clientId, until] = entry.split(separator) as [string, string, string | undefined]
+      if (until === undefined) view.add(group, { node, clientId })
+      else view.away(group, { node, clientId }, Number(until))
     }
   }
 
@@ -131,7 +157,7 @@ export class SharedMembers implements ShareCluster {
   private async rejoin (): Promise<void> {
     const { commands, nodeId } = this.options
     const key = this.keys.members(nodeId)
-    const entries = (this.view as ShareView).localMembers().map(({ group, clientId }) => group + separator + clientId)
+    const entries = [...(this.view as ShareView).localMembers().map(({ group, clientId }) => group + separator + clientId), ...this.awayEntries.values()]
     const transaction = commands.multi().del(key)
     if (entries.length > 0) transaction.sadd(key, ...entries)
     await transaction.exec()

@@ -9,8 +9,9 @@
 // QoS 1/2: a member whose session ends with its connection (clean) and that had not
 // acknowledged a message (PUBACK, or PUBREC for QoS 2) when it went has it redispatched to
 // another member; a member with a persistent session has the message stored in its session
-// first, which keeps it for that member's return [MQTT-4.8.2-4] [MQTT-4.8.2-5]. A group with no
-// member left keeps its QoS 1/2 messages waiting (bounded) until one joins.
+// first, which keeps it for that member's return [MQTT-4.8.2-4] [MQTT-4.8.2-5], and stays in the
+// group while away (until its session could have expired), so that the group lives on. A group
+// with no member connected keeps its QoS 1/2 messages waiting (bounded) until one joins.
 import mqemitter from 'mqemitter'
 import type { Client } from 'aedes'
 import { sessionPersistence, sharedSubscriber, watchAcknowledgements, type SharedListener } from '../aedes-adapter.js'
@@ -43,6 +44,8 @@ export interface ShareCluster {
   /** Announces a member of this node; resolves once the other nodes can know it. */
   joined: (group: string, clientId: string) => Promise<void>
   left: (group: string, clientId: string) => void
+  /** A member of this node with a persistent session went away; the group lives on until `until` (ms). */
+  away: (group: string, clientId: string, until: number) => void
   /** Hands a message carrying a share target to one node. */
   sendTo: (node: string, message: Message, done: Callback) => void
   /** Where the messages carrying a share target that reach this node go. */
@@ -52,6 +55,7 @@ export interface ShareCluster {
 /** The groups as the cluster part sees them: the other nodes' members in, this node's out. */
 export interface ShareView {
   add: (group: string, member: MemberId) => void
+  away: (group: string, member: MemberId, until: number) => void
   remove: (group: string, member: MemberId) => void
   /** Every member of `node` is gone (it died, left, or is reloaded). */
   dropNode: (node: string) => void
@@ -71,6 +75,8 @@ export interface GroupSummary extends GroupCounts {
   shareName: string
   filter: string
   members: Array<MemberId & { local: boolean }>
+  /** members with a persistent session, away */
+  away: MemberId[]
   waiting: number
 }
 
@@ -83,6 +89,8 @@ export interface SharedEmitterOptions {
   maxWaitingPerGroup: number
   /** Stores a message for a member's persistent session before it is sent (Aedes' outgoing queue). */
   storeForSession: (clientId: string, message: Message) => Promise<void>
+  /** How long the persistent session of a client that just went may last, in ms (Infinity: no end). */
+  sessionLifetimeMs: (client: Client) => number
   cluster?: ShareCluster
   logger: Logger
 }
@@ -100,6 +108,8 @@ interface Group {
   skipsDollarTopics: boolean
   local: LocalMember[]
   remote: MemberId[]
+  // members with a persistent session that went away, by client id: the group lives on for them
+  away: Map<string, { node: string, until: number }>
   // every member, in the same order on every node (sticky and hash_topic depend on it); made
   // again after a change
   everyone: MemberId[] | null
@@ -144,6 +154,7 @@ export class SharedEmitter {
     if (cluster === undefined) return
     await cluster.start({
       add: (key, member) => this.addRemote(key, member),
+      away: (key, member, until) => this.awayRemote(key, member, until),
       remove: (key, member) => this.removeRemote(key, member),
       dropNode: (node) => { for (const group of [...this.groups.values()]) this.dropRemote(group, node) },
       localMembers: () => [...this.groups.values()].flatMap((group) => group.local.map(({ clientId }) => ({ group: group.key, clientId })))
@@ -163,6 +174,7 @@ export class SharedEmitter {
     }
     group.local.push({ node: this.options.nodeId, clientId: client.id, listener: listener as SharedListener, client })
     group.everyone = null
+    group.away.delete(client.id)
     this.track(client).memberships++
     this.flushWaiting(group)
     const announced = this.options.cluster?.joined(topic, client.id) ?? Promise.resolve()
@@ -184,6 +196,12 @@ export class SharedEmitter {
       const [member] = group.local.splice(index, 1) as [LocalMember]
       group.everyone = null
       this.options.cluster?.left(topic, member.clientId)
+      // its connection ended (not an UNSUBSCRIBE) and its session lives on: so does its membership
+      if (member.client.closed && !member.client.clean) {
+        const until = Date.now() + this.options.sessionLifetimeMs(member.client)
+        group.away.set(member.clientId, { node: this.options.nodeId, until })
+        this.options.cluster?.away(topic, member.clientId, until)
+      }
       const client = this.tracked.get(member.client)
       if (client !== undefined && --client.memberships === 0 && client.inFlight.size === 0) this.untrack(member.client)
       // kept while the member may still hand messages back to it (clientClosed)
@@ -245,6 +263,7 @@ export class SharedEmitter {
         ...group.local.map(({ node, clientId }) => ({ node, clientId, local: true })),
         ...group.remote.map(({ node, clientId }) => ({ node, clientId, local: false }))
       ],
+      away: [...group.away].map(([clientId, { node }]) => ({ node, clientId })),
       waiting: group.waiting.length,
       ...group.counts
     }))
@@ -369,6 +388,7 @@ export class SharedEmitter {
       skipsDollarTopics: first === singleLevelWildcard || first === multiLevelWildcard,
       local: [],
       remote: [],
+      away: new Map(),
       everyone: null,
       turn: 0,
       waiting: [],
@@ -381,15 +401,29 @@ export class SharedEmitter {
 
   /** A group with no member and nothing waiting is forgotten. */
   private dropIfEmpty (group: Group): void {
-    if (group.local.length > 0 || group.remote.length > 0 || group.waiting.length > 0) return
+    if (group.local.length > 0 || group.remote.length > 0 || group.waiting.length > 0 || this.hasAway(group)) return
     this.groups.delete(group.key)
     this.table.remove(group.filter, group.key)
+  }
+
+  /** Whether members with a persistent session are away from `group` (the ones whose session ended are forgotten). */
+  private hasAway (group: Group): boolean {
+    const now = Date.now()
+    for (const [clientId, { until }] of group.away) if (until <= now) group.away.delete(clientId)
+    return group.away.size > 0
+  }
+
+  private awayRemote (key: string, member: MemberId, until: number): void {
+    if (member.node === this.options.nodeId) return
+    this.groupFor(key)?.away.set(member.clientId, { node: member.node, until })
   }
 
   private addRemote (key: string, member: MemberId): void {
     if (member.node === this.options.nodeId) return
     const group = this.groupFor(key)
-    if (group === null || group.remote.some((known) => sameMember(known, member))) return
+    if (group === null) return
+    group.away.delete(member.clientId)
+    if (group.remote.some((known) => sameMember(known, member))) return
     group.remote.push(member)
     group.everyone = null
     this.flushWaiting(group)
@@ -405,6 +439,7 @@ export class SharedEmitter {
 
   private dropRemote (group: Group, node: string): void {
     group.remote = group.remote.filter((member) => member.node !== node)
+    for (const [clientId, away] of group.away) if (away.node === node) group.away.delete(clientId)
     group.everyone = null
     this.dropIfEmpty(group)
   }
@@ -457,9 +492,20 @@ export async function createSharedEmitter (storage: Storage, config: BrokerConfi
     preferLocal: config.sharedSubscriptions.preferLocal,
     maxWaitingPerGroup: config.sharedSubscriptions.maxWaitingPerGroup,
     storeForSession: async (clientId, message) => { await persistence.outgoingEnqueue({ clientId }, message) },
+    sessionLifetimeMs: (client) => sessionLifetimeMs(client, config.sessions.expirySeconds),
     ...(storage.shareCluster === undefined ? {} : { cluster: storage.shareCluster }),
     logger
   })
   await emitter.start()
   return emitter
+}
+
+/**
+ * How long a persistent session may outlive its connection, in ms: its MQTT 5 Session Expiry
+ * Interval (Aedes lowered it to sessions.expirySeconds), else sessions.expirySeconds; Infinity
+ * when nothing ends it.
+ */
+function sessionLifetimeMs (client: Client, expirySeconds: number): number {
+  const seconds = client.version === 5 ? client.sessionExpiryInterval : expirySeconds
+  return seconds === 0 || seconds === 0xFFFFFFFF ? Infinity : seconds * 1000
 }
