@@ -121,3 +121,23 @@ t.test('a group whose only member, on another node, is away with its persistent 
   await waitFor(() => nextGot.length === 5, 'the messages that waited on the other node')
   t.same(nextGot.map((m) => m.payload), ['0', '1', '2', '3', '4'], 'each once, in order')
 })
+
+t.test('hash_topic: publishers on both nodes, members on both: each topic\'s messages all reach one member, in order', async (t) => {
+  const [a, b] = await startCluster(t, 2, { sharedSubscriptions: { strategy: 'hash_topic' } }) as [BrokerHandle, BrokerHandle]
+  const members = await Promise.all([a, a, b, b].map(async (node) => await connectClient(t, node, 'tcp')))
+  for (const member of members) await member.subscribeAsync('$share/hg/v/#', { qos: 1 })
+  const got = members.map((member) => collect(member))
+  // one publisher per topic, on either node: MQTT orders the messages of one publisher on one topic
+  const publishers = await Promise.all(Array.from({ length: 8 }, async (_, i) => await connectClient(t, i % 2 === 0 ? a : b, 'tcp')))
+  await sleep(300)
+  await Promise.all(publishers.map(async (publisher, v) => {
+    for (let seq = 0; seq < 25; seq++) await publisher.publishAsync(`v/${v}`, String(seq), { qos: 1 })
+  }))
+  await waitFor(() => got.reduce((sum, one) => sum + one.length, 0) === 200, 'every message')
+  for (let v = 0; v < 8; v++) {
+    const holders = got.map((one) => one.filter((m) => m.topic === `v/${v}`).map((m) => m.payload)).filter((seen) => seen.length > 0)
+    t.equal(holders.length, 1, `v/${v}: one member`)
+    t.same(holders[0], Array.from({ length: 25 }, (_, seq) => String(seq)), `v/${v}: in order`)
+  }
+  t.ok(got.filter((one) => one.length > 0).length >= 3, `the topics spread over the members (${got.map((one) => one.length).join(', ')})`)
+})

@@ -51,13 +51,20 @@ function rendezvous (members: readonly MemberId[], key: string): number {
   let bestWeight = -1
   for (let i = 0; i < members.length; i++) {
     const member = members[i] as MemberId
-    const weight = fnv1a(member.clientId, fnv1a(member.node, keyHash))
+    const weight = mix(fnv1a(member.clientId, fnv1a(member.node, keyHash)))
     if (weight > bestWeight) {
       best = i
       bestWeight = weight
     }
   }
   return best
+}
+
+/** MurmurHash3's finalizer: FNV-1a alone mixes its last characters poorly (skewed shares). */
+function mix (hash: number): number {
+  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b)
+  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35)
+  return (hash ^ (hash >>> 16)) >>> 0
 }
 
 /** 32-bit FNV-1a of `text`, continuing from `hash`. */
