@@ -200,3 +200,10 @@ t.test('a group whose members are all away with their persistent sessions lives 
   await waitFor(() => nextGot.length === 3, 'the waiting messages at the member that joined')
   t.same(nextGot.map((m) => m.payload), ['0', '1', '2'], 'in order, the QoS 0 one dropped')
 })
+
+t.test('a role may limit the ShareNames its users join (acl.roles.<role>.shareNames)', async (t) => {
+  const broker = await startBroker(t, { acl: { roles: { anonymous: { pub: ['#'], sub: ['#'], shareNames: ['workers'] } } } })
+  const raw = await RawClient.tcp(t, broker.addresses.mqtt.port, 5)
+  await raw.connect()
+  t.same(await raw.subscribe({ '$share/workers/jobs/#': 1, '$share/other/jobs/#': 1, 'jobs/#': 1 }), [1, 0x87, 1], 'the listed ShareName granted, another refused, plain filters as before')
+})

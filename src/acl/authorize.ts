@@ -36,6 +36,8 @@ export function publishLimitViolation (limits: RoleLimits, qos: number, size: nu
 export interface RoleConfig {
   pub: string[]
   sub: string[]
+  /** The ShareNames of `$share/<ShareName>/<filter>` the role may join; unset: any. */
+  shareNames?: string[] | undefined
   limits?: RoleLimits | undefined
 }
 
@@ -51,6 +53,8 @@ export interface ClientGrants {
   /** Is every topic the filter can match readable? */
   canSubscribe: (filter: string) => boolean
   canRead: (topic: string) => boolean
+  /** May it join shared subscription groups of this ShareName? */
+  canShare: (shareName: string) => boolean
   limits: RoleLimits
 }
 
@@ -99,7 +103,9 @@ export function compileGrants (identity: Identity, clientId: string, acl: AclCon
       compile(roles.flatMap((r) => r.sub)),
       identity.tokenAcl === null ? null : compile(identity.tokenAcl.pub),
       identity.tokenAcl === null ? null : compile(identity.tokenAcl.sub),
-      mergeLimits(roles.map((r) => r.limits ?? {}))
+      mergeLimits(roles.map((r) => r.limits ?? {})),
+      // a union, as the patterns are: one role without a list allows any ShareName
+      roles.some((r) => r.shareNames === undefined) ? null : new Set(roles.flatMap((r) => r.shareNames ?? []))
     )
   }
   if (key !== null && placeholders.length === 0) {
@@ -132,7 +138,8 @@ class CompiledGrants implements ClientGrants {
     private readonly roleSub: CompiledPattern[],
     private readonly tokenPub: CompiledPattern[] | null,
     private readonly tokenSub: CompiledPattern[] | null,
-    readonly limits: RoleLimits
+    readonly limits: RoleLimits,
+    private readonly shareNames: ReadonlySet<string> | null
   ) {
     this.publishAll = grantsEverything(rolePub) && grantsEverything(tokenPub)
     this.readAll = grantsEverything(roleSub) && grantsEverything(tokenSub)
@@ -144,6 +151,10 @@ class CompiledGrants implements ClientGrants {
 
   canSubscribe (filter: string): boolean {
     return anyCovers(this.roleSub, filter) && anyCovers(this.tokenSub, filter)
+  }
+
+  canShare (shareName: string): boolean {
+    return this.shareNames === null || this.shareNames.has(shareName)
   }
 
   canRead (topic: string): boolean {

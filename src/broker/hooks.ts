@@ -204,8 +204,11 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       const violation = topicViolation(subscription.topic, parts.limits)
       if (violation !== null) return refuse('limit.exceeded', violation)
       if (state === undefined) return refuse('acl.denied', 'client is not authenticated')
-      // a shared subscription needs the right to subscribe to its filter (Aedes checked its form)
-      if (!state.grants.canSubscribe(parseSharedFilter(subscription.topic)?.filter ?? subscription.topic)) return refuse('acl.denied', 'not granted')
+      // a shared subscription needs the right to subscribe to its filter (Aedes checked its form),
+      // and its ShareName allowed to the roles
+      const shared = parseSharedFilter(subscription.topic)
+      if (!state.grants.canSubscribe(shared?.filter ?? subscription.topic)) return refuse('acl.denied', 'not granted')
+      if (shared !== null && !state.grants.canShare(shared.shareName)) return refuse('acl.denied', 'share name not granted')
       const { limits } = state.grants
       const { subscriptions } = state
       if (subscriptions !== null) {

@@ -126,6 +126,8 @@ export const configSchema = z.object({
     roles: z.record(z.string(), z.object({
       pub: z.array(grantPattern).default([]),
       sub: z.array(grantPattern).default([]),
+      // the ShareNames of shared subscriptions the role may join; unset: any
+      shareNames: z.array(z.string({ error: 'expected a ShareName (text)' }).min(1, 'expected a ShareName of at least one character').regex(/^[^/+#]+$/, 'expected a ShareName without /, + or #')).optional(),
       limits: z.object({
         maxPublishRate: positiveInt('messages per second (positive integer)').optional(),
         maxPublishBytesRate: positiveInt('bytes per second (positive integer)').optional(),
