@@ -95,6 +95,13 @@ export class SharedMembers implements ShareCluster {
     this.options.commands.srem(this.keys.members(this.nodeId), entry).catch((err: Error) => this.warn('away member removal failed', err))
   }
 
+  async leave (): Promise<void> {
+    const { commands, nodeId } = this.options
+    this.awayEntries.clear()
+    await commands.del(this.keys.members(nodeId))
+    await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'reset' }))
+  }
+
   sendTo (node: string, message: Message, done: Callback): void {
     this.options.emitter.sendTo(node, message, done)
   }

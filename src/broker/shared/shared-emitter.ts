@@ -50,6 +50,8 @@ export interface ShareCluster {
   sendTo: (node: string, message: Message, done: Callback) => void
   /** Where the messages carrying a share target that reach this node go. */
   receive: (receiver: (message: Message, done: () => void) => void) => void
+  /** This node leaves: its members (away ones included) go, on every node. */
+  leave: () => Promise<void>
 }
 
 /** The groups as the cluster part sees them: the other nodes' members in, this node's out. */
@@ -231,7 +233,8 @@ export class SharedEmitter {
       tracked.stopWatching()
       this.tracked.delete(client)
     }
-    this.inner.close(done)
+    const left = this.options.cluster?.leave() ?? Promise.resolve()
+    left.catch((err: Error) => this.options.logger.warn({ event: 'shared.leave-failed', reason: err.message }, 'this node\'s shared subscription members could not be withdrawn')).finally(() => this.inner.close(done))
   }
 
   /**
