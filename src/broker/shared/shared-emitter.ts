@@ -330,6 +330,8 @@ export class SharedEmitter {
       return
     }
     this.dispatch(group, message, done, clientId, Number(hops) + 1)
+    // made for this copy on a node that knew no member: forgotten unless the copy waits in it
+    this.dropIfEmpty(group)
   }
 
   private deliver (group: Group, member: LocalMember, message: Message, done: Callback): void {
