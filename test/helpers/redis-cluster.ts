@@ -5,6 +5,9 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { Cluster, Redis } from 'ioredis'
+import { clusterNodes, redisKeys, type RedisClient } from '../../src/broker/storage/redis-clients.js'
+import type { RedisKeys } from '../../src/broker/storage/redis-keys.js'
 import { diesWithTest } from './children.js'
 import { freePort, type Teardown } from './loopback.js'
 import { waitForPort } from './redis.js'
@@ -35,19 +38,26 @@ export interface RedisCluster {
 const cli = async (port: number, ...args: string[]): Promise<string> =>
   (await run('redis-cli', ['-p', String(port), ...args])).stdout.trim()
 
-/** Starts a 3-master, 3-replica Redis Cluster; everything dies with the test. */
-export async function startRedisCluster (t: Teardown): Promise<RedisCluster> {
+let shared: Promise<RedisCluster> | null = null
+
+/**
+ * A 3-master, 3-replica Redis Cluster, emptied for this test: one per test file (a cluster
+ * takes seconds to form), started by the first test that asks, killed when the file's process
+ * ends. The brokers of the tests before are gone by then (each test's teardown stops them).
+ */
+// takes a test like startRedis, so that tests can take either
+export async function startRedisCluster (_t: Teardown): Promise<RedisCluster> {
+  shared ??= createRedisCluster()
+  const cluster = await shared
+  const masters = (await cluster.nodes()).filter((node) => node.role === 'master')
+  await Promise.all(masters.map(async (node) => await cluster.cli(node.port, 'FLUSHALL')))
+  return cluster
+}
+
+async function createRedisCluster (): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'rb-redis-cluster-'))
   const ports: number[] = []
   const children: ChildProcess[] = []
-  t.teardown(async () => {
-    await Promise.all(children.map(async (child) => {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      child.kill('SIGKILL')
-      await exited
-    }))
-  })
   while (ports.length < 6) {
     const port = await freePort()
     // the cluster bus needs a port of its own (by default port + 10000, which may be taken or out of range)
@@ -59,6 +69,8 @@ export async function startRedisCluster (t: Teardown): Promise<RedisCluster> {
       '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000',
       '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'
     ], { stdio: 'ignore' })))
+    // the file's process may end with the cluster up: diesWithTest kills it then
+    children.at(-1)?.unref()
   }
   await Promise.all(ports.map(async (port) => await waitForPort(port, 10_000)))
   await run('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'])
@@ -112,4 +124,24 @@ async function waitUntil (check: () => Promise<boolean>, what: string, ms = 20_0
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
+}
+
+export interface RedisInspector {
+  /** A client of the Redis (or Redis Cluster) at the URL. */
+  db: RedisClient
+  /** The broker's key names there (hash-tagged on a Cluster). */
+  keys: RedisKeys
+  /** KEYS `pattern` on every master (a test's look at a small keyspace). */
+  keysMatching: (pattern: string) => Promise<string[]>
+}
+
+/** Looks into the Redis a broker uses, one Redis or a Cluster alike; disconnects with the test. */
+export function inspectRedis (t: Teardown, url: string): RedisInspector {
+  const nodes = clusterNodes({ url })
+  const db = nodes === null ? new Redis(url) : new Cluster(nodes)
+  t.teardown(() => db.disconnect())
+  const keysMatching = async (pattern: string): Promise<string[]> => db instanceof Cluster
+    ? (await Promise.all(db.nodes('master').map(async (node) => await node.keys(pattern)))).flat()
+    : await db.keys(pattern)
+  return { db, keys: redisKeys({ url }, ''), keysMatching }
 }
