@@ -140,8 +140,11 @@ export function inspectRedis (t: Teardown, url: string): RedisInspector {
   const nodes = clusterNodes({ url })
   const db = nodes === null ? new Redis(url) : new Cluster(nodes)
   t.teardown(() => db.disconnect())
-  const keysMatching = async (pattern: string): Promise<string[]> => db instanceof Cluster
-    ? (await Promise.all(db.nodes('master').map(async (node) => await node.keys(pattern)))).flat()
-    : await db.keys(pattern)
+  const keysMatching = async (pattern: string): Promise<string[]> => {
+    if (!(db instanceof Cluster)) return await db.keys(pattern)
+    // the masters are known once the Cluster client has read the slots
+    if (db.status !== 'ready') await new Promise((resolve) => db.once('ready', resolve))
+    return (await Promise.all(db.nodes('master').map(async (node) => await node.keys(pattern)))).flat()
+  }
   return { db, keys: redisKeys({ url }, ''), keysMatching }
 }
