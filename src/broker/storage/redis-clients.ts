@@ -43,7 +43,8 @@ export function redisConnector (redis: RedisConfig, options: RedisOptions): (ext
       redisOptions: { ...credentials(redis.url), ...options, ...extra }
     })
   }
-  const url = redis.url ?? 'redis://127.0.0.1:6379'
+  // the schema asks for a URL unless redis.cluster is set
+  const url = redis.url as string
   return (extra = {}) => redis.sentinel === undefined
     ? new Redis(url, { ...options, ...extra })
     : new Redis({ ...credentials(url), ...sentinelOptions(redis.sentinel), ...options, ...extra })
