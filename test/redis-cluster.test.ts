@@ -64,3 +64,41 @@ t.test('Redis Cluster: every master fails over under a QoS 1 stream between two 
     for (const node of [a, b]) t.notMatch(node.output(), /CROSSSLOT|cross.?slot|All keys in the pipeline/i, 'no cross-slot refusal logged')
   })
 })
+
+// last in the file: the cluster keeps a master without a replica after it
+t.test('Redis Cluster: a master killed with SIGKILL under a QoS 1 stream: publishes wait for the election, no acknowledged message lost', async (t) => {
+  const cluster = await startRedisCluster(t)
+  const [a, b] = await Promise.all(['kill-a', 'kill-b'].map((id) => spawnBroker(t, ['--redis', cluster.url], { NODE_ID: id, LOG_LEVEL: 'warn' }))) as [BrokerProcess, BrokerProcess]
+  const { client: sub } = await openUrl(t, url(b), { clientId: 'kill-sub', clean: false })
+  await sub.subscribeAsync('kill/#', { qos: 1 })
+  const got = collect(sub)
+  const { client: pub } = await openUrl(t, url(a))
+  await sleep(300)
+  const acknowledged: number[] = []
+  let publishing = true
+  const stream = (async () => {
+    for (let i = 0; publishing; i++) {
+      await pub.publishAsync(`kill/${i}`, String(i), { qos: 1 })
+      acknowledged.push(i)
+    }
+  })()
+  await sleep(300)
+  // the master of node B's inbox: every hand-off to node B waits for its replica's election
+  const master = await cluster.masterOf('inbox:{kill-b}')
+  const killedAt = Date.now()
+  const before = acknowledged.length
+  await cluster.kill(master.port)
+  await waitFor(() => acknowledged.length > before + 20, 'publishes acknowledged again', 30_000)
+  t.comment(`publishes acknowledged again ${Date.now() - killedAt} ms after the kill (cluster-node-timeout 2000 ms, then the election)`)
+  await sleep(300)
+  publishing = false
+  await stream
+  const missing = (): number[] => {
+    const received = new Set(got.map((m) => Number(m.payload)))
+    return acknowledged.filter((i) => !received.has(i))
+  }
+  await waitFor(() => missing().length === 0, 'every acknowledged message at the subscriber', 15_000).catch(() => {})
+  t.same(missing(), [], `no acknowledged message lost (${acknowledged.length} acknowledged)`)
+  t.equal(a.child.exitCode, null, 'node A kept running')
+  t.equal(b.child.exitCode, null, 'node B kept running')
+})

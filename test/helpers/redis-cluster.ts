@@ -33,6 +33,8 @@ export interface RedisCluster {
   masterOf: (key: string) => Promise<RedisClusterNode>
   /** Promotes a replica of the master on `port` (CLUSTER FAILOVER) and waits until every node sees it. */
   failover: (port: number) => Promise<RedisClusterNode>
+  /** Kills the master on `port` (SIGKILL, by PID); its replica takes over by election. Last in a file: the cluster keeps one master fewer with a replica. */
+  kill: (port: number) => Promise<void>
 }
 
 const cli = async (port: number, ...args: string[]): Promise<string> =>
@@ -76,14 +78,18 @@ async function createRedisCluster (): Promise<RedisCluster> {
   await run('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'])
   await waitUntil(async () => (await Promise.all(ports.map(async (port) => await cli(port, 'CLUSTER', 'INFO')))).every((info) => info.includes('cluster_state:ok')), 'cluster_state:ok on every node')
 
-  const nodes = async (): Promise<RedisClusterNode[]> => (await cli(ports[0] as number, 'CLUSTER', 'NODES')).split('\n').map((line) => {
+  const killed = new Set<number>()
+  const alive = (): number => ports.find((port) => !killed.has(port)) as number
+  // a killed node stays listed, flagged `fail`, until forgotten
+  const nodes = async (): Promise<RedisClusterNode[]> => (await cli(alive(), 'CLUSTER', 'NODES')).split('\n').flatMap((line) => {
     const [id, address, flags, master] = line.split(' ') as [string, string, string, string]
-    return { id, port: Number(/:(\d+)@/.exec(address)?.[1]), role: flags.includes('master') ? 'master' : 'slave', masterId: master === '-' ? null : master }
+    if (flags.includes('fail')) return []
+    return [{ id, port: Number(/:(\d+)@/.exec(address)?.[1]), role: flags.includes('master') ? 'master' : 'slave', masterId: master === '-' ? null : master }]
   })
   const masters = (await nodes()).filter((node) => node.role === 'master').map((node) => node.port)
   const masterOf = async (key: string): Promise<RedisClusterNode> => {
-    const slot = Number(await cli(ports[0] as number, 'CLUSTER', 'KEYSLOT', key))
-    const port = (await slotRanges(ports[0] as number)).find(([from, to]) => slot >= from && slot <= to)?.[2]
+    const slot = Number(await cli(alive(), 'CLUSTER', 'KEYSLOT', key))
+    const port = (await slotRanges(alive())).find(([from, to]) => slot >= from && slot <= to)?.[2]
     const node = (await nodes()).find((n) => n.port === port)
     if (node === undefined) throw new Error(`no master for ${key}`)
     return node
@@ -99,7 +105,18 @@ async function createRedisCluster (): Promise<RedisCluster> {
     }, `the replica on ${replica.port} promoted`)
     return { ...replica, role: 'master', masterId: null }
   }
-  return { url: `redis+cluster://${masters.map((port) => `127.0.0.1:${port}`).join(',')}`, nodes, cli, masterOf, failover }
+  const kill = async (port: number): Promise<void> => {
+    const before = await nodes()
+    const replica = before.find((node) => node.masterId === before.find((n) => n.port === port)?.id)
+    const child = children[ports.indexOf(port)] as ChildProcess
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGKILL')
+    await exited
+    killed.add(port)
+    await waitUntil(async () => (await cli(alive(), 'CLUSTER', 'INFO')).includes('cluster_state:ok') &&
+      (await nodes()).some((node) => node.id === replica?.id && node.role === 'master'), `the replica of ${port} elected`)
+  }
+  return { url: `redis+cluster://${masters.map((port) => `127.0.0.1:${port}`).join(',')}`, nodes, cli, masterOf, failover, kill }
 }
 
 /** [first slot, last slot, master port] of each slot range (CLUSTER NODES). */
@@ -133,6 +150,8 @@ export interface RedisInspector {
   keys: RedisKeys
   /** KEYS `pattern` on every master (a test's look at a small keyspace). */
   keysMatching: (pattern: string) => Promise<string[]>
+  /** Calls of a command so far, on every master together (INFO commandstats). */
+  commandCalls: (command: string) => Promise<number>
 }
 
 /** Looks into the Redis a broker uses, one Redis or a Cluster alike; disconnects with the test. */
@@ -140,11 +159,16 @@ export function inspectRedis (t: Teardown, url: string): RedisInspector {
   const nodes = clusterNodes({ url })
   const db = nodes === null ? new Redis(url) : new Cluster(nodes)
   t.teardown(() => db.disconnect())
-  const keysMatching = async (pattern: string): Promise<string[]> => {
-    if (!(db instanceof Cluster)) return await db.keys(pattern)
+  const masters = async (): Promise<Redis[]> => {
+    if (!(db instanceof Cluster)) return [db]
     // the masters are known once the Cluster client has read the slots
     if (db.status !== 'ready') await new Promise((resolve) => db.once('ready', resolve))
-    return (await Promise.all(db.nodes('master').map(async (node) => await node.keys(pattern)))).flat()
+    return db.nodes('master')
   }
-  return { db, keys: redisKeys({ url }, ''), keysMatching }
+  const keysMatching = async (pattern: string): Promise<string[]> => (await Promise.all((await masters()).map(async (node) => await node.keys(pattern)))).flat()
+  const commandCalls = async (command: string): Promise<number> => (await Promise.all((await masters()).map(async (node) => {
+    const match = new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(await node.info('commandstats'))
+    return match === null ? 0 : Number(match[1])
+  }))).reduce((sum, calls) => sum + calls, 0)
+  return { db, keys: redisKeys({ url }, ''), keysMatching, commandCalls }
 }

@@ -10,6 +10,8 @@ export type RedisClient = Redis | Cluster
 
 type RedisConfig = NonNullable<BrokerConfig['redis']>
 
+const failoverRetryMs = 200
+
 /** `redis+cluster://[user:password@]host:port,host:port` (`rediss+cluster://` for TLS). */
 const clusterUrl = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]+)\/?$/
 
@@ -40,6 +42,13 @@ export function redisConnector (redis: RedisConfig, options: RedisOptions): (ext
       ...(keyPrefix === undefined ? {} : { keyPrefix }),
       enableAutoPipelining: enableAutoPipelining ?? false,
       clusterRetryStrategy: options.retryStrategy as ClusterOptions['clusterRetryStrategy'],
+      // A command whose master is lost is retried every 200 ms, for up to a minute, until a
+      // replica has taken over its slots (cluster-node-timeout, then an election): as on one
+      // Redis (maxRetriesPerRequest: null), a QoS 1/2 publish waits for storage rather than
+      // fail. ioredis' default gives up after 16 tries 100 ms apart, before a failover ends.
+      retryDelayOnFailover: failoverRetryMs,
+      retryDelayOnClusterDown: failoverRetryMs,
+      maxRedirections: Math.ceil(60_000 / failoverRetryMs),
       redisOptions: { ...credentials(redis.url), ...options, ...extra }
     })
   }
