@@ -10,7 +10,8 @@ const url = (node: BrokerProcess): string => `mqtt://127.0.0.1:${node.mqttPort}`
 
 t.test('Redis Cluster: every master fails over under a QoS 1 stream between two nodes, no acknowledged message lost', async (t) => {
   const cluster = await startRedisCluster(t)
-  const [a, b] = await Promise.all(['fo-a', 'fo-b'].map((id) => spawnBroker(t, ['--redis', cluster.url], { NODE_ID: id, LOG_LEVEL: 'warn' }))) as [BrokerProcess, BrokerProcess]
+  // with a key prefix, which goes before the hash tags
+  const [a, b] = await Promise.all(['fo-a', 'fo-b'].map((id) => spawnBroker(t, ['--redis', cluster.url], { NODE_ID: id, LOG_LEVEL: 'warn', REDIS_KEY_PREFIX: 'rb:' }))) as [BrokerProcess, BrokerProcess]
   const { client: sub } = await openUrl(t, url(b), { clientId: 'fo-sub', clean: false })
   await sub.subscribeAsync('fo/#', { qos: 1 })
   const got = collect(sub)
@@ -53,7 +54,9 @@ t.test('Redis Cluster: every master fails over under a QoS 1 stream between two 
 
   t.test('every key is hash-tagged as docs/cluster.md says; no cross-slot command was refused', async (t) => {
     const { keysMatching } = inspectRedis(t, cluster.url)
-    const keys = await keysMatching('*')
+    const all = await keysMatching('*')
+    t.same(all.filter((key) => !key.startsWith('rb:')), [], 'every key carries the prefix')
+    const keys = all.map((key) => key.slice('rb:'.length))
     // aedes-persistence-redis' keys are single-key operations only (our patch): they need no tag
     const persistence = /^(clients|client:|outgoing:|outgoing-id:|incoming:|packet:|retained$|will$|will:)/
     const untagged = keys.filter((key) => !persistence.test(key) && !/\{[^}]+\}/.test(key))
