@@ -8,7 +8,7 @@ import jwt from 'jsonwebtoken'
 import type { ProtocolVersion } from './load/bench-client.js'
 import { findMosquitto, mosquittoVersion, startMosquitto } from './mosquitto.js'
 import { brokerCpu, childPids, startChild } from './process.js'
-import { redisUnavailable, startRedisServer } from './redis.js'
+import { redisUnavailable, startRedisCluster, startRedisServer } from './redis.js'
 
 /** Where clients connect (always 127.0.0.1). */
 export interface Endpoints {
@@ -105,8 +105,8 @@ const projectEnv = (): NodeJS.ProcessEnv => ({ ...baseEnv(), MQTT_PORT: '0', HTT
  * N project nodes on a fresh Redis; publishers use the first node, subscribers the last, or
  * the first too with `local` (traffic that concerns one node only).
  */
-async function startProjectCluster (nodes: number, args: string[], options: StartOptions, cluster: { local?: boolean, env?: NodeJS.ProcessEnv, unpinned?: boolean } = {}): Promise<RunningTarget> {
-  const redis = await startRedisServer()
+async function startProjectCluster (nodes: number, args: string[], options: StartOptions, cluster: { local?: boolean, env?: NodeJS.ProcessEnv, unpinned?: boolean, redisMasters?: number } = {}): Promise<RunningTarget> {
+  const redis = cluster.redisMasters === undefined ? await startRedisServer() : await startRedisCluster(cluster.redisMasters)
   const started: RunningTarget[] = []
   try {
     for (let i = 0; i < nodes; i++) {
@@ -114,7 +114,7 @@ async function startProjectCluster (nodes: number, args: string[], options: Star
     }
   } catch (err) {
     await Promise.all(started.map((n) => n.stop()))
-    await redis.handle.stop()
+    await redis.stop()
     throw err
   }
   const first = started[0] as RunningTarget
@@ -124,11 +124,11 @@ async function startProjectCluster (nodes: number, args: string[], options: Star
   return {
     publish: first.publish,
     subscribe: cluster.local === true ? first.subscribe : last.subscribe,
-    pids: [...nodePids, redis.handle.pid],
-    ...(nodePids.length > 1 ? { processes: [...nodePids.map((pid, i) => ({ name: nodes > 1 ? `node ${i}` : `process ${i}`, pid })), { name: 'redis', pid: redis.handle.pid }] } : {}),
+    pids: [...nodePids, ...redis.handles.map((handle) => handle.pid)],
+    ...(nodePids.length > 1 ? { processes: [...nodePids.map((pid, i) => ({ name: nodes > 1 ? `node ${i}` : `process ${i}`, pid })), ...redis.handles.map((handle, i) => ({ name: redis.handles.length > 1 ? `redis ${i}` : 'redis', pid: handle.pid }))] } : {}),
     stop: async () => {
       await Promise.all(started.map((n) => n.stop()))
-      await redis.handle.stop()
+      await redis.stop()
     }
   }
 }
@@ -173,6 +173,14 @@ export const targets: Target[] = [
     description: 'this project, two nodes on one Redis: publishers on one node, subscribers on the other',
     unavailable: redisUnavailable,
     start: (options) => startProjectCluster(2, [], options)
+  },
+  {
+    name: 'rb+redis-cluster×2',
+    measuredAlone: 'latency',
+    description: 'the same two nodes on a Redis Cluster of 3 masters (no replicas), all on the broker CPU: publishers on one node, subscribers on the other',
+    unavailable: redisUnavailable,
+    scenarios: ['fanin-qos0', 'fanin-qos1'],
+    start: (options) => startProjectCluster(2, [], options, { redisMasters: 3 })
   },
   {
     name: 'rb+redis×4 local',

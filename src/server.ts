@@ -346,7 +346,7 @@ function hostPort ({ host, port }: BoundAddress): string {
 }
 
 function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, nodeId: string, logger: Logger): Presence {
-  const store = storage.redis === null ? memoryPresenceStore() : redisPresenceStore(storage.redis, nodeId)
+  const store = storage.redis === null ? memoryPresenceStore() : redisPresenceStore(storage.redis, nodeId, storage.redisKeys)
   const publish = (user: string, state: PresenceState | null): Promise<void> => new Promise((resolve, reject) => {
     aedes.publish({
       cmd: 'publish',

@@ -8,6 +8,7 @@ import type { BrokerHandle } from '../src/server.js'
 import type { ConfigInput } from '../src/broker/config/config.js'
 import { brokerUrl, capturingLogger, closeClient, collect, connectRefused, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { startRedis } from './helpers/redis.js'
+import { startRedisCluster } from './helpers/redis-cluster.js'
 
 type T = Parameters<typeof startBroker>[0]
 
@@ -34,9 +35,9 @@ async function connectAs (t: T, broker: BrokerHandle, user: string | null, clien
 const refusedAs = (t: T, broker: BrokerHandle, user: string | null, clientId: string, clean: boolean): Promise<number> =>
   connectRefused(t, brokerUrl(broker, 'tcp'), { clientId, clean, ...as(user) })
 
-for (const mode of ['memory', 'redis (2 nodes)'] as const) {
+for (const mode of ['memory', 'redis (2 nodes)', 'redis cluster (2 nodes)'] as const) {
   t.test(`${mode}: another user cannot take over, disconnect or empty a session`, async (t) => {
-    const redis = mode === 'memory' ? null : await startRedis(t)
+    const redis = mode === 'memory' ? null : await (mode === 'redis (2 nodes)' ? startRedis : startRedisCluster)(t)
     const cluster: ConfigInput = redis === null ? config : { ...config, redis: { url: redis.url } }
     const aliceNode = await startBroker(t, cluster)
     const bobNode = redis === null ? aliceNode : await startBroker(t, cluster)

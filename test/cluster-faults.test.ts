@@ -6,6 +6,7 @@ import t from 'tap'
 import { closeClient, metricValue, openUrl, sleep, waitFor } from './helpers/broker.js'
 import { runCli, spawnBroker, type BrokerProcess } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
+import { startRedisCluster } from './helpers/redis-cluster.js'
 import type { Teardown } from './helpers/loopback.js'
 
 // node kills, a Redis restart and a drain under load: about 80 s on a quiet machine
@@ -68,10 +69,16 @@ async function publishStream (client: MqttClient, count: number, acked: Set<numb
   await Promise.all(Array.from({ length: 20 }, worker))
 }
 
-// The same guarantees with either emitter between the nodes.
-for (const emitter of ['routed', 'mqemitter-redis']) {
-  t.test(`${emitter} emitter: the subscriber's node is killed with SIGKILL mid-stream: zero loss after it reconnects elsewhere`, async (t) => {
-    const redis = await startRedis(t)
+// The same guarantees with either emitter between the nodes, and on a Redis Cluster (but for a
+// restart of the one Redis).
+const setups = [
+  { emitter: 'routed', on: '', start: startRedis },
+  { emitter: 'mqemitter-redis', on: '', start: startRedis },
+  { emitter: 'routed', on: ' on a Redis Cluster', start: startRedisCluster }
+]
+for (const { emitter, on, start } of setups) {
+  t.test(`${emitter} emitter${on}: the subscriber's node is killed with SIGKILL mid-stream: zero loss after it reconnects elsewhere`, async (t) => {
+    const redis = await start(t)
     const [a, b, c] = await nodes(t, redis.url, ['fa', 'fb', 'fc'], emitter) as [BrokerProcess, BrokerProcess, BrokerProcess]
     const subscriber = new CountingSubscriber(t, 'kill9-sub')
     await subscriber.connect(url(b), true)
@@ -93,8 +100,8 @@ for (const emitter of ['routed', 'mqemitter-redis']) {
     t.comment(`duplicates (allowed at QoS 1): ${subscriber.duplicates()}`)
   })
 
-  t.test(`${emitter} emitter: the publisher's node is killed with SIGKILL mid-stream: every PUBACKed message arrives`, async (t) => {
-    const redis = await startRedis(t)
+  t.test(`${emitter} emitter${on}: the publisher's node is killed with SIGKILL mid-stream: every PUBACKed message arrives`, async (t) => {
+    const redis = await start(t)
     const [a, b] = await nodes(t, redis.url, ['pa', 'pb'], emitter) as [BrokerProcess, BrokerProcess]
     const subscriber = new CountingSubscriber(t, 'kill9-pub-sub')
     await subscriber.connect(url(b), true)
@@ -107,7 +114,7 @@ for (const emitter of ['routed', 'mqemitter-redis']) {
     t.same(subscriber.missing(acked), [], 'no acknowledged message lost')
   })
 
-  t.test(`${emitter} emitter: Redis restarted mid-stream: nodes recover by themselves, acknowledged messages are kept`, async (t) => {
+  if (start === startRedis) t.test(`${emitter} emitter: Redis restarted mid-stream: nodes recover by themselves, acknowledged messages are kept`, async (t) => {
     const redis = await startRedis(t, { durable: true })
     const [a, b] = await nodes(t, redis.url, ['ra', 'rb'], emitter) as [BrokerProcess, BrokerProcess]
     const subscriber = new CountingSubscriber(t, 'redis-restart-sub')
@@ -144,8 +151,8 @@ for (const emitter of ['routed', 'mqemitter-redis']) {
     t.equal(b.child.exitCode, null, 'node b kept running')
   })
 
-  t.test(`${emitter} emitter: SIGTERM drains a node under load: its clients move to another node with zero loss`, async (t) => {
-    const redis = await startRedis(t)
+  t.test(`${emitter} emitter${on}: SIGTERM drains a node under load: its clients move to another node with zero loss`, async (t) => {
+    const redis = await start(t)
     const [a, b, c] = await nodes(t, redis.url, ['da', 'db', 'dc'], emitter) as [BrokerProcess, BrokerProcess, BrokerProcess]
     const subscriber = new CountingSubscriber(t, 'drain-sub')
     await subscriber.connect(url(b), true)

@@ -3,6 +3,7 @@ import t from 'tap'
 import { closeClient, collect, openUrl, sleep, waitFor } from './helpers/broker.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
+import { startRedisCluster } from './helpers/redis-cluster.js'
 import type { Teardown } from './helpers/loopback.js'
 
 const url = (node: BrokerProcess): string => `mqtt://127.0.0.1:${node.mqttPort}`
@@ -11,9 +12,15 @@ async function threeNodes (t: Teardown, redisUrl: string, emitter: string): Prom
   return await Promise.all(['a', 'b', 'c'].map((id) => spawnBroker(t, ['--redis', redisUrl], { NODE_ID: `node-${id}`, LOG_LEVEL: 'warn', REDIS_EMITTER: emitter })))
 }
 
-// The same behaviour with either emitter between the nodes.
-for (const emitter of ['routed', 'mqemitter-redis']) t.test(`cluster (${emitter} emitter): three nodes on one Redis`, async (t) => {
-  const redis = await startRedis(t)
+// The same behaviour with either emitter between the nodes, and on a Redis Cluster (where the
+// stock emitter cannot run).
+const setups = [
+  { emitter: 'routed', redis: 'one Redis', start: startRedis },
+  { emitter: 'mqemitter-redis', redis: 'one Redis', start: startRedis },
+  { emitter: 'routed', redis: 'a Redis Cluster', start: startRedisCluster }
+]
+for (const { emitter, redis: where, start } of setups) t.test(`cluster (${emitter} emitter): three nodes on ${where}`, async (t) => {
+  const redis = await start(t)
   const [a, b, c] = await threeNodes(t, redis.url, emitter) as [BrokerProcess, BrokerProcess, BrokerProcess]
 
   t.test('/readyz reports Redis', async (t) => {

@@ -105,3 +105,20 @@ t.test('TCP_NODELAY: on for both MQTT listeners by default, off per listener, a 
   const err = t.throws(() => resolveConfig({ mqtts: { noDelay: 'yes' as unknown as boolean } })) as ConfigError
   t.match(err.message, /mqtts\.noDelay .*expected true or false/)
 })
+
+t.test('Redis Cluster: redis.cluster or a redis+cluster:// URL; what cannot go with it is named', async (t) => {
+  const seeds = resolveConfig({ redis: { cluster: ['10.0.0.7:6379', 'redis-b:6380'] } })
+  t.same(seeds.redis?.cluster, ['10.0.0.7:6379', 'redis-b:6380'])
+  const fromEnv = loadConfig({ env: { REDIS_URL: 'redis+cluster://user:pw@10.0.0.7:6379,10.0.0.8:6379' } })
+  t.equal(fromEnv.redis?.url, 'redis+cluster://user:pw@10.0.0.7:6379,10.0.0.8:6379')
+  const badNode = t.throws(() => resolveConfig({ redis: { cluster: ['10.0.0.7'] } })) as ConfigError
+  t.match(badNode.message, /redis\.cluster\.0.*: expected host:port/)
+  const badUrl = t.throws(() => loadConfig({ env: { REDIS_URL: 'redis+cluster://10.0.0.7' } })) as ConfigError
+  t.match(badUrl.message, /redis\.url.*: expected .*redis\+cluster:\/\/host:port,host:port/)
+  const nothing = t.throws(() => resolveConfig({ redis: {} })) as ConfigError
+  t.match(nothing.message, /redis\.url.*: expected a redis:\/\/ URL, or redis\.cluster/)
+  const conflicts = t.throws(() => resolveConfig({ redis: { url: 'redis+cluster://a:1', cluster: ['b:2'], emitter: 'mqemitter-redis', sentinel: { name: 'm', nodes: ['c:3'] } } })) as ConfigError
+  t.match(conflicts.message, /redis\.cluster.*: expected either redis\.cluster or a redis\+cluster:\/\/ URL/)
+  t.match(conflicts.message, /redis\.emitter.*: expected "routed" on a Redis Cluster/)
+  t.match(conflicts.message, /redis\.sentinel.*: expected no sentinel with a Redis Cluster/)
+})

@@ -8,6 +8,7 @@ import type { BrokerHandle } from '../src/server.js'
 import type { ConfigInput } from '../src/broker/config/config.js'
 import { brokerUrl, closeClient, connectClient, connectRefused, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { startRedis } from './helpers/redis.js'
+import { startRedisCluster } from './helpers/redis-cluster.js'
 
 const secret = 'presence-storm-secret-0123456789abcdef'
 const as = (user: string): { username: string, password: string } => ({ username: '', password: jwt.sign({ sub: user }, secret, { expiresIn: 600 }) })
@@ -84,8 +85,11 @@ t.test('one node: a connect/disconnect storm costs observers one update per inte
   await checkStorm(t, [broker], updates)
 })
 
-t.test('two nodes on Redis: the storm alternates nodes, still one update per interval', async (t) => {
-  const redis = await startRedis(t)
+// one Redis, and a Redis Cluster (presence's keys share one slot there)
+const redisSetups = [{ name: 'Redis', start: startRedis }, { name: 'a Redis Cluster', start: startRedisCluster }]
+
+for (const { name, start } of redisSetups) t.test(`two nodes on ${name}: the storm alternates nodes, still one update per interval`, async (t) => {
+  const redis = await start(t)
   const a = await startBroker(t, config({ redis: { url: redis.url }, nodeId: 'storm-a' }))
   const b = await startBroker(t, config({ redis: { url: redis.url }, nodeId: 'storm-b' }))
   const updates = await watchPresence(t, b, 'stormy')
@@ -125,8 +129,8 @@ t.test('one node: the connect rate limit refuses connections over the rate (CONN
   t.pass('accepted again once the bucket refilled')
 })
 
-t.test('two nodes on Redis: the connection limit counts the user across nodes', async (t) => {
-  const redis = await startRedis(t)
+for (const { name, start } of redisSetups) t.test(`two nodes on ${name}: the connection limit counts the user across nodes`, async (t) => {
+  const redis = await start(t)
   const limited = (nodeId: string): ConfigInput => config({ redis: { url: redis.url }, nodeId, acl: acl({ maxConnections: 2 }) as ConfigInput['acl'] })
   const a = await startBroker(t, limited('limit-a'))
   const b = await startBroker(t, limited('limit-b'))

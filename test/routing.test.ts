@@ -1,25 +1,20 @@
 // The interest-routed emitter: local delivery never goes through Redis, nodes receive only
 // what their clients want, and a node whose Redis link is cut resumes without loss.
-import { execFileSync } from 'node:child_process'
 import t from 'tap'
 import { collect, openUrl, sleep, waitFor } from './helpers/broker.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
+import { inspectRedis, startRedisCluster } from './helpers/redis-cluster.js'
 import { startTcpProxy } from './helpers/tcp-proxy.js'
 
 const url = (node: BrokerProcess): string => `mqtt://127.0.0.1:${node.mqttPort}`
 
-/** Calls of a Redis command so far (INFO commandstats). */
-function commandCalls (port: number, command: string): number {
-  const info = execFileSync('redis-cli', ['-p', String(port), 'INFO', 'commandstats']).toString()
-  const match = new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)
-  return match === null ? 0 : Number(match[1])
-}
+// on one Redis and on a Redis Cluster (the third test cuts one Redis link through a proxy)
+const redisSetups = [{ on: 'one Redis', start: startRedis }, { on: 'a Redis Cluster', start: startRedisCluster }]
 
-const redisCli = (port: number, ...args: string[]): string => execFileSync('redis-cli', ['-p', String(port), ...args]).toString().trim()
-
-t.test('local delivery stays local; only interested nodes receive a message', async (t) => {
-  const redis = await startRedis(t)
+for (const { on, start } of redisSetups) t.test(`local delivery stays local; only interested nodes receive a message (${on})`, async (t) => {
+  const redis = await start(t)
+  const { db, keys, commandCalls } = inspectRedis(t, redis.url)
   const [a, b, c] = await Promise.all(['ra', 'rb', 'rc'].map((id) => spawnBroker(t, ['--redis', redis.url], { NODE_ID: id, LOG_LEVEL: 'warn' }))) as [BrokerProcess, BrokerProcess, BrokerProcess]
   const { client: localSub } = await openUrl(t, url(a))
   await localSub.subscribeAsync('local/#', { qos: 1 })
@@ -30,22 +25,22 @@ t.test('local delivery stays local; only interested nodes receive a message', as
   const { client: pub } = await openUrl(t, url(a))
   await sleep(300)
 
-  const xaddsBefore = commandCalls(redis.port, 'xadd')
+  const xaddsBefore = await commandCalls('xadd')
   for (let i = 0; i < 200; i++) await pub.publishAsync('local/x', String(i), { qos: 0 })
   await waitFor(() => localGot.length === 200, 'local deliveries')
-  t.equal(commandCalls(redis.port, 'xadd'), xaddsBefore, 'no message went through Redis for a subscriber on the same node')
+  t.equal(await commandCalls('xadd'), xaddsBefore, 'no message went through Redis for a subscriber on the same node')
 
   for (let i = 0; i < 50; i++) await pub.publishAsync('remote/x', String(i), { qos: 0 })
   await waitFor(() => remoteGot.length === 50, 'cross-node deliveries')
   // inboxes also carry Aedes' own $SYS traffic, which every node wants: count the test topic
-  const handedTo = (node: string): number => (redisCli(redis.port, 'XRANGE', `inbox:${node}`, '-', '+').match(/remote\/x/g) ?? []).length
-  t.equal(handedTo('rb'), 50, 'node b got exactly the 50 messages it wanted')
-  t.equal(handedTo('rc'), 0, 'node c, with no interest, got none of them')
+  const handedTo = async (node: string): Promise<number> => ((await db.xrangeBuffer(keys.owned('inbox', node), '-', '+')).flatMap(([, fields]) => fields).join('').match(/remote\/x/g) ?? []).length
+  t.equal(await handedTo('rb'), 50, 'node b got exactly the 50 messages it wanted')
+  t.equal(await handedTo('rc'), 0, 'node c, with no interest, got none of them')
   t.equal(c.child.exitCode, null)
 })
 
-t.test('a QoS 1 message wanted on its own node and on two others reaches all three, in order, and is acknowledged', async (t) => {
-  const redis = await startRedis(t)
+for (const { on, start } of redisSetups) t.test(`a QoS 1 message wanted on its own node and on two others reaches all three, in order, and is acknowledged (${on})`, async (t) => {
+  const redis = await start(t)
   const nodes = await Promise.all(['ja', 'jb', 'jc'].map((id) => spawnBroker(t, ['--redis', redis.url], { NODE_ID: id, LOG_LEVEL: 'warn' })))
   const subscribers = await Promise.all(nodes.map(async (node) => (await openUrl(t, url(node))).client))
   await Promise.all(subscribers.map(async (sub) => await sub.subscribeAsync('join/#', { qos: 1 })))

@@ -4,7 +4,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Redis } from 'ioredis'
 import type { MqttClient } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
 import t from 'tap'
@@ -13,6 +12,7 @@ import type { ConfigInput } from '../src/broker/config/config.js'
 import { brokerUrl, closeClient, collect, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { spawnBroker } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
+import { inspectRedis, startRedisCluster } from './helpers/redis-cluster.js'
 
 type T = Parameters<typeof startBroker>[0]
 
@@ -37,13 +37,13 @@ async function resume (t: T, url: string, clientId: string): Promise<{ client: M
 const cap = 50
 const capConfig: ConfigInput = { sessions: { maxQueuedMessages: cap, expirySeconds: 0 } }
 
-for (const mode of ['memory', 'redis (2 nodes)'] as const) {
+for (const mode of ['memory', 'redis (2 nodes)', 'redis cluster (2 nodes)'] as const) {
   t.test(`queue cap (${mode}): an offline session keeps the first ${cap} messages, the rest are counted drops`, async (t) => {
     let nodes: BrokerHandle[]
     if (mode === 'memory') {
       nodes = [await startBroker(t, capConfig)]
     } else {
-      const redis = await startRedis(t)
+      const redis = await (mode === 'redis (2 nodes)' ? startRedis : startRedisCluster)(t)
       nodes = [await startBroker(t, { ...capConfig, redis: { url: redis.url } }), await startBroker(t, { ...capConfig, redis: { url: redis.url } })]
     }
     const publisherNode = nodes[0] as BrokerHandle
@@ -164,8 +164,12 @@ t.test('session expiry (memory): an abandoned session is deleted, one that came 
   t.equal(backAgain.sessionPresent, true, 'a session whose client stayed connected is kept')
 })
 
-t.test('session expiry (redis, 2 nodes): expired exactly once in the cluster, kept when resumed on another node', async (t) => {
-  const redis = await startRedis(t)
+// on one Redis, and on a Redis Cluster, where the sessions' keys share one slot and an expired
+// session's queue is released key by key
+const redisSetups = [{ name: 'redis', start: startRedis }, { name: 'redis cluster', start: startRedisCluster }]
+
+for (const { name, start } of redisSetups) t.test(`session expiry (${name}, 2 nodes): expired exactly once in the cluster, kept when resumed on another node`, async (t) => {
+  const redis = await start(t)
   const config: ConfigInput = { sessions: { maxQueuedMessages: 100, expirySeconds: 2 }, redis: { url: redis.url } }
   const a = await startBroker(t, config)
   const b = await startBroker(t, config)
@@ -189,10 +193,9 @@ t.test('session expiry (redis, 2 nodes): expired exactly once in the cluster, ke
   await sleep(1000) // two more sweeps on each node
   t.equal(await metricSum([a, b], 'realtime_broker_sessions_expired_total'), 1, 'one node expired the session, once')
 
-  const db = new Redis(redis.url)
-  t.teardown(() => db.disconnect())
-  t.same(await db.keys('packet:*'), [], 'no queued packet left behind')
-  t.equal(await db.zscore('sessions:offline', 'gone'), null)
+  const { db, keys, keysMatching } = inspectRedis(t, redis.url)
+  t.same(await keysMatching('packet:*'), [], 'no queued packet left behind')
+  t.equal(await db.zscore(keys.shared('sessions', 'offline'), 'gone'), null)
 
   const gone = await resume(t, brokerUrl(b, 'tcp'), 'gone')
   t.equal(gone.sessionPresent, false, 'the expired session is gone on every node')
@@ -207,8 +210,8 @@ t.test('session expiry (redis, 2 nodes): expired exactly once in the cluster, ke
   t.equal(takenAgain.sessionPresent, true, 'the session taken over on the other node was kept')
 })
 
-t.test('session expiry (redis): the sessions of a node killed with SIGKILL expire on a survivor', async (t) => {
-  const redis = await startRedis(t)
+for (const { name, start } of redisSetups) t.test(`session expiry (${name}): the sessions of a node killed with SIGKILL expire on a survivor`, async (t) => {
+  const redis = await start(t)
   const dir = mkdtempSync(join(tmpdir(), 'rb-sessions-'))
   const file = join(dir, 'node.yaml')
   const shared = { sessions: { maxQueuedMessages: 100, expirySeconds: 2 }, presence: { enabled: true, heartbeatMs: 200, nodeTimeoutMs: 600 } }
@@ -225,10 +228,9 @@ t.test('session expiry (redis): the sessions of a node killed with SIGKILL expir
   const deadline = Date.now() + 8000
   while (metricValue(await scrape(survivor), 'realtime_broker_sessions_expired_total') < 1 && Date.now() < deadline) await sleep(100)
   t.equal(metricValue(await scrape(survivor), 'realtime_broker_sessions_expired_total'), 1, 'the orphaned session expired')
-  const db = new Redis(redis.url)
-  t.teardown(() => db.disconnect())
-  t.same(await db.hgetall('sessions:owner'), {}, 'neither its client id nor that of a clean session on the dead node has an owner left (client-id-owner.ts)')
-  t.same(await db.hgetall('sessions:holder'), {}, 'nor a holder on the dead node')
+  const { db, keys } = inspectRedis(t, redis.url)
+  t.same(await db.hgetall(keys.shared('sessions', 'owner')), {}, 'neither its client id nor that of a clean session on the dead node has an owner left (client-id-owner.ts)')
+  t.same(await db.hgetall(keys.shared('sessions', 'holder')), {}, 'nor a holder on the dead node')
   const orphan = await resume(t, brokerUrl(survivor, 'tcp'), 'orphan')
   t.equal(orphan.sessionPresent, false)
 })

@@ -1,10 +1,11 @@
 // Typings for the parts of modules we use that ship none (aedes-persistence-redis, qlobber)
 // or leave out (mqemitter-redis' prefix class and its `state` emitter).
 declare module 'aedes-persistence-redis' {
-  import type { Redis } from 'ioredis'
+  import type { Cluster, Redis } from 'ioredis'
 
   export interface RedisPersistenceOptions {
-    conn?: Redis
+    /** a Cluster needs our patch (patches/aedes-persistence-redis+12.0.0.patch) */
+    conn?: Redis | Cluster
     maxSessionDelivery?: number
     packetTTL?: () => number
   }

@@ -41,7 +41,8 @@ export async function startRedis (t: Teardown, { durable = false } = {}): Promis
   return { url: `redis://127.0.0.1:${port}`, port, stop, start }
 }
 
-async function waitForPort (port: number, ms: number): Promise<void> {
+/** Waits until a redis-server answers PING on `port`. */
+export async function waitForPort (port: number, ms: number): Promise<void> {
   const deadline = Date.now() + ms
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {

@@ -9,7 +9,8 @@
 // - retired(): the others took this node for dead (it could not reach Redis for `timeoutMs`):
 //   its beat adds it to the set again instead of updating it.
 // Without Redis (one node) the registry is "only me" and no event ever fires.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../storage/redis-clients.js'
+import type { RedisKeys } from '../storage/redis-keys.js'
 import type { BrokerConfig } from '../config/config-schema.js'
 import type { Logger } from '../observability/logger.js'
 
@@ -54,13 +55,13 @@ export class NodeRegistry {
   constructor (
     readonly nodeId: string,
     // null: one node, no cluster
-    private readonly redis: Redis | null,
+    private readonly redis: RedisClient | null,
     readonly timing: NodeRegistryTiming,
-    /** Prefix of the key (the heartbeat connection has no ioredis keyPrefix). */
-    keyPrefix: string,
+    /** Names the key, with its prefix (the heartbeat connection has no ioredis keyPrefix). */
+    keys: RedisKeys,
     private readonly logger: Logger
   ) {
-    this.key = `${keyPrefix}cluster:nodes`
+    this.key = keys.shared('cluster', 'nodes')
   }
 
   on (event: 'joined' | 'died', handler: Handler<[string]>): void
@@ -98,7 +99,7 @@ export class NodeRegistry {
   }
 
   private async beat (): Promise<void> {
-    const redis = this.redis as Redis
+    const redis = this.redis as RedisClient
     const now = Date.now()
     const [added, listing] = await redis.multi().zadd(this.key, now, this.nodeId).zrange(this.key, 0, -1, 'WITHSCORES').exec() ?? []
     if (added?.[0] != null) throw added[0]

@@ -9,7 +9,8 @@
 //   where it stopped instead of losing what was sent meanwhile. Messages for one node in one
 //   event-loop turn travel as one stream entry: one XADD for a whole burst.
 import mqemitter from 'mqemitter'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../storage/redis-clients.js'
+import type { RedisKeys } from '../storage/redis-keys.js'
 import type { Logger } from '../observability/logger.js'
 import { hasExpired, type MessageExpiryFields } from '../protocol/message-properties.js'
 import { batchField, BatchReader, InboxBatch } from './inbox-codec.js'
@@ -23,15 +24,15 @@ type Callback = (error?: Error) => void
 export interface RoutedEmitterOptions {
   nodeId: string
   /** Commands (XADD, SADD); pipelined automatically. */
-  commands: Redis
+  commands: RedisClient
   /** Which nodes are alive: the nodes it finds dead are retired from routing. */
   registry: NodeRegistry
   /** Pub/sub subscriber for route changes. */
-  subscriber: Redis
-  /** Blocking XREAD of this node's inbox. */
-  reader: Redis
-  /** Prefix of every key and channel (ioredis' keyPrefix is not used on these connections). */
-  keyPrefix: string
+  subscriber: RedisClient
+  /** Blocking XREAD of this node's inbox (on a Cluster: its own connection to the inbox's master). */
+  reader: RedisClient
+  /** Names every key and channel, with the key prefix (ioredis' keyPrefix is not used on these connections). */
+  keys: RedisKeys
   concurrency: number
   /** Entries an inbox keeps at most: the window a disconnected node can catch up on. */
   inboxMaxLen: number
@@ -82,11 +83,12 @@ export class RoutedEmitter {
 
   constructor (private readonly options: RoutedEmitterOptions) {
     this.local = mqemitter({ concurrency: options.concurrency, matchEmptyLevels: true })
-    const p = options.keyPrefix
+    // a node's routes and inbox share its hash tag: retiring a dead node deletes both in one MULTI
+    const { keys } = options
     this.keys = {
-      changes: `${p}routes:changes`,
-      routes: (node) => `${p}routes:${node}`,
-      inbox: (node) => `${p}inbox:${node}`
+      changes: keys.channel('routes', 'changes'),
+      routes: (node) => keys.owned('routes', node),
+      inbox: (node) => keys.owned('inbox', node)
     }
   }
 

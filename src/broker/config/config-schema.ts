@@ -59,13 +59,16 @@ export const configSchema = z.object({
     tls: tlsFiles.optional()
   }).strict(),
   redis: z.object({
-    url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+    // redis+cluster://host:port,host:port names a Redis Cluster by its seed nodes
+    url: z.string().regex(/^rediss?(:\/\/|\+cluster:\/\/(?:[^@/]*@)?[^\s:/,]+:\d+(,[^\s:/,]+:\d+)*\/?$)/, 'expected a redis:// or rediss:// URL, or redis+cluster://host:port,host:port').optional(),
     // Redis Sentinel: the master `name` is found through these sentinels; the URL then gives
     // only the credentials, database and TLS.
     sentinel: z.object({
       name: z.string().min(1, 'expected the master name the sentinels monitor'),
       nodes: z.array(z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port')).min(1, 'expected at least one sentinel host:port')
     }).strict().optional(),
+    // Redis Cluster: its seed nodes; the URL, if any, then gives only credentials and TLS.
+    cluster: z.array(z.string().regex(/^[^\s:,]+:\d+$/, 'expected host:port')).min(1, 'expected at least one cluster node host:port').optional(),
     // Prefix of every key and pub/sub channel, so several brokers can share one Redis.
     keyPrefix: z.string().regex(/^[\w:.-]*$/, 'expected letters, digits, _ : . or -').default(''),
     // Between nodes: 'routed' sends a message only to the nodes whose clients want it, through
@@ -183,6 +186,7 @@ export const configSchema = z.object({
   if (config.workers !== 1 && config.redis === undefined) {
     ctx.addIssue({ code: 'custom', path: ['workers'], message: 'expected 1 without Redis: several worker processes share sessions and messages only through Redis (set redis.url, REDIS_URL or --redis)' })
   }
+  if (config.redis !== undefined) redisTopologyIssues(config.redis).forEach(([key, message]) => ctx.addIssue({ code: 'custom', path: ['redis', key], message }))
   if (config.presence.nodeTimeoutMs <= config.presence.heartbeatMs) {
     ctx.addIssue({ code: 'custom', path: ['presence', 'nodeTimeoutMs'], message: `expected more than presence.heartbeatMs (${config.presence.heartbeatMs})` })
   }
@@ -193,3 +197,16 @@ export const configSchema = z.object({
 })
 
 export type BrokerConfig = z.infer<typeof configSchema>
+
+/** What a Redis set-up cannot combine: [key, message] for each conflict. */
+function redisTopologyIssues (redis: NonNullable<BrokerConfig['redis']>): Array<[string, string]> {
+  const clusterUrl = redis.url?.includes('+cluster://') === true
+  const cluster = clusterUrl || redis.cluster !== undefined
+  const issues: Array<[string, string]> = []
+  if (redis.url === undefined && redis.cluster === undefined) issues.push(['url', 'expected a redis:// URL, or redis.cluster: ["host:port", ...]'])
+  if (clusterUrl && redis.cluster !== undefined) issues.push(['cluster', 'expected either redis.cluster or a redis+cluster:// URL, not both'])
+  if (cluster && redis.sentinel !== undefined) issues.push(['sentinel', 'expected no sentinel with a Redis Cluster (a Cluster fails over by itself)'])
+  // mqemitter-redis takes one ioredis connection, not a Cluster
+  if (cluster && redis.emitter !== 'routed') issues.push(['emitter', 'expected "routed" on a Redis Cluster'])
+  return issues
+}

@@ -7,7 +7,8 @@
 // recounted by the node that claimed its death (cluster/node-registry.ts). The counts also
 // serve the per-user connection limit. The retained state of a user offline for `retainedExpiryMs` is
 // cleared, by one node.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../storage/redis-clients.js'
+import type { RedisKeys } from '../storage/redis-keys.js'
 import { unsafePlaceholderValue } from '../../acl/topic-pattern.js'
 import type { Logger } from '../observability/logger.js'
 
@@ -215,15 +216,12 @@ export function memoryPresenceStore (): PresenceStore {
   }
 }
 
-// Redis keys (ioredis adds the configured key prefix):
+// Redis keys (ioredis adds the configured key prefix), all of them on one slot of a Redis
+// Cluster (tag {presence}): the count script touches a user's and a node's key together.
 //   presence:user:<user>   hash  node id -> connections of that user on that node
 //   presence:node:<node>   set   users with connections on that node
 //   presence:updated:<user> string, expires when the user's update interval ends
 //   presence:offline       zset  user -> offline since (ms)
-const userKey = (user: string): string => `presence:user:${user}`
-const nodeKey = (node: string): string => `presence:node:${node}`
-const updatedKey = (user: string): string => `presence:updated:${user}`
-const offlineKey = 'presence:offline'
 
 // Adds to this node's count and returns the total over all nodes, atomically.
 const addScript = `
@@ -239,7 +237,11 @@ for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) 
 return total`
 
 /** A cluster: counts in Redis, recount of the users of dead nodes. */
-export function redisPresenceStore (redis: Redis, nodeId: string): PresenceStore {
+export function redisPresenceStore (redis: RedisClient, nodeId: string, keys: RedisKeys): PresenceStore {
+  const userKey = (user: string): string => keys.shared('presence', 'user', user)
+  const nodeKey = (node: string): string => keys.shared('presence', 'node', node)
+  const updatedKey = (user: string): string => keys.shared('presence', 'updated', user)
+  const offlineKey = keys.shared('presence', 'offline')
   const count = async (user: string): Promise<number> => (await redis.hvals(userKey(user))).reduce((sum, v) => sum + Number(v), 0)
   return {
     add: async (user, delta) => Number(await redis.eval(addScript, 2, userKey(user), nodeKey(nodeId), nodeId, delta, user)),

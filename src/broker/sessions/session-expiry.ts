@@ -16,7 +16,8 @@
 // entry with ZREM, so exactly one node deletes each session. Sessions online on a node that
 // died (SIGKILL) go offline when a survivor claims the dead node (cluster/node-registry.ts),
 // each with the lifetime it connected with.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../storage/redis-clients.js'
+import type { RedisKeys } from '../storage/redis-keys.js'
 import type { Logger } from '../observability/logger.js'
 
 /** Where online and offline sessions are tracked. */
@@ -276,7 +277,8 @@ export function memorySessionStore (): SessionStore {
   }
 }
 
-// Redis keys (ioredis adds the configured key prefix):
+// Redis keys (ioredis adds the configured key prefix), all on one slot of a Redis Cluster (tag
+// {sessions}): the scripts below update several of them at once.
 //   sessions:online        hash  client id -> token of the connection holding its session
 //   sessions:node:<node>   set   client ids whose holding connection is on that node
 //   sessions:lifetime      hash  client id -> how long its online session outlives its connection (ms; -1 for ever)
@@ -284,13 +286,6 @@ export function memorySessionStore (): SessionStore {
 //   sessions:owner         hash  client id -> who owns it (client-id-owner.ts), while its session lives
 //   sessions:holder        hash  client id -> token of the latest connection that claimed it
 //   sessions:held:<node>   set   client ids claimed by connections on that node
-const onlineKey = 'sessions:online'
-const ownerKey = 'sessions:owner'
-const holderKey = 'sessions:holder'
-const offlineKey = 'sessions:offline'
-const lifetimeKey = 'sessions:lifetime'
-const nodeKey = (node: string): string => `sessions:node:${node}`
-const heldKey = (node: string): string => `sessions:held:${node}`
 const nodeOfToken = (token: string): string => token.slice(0, token.lastIndexOf('|'))
 
 const connectScript = `
@@ -363,6 +358,32 @@ if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then
   redis.call('HDEL', KEYS[2], ARGV[2])
 end`
 
+// The end of purgeScript, for a Redis Cluster, where a session's queue and the packets it
+// shares with other sessions sit on other slots than the sessions' keys.
+const freeIdScript = `
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end`
+
+/**
+ * purgeScript's queue release, one key at a time (a Redis Cluster refuses a script whose keys
+ * span slots, and keys a script computes): not atomic, which a session that expired, and
+ * whose client is not connected, does not need.
+ */
+async function releaseQueue (redis: RedisClient, clientId: string): Promise<void> {
+  const queue = `outgoing:${encodeURIComponent(clientId)}`
+  for (const entry of await redis.lrange(queue, 0, -1)) {
+    let packet = entry
+    const copy = /^outgoing:[^:]*:(.+):([^:]+)$/.exec(entry)
+    if (copy !== null) {
+      await redis.del(entry)
+      packet = `packet:${copy[1] as string}:${copy[2] as string}`
+    }
+    if (await redis.decr(`${packet}:offlineCount`) <= 0) await Promise.all([redis.del(packet), redis.del(`${packet}:offlineCount`)])
+  }
+  await redis.del(queue)
+}
+
 // Atomic, so that two users claiming a free id at once cannot both get it.
 const claimScript = `
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
@@ -384,8 +405,11 @@ if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
   end
 end`
 
-/** A cluster: Redis, shared by the nodes. `redis` applies `keyPrefix` to keys. */
-export function redisSessionStore (redis: Redis, nodeId: string, keyPrefix: string): SessionStore {
+/** A cluster: Redis, shared by the nodes. `redis` applies `keyPrefix` to keys; `keys` names them without it. */
+export function redisSessionStore (redis: RedisClient, nodeId: string, keyPrefix: string, keys: RedisKeys): SessionStore {
+  const [onlineKey, ownerKey, holderKey, offlineKey, lifetimeKey] = ['online', 'owner', 'holder', 'offline', 'lifetime'].map((name) => keys.shared('sessions', name)) as [string, string, string, string, string]
+  const nodeKey = (node: string): string => keys.shared('sessions', 'node', node)
+  const heldKey = (node: string): string => keys.shared('sessions', 'held', node)
   return {
     connected: async (clientId, token, lifetimeMs) => {
       await redis.eval(connectScript, 4, onlineKey, offlineKey, nodeKey(nodeOfToken(token)), lifetimeKey, clientId, token, lifetimeMs)
@@ -414,6 +438,11 @@ export function redisSessionStore (redis: Redis, nodeId: string, keyPrefix: stri
     },
     isHeld: async (clientId) => await redis.hexists(holderKey, clientId) === 1,
     purge: async (clientId) => {
+      if (keys.cluster) {
+        await releaseQueue(redis, clientId)
+        await redis.eval(freeIdScript, 2, ownerKey, holderKey, clientId)
+        return
+      }
       await redis.eval(purgeScript, 3, `outgoing:${encodeURIComponent(clientId)}`, ownerKey, holderKey, keyPrefix, clientId)
     },
     claim: async (clientId, owner, token) => {

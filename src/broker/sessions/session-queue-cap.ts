@@ -8,7 +8,8 @@
 //
 // The cap wraps the persistence's enqueue methods, which Aedes calls for every persistent
 // session a QoS 1/2 message matches (aedes.js `enqueueOffline`, lib/client.js `publish`).
-import type { Redis } from 'ioredis'
+import { Cluster } from 'ioredis'
+import type { RedisClient } from '../storage/redis-clients.js'
 import type { Logger } from '../observability/logger.js'
 
 interface Subscription { clientId: string }
@@ -97,11 +98,14 @@ function settle (work: Promise<void>, packet: object, cb?: Callback): Promise<vo
 }
 
 /** Queue lengths in Redis: one pipelined LLEN per session, one round trip per message. */
-export function redisQueueLengths (redis: Redis): QueueLengths {
+export function redisQueueLengths (redis: RedisClient): QueueLengths {
+  // aedes-persistence-redis keeps a session's queue in the list outgoing:<encoded client id>
+  const queueKey = (id: string): string => `outgoing:${encodeURIComponent(id)}`
+  // a Cluster pipeline must stay on one node: each LLEN goes to its key's node, all at once
+  if (redis instanceof Cluster) return async (clientIds) => await Promise.all(clientIds.map(async (id) => await redis.llen(queueKey(id))))
   return async (clientIds) => {
     const pipeline = redis.pipeline()
-    // aedes-persistence-redis keeps a session's queue in the list outgoing:<encoded client id>
-    for (const id of clientIds) pipeline.llen(`outgoing:${encodeURIComponent(id)}`)
+    for (const id of clientIds) pipeline.llen(queueKey(id))
     const results = await pipeline.exec() ?? []
     return results.map(([err, length]) => {
       if (err !== null) throw err

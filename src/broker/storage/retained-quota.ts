@@ -9,7 +9,8 @@
 // replacing a topic or clearing it (an empty payload [MQTT-3.3.1-10]) frees its owner's slot
 // and bytes. The ledger is in memory on one node and in Redis in a cluster, updated atomically
 // with the check, so every node sees the same counts.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis-clients.js'
+import type { RedisKeys } from './redis-keys.js'
 import type { RoleLimits } from '../../acl/authorize.js'
 import type { Limits } from '../protocol/limits.js'
 import type { Logger } from '../observability/logger.js'
@@ -72,7 +73,8 @@ export function memoryRetainedLedger (maxMessages: number): RetainedLedger {
   }
 }
 
-// Redis keys (ioredis adds the configured key prefix):
+// Redis keys (ioredis adds the configured key prefix), on one slot of a Redis Cluster (tag
+// {retained-quota}: the script updates all three):
 //   retained-quota:topics   hash  topic -> "<bytes> <owner>" (owner empty: none)
 //   retained-quota:counts   hash  owner -> retained messages
 //   retained-quota:bytes    hash  owner -> their payload bytes
@@ -119,10 +121,11 @@ end
 return false`
 
 /** A cluster: the ledger in Redis, checked and updated in one script. */
-export function redisRetainedLedger (redis: Redis, maxMessages: number): RetainedLedger {
+export function redisRetainedLedger (redis: RedisClient, maxMessages: number, keys: RedisKeys): RetainedLedger {
   const unlimited = (max: number | undefined): number => max ?? -1
+  const [topics, counts, sizes] = ['topics', 'counts', 'bytes'].map((name) => keys.shared('retained-quota', name))
   return async ({ owner, topic, bytes, maxCount, maxBytes }) => {
-    const refused = await redis.eval(admitScript, 3, 'retained-quota:topics', 'retained-quota:counts', 'retained-quota:bytes',
+    const refused = await redis.eval(admitScript, 3, topics as string, counts as string, sizes as string,
       topic, owner ?? '', bytes, unlimited(maxCount), unlimited(maxBytes), maxMessages === 0 ? -1 : maxMessages)
     return typeof refused === 'string' ? refused as RetainedLimit : null
   }

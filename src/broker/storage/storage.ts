@@ -3,12 +3,14 @@
 // In memory by default; through Redis when redis.url is set.
 import type { EventEmitter } from 'node:events'
 import type { AedesPublishPacket } from 'aedes'
-import { Redis, type RedisOptions } from 'ioredis'
+import type { Redis, RedisOptions } from 'ioredis'
 import { createRequire } from 'node:module'
 import aedesPersistenceRedis, { type RedisPersistence } from 'aedes-persistence-redis'
 import mqemitterRedis from 'mqemitter-redis'
 import type { BrokerConfig } from '../config/config-schema.js'
 import type { Logger } from '../observability/logger.js'
+import { redisConnector, redisKeys, type RedisClient } from './redis-clients.js'
+import { RedisKeys } from './redis-keys.js'
 import { memoryRetainedLedger, redisRetainedLedger, type RetainedLedger } from './retained-quota.js'
 import { NodeRegistry, registryTiming } from '../cluster/node-registry.js'
 import { RoutedEmitter } from '../cluster/routed-emitter.js'
@@ -44,7 +46,9 @@ export interface Storage {
   /** Owners and sizes of the retained messages clients stored, for the retained caps. */
   retainedLedger: RetainedLedger
   /** A Redis connection for the broker's own keys (key prefix applied); null in memory. */
-  redis: Redis | null
+  redis: RedisClient | null
+  /** Names the keys on `redis` (hash-tagged on a Redis Cluster). */
+  redisKeys: RedisKeys
   /** Messages each persistent session holds, for sessions.maxQueuedMessages. */
   queueLengths: QueueLengths
   /** Online and offline persistent sessions, for sessions.expirySeconds. */
@@ -69,9 +73,10 @@ export async function createStorage (config: BrokerConfig, nodeId: string, logge
       healthy: () => true,
       redisState: () => ({}),
       redis: null,
+      redisKeys: new RedisKeys('', false),
       queueLengths: memoryQueueLengths(persistence.asyncPersistence),
       sessionStore: memorySessionStore(),
-      registry: new NodeRegistry(nodeId, null, registryTiming(config), '', logger),
+      registry: new NodeRegistry(nodeId, null, registryTiming(config), new RedisKeys('', false), logger),
       retainedCount: async () => {
         // the persistence's matcher lets # reach $ topics too ($presence states included)
         let count = 0
@@ -93,10 +98,8 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     retryStrategy: (times) => Math.min(times * 100, 2000)
   }
   // ioredis prefixes keys, not pub/sub channels: the emitters prefix their own keys and channels
-  const unprefixed = (extra: RedisOptions = {}): Redis => redis.sentinel === undefined
-    ? new Redis(redis.url, { ...options, ...extra })
-    : new Redis({ ...urlOptions(redis.url), ...sentinelOptions(redis.sentinel), ...options, ...extra })
-  const connections: Record<string, Redis> = {
+  const unprefixed = redisConnector(redis, options)
+  const connections: Record<string, RedisClient> = {
     persistence: unprefixed(redis.keyPrefix === '' ? {} : { keyPrefix: redis.keyPrefix }),
     subscriber: unprefixed(),
     // mqemitter-redis sends one PUBLISH per message: ioredis' auto-pipelining batches them. The
@@ -120,18 +123,20 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
   const maxQueued = config.sessions.maxQueuedMessages
   const persistence = aedesPersistenceRedis({ conn: connections.persistence, maxSessionDelivery: maxQueued === 0 ? -1 : Math.max(maxQueued, 1000) })
   const concurrency = config.limits.concurrency
-  const registry = new NodeRegistry(nodeId, connections.health, registryTiming(config), redis.keyPrefix, logger)
+  // the emitter's and the registry's connections have no ioredis keyPrefix: their keys carry it
+  const keys = redisKeys(redis, redis.keyPrefix)
+  const registry = new NodeRegistry(nodeId, connections.health, registryTiming(config), keys, logger)
   await registry.start()
   let mq: unknown
   let shareCluster: ShareCluster | undefined
   if (redis.emitter === 'routed') {
     const emitter = new RoutedEmitter({
       nodeId,
-      commands: connections.publisher as Redis,
+      commands: connections.publisher as RedisClient,
       registry,
-      subscriber: connections.subscriber as Redis,
-      reader: connections.inbox as Redis,
-      keyPrefix: redis.keyPrefix,
+      subscriber: connections.subscriber as RedisClient,
+      reader: connections.inbox as RedisClient,
+      keys,
       concurrency,
       inboxMaxLen: redis.inboxMaxLen,
       maxPendingQos0: redis.maxPendingQos0,
@@ -142,7 +147,8 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     mq = emitter
     shareCluster = new SharedMembers({ nodeId, commands: connections.publisher as Redis, subscriber: connections.subscriber as Redis, registry, emitter, keyPrefix: redis.keyPrefix, logger })
   } else {
-    const emitterOptions = { subConn: connections.subscriber, pubConn: connections.publisher, concurrency, matchEmptyLevels: true }
+    // the schema allows mqemitter-redis on one Redis only: its connections are never a Cluster
+    const emitterOptions = { subConn: connections.subscriber as Redis, pubConn: connections.publisher as Redis, concurrency, matchEmptyLevels: true }
     // mqemitter-redis exports the prefixed emitter beside its default, which its typings leave out
     const stock = redis.keyPrefix === ''
       ? mqemitterRedis(emitterOptions)
@@ -154,7 +160,8 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
   }
 
   let closed = false
-  const persistenceConnection = connections.persistence as Redis
+  const persistenceConnection = connections.persistence as RedisClient
+  const persistenceKeys = redisKeys(redis, '')
   return {
     kind: 'redis',
     persistence,
@@ -162,13 +169,14 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     healthy: () => [...up.values()].every(Boolean),
     redisState: () => Object.fromEntries(up),
     redis: persistenceConnection,
+    redisKeys: persistenceKeys,
     queueLengths: redisQueueLengths(persistenceConnection),
-    sessionStore: redisSessionStore(persistenceConnection, nodeId, redis.keyPrefix),
+    sessionStore: redisSessionStore(persistenceConnection, nodeId, redis.keyPrefix, persistenceKeys),
     registry,
     ...(shareCluster === undefined ? {} : { shareCluster }),
     // aedes-persistence-redis keeps retained messages in one hash; ioredis adds the key prefix
     retainedCount: async () => await persistenceConnection.hlen('retained'),
-    retainedLedger: redisRetainedLedger(persistenceConnection, config.limits.maxRetainedMessages),
+    retainedLedger: redisRetainedLedger(persistenceConnection, config.limits.maxRetainedMessages, persistenceKeys),
     close: async () => {
       if (closed) return
       closed = true
@@ -179,35 +187,13 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
   }
 }
 
-/** What a redis:// URL says besides the host: credentials, database, TLS. */
-function urlOptions (url: string): RedisOptions {
-  const parsed = new URL(url)
-  const db = Number(parsed.pathname.slice(1) || 0)
-  return {
-    ...(parsed.username === '' ? {} : { username: decodeURIComponent(parsed.username) }),
-    ...(parsed.password === '' ? {} : { password: decodeURIComponent(parsed.password) }),
-    ...(Number.isInteger(db) && db > 0 ? { db } : {}),
-    ...(parsed.protocol === 'rediss:' ? { tls: {} } : {})
-  }
-}
-
-function sentinelOptions (sentinel: NonNullable<RedisConfig['sentinel']>): RedisOptions {
-  return {
-    name: sentinel.name,
-    sentinels: sentinel.nodes.map((node) => {
-      const [host, port] = node.split(':') as [string, string]
-      return { host, port: Number(port) }
-    })
-  }
-}
-
 /**
  * Whether Redis answers, on a connection of its own: a PING each second left unanswered for
  * `timeoutMs` sets `up.reachable` to false until one is answered. A silent partition closes
  * nothing, so the connections' own state never says it; and a PING on a busy connection would
  * wait behind its backlog, which is slowness, not absence.
  */
-function probeReachability (connection: Redis, up: Map<string, boolean>, logger: Logger, timeoutMs: number): void {
+function probeReachability (connection: RedisClient, up: Map<string, boolean>, logger: Logger, timeoutMs: number): void {
   up.set('reachable', true)
   let pending = false
   const probe = setInterval(() => {
@@ -229,7 +215,7 @@ function probeReachability (connection: Redis, up: Map<string, boolean>, logger:
 }
 
 /** Logs each state change of a Redis connection once, and tracks whether it is up. */
-function watchConnection (role: string, connection: Redis, up: Map<string, boolean>, logger: Logger): void {
+function watchConnection (role: string, connection: RedisClient, up: Map<string, boolean>, logger: Logger): void {
   let lastError = ''
   connection.on('ready', () => {
     if (up.get(role) !== true) logger.info({ event: 'redis.up', connection: role }, 'Redis connection ready')
