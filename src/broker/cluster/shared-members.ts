@@ -1,13 +1,14 @@
 // The members of shared subscription groups across the cluster (src/broker/shared/ keeps the
 // groups and picks a member). As the routed emitter does for routes: each node keeps its own
-// members in a Redis set `shared:members:{<node>}` (one key per node: every command touches one
-// slot; a member with a persistent session that went away stays as `<group>\0<client>\0<until>`)
+// members in a Redis set `shared-members:<node>` (one key per node, tagged by it on a Redis
+// Cluster: every command touches one slot; a member with a persistent session that went away stays as `<group>\0<client>\0<until>`)
 // and announces changes on the channel `shared:changes`; every node keeps the whole table
 // and reloads it when its subscriber reconnects. A dead node's members are dropped by every
 // node once the survivor that claims its death deletes its set; a node the others retired
 // announces its members again. Copies for a member travel through the routed emitter's inboxes.
 import type mqemitter from 'mqemitter'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../storage/redis-clients.js'
+import type { RedisKeys } from '../storage/redis-keys.js'
 import type { Logger } from '../observability/logger.js'
 import type { MemberId } from '../shared/dispatch-strategy.js'
 import type { ShareCluster, ShareView } from '../shared/shared-emitter.js'
@@ -20,13 +21,13 @@ type Callback = (error?: Error) => void
 export interface SharedMembersOptions {
   nodeId: string
   /** Commands (SADD, SREM, PUBLISH). */
-  commands: Redis
+  commands: RedisClient
   /** Pub/sub subscriber (shared with the routed emitter's route changes). */
-  subscriber: Redis
+  subscriber: RedisClient
   registry: NodeRegistry
   emitter: RoutedEmitter
-  /** Prefix of every key and channel (ioredis' keyPrefix is not used on these connections). */
-  keyPrefix: string
+  /** Names the keys and the channel (ioredis' keyPrefix is not used on these connections). */
+  keys: RedisKeys
   logger: Logger
 }
 
@@ -52,8 +53,8 @@ export class SharedMembers implements ShareCluster {
 
   constructor (private readonly options: SharedMembersOptions) {
     this.nodeId = options.nodeId
-    const p = options.keyPrefix
-    this.keys = { changes: `${p}shared:changes`, members: (node) => `${p}shared:members:{${node}}` }
+    const keys = options.keys
+    this.keys = { changes: keys.channel('shared', 'changes'), members: (node) => keys.owned('shared-members', node) }
   }
 
   async start (view: ShareView): Promise<void> {

@@ -145,7 +145,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     })
     await emitter.start()
     mq = emitter
-    shareCluster = new SharedMembers({ nodeId, commands: connections.publisher as Redis, subscriber: connections.subscriber as Redis, registry, emitter, keyPrefix: redis.keyPrefix, logger })
+    shareCluster = new SharedMembers({ nodeId, commands: connections.publisher as RedisClient, subscriber: connections.subscriber as RedisClient, registry, emitter, keys, logger })
   } else {
     // the schema allows mqemitter-redis on one Redis only: its connections are never a Cluster
     const emitterOptions = { subConn: connections.subscriber as Redis, pubConn: connections.publisher as Redis, concurrency, matchEmptyLevels: true }
