@@ -23,7 +23,7 @@ import { attachWebSocketBridge } from './bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
 import { authPacketEvent, capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
 import { jwtAuthenticationMethod } from './broker/protocol/auth-packet.js'
-import { clientById, clusterSafeSessionTimers, connectedClients, interceptClientPublishes, sessionPersistence } from './broker/aedes-adapter.js'
+import { clientById, clusterSafeSessionTimers, connectedClients, interceptClientPublishes, interceptPublishes, sessionPersistence } from './broker/aedes-adapter.js'
 import { ClientRegistry } from './broker/client-registry.js'
 import { createPolicies, PublishRefused } from './broker/hooks.js'
 import { ClientIdOwnership } from './broker/sessions/client-id-owner.js'
@@ -39,6 +39,8 @@ import { RetainedCaps } from './broker/storage/retained-quota.js'
 import { SessionExpiry } from './broker/sessions/session-expiry.js'
 import { capSessionQueues } from './broker/sessions/session-queue-cap.js'
 import { createStorage, type Storage } from './broker/storage/storage.js'
+import { createHistory } from './broker/history/history.js'
+import { addHistoryRoute } from './bridge/history.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -138,6 +140,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     maxTopicLevels: config.limits.maxTopicLevels,
     ...policies.hooks
   })
+  // history topics: stored and numbered before delivery, after the policies' drops (outermost)
+  const history = createHistory(config.history, storage.redis, metrics.registry, logger)
+  if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), (packet, publish, acknowledge) => history.recorder.record(packet, publish, acknowledge))
   interceptClientPublishes(aedes, policies.acceptPublish)
   // The cluster took this node for dead: its clients' wills are out and their live deliveries
   // were not routed here. Closing them makes them reconnect and resume their sessions (on any
@@ -254,6 +259,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       audit,
       options: config.http.sse
     })
+    if (history !== null) addHistoryRoute(routes, { history, authenticator, acl: config.acl, audit, metrics })
     addHealthRoutes(routes, { checks: (): Record<string, boolean> => storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready } })
     if (config.http.demos) addStaticRoutes(routes, logger)
     if (config.http.devTokens) addDevTokenRoute(routes, { jwt: config.auth.jwt, env: process.env, logger })

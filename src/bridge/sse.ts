@@ -9,7 +9,7 @@ import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, type AclConfig } from '../acl/authorize.js'
 import { isValidTopicFilter, levelSeparator, levelsMatch } from '../acl/topic-grammar.js'
 import type { Logger } from '../broker/observability/logger.js'
-import { expiryDeadline, remainingExpirySeconds } from '../broker/protocol/message-properties.js'
+import { expiryDeadline, remainingExpirySeconds, type MessageExpiryFields } from '../broker/protocol/message-properties.js'
 import type { BrokerMetrics, SseRefusal } from '../broker/observability/metrics.js'
 import { authenticateRequest } from './bearer.js'
 import { sendJson, type Routes } from './http-server.js'
@@ -47,21 +47,25 @@ type Deliver = (packet: AedesPublishPacket, done: () => void) => void
  * set retain [MQTT-3.3.1-9].
  */
 function eventData (packet: AedesPublishPacket, retain: boolean, properties: EventProperties | undefined): string {
-  const text = packet.payload.toString('utf8')
-  // Valid UTF-8 travels as text; anything else as base64.
-  const utf8 = Buffer.byteLength(text) === packet.payload.length && !text.includes('\uFFFD')
   return JSON.stringify({
     topic: packet.topic,
-    payload: utf8 ? text : packet.payload.toString('base64'),
-    encoding: utf8 ? 'utf8' : 'base64',
+    ...payloadFields(packet.payload),
     qos: packet.qos,
     retain,
     properties
   })
 }
 
+/** A payload as JSON carries it: valid UTF-8 as text, anything else as base64. */
+export function payloadFields (payload: Buffer | string): { payload: string, encoding: 'utf8' | 'base64' } {
+  if (typeof payload === 'string') return { payload, encoding: 'utf8' }
+  const text = payload.toString('utf8')
+  const utf8 = Buffer.byteLength(text) === payload.length && !text.includes('\uFFFD')
+  return utf8 ? { payload: text, encoding: 'utf8' } : { payload: payload.toString('base64'), encoding: 'base64' }
+}
+
 /** A message's MQTT 5 properties as an event shows them, under HTTP publish's names. */
-interface EventProperties {
+export interface EventProperties {
   payloadFormatIndicator?: boolean
   messageExpiryInterval?: number
   contentType?: string
@@ -76,7 +80,7 @@ interface EventProperties {
  * [MQTT-3.3.2-5]; the expiry interval less the time the message waited [MQTT-3.3.2-6]. Topic
  * Alias and Subscription Identifier belong to an MQTT connection and subscription: not shown.
  */
-function eventProperties (packet: AedesPublishPacket): EventProperties | undefined | null {
+export function eventProperties (packet: MessageExpiryFields): EventProperties | undefined | null {
   const { properties } = packet
   if (properties === undefined) return undefined
   const now = Date.now()
