@@ -257,7 +257,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       acl: config.acl,
       metrics,
       audit,
-      options: config.http.sse
+      options: config.http.sse,
+      ...(history === null ? {} : { history })
     })
     if (history !== null) addHistoryRoute(routes, { history, authenticator, acl: config.acl, audit, metrics })
     addHealthRoutes(routes, { checks: (): Record<string, boolean> => storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready } })

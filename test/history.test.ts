@@ -9,6 +9,7 @@ import type { BrokerHandle } from '../src/server.js'
 import { collect, connectClient, metricValue, startBroker, waitFor } from './helpers/broker.js'
 import type { Teardown } from './helpers/loopback.js'
 import { startRedis } from './helpers/redis.js'
+import { events } from './helpers/sse.js'
 
 const topics = [{ filter: 'chat/+/messages', size: 50, ttlSeconds: 3600 }]
 
@@ -236,4 +237,53 @@ t.test('idempotent publishes: a retry within the window is acknowledged, stored 
   t.same(got.map((m) => m.payload).sort(), ['"http once"', 'once', 'other topic, same key'], 'each delivered once (HTTP publishes the payload as JSON)')
   const stored = await history(b, { topic: 'chat/i/messages', limit: 10 })
   t.same(stored.body.messages.map((m) => [m.offset, m.payload]), [[1, 'once'], [2, '"http once"']], 'each stored once')
+})
+
+t.test('SSE: event ids are positions, and a reader reconnecting with Last-Event-ID resumes from them', async (t) => {
+  const broker = await startBroker(t, { history: { topics, idempotencyWindowSeconds: 120, maxReadLimit: 1000 } })
+  const base = `http://127.0.0.1:${broker.addresses.http.port}/api/v1/events?topic=${encodeURIComponent('chat/r1/#')}`
+  const publisher = await connectClient(t, broker, 'tcp')
+  type Received = { id: string | undefined, event: string | undefined, data: { topic?: string, payload?: string, properties?: { userProperties?: Record<string, string> }, recovered?: boolean } }
+  const open = async (headers: Record<string, string>, until: (got: Received[]) => boolean): Promise<{ got: Received[], close: () => void }> => {
+    const controller = new AbortController()
+    const res = await fetch(base, { headers, signal: controller.signal })
+    t.equal(res.status, 200)
+    const got: Received[] = []
+    const reading = (async () => {
+      for await (const event of events(res)) {
+        if (event.data !== undefined) got.push({ id: event.id, event: event.event, data: JSON.parse(event.data) as Received['data'] })
+        if (until(got)) return
+      }
+    })().catch(() => {})
+    return { got, close: () => controller.abort(), ...{ reading } }
+  }
+  const first = await open({}, (got) => got.filter((e) => e.event === 'message').length === 3)
+  await waitFor(() => first.got.length === 1, 'subscribed')
+  await publishAll(publisher, 'chat/r1/messages', ['a', 'b'])
+  await publisher.publishAsync('chat/r1/typing', 'x', { qos: 1 })
+  await waitFor(() => first.got.filter((e) => e.event === 'message').length === 3, 'three events')
+  first.close()
+  const messages = first.got.filter((e) => e.event === 'message')
+  const epoch = messages[0]?.data.properties?.userProperties?.epoch as string
+  t.equal(first.got[0]?.id, '1', 'a plain counter until a message of a history topic')
+  t.equal(messages[0]?.id, `${epoch}:1:chat%2Fr1%2Fmessages`, 'then the position')
+  t.equal(messages[2]?.id, `${epoch}:2:chat%2Fr1%2Fmessages`, 'an event of a topic without history carries the position too: the last id stays a position')
+
+  await publishAll(publisher, 'chat/r1/messages', ['c', 'd', 'e'])
+  const resumed = await open({ 'last-event-id': messages[2]?.id as string }, (got) => got.some((e) => e.data.payload === 'f'))
+  await waitFor(() => resumed.got.some((e) => e.event === 'recovery'), 'the recovery event')
+  await publisher.publishAsync('chat/r1/messages', 'f', { qos: 1 })
+  await waitFor(() => resumed.got.some((e) => e.data.payload === 'f'), 'the live message')
+  resumed.close()
+  const after = resumed.got.filter((e) => e.event === 'message' || e.event === 'recovery')
+  t.same(after.map((e) => e.event === 'recovery' ? `recovered:${String(e.data.recovered)}` : e.data.payload), ['c', 'd', 'e', 'recovered:true', 'f'], 'the missed messages once, in order, then the live ones')
+  t.equal(after.at(-1)?.id, `${epoch}:6:chat%2Fr1%2Fmessages`)
+
+  // more missed than the history holds (size 50): told to resync
+  await publishAll(publisher, 'chat/r1/messages', Array.from({ length: 60 }, (_, i) => `m${i}`), { qos: 0 })
+  const tooLate = await open({ 'last-event-id': messages[2]?.id as string }, (got) => got.some((e) => e.event === 'recovery'))
+  await waitFor(() => tooLate.got.some((e) => e.event === 'recovery'), 'the recovery event')
+  tooLate.close()
+  t.match(tooLate.got.find((e) => e.event === 'recovery')?.data, { topic: 'chat/r1/messages', recovered: false, epoch, offset: 66 })
+  t.equal(tooLate.got.filter((e) => e.event === 'message').length, 0, 'nothing of a partial history')
 })

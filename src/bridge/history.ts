@@ -7,6 +7,7 @@ import { compileGrants, type AclConfig } from '../acl/authorize.js'
 import { isValidTopicName } from '../acl/topic-grammar.js'
 import type { History } from '../broker/history/history.js'
 import type { HistoryMessage, ReadResult } from '../broker/history/history-store.js'
+import { storedExpiry } from '../broker/history/history-recorder.js'
 import type { Logger } from '../broker/observability/logger.js'
 import type { BrokerMetrics } from '../broker/observability/metrics.js'
 import { authenticateRequest } from './bearer.js'
@@ -26,9 +27,8 @@ export const defaultHistoryLimit = 100
 
 /** One message as JSON shows it (HTTP, and the SDK reads the same shape). */
 export function historyMessageJson (message: HistoryMessage): Record<string, unknown> | null {
-  const interval = message.properties?.messageExpiryInterval
   // a message whose Message Expiry Interval passed is not shown [MQTT-3.3.2-5]
-  const properties = eventProperties({ properties: message.properties, ...(interval === undefined || interval === 0 ? {} : { messageExpiry: message.time + interval * 1000 }) })
+  const properties = eventProperties({ properties: message.properties, ...storedExpiry(message) })
   if (properties === null) return null
   return { offset: message.offset, topic: message.topic, ...payloadFields(message.payload), qos: message.qos, time: message.time, ...(properties === undefined ? {} : { properties }) }
 }

@@ -6,7 +6,7 @@ import type { PublishPacket } from 'aedes'
 import type { Logger } from '../observability/logger.js'
 import type { MessageProperties, UserProperties } from '../protocol/message-properties.js'
 import type { HistoryMetrics } from './history-metrics.js'
-import type { HistoryPosition, HistoryStore } from './history-store.js'
+import type { HistoryMessage, HistoryPosition, HistoryStore } from './history-store.js'
 import type { HistoryTopics } from './history-topics.js'
 
 /** The user properties that carry a delivered message's position (docs/history.md). */
@@ -23,6 +23,23 @@ export function positionOf (properties: MessageProperties | undefined): HistoryP
   const epoch = user[epochProperty]
   if (typeof offset !== 'string' || typeof epoch !== 'string') return undefined
   return { epoch, offset: Number(offset) }
+}
+
+/** When a stored message expires (ms since the epoch): its Message Expiry Interval counts from when it was published. */
+export function storedExpiry (message: HistoryMessage): { messageExpiry?: number } {
+  const interval = message.properties?.messageExpiryInterval
+  return interval === undefined || interval === 0 ? {} : { messageExpiry: message.time + interval * 1000 }
+}
+
+/** A stored message of `epoch` as a delivered one looks: its position among its user properties. */
+export function historyPacket (message: HistoryMessage, epoch: string): Pick<PublishPacket, 'topic' | 'payload' | 'qos' | 'properties'> & { messageExpiry?: number } {
+  return {
+    topic: message.topic,
+    payload: message.payload,
+    qos: message.qos as 0 | 1 | 2,
+    properties: { ...message.properties, userProperties: { ...message.properties?.userProperties, [offsetProperty]: String(message.offset), [epochProperty]: epoch } },
+    ...storedExpiry(message)
+  }
 }
 
 /** The user properties a publisher set, without any position of its own (only the broker sets those). */
