@@ -40,7 +40,8 @@ import { SessionExpiry } from './broker/sessions/session-expiry.js'
 import { capSessionQueues } from './broker/sessions/session-queue-cap.js'
 import { createStorage, type Storage } from './broker/storage/storage.js'
 import { createHistory } from './broker/history/history.js'
-import { addHistoryRoute } from './bridge/history.js'
+import { addHistoryRoute, historyJson } from './bridge/history.js'
+import { handleHistoryRequest } from './broker/history/history-requests.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -92,6 +93,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   // one limiter per user, whatever the transport: MQTT and HTTP publishes take from it
   const publishRates = new PublishRateLimiter()
   const clients = new ClientRegistry(metrics)
+  const history = createHistory(config.history, storage.redis, metrics.registry, logger)
   const policies = createPolicies({
     authenticator,
     acl: config.acl,
@@ -106,7 +108,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     metrics,
     userConnections: (user) => presence.connections(user),
     retainedCaps,
-    deliveryLatency: new DeliveryLatency(metrics, nodeId)
+    deliveryLatency: new DeliveryLatency(metrics, nodeId),
+    ...(history === null ? {} : { historyRequest: (client, grants, packet) => handleHistoryRequest(aedes, history, logger, historyJson, client, grants, packet) })
   }, clients)
   const aedes = await Aedes.createBroker({
     id: nodeId,
@@ -141,7 +144,6 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     ...policies.hooks
   })
   // history topics: stored and numbered before delivery, after the policies' drops (outermost)
-  const history = createHistory(config.history, storage.redis, metrics.registry, logger)
   if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), (packet, publish, acknowledge) => history.recorder.record(packet, publish, acknowledge))
   interceptClientPublishes(aedes, policies.acceptPublish)
   // The cluster took this node for dead: its clients' wills are out and their live deliveries

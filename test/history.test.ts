@@ -287,3 +287,34 @@ t.test('SSE: event ids are positions, and a reader reconnecting with Last-Event-
   t.match(tooLate.got.find((e) => e.event === 'recovery')?.data, { topic: 'chat/r1/messages', recovered: false, epoch, offset: 66 })
   t.equal(tooLate.got.filter((e) => e.event === 'message').length, 0, 'nothing of a partial history')
 })
+
+t.test('MQTT 5 request/response: $history/<topic> answered on the response topic', async (t) => {
+  const broker = await startBroker(t, {
+    history: { topics, idempotencyWindowSeconds: 120, maxReadLimit: 1000 },
+    acl: { roles: { anonymous: { pub: ['chat/#', 'replies/#'], sub: ['chat/open/#', 'replies/#'] } }, users: {}, defaultRoles: [] }
+  })
+  const client = await connectClient(t, broker, 'tcp', { protocolVersion: 5 })
+  await publishAll(client, 'chat/open/messages', ['a', 'b', 'c'])
+  await client.subscribeAsync('replies/me', { qos: 1 })
+  const replies = collect(client)
+  const ask = async (topic: string, request: unknown, correlation: string): Promise<void> => {
+    await client.publishAsync(`$history/${topic}`, JSON.stringify(request), { qos: 1, properties: { responseTopic: 'replies/me', correlationData: Buffer.from(correlation) } })
+  }
+  await ask('chat/open/messages', { limit: 2 }, 'q1')
+  await ask('chat/open/messages', { since: 1, epoch: 'stale' }, 'q2')
+  await ask('chat/closed/messages', {}, 'q3')
+  await ask('chat/open/typing', {}, 'q4')
+  await ask('chat/open/messages', { limit: 'all' }, 'q5')
+  // no response topic: acknowledged, not answered
+  await client.publishAsync('$history/chat/open/messages', '{}', { qos: 1 })
+  await waitFor(() => replies.length === 5, 'five answers')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.equal(replies.length, 5, 'a request without a response topic gets no answer')
+  const answers = Object.fromEntries(replies.map((r) => [r.packet.properties?.correlationData?.toString(), JSON.parse(r.payload) as Record<string, unknown>]))
+  t.match(answers.q1, { status: 200, offset: 3, messages: [{ offset: 2, payload: 'b' }, { offset: 3, payload: 'c' }] }, 'the newest, with the correlation data of the request')
+  t.match(answers.q2, { status: 200, recovered: false }, 'a stale epoch: resync')
+  t.match(answers.q3, { status: 403, error: /not granted/ }, 'authorized like a subscription')
+  t.match(answers.q4, { status: 404 })
+  t.match(answers.q5, { status: 400, error: /limit/ })
+  t.equal(replies[0]?.packet.properties?.contentType, 'application/json')
+})
