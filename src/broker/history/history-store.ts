@@ -70,9 +70,11 @@ export interface HistoryStore {
   lengths: () => Promise<number[]>
 }
 
-/** A new epoch: random, short, opaque. */
-export function newEpoch (): string {
-  return randomBytes(6).toString('base64url')
+/** A source of new epochs: each one unique (a random prefix per source, then a count), short, opaque. */
+export function epochSource (): () => string {
+  const prefix = randomBytes(6).toString('base64url')
+  let count = 0
+  return () => `${prefix}${(count++).toString(36)}`
 }
 
 /**
@@ -106,6 +108,7 @@ interface MemoryStream {
 /** History in this process: lost on restart, hence a new epoch per topic each start. */
 export function memoryHistoryStore (): HistoryStore {
   const streams = new Map<string, MemoryStream>()
+  const newEpoch = epochSource()
   // `${topic}\0${key}` -> the offset its first message got and when the key is forgotten, in insertion order
   const keys = new Map<string, { offset: number, until: number }>()
   const streamOf = (topic: string): MemoryStream => {

@@ -1,11 +1,13 @@
 // History in Redis Streams, for a cluster: one stream per topic, its entries' IDs `<offset>-0`
 // so that a read from an offset is one XRANGE; the offset counter and the epoch in a hash
-// beside it, incremented in the same script as the XADD. The stream is trimmed by size
-// (MAXLEN ~) and by age (its oldest entries, a few per append, and a key expiry when idle).
+// beside it, incremented in the same script as the XADD, one script call per topic for the
+// messages of one event-loop turn (one round trip for a burst). The stream is trimmed by size
+// (MAXLEN ~) and by age (its oldest entries, a few per batch, and a key expiry when idle).
 // Every key of a topic carries the topic as its hash tag: one Redis Cluster slot per topic.
 import type { Redis } from 'ioredis'
 import type { MessageProperties } from '../protocol/message-properties.js'
-import { newEpoch, readFrom, type HistoryMessage, type HistoryStore } from './history-store.js'
+import { epochSource, readFrom, type AppendInput, type AppendResult, type HistoryMessage, type HistoryStore } from './history-store.js'
+import type { HistoryTopicConfig } from './history-topics.js'
 
 export const historyKeyPrefix = 'history:'
 const streamKey = (topic: string): string => `${historyKeyPrefix}{${topic}}:s`
@@ -28,22 +30,33 @@ if not epoch then
 end
 `
 
-// KEYS: meta, stream, idempotency key (meta when none)
-// ARGV: candidate epoch, payload, properties JSON ('' = none), now ms, size, ttl ms (0 = none), idempotency window ms (0 = none), qos
+// Appends a batch of one topic's messages (those published in one turn of the event loop): one
+// round trip for them all. KEYS: meta, stream, then the batch's idempotency keys.
+// ARGV: candidate epoch, now ms, size, ttl ms (0 = none), idempotency window ms, then per
+// message: payload, properties JSON ('' = none), qos, index of its idempotency key in KEYS (0 = none).
+// Returns the epoch and per message its offset, negated for a repeat (the first one's offset).
 const appendScript = ensureEpoch + `
-local window = tonumber(ARGV[7])
-if window > 0 then
-  local seen = redis.call('GET', KEYS[3])
-  if seen then return {epoch, tonumber(seen), 1} end
+local window = tonumber(ARGV[5])
+local results = {}
+local offset = 0
+for base = 6, #ARGV, 4 do
+  local keyIndex = tonumber(ARGV[base + 3])
+  local seen = false
+  if keyIndex > 0 and window > 0 then seen = redis.call('GET', KEYS[keyIndex]) end
+  if seen then
+    results[#results + 1] = -tonumber(seen)
+  else
+    offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'p', ARGV[base], 't', ARGV[2], 'q', ARGV[base + 2], 'm', ARGV[base + 1])
+    if keyIndex > 0 and window > 0 then redis.call('SET', KEYS[keyIndex], offset, 'PX', window) end
+    results[#results + 1] = offset
+  end
 end
-local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], offset .. '-0', 'p', ARGV[2], 't', ARGV[4], 'q', ARGV[8], 'm', ARGV[3])
-if window > 0 then redis.call('SET', KEYS[3], offset, 'PX', window) end
-local ttl = tonumber(ARGV[6])
-if ttl > 0 then
-  local cut = tonumber(ARGV[4]) - ttl
-  -- a few expired entries per append: trimming keeps up with appending
-  for _ = 1, 4 do
+local ttl = tonumber(ARGV[4])
+if ttl > 0 and offset > 0 then
+  local cut = tonumber(ARGV[2]) - ttl
+  -- a few expired entries per batch: trimming keeps up with appending
+  for _ = 1, 16 do
     local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
     if oldest == nil or tonumber(oldest[2][4]) >= cut then break end
     redis.call('XTRIM', KEYS[2], 'MINID', (tonumber(string.match(oldest[1], '^%d+')) + 1) .. '-0')
@@ -51,7 +64,7 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('PEXPIRE', KEYS[1], ttl + ${metaGraceMs})
 end
-return {epoch, offset, 0}
+return {epoch, results}
 `
 
 // KEYS: meta, stream; ARGV: candidate epoch, since ('' = the newest), limit
@@ -67,8 +80,13 @@ return {epoch, latest, entries}
 `
 
 type Entry = [Buffer, Buffer[]]
+interface Batch {
+  config: HistoryTopicConfig
+  windowMs: number
+  appends: Array<{ input: AppendInput, resolve: (result: AppendResult) => void, reject: (err: Error) => void }>
+}
 interface HistoryCommands {
-  historyAppend: (meta: string, stream: string, idempotency: string, epoch: string, payload: Buffer, properties: string, now: number, size: number, ttlMs: number, windowMs: number, qos: number) => Promise<[string, number, number]>
+  historyAppend: (keyCount: number, ...keysThenArgs: Array<string | number | Buffer>) => Promise<[string, number[]]>
   historyReadBuffer: (meta: string, stream: string, epoch: string, since: string, limit: number) => Promise<[Buffer, number, Entry[]]>
 }
 
@@ -104,17 +122,42 @@ function decodeEntry (topic: string, [id, fields]: Entry): HistoryMessage {
 
 /** History in Redis, on `redis` (the broker's own connection, key prefix applied). */
 export function redisHistoryStore (redis: Redis): HistoryStore {
-  redis.defineCommand('historyAppend', { numberOfKeys: 3, lua: appendScript })
+  // the number of keys comes first in each call: a batch names its idempotency keys
+  redis.defineCommand('historyAppend', { lua: appendScript })
   redis.defineCommand('historyRead', { numberOfKeys: 2, lua: readScript })
   const commands = redis as unknown as HistoryCommands
+  const newEpoch = epochSource()
+  // appends of this turn, per topic, sent as one script call per topic at the end of the turn
+  const batches = new Map<string, Batch>()
+  const flush = (): void => {
+    const now = Date.now()
+    for (const [topic, { config, windowMs, appends }] of batches) {
+      const keys = [metaKey(topic), streamKey(topic)]
+      const args: Array<string | number | Buffer> = [newEpoch(), now, config.size, config.ttlSeconds * 1000, windowMs]
+      for (const { input } of appends) {
+        const key = windowMs === 0 ? undefined : input.idempotencyKey
+        if (key !== undefined) keys.push(idempotencyKey(topic, key))
+        args.push(input.payload, encodeProperties(input.properties), input.qos, key === undefined ? 0 : keys.length)
+      }
+      commands.historyAppend(keys.length, ...keys, ...args).then(([epoch, offsets]) => {
+        appends.forEach(({ resolve }, i) => {
+          const offset = offsets[i] as number
+          resolve({ epoch, offset: Math.abs(offset), duplicate: offset < 0 })
+        })
+      }, (err: Error) => { for (const { reject } of appends) reject(err) })
+    }
+    batches.clear()
+  }
   return {
-    append: async (input, config, windowMs) => {
-      const window = input.idempotencyKey === undefined ? 0 : windowMs
-      const [epoch, offset, duplicate] = await commands.historyAppend(
-        metaKey(input.topic), streamKey(input.topic), window === 0 ? metaKey(input.topic) : idempotencyKey(input.topic, input.idempotencyKey as string),
-        newEpoch(), input.payload, encodeProperties(input.properties), input.time, config.size, config.ttlSeconds * 1000, window, input.qos)
-      return { epoch, offset, duplicate: duplicate === 1 }
-    },
+    append: (input, config, windowMs) => new Promise((resolve, reject) => {
+      let batch = batches.get(input.topic)
+      if (batch === undefined) {
+        batch = { config, windowMs, appends: [] }
+        batches.set(input.topic, batch)
+      }
+      batch.appends.push({ input, resolve, reject })
+      if (batches.size === 1 && batch.appends.length === 1) setImmediate(flush)
+    }),
     read: async (request, config) => {
       const [epoch, latest, entries] = await commands.historyReadBuffer(metaKey(request.topic), streamKey(request.topic), newEpoch(), request.since === undefined ? '' : String(request.since), request.limit)
       const cut = config.ttlSeconds === 0 ? -Infinity : request.now - config.ttlSeconds * 1000
