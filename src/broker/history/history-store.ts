@@ -100,21 +100,40 @@ export function readFrom (held: readonly HistoryMessage[], request: ReadRequest,
 interface MemoryStream {
   epoch: string
   latest: number
+  /** ms since the epoch of its last append (or creation) */
+  touched: number
+  /** its topic's TTL; 0 = none */
+  ttlMs: number
   // held messages are entries[head..], oldest first; compacted when head passes half
   entries: HistoryMessage[]
   head: number
 }
 
+/**
+ * A topic's counter and epoch outlive its last message by its TTL and this long: a reader back
+ * within it, having missed nothing, is still recovered.
+ */
+export const historyGraceMs = 86_400_000
+// appends between two sweeps of the memory store for topics idle past their TTL and grace
+const sweepEvery = 1000
+
 /** History in this process: lost on restart, hence a new epoch per topic each start. */
 export function memoryHistoryStore (): HistoryStore {
   const streams = new Map<string, MemoryStream>()
   const newEpoch = epochSource()
+  let appendsSinceSweep = 0
+  // a topic idle past its TTL and the grace is forgotten (a new epoch if it comes back), as its Redis keys expire
+  const sweep = (now: number): void => {
+    for (const [topic, stream] of streams) {
+      if (stream.ttlMs > 0 && stream.touched < now - stream.ttlMs - historyGraceMs) streams.delete(topic)
+    }
+  }
   // `${topic}\0${key}` -> the offset its first message got and when the key is forgotten, in insertion order
   const keys = new Map<string, { offset: number, until: number }>()
-  const streamOf = (topic: string): MemoryStream => {
+  const streamOf = (topic: string, config: HistoryTopicConfig): MemoryStream => {
     let stream = streams.get(topic)
     if (stream === undefined) {
-      stream = { epoch: newEpoch(), latest: 0, entries: [], head: 0 }
+      stream = { epoch: newEpoch(), latest: 0, touched: Date.now(), ttlMs: config.ttlSeconds * 1000, entries: [], head: 0 }
       streams.set(topic, stream)
     }
     return stream
@@ -129,7 +148,11 @@ export function memoryHistoryStore (): HistoryStore {
   }
   return {
     append: async (input, config, windowMs) => {
-      const stream = streamOf(input.topic)
+      if (++appendsSinceSweep >= sweepEvery) {
+        appendsSinceSweep = 0
+        sweep(input.time)
+      }
+      const stream = streamOf(input.topic, config)
       const keyId = input.idempotencyKey === undefined || windowMs === 0 ? undefined : `${input.topic}\0${input.idempotencyKey}`
       if (keyId !== undefined) {
         for (const [id, entry] of keys) {
@@ -140,13 +163,14 @@ export function memoryHistoryStore (): HistoryStore {
         if (seen !== undefined) return { epoch: stream.epoch, offset: seen.offset, duplicate: true }
       }
       const offset = ++stream.latest
+      stream.touched = input.time
       stream.entries.push({ offset, topic: input.topic, payload: input.payload, qos: input.qos, time: input.time, ...(input.properties === undefined ? {} : { properties: input.properties }) })
       trim(stream, config, input.time)
       if (keyId !== undefined) keys.set(keyId, { offset, until: input.time + windowMs })
       return { epoch: stream.epoch, offset, duplicate: false }
     },
     read: async (request, config) => {
-      const stream = streamOf(request.topic)
+      const stream = streamOf(request.topic, config)
       trim(stream, config, request.now)
       return readFrom(stream.entries.slice(stream.head), request, stream.epoch, stream.latest)
     },

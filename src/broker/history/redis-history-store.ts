@@ -6,16 +6,13 @@
 // Every key of a topic carries the topic as its hash tag: one Redis Cluster slot per topic.
 import type { Redis } from 'ioredis'
 import type { MessageProperties } from '../protocol/message-properties.js'
-import { epochSource, readFrom, type AppendInput, type AppendResult, type HistoryMessage, type HistoryStore } from './history-store.js'
+import { epochSource, historyGraceMs, readFrom, type AppendInput, type AppendResult, type HistoryMessage, type HistoryStore } from './history-store.js'
 import type { HistoryTopicConfig } from './history-topics.js'
 
 export const historyKeyPrefix = 'history:'
 const streamKey = (topic: string): string => `${historyKeyPrefix}{${topic}}:s`
 const metaKey = (topic: string): string => `${historyKeyPrefix}{${topic}}:m`
 const idempotencyKey = (topic: string, key: string): string => `${historyKeyPrefix}{${topic}}:i:${key}`
-// The counter and epoch outlive an idle stream by this long: a reader back within it, having
-// missed nothing, is still recovered.
-const metaGraceMs = 86_400_000
 // Streams whose lengths the metrics sample at a scrape.
 const maxSampledStreams = 1000
 
@@ -62,7 +59,7 @@ if ttl > 0 and offset > 0 then
     redis.call('XTRIM', KEYS[2], 'MINID', (tonumber(string.match(oldest[1], '^%d+')) + 1) .. '-0')
   end
   redis.call('PEXPIRE', KEYS[2], ttl)
-  redis.call('PEXPIRE', KEYS[1], ttl + ${metaGraceMs})
+  redis.call('PEXPIRE', KEYS[1], ttl + ${historyGraceMs})
 end
 return {epoch, results}
 `
