@@ -318,3 +318,58 @@ t.test('MQTT 5 request/response: $history/<topic> answered on the response topic
   t.match(answers.q5, { status: 400, error: /limit/ })
   t.equal(replies[0]?.packet.properties?.contentType, 'application/json')
 })
+
+for (const store of ['memory', 'redis'] as const) {
+  t.test(`${store}: a topic's history is bounded by its size and its TTL`, async (t) => {
+    const redis = store === 'redis' ? await startRedis(t) : undefined
+    const broker = await startBroker(t, {
+      history: { topics: [{ filter: 'ttl/+', size: 50, ttlSeconds: 1 }], idempotencyWindowSeconds: 120, maxReadLimit: 1000 },
+      ...(redis === undefined ? {} : { redis: { url: redis.url } })
+    })
+    const publisher = await connectClient(t, broker, 'tcp')
+    await Promise.all(Array.from({ length: 400 }, (_, i) => publisher.publishAsync('ttl/a', `m${i}`, { qos: 1 })))
+    const held = await history(broker, { topic: 'ttl/a', limit: 1000 })
+    // Redis trims with MAXLEN ~: whole macro nodes (100 entries), so a little more may stay
+    t.ok(held.body.messages.length >= 50 && held.body.messages.length <= (store === 'redis' ? 150 : 50), `held ${held.body.messages.length}`)
+    t.equal(held.body.messages.at(-1)?.offset, 400)
+    t.same(held.body.messages.map((m) => m.offset), Array.from({ length: held.body.messages.length }, (_, i) => 401 - held.body.messages.length + i), 'the newest, consecutive')
+    if (redis !== undefined) {
+      const admin = new Redis(redis.url)
+      t.teardown(() => admin.disconnect())
+      t.ok(await admin.xlen('history:{ttl/a}:s') <= 150, 'the stream itself is bounded')
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1200))
+    const { epoch } = held.body
+    t.same((await history(broker, { topic: 'ttl/a', limit: 1000 })).body.messages, [], 'nothing older than the TTL is returned')
+    t.match((await history(broker, { topic: 'ttl/a', limit: 10, since: 400, epoch })).body, { recovered: true }, 'a reader that missed nothing is still recovered')
+    t.match((await history(broker, { topic: 'ttl/a', limit: 10, since: 399, epoch })).body, { recovered: false }, 'one that missed an expired message is not')
+  })
+}
+
+t.test('Redis, two nodes: an SSE reader resumes with Last-Event-ID on the other node', async (t) => {
+  const redis = await startRedis(t)
+  const config = { history: { topics, idempotencyWindowSeconds: 120, maxReadLimit: 1000 }, redis: { url: redis.url } }
+  const a = await startBroker(t, { ...config, nodeId: 'sse-a' })
+  const b = await startBroker(t, { ...config, nodeId: 'sse-b' })
+  const url = (broker: BrokerHandle): string => `http://127.0.0.1:${broker.addresses.http.port}/api/v1/events?topic=${encodeURIComponent('chat/x/messages')}`
+  const read = async (broker: BrokerHandle, headers: Record<string, string>, until: (data: Array<{ event?: string, id?: string, payload?: string }>) => boolean): Promise<Array<{ event?: string, id?: string, payload?: string }>> => {
+    const controller = new AbortController()
+    const res = await fetch(url(broker), { headers, signal: controller.signal })
+    const got: Array<{ event?: string, id?: string, payload?: string }> = []
+    void (async () => {
+      for await (const event of events(res)) got.push({ event: event.event, id: event.id, payload: (JSON.parse(event.data ?? '{}') as { payload?: string }).payload })
+    })().catch(() => {})
+    t.teardown(() => controller.abort())
+    return await waitFor(() => until(got), 'the events').then(() => { controller.abort(); return got })
+  }
+  const publisher = await connectClient(t, a, 'tcp')
+  const first = read(a, {}, (got) => got.filter((e) => e.event === 'message').length === 2)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  await publishAll(publisher, 'chat/x/messages', ['a', 'b'])
+  const before = await first
+  const lastId = before.filter((e) => e.event === 'message').at(-1)?.id as string
+  await publishAll(publisher, 'chat/x/messages', ['c', 'd'])
+  const after = await read(b, { 'last-event-id': lastId }, (got) => got.some((e) => e.event === 'recovery'))
+  t.same(after.filter((e) => e.event === 'message').map((e) => e.payload), ['c', 'd'], 'the missed messages, from the other node')
+  t.match(after.at(-1)?.id, /:4:chat%2Fx%2Fmessages$/)
+})
