@@ -7,7 +7,7 @@ import { signToken } from '../src/acl/jwt.js'
 import type { BrokerHandle } from '../src/server.js'
 import type { ConfigInput } from '../src/broker/config/config.js'
 import { clientById } from '../src/broker/aedes-adapter.js'
-import { acceptsMqtt5, brokerUrl, collect, connectClient, startBroker, waitFor } from './helpers/broker.js'
+import { acceptsMqtt5, brokerUrl, collect, connectClient, metricValue, startBroker, waitFor } from './helpers/broker.js'
 import type { Teardown } from './helpers/loopback.js'
 import { refuseMqtt5InPage } from './helpers/mqtt-peers.js'
 
@@ -359,4 +359,31 @@ t.test('the SDK recovers what a page missed while reconnecting, each message onc
   t.match(recoveries.find((r) => r.topic === 'small/a'), { recovered: false, offset: 20 }, 'more missed than the history holds: recovered false, to resync')
   t.same(await page.evaluate(`rt.history('small/a', { limit: 3 }).then((h) => h.messages.map((m) => [m.offset, new TextDecoder().decode(m.payload)]))`), [[18, '"s17"'], [19, '"s18"'], [20, '"s19"']], 'history() for a resync')
   t.same(await page.evaluate('log.errors'), [])
+})
+
+t.test('the SDK fills a gap while connected: QoS 0 messages shed by the broker come from history', async (t) => {
+  // a small output cap: a burst of large QoS 0 messages to the page is partly shed [limits.maxClientOutputBytes]
+  const broker = await startBroker(t, { limits: { maxClientOutputBytes: 65_536 }, history: { topics: [{ filter: 'burst/+', size: 1000, ttlSeconds: 600 }], idempotencyWindowSeconds: 120, maxReadLimit: 10_000 } })
+  const { page } = await openPage(t, `${base(broker)}/`)
+  await page.evaluate(installClient('{}'))
+  await page.evaluate(`(async () => {
+    log.recoveries = []
+    rt.on('recovery', (event) => log.recoveries.push(event))
+    await rt.subscribe('burst/+', (data) => log.messages.push(data.i), { qos: 0 })
+  })()`)
+  if (await page.evaluate('rt.protocolVersion') !== 5) {
+    t.pass('positions travel as MQTT 5 user properties: this broker refused MQTT 5, nothing to recover')
+    return
+  }
+  const tcp = await connectClient(t, broker, 'tcp')
+  const filler = 'x'.repeat(32_768)
+  await Promise.all(Array.from({ length: 100 }, (_, i) => tcp.publishAsync('burst/a', JSON.stringify({ i, filler }), { qos: 0 })))
+  await tcp.publishAsync('burst/a', JSON.stringify({ i: 100, filler: '' }), { qos: 1 })
+  await waitInPage(page, 'log.messages.includes(100)', 20_000)
+  await waitInPage(page, 'log.messages.length === 101', 20_000)
+  t.same(await page.evaluate('log.messages'), Array.from({ length: 101 }, (_, i) => i), 'every message once, in order')
+  const metrics = await (await fetch(`${base(broker)}/metrics`)).text()
+  const shed = metricValue(metrics, 'realtime_broker_dropped_messages_total', { reason: 'slow_consumer' })
+  t.ok(shed > 0, `the broker shed ${shed} messages to the page: the gap was real`)
+  t.ok((await page.evaluate('log.recoveries') as Array<{ recovered: boolean }>).every((r) => r.recovered), 'each gap recovered')
 })
