@@ -376,8 +376,11 @@ t.test('the SDK fills a gap while connected: QoS 0 messages shed by the broker c
     return
   }
   const tcp = await connectClient(t, broker, 'tcp')
-  const filler = 'x'.repeat(32_768)
+  const filler = 'x'.repeat(65_536)
+  // the page's script busy meanwhile: its socket fills, then the broker's buffer for it
+  const busy = page.evaluate('(() => { const end = Date.now() + 1500; while (Date.now() < end); })()')
   await Promise.all(Array.from({ length: 100 }, (_, i) => tcp.publishAsync('burst/a', JSON.stringify({ i, filler }), { qos: 0 })))
+  await busy
   await tcp.publishAsync('burst/a', JSON.stringify({ i: 100, filler: '' }), { qos: 1 })
   await waitInPage(page, 'log.messages.includes(100)', 20_000)
   await waitInPage(page, 'log.messages.length === 101', 20_000)
