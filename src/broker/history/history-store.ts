@@ -172,7 +172,11 @@ export function memoryHistoryStore (): HistoryStore {
     read: async (request, config) => {
       const stream = streamOf(request.topic, config)
       trim(stream, config, request.now)
-      return readFrom(stream.entries.slice(stream.head), request, stream.epoch, stream.latest)
+      // offsets are consecutive: the messages asked for are found by arithmetic, and only they copied
+      const { entries, head } = stream
+      const first = entries[head]?.offset ?? stream.latest + 1
+      const from = request.since === undefined ? Math.max(head, entries.length - request.limit) : head + Math.max(0, request.since + 1 - first)
+      return readFrom(entries.slice(from, from + request.limit), request, stream.epoch, stream.latest)
     },
     lengths: async () => [...streams.values()].map((stream) => stream.entries.length - stream.head)
   }
