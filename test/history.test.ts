@@ -6,6 +6,8 @@ import { Redis } from 'ioredis'
 import type { IClientPublishOptions, MqttClient } from 'mqtt'
 import t from 'tap'
 import type { BrokerHandle } from '../src/server.js'
+import { formatCursor, parseCursor } from '../src/bridge/sse-history.js'
+import { isRecovered } from '../src/broker/history/history-store.js'
 import { collect, connectClient, metricValue, startBroker, waitFor } from './helpers/broker.js'
 import type { Teardown } from './helpers/loopback.js'
 import { startRedis } from './helpers/redis.js'
@@ -372,4 +374,18 @@ t.test('Redis, two nodes: an SSE reader resumes with Last-Event-ID on the other 
   const after = await read(b, { 'last-event-id': lastId }, (got) => got.some((e) => e.event === 'recovery'))
   t.same(after.filter((e) => e.event === 'message').map((e) => e.payload), ['c', 'd'], 'the missed messages, from the other node')
   t.match(after.at(-1)?.id, /:4:chat%2Fx%2Fmessages$/)
+})
+
+t.test('policies: the recovery verdict and the SSE cursor', async (t) => {
+  t.ok(isRecovered(5, 'e', 'e', 5, undefined), 'nothing missed')
+  t.ok(isRecovered(5, undefined, 'e', 9, 6), 'the next one is held')
+  t.notOk(isRecovered(5, 'e', 'e', 9, 7), 'the next one is gone')
+  t.notOk(isRecovered(5, 'old', 'e', 5, undefined), 'another epoch')
+  t.notOk(isRecovered(6, 'e', 'e', 5, undefined), 'ahead of the history')
+  const positions = new Map([['a b/c:d', { epoch: 'E1_-', offset: 7 }], ['x/y', { epoch: 'E2', offset: 0 }]])
+  const cursor = formatCursor(positions)
+  t.equal(cursor, 'E1_-:7:a%20b%2Fc%3Ad E2:0:x%2Fy', 'one entry per topic, topics encoded (no space, no colon)')
+  t.same(parseCursor(cursor), positions, 'read back as written')
+  t.same(parseCursor('42'), new Map(), 'a plain counter id resumes nothing')
+  t.same(parseCursor('e:1:%E0%A4%A e:x:t ok:3:t'), new Map([['t', { epoch: 'ok', offset: 3 }]]), 'malformed entries are left out')
 })
