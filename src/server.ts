@@ -143,7 +143,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     maxTopicLevels: config.limits.maxTopicLevels,
     ...policies.hooks
   })
-  // history topics: stored and numbered before delivery, after the policies' drops (outermost)
+  // history topics: stored and numbered before delivery; wrapped by the policies' step below, so a dropped publish is never stored
   if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), (packet, publish, acknowledge) => history.recorder.record(packet, publish, acknowledge))
   interceptClientPublishes(aedes, policies.acceptPublish)
   // The cluster took this node for dead: its clients' wills are out and their live deliveries
