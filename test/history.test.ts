@@ -156,9 +156,9 @@ async function recover (t: Teardown, broker: BrokerHandle, topic: string, from: 
   return { delivered, recovered, client }
 }
 
-t.test('Redis, two nodes: same offsets on both, recovery exactly once and in order across nodes', async (t) => {
+for (const emitter of ['routed', 'mqemitter-redis'] as const) t.test(`Redis, two nodes (${emitter} emitter): same offsets on both, recovery exactly once and in order across nodes`, async (t) => {
   const redis = await startRedis(t)
-  const config = { history: { topics: [{ filter: 'room/+/messages', size: 5000, ttlSeconds: 600 }], idempotencyWindowSeconds: 120, maxReadLimit: 1000 }, redis: { url: redis.url } }
+  const config = { history: { topics: [{ filter: 'room/+/messages', size: 5000, ttlSeconds: 600 }], idempotencyWindowSeconds: 120, maxReadLimit: 1000 }, redis: { url: redis.url, emitter } }
   const a = await startBroker(t, { ...config, nodeId: 'history-a' })
   const b = await startBroker(t, { ...config, nodeId: 'history-b' })
   const topic = 'room/1/messages'
