@@ -339,6 +339,8 @@ for (const store of ['memory', 'redis'] as const) {
       const admin = new Redis(redis.url)
       t.teardown(() => admin.disconnect())
       t.ok(await admin.xlen('history:{ttl/a}:s') <= 150, 'the stream itself is bounded')
+      await history(broker, { topic: 'ttl/never-published', limit: 1 })
+      t.ok(await admin.pttl('history:{ttl/never-published}:m') > 0, 'a topic only read leaves no key for good')
     }
     await new Promise((resolve) => setTimeout(resolve, 1200))
     const { epoch } = held.body

@@ -125,7 +125,8 @@ export function memoryHistoryStore (): HistoryStore {
   // a topic idle past its TTL and the grace is forgotten (a new epoch if it comes back), as its Redis keys expire
   const sweep = (now: number): void => {
     for (const [topic, stream] of streams) {
-      if (stream.ttlMs > 0 && stream.touched < now - stream.ttlMs - historyGraceMs) streams.delete(topic)
+      // one never published to (only read) goes too, whatever its TTL
+      if ((stream.ttlMs > 0 || stream.latest === 0) && stream.touched < now - stream.ttlMs - historyGraceMs) streams.delete(topic)
     }
   }
   // `${topic}\0${key}` -> the offset its first message got and when the key is forgotten, in insertion order

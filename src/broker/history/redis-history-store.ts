@@ -60,12 +60,19 @@ if ttl > 0 and offset > 0 then
   end
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('PEXPIRE', KEYS[1], ttl + ${historyGraceMs})
+elseif offset > 0 then
+  -- kept for good, like its stream (a read may have created it with an expiry)
+  redis.call('PERSIST', KEYS[1])
 end
 return {epoch, results}
 `
 
-// KEYS: meta, stream; ARGV: candidate epoch, since ('' = the newest), limit
+// KEYS: meta, stream; ARGV: candidate epoch, since ('' = the newest), limit, ttl ms (0 = none).
+// A topic first seen by a read is forgotten after its TTL and the grace unless a message comes.
 const readScript = ensureEpoch + `
+if redis.call('PTTL', KEYS[1]) == -1 and redis.call('HGET', KEYS[1], 'offset') == '0' then
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]) + ${historyGraceMs})
+end
 local latest = tonumber(redis.call('HGET', KEYS[1], 'offset'))
 local entries
 if ARGV[2] == '' then
@@ -84,7 +91,7 @@ interface Batch {
 }
 interface HistoryCommands {
   historyAppend: (keyCount: number, ...keysThenArgs: Array<string | number | Buffer>) => Promise<[string, number[]]>
-  historyReadBuffer: (meta: string, stream: string, epoch: string, since: string, limit: number) => Promise<[Buffer, number, Entry[]]>
+  historyReadBuffer: (meta: string, stream: string, epoch: string, since: string, limit: number, ttlMs: number) => Promise<[Buffer, number, Entry[]]>
 }
 
 /** Properties as stored: JSON, the correlation data in base64. */
@@ -156,7 +163,7 @@ export function redisHistoryStore (redis: Redis): HistoryStore {
       if (batches.size === 1 && batch.appends.length === 1) setImmediate(flush)
     }),
     read: async (request, config) => {
-      const [epoch, latest, entries] = await commands.historyReadBuffer(metaKey(request.topic), streamKey(request.topic), newEpoch(), request.since === undefined ? '' : String(request.since), request.limit)
+      const [epoch, latest, entries] = await commands.historyReadBuffer(metaKey(request.topic), streamKey(request.topic), newEpoch(), request.since === undefined ? '' : String(request.since), request.limit, config.ttlSeconds * 1000)
       const cut = config.ttlSeconds === 0 ? -Infinity : request.now - config.ttlSeconds * 1000
       const messages = entries.map((entry) => decodeEntry(request.topic, entry)).filter((message) => message.time >= cut)
       if (request.since === undefined) messages.reverse()
