@@ -168,6 +168,14 @@ export const targets: Target[] = [
     start: (options) => startProjectCluster(1, [], options)
   },
   {
+    name: 'rb+redis+history',
+    measuredAlone: 'latency',
+    description: 'rb+redis with every fan-in topic keeping history (`bench/history.yaml`: a Redis stream per topic, size 1,000): compare its fan-in QoS 1 with rb+redis in the same run',
+    unavailable: redisUnavailable,
+    scenarios: ['fanin-qos0', 'fanin-qos1', 'history-recovery'],
+    start: (options) => startProjectCluster(1, ['--config', fileURLToPath(new URL('../../bench/history.yaml', import.meta.url))], options)
+  },
+  {
     name: 'rb+redis×2',
     measuredAlone: 'latency',
     description: 'this project, two nodes on one Redis: publishers on one node, subscribers on the other',

@@ -23,7 +23,7 @@ import { attachWebSocketBridge } from './bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
 import { authPacketEvent, capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
 import { jwtAuthenticationMethod } from './broker/protocol/auth-packet.js'
-import { clientById, clusterSafeSessionTimers, connectedClients, interceptClientPublishes, sessionPersistence } from './broker/aedes-adapter.js'
+import { clientById, clusterSafeSessionTimers, connectedClients, interceptClientPublishes, interceptPublishes, sessionPersistence } from './broker/aedes-adapter.js'
 import { ClientRegistry } from './broker/client-registry.js'
 import { createPolicies, PublishRefused } from './broker/hooks.js'
 import { ClientIdOwnership } from './broker/sessions/client-id-owner.js'
@@ -40,6 +40,9 @@ import { SessionExpiry } from './broker/sessions/session-expiry.js'
 import { capSessionQueues } from './broker/sessions/session-queue-cap.js'
 import { createStorage, type Storage } from './broker/storage/storage.js'
 import { createSharedEmitter } from './broker/shared/shared-emitter.js'
+import { createHistory } from './broker/history/history.js'
+import { addHistoryRoute, historyJson } from './bridge/history.js'
+import { handleHistoryRequest } from './broker/history/history-requests.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -91,6 +94,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   // one limiter per user, whatever the transport: MQTT and HTTP publishes take from it
   const publishRates = new PublishRateLimiter()
   const clients = new ClientRegistry(metrics)
+  const history = createHistory(config.history, storage.redis, metrics.registry, logger)
   const policies = createPolicies({
     authenticator,
     acl: config.acl,
@@ -105,7 +109,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     metrics,
     userConnections: (user) => presence.connections(user),
     retainedCaps,
-    deliveryLatency: new DeliveryLatency(metrics, nodeId)
+    deliveryLatency: new DeliveryLatency(metrics, nodeId),
+    ...(history === null ? {} : { historyRequest: (client, grants, packet) => handleHistoryRequest(aedes, history, logger, historyJson, client, grants, packet) })
   }, clients)
   // shared subscriptions' groups, around the storage's emitter
   const sharedSubscriptions = await createSharedEmitter(storage, config, nodeId, logger)
@@ -141,6 +146,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     maxTopicLevels: config.limits.maxTopicLevels,
     ...policies.hooks
   })
+  // history topics: stored and numbered before delivery; wrapped by the policies' step below, so a dropped publish is never stored
+  if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), (packet, publish, acknowledge) => history.recorder.record(packet, publish, acknowledge))
   interceptClientPublishes(aedes, policies.acceptPublish)
   // The cluster took this node for dead: its clients' wills are out and their live deliveries
   // were not routed here. Closing them makes them reconnect and resume their sessions (on any
@@ -256,8 +263,10 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       acl: config.acl,
       metrics,
       audit,
-      options: config.http.sse
+      options: config.http.sse,
+      ...(history === null ? {} : { history })
     })
+    if (history !== null) addHistoryRoute(routes, { history, authenticator, acl: config.acl, audit, metrics })
     addHealthRoutes(routes, { checks: (): Record<string, boolean> => storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready } })
     if (config.http.demos) addStaticRoutes(routes, logger)
     if (config.http.devTokens) addDevTokenRoute(routes, { jwt: config.auth.jwt, env: process.env, logger })

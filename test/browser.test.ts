@@ -6,7 +6,8 @@ import t from 'tap'
 import { signToken } from '../src/acl/jwt.js'
 import type { BrokerHandle } from '../src/server.js'
 import type { ConfigInput } from '../src/broker/config/config.js'
-import { acceptsMqtt5, brokerUrl, collect, connectClient, startBroker, waitFor } from './helpers/broker.js'
+import { clientById } from '../src/broker/aedes-adapter.js'
+import { acceptsMqtt5, brokerUrl, collect, connectClient, metricValue, startBroker, waitFor } from './helpers/broker.js'
 import type { Teardown } from './helpers/loopback.js'
 import { refuseMqtt5InPage } from './helpers/mqtt-peers.js'
 
@@ -19,6 +20,9 @@ const tokenBroker: ConfigInput = {
   http: { port: 0, devTokens: true },
   acl: { roles: { member: { pub: ['#'], sub: ['#', '$presence/#'] } }, defaultRoles: ['member'] }
 }
+
+/** The chat rooms keep history, as config/default.yaml's quick start has it. */
+const chatHistory: ConfigInput = { history: { topics: [{ filter: 'chat/rooms/+/messages', size: 200, ttlSeconds: 86400 }], idempotencyWindowSeconds: 120, maxReadLimit: 10_000 } }
 
 // Playwright gives the browser a fresh, empty profile of its own and removes it on close.
 const browser = await chromium.launch({ executablePath, headless: true, args: launchArgs })
@@ -65,7 +69,7 @@ function installClient (options: string): string {
 }
 
 t.test('two chat pages see each other\'s messages, presence and typing; history reaches a late joiner', async (t) => {
-  const broker = await startBroker(t)
+  const broker = await startBroker(t, chatHistory)
   const alice = (await openPage(t, `${base(broker)}/chat.html?user=alice`)).page
   const bob = (await openPage(t, `${base(broker)}/chat.html?user=bob`)).page
   await Promise.all([online(alice), online(bob)])
@@ -87,9 +91,22 @@ t.test('two chat pages see each other\'s messages, presence and typing; history 
   await alice.waitForSelector('.message.mine:has-text("hello bob") ~ .message:has-text("hi alice")')
   t.pass('alice got the reply, after her own message')
 
+  // both at once: with a retained snapshot per sender, one would overwrite the other's history
+  const burst = async (page: Page, who: string): Promise<void> => {
+    for (let i = 0; i < 3; i++) {
+      await page.fill('#text', `${who} ${i}`)
+      await page.press('#text', 'Enter')
+    }
+  }
+  await Promise.all([burst(alice, 'alice'), burst(bob, 'bob')])
+  await Promise.all([alice.waitForSelector('.message:not(.pending):has-text("bob 2")'), bob.waitForSelector('.message:not(.pending):has-text("alice 2")')])
   const carol = (await openPage(t, `${base(broker)}/chat.html?user=carol`)).page
-  await carol.waitForSelector('.message:has-text("hi alice")')
-  t.same(await carol.locator('.message p').allTextContents(), ['hello bob', 'hi alice'], 'history from the retained snapshot')
+  await carol.waitForSelector('.message:has-text("alice 2")')
+  await carol.waitForSelector('.message:has-text("bob 2")')
+  const texts = await carol.locator('.message p').allTextContents()
+  t.same(texts.slice(0, 2), ['hello bob', 'hi alice'], 'the history kept by the broker reaches a late joiner')
+  t.same(texts.slice(2).sort(), ['alice 0', 'alice 1', 'alice 2', 'bob 0', 'bob 1', 'bob 2'], 'both senders\' messages, each once')
+  t.same(texts.filter((text) => text.startsWith('alice')), ['alice 0', 'alice 1', 'alice 2'], 'each sender\'s in order')
 
   await alice.context().close()
   await bob.waitForSelector('#people li[data-user="alice"]:not(.online)')
@@ -151,7 +168,7 @@ t.test('ACL refusals reach the page as clear errors', async (t) => {
   t.match(await page.textContent('#identity'), /erin · token for #general/)
   await page.click('[data-room="staff"]')
   const refusal = await page.waitForSelector('#room-error:visible')
-  t.match(await refusal.textContent(), /You cannot read #staff: subscription to "chat\/rooms\/staff\/history" refused by the broker/)
+  t.match(await refusal.textContent(), /You cannot read #staff: subscription to "chat\/rooms\/staff\/messages" refused by the broker/)
   t.ok(await page.isDisabled('#text'), 'no writing where one cannot read')
   await page.click('[data-room="general"]')
   await page.fill('#text', 'allowed here')
@@ -306,4 +323,70 @@ t.test('the development token endpoint validates its input and mints working tok
   const client = await connectClient(t, broker, 'tcp', { username: 'jack', password: token })
   await client.publishAsync('jack/ok', 'yes', { qos: 1 })
   t.pass('the token connects and its grants apply')
+})
+
+t.test('the SDK recovers what a page missed while reconnecting, each message once and in order, or says it cannot', async (t) => {
+  const broker = await startBroker(t, { history: { topics: [{ filter: 'feed/+', size: 1000, ttlSeconds: 600 }, { filter: 'small/+', size: 5, ttlSeconds: 600 }], idempotencyWindowSeconds: 120, maxReadLimit: 10_000 } })
+  const { page } = await openPage(t, `${base(broker)}/`)
+  await page.evaluate(installClient(JSON.stringify({ backoff: { initialDelayMs: 800, maxDelayMs: 800, jitter: 0 } })))
+  await page.evaluate(`(async () => {
+    log.recoveries = []
+    rt.on('recovery', (event) => log.recoveries.push(event))
+    await rt.subscribe('feed/+', (data) => log.messages.push(data))
+    await rt.subscribe('small/+', (data) => log.messages.push(data))
+  })()`)
+  if (await page.evaluate('rt.protocolVersion') !== 5) {
+    t.pass('positions travel as MQTT 5 user properties: this broker refused MQTT 5, nothing to recover')
+    return
+  }
+  const tcp = await connectClient(t, broker, 'tcp')
+  for (let i = 0; i < 5; i++) await tcp.publishAsync('feed/a', JSON.stringify(i), { qos: 1 })
+  await tcp.publishAsync('small/a', JSON.stringify('s0'), { qos: 1 })
+  await waitInPage(page, 'log.messages.length === 6')
+
+  // the page's connection drops (it is back 800 ms later); 19 messages on a topic that keeps 5,
+  // then 200 that keep flowing while it reconnects and recovers
+  clientById(broker.aedes, await page.evaluate('rt.clientId') as string)?.conn.destroy()
+  for (let i = 1; i < 20; i++) await tcp.publishAsync('small/a', JSON.stringify(`s${i}`), { qos: 0 })
+  for (let i = 5; i < 205; i++) await tcp.publishAsync('feed/a', JSON.stringify(i), { qos: 1 })
+  await waitInPage(page, `log.recoveries.length === 2`)
+  await tcp.publishAsync('feed/a', JSON.stringify(205), { qos: 1 })
+  await waitInPage(page, 'log.messages.includes(205)')
+  const feed = await page.evaluate('log.messages.filter((m) => typeof m === "number")') as number[]
+  t.same(feed, Array.from({ length: 206 }, (_, i) => i), 'every message of the feed once, in order, across the reconnect')
+  const recoveries = await page.evaluate('log.recoveries') as Array<{ topic: string, recovered: boolean }>
+  t.match(recoveries.find((r) => r.topic === 'feed/a'), { recovered: true })
+  t.match(recoveries.find((r) => r.topic === 'small/a'), { recovered: false, offset: 20 }, 'more missed than the history holds: recovered false, to resync')
+  t.same(await page.evaluate(`rt.history('small/a', { limit: 3 }).then((h) => h.messages.map((m) => [m.offset, new TextDecoder().decode(m.payload)]))`), [[18, '"s17"'], [19, '"s18"'], [20, '"s19"']], 'history() for a resync')
+  t.same(await page.evaluate('log.errors'), [])
+})
+
+t.test('the SDK fills a gap while connected: QoS 0 messages shed by the broker come from history', async (t) => {
+  // a small output cap: a burst of large QoS 0 messages to the page is partly shed [limits.maxClientOutputBytes]
+  const broker = await startBroker(t, { limits: { maxClientOutputBytes: 65_536 }, history: { topics: [{ filter: 'burst/+', size: 1000, ttlSeconds: 600 }], idempotencyWindowSeconds: 120, maxReadLimit: 10_000 } })
+  const { page } = await openPage(t, `${base(broker)}/`)
+  await page.evaluate(installClient('{}'))
+  await page.evaluate(`(async () => {
+    log.recoveries = []
+    rt.on('recovery', (event) => log.recoveries.push(event))
+    await rt.subscribe('burst/+', (data) => log.messages.push(data.i), { qos: 0 })
+  })()`)
+  if (await page.evaluate('rt.protocolVersion') !== 5) {
+    t.pass('positions travel as MQTT 5 user properties: this broker refused MQTT 5, nothing to recover')
+    return
+  }
+  const tcp = await connectClient(t, broker, 'tcp')
+  const filler = 'x'.repeat(65_536)
+  // the page's script busy meanwhile: its socket fills, then the broker's buffer for it
+  const busy = page.evaluate('(() => { const end = Date.now() + 1500; while (Date.now() < end); })()')
+  await Promise.all(Array.from({ length: 100 }, (_, i) => tcp.publishAsync('burst/a', JSON.stringify({ i, filler }), { qos: 0 })))
+  await busy
+  await tcp.publishAsync('burst/a', JSON.stringify({ i: 100, filler: '' }), { qos: 1 })
+  await waitInPage(page, 'log.messages.includes(100)', 20_000)
+  await waitInPage(page, 'log.messages.length === 101', 20_000)
+  t.same(await page.evaluate('log.messages'), Array.from({ length: 101 }, (_, i) => i), 'every message once, in order')
+  const metrics = await (await fetch(`${base(broker)}/metrics`)).text()
+  const shed = metricValue(metrics, 'realtime_broker_dropped_messages_total', { reason: 'slow_consumer' })
+  t.ok(shed > 0, `the broker shed ${shed} messages to the page: the gap was real`)
+  t.ok((await page.evaluate('log.recoveries') as Array<{ recovered: boolean }>).every((r) => r.recovered), 'each gap recovered')
 })

@@ -69,9 +69,10 @@ t.test('config/default.yaml shows every built-in default; its quick-start settin
   const quickStart = [
     { key: 'anonymous', line: /^\s*anonymous: auto\s+# quick start; built-in default: false$/m, builtIn: builtIn.auth?.anonymous },
     { key: 'defaultRoles', line: /^\s*defaultRoles: \[member\]\s+# quick start; built-in default: \[\]$/m, builtIn: builtIn.acl?.defaultRoles },
-    { key: 'roles.member', line: /^\s*member:\s+# quick start; not a built-in role/m, builtIn: (builtIn.acl?.roles as Record<string, unknown>).member }
+    { key: 'roles.member', line: /^\s*member:\s+# quick start; not a built-in role/m, builtIn: (builtIn.acl?.roles as Record<string, unknown>).member },
+    { key: 'history.topics', line: /^\s*topics: \[.+\]\s+# quick start \(the chat demo\); built-in default: \[\]$/m, builtIn: builtIn.history?.topics }
   ]
-  t.same(quickStart.map((q) => q.builtIn), [false, [], undefined], 'the built-in defaults the quick-start lines name')
+  t.same(quickStart.map((q) => q.builtIn), [false, [], undefined, []], 'the built-in defaults the quick-start lines name')
   for (const q of quickStart) t.match(text, q.line, `${q.key} is marked as a quick-start setting naming its built-in default`)
   // with the quick-start settings set back, the file holds exactly the built-in defaults
   const auth = shipped.auth as Record<string, unknown>
@@ -79,6 +80,7 @@ t.test('config/default.yaml shows every built-in default; its quick-start settin
   auth.anonymous = builtIn.auth?.anonymous
   acl.defaultRoles = builtIn.acl?.defaultRoles
   delete acl.roles.member
+  ;(shipped.history as { topics: unknown }).topics = builtIn.history?.topics
   t.same(shipped, builtIn, 'every other key of config/default.yaml is the built-in default, and every built-in default is in it')
   const dir = t.testdir({ 'partial.yaml': 'host: 127.0.0.1\n' })
   t.strictSame(loadConfig({ file: `${dir}/partial.yaml` }), loadConfig(), 'a config file that leaves keys out gets the built-in defaults')

@@ -1,5 +1,6 @@
 // The scenario table, in report order. Ids are what --scenarios takes.
 import { connections } from './connections.js'
+import { historyRecovery } from './history-recovery.js'
 import { latency } from './latency.js'
 import { retained } from './retained.js'
 import { sharedGroup } from './shared.js'
@@ -15,5 +16,6 @@ export const scenarios: Scenario[] = [
   latency('latency-tcp', 'tcp'),
   latency('latency-ws', 'ws'),
   connections('connections'),
-  retained('retained')
+  retained('retained'),
+  historyRecovery('history-recovery')
 ]

@@ -13,6 +13,7 @@ import type { Limits } from '../broker/protocol/limits.js'
 import { topicViolation } from '../broker/protocol/limits.js'
 import type { MessageProperties, UserProperties } from '../broker/protocol/message-properties.js'
 import type { RetainedCaps } from '../broker/storage/retained-quota.js'
+import { idempotencyKeyProperty } from '../broker/history/history-recorder.js'
 import type { Logger } from '../broker/observability/logger.js'
 import type { BrokerMetrics, DropReason, QosLabel } from '../broker/observability/metrics.js'
 import { authenticateRequest } from './bearer.js'
@@ -66,6 +67,13 @@ class OverLimit extends BadMessage {
   constructor (readonly dropReason: DropReason, message: string) {
     super(400, message)
   }
+}
+
+const maxIdempotencyKeyLength = 256
+
+/** Names the message's idempotency key as a v5 publisher would, in its user properties. */
+function withIdempotencyKey (packet: PublishPacket, key: string): void {
+  packet.properties = { ...packet.properties, userProperties: { ...packet.properties?.userProperties, [idempotencyKeyProperty]: key } }
 }
 
 /** Validates one message of the body; `index` names it in errors of a batch. */
@@ -227,6 +235,12 @@ export function addHttpPublishRoute (routes: Routes, parts: HttpPublishParts): v
         metrics.messageDropped(err.dropReason, inputs.length)
       }
       return sendJson(res, err.status, { error: err.message })
+    }
+    // Idempotency-Key: a retry of this request on a history topic is not stored or delivered twice (docs/history.md)
+    const idempotency = req.headers['idempotency-key']
+    if (idempotency !== undefined) {
+      if (typeof idempotency !== 'string' || idempotency === '' || idempotency.length > maxIdempotencyKeyLength) return sendJson(res, 400, { error: `Idempotency-Key: expected one value of 1 to ${maxIdempotencyKeyLength} characters` })
+      packets.forEach((packet, i) => withIdempotencyKey(packet, batch ? `${idempotency}#${i}` : idempotency))
     }
     // The user's buckets, shared with their MQTT connections; anonymous publishers by address.
     const rateKeys = publishRates.keys(identity.user, `http:${req.socket.remoteAddress ?? ''}`, grants.grants.limits)

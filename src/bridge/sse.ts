@@ -9,9 +9,12 @@ import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, type AclConfig } from '../acl/authorize.js'
 import { isValidTopicFilter, levelSeparator, levelsMatch } from '../acl/topic-grammar.js'
 import type { Logger } from '../broker/observability/logger.js'
-import { expiryDeadline, remainingExpirySeconds } from '../broker/protocol/message-properties.js'
+import { expiryDeadline, remainingExpirySeconds, type MessageExpiryFields } from '../broker/protocol/message-properties.js'
 import type { BrokerMetrics, SseRefusal } from '../broker/observability/metrics.js'
+import type { History } from '../broker/history/history.js'
+import { historyPacket, positionOf } from '../broker/history/history-recorder.js'
 import { authenticateRequest } from './bearer.js'
+import { parseCursor, resume, StreamPositions } from './sse-history.js'
 import { sendJson, type Routes } from './http-server.js'
 
 export interface SseOptions {
@@ -33,11 +36,15 @@ export interface SseParts {
   metrics: BrokerMetrics
   audit: Logger
   options: SseOptions
+  /** When topics keep history: event ids are positions, and Last-Event-ID resumes (sse-history.ts). */
+  history?: History
 }
 
 const maxFilters = 100
 // Messages seen recently on this stream, so overlapping filters deliver a message once.
 const dedupeWindow = 1000
+// Live messages held while a resuming stream reads what it missed; past this it is ended (the reader reconnects).
+const maxHeldWhileResuming = 10_000
 
 type Deliver = (packet: AedesPublishPacket, done: () => void) => void
 
@@ -46,22 +53,26 @@ type Deliver = (packet: AedesPublishPacket, done: () => void) => void
  * because the stream subscribed [MQTT-3.3.1-8], false for a live one, even if its publisher
  * set retain [MQTT-3.3.1-9].
  */
-function eventData (packet: AedesPublishPacket, retain: boolean, properties: EventProperties | undefined): string {
-  const text = packet.payload.toString('utf8')
-  // Valid UTF-8 travels as text; anything else as base64.
-  const utf8 = Buffer.byteLength(text) === packet.payload.length && !text.includes('\uFFFD')
+function eventData (packet: Pick<AedesPublishPacket, 'topic' | 'payload' | 'qos'>, retain: boolean, properties: EventProperties | undefined): string {
   return JSON.stringify({
     topic: packet.topic,
-    payload: utf8 ? text : packet.payload.toString('base64'),
-    encoding: utf8 ? 'utf8' : 'base64',
+    ...payloadFields(packet.payload),
     qos: packet.qos,
     retain,
     properties
   })
 }
 
+/** A payload as JSON carries it: valid UTF-8 as text, anything else as base64. */
+export function payloadFields (payload: Buffer | string): { payload: string, encoding: 'utf8' | 'base64' } {
+  if (typeof payload === 'string') return { payload, encoding: 'utf8' }
+  const text = payload.toString('utf8')
+  const utf8 = Buffer.byteLength(text) === payload.length && !text.includes('\uFFFD')
+  return utf8 ? { payload: text, encoding: 'utf8' } : { payload: payload.toString('base64'), encoding: 'base64' }
+}
+
 /** A message's MQTT 5 properties as an event shows them, under HTTP publish's names. */
-interface EventProperties {
+export interface EventProperties {
   payloadFormatIndicator?: boolean
   messageExpiryInterval?: number
   contentType?: string
@@ -76,7 +87,7 @@ interface EventProperties {
  * [MQTT-3.3.2-5]; the expiry interval less the time the message waited [MQTT-3.3.2-6]. Topic
  * Alias and Subscription Identifier belong to an MQTT connection and subscription: not shown.
  */
-function eventProperties (packet: AedesPublishPacket): EventProperties | undefined | null {
+export function eventProperties (packet: MessageExpiryFields): EventProperties | undefined | null {
   const { properties } = packet
   if (properties === undefined) return undefined
   const now = Date.now()
@@ -142,7 +153,8 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
       connection: 'keep-alive',
       'x-accel-buffering': 'no'
     })
-    const stream = new EventStream(res, options.maxBufferedBytes, () => metrics.messageDropped('slow_consumer'))
+    const positions = new StreamPositions()
+    const stream = new EventStream(res, options.maxBufferedBytes, () => metrics.messageDropped('slow_consumer'), () => positions.cursor())
     stream.send('subscribed', JSON.stringify({ granted, denied }))
 
     const seen = new Set<string>()
@@ -158,8 +170,23 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
       if (seen.has(key)) return
       seen.add(key)
       if (seen.size > dedupeWindow) seen.delete(seen.values().next().value as string)
+      if (resuming !== null) {
+        // sent once the missed messages are, if still new then
+        if (resuming.push({ packet, properties }) > maxHeldWhileResuming) stream.end()
+        return
+      }
+      send(packet, properties)
+    }
+    // a message of a history topic at or below the position already sent on its topic is not sent again
+    const send = (packet: Pick<AedesPublishPacket, 'topic' | 'payload' | 'qos' | 'properties'>, properties: EventProperties | undefined): void => {
+      const at = parts.history === undefined ? undefined : positionOf(packet.properties)
+      if (at !== undefined && !positions.admit(packet.topic, at)) return
       stream.send('message', eventData(packet, false, properties))
     }
+    // Last-Event-ID (or lastEventId where a reader cannot set headers): live messages wait while the missed ones are read
+    const lastEventId = req.headers['last-event-id'] ?? url.searchParams.get('lastEventId') ?? undefined
+    const resumeFrom = parts.history === undefined || typeof lastEventId !== 'string' ? new Map() : parseCursor(lastEventId)
+    let resuming: Array<{ packet: AedesPublishPacket, properties: EventProperties | undefined }> | null = resumeFrom.size > 0 ? [] : null
     const subscribed = granted.map((filter) => new Promise<void>((resolve) => aedes.subscribe(filter, deliver, resolve)))
     const heartbeat = setInterval(() => stream.comment('ping'), options.heartbeatMs)
     const expiry = identity.expiresAt === null ? null : setTimeout(() => stream.end(), Math.min(Math.max(0, identity.expiresAt - Date.now()), 2 ** 31 - 1))
@@ -170,6 +197,28 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
     })
 
     await Promise.all(subscribed)
+    if (parts.history !== undefined && resuming !== null) {
+      const readable = (topic: string): boolean => patterns.some((p) => levelsMatch(p, topic)) && grants.canRead(topic)
+      const outcomes = await resume(parts.history, resumeFrom, readable).catch((err: Error) => {
+        parts.audit.warn({ event: 'history.resume-failed', via: 'sse', user: identity.user, reason: err.message }, 'SSE stream could not resume from Last-Event-ID')
+        return [...resumeFrom].map(([topic, { epoch, offset }]) => ({ topic, recovered: false as const, epoch, offset }))
+      })
+      for (const outcome of outcomes) {
+        if (!outcome.recovered) {
+          stream.send('recovery', JSON.stringify(outcome))
+          continue
+        }
+        for (const message of outcome.messages) {
+          const packet = historyPacket(message, outcome.epoch)
+          const properties = eventProperties(packet)
+          if (properties !== null) send(packet, properties)
+        }
+        stream.send('recovery', JSON.stringify({ topic: outcome.topic, recovered: true, epoch: outcome.epoch, messages: outcome.messages.length }))
+      }
+      const held = resuming
+      resuming = null
+      for (const { packet, properties } of held) send(packet, properties)
+    }
     for await (const packet of parts.retained(granted)) {
       if (res.destroyed) break
       if (!grants.canRead(packet.topic)) continue
@@ -183,10 +232,11 @@ export function addSseRoute (routes: Routes, parts: SseParts): void {
 class EventStream {
   private nextId = 1
 
-  constructor (private readonly res: ServerResponse, private readonly maxBuffered: number, private readonly onOverflow: () => void) {}
+  /** `cursor`: the id of every event once the stream sent a message of a history topic. */
+  constructor (private readonly res: ServerResponse, private readonly maxBuffered: number, private readonly onOverflow: () => void, private readonly cursor: () => string | null) {}
 
   send (event: string, data: string): void {
-    this.write(`id: ${this.nextId++}\nevent: ${event}\ndata: ${data}\n\n`)
+    this.write(`id: ${this.cursor() ?? this.nextId++}\nevent: ${event}\ndata: ${data}\n\n`)
   }
 
   comment (text: string): void {

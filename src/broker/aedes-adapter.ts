@@ -87,6 +87,21 @@ export function interceptClientPublishes (aedes: Aedes, accept: (packet: Publish
   }
 }
 
+/**
+ * Puts `handle` before Aedes takes every message `wants` picks, whoever published it (clients,
+ * wills, HTTP, the broker): `handle` calls `publish` to go on, or `acknowledge` to answer the
+ * publisher without publishing. A message `wants` does not pick costs one call.
+ */
+export function interceptPublishes (aedes: Aedes, wants: (packet: PublishPacket) => boolean, handle: (packet: PublishPacket, publish: () => void, acknowledge: () => void) => void): void {
+  const target = internals(aedes)
+  const publish = target.publish.bind(aedes)
+  target.publish = function (packet, clientOrDone, maybeDone) {
+    if (!wants(packet)) return publish(packet, clientOrDone, maybeDone)
+    const done = typeof clientOrDone === 'function' ? clientOrDone : maybeDone
+    handle(packet, () => publish(packet, clientOrDone, maybeDone), () => setImmediate(done ?? (() => {})))
+  }
+}
+
 const kStamp = Symbol('stamp')
 type Stamped = Buffer & { [kStamp]?: number }
 

@@ -5,7 +5,7 @@
 import { isUtf8 } from 'node:buffer'
 import type { AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
-import { compileGrants, publishLimitViolation, type AclConfig, type RoleLimits } from '../acl/authorize.js'
+import { compileGrants, publishLimitViolation, type AclConfig, type ClientGrants, type RoleLimits } from '../acl/authorize.js'
 import type { AuthFailureKind, Identity } from '../acl/identity.js'
 import { KeyedRateLimiter, type PublishRateLimiter } from '../acl/rate-limit.js'
 import { holderOfClientId, isDelayedWill, willOf } from './aedes-adapter.js'
@@ -19,6 +19,7 @@ import { AuthReason, authSuccessBytes, jwtAuthenticationMethod, parseAuthPacket 
 import type { DeliveryLatency } from './observability/delivery-latency.js'
 import type { Logger } from './observability/logger.js'
 import type { RetainedCaps } from './storage/retained-quota.js'
+import { historyRequestPrefix } from './history/history-requests.js'
 import type { BrokerMetrics, DropReason, QosLabel } from './observability/metrics.js'
 
 export type BrokerHooks = Required<Pick<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>
@@ -43,6 +44,8 @@ export interface HookParts {
   userConnections: (user: string) => Promise<number>
   retainedCaps: RetainedCaps
   deliveryLatency: DeliveryLatency
+  /** When topics keep history: answers a PUBLISH to `$history/<topic>` (history/history-requests.ts). */
+  historyRequest?: (client: Client, grants: ClientGrants, packet: PublishPacket) => void
 }
 
 export interface ClientPolicies {
@@ -175,6 +178,12 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       const violation = topicViolation(packet.topic, parts.limits)
       if (violation !== null) return done(new Error(violation))
       if (state === undefined) return done(new Error('client is not authenticated'))
+      // a history request is answered on its response topic, and acknowledged, not published
+      if (parts.historyRequest !== undefined && packet.topic.startsWith(historyRequestPrefix)) {
+        parts.historyRequest(client, state.grants, packet)
+        ;(packet as MarkedPacket)[kDropped] = true
+        return done(null)
+      }
       // $SYS and $presence are written only by the broker itself. A client publishing there is
       // acknowledged and its message dropped, as Mosquitto and EMQX do, whatever
       // onPublishDenied says: an app's mistaken publish must not cost it its connection

@@ -1,8 +1,8 @@
-// Chat demo: rooms with history (retained snapshot + messages), who is online, who is typing.
+// Chat demo: rooms with history (kept by the broker: history.topics), who is online, who is typing.
 // ?user=NAME picks the name, ?rooms=a,b the rooms the user's token grants (when the broker
 // mints tokens), ?room=NAME the room to open, ?ttl=S the token lifetime.
-import { RealtimeError, TypingIndicator, syncState, watchPresence, type PresenceState, type RealtimeClient, type StateSync } from '/sdk/realtime.js'
-import { addMessage, chatGrants, historyLength, mergeHistory, roomTopics, type ChatMessage } from './lib/chat-model.js'
+import { RealtimeError, TypingIndicator, watchPresence, type PresenceState, type RealtimeClient } from '/sdk/realtime.js'
+import { addMessage, chatGrants, historyLength, mergeHistory, parseMessage, roomTopics, type ChatMessage } from './lib/chat-model.js'
 import { byId, el, timeAgo } from './lib/dom.js'
 import { randomId, startSession } from './lib/session.js'
 import { showConnection, showError, showFailure } from './lib/status.js'
@@ -16,7 +16,9 @@ const banner = byId('error')
 
 interface OpenRoom {
   name: string
-  sync: StateSync<ChatMessage[], ChatMessage> | null
+  /** Subscribed: messages can be sent. */
+  open: boolean
+  messages: ChatMessage[]
   typing: TypingIndicator | null
   stop: Array<() => Promise<void>>
 }
@@ -34,7 +36,7 @@ async function main (): Promise<void> {
   renderRooms(client)
   byId<HTMLFormElement>('composer').addEventListener('submit', (event) => {
     event.preventDefault()
-    void send()
+    void send(client)
   })
   byId<HTMLInputElement>('text').addEventListener('input', () => current?.typing?.notify())
   watchPresence(client, renderPeople).catch(showFailure(banner, 'presence: '))
@@ -54,7 +56,7 @@ function renderRooms (client: RealtimeClient): void {
 
 async function openRoom (client: RealtimeClient, name: string): Promise<void> {
   const previous = current
-  current = { name, sync: null, typing: null, stop: [] }
+  current = { name, open: false, messages: [], typing: null, stop: [] }
   const room = current
   previous?.typing?.stop()
   await Promise.all(previous?.stop.map((stop) => stop()) ?? [])
@@ -67,22 +69,32 @@ async function openRoom (client: RealtimeClient, name: string): Promise<void> {
   history.replaceState(null, '', `?${new URLSearchParams({ ...Object.fromEntries(params), room: name })}`)
   const topics = roomTopics(name)
   try {
-    room.sync = await syncState<ChatMessage[], ChatMessage>(client, {
-      snapshotTopic: topics.history,
-      changesTopic: topics.messages,
-      initial: [],
-      applyChange: addMessage,
-      applySnapshot: mergeHistory,
-      onState: (messages) => { if (current === room) renderMessages(messages) }
-    })
-    room.stop.push(room.sync.stop)
+    const show = (messages: ChatMessage[]): void => {
+      room.messages = messages
+      if (current === room) renderMessages(messages)
+    }
+    // subscribe, then read: a message sent in between comes both ways and is shown once (by id)
+    room.stop.push(await client.subscribe(topics.messages, (message) => show(addMessage(room.messages, message))))
+    const load = async (): Promise<void> => {
+      try {
+        const read = await client.history(topics.messages, { limit: historyLength })
+        show(mergeHistory(room.messages, read.messages.map((m) => parseMessage(m.payload))))
+      } catch (err) {
+        // a broker that keeps no history for the room: live messages only
+        byId('room-note').textContent = `${topics.messages} · QoS 1 · no history (${(err as Error).message})`
+      }
+    }
+    // a reconnect the SDK could not fill in (too long away): read the room again
+    const offRecovery = client.on('recovery', (event) => { if (event.topic === topics.messages && !event.recovered) void load() })
+    room.stop.push(async () => offRecovery())
+    await load()
+    room.open = true
     room.typing = new TypingIndicator(client, topics.typing, { user })
     room.stop.push(await room.typing.watch((typists) => { if (current === room) renderTyping(typists) }))
     setComposerEnabled(true)
   } catch (err) {
     if (!(err instanceof RealtimeError) || err.code === 'closed') throw err
     await Promise.all(room.stop.map((stop) => stop()))
-    room.sync = null
     room.typing = null
     const refusal = byId('room-error')
     refusal.textContent = `You cannot read #${name}: ${err.message}`
@@ -91,25 +103,25 @@ async function openRoom (client: RealtimeClient, name: string): Promise<void> {
   }
 }
 
-async function send (): Promise<void> {
+async function send (client: RealtimeClient): Promise<void> {
   const input = byId<HTMLInputElement>('text')
   const text = input.value.trim()
   const room = current
-  if (text === '' || room?.sync == null) return
+  if (text === '' || room === null || !room.open) return
   input.value = ''
   room.typing?.stop()
   const message: ChatMessage = { id: randomId(), user, text, ts: Date.now() }
   pending.set(message.id, message)
-  renderMessages(room.sync.state)
+  renderMessages(room.messages)
   try {
-    // The message for everyone in the room now, then the history for whoever joins later.
-    await room.sync.publishChange(message)
-    await room.sync.publishSnapshot(addMessage(room.sync.state, message))
+    // The broker keeps it in the room's history; its id as the idempotency key: a resend after
+    // a lost acknowledgement is stored once
+    await client.publish(roomTopics(room.name).messages, message, { properties: { userProperties: { 'idempotency-key': message.id } } })
   } catch (err) {
     showError(banner, `message not sent: ${(err as Error).message}`)
   } finally {
     pending.delete(message.id)
-    if (current === room) renderMessages(room.sync.state)
+    if (current === room) renderMessages(room.messages)
   }
 }
 

@@ -8,6 +8,7 @@ import { backoffDelay, defaultBackoff, type BackoffOptions } from './backoff.js'
 import { asMqttBinary, encodePayload } from './codec.js'
 import { Emitter } from './emitter.js'
 import { connectionRefused, describeReasonCode, publishRefused, RealtimeError, subscriptionRefused, type ConnectionRefusal } from './errors.js'
+import { historyEntry, Recovery, type HistoryPage, type HistoryQuery, type RecoveryEvent } from './history.js'
 import { OfflineQueue } from './offline-queue.js'
 import { connectionEntryTopic, isTopicLevel } from './presence-topics.js'
 import { jwtAuthenticationMethod, ProtocolChoice, refusesProtocolVersion, type ProtocolVersion } from './protocol.js'
@@ -57,6 +58,8 @@ export interface RealtimeOptions {
    * the broker refuses MQTT 5 on (CONNACK 0x01 or 0x84) for the rest of this client's life.
    */
   protocolVersion?: ProtocolVersion
+  /** The broker's history endpoint. Default: http(s)://<the url's host>/api/v1/history. */
+  historyUrl?: string
 }
 
 export interface PublishOptions {
@@ -95,6 +98,8 @@ interface PendingPublish {
 interface ClientEvents extends Record<string, unknown[]> {
   state: [StateChange]
   error: [RealtimeError]
+  /** After each reconnect, or a gap, on a topic that keeps history: whether what was missed was handed over. */
+  recovery: [RecoveryEvent]
 }
 
 type Timer = ReturnType<typeof setTimeout>
@@ -123,6 +128,7 @@ export class RealtimeClient extends Emitter<ClientEvents> {
   private readonly queue: OfflineQueue<PendingPublish>
   private readonly inflight = new Set<PendingPublish>()
   private readonly subscriptions = new SubscriptionRegistry()
+  private readonly recovery: Recovery
   private readonly backoff: BackoffOptions
   private readonly url: string
   private readonly removeNetworkListeners: () => void
@@ -136,6 +142,10 @@ export class RealtimeClient extends Emitter<ClientEvents> {
     this.tokens = new TokenKeeper(options.token)
     this.protocol = new ProtocolChoice(options.protocolVersion)
     this.removeNetworkListeners = this.watchNetwork()
+    this.recovery = new Recovery(
+      async (topic, query) => await this.history(topic, query),
+      (message) => this.subscriptions.dispatch(message, (err) => this.report(err as RealtimeError)),
+      (event) => this.emit('recovery', event))
     void this.open()
   }
 
@@ -200,14 +210,32 @@ export class RealtimeClient extends Emitter<ClientEvents> {
       : { raw: false, handler: handler as MessageHandler<unknown> }
     const qos = options.qos ?? 1
     const { ready, needsSubscribe } = this.subscriptions.add(filter, entry, qos)
-    if (needsSubscribe && this.state === 'online' && this.mqttClient !== null) this.sendSubscribe(this.mqttClient, [{ filter, qos }])
+    if (needsSubscribe && this.state === 'online' && this.mqttClient !== null) this.sendSubscribe(this.mqttClient, [{ filter, qos }]).catch(() => {}) // the next connection subscribes again
     let unsubscribed: Promise<void> | null = null
     const unsubscribe = (): Promise<void> => {
       unsubscribed ??= this.subscriptions.remove(filter, entry) ? this.sendUnsubscribe(filter) : Promise.resolve()
+      this.recovery.forget((topic) => this.subscriptions.wants(topic))
       return unsubscribed
     }
     await ready
     return unsubscribe
+  }
+
+  /**
+   * Reads the history of a topic that keeps it (the broker's history.topics): the newest
+   * `limit` messages, or those after `since`. For late joiners: subscribe first, then read, and
+   * skip what the subscription already handed over (by offset, see positionOf).
+   */
+  async history (topic: string, query: HistoryQuery = {}): Promise<HistoryPage> {
+    if (!isValidTopicName(topic)) throw new RealtimeError('history', `cannot read the history of "${topic}": a topic name has no wildcards`)
+    const search = new URLSearchParams({ topic, limit: String(query.limit ?? 100) })
+    if (query.since !== undefined) search.set('since', String(query.since))
+    if (query.epoch !== undefined) search.set('epoch', query.epoch)
+    const token = await this.tokens.current()
+    const res = await fetch(`${this.options.historyUrl ?? historyUrlOf(this.url)}?${search.toString()}`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } })
+    const body = await res.json().catch(() => ({})) as { error?: string, epoch?: string, offset?: number, recovered?: boolean, messages?: Array<Parameters<typeof historyEntry>[0]> }
+    if (!res.ok || body.messages === undefined) throw new RealtimeError('history', `history of "${topic}": ${body.error ?? `HTTP ${res.status}`}`)
+    return { epoch: body.epoch ?? '', offset: body.offset ?? 0, ...(body.recovered === undefined ? {} : { recovered: body.recovered }), messages: body.messages.map(historyEntry) }
   }
 
   /** Leaves for good: queued publishes and pending subscriptions are rejected with code 'closed'. */
@@ -262,7 +290,7 @@ export class RealtimeClient extends Emitter<ClientEvents> {
     client.on('connect', () => this.onConnected(client))
     client.on('message', (topic, payload, packet) => {
       if (client !== this.mqttClient) return
-      this.subscriptions.dispatch({ topic, payload, retained: packet.retain, qos: packet.qos, properties: packet.properties }, (err) => this.report(err as RealtimeError))
+      this.recovery.receive({ topic, payload, retained: packet.retain, qos: packet.qos, properties: packet.properties })
     })
     client.on('error', (err) => {
       // MQTT.js reports a refused CONNECT as an error carrying the CONNACK return code.
@@ -310,7 +338,9 @@ export class RealtimeClient extends Emitter<ClientEvents> {
     const presence = this.presenceEntryTopic()
     if (presence !== null) client.publish(presence, JSON.stringify({ user: this.user, online: true, since: Date.now() }), { qos: 1, retain: true })
     const all = this.subscriptions.all()
-    if (all.length > 0) this.sendSubscribe(client, all)
+    const subscribed = all.length > 0 ? this.sendSubscribe(client, all) : Promise.resolve()
+    // what the topics with history missed while away, once subscribed again
+    this.recovery.reconnected(subscribed, (topic) => this.subscriptions.wants(topic))
     this.flush()
     this.scheduleRefresh()
   }
@@ -414,11 +444,13 @@ export class RealtimeClient extends Emitter<ClientEvents> {
     for (const pending of this.queue.drain()) this.send(pending)
   }
 
-  private sendSubscribe (client: MqttClient, list: Array<{ filter: string, qos: QoS }>): void {
+  /** Resolves on the SUBACK; rejects when the connection went away first. */
+  private sendSubscribe (client: MqttClient, list: Array<{ filter: string, qos: QoS }>): Promise<void> {
     const request = Object.fromEntries(list.map(({ filter, qos }) => [filter, { qos }]))
-    client.subscribe(request, (_err, _granted, suback) => {
+    return new Promise((resolve, reject) => client.subscribe(request, (_err, _granted, suback) => {
       // No SUBACK: the connection went away, and the next one subscribes again.
-      if (client !== this.mqttClient || suback === undefined) return
+      if (client !== this.mqttClient || suback === undefined) return reject(new RealtimeError('not-connected', 'the connection went away before the SUBACK'))
+      resolve()
       list.forEach(({ filter }, i) => {
         const code = suback.granted[i]
         if (typeof code === 'number' && code < 0x80) {
@@ -429,7 +461,7 @@ export class RealtimeClient extends Emitter<ClientEvents> {
         // Refused on a reconnect, nobody awaits it: say so as an event.
         if (!this.subscriptions.refused(filter, error)) this.report(error)
       })
-    })
+    }))
   }
 
   private sendUnsubscribe (filter: string): Promise<void> {
@@ -523,6 +555,12 @@ function publishProperties (properties: MessageProperties | undefined): IPublish
   if (properties === undefined) return undefined
   const { correlationData, ...rest } = properties
   return correlationData === undefined ? rest : { ...rest, correlationData: asMqttBinary(correlationData) }
+}
+
+/** ws(s)://host/path -> http(s)://host/api/v1/history */
+function historyUrlOf (url: string): string {
+  const parsed = new URL(url)
+  return `${parsed.protocol === 'wss:' ? 'https:' : 'http:'}//${parsed.host}/api/v1/history`
 }
 
 function defaultUrl (): string {

@@ -10,6 +10,7 @@ export type RealtimeErrorCode =
   | 'closed'
   | 'token'
   | 'payload'
+  | 'history'
 
 export class RealtimeError extends Error {
   constructor (readonly code: RealtimeErrorCode, message: string, options?: { cause?: unknown }) {

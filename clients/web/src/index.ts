@@ -12,6 +12,7 @@ export { watchPresence, type PresenceState, type WatchPresenceOptions } from './
 export { PresenceRoster } from './presence-roster.js'
 export { TypingIndicator, type TypingMessage, type TypingOptions } from './typing.js'
 export { TypingRoster } from './typing-roster.js'
+export { positionOf, type HistoryEntry, type HistoryPage, type HistoryPosition, type HistoryQuery, type RecoveryEvent } from './history.js'
 export { syncState, type StateSync, type StateSyncOptions } from './state-sync.js'
 
 /** Starts connecting at once; watch `client.on('state', ...)` or await `client.whenOnline()`. */

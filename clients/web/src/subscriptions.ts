@@ -90,6 +90,12 @@ export class SubscriptionRegistry {
     return [...this.subscriptions].map(([filter, { qos }]) => ({ filter, qos }))
   }
 
+  /** Whether a filter subscribed to matches topic name `topic`. */
+  wants (topic: string): boolean {
+    for (const filter of this.subscriptions.keys()) if (topicMatches(filter, topic)) return true
+    return false
+  }
+
   /** The connection is gone: nothing is granted on the next one until its SUBACK. */
   resetGrants (): void {
     for (const subscription of this.subscriptions.values()) subscription.granted = false

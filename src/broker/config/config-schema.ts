@@ -168,6 +168,15 @@ export const configSchema = z.object({
     preferLocal: z.boolean({ error: 'expected true or false' }),
     maxWaitingPerGroup: nonNegativeInt('a number of messages (integer >= 0)')
   }).strict(),
+  history: z.object({
+    topics: z.array(z.object({
+      filter: z.string({ error: 'expected an MQTT topic filter' }).refine((f) => isValidTopicFilter(f) && !f.startsWith('$'), { error: 'expected an MQTT topic filter (wildcards + and # as whole levels, # last), not a $ topic' }),
+      size: positiveInt('a number of messages (positive integer)').max(1_000_000, 'expected at most 1000000 messages'),
+      ttlSeconds: nonNegativeInt('seconds (integer >= 0, 0 = kept until pushed out by size)').max(31_536_000, 'expected at most 31536000 (a year)')
+    }).strict(), { error: 'expected a list of { filter, size, ttlSeconds }' }),
+    idempotencyWindowSeconds: nonNegativeInt('seconds (integer >= 0, 0 = no idempotency keys)').max(86_400, 'expected at most 86400 (a day)'),
+    maxReadLimit: positiveInt('a number of messages (positive integer)').max(100_000, 'expected at most 100000 messages')
+  }).strict(),
   shutdown: z.object({
     timeoutMs: positiveInt('milliseconds (positive integer)'),
     drainMs: nonNegativeInt('milliseconds (integer >= 0)')

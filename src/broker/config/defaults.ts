@@ -158,6 +158,16 @@ export const defaultOptions = {
     // are dropped and counted. QoS 0 messages never wait.
     maxWaitingPerGroup: 1_000
   },
+  history: {
+    // Topics whose messages are kept, numbered and readable after the fact (docs/history.md),
+    // e.g. [{ filter: 'chat/rooms/+/messages', size: 200, ttlSeconds: 86400 }]. Off: none.
+    topics: [] as Array<{ filter: string, size: number, ttlSeconds: number }>,
+    // A publish on a history topic whose idempotency key was seen this recently on that topic
+    // is acknowledged and not stored or delivered again (a retry after a lost PUBACK).
+    idempotencyWindowSeconds: 120,
+    // The most messages one history read returns (HTTP, MQTT 5 request, SDK recovery).
+    maxReadLimit: 10_000
+  },
   shutdown: {
     // Graceful shutdown is bounded: after this the process exits even if clients linger.
     timeoutMs: 10_000,

@@ -8,12 +8,11 @@ export interface ChatMessage {
   ts: number
 }
 
-/** Messages a room's retained history keeps. */
+/** Messages a room shows: the newest, read from the broker's history of the room (history.topics). */
 export const historyLength = 50
 
-export const roomTopics = (room: string): { messages: string, history: string, typing: string } => ({
+export const roomTopics = (room: string): { messages: string, typing: string } => ({
   messages: `chat/rooms/${room}/messages`,
-  history: `chat/rooms/${room}/history`,
   typing: `chat/rooms/${room}/typing`
 })
 
@@ -37,7 +36,16 @@ export function addMessage (history: ChatMessage[], message: unknown): ChatMessa
   return [...history, message].sort((a, b) => a.ts - b.ts || a.id.localeCompare(b.id)).slice(-historyLength)
 }
 
-/** A snapshot from another writer may miss messages this page has: keep both. */
-export function mergeHistory (history: ChatMessage[], snapshot: unknown): ChatMessage[] {
-  return Array.isArray(snapshot) ? snapshot.reduce<ChatMessage[]>(addMessage, history) : history
+/** A JSON payload as a value; null when it is not JSON (addMessage skips it). */
+export function parseMessage (payload: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(payload)) as unknown
+  } catch {
+    return null
+  }
+}
+
+/** Messages read from the room's history (JSON payloads), merged with those shown: each once. */
+export function mergeHistory (history: ChatMessage[], read: unknown[]): ChatMessage[] {
+  return read.reduce<ChatMessage[]>(addMessage, history)
 }

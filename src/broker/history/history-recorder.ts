@@ -1,0 +1,106 @@
+// The step every accepted publish on a history topic passes before Aedes delivers it: stored,
+// numbered, and its position put on the message as MQTT 5 user properties, which travel with
+// it to every node, to v5 subscribers and to SSE readers (docs/history.md). A publish whose
+// idempotency key was seen within the window is acknowledged and not delivered again.
+import type { PublishPacket } from 'aedes'
+import type { Logger } from '../observability/logger.js'
+import type { MessageProperties, UserProperties } from '../protocol/message-properties.js'
+import type { HistoryMetrics } from './history-metrics.js'
+import type { HistoryMessage, HistoryPosition, HistoryStore } from './history-store.js'
+import type { HistoryTopics } from './history-topics.js'
+
+/** The user properties that carry a delivered message's position (docs/history.md). */
+export const offsetProperty = 'offset'
+export const epochProperty = 'epoch'
+/** The user property a v5 publisher (and HTTP publish, from its header) names an idempotency key with. */
+export const idempotencyKeyProperty = 'idempotency-key'
+
+/** The position a delivered message carries, if it is of a history topic. */
+export function positionOf (properties: MessageProperties | undefined): HistoryPosition | undefined {
+  const user = properties?.userProperties
+  if (user === undefined) return undefined
+  const offset = user[offsetProperty]
+  const epoch = user[epochProperty]
+  if (typeof offset !== 'string' || typeof epoch !== 'string') return undefined
+  return { epoch, offset: Number(offset) }
+}
+
+/** When a stored message expires (ms since the epoch): its Message Expiry Interval counts from when it was published. */
+export function storedExpiry (message: HistoryMessage): { messageExpiry?: number } {
+  const interval = message.properties?.messageExpiryInterval
+  return interval === undefined || interval === 0 ? {} : { messageExpiry: message.time + interval * 1000 }
+}
+
+/** A stored message of `epoch` as a delivered one looks: its position among its user properties. */
+export function historyPacket (message: HistoryMessage, epoch: string): Pick<PublishPacket, 'topic' | 'payload' | 'qos' | 'properties'> & { messageExpiry?: number } {
+  return {
+    topic: message.topic,
+    payload: message.payload,
+    qos: message.qos as 0 | 1 | 2,
+    properties: { ...message.properties, userProperties: { ...message.properties?.userProperties, [offsetProperty]: String(message.offset), [epochProperty]: epoch } },
+    ...storedExpiry(message)
+  }
+}
+
+/** The user properties a publisher set, without any position of its own (only the broker sets those). */
+function publisherProperties (user: UserProperties | undefined): UserProperties {
+  const kept: UserProperties = {}
+  if (user === undefined) return kept
+  for (const [key, value] of Object.entries(user)) {
+    if (key !== offsetProperty && key !== epochProperty) Object.defineProperty(kept, key, { value, enumerable: true, writable: true, configurable: true })
+  }
+  return kept
+}
+
+export interface HistoryRecorderParts {
+  topics: HistoryTopics
+  store: HistoryStore
+  idempotencyWindowMs: number
+  metrics: HistoryMetrics
+  logger: Logger
+}
+
+export class HistoryRecorder {
+  constructor (private readonly parts: HistoryRecorderParts) {}
+
+  /** Whether `packet` is of a history topic (the only ones `record` takes). */
+  wants (packet: PublishPacket): boolean {
+    return this.parts.topics.of(packet.topic) !== null
+  }
+
+  /**
+   * Stores `packet` and puts its position on it, then `deliver`s it; `skip`s it when it repeats
+   * an idempotency key. Calls resolve in the order of the calls (one connection, or memory), so
+   * messages go on to Aedes in the order of their offsets.
+   */
+  record (packet: PublishPacket, deliver: () => void, skip: () => void): void {
+    const config = this.parts.topics.of(packet.topic)
+    if (config === null) return deliver()
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+    const user = publisherProperties(packet.properties?.userProperties as UserProperties | undefined)
+    const key = user[idempotencyKeyProperty]
+    const { userProperties: _position, ...rest } = (packet.properties ?? {}) as MessageProperties
+    const stored: MessageProperties = Object.keys(user).length === 0 ? rest : { ...rest, userProperties: user }
+    this.parts.store.append({
+      topic: packet.topic,
+      payload,
+      qos: packet.qos,
+      time: Date.now(),
+      ...(Object.keys(stored).length === 0 ? {} : { properties: stored }),
+      ...(typeof key === 'string' ? { idempotencyKey: key } : {})
+    }, config, this.parts.idempotencyWindowMs).then((result) => {
+      if (result.duplicate) {
+        this.parts.metrics.duplicate()
+        return skip()
+      }
+      this.parts.metrics.appended()
+      packet.properties = { ...packet.properties, userProperties: { ...user, [offsetProperty]: String(result.offset), [epochProperty]: result.epoch } }
+      deliver()
+    }, (err: Error) => {
+      // availability first: delivered live without a position, and not in history
+      this.parts.metrics.appendFailed()
+      this.parts.logger.warn({ event: 'history.append-failed', topic: packet.topic, reason: err.message }, 'a message of a history topic was delivered without being stored')
+      deliver()
+    })
+  }
+}
