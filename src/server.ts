@@ -39,6 +39,8 @@ import { RetainedCaps } from './broker/storage/retained-quota.js'
 import { SessionExpiry } from './broker/sessions/session-expiry.js'
 import { capSessionQueues } from './broker/sessions/session-queue-cap.js'
 import { createStorage, type Storage } from './broker/storage/storage.js'
+import { wireWebhookEvents } from './broker/webhooks/broker-events.js'
+import { createWebhooks, type Webhooks } from './broker/webhooks/webhooks.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -90,6 +92,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   // one limiter per user, whatever the transport: MQTT and HTTP publishes take from it
   const publishRates = new PublishRateLimiter()
   const clients = new ClientRegistry(metrics)
+  // null without endpoints: no event is ever built
+  const webhooks = createWebhooks(config, storage.redis, nodeId, metrics.registry, logger, process.env)
   const policies = createPolicies({
     authenticator,
     acl: config.acl,
@@ -139,6 +143,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     ...policies.hooks
   })
   interceptClientPublishes(aedes, policies.acceptPublish)
+  if (webhooks !== null) wireWebhookEvents(webhooks, aedes, clients, metrics)
   // The cluster took this node for dead: its clients' wills are out and their live deliveries
   // were not routed here. Closing them makes them reconnect and resume their sessions (on any
   // node), queued messages included, instead of staying connected to a view that went stale.
@@ -153,7 +158,10 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     maxLifetimeMs: config.sessions.expirySeconds * 1000,
     nodeId,
     isConnectedHere: (clientId) => clientById(aedes, clientId) !== undefined,
-    onExpired: () => metrics.sessionExpired(),
+    onExpired: (clientId) => {
+      metrics.sessionExpired()
+      webhooks?.emit('session.expired', { clientId })
+    },
     logger
   })
   clusterSafeSessionTimers(aedes, (clientId) => storage.sessionStore.isHeld(clientId), (err) => {
@@ -161,7 +169,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   // Presence counts every user's connections (for the per-user connection limit) and publishes
   // their states when presence is on.
-  const presence = createPresence(config, storage, aedes, nodeId, logger)
+  const presence = createPresence(config, storage, aedes, nodeId, logger, webhooks)
   // A dead node, on the one node that claimed its death: its sessions go offline, its users are recounted.
   storage.registry.on('died', async (node) => {
     await expiry.nodeDied(node).then(
@@ -179,11 +187,13 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     if ((connack.reasonCode ?? connack.returnCode) !== 0) return
     const state = clients.ready(client)
     if (state !== undefined && state.identity.user !== null) presence.connected(state.identity.user)
+    if (state !== undefined) webhooks?.emit('client.connected', { clientId: client.id, user: state.identity.user, transport: state.connection.transport, address: state.connection.remote ?? null, protocolVersion: client.version })
   })
   aedes.on('clientDisconnect', (client) => {
     expiry.disconnected(client)
     const state = clients.forget(client, clientById(aedes, client.id), 'client')
     if (state !== undefined && state.identity.user !== null) presence.disconnected(state.identity.user)
+    if (state !== undefined) webhooks?.emit('client.disconnected', { clientId: client.id, user: state.identity.user, reason: state.closeReason })
   })
   // [MQTT-3.1.2-25] a message larger than the client's Maximum Packet Size is not sent to it
   aedes.on('publishTooLarge', () => metrics.messageDropped('too_large_for_client'))
@@ -243,7 +253,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
 
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
-    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, liveNodes: () => storage.registry.live() })
+    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, liveNodes: () => storage.registry.live(), webhooks })
     addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
     addSseRoute(routes, {
       aedes,
@@ -277,6 +287,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       options.announce?.(`Demos at ${demos}`)
       logger.info({ event: 'demos.up', url: demos }, 'demo pages served')
     }
+    webhooks?.start()
     ready = true
 
     let closing: Promise<void> | null = null
@@ -292,6 +303,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
         await bounded(presence.close(), config.shutdown.timeoutMs)
         // the sessions of the clients just disconnected are recorded offline before storage closes
         await bounded(expiry.close(), config.shutdown.timeoutMs)
+        // what the endpoints have not acknowledged stays in the outbox (Redis) for the next sender
+        await bounded(webhooks?.close() ?? Promise.resolve(), config.shutdown.timeoutMs)
         await bounded(new Promise<void>((resolve) => aedes.close(() => resolve())), config.shutdown.timeoutMs - config.shutdown.drainMs)
         httpServer.closeAllConnections()
         await bounded(stopped, config.shutdown.timeoutMs)
@@ -310,6 +323,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       close
     }
   } catch (err) {
+    await webhooks?.close()
     await expiry.close()
     await presence.close()
     await Promise.all(servers.map(({ server }) => closeServer(server)))
@@ -341,9 +355,10 @@ function hostPort ({ host, port }: BoundAddress): string {
   return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
 }
 
-function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, nodeId: string, logger: Logger): Presence {
+function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, nodeId: string, logger: Logger, webhooks: Webhooks | null): Presence {
   const store = storage.redis === null ? memoryPresenceStore() : redisPresenceStore(storage.redis, nodeId)
   const publish = (user: string, state: PresenceState | null): Promise<void> => new Promise((resolve, reject) => {
+    if (state !== null) webhooks?.emit(state.online ? 'presence.online' : 'presence.offline', { ...state })
     aedes.publish({
       cmd: 'publish',
       topic: presencePrefix + user,

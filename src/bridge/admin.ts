@@ -8,6 +8,7 @@ import type { ClientRegistry, ClientState } from '../broker/client-registry.js'
 import type { LiveNode } from '../broker/cluster/node-registry.js'
 import type { Logger } from '../broker/observability/logger.js'
 import { authenticateRequest } from './bearer.js'
+import { addWebhookAdminRoutes, type WebhookAdmin } from './admin-webhooks.js'
 import { sendJson, type Routes } from './http-server.js'
 
 export const adminRole = 'admin'
@@ -22,6 +23,8 @@ export interface AdminParts {
   audit: Logger
   /** The nodes of the cluster that beat within the node timeout (the node registry). */
   liveNodes: () => Promise<LiveNode[]>
+  /** Webhook dead letters (list, replay); null when no endpoint is configured. */
+  webhooks?: WebhookAdmin | null
 }
 
 function describe (client: Client, state: ClientState, nodeId: string): Record<string, unknown> {
@@ -112,6 +115,8 @@ export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
       memory: { rss: memory.rss, heapUsed: memory.heapUsed }
     })
   }))
+
+  if (parts.webhooks != null) addWebhookAdminRoutes(routes, prefix, guarded, parts.webhooks, audit)
 
   routes.set(`GET ${prefix}/nodes`, guarded((_req, res) => {
     parts.liveNodes().then((nodes) => {
