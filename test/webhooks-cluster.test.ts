@@ -1,0 +1,74 @@
+// Webhooks through the Redis outbox: events survive a receiver that is down, a broker killed
+// with SIGKILL (another process delivers them), and any node of two sends for both, in order.
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { connectClient, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
+import { spawnBroker } from './helpers/process.js'
+import { startRedis } from './helpers/redis.js'
+import { startWebhookReceiver, type ReceivedEvent, type WebhookReceiver } from './helpers/webhook-receiver.js'
+
+const hookSecret = 'receiver-signing-secret-0123456789'
+const endpoint = (receiver: WebhookReceiver): Record<string, unknown> => ({ name: 'backend', url: receiver.url, secret: hookSecret, events: ['message.published'], topics: ['orders/#'] })
+
+/** The payloads received, each once (ids dedupe), and how many arrived more than once. */
+function deduped (events: ReceivedEvent[]): { payloads: string[], duplicates: number } {
+  const seen = new Set<string>()
+  const payloads: string[] = []
+  for (const event of events) {
+    if (seen.has(event.id)) continue
+    seen.add(event.id)
+    payloads.push(String(event.data.payload))
+  }
+  return { payloads, duplicates: events.length - seen.size }
+}
+
+t.test('receiver down, then back: every event delivered once its id dedupes, in order', async (t) => {
+  const redis = await startRedis(t)
+  const receiver = await startWebhookReceiver(t)
+  const webhooks = { endpoints: [endpoint(receiver)], batchDelayMs: 20, retryInitialMs: 100, retryMaxMs: 400 }
+  const [a, b] = [await startBroker(t, { redis: { url: redis.url }, webhooks }), await startBroker(t, { redis: { url: redis.url }, webhooks })]
+  await receiver.stop()
+  const pa = await connectClient(t, a!, 'tcp')
+  const pb = await connectClient(t, b!, 'tcp')
+  for (let i = 0; i < 300; i++) {
+    // one topic per publisher: order is kept per topic
+    await (i % 2 === 0 ? pa.publishAsync('orders/a', `a${i}`, { qos: 1 }) : pb.publishAsync('orders/b', `b${i}`, { qos: 1 }))
+  }
+  // down 3 s (the issue's 30 s scaled down: the retries cap at retryMaxMs either way)
+  await sleep(3000)
+  await receiver.start()
+  await waitFor(() => deduped(receiver.accepted()).payloads.length === 300, 'all 300 events', 15_000)
+  const { payloads } = deduped(receiver.accepted())
+  t.same(payloads.filter((p) => p.startsWith('a')), Array.from({ length: 150 }, (_, i) => `a${2 * i}`), 'node A\'s topic in order')
+  t.same(payloads.filter((p) => p.startsWith('b')), Array.from({ length: 150 }, (_, i) => `b${2 * i + 1}`), 'node B\'s topic in order')
+  const nodes = new Set(receiver.accepted().map((e) => e.node))
+  t.equal(nodes.size, 2, 'events of both nodes, through one outbox')
+})
+
+t.test('a broker killed with SIGKILL: its pending events are delivered by the next process', async (t) => {
+  const redis = await startRedis(t)
+  const receiver = await startWebhookReceiver(t)
+  receiver.status = 503
+  const dir = mkdtempSync(join(tmpdir(), 'rb-webhooks-'))
+  writeFileSync(join(dir, 'node.yaml'), JSON.stringify({
+    auth: { anonymous: true },
+    cluster: { heartbeatIntervalMs: 300 },
+    presence: { heartbeatMs: 300, nodeTimeoutMs: 900 },
+    webhooks: { endpoints: [endpoint(receiver)], batchDelayMs: 20, batchSize: 20, retryInitialMs: 100, retryMaxMs: 300, timeoutMs: 500 }
+  }))
+  const first = await spawnBroker(t, ['--config', join(dir, 'node.yaml'), '--redis', redis.url], { LOG_LEVEL: 'warn' })
+  const { client } = await openUrl(t, `mqtt://127.0.0.1:${first.mqttPort}`)
+  for (let i = 0; i < 100; i++) await client.publishAsync('orders/x', String(i), { qos: 1 })
+  // the first batch was read and is being retried: it is pending in the group, unacknowledged
+  await waitFor(() => receiver.requests.length >= 2, 'failing attempts')
+  first.child.kill('SIGKILL')
+  await first.exited
+  receiver.status = 200
+  const before = receiver.accepted().length
+  t.equal(before, 0, 'nothing was acknowledged before the kill')
+  await spawnBroker(t, ['--config', join(dir, 'node.yaml'), '--redis', redis.url], { LOG_LEVEL: 'warn' })
+  await waitFor(() => deduped(receiver.accepted()).payloads.length === 100, 'the dead process\'s 100 events', 15_000)
+  t.same(deduped(receiver.accepted()).payloads, Array.from({ length: 100 }, (_, i) => String(i)), 'every event, in order')
+})
