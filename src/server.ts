@@ -40,6 +40,8 @@ import { SessionExpiry } from './broker/sessions/session-expiry.js'
 import { capSessionQueues } from './broker/sessions/session-queue-cap.js'
 import { createStorage, type Storage } from './broker/storage/storage.js'
 import { wireWebhookEvents } from './broker/webhooks/broker-events.js'
+import { HttpHookDecider } from './broker/authorization-hook/http-hook.js'
+import { listenForRevocations, publishRevocation } from './broker/authorization-hook/revocation.js'
 import { createWebhooks, type Webhooks } from './broker/webhooks/webhooks.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
@@ -94,6 +96,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const clients = new ClientRegistry(metrics)
   // null without endpoints: no event is ever built
   const webhooks = createWebhooks(config, storage.redis, nodeId, metrics.registry, logger, process.env)
+  const authorizationHook = config.authorizationHook.url === '' ? null : new HttpHookDecider(config.authorizationHook, metrics.registry, logger.child({ component: 'authz-hook' }), process.env)
   const policies = createPolicies({
     authenticator,
     acl: config.acl,
@@ -108,7 +111,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     metrics,
     userConnections: (user) => presence.connections(user),
     retainedCaps,
-    deliveryLatency: new DeliveryLatency(metrics, nodeId)
+    deliveryLatency: new DeliveryLatency(metrics, nodeId),
+    authorizationHook
   }, clients)
   const aedes = await Aedes.createBroker({
     id: nodeId,
@@ -144,6 +148,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   interceptClientPublishes(aedes, policies.acceptPublish)
   if (webhooks !== null) wireWebhookEvents(webhooks, aedes, clients, metrics)
+  if (authorizationHook !== null) await listenForRevocations(aedes, (user) => authorizationHook.revoke(user), clients, audit)
   // The cluster took this node for dead: its clients' wills are out and their live deliveries
   // were not routed here. Closing them makes them reconnect and resume their sessions (on any
   // node), queued messages included, instead of staying connected to a view that went stale.
@@ -253,7 +258,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
 
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
-    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, liveNodes: () => storage.registry.live(), webhooks })
+    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, liveNodes: () => storage.registry.live(), webhooks, revoke: authorizationHook === null ? null : async (revocation) => await publishRevocation(aedes, revocation) })
     addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
     addSseRoute(routes, {
       aedes,

@@ -5,8 +5,9 @@
 import { isUtf8 } from 'node:buffer'
 import type { AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
-import { compileGrants, publishLimitViolation, type AclConfig, type RoleLimits } from '../acl/authorize.js'
-import type { AuthFailureKind, Identity } from '../acl/identity.js'
+import { compileGrants, publishLimitViolation, type AclConfig, type ClientGrants, type RoleLimits } from '../acl/authorize.js'
+import { intersectGrants, narrowedIdentity, revocationTopic, type HookAction, type HookAnswer, type HookDecider } from '../acl/authorization-hook.js'
+import { adminRole, type AuthFailureKind, type Identity } from '../acl/identity.js'
 import { KeyedRateLimiter, type PublishRateLimiter } from '../acl/rate-limit.js'
 import { holderOfClientId, isDelayedWill, willOf } from './aedes-adapter.js'
 import type { ClientRegistry, ClientState } from './client-registry.js'
@@ -42,6 +43,8 @@ export interface HookParts {
   userConnections: (user: string) => Promise<number>
   retainedCaps: RetainedCaps
   deliveryLatency: DeliveryLatency
+  /** The app backend's say on connect, subscribe and publish (authorizationHook); null when off. */
+  authorizationHook: HookDecider | null
 }
 
 export interface ClientPolicies {
@@ -111,36 +114,48 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       const { identity } = result
       const compiled = compileGrants(identity, client.id, parts.acl)
       if (!compiled.ok) return refuse(compiled.culprit === 'clientId' ? 2 : 5, 'unsafe_identity', compiled.reason)
-      const { grants } = compiled
-      // A will is a publish by its owner, authorized at connect time.
-      const will = willOf(client)
-      if (will !== undefined && (will.topic.startsWith('$') || !grants.canPublish(will.topic))) {
-        return refuse(5, 'will_denied', `will topic ${will.topic} is not authorized`)
+      const admitWith = (identity: Identity, grants: ClientGrants): void => {
+        // A will is a publish by its owner, authorized at connect time.
+        const will = willOf(client)
+        if (will !== undefined && (will.topic.startsWith('$') || !grants.canPublish(will.topic))) {
+          return refuse(5, 'will_denied', `will topic ${will.topic} is not authorized`)
+        }
+        const { limits } = grants
+        // [MQTT-3.2.2-9] a v5 client is told the highest QoS its roles let it publish at (and
+        // gets DISCONNECT 0x9B above it [MQTT-3.2.2-11])
+        if (client.version === 5 && limits.maxQos !== undefined && limits.maxQos < 2) client.connackProperties = { maximumQoS: limits.maxQos }
+        clients.admit(client, {
+          connection,
+          connectedSince: Date.now(),
+          ready: false,
+          closeReason: null,
+          identity,
+          grants,
+          subscriptions: limits.maxSubscriptions === undefined ? null : new Set(),
+          publishRate: parts.publishRates.keys(identity.user, `connection:${++connectionSequence}`, limits),
+          expiryTimer: identity.expiresAt === null ? null : scheduleExpiry(parts, clients, client, identity.expiresAt + parts.expiryGraceS * 1000),
+          retainedCheck: null
+        })
+        const refuseAdmitted: Refuse = (code, kind, reason) => {
+          clients.forget(client, undefined, 'client')
+          refuse(code, kind, reason)
+        }
+        // the connection limits first: a refused connection claims no client id
+        admitConnection(parts, clients, connectRates, client, identity.user, limits, refuseAdmitted, () => {
+          claimClientId(parts, client, identity, refuseAdmitted, () => done(null, true))
+        })
       }
-      const { limits } = grants
-      // [MQTT-3.2.2-9] a v5 client is told the highest QoS its roles let it publish at (and
-      // gets DISCONNECT 0x9B above it [MQTT-3.2.2-11])
-      if (client.version === 5 && limits.maxQos !== undefined && limits.maxQos < 2) client.connackProperties = { maximumQoS: limits.maxQos }
-      clients.admit(client, {
-        connection,
-        connectedSince: Date.now(),
-        ready: false,
-        closeReason: null,
-        identity,
-        grants,
-        subscriptions: limits.maxSubscriptions === undefined ? null : new Set(),
-        publishRate: parts.publishRates.keys(identity.user, `connection:${++connectionSequence}`, limits),
-        expiryTimer: identity.expiresAt === null ? null : scheduleExpiry(parts, clients, client, identity.expiresAt + parts.expiryGraceS * 1000),
-        retainedCheck: null
-      })
-      const refuseAdmitted: Refuse = (code, kind, reason) => {
-        clients.forget(client, undefined, 'client')
-        refuse(code, kind, reason)
+      const hook = parts.authorizationHook
+      if (hook?.asks('connect') === true) {
+        return whenDecided(hook.decide({ action: 'connect', user: identity.user, clientId: client.id, roles: identity.roles }), (answer) => {
+          // [MQTT-3.2.2-5] refused by the backend: CONNACK 5, not authorized
+          if (!answer.allow) return refuse(5, 'hook_denied', 'refused by the authorization hook')
+          const narrowed = narrowedByHook(parts, client.id, identity, compiled.grants, answer)
+          if (!narrowed.ok) return refuse(5, 'unsafe_identity', narrowed.reason)
+          admitWith(narrowed.identity, narrowed.grants)
+        })
       }
-      // the connection limits first: a refused connection claims no client id
-      admitConnection(parts, clients, connectRates, client, identity.user, limits, refuseAdmitted, () => {
-        claimClientId(parts, client, identity, refuseAdmitted, () => done(null, true))
-      })
+      admitWith(identity, compiled.grants)
     },
 
     authorizePublish: (client, packet, done) => {
@@ -174,22 +189,32 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       const violation = topicViolation(packet.topic, parts.limits)
       if (violation !== null) return done(new Error(violation))
       if (state === undefined) return done(new Error('client is not authenticated'))
+      // a revocation of the authorization hook's answers, from an admin: to every node (revocation.ts)
+      if (packet.topic === revocationTopic && state.identity.roles.includes(adminRole)) return done(null)
       // $SYS and $presence are written only by the broker itself. A client publishing there is
       // acknowledged and its message dropped, as Mosquitto and EMQX do, whatever
       // onPublishDenied says: an app's mistaken publish must not cost it its connection
       // (docs/auth.md).
       if (packet.topic.startsWith('$')) return deny('drop', 'acl', 'topics starting with $ are reserved to the broker')
       if (!state.grants.canPublish(packet.topic)) return deny(parts.onPublishDenied, 'acl', 'not granted')
-      const size = packet.payload.length
-      const overLimit = publishLimitViolation(state.grants.limits, packet.qos, size)
-      if (overLimit !== null) return deny(parts.onLimitExceeded, overLimit.cause, overLimit.reason)
-      // a payload announced as UTF-8 that is not: PUBACK 0x99 Payload format invalid (MQTT 5
-      // section 3.3.2.3.2); the indicator itself goes to the subscribers unaltered
-      if (client.version === 5 && isUtf8Announced(packet) && typeof packet.payload !== 'string' && !isUtf8(packet.payload)) return deny(parts.onPublishDenied, 'payload_format', 'the Payload Format Indicator says UTF-8 and the payload is not')
-      const overRate = parts.publishRates.take(state.publishRate, 1, size)
-      if (overRate !== null) return deny(parts.onLimitExceeded, 'rate_limit', overRate)
-      metrics.messageIn(packet.qos as QosLabel, size)
-      afterRetainedCaps(parts, client, state, packet, done)
+      const withinLimits = (): void => {
+        const size = packet.payload.length
+        const overLimit = publishLimitViolation(state.grants.limits, packet.qos, size)
+        if (overLimit !== null) return deny(parts.onLimitExceeded, overLimit.cause, overLimit.reason)
+        // a payload announced as UTF-8 that is not: PUBACK 0x99 Payload format invalid (MQTT 5
+        // section 3.3.2.3.2); the indicator itself goes to the subscribers unaltered
+        if (client.version === 5 && isUtf8Announced(packet) && typeof packet.payload !== 'string' && !isUtf8(packet.payload)) return deny(parts.onPublishDenied, 'payload_format', 'the Payload Format Indicator says UTF-8 and the payload is not')
+        const overRate = parts.publishRates.take(state.publishRate, 1, size)
+        if (overRate !== null) return deny(parts.onLimitExceeded, 'rate_limit', overRate)
+        metrics.messageIn(packet.qos as QosLabel, size)
+        afterRetainedCaps(parts, client, state, packet, done)
+      }
+      const hook = parts.authorizationHook
+      if (hook?.asks('publish') !== true) return withinLimits()
+      whenDecided(hook.decide(hookQuestion('publish', client, state, packet.topic)), (answer) => {
+        if (!answer.allow) return deny(parts.onPublishDenied, 'acl', 'denied by the authorization hook')
+        withinLimits()
+      })
     },
 
     authorizeSubscribe: (client, subscription, done) => {
@@ -204,16 +229,24 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       if (violation !== null) return refuse('limit.exceeded', violation)
       if (state === undefined) return refuse('acl.denied', 'client is not authenticated')
       if (!state.grants.canSubscribe(subscription.topic)) return refuse('acl.denied', 'not granted')
-      const { limits } = state.grants
-      const { subscriptions } = state
-      if (subscriptions !== null) {
-        if (limits.maxSubscriptions !== undefined && !subscriptions.has(subscription.topic) && subscriptions.size >= limits.maxSubscriptions) {
-          return refuse('limit.exceeded', `over ${limits.maxSubscriptions} subscriptions`)
+      const withinLimits = (): void => {
+        const { limits } = state.grants
+        const { subscriptions } = state
+        if (subscriptions !== null) {
+          if (limits.maxSubscriptions !== undefined && !subscriptions.has(subscription.topic) && subscriptions.size >= limits.maxSubscriptions) {
+            return refuse('limit.exceeded', `over ${limits.maxSubscriptions} subscriptions`)
+          }
+          subscriptions.add(subscription.topic)
         }
-        subscriptions.add(subscription.topic)
+        if (limits.maxQos !== undefined && subscription.qos > limits.maxQos) subscription.qos = limits.maxQos
+        done(null, subscription)
       }
-      if (limits.maxQos !== undefined && subscription.qos > limits.maxQos) subscription.qos = limits.maxQos
-      done(null, subscription)
+      const hook = parts.authorizationHook
+      if (hook?.asks('subscribe') !== true) return withinLimits()
+      whenDecided(hook.decide(hookQuestion('subscribe', client, state, subscription.topic)), (answer) => {
+        if (!answer.allow) return refuse('acl.denied', 'denied by the authorization hook')
+        withinLimits()
+      })
     },
 
     // The second line of defence: a message reaches a client only on a topic it may read,
@@ -349,4 +382,25 @@ function scheduleExpiry (parts: HookParts, clients: ClientRegistry, client: Clie
   }, Math.max(0, Math.min(at - Date.now(), maxTimerDelay)))
   timer.unref()
   return timer
+}
+
+/** Runs `then` with the hook's answer: at once when it came from the cache, else once it arrives. */
+function whenDecided (answer: HookAnswer | Promise<HookAnswer>, then: (answer: HookAnswer) => void): void {
+  if (answer instanceof Promise) void answer.then(then)
+  else then(answer)
+}
+
+function hookQuestion (action: HookAction, client: Client, state: ClientState, topic: string): Parameters<HookDecider['decide']>[0] {
+  return { action, user: state.identity.user, clientId: client.id, topic, roles: state.identity.roles }
+}
+
+/** A client's identity and grants narrowed by the hook's connect answer (never widened: acl/authorization-hook.ts). */
+function narrowedByHook (parts: HookParts, clientId: string, identity: Identity, grants: ClientGrants, answer: HookAnswer): { ok: true, identity: Identity, grants: ClientGrants } | { ok: false, reason: string } {
+  if (answer.roles === undefined && answer.acl === undefined) return { ok: true, identity, grants }
+  const narrowed = narrowedIdentity(identity, answer)
+  const compiled = compileGrants(narrowed, clientId, parts.acl)
+  if (!compiled.ok) return { ok: false, reason: compiled.reason }
+  // the token's own acl claim still narrows when the answer replaced it
+  const both = identity.tokenAcl !== null && answer.acl !== undefined ? intersectGrants(compiled.grants, grants) : compiled.grants
+  return { ok: true, identity: narrowed, grants: both }
 }
