@@ -68,10 +68,10 @@ export class HttpHookDecider implements HookDecider {
     let result: HookResult
     let answer: HookAnswer
     try {
-      const response = await postSigned({ url: this.config.url, body: JSON.stringify(question), secret: this.secret, timeoutMs: this.config.timeoutMs })
-      const text = await response.text()
-      const parsed = response.ok && text.length <= maxAnswerBytes ? parseHookAnswer(JSON.parse(text) as unknown, this.config.cacheTtlS) : null
-      if (parsed === null) throw new Error(response.ok ? 'the answer is not {"allow": true|false, "ttl"?: seconds, ...}' : `HTTP ${response.status}`)
+      const response = await postSigned({ url: this.config.url, body: JSON.stringify(question), secret: this.secret, timeoutMs: this.config.timeoutMs, maxAnswerBytes })
+      const ok = response.status >= 200 && response.status < 300
+      const parsed = ok && !response.truncated ? parseHookAnswer(JSON.parse(response.body) as unknown, this.config.cacheTtlS) : null
+      if (parsed === null) throw new Error(ok ? 'the answer is not {"allow": true|false, "ttl"?: seconds, ...} (at most 64 KiB)' : `HTTP ${response.status}`)
       answer = parsed
       result = parsed.allow ? 'allow' : 'deny'
     } catch (err) {

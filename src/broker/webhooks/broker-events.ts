@@ -1,11 +1,10 @@
 // The broker events webhooks listen to that the wiring does not hand them itself: messages
 // published, subscriptions, drops. Listened to only when an endpoint wants them, so a broker
 // whose endpoints want no message events pays nothing per message.
-import { isUtf8 } from 'node:buffer'
 import type { Aedes } from 'aedes'
 import type { ClientRegistry } from '../client-registry.js'
 import type { BrokerMetrics } from '../observability/metrics.js'
-import { payloadFields } from './events.js'
+import { messageDataJson } from './events.js'
 import type { Webhooks } from './webhooks.js'
 
 export function wireWebhookEvents (webhooks: Webhooks, aedes: Aedes, clients: ClientRegistry, metrics: BrokerMetrics): void {
@@ -14,16 +13,7 @@ export function wireWebhookEvents (webhooks: Webhooks, aedes: Aedes, clients: Cl
   if (webhooks.wants('message.published')) {
     // on the node that accepted the message, once (a message routed from another node is not published again here)
     aedes.on('publish', (packet, client) => {
-      if (!webhooks.wantsTopic('message.published', packet.topic)) return
-      const text = typeof packet.payload === 'string' || isUtf8(packet.payload)
-      webhooks.emit('message.published', {
-        topic: packet.topic,
-        qos: packet.qos,
-        retain: packet.retain,
-        clientId: client?.id ?? null,
-        user: userOf(client),
-        ...payloadFields(packet.payload, text)
-      }, packet.topic)
+      webhooks.emitMessage('message.published', packet.topic, () => messageDataJson({ topic: packet.topic, qos: packet.qos, retain: packet.retain, clientId: client?.id ?? null, user: userOf(client), payload: packet.payload }))
     })
   }
   if (webhooks.wants('client.subscribed')) {

@@ -110,10 +110,8 @@ export class EndpointSender {
       const started = performance.now()
       let failure: string | null
       try {
-        const response = await postSigned({ url, body, secret, timeoutMs: this.options.timeoutMs, headers: { 'broker-delivery': randomUUID(), 'broker-attempt': String(attempt + 1) } })
-        // the body is not needed; reading it frees the connection for the next request
-        await response.arrayBuffer().catch(() => undefined)
-        failure = response.ok ? null : `HTTP ${response.status}`
+        const { status } = await postSigned({ url, body, secret, timeoutMs: this.options.timeoutMs, headers: { 'broker-delivery': randomUUID(), 'broker-attempt': String(attempt + 1) } })
+        failure = status >= 200 && status < 300 ? null : `HTTP ${status}`
       } catch (err) {
         failure = (err as Error).name === 'TimeoutError' ? 'timeout' : (err as Error).message
       }

@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client'
 import { levelSeparator, levelsMatch } from '../../acl/topic-grammar.js'
 import type { BrokerConfig } from '../config/config.js'
 import type { Logger } from '../observability/logger.js'
-import { webhookEvent, type WebhookEventType } from './events.js'
+import { eventJson, type WebhookEventType } from './events.js'
 import { MemoryOutbox, type DeadLetter, type WebhookOutbox } from './outbox.js'
 import { RedisOutbox } from './redis-outbox.js'
 import { EndpointSender } from './sender.js'
@@ -29,14 +29,16 @@ export class Webhooks {
   private readonly senders: EndpointSender[]
   private readonly metrics: WebhookMetrics
   private readonly wanted = new Set<WebhookEventType>()
+  private readonly nodeJson: string
 
-  constructor (config: WebhookConfig, private readonly outbox: WebhookOutbox, private readonly nodeId: string, registry: Registry, logger: Logger, env: Record<string, string | undefined>) {
+  constructor (config: WebhookConfig, private readonly outbox: WebhookOutbox, nodeId: string, registry: Registry, logger: Logger, env: Record<string, string | undefined>) {
     this.endpoints = config.endpoints.map((endpoint) => ({
       name: endpoint.name,
       events: new Set(endpoint.events),
       topics: endpoint.topics.length === 0 ? everyTopic : endpoint.topics.map((filter) => filter.split(levelSeparator))
     }))
     for (const endpoint of this.endpoints) for (const type of endpoint.events) this.wanted.add(type)
+    this.nodeJson = JSON.stringify(nodeId)
     this.metrics = new WebhookMetrics(registry, this.endpoints.map((e) => e.name), (name) => outbox.pending(name))
     this.senders = config.endpoints.map((endpoint) => {
       const secret = endpoint.secret ?? env[endpoint.secretEnv ?? '']
@@ -50,19 +52,25 @@ export class Webhooks {
     return this.wanted.has(type)
   }
 
-  /** Whether an endpoint wants `type` on `topic`: checked before a message event is built. */
-  wantsTopic (type: WebhookEventType, topic: string): boolean {
-    return this.endpoints.some((endpoint) => endpoint.events.has(type) && endpoint.topics.some((filter) => levelsMatch(filter, topic)))
+  /** Queues an event for every endpoint that wants it. */
+  emit (type: WebhookEventType, data: Record<string, unknown>): void {
+    if (this.wanted.has(type)) this.queue(type, null, () => JSON.stringify(data))
   }
 
-  /** Queues an event for every endpoint that wants it (message events: on a topic its filters match). */
-  emit (type: WebhookEventType, data: Record<string, unknown>, topic?: string): void {
-    if (!this.wanted.has(type)) return
+  /**
+   * Queues a message event for the endpoints whose filters match `topic`; `data` (its JSON) is
+   * built only if one does, once for all of them.
+   */
+  emitMessage (type: 'message.published', topic: string, data: () => string): void {
+    this.queue(type, topic, data)
+  }
+
+  private queue (type: WebhookEventType, topic: string | null, data: () => string): void {
     let json: string | null = null
     for (const endpoint of this.endpoints) {
       if (!endpoint.events.has(type)) continue
-      if (topic !== undefined && !endpoint.topics.some((filter) => levelsMatch(filter, topic))) continue
-      json ??= JSON.stringify(webhookEvent(type, this.nodeId, data))
+      if (topic !== null && !endpoint.topics.some((filter) => levelsMatch(filter, topic))) continue
+      json ??= eventJson(type, this.nodeJson, data())
       if (!this.outbox.append(endpoint.name, json)) this.metrics.dropped(endpoint.name)
     }
   }
