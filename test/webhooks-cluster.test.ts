@@ -68,7 +68,9 @@ t.test('a broker killed with SIGKILL: its pending events are delivered by the ne
   receiver.status = 200
   const before = receiver.accepted().length
   t.equal(before, 0, 'nothing was acknowledged before the kill')
-  await spawnBroker(t, ['--config', join(dir, 'node.yaml'), '--redis', redis.url], { LOG_LEVEL: 'warn' })
-  await waitFor(() => deduped(receiver.accepted()).payloads.length === 100, 'the dead process\'s 100 events', 15_000)
+  const second = await spawnBroker(t, ['--config', join(dir, 'node.yaml'), '--redis', redis.url], { LOG_LEVEL: 'warn' })
+  await waitFor(() => deduped(receiver.accepted()).payloads.length === 100, 'the dead process\'s 100 events', 15_000).catch((err: Error) => {
+    throw new Error(`${err.message}; missing ${JSON.stringify(Array.from({ length: 100 }, (_, i) => String(i)).filter((p) => !deduped(receiver.accepted()).payloads.includes(p)))}; requests ${JSON.stringify(receiver.requests.map((r) => [r.status, (JSON.parse(r.body) as { events: ReceivedEvent[] }).events.map((e) => e.data.payload).join(',')]))}; the new process said:\n${second.output()}`)
+  })
   t.same(deduped(receiver.accepted()).payloads, Array.from({ length: 100 }, (_, i) => String(i)), 'every event, in order')
 })

@@ -138,16 +138,24 @@ export class RedisOutbox implements WebhookOutbox {
   async take (endpoint: string, max: number): Promise<OutboxEntry[]> {
     await this.ensureGroup(endpoint)
     const { outbox } = keys(endpoint)
+    const read = async (id: '0' | '>', count: number): Promise<OutboxEntry[]> => {
+      const answer = await this.redis.xreadgroup('GROUP', group, this.options.nodeId, 'COUNT', count, 'STREAMS', outbox, id) as Array<[string, StreamEntry[]]> | null
+      // deleted entries still pending come back without fields
+      return (answer?.[0]?.[1] ?? []).filter((entry) => Array.isArray(entry[1])).map(toEntry)
+    }
     try {
       if (this.claimFirst.has(endpoint)) {
-        // [next cursor, entries, deleted ids]: entries read by any consumer and never acknowledged, oldest first
-        const [, claimed] = await this.redis.xautoclaim(outbox, group, this.options.nodeId, 0, '0-0', 'COUNT', max) as [string, StreamEntry[], string[]]
-        const entries = claimed.filter((entry) => Array.isArray(entry[1]))
-        if (entries.length > 0) return entries.map(toEntry)
+        // what any consumer read and never acknowledged (a dead node's batch) becomes this one's
+        let cursor = '0-0'
+        do {
+          [cursor] = await this.redis.xautoclaim(outbox, group, this.options.nodeId, 0, cursor, 'COUNT', 1000, 'JUSTID') as [string, string[]]
+        } while (cursor !== '0-0')
         this.claimFirst.delete(endpoint)
       }
-      const read = await this.redis.xreadgroup('GROUP', group, this.options.nodeId, 'COUNT', max, 'STREAMS', outbox, '>') as Array<[string, StreamEntry[]]> | null
-      return (read?.[0]?.[1] ?? []).map(toEntry)
+      // this consumer's unacknowledged entries first (a batch it waited to fill, or claimed),
+      // then new ones: all in stream order
+      const pending = await read('0', max)
+      return pending.length >= max ? pending : [...pending, ...await read('>', max - pending.length)]
     } catch (err) {
       // the stream or its group is gone (Redis restarted without persistence): made again
       if ((err as Error).message.includes('NOGROUP')) this.groups.delete(endpoint)
