@@ -3,7 +3,7 @@
 // or a closed connection; MQTT 5 clients get the reason code (reason-codes.ts), and a refused
 // PUBLISH of theirs is answered with it while the connection stays up. Per-client state lives in the client registry (client-registry.ts).
 import { isUtf8 } from 'node:buffer'
-import type { AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
+import type { AedesOptions, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, publishLimitViolation, type AclConfig, type ClientGrants, type RoleLimits } from '../acl/authorize.js'
 import { intersectGrants, narrowedIdentity, revocationTopic, type HookAction, type HookAnswer, type HookDecider } from '../acl/authorization-hook.js'
@@ -189,31 +189,21 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       const violation = topicViolation(packet.topic, parts.limits)
       if (violation !== null) return done(new Error(violation))
       if (state === undefined) return done(new Error('client is not authenticated'))
-      // a revocation of the authorization hook's answers, from an admin: to every node (revocation.ts)
-      if (packet.topic === revocationTopic && state.identity.roles.includes(adminRole)) return done(null)
       // $SYS and $presence are written only by the broker itself. A client publishing there is
       // acknowledged and its message dropped, as Mosquitto and EMQX do, whatever
       // onPublishDenied says: an app's mistaken publish must not cost it its connection
       // (docs/auth.md).
-      if (packet.topic.startsWith('$')) return deny('drop', 'acl', 'topics starting with $ are reserved to the broker')
-      if (!state.grants.canPublish(packet.topic)) return deny(parts.onPublishDenied, 'acl', 'not granted')
-      const withinLimits = (): void => {
-        const size = packet.payload.length
-        const overLimit = publishLimitViolation(state.grants.limits, packet.qos, size)
-        if (overLimit !== null) return deny(parts.onLimitExceeded, overLimit.cause, overLimit.reason)
-        // a payload announced as UTF-8 that is not: PUBACK 0x99 Payload format invalid (MQTT 5
-        // section 3.3.2.3.2); the indicator itself goes to the subscribers unaltered
-        if (client.version === 5 && isUtf8Announced(packet) && typeof packet.payload !== 'string' && !isUtf8(packet.payload)) return deny(parts.onPublishDenied, 'payload_format', 'the Payload Format Indicator says UTF-8 and the payload is not')
-        const overRate = parts.publishRates.take(state.publishRate, 1, size)
-        if (overRate !== null) return deny(parts.onLimitExceeded, 'rate_limit', overRate)
-        metrics.messageIn(packet.qos as QosLabel, size)
-        afterRetainedCaps(parts, client, state, packet, done)
+      if (packet.topic.startsWith('$')) {
+        // but for a revocation of the authorization hook's answers, from an admin: to every node (revocation.ts)
+        if (packet.topic === revocationTopic && parts.authorizationHook !== null && state.identity.roles.includes(adminRole)) return done(null)
+        return deny('drop', 'acl', 'topics starting with $ are reserved to the broker')
       }
+      if (!state.grants.canPublish(packet.topic)) return deny(parts.onPublishDenied, 'acl', 'not granted')
       const hook = parts.authorizationHook
-      if (hook?.asks('publish') !== true) return withinLimits()
+      if (hook === null || !hook.asks('publish')) return publishWithinLimits(parts, client, state, packet, deny, done)
       whenDecided(hook.decide(hookQuestion('publish', client, state, packet.topic)), (answer) => {
         if (!answer.allow) return deny(parts.onPublishDenied, 'acl', 'denied by the authorization hook')
-        withinLimits()
+        publishWithinLimits(parts, client, state, packet, deny, done)
       })
     },
 
@@ -229,23 +219,11 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       if (violation !== null) return refuse('limit.exceeded', violation)
       if (state === undefined) return refuse('acl.denied', 'client is not authenticated')
       if (!state.grants.canSubscribe(subscription.topic)) return refuse('acl.denied', 'not granted')
-      const withinLimits = (): void => {
-        const { limits } = state.grants
-        const { subscriptions } = state
-        if (subscriptions !== null) {
-          if (limits.maxSubscriptions !== undefined && !subscriptions.has(subscription.topic) && subscriptions.size >= limits.maxSubscriptions) {
-            return refuse('limit.exceeded', `over ${limits.maxSubscriptions} subscriptions`)
-          }
-          subscriptions.add(subscription.topic)
-        }
-        if (limits.maxQos !== undefined && subscription.qos > limits.maxQos) subscription.qos = limits.maxQos
-        done(null, subscription)
-      }
       const hook = parts.authorizationHook
-      if (hook?.asks('subscribe') !== true) return withinLimits()
+      if (hook === null || !hook.asks('subscribe')) return subscribeWithinLimits(state, subscription, refuse, done)
       whenDecided(hook.decide(hookQuestion('subscribe', client, state, subscription.topic)), (answer) => {
         if (!answer.allow) return refuse('acl.denied', 'denied by the authorization hook')
-        withinLimits()
+        subscribeWithinLimits(state, subscription, refuse, done)
       })
     },
 
@@ -382,6 +360,36 @@ function scheduleExpiry (parts: HookParts, clients: ClientRegistry, client: Clie
   }, Math.max(0, Math.min(at - Date.now(), maxTimerDelay)))
   timer.unref()
   return timer
+}
+
+type PublishDenial = (policy: 'disconnect' | 'drop', cause: DropReason, reason: string) => void
+
+/** The rest of authorizePublish once the ACL (and the hook) allowed it: the role limits, the rate, the retained caps. */
+function publishWithinLimits (parts: HookParts, client: Client, state: ClientState, packet: PublishPacket, deny: PublishDenial, done: (err: null) => void): void {
+  const size = packet.payload.length
+  const overLimit = publishLimitViolation(state.grants.limits, packet.qos, size)
+  if (overLimit !== null) return deny(parts.onLimitExceeded, overLimit.cause, overLimit.reason)
+  // a payload announced as UTF-8 that is not: PUBACK 0x99 Payload format invalid (MQTT 5
+  // section 3.3.2.3.2); the indicator itself goes to the subscribers unaltered
+  if (client.version === 5 && isUtf8Announced(packet) && typeof packet.payload !== 'string' && !isUtf8(packet.payload)) return deny(parts.onPublishDenied, 'payload_format', 'the Payload Format Indicator says UTF-8 and the payload is not')
+  const overRate = parts.publishRates.take(state.publishRate, 1, size)
+  if (overRate !== null) return deny(parts.onLimitExceeded, 'rate_limit', overRate)
+  parts.metrics.messageIn(packet.qos as QosLabel, size)
+  afterRetainedCaps(parts, client, state, packet, done)
+}
+
+/** The rest of authorizeSubscribe once the ACL (and the hook) allowed it: the role's subscription count and QoS. */
+function subscribeWithinLimits (state: ClientState, subscription: Subscription, refuse: (event: string, reason: string) => void, done: (err: null, subscription: Subscription) => void): void {
+  const { limits } = state.grants
+  const { subscriptions } = state
+  if (subscriptions !== null) {
+    if (limits.maxSubscriptions !== undefined && !subscriptions.has(subscription.topic) && subscriptions.size >= limits.maxSubscriptions) {
+      return refuse('limit.exceeded', `over ${limits.maxSubscriptions} subscriptions`)
+    }
+    subscriptions.add(subscription.topic)
+  }
+  if (limits.maxQos !== undefined && subscription.qos > limits.maxQos) subscription.qos = limits.maxQos
+  done(null, subscription)
 }
 
 /** Runs `then` with the hook's answer: at once when it came from the cache, else once it arrives. */
