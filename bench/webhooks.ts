@@ -1,4 +1,4 @@
-// `node dist/bench/webhooks.js [--quick] [--rate N]`: message webhooks at a fixed rate (10,000
+// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--memory-only] [--cpu-prof DIR]`: message webhooks at a fixed rate (10,000
 // messages/s by default) to a receiver in this process, against the same broker without
 // webhooks: whether the endpoint keeps up with zero loss (every event id received), and what
 // the webhooks add to the broker's CPU per message. In memory, then with Redis (the outbox a
@@ -45,14 +45,14 @@ async function startReceiver (): Promise<{ url: string, ids: Set<string>, receiv
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`, ids, received: () => received, close: () => { server.closeAllConnections(); server.close() } }
 }
 
-async function measure (rate: number, seconds: number, webhooks: boolean, redisUrl: string | null, batchSize: number): Promise<Outcome> {
+async function measure (rate: number, seconds: number, webhooks: boolean, redisUrl: string | null, batchSize: number, profileDir: string | undefined): Promise<Outcome> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-webhooks-'))
   const receiver = webhooks ? await startReceiver() : null
   const config: Record<string, unknown> = { auth: { anonymous: true }, presence: { enabled: false } }
   if (receiver !== null) config.webhooks = { endpoints: [{ name: 'bench', url: receiver.url, secret, events: ['message.published'], topics: ['bench/#'] }], batchSize }
   writeFileSync(join(dir, 'config.yaml'), JSON.stringify(config))
   const args = [cliPath, 'start', '--config', join(dir, 'config.yaml'), ...(redisUrl === null ? [] : ['--redis', redisUrl])]
-  const broker = await startNodeBroker(args, { ...process.env, MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', HOST: '127.0.0.1' }, { nodeArgs: () => process.env.BENCH_WEBHOOKS_PROFILE === undefined || !webhooks ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_WEBHOOKS_PROFILE}`] }, false)
+  const broker = await startNodeBroker(args, { ...process.env, MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', HOST: '127.0.0.1' }, { nodeArgs: () => profileDir === undefined || !webhooks ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] }, false)
   try {
     const url = `mqtt://127.0.0.1:${broker.publish.mqttPort}`
     const subscriber = connect(url, { clientId: 'bench-sub', reconnectPeriod: 0 })
@@ -97,7 +97,7 @@ async function measure (rate: number, seconds: number, webhooks: boolean, redisU
 }
 
 async function main (): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, rate: { type: 'string', default: '10000' }, batch: { type: 'string', default: '100' } } })
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, rate: { type: 'string', default: '10000' }, batch: { type: 'string', default: '100' }, 'memory-only': { type: 'boolean', default: false }, 'cpu-prof': { type: 'string' } } })
   const batchSize = Number(values.batch)
   const rate = Number(values.rate)
   const seconds = values.quick ? 5 : 15
@@ -108,12 +108,12 @@ async function main (): Promise<void> {
     rows.push(`| ${label} | ${outcome.published} | ${outcome.delivered} | ${outcome.events === 0 ? '' : outcome.events} | ${lost} | ${outcome.duplicates === 0 ? (outcome.events === 0 ? '' : '0') : outcome.duplicates} | ${outcome.cpuMsPer1000.toFixed(1)} | ${ratio} | ${Math.round(outcome.drainMs)} |`)
   }
   const runs: Array<{ name: string, redis: boolean }> = [{ name: 'memory', redis: false }]
-  if (redisUnavailable() === null && process.env.BENCH_WEBHOOKS_MEMORY_ONLY === undefined) runs.push({ name: 'Redis', redis: true })
+  if (redisUnavailable() === null && !values['memory-only']) runs.push({ name: 'Redis', redis: true })
   for (const run of runs) {
     const redis = run.redis ? await startRedisServer() : null
     try {
-      const without = await measure(rate, seconds, false, redis?.url ?? null, batchSize)
-      const withHooks = await measure(rate, seconds, true, redis?.url ?? null, batchSize)
+      const without = await measure(rate, seconds, false, redis?.url ?? null, batchSize, values['cpu-prof'])
+      const withHooks = await measure(rate, seconds, true, redis?.url ?? null, batchSize, values['cpu-prof'])
       row(`${run.name}, no webhooks`, without)
       row(`${run.name}, message webhooks`, withHooks, without)
     } finally {
