@@ -3,6 +3,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import jwt from 'jsonwebtoken'
 import t from 'tap'
 import { connectClient, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { spawnBroker } from './helpers/process.js'
@@ -73,4 +74,44 @@ t.test('a broker killed with SIGKILL: its pending events are delivered by the ne
     throw new Error(`${err.message}; missing ${JSON.stringify(Array.from({ length: 100 }, (_, i) => String(i)).filter((p) => !deduped(receiver.accepted()).payloads.includes(p)))}; requests ${JSON.stringify(receiver.requests.map((r) => [r.status, (JSON.parse(r.body) as { events: ReceivedEvent[] }).events.map((e) => e.data.payload).join(',')]))}; the new process said:\n${second.output()}`)
   })
   t.same(deduped(receiver.accepted()).payloads, Array.from({ length: 100 }, (_, i) => String(i)), 'every event, in order')
+})
+
+t.test('Redis dead letters: listed and replayed through any node\'s admin API', async (t) => {
+  const redis = await startRedis(t)
+  const receiver = await startWebhookReceiver(t)
+  receiver.status = 500
+  const secret = 'webhooks-cluster-jwt-secret-0123456789'
+  const admin = `Bearer ${jwt.sign({ sub: 'ops' }, secret, { expiresIn: 600 })}`
+  const config = {
+    redis: { url: redis.url },
+    auth: { anonymous: true, jwt: { secret } },
+    acl: { users: { ops: { roles: ['admin'] } } },
+    webhooks: { endpoints: [endpoint(receiver)], batchDelayMs: 20, retryInitialMs: 50, retryMaxMs: 100, deadLetterAfterMs: 300 }
+  }
+  const a = await startBroker(t, config)
+  const b = await startBroker(t, config)
+  const client = await connectClient(t, a, 'tcp')
+  for (let i = 0; i < 5; i++) await client.publishAsync('orders/dead', `d${i}`, { qos: 1 })
+  const list = async (): Promise<Array<{ id: string, reason: string, event: ReceivedEvent }>> => {
+    const answer = await fetch(`http://127.0.0.1:${b.addresses.http.port}/api/v1/admin/webhooks/backend/dead-letters`, { headers: { authorization: admin } })
+    return ((await answer.json()) as { deadLetters: Array<{ id: string, reason: string, event: ReceivedEvent }> }).deadLetters
+  }
+  const deadline = Date.now() + 10_000
+  let dead = await list()
+  while (dead.length < 5 && Date.now() < deadline) {
+    await sleep(100)
+    dead = await list()
+  }
+  t.same(dead.map((d) => d.event.data.payload), ['d0', 'd1', 'd2', 'd3', 'd4'], 'the five events are dead letters in the Redis stream, listed by the other node')
+  t.equal(dead[0]?.reason, 'HTTP 500', 'with the last failure')
+  const metrics = await Promise.all([a, b].map(async (node) => await (await fetch(`http://127.0.0.1:${node.addresses.http.port}/metrics`)).text()))
+  t.ok(metrics.some((text) => /realtime_broker_webhook_events_dead_lettered_total\{endpoint="backend",[^}]*\} 5/.test(text)), 'dead letters counted by the node that sent them')
+
+  receiver.status = 200
+  const replay = await fetch(`http://127.0.0.1:${a.addresses.http.port}/api/v1/admin/webhooks/backend/dead-letters/replay`, { method: 'POST', headers: { authorization: admin } })
+  t.same(await replay.json(), { endpoint: 'backend', replayed: 5 })
+  await waitFor(() => deduped(receiver.accepted()).payloads.length === 5, 'replayed events delivered')
+  t.same(deduped(receiver.accepted()).payloads, ['d0', 'd1', 'd2', 'd3', 'd4'], 'in order, with their ids')
+  t.ok(dead.every((d) => receiver.accepted().some((e) => e.id === d.event.id)), 'the original event ids')
+  t.same(await list(), [], 'none left')
 })

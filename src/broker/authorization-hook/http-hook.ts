@@ -4,7 +4,7 @@
 // whose question waits: Aedes runs each client's hooks in that client's own order.
 import { Counter, Histogram, type Registry } from 'prom-client'
 import { failureAnswer, HookAnswerCache, parseHookAnswer, type HookAction, type HookAnswer, type HookDecider, type HookQuestion } from '../../acl/authorization-hook.js'
-import type { BrokerConfig } from '../config/config.js'
+import { ConfigError, type BrokerConfig } from '../config/config.js'
 import type { Logger } from '../observability/logger.js'
 import { postSigned } from '../webhooks/http-post.js'
 
@@ -27,6 +27,9 @@ export class HttpHookDecider implements HookDecider {
     this.cache = new HookAnswerCache(config.maxCacheEntries)
     this.asked = new Set((['connect', 'subscribe', 'publish'] as const).filter((action) => config[action]))
     this.secret = config.secret ?? (config.secretEnv === undefined ? undefined : env[config.secretEnv])
+    if (config.secretEnv !== undefined && (this.secret === undefined || this.secret.length < 16)) {
+      throw new ConfigError(`config: authorizationHook.secretEnv: expected the environment variable ${config.secretEnv} to hold a signing secret of at least 16 characters`)
+    }
     const registers = [registry]
     this.requests = new Counter({ name: 'realtime_broker_authz_hook_requests_total', help: 'Authorization hook requests, by action and result (allow, deny, error, timeout)', labelNames: ['action', 'result'], registers })
     this.cacheHits = new Counter({ name: 'realtime_broker_authz_hook_cache_hits_total', help: 'Authorization questions answered from the cache, by action', labelNames: ['action'], registers })

@@ -5,7 +5,7 @@
 import type { Redis } from 'ioredis'
 import type { Registry } from 'prom-client'
 import { levelSeparator, levelsMatch } from '../../acl/topic-grammar.js'
-import type { BrokerConfig } from '../config/config.js'
+import { ConfigError, type BrokerConfig } from '../config/config.js'
 import type { Logger } from '../observability/logger.js'
 import { eventJson, type WebhookEventType } from './events.js'
 import { MemoryOutbox, type DeadLetter, type WebhookOutbox } from './outbox.js'
@@ -42,7 +42,7 @@ export class Webhooks {
     this.metrics = new WebhookMetrics(registry, this.endpoints.map((e) => e.name), (name) => outbox.pending(name))
     this.senders = config.endpoints.map((endpoint) => {
       const secret = endpoint.secret ?? env[endpoint.secretEnv ?? '']
-      if (secret === undefined || secret.length < 16) throw new Error(`webhooks.endpoints ${endpoint.name}: expected the environment variable ${endpoint.secretEnv ?? ''} to hold a signing secret of at least 16 characters`)
+      if (secret === undefined || secret.length < 16) throw new ConfigError(`config: webhooks.endpoints ${endpoint.name}: expected the environment variable ${endpoint.secretEnv ?? ''} to hold a signing secret of at least 16 characters`)
       return new EndpointSender({ name: endpoint.name, url: endpoint.url, secret }, outbox, config, this.metrics, logger)
     })
   }
