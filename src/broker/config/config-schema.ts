@@ -167,7 +167,7 @@ export const configSchema = z.object({
       secretEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name').optional(),
       events: z.array(z.enum(webhookEventTypes, { error: `expected one of ${webhookEventTypes.join(', ')}` })).min(1, 'expected at least one event type'),
       topics: z.array(z.string().refine((f) => isValidTopicFilter(f), { error: 'expected an MQTT topic filter' })).default([])
-    }).strict().refine((e) => e.secret !== undefined || e.secretEnv !== undefined, { error: 'expected a secret or secretEnv: every webhook request is signed' })),
+    }).strict().refine((e) => e.secret !== undefined || e.secretEnv !== undefined, { error: 'expected a secret or secretEnv: every webhook request is signed', path: ['secret'] })),
     batchSize: positiveInt('a number of events (positive integer)').max(10_000, 'expected at most 10000'),
     batchDelayMs: nonNegativeInt('milliseconds (integer >= 0)'),
     timeoutMs: positiveInt('milliseconds (positive integer)'),
@@ -223,7 +223,7 @@ export const configSchema = z.object({
   }
   const hook = config.authorizationHook
   if (hook.url !== '' && !hook.connect && !hook.subscribe && !hook.publish) {
-    ctx.addIssue({ code: 'custom', path: ['authorizationHook'], message: 'expected at least one of connect, subscribe, publish set to true when url is set' })
+    ctx.addIssue({ code: 'custom', path: ['authorizationHook', 'url'], message: 'expected at least one of connect, subscribe, publish set to true when url is set' })
   }
   for (const [user, entry] of Object.entries(config.acl.users)) check(entry.roles, ['acl', 'users', user, 'roles'])
 })
