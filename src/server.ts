@@ -39,7 +39,7 @@ import { RetainedCaps } from './broker/storage/retained-quota.js'
 import { SessionExpiry } from './broker/sessions/session-expiry.js'
 import { capSessionQueues } from './broker/sessions/session-queue-cap.js'
 import { createStorage, type Storage } from './broker/storage/storage.js'
-import { wireWebhookEvents } from './broker/webhooks/broker-events.js'
+import { publishedHook, wireWebhookEvents } from './broker/webhooks/broker-events.js'
 import { HttpHookDecider } from './broker/authorization-hook/http-hook.js'
 import { listenForRevocations, publishRevocation } from './broker/authorization-hook/revocation.js'
 import { createWebhooks, type Webhooks } from './broker/webhooks/webhooks.js'
@@ -144,6 +144,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     // authenticate hook (limits.maxClientIdLength); Aedes' own count (UTF-16 units, 3.1 only) is off.
     maxClientsIdLength: Infinity,
     maxTopicLevels: config.limits.maxTopicLevels,
+    // message webhooks: a message's event is in the outbox before its PUBACK
+    ...(webhooks?.wants('message.published') === true ? { published: publishedHook(webhooks, clients) } : {}),
     ...policies.hooks
   })
   interceptClientPublishes(aedes, policies.acceptPublish)

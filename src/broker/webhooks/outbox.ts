@@ -35,6 +35,8 @@ export interface WebhookOutbox {
   deadLetters: (endpoint: string, max: number) => Promise<DeadLetter[]>
   /** Queues dead letters again (those with the given entry ids, or all); resolves with how many. */
   replay: (endpoint: string, ids: readonly string[] | null) => Promise<number>
+  /** Resolves once every event appended so far is stored; null when they already are. */
+  written: () => Promise<void> | null
   /** Events waiting for `endpoint` (the last known count, for the gauge). */
   pending: (endpoint: string) => number
   /** Resolves when events were appended for `endpoint` on this node (or after `ms`). */
@@ -138,6 +140,10 @@ export class MemoryOutbox implements WebhookOutbox {
     let queued = 0
     for (const entry of chosen) if (this.append(endpoint, entry.event)) queued++
     return queued
+  }
+
+  written (): null {
+    return null
   }
 
   pending (endpoint: string): number {

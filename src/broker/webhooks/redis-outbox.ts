@@ -40,10 +40,13 @@ export interface RedisOutboxOptions {
   maxDeadLetters: number
   /** A sender silent this long loses its endpoint to another node. */
   leaseMs: number
+  /** Events Redis did not take (counted as dropped). */
+  onLost: (endpoint: string, events: number) => void
 }
 
 export class RedisOutbox implements WebhookOutbox {
   private readonly buffered = new Map<string, string[]>()
+  // the write of the events buffered now: resolves once Redis has them
   private flushing: Promise<void> | null = null
   private readonly lengths = new Map<string, number>()
   private readonly recounted = new Map<string, number>()
@@ -79,13 +82,15 @@ export class RedisOutbox implements WebhookOutbox {
       for (const event of events) pipeline.xadd(outbox, '*', 'e', event)
       pipeline.xlen(outbox)
     }
-    // Redis briefly away: ioredis holds the commands until it is back (maxRetriesPerRequest: null)
+    // Redis briefly away: ioredis holds the commands until it is back (maxRetriesPerRequest:
+    // null); an append Redis refused (out of memory, say) is an event lost, counted
     const results = await pipeline.exec().catch(() => null)
-    if (results === null) return
     let at = 0
     for (const [endpoint, events] of batches) {
+      const refused = results === null ? events.length : results.slice(at, at + events.length).filter(([err]) => err !== null).length
+      if (refused > 0) this.options.onLost(endpoint, refused)
       at += events.length
-      const length = results[at]?.[1]
+      const length = results?.[at]?.[1]
       if (typeof length === 'number') this.lengths.set(endpoint, length)
       at++
       this.signal.notify(endpoint)
@@ -197,6 +202,10 @@ export class RedisOutbox implements WebhookOutbox {
     await multi.xdel(dead, ...chosen.map(([id]) => id)).exec()
     this.signal.notify(endpoint)
     return chosen.length
+  }
+
+  written (): Promise<void> | null {
+    return this.flushing
   }
 
   pending (endpoint: string): number {

@@ -18,7 +18,7 @@ export class WebhookMetrics implements DeliveryObserver {
     this.failedRequests = new Counter({ name: 'realtime_broker_webhook_requests_failed_total', help: 'Webhook requests that failed (non-2xx, timeout, network error)', labelNames, registers })
     this.retries = new Counter({ name: 'realtime_broker_webhook_retries_total', help: 'Webhook requests sent again after a failure', labelNames, registers })
     this.deadEvents = new Counter({ name: 'realtime_broker_webhook_events_dead_lettered_total', help: 'Webhook events moved to the dead letters after webhooks.deadLetterAfterMs undelivered', labelNames, registers })
-    this.droppedEvents = new Counter({ name: 'realtime_broker_webhook_events_dropped_total', help: 'Webhook events not queued: the endpoint already had webhooks.maxPendingPerEndpoint waiting', labelNames, registers })
+    this.droppedEvents = new Counter({ name: 'realtime_broker_webhook_events_dropped_total', help: 'Webhook events not queued: the endpoint already had webhooks.maxPendingPerEndpoint waiting, or Redis refused them', labelNames, registers })
     this.latency = new Histogram({ name: 'realtime_broker_webhook_request_duration_seconds', help: 'Webhook requests acknowledged, from send to 2xx', labelNames, registers, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] })
     new Gauge({
       name: 'realtime_broker_webhook_events_pending',
@@ -42,5 +42,5 @@ export class WebhookMetrics implements DeliveryObserver {
   failed (endpoint: string): void { this.failedRequests.labels(endpoint).inc() }
   retried (endpoint: string): void { this.retries.labels(endpoint).inc() }
   deadLettered (endpoint: string, events: number): void { this.deadEvents.labels(endpoint).inc(events) }
-  dropped (endpoint: string): void { this.droppedEvents.labels(endpoint).inc() }
+  dropped (endpoint: string, events = 1): void { this.droppedEvents.labels(endpoint).inc(events) }
 }

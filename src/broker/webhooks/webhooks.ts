@@ -54,18 +54,20 @@ export class Webhooks {
 
   /** Queues an event for every endpoint that wants it. */
   emit (type: WebhookEventType, data: Record<string, unknown>): void {
-    if (this.wanted.has(type)) this.queue(type, null, () => JSON.stringify(data))
+    if (this.wanted.has(type)) void this.queue(type, null, () => JSON.stringify(data))
   }
 
   /**
    * Queues a message event for the endpoints whose filters match `topic`; `data` (its JSON) is
-   * built only if one does, once for all of them.
+   * built only if one does, once for all of them. Resolves once the event is stored (null: it
+   * already is, or none was queued).
    */
-  emitMessage (type: 'message.published', topic: string, data: () => string): void {
-    this.queue(type, topic, data)
+  emitMessage (type: 'message.published', topic: string, data: () => string): Promise<void> | null {
+    return this.queue(type, topic, data) ? this.outbox.written() : null
   }
 
-  private queue (type: WebhookEventType, topic: string | null, data: () => string): void {
+  /** Whether the event was queued for any endpoint. */
+  private queue (type: WebhookEventType, topic: string | null, data: () => string): boolean {
     let json: string | null = null
     for (const endpoint of this.endpoints) {
       if (!endpoint.events.has(type)) continue
@@ -73,6 +75,12 @@ export class Webhooks {
       json ??= eventJson(type, this.nodeJson, data())
       if (!this.outbox.append(endpoint.name, json)) this.metrics.dropped(endpoint.name)
     }
+    return json !== null
+  }
+
+  /** Events the outbox could not keep, counted as dropped. */
+  lost (endpoint: string, events: number): void {
+    this.metrics.dropped(endpoint, events)
   }
 
   /** Whether an endpoint of that name is configured. */
@@ -108,6 +116,8 @@ export function createWebhooks (config: BrokerConfig, redis: Redis | null, nodeI
   const outbox = redis === null
     ? new MemoryOutbox(webhooks.maxPendingPerEndpoint, webhooks.maxDeadLetters)
     // the lease outlives a request's timeout: a sender waiting for an answer keeps its endpoint
-    : new RedisOutbox(redis, { nodeId, maxPending: webhooks.maxPendingPerEndpoint, maxDeadLetters: webhooks.maxDeadLetters, leaseMs: Math.max(3 * config.cluster.heartbeatIntervalMs, webhooks.timeoutMs + 1000) })
-  return new Webhooks(webhooks, outbox, nodeId, registry, logger.child({ component: 'webhooks' }), env)
+    : new RedisOutbox(redis, { nodeId, maxPending: webhooks.maxPendingPerEndpoint, maxDeadLetters: webhooks.maxDeadLetters, leaseMs: Math.max(3 * config.cluster.heartbeatIntervalMs, webhooks.timeoutMs + 1000), onLost: (endpoint, events) => { webhooksOfConfig.lost(endpoint, events) } })
+  // called back only once events are appended, after construction
+  const webhooksOfConfig: Webhooks = new Webhooks(webhooks, outbox, nodeId, registry, logger.child({ component: 'webhooks' }), env)
+  return webhooksOfConfig
 }
