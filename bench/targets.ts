@@ -1,7 +1,10 @@
 // The brokers the harness measures, one row each. A target starts its processes, says where
 // clients connect, and stops them. To add one (single node + Redis, two nodes + Redis,
 // `--workers 2`, JWT + ACL), append an entry; startNodeBroker covers Node-based brokers.
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import jwt from 'jsonwebtoken'
@@ -161,6 +164,20 @@ export const targets: Target[] = [
     }
   },
   {
+    name: 'rb+authz',
+    description: 'this project, one node, JWT and ACL as rb+jwt, per-user connection limits off (`bench/authz.yaml`): the reference of rb+authz+hook',
+    unavailable: () => null,
+    scenarios: ['fanin-qos1', 'connections'],
+    start: async (options) => await startAuthzTarget(options, false)
+  },
+  {
+    name: 'rb+authz+hook',
+    description: 'rb+authz with the authorization hook asked on connect, subscribe and publish (a local backend answering allow, ttl 1 h): the cost of a warm cache',
+    unavailable: () => null,
+    scenarios: ['fanin-qos1', 'connections'],
+    start: async (options) => await startAuthzTarget(options, true)
+  },
+  {
     name: 'rb+redis',
     measuredAlone: 'latency',
     description: 'this project, one node with Redis (routed emitter); Redis shares the broker CPU',
@@ -234,6 +251,36 @@ export const targets: Target[] = [
     }
   }
 ]
+
+/** rb+authz, with the hook pointing at a backend in this process when `hook` (it answers allow, cached an hour). */
+async function startAuthzTarget (options: StartOptions, hook: boolean): Promise<RunningTarget> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-authz-'))
+  const config = join(dir, 'authz.yaml')
+  let backend: Server | null = null
+  let hookConfig = ''
+  if (hook) {
+    const server = createServer((req, res) => {
+      req.resume()
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"allow":true,"ttl":3600}'))
+    })
+    backend = server
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    hookConfig = `\nauthorizationHook:\n  url: http://127.0.0.1:${(server.address() as AddressInfo).port}/authz\n  connect: true\n  subscribe: true\n  publish: true\n`
+  }
+  writeFileSync(config, readFileSync(fileURLToPath(new URL('../../bench/authz.yaml', import.meta.url)), 'utf8') + hookConfig)
+  const running = await startNodeBroker([cliPath, 'start', '--config', config], { ...projectEnv(), ALLOW_ANONYMOUS: 'false', JWT_SECRET: benchSecret }, options)
+  const token = jwt.sign({ sub: 'bench' }, benchSecret, { expiresIn: 3600 })
+  return {
+    ...running,
+    credentials: () => ({ username: 'bench', password: token }),
+    stop: async () => {
+      await running.stop()
+      backend?.closeAllConnections()
+      backend?.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
 
 function baselineTargets (checkout: string | undefined): Target[] {
   if (checkout === undefined || checkout === '') return []

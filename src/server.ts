@@ -43,6 +43,10 @@ import { createSharedEmitter } from './broker/shared/shared-emitter.js'
 import { createHistory } from './broker/history/history.js'
 import { addHistoryRoute, historyJson } from './bridge/history.js'
 import { handleHistoryRequest } from './broker/history/history-requests.js'
+import { publishedHook, wireWebhookEvents } from './broker/webhooks/broker-events.js'
+import { HttpHookDecider } from './broker/authorization-hook/http-hook.js'
+import { listenForRevocations, publishRevocation } from './broker/authorization-hook/revocation.js'
+import { createWebhooks, type Webhooks } from './broker/webhooks/webhooks.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -95,6 +99,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const publishRates = new PublishRateLimiter()
   const clients = new ClientRegistry(metrics)
   const history = createHistory(config.history, storage.redis, metrics.registry, logger)
+  // null without endpoints: no event is ever built
+  const webhooks = createWebhooks(config, storage.redis, nodeId, metrics.registry, logger, process.env)
+  const authorizationHook = config.authorizationHook.url === '' ? null : new HttpHookDecider(config.authorizationHook, metrics.registry, logger.child({ component: 'authz-hook' }), process.env)
   const policies = createPolicies({
     authenticator,
     acl: config.acl,
@@ -110,7 +117,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     userConnections: (user) => presence.connections(user),
     retainedCaps,
     deliveryLatency: new DeliveryLatency(metrics, nodeId),
-    ...(history === null ? {} : { historyRequest: (client, grants, packet) => handleHistoryRequest(aedes, history, logger, historyJson, client, grants, packet) })
+    ...(history === null ? {} : { historyRequest: (client, grants, packet) => handleHistoryRequest(aedes, history, logger, historyJson, client, grants, packet) }),
+    authorizationHook
   }, clients)
   // shared subscriptions' groups, around the storage's emitter
   const sharedSubscriptions = await createSharedEmitter(storage, config, nodeId, logger)
@@ -144,11 +152,15 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     // authenticate hook (limits.maxClientIdLength); Aedes' own count (UTF-16 units, 3.1 only) is off.
     maxClientsIdLength: Infinity,
     maxTopicLevels: config.limits.maxTopicLevels,
+    // message webhooks: a message's event is in the outbox before its PUBACK
+    ...(webhooks?.wants('message.published') === true ? { published: publishedHook(webhooks, clients) } : {}),
     ...policies.hooks
   })
   // history topics: stored and numbered before delivery; wrapped by the policies' step below, so a dropped publish is never stored
   if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), (packet, publish, acknowledge) => history.recorder.record(packet, publish, acknowledge))
   interceptClientPublishes(aedes, policies.acceptPublish)
+  if (webhooks !== null) wireWebhookEvents(webhooks, aedes, clients, metrics)
+  if (authorizationHook !== null) await listenForRevocations(aedes, (user) => authorizationHook.revoke(user), clients, audit)
   // The cluster took this node for dead: its clients' wills are out and their live deliveries
   // were not routed here. Closing them makes them reconnect and resume their sessions (on any
   // node), queued messages included, instead of staying connected to a view that went stale.
@@ -163,7 +175,10 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     maxLifetimeMs: config.sessions.expirySeconds * 1000,
     nodeId,
     isConnectedHere: (clientId) => clientById(aedes, clientId) !== undefined,
-    onExpired: () => metrics.sessionExpired(),
+    onExpired: (clientId) => {
+      metrics.sessionExpired()
+      webhooks?.emit('session.expired', { clientId })
+    },
     logger
   })
   clusterSafeSessionTimers(aedes, (clientId) => storage.sessionStore.isHeld(clientId), (err) => {
@@ -171,7 +186,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   // Presence counts every user's connections (for the per-user connection limit) and publishes
   // their states when presence is on.
-  const presence = createPresence(config, storage, aedes, nodeId, logger)
+  const presence = createPresence(config, storage, aedes, nodeId, logger, webhooks)
   // A dead node, on the one node that claimed its death: its sessions go offline, its users are recounted.
   storage.registry.on('died', async (node) => {
     await expiry.nodeDied(node).then(
@@ -189,12 +204,14 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     if ((connack.reasonCode ?? connack.returnCode) !== 0) return
     const state = clients.ready(client)
     if (state !== undefined && state.identity.user !== null) presence.connected(state.identity.user)
+    if (state !== undefined) webhooks?.emit('client.connected', { clientId: client.id, user: state.identity.user, transport: state.connection.transport, address: state.connection.remote ?? null, protocolVersion: client.version })
   })
   aedes.on('clientDisconnect', (client) => {
     expiry.disconnected(client)
     sharedSubscriptions.clientClosed(client)
     const state = clients.forget(client, clientById(aedes, client.id), 'client')
     if (state !== undefined && state.identity.user !== null) presence.disconnected(state.identity.user)
+    if (state !== undefined) webhooks?.emit('client.disconnected', { clientId: client.id, user: state.identity.user, reason: state.closeReason })
   })
   // [MQTT-3.1.2-25] a message larger than the client's Maximum Packet Size is not sent to it
   aedes.on('publishTooLarge', () => metrics.messageDropped('too_large_for_client'))
@@ -254,7 +271,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
 
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
-    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, liveNodes: () => storage.registry.live(), sharedGroups: () => sharedSubscriptions.summary() })
+    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, liveNodes: () => storage.registry.live(), sharedGroups: () => sharedSubscriptions.summary(), webhooks, revoke: authorizationHook === null ? null : async (revocation) => await publishRevocation(aedes, revocation) })
     addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
     addSseRoute(routes, {
       aedes,
@@ -290,6 +307,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       options.announce?.(`Demos at ${demos}`)
       logger.info({ event: 'demos.up', url: demos }, 'demo pages served')
     }
+    webhooks?.start()
     ready = true
 
     let closing: Promise<void> | null = null
@@ -305,6 +323,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
         await bounded(presence.close(), config.shutdown.timeoutMs)
         // the sessions of the clients just disconnected are recorded offline before storage closes
         await bounded(expiry.close(), config.shutdown.timeoutMs)
+        // what the endpoints have not acknowledged stays in the outbox (Redis) for the next sender
+        await bounded(webhooks?.close() ?? Promise.resolve(), config.shutdown.timeoutMs)
         await bounded(new Promise<void>((resolve) => aedes.close(() => resolve())), config.shutdown.timeoutMs - config.shutdown.drainMs)
         httpServer.closeAllConnections()
         await bounded(stopped, config.shutdown.timeoutMs)
@@ -323,6 +343,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       close
     }
   } catch (err) {
+    await webhooks?.close()
     await expiry.close()
     await presence.close()
     await Promise.all(servers.map(({ server }) => closeServer(server)))
@@ -354,9 +375,10 @@ function hostPort ({ host, port }: BoundAddress): string {
   return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
 }
 
-function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, nodeId: string, logger: Logger): Presence {
+function createPresence (config: BrokerConfig, storage: Storage, aedes: Aedes, nodeId: string, logger: Logger, webhooks: Webhooks | null): Presence {
   const store = storage.redis === null ? memoryPresenceStore() : redisPresenceStore(storage.redis, nodeId, storage.redisKeys)
   const publish = (user: string, state: PresenceState | null): Promise<void> => new Promise((resolve, reject) => {
+    if (state !== null) webhooks?.emit(state.online ? 'presence.online' : 'presence.offline', { ...state })
     aedes.publish({
       cmd: 'publish',
       topic: presencePrefix + user,

@@ -124,3 +124,23 @@ t.test('Redis Cluster: redis.cluster or a redis+cluster:// URL; what cannot go w
   t.match(conflicts.message, /redis\.emitter.*: expected "routed" on a Redis Cluster/)
   t.match(conflicts.message, /redis\.sentinel.*: expected no sentinel with a Redis Cluster/)
 })
+
+t.test('webhooks and the authorization hook: off by default, bad values named, secrets not echoed', async (t) => {
+  const config = resolveConfig({})
+  t.same(config.webhooks.endpoints, [], 'no endpoint by default')
+  t.equal(config.authorizationHook.url, '', 'no hook by default')
+  const endpoint = { name: 'app', url: 'https://u:pa55word@app.example.com/events', events: ['message.published'] }
+  const noSecret = t.throws(() => resolveConfig({ webhooks: { endpoints: [endpoint] } } as never)) as ConfigError
+  t.match(noSecret.message, /webhooks\.endpoints\.0\.secret .*expected a secret or secretEnv/)
+  t.notMatch(noSecret.message, /pa55word/, 'the URL (it may carry a password) is not printed')
+  const badEvent = t.throws(() => resolveConfig({ webhooks: { endpoints: [{ ...endpoint, secret: 'x'.repeat(16), events: ['message.sent'] }] } } as never)) as ConfigError
+  t.match(badEvent.message, /webhooks\.endpoints\.0\.events\.0 .*expected one of client\.connected/)
+  const twice = t.throws(() => resolveConfig({ webhooks: { endpoints: [{ ...endpoint, secret: 'x'.repeat(16) }, { ...endpoint, secret: 'y'.repeat(16) }] } } as never)) as ConfigError
+  t.match(twice.message, /webhooks\.endpoints\.1\.name .*no other endpoint has/)
+  const shortSecret = t.throws(() => resolveConfig({ webhooks: { endpoints: [{ ...endpoint, secret: 'hunter2' }] } } as never)) as ConfigError
+  t.notMatch(shortSecret.message, /hunter2/, 'a short secret is not echoed')
+  const hook = t.throws(() => resolveConfig({ authorizationHook: { url: 'https://app.example.com/authz' } })) as ConfigError
+  t.match(hook.message, /authorizationHook\.url .*: expected at least one of connect, subscribe, publish .*got <redacted>/)
+  const failure = t.throws(() => resolveConfig({ authorizationHook: { onFailure: 'maybe' as never } })) as ConfigError
+  t.match(failure.message, /authorizationHook\.onFailure .*expected "deny" or "allow"/)
+})

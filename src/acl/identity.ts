@@ -11,6 +11,9 @@ export interface Identity {
   tokenAcl: { pub: string[], sub: string[] } | null
 }
 
+/** The role of the admin API and of the broker commands clients may publish (the authorization hook's revocations). */
+export const adminRole = 'admin'
+
 /** CONNACK return codes a failed authentication maps to (MQTT 3.1.1 table 3.1). */
 export const enum ConnackCode {
   BadUsernameOrPassword = 4,
@@ -19,8 +22,8 @@ export const enum ConnackCode {
 
 /** Why authentication failed, in a bounded set (a metrics label). */
 // client_id_owned: the client id belongs to another user's session; session_store_unavailable:
-// who owns the client id could not be read.
-export type AuthFailureKind = 'no_credentials' | 'bad_token' | 'username_mismatch' | 'identifier_rejected' | 'will_denied' | 'unsafe_identity' | 'connection_limit' | 'connect_rate_limit' | 'client_id_owned' | 'session_store_unavailable'
+// who owns the client id could not be read; hook_denied: the authorization hook refused it.
+export type AuthFailureKind = 'no_credentials' | 'bad_token' | 'username_mismatch' | 'identifier_rejected' | 'will_denied' | 'unsafe_identity' | 'connection_limit' | 'connect_rate_limit' | 'client_id_owned' | 'session_store_unavailable' | 'hook_denied'
 
 export type AuthResult =
   | { ok: true, identity: Identity }

@@ -4,15 +4,19 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Aedes, Client } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
+import { adminRole } from '../acl/identity.js'
 import { subscriptionsOf } from '../broker/aedes-adapter.js'
 import type { ClientRegistry, ClientState } from '../broker/client-registry.js'
 import type { LiveNode } from '../broker/cluster/node-registry.js'
 import type { Logger } from '../broker/observability/logger.js'
 import type { GroupSummary } from '../broker/shared/shared-emitter.js'
 import { authenticateRequest } from './bearer.js'
+import { addWebhookAdminRoutes, type WebhookAdmin } from './admin-webhooks.js'
+import { addRevocationRoute } from './admin-authz.js'
+import type { Revocation } from '../acl/authorization-hook.js'
 import { sendJson, type Routes } from './http-server.js'
 
-export const adminRole = 'admin'
+export { adminRole }
 const prefix = '/api/v1/admin'
 const maxPageSize = 1000
 
@@ -26,6 +30,10 @@ export interface AdminParts {
   liveNodes: () => Promise<LiveNode[]>
   /** The shared subscription groups this node knows: its members and the other nodes'. */
   sharedGroups: () => GroupSummary[]
+  /** Webhook dead letters (list, replay); null when no endpoint is configured. */
+  webhooks?: WebhookAdmin | null
+  /** Revokes a user's authorization hook answers on every node; null when the hook is off. */
+  revoke?: ((revocation: Revocation) => Promise<void>) | null
 }
 
 function describe (client: Client, state: ClientState, nodeId: string): Record<string, unknown> {
@@ -116,6 +124,9 @@ export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
       memory: { rss: memory.rss, heapUsed: memory.heapUsed }
     })
   }))
+
+  if (parts.webhooks != null) addWebhookAdminRoutes(routes, prefix, guarded, parts.webhooks, audit)
+  if (parts.revoke != null) addRevocationRoute(routes, prefix, guarded, parts.revoke, audit)
 
   routes.set(`GET ${prefix}/nodes`, guarded((_req, res) => {
     parts.liveNodes().then((nodes) => {

@@ -188,3 +188,11 @@ export function watchAcknowledgements (client: Client, onAck: (packetId: number)
   parser.on('packet', listener)
   return () => parser.removeListener('packet', listener)
 }
+
+/**
+ * Removes subscriptions of a client on the broker's initiative (no UNSUBACK: the packet has no
+ * message id). Aedes' handler takes filter strings, which its typings do not declare.
+ */
+export function unsubscribeClient (client: Client, filters: string[]): void {
+  client.unsubscribe({ unsubscriptions: filters } as unknown as Parameters<Client['unsubscribe']>[0], () => {})
+}

@@ -103,6 +103,8 @@ export class ClientRegistry {
     if (!state.ready) return undefined
     // Another connection now holds the client id: it took the session over.
     const reason = state.closeReason ?? (currentHolder !== undefined && currentHolder !== client ? 'takeover' : fallback)
+    // the state returned says why (webhooks' client.disconnected)
+    state.closeReason = reason
     this.metrics.clientDisconnected(state.connection.transport, reason)
     return state
   }

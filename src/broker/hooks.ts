@@ -3,10 +3,11 @@
 // or a closed connection; MQTT 5 clients get the reason code (reason-codes.ts), and a refused
 // PUBLISH of theirs is answered with it while the connection stays up. Per-client state lives in the client registry (client-registry.ts).
 import { isUtf8 } from 'node:buffer'
-import type { AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
+import type { AedesOptions, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes'
 import type { Authenticator } from '../acl/authenticate.js'
 import { compileGrants, publishLimitViolation, type AclConfig, type ClientGrants, type RoleLimits } from '../acl/authorize.js'
-import type { AuthFailureKind, Identity } from '../acl/identity.js'
+import { intersectGrants, narrowedIdentity, revocationTopic, type HookAction, type HookAnswer, type HookDecider } from '../acl/authorization-hook.js'
+import { adminRole, type AuthFailureKind, type Identity } from '../acl/identity.js'
 import { KeyedRateLimiter, type PublishRateLimiter } from '../acl/rate-limit.js'
 import { holderOfClientId, isDelayedWill, willOf } from './aedes-adapter.js'
 import type { ClientRegistry, ClientState } from './client-registry.js'
@@ -46,6 +47,8 @@ export interface HookParts {
   deliveryLatency: DeliveryLatency
   /** When topics keep history: answers a PUBLISH to `$history/<topic>` (history/history-requests.ts). */
   historyRequest?: (client: Client, grants: ClientGrants, packet: PublishPacket) => void
+  /** The app backend's say on connect, subscribe and publish (authorizationHook); null when off. */
+  authorizationHook: HookDecider | null
 }
 
 export interface ClientPolicies {
@@ -115,36 +118,48 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       const { identity } = result
       const compiled = compileGrants(identity, client.id, parts.acl)
       if (!compiled.ok) return refuse(compiled.culprit === 'clientId' ? 2 : 5, 'unsafe_identity', compiled.reason)
-      const { grants } = compiled
-      // A will is a publish by its owner, authorized at connect time.
-      const will = willOf(client)
-      if (will !== undefined && (will.topic.startsWith('$') || !grants.canPublish(will.topic))) {
-        return refuse(5, 'will_denied', `will topic ${will.topic} is not authorized`)
+      const admitWith = (identity: Identity, grants: ClientGrants): void => {
+        // A will is a publish by its owner, authorized at connect time.
+        const will = willOf(client)
+        if (will !== undefined && (will.topic.startsWith('$') || !grants.canPublish(will.topic))) {
+          return refuse(5, 'will_denied', `will topic ${will.topic} is not authorized`)
+        }
+        const { limits } = grants
+        // [MQTT-3.2.2-9] a v5 client is told the highest QoS its roles let it publish at (and
+        // gets DISCONNECT 0x9B above it [MQTT-3.2.2-11])
+        if (client.version === 5 && limits.maxQos !== undefined && limits.maxQos < 2) client.connackProperties = { maximumQoS: limits.maxQos }
+        clients.admit(client, {
+          connection,
+          connectedSince: Date.now(),
+          ready: false,
+          closeReason: null,
+          identity,
+          grants,
+          subscriptions: limits.maxSubscriptions === undefined ? null : new Set(),
+          publishRate: parts.publishRates.keys(identity.user, `connection:${++connectionSequence}`, limits),
+          expiryTimer: identity.expiresAt === null ? null : scheduleExpiry(parts, clients, client, identity.expiresAt + parts.expiryGraceS * 1000),
+          retainedCheck: null
+        })
+        const refuseAdmitted: Refuse = (code, kind, reason) => {
+          clients.forget(client, undefined, 'client')
+          refuse(code, kind, reason)
+        }
+        // the connection limits first: a refused connection claims no client id
+        admitConnection(parts, clients, connectRates, client, identity.user, limits, refuseAdmitted, () => {
+          claimClientId(parts, client, identity, refuseAdmitted, () => done(null, true))
+        })
       }
-      const { limits } = grants
-      // [MQTT-3.2.2-9] a v5 client is told the highest QoS its roles let it publish at (and
-      // gets DISCONNECT 0x9B above it [MQTT-3.2.2-11])
-      if (client.version === 5 && limits.maxQos !== undefined && limits.maxQos < 2) client.connackProperties = { maximumQoS: limits.maxQos }
-      clients.admit(client, {
-        connection,
-        connectedSince: Date.now(),
-        ready: false,
-        closeReason: null,
-        identity,
-        grants,
-        subscriptions: limits.maxSubscriptions === undefined ? null : new Set(),
-        publishRate: parts.publishRates.keys(identity.user, `connection:${++connectionSequence}`, limits),
-        expiryTimer: identity.expiresAt === null ? null : scheduleExpiry(parts, clients, client, identity.expiresAt + parts.expiryGraceS * 1000),
-        retainedCheck: null
-      })
-      const refuseAdmitted: Refuse = (code, kind, reason) => {
-        clients.forget(client, undefined, 'client')
-        refuse(code, kind, reason)
+      const hook = parts.authorizationHook
+      if (hook?.asks('connect') === true) {
+        return whenDecided(hook.decide({ action: 'connect', user: identity.user, clientId: client.id, roles: identity.roles }), (answer) => {
+          // [MQTT-3.2.2-5] refused by the backend: CONNACK 5, not authorized
+          if (!answer.allow) return refuse(5, 'hook_denied', 'refused by the authorization hook')
+          const narrowed = narrowedByHook(parts, client.id, identity, compiled.grants, answer)
+          if (!narrowed.ok) return refuse(5, 'unsafe_identity', narrowed.reason)
+          admitWith(narrowed.identity, narrowed.grants)
+        })
       }
-      // the connection limits first: a refused connection claims no client id
-      admitConnection(parts, clients, connectRates, client, identity.user, limits, refuseAdmitted, () => {
-        claimClientId(parts, client, identity, refuseAdmitted, () => done(null, true))
-      })
+      admitWith(identity, compiled.grants)
     },
 
     authorizePublish: (client, packet, done) => {
@@ -188,18 +203,18 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       // acknowledged and its message dropped, as Mosquitto and EMQX do, whatever
       // onPublishDenied says: an app's mistaken publish must not cost it its connection
       // (docs/auth.md).
-      if (packet.topic.startsWith('$')) return deny('drop', 'acl', 'topics starting with $ are reserved to the broker')
+      if (packet.topic.startsWith('$')) {
+        // but for a revocation of the authorization hook's answers, from an admin: to every node (revocation.ts)
+        if (packet.topic === revocationTopic && parts.authorizationHook !== null && state.identity.roles.includes(adminRole)) return done(null)
+        return deny('drop', 'acl', 'topics starting with $ are reserved to the broker')
+      }
       if (!state.grants.canPublish(packet.topic)) return deny(parts.onPublishDenied, 'acl', 'not granted')
-      const size = packet.payload.length
-      const overLimit = publishLimitViolation(state.grants.limits, packet.qos, size)
-      if (overLimit !== null) return deny(parts.onLimitExceeded, overLimit.cause, overLimit.reason)
-      // a payload announced as UTF-8 that is not: PUBACK 0x99 Payload format invalid (MQTT 5
-      // section 3.3.2.3.2); the indicator itself goes to the subscribers unaltered
-      if (client.version === 5 && isUtf8Announced(packet) && typeof packet.payload !== 'string' && !isUtf8(packet.payload)) return deny(parts.onPublishDenied, 'payload_format', 'the Payload Format Indicator says UTF-8 and the payload is not')
-      const overRate = parts.publishRates.take(state.publishRate, 1, size)
-      if (overRate !== null) return deny(parts.onLimitExceeded, 'rate_limit', overRate)
-      metrics.messageIn(packet.qos as QosLabel, size)
-      afterRetainedCaps(parts, client, state, packet, done)
+      const hook = parts.authorizationHook
+      if (hook === null || !hook.asks('publish')) return publishWithinLimits(parts, client, state, packet, deny, done)
+      whenDecided(hook.decide(hookQuestion('publish', client, state, packet.topic)), (answer) => {
+        if (!answer.allow) return deny(parts.onPublishDenied, 'acl', 'denied by the authorization hook')
+        publishWithinLimits(parts, client, state, packet, deny, done)
+      })
     },
 
     authorizeSubscribe: (client, subscription, done) => {
@@ -216,18 +231,15 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
       // a shared subscription needs the right to subscribe to its filter (Aedes checked its form),
       // and its ShareName allowed to the roles
       const shared = parseSharedFilter(subscription.topic)
-      if (!state.grants.canSubscribe(shared?.filter ?? subscription.topic)) return refuse('acl.denied', 'not granted')
+      const filter = shared?.filter ?? subscription.topic
+      if (!state.grants.canSubscribe(filter)) return refuse('acl.denied', 'not granted')
       if (shared !== null && !state.grants.canShare(shared.shareName)) return refuse('acl.denied', 'share name not granted')
-      const { limits } = state.grants
-      const { subscriptions } = state
-      if (subscriptions !== null) {
-        if (limits.maxSubscriptions !== undefined && !subscriptions.has(subscription.topic) && subscriptions.size >= limits.maxSubscriptions) {
-          return refuse('limit.exceeded', `over ${limits.maxSubscriptions} subscriptions`)
-        }
-        subscriptions.add(subscription.topic)
-      }
-      if (limits.maxQos !== undefined && subscription.qos > limits.maxQos) subscription.qos = limits.maxQos
-      done(null, subscription)
+      const hook = parts.authorizationHook
+      if (hook === null || !hook.asks('subscribe')) return subscribeWithinLimits(state, subscription, refuse, done)
+      whenDecided(hook.decide(hookQuestion('subscribe', client, state, filter)), (answer) => {
+        if (!answer.allow) return refuse('acl.denied', 'denied by the authorization hook')
+        subscribeWithinLimits(state, subscription, refuse, done)
+      })
     },
 
     // The second line of defence: a message reaches a client only on a topic it may read,
@@ -363,4 +375,55 @@ function scheduleExpiry (parts: HookParts, clients: ClientRegistry, client: Clie
   }, Math.max(0, Math.min(at - Date.now(), maxTimerDelay)))
   timer.unref()
   return timer
+}
+
+type PublishDenial = (policy: 'disconnect' | 'drop', cause: DropReason, reason: string) => void
+
+/** The rest of authorizePublish once the ACL (and the hook) allowed it: the role limits, the rate, the retained caps. */
+function publishWithinLimits (parts: HookParts, client: Client, state: ClientState, packet: PublishPacket, deny: PublishDenial, done: (err: null) => void): void {
+  const size = packet.payload.length
+  const overLimit = publishLimitViolation(state.grants.limits, packet.qos, size)
+  if (overLimit !== null) return deny(parts.onLimitExceeded, overLimit.cause, overLimit.reason)
+  // a payload announced as UTF-8 that is not: PUBACK 0x99 Payload format invalid (MQTT 5
+  // section 3.3.2.3.2); the indicator itself goes to the subscribers unaltered
+  if (client.version === 5 && isUtf8Announced(packet) && typeof packet.payload !== 'string' && !isUtf8(packet.payload)) return deny(parts.onPublishDenied, 'payload_format', 'the Payload Format Indicator says UTF-8 and the payload is not')
+  const overRate = parts.publishRates.take(state.publishRate, 1, size)
+  if (overRate !== null) return deny(parts.onLimitExceeded, 'rate_limit', overRate)
+  parts.metrics.messageIn(packet.qos as QosLabel, size)
+  afterRetainedCaps(parts, client, state, packet, done)
+}
+
+/** The rest of authorizeSubscribe once the ACL (and the hook) allowed it: the role's subscription count and QoS. */
+function subscribeWithinLimits (state: ClientState, subscription: Subscription, refuse: (event: string, reason: string) => void, done: (err: null, subscription: Subscription) => void): void {
+  const { limits } = state.grants
+  const { subscriptions } = state
+  if (subscriptions !== null) {
+    if (limits.maxSubscriptions !== undefined && !subscriptions.has(subscription.topic) && subscriptions.size >= limits.maxSubscriptions) {
+      return refuse('limit.exceeded', `over ${limits.maxSubscriptions} subscriptions`)
+    }
+    subscriptions.add(subscription.topic)
+  }
+  if (limits.maxQos !== undefined && subscription.qos > limits.maxQos) subscription.qos = limits.maxQos
+  done(null, subscription)
+}
+
+/** Runs `then` with the hook's answer: at once when it came from the cache, else once it arrives. */
+function whenDecided (answer: HookAnswer | Promise<HookAnswer>, then: (answer: HookAnswer) => void): void {
+  if (answer instanceof Promise) void answer.then(then)
+  else then(answer)
+}
+
+function hookQuestion (action: HookAction, client: Client, state: ClientState, topic: string): Parameters<HookDecider['decide']>[0] {
+  return { action, user: state.identity.user, clientId: client.id, topic, roles: state.identity.roles }
+}
+
+/** A client's identity and grants narrowed by the hook's connect answer (never widened: acl/authorization-hook.ts). */
+function narrowedByHook (parts: HookParts, clientId: string, identity: Identity, grants: ClientGrants, answer: HookAnswer): { ok: true, identity: Identity, grants: ClientGrants } | { ok: false, reason: string } {
+  if (answer.roles === undefined && answer.acl === undefined) return { ok: true, identity, grants }
+  const narrowed = narrowedIdentity(identity, answer)
+  const compiled = compileGrants(narrowed, clientId, parts.acl)
+  if (!compiled.ok) return { ok: false, reason: compiled.reason }
+  // the token's own acl claim still narrows when the answer replaced it
+  const both = identity.tokenAcl !== null && answer.acl !== undefined ? intersectGrants(compiled.grants, grants) : compiled.grants
+  return { ok: true, identity: narrowed, grants: both }
 }

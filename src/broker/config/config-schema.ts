@@ -4,6 +4,7 @@ import { z } from 'zod'
 import { jwtAlgorithms } from '../../acl/jwt.js'
 import { isValidTopicFilter } from '../../acl/topic-grammar.js'
 import { shareStrategies } from '../shared/dispatch-strategy.js'
+import { webhookEventTypes } from '../webhooks/events.js'
 
 const port = z.number({ error: 'expected a port number (integer 0-65535)' })
   .int('expected a port number (integer 0-65535)')
@@ -177,6 +178,38 @@ export const configSchema = z.object({
     idempotencyWindowSeconds: nonNegativeInt('seconds (integer >= 0, 0 = no idempotency keys)').max(86_400, 'expected at most 86400 (a day)'),
     maxReadLimit: positiveInt('a number of messages (positive integer)').max(100_000, 'expected at most 100000 messages')
   }).strict(),
+  webhooks: z.object({
+    endpoints: z.array(z.object({
+      // a metrics label and part of Redis keys: short and plain
+      name: z.string().regex(/^[\w.-]{1,64}$/, 'expected a name of 1-64 letters, digits, _ . or -'),
+      url: z.string().regex(/^https?:\/\/[^\s]+$/, 'expected an http:// or https:// URL'),
+      secret: z.string({ error: 'expected a string (the signing secret)' }).min(16, 'expected a signing secret of at least 16 characters').optional(),
+      secretEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name').optional(),
+      events: z.array(z.enum(webhookEventTypes, { error: `expected one of ${webhookEventTypes.join(', ')}` })).min(1, 'expected at least one event type'),
+      topics: z.array(z.string().refine((f) => isValidTopicFilter(f), { error: 'expected an MQTT topic filter' })).default([])
+    }).strict().refine((e) => e.secret !== undefined || e.secretEnv !== undefined, { error: 'expected a secret or secretEnv: every webhook request is signed', path: ['secret'] })),
+    batchSize: positiveInt('a number of events (positive integer)').max(10_000, 'expected at most 10000'),
+    batchDelayMs: nonNegativeInt('milliseconds (integer >= 0)'),
+    timeoutMs: positiveInt('milliseconds (positive integer)'),
+    retryInitialMs: positiveInt('milliseconds (positive integer)'),
+    retryMaxMs: positiveInt('milliseconds (positive integer)'),
+    deadLetterAfterMs: positiveInt('milliseconds (positive integer)'),
+    maxPendingPerEndpoint: positiveInt('a number of events (positive integer)'),
+    maxDeadLetters: positiveInt('a number of events (positive integer)')
+  }).strict(),
+  authorizationHook: z.object({
+    url: z.union([z.literal(''), z.string().regex(/^https?:\/\/[^\s]+$/)], { error: 'expected an http:// or https:// URL, or "" (off)' }),
+    connect: z.boolean({ error: 'expected true or false' }),
+    subscribe: z.boolean({ error: 'expected true or false' }),
+    publish: z.boolean({ error: 'expected true or false' }),
+    timeoutMs: positiveInt('milliseconds (positive integer)'),
+    onFailure: z.enum(['deny', 'allow'], { error: 'expected "deny" or "allow"' }),
+    cacheTtlS: nonNegativeInt('seconds (integer >= 0, 0 = no cache)'),
+    maxCacheEntries: positiveInt('a number of answers (positive integer)'),
+    // signs the hook's requests as webhooks are signed, so the backend knows they are the broker's
+    secret: z.string().min(16, 'expected a signing secret of at least 16 characters').optional(),
+    secretEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name').optional()
+  }).strict(),
   shutdown: z.object({
     timeoutMs: positiveInt('milliseconds (positive integer)'),
     drainMs: nonNegativeInt('milliseconds (integer >= 0)')
@@ -201,6 +234,17 @@ export const configSchema = z.object({
   }
   if (config.shutdown.drainMs >= config.shutdown.timeoutMs) {
     ctx.addIssue({ code: 'custom', path: ['shutdown', 'drainMs'], message: `expected less than shutdown.timeoutMs (${config.shutdown.timeoutMs})` })
+  }
+  const names = config.webhooks.endpoints.map((e) => e.name)
+  names.forEach((name, i) => {
+    if (names.indexOf(name) !== i) ctx.addIssue({ code: 'custom', path: ['webhooks', 'endpoints', i, 'name'], message: `expected a name no other endpoint has, got ${JSON.stringify(name)} twice` })
+  })
+  if (config.webhooks.retryMaxMs < config.webhooks.retryInitialMs) {
+    ctx.addIssue({ code: 'custom', path: ['webhooks', 'retryMaxMs'], message: `expected at least webhooks.retryInitialMs (${config.webhooks.retryInitialMs})` })
+  }
+  const hook = config.authorizationHook
+  if (hook.url !== '' && !hook.connect && !hook.subscribe && !hook.publish) {
+    ctx.addIssue({ code: 'custom', path: ['authorizationHook', 'url'], message: 'expected at least one of connect, subscribe, publish set to true when url is set' })
   }
   for (const [user, entry] of Object.entries(config.acl.users)) check(entry.roles, ['acl', 'users', user, 'roles'])
 })

@@ -168,6 +168,43 @@ export const defaultOptions = {
     // The most messages one history read returns (HTTP, MQTT 5 request, SDK recovery).
     maxReadLimit: 10_000
   },
+  webhooks: {
+    // HTTP endpoints told what happens on the broker (docs/webhooks.md): each with a name, a
+    // url, a secret (or secretEnv) that signs its requests, the events it wants and, for
+    // message.published, the topic filters. None by default: no event is built.
+    endpoints: [] as Array<{ name: string, url: string, secret?: string, secretEnv?: string, events: string[], topics?: string[] }>,
+    // Events per request, and how long the first event of a batch waits for more.
+    batchSize: 100,
+    batchDelayMs: 100,
+    // A request not answered 2xx within this is a failure, retried.
+    timeoutMs: 5_000,
+    // Retries of a failed batch wait from retryInitialMs, doubling up to retryMaxMs, jittered.
+    retryInitialMs: 500,
+    retryMaxMs: 60_000,
+    // An event still undelivered this long after it happened goes to the dead letters (an
+    // hour: a receiver's deploy or outage does not lose events), listed and replayed through
+    // the admin API.
+    deadLetterAfterMs: 3_600_000,
+    // Events waiting per endpoint (memory, or the Redis outbox); more are dropped and counted,
+    // so a receiver that is down costs bounded memory.
+    maxPendingPerEndpoint: 100_000,
+    maxDeadLetters: 100_000
+  },
+  authorizationHook: {
+    // The app backend asked whether a user may connect, subscribe, publish (docs/auth.md):
+    // on top of the JWT and role ACL, which still bound what it grants. Off while url is empty.
+    url: '',
+    connect: false,
+    subscribe: false,
+    publish: false,
+    // An answer not back within this is a failure: onFailure decides (deny by default).
+    timeoutMs: 1_000,
+    onFailure: 'deny' as 'deny' | 'allow',
+    // How long an answer is reused when it names no ttl of its own (seconds, per user, action
+    // and topic): a chat at 2,000 messages/s does not make 2,000 calls/s.
+    cacheTtlS: 60,
+    maxCacheEntries: 100_000
+  },
   shutdown: {
     // Graceful shutdown is bounded: after this the process exits even if clients linger.
     timeoutMs: 10_000,

@@ -182,8 +182,12 @@ export class BrokerMetrics {
     this.aclDenials.labels(action).inc()
   }
 
+  /** Told of every drop when set (webhooks' message.dropped); null costs a drop nothing more. */
+  dropListener: ((reason: DropReason, count: number) => void) | null = null
+
   messageDropped (reason: DropReason, count = 1): void {
     this.dropped.labels(reason).inc(count)
+    this.dropListener?.(reason, count)
   }
 
   /** A retained message delivered live but not stored: over `limit`. */

@@ -75,7 +75,7 @@ export interface SessionExpiryOptions {
   nodeId: string
   /** Whether a client id is connected to this node right now. */
   isConnectedHere: (clientId: string) => boolean
-  onExpired: () => void
+  onExpired: (clientId: string) => void
   logger: Logger
 }
 
@@ -213,7 +213,7 @@ export class SessionExpiry {
     // Wills are published or deleted when their connection ends (or by the survivors when a
     // node dies), so one is rarely left; this node's copy is deleted in case.
     await persistence.delWill(client)
-    this.options.onExpired()
+    this.options.onExpired(clientId)
     logger.info({ event: 'session.expired', clientId }, 'session expired: subscriptions and queued messages deleted')
   }
 

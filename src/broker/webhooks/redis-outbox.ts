@@ -1,0 +1,237 @@
+// The durable outbox of a clustered broker: per endpoint, a Redis Stream read through a
+// consumer group. One node at a time holds an endpoint's lease and sends (keeping its events
+// in order); a node taking the lease over first claims what the previous holder read and did
+// not acknowledge (XAUTOCLAIM), so a SIGKILLed node's events are still delivered. Acknowledged
+// entries are deleted, so the stream's length is the backlog. Every key of an endpoint carries
+// the hash tag {webhooks:<name>}: each MULTI and script stays on one Redis Cluster slot.
+import type { RedisClient } from '../storage/redis-clients.js'
+import { AppendSignal, type DeadLetter, type OutboxEntry, type WebhookOutbox } from './outbox.js'
+
+const group = 'senders'
+const keys = (endpoint: string): { outbox: string, dead: string, lease: string } => ({
+  outbox: `{webhooks:${endpoint}}:outbox`,
+  dead: `{webhooks:${endpoint}}:dead`,
+  lease: `{webhooks:${endpoint}}:lease`
+})
+
+// KEYS[1] lease; ARGV node id, lease ms: 1 when the node holds the lease (taken or renewed)
+const leaseScript = `
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
+return 0`
+// KEYS[1] lease; ARGV node id: gives the lease up if held
+const releaseScript = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`
+
+type StreamEntry = [id: string, fields: string[]]
+
+/** The value of `name` in a stream entry's field list. */
+function field (fields: string[], name: string): string {
+  const at = fields.indexOf(name)
+  return at === -1 || at % 2 === 1 ? '' : fields[at + 1] ?? ''
+}
+
+/** A stream id's milliseconds: when the entry was added. */
+const idTime = (id: string): number => Number(id.slice(0, id.indexOf('-')))
+
+export interface RedisOutboxOptions {
+  nodeId: string
+  maxPending: number
+  maxDeadLetters: number
+  /** A sender silent this long loses its endpoint to another node. */
+  leaseMs: number
+  /** Events Redis did not take (counted as dropped). */
+  onLost: (endpoint: string, events: number) => void
+}
+
+export class RedisOutbox implements WebhookOutbox {
+  private readonly buffered = new Map<string, string[]>()
+  // the write of the events buffered now: resolves once Redis has them
+  private flushing: Promise<void> | null = null
+  private readonly lengths = new Map<string, number>()
+  private readonly recounted = new Map<string, number>()
+  private readonly leases = new Map<string, NodeJS.Timeout>()
+  /** Endpoints whose lease was just taken: the previous holder's unacknowledged entries come first. */
+  private readonly claimFirst = new Set<string>()
+  private readonly groups = new Set<string>()
+  private readonly signal = new AppendSignal()
+  private closed = false
+
+  constructor (private readonly redis: RedisClient, private readonly options: RedisOutboxOptions) {}
+
+  append (endpoint: string, event: string): boolean {
+    let buffer = this.buffered.get(endpoint)
+    if ((this.lengths.get(endpoint) ?? 0) + (buffer?.length ?? 0) >= this.options.maxPending) {
+      this.recount(endpoint)
+      return false
+    }
+    if (buffer === undefined) this.buffered.set(endpoint, buffer = [])
+    buffer.push(event)
+    // one pipeline per turn for all the events of the turn
+    this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => await this.flush())
+    return true
+  }
+
+  private async flush (): Promise<void> {
+    const batches = [...this.buffered]
+    this.buffered.clear()
+    this.flushing = null
+    const pipeline = this.redis.pipeline()
+    for (const [endpoint, events] of batches) {
+      const { outbox } = keys(endpoint)
+      for (const event of events) pipeline.xadd(outbox, '*', 'e', event)
+      pipeline.xlen(outbox)
+    }
+    // Redis briefly away: ioredis holds the commands until it is back (maxRetriesPerRequest:
+    // null); an append Redis refused (out of memory, say) is an event lost, counted
+    const results = await pipeline.exec().catch(() => null)
+    let at = 0
+    for (const [endpoint, events] of batches) {
+      const refused = results === null ? events.length : results.slice(at, at + events.length).filter(([err]) => err !== null).length
+      if (refused > 0) this.options.onLost(endpoint, refused)
+      at += events.length
+      const length = results?.[at]?.[1]
+      if (typeof length === 'number') this.lengths.set(endpoint, length)
+      at++
+      this.signal.notify(endpoint)
+    }
+  }
+
+  /** Reads the backlog again (at most once a second) while it refuses appends: the sender may be another node. */
+  private recount (endpoint: string): void {
+    const now = Date.now()
+    if (now - (this.recounted.get(endpoint) ?? 0) < 1000) return
+    this.recounted.set(endpoint, now)
+    this.redis.xlen(keys(endpoint).outbox).then((length) => this.lengths.set(endpoint, length), () => {})
+  }
+
+  async acquire (endpoint: string): Promise<boolean> {
+    if (this.closed) return false
+    const { lease } = keys(endpoint)
+    const held = Number(await this.redis.eval(leaseScript, 1, lease, this.options.nodeId, this.options.leaseMs))
+    if (held === 0) {
+      this.stopRenewing(endpoint)
+      return false
+    }
+    if (held === 2) this.claimFirst.add(endpoint)
+    // renewed while the sender waits (a backoff can outlast the lease)
+    if (!this.leases.has(endpoint)) {
+      const timer = setInterval(() => {
+        this.redis.eval(leaseScript, 1, lease, this.options.nodeId, this.options.leaseMs).then((renewed) => {
+          if (Number(renewed) === 0) this.stopRenewing(endpoint)
+        }, () => {})
+      }, Math.max(100, Math.floor(this.options.leaseMs / 3)))
+      timer.unref()
+      this.leases.set(endpoint, timer)
+    }
+    return true
+  }
+
+  private stopRenewing (endpoint: string): void {
+    clearInterval(this.leases.get(endpoint))
+    this.leases.delete(endpoint)
+  }
+
+  private async ensureGroup (endpoint: string): Promise<void> {
+    if (this.groups.has(endpoint)) return
+    await this.redis.xgroup('CREATE', keys(endpoint).outbox, group, '0', 'MKSTREAM').catch((err: Error) => {
+      if (!err.message.includes('BUSYGROUP')) throw err
+    })
+    this.groups.add(endpoint)
+  }
+
+  async take (endpoint: string, max: number): Promise<OutboxEntry[]> {
+    await this.ensureGroup(endpoint)
+    const { outbox } = keys(endpoint)
+    const read = async (id: '0' | '>', count: number): Promise<OutboxEntry[]> => {
+      const answer = await this.redis.xreadgroup('GROUP', group, this.options.nodeId, 'COUNT', count, 'STREAMS', outbox, id) as Array<[string, StreamEntry[]]> | null
+      // deleted entries still pending come back without fields
+      return (answer?.[0]?.[1] ?? []).filter((entry) => Array.isArray(entry[1])).map(toEntry)
+    }
+    try {
+      if (this.claimFirst.has(endpoint)) {
+        // what any consumer read and never acknowledged (a dead node's batch) becomes this one's
+        let cursor = '0-0'
+        do {
+          [cursor] = await this.redis.xautoclaim(outbox, group, this.options.nodeId, 0, cursor, 'COUNT', 1000, 'JUSTID') as [string, string[]]
+        } while (cursor !== '0-0')
+        this.claimFirst.delete(endpoint)
+      }
+      // this consumer's unacknowledged entries first (a batch it waited to fill, or claimed),
+      // then new ones: all in stream order
+      const pending = await read('0', max)
+      return pending.length >= max ? pending : [...pending, ...await read('>', max - pending.length)]
+    } catch (err) {
+      // the stream or its group is gone (Redis restarted without persistence): made again
+      if ((err as Error).message.includes('NOGROUP')) this.groups.delete(endpoint)
+      throw err
+    }
+  }
+
+  async ack (endpoint: string, entries: readonly OutboxEntry[]): Promise<void> {
+    const { outbox } = keys(endpoint)
+    const ids = entries.map((entry) => entry.id)
+    const results = await this.redis.multi().xack(outbox, group, ...ids).xdel(outbox, ...ids).xlen(outbox).exec()
+    const length = results?.[2]?.[1]
+    if (typeof length === 'number') this.lengths.set(endpoint, length)
+  }
+
+  async deadLetter (endpoint: string, entries: readonly OutboxEntry[], reason: string): Promise<void> {
+    const { outbox, dead } = keys(endpoint)
+    const ids = entries.map((entry) => entry.id)
+    const now = String(Date.now())
+    const multi = this.redis.multi()
+    for (const entry of entries) multi.xadd(dead, 'MAXLEN', '~', this.options.maxDeadLetters, '*', 'e', entry.event, 'reason', reason, 'at', String(entry.enqueuedAt), 'dead', now)
+    await multi.xack(outbox, group, ...ids).xdel(outbox, ...ids).exec()
+  }
+
+  async deadLetters (endpoint: string, max: number): Promise<DeadLetter[]> {
+    const entries = await this.redis.xrange(keys(endpoint).dead, '-', '+', 'COUNT', max) as StreamEntry[]
+    return entries.map(toDeadLetter)
+  }
+
+  async replay (endpoint: string, ids: readonly string[] | null): Promise<number> {
+    const { outbox, dead } = keys(endpoint)
+    const all = await this.redis.xrange(dead, '-', '+') as StreamEntry[]
+    const wanted = ids === null ? null : new Set(ids)
+    const chosen = all.filter(([id]) => wanted === null || wanted.has(id))
+    if (chosen.length === 0) return 0
+    // moved in one transaction: queued again (the same event ids, for the receiver's dedupe) and no longer dead
+    const multi = this.redis.multi()
+    for (const [, fields] of chosen) multi.xadd(outbox, '*', 'e', field(fields, 'e'))
+    await multi.xdel(dead, ...chosen.map(([id]) => id)).exec()
+    this.signal.notify(endpoint)
+    return chosen.length
+  }
+
+  written (): Promise<void> | null {
+    return this.flushing
+  }
+
+  pending (endpoint: string): number {
+    return this.lengths.get(endpoint) ?? 0
+  }
+
+  appended (endpoint: string, ms: number): Promise<void> {
+    return this.signal.wait(endpoint, ms)
+  }
+
+  /** Flushes what is buffered, gives the leases up (another node sends from now on). */
+  async close (): Promise<void> {
+    this.closed = true
+    this.signal.close()
+    await this.flushing?.catch(() => {})
+    for (const endpoint of [...this.leases.keys()]) {
+      this.stopRenewing(endpoint)
+      await this.redis.eval(releaseScript, 1, keys(endpoint).lease, this.options.nodeId).catch(() => {})
+    }
+  }
+}
+
+function toEntry ([id, fields]: StreamEntry): OutboxEntry {
+  return { id, event: field(fields, 'e'), enqueuedAt: idTime(id) }
+}
+
+function toDeadLetter ([id, fields]: StreamEntry): DeadLetter {
+  return { id, event: field(fields, 'e'), enqueuedAt: Number(field(fields, 'at')), deadAt: Number(field(fields, 'dead')), reason: field(fields, 'reason') }
+}

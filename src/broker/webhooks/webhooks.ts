@@ -1,0 +1,123 @@
+// The webhooks of a node: which endpoint wants which event (filters compiled once), events
+// built once and queued in the outbox for each, a sender per endpoint. Queuing is all an event
+// costs the broker: a slow or failing endpoint never holds MQTT delivery, its backlog is
+// bounded (webhooks.maxPendingPerEndpoint) and what is over it counted.
+import type { RedisClient } from '../storage/redis-clients.js'
+import type { Registry } from 'prom-client'
+import { levelSeparator, levelsMatch } from '../../acl/topic-grammar.js'
+import { ConfigError, type BrokerConfig } from '../config/config.js'
+import type { Logger } from '../observability/logger.js'
+import { eventJson, type WebhookEventType } from './events.js'
+import { MemoryOutbox, type DeadLetter, type WebhookOutbox } from './outbox.js'
+import { RedisOutbox } from './redis-outbox.js'
+import { EndpointSender } from './sender.js'
+import { WebhookMetrics } from './webhook-metrics.js'
+
+type WebhookConfig = BrokerConfig['webhooks']
+
+interface Endpoint {
+  name: string
+  events: ReadonlySet<WebhookEventType>
+  /** message.published: the topic filters split into levels; empty = every topic not starting with $. */
+  topics: ReadonlyArray<readonly string[]>
+}
+
+const everyTopic = [['#']]
+
+export class Webhooks {
+  private readonly endpoints: Endpoint[]
+  private readonly senders: EndpointSender[]
+  private readonly metrics: WebhookMetrics
+  private readonly wanted = new Set<WebhookEventType>()
+  private readonly nodeJson: string
+
+  constructor (config: WebhookConfig, private readonly outbox: WebhookOutbox, nodeId: string, registry: Registry, logger: Logger, env: Record<string, string | undefined>) {
+    this.endpoints = config.endpoints.map((endpoint) => ({
+      name: endpoint.name,
+      events: new Set(endpoint.events),
+      topics: endpoint.topics.length === 0 ? everyTopic : endpoint.topics.map((filter) => filter.split(levelSeparator))
+    }))
+    for (const endpoint of this.endpoints) for (const type of endpoint.events) this.wanted.add(type)
+    this.nodeJson = JSON.stringify(nodeId)
+    this.metrics = new WebhookMetrics(registry, this.endpoints.map((e) => e.name), (name) => outbox.pending(name))
+    this.senders = config.endpoints.map((endpoint) => {
+      const secret = endpoint.secret ?? env[endpoint.secretEnv ?? '']
+      if (secret === undefined || secret.length < 16) throw new ConfigError(`config: webhooks.endpoints ${endpoint.name}: expected the environment variable ${endpoint.secretEnv ?? ''} to hold a signing secret of at least 16 characters`)
+      return new EndpointSender({ name: endpoint.name, url: endpoint.url, secret }, outbox, config, this.metrics, logger)
+    })
+  }
+
+  /** Whether any endpoint wants `type`: the broker builds no event nobody wants. */
+  wants (type: WebhookEventType): boolean {
+    return this.wanted.has(type)
+  }
+
+  /** Queues an event for every endpoint that wants it. */
+  emit (type: WebhookEventType, data: Record<string, unknown>): void {
+    if (this.wanted.has(type)) void this.queue(type, null, () => JSON.stringify(data))
+  }
+
+  /**
+   * Queues a message event for the endpoints whose filters match `topic`; `data` (its JSON) is
+   * built only if one does, once for all of them. Resolves once the event is stored (null: it
+   * already is, or none was queued).
+   */
+  emitMessage (type: 'message.published', topic: string, data: () => string): Promise<void> | null {
+    return this.queue(type, topic, data) ? this.outbox.written() : null
+  }
+
+  /** Whether the event was queued for any endpoint. */
+  private queue (type: WebhookEventType, topic: string | null, data: () => string): boolean {
+    let json: string | null = null
+    for (const endpoint of this.endpoints) {
+      if (!endpoint.events.has(type)) continue
+      if (topic !== null && !endpoint.topics.some((filter) => levelsMatch(filter, topic))) continue
+      json ??= eventJson(type, this.nodeJson, data())
+      if (!this.outbox.append(endpoint.name, json)) this.metrics.dropped(endpoint.name)
+    }
+    return json !== null
+  }
+
+  /** Events the outbox could not keep, counted as dropped. */
+  lost (endpoint: string, events: number): void {
+    this.metrics.dropped(endpoint, events)
+  }
+
+  /** Whether an endpoint of that name is configured. */
+  has (endpoint: string): boolean {
+    return this.endpoints.some((e) => e.name === endpoint)
+  }
+
+  async deadLetters (endpoint: string, max: number): Promise<DeadLetter[]> {
+    return await this.outbox.deadLetters(endpoint, max)
+  }
+
+  async replay (endpoint: string, ids: readonly string[] | null): Promise<number> {
+    return await this.outbox.replay(endpoint, ids)
+  }
+
+  start (): void {
+    for (const sender of this.senders) sender.start()
+  }
+
+  /** Stops sending; what was not acknowledged stays in the outbox (Redis) for the next sender. */
+  async close (): Promise<void> {
+    const stopping = this.senders.map((sender) => sender.close())
+    // wakes the senders waiting for appends
+    await this.outbox.close()
+    await Promise.all(stopping)
+  }
+}
+
+/** The webhooks of a config, with the outbox its storage allows; null when no endpoint is configured (nothing is built). */
+export function createWebhooks (config: BrokerConfig, redis: RedisClient | null, nodeId: string, registry: Registry, logger: Logger, env: Record<string, string | undefined>): Webhooks | null {
+  const { webhooks } = config
+  if (webhooks.endpoints.length === 0) return null
+  const outbox = redis === null
+    ? new MemoryOutbox(webhooks.maxPendingPerEndpoint, webhooks.maxDeadLetters)
+    // the lease outlives a request's timeout: a sender waiting for an answer keeps its endpoint
+    : new RedisOutbox(redis, { nodeId, maxPending: webhooks.maxPendingPerEndpoint, maxDeadLetters: webhooks.maxDeadLetters, leaseMs: Math.max(3 * config.cluster.heartbeatIntervalMs, webhooks.timeoutMs + 1000), onLost: (endpoint, events) => { webhooksOfConfig.lost(endpoint, events) } })
+  // called back only once events are appended, after construction
+  const webhooksOfConfig: Webhooks = new Webhooks(webhooks, outbox, nodeId, registry, logger.child({ component: 'webhooks' }), env)
+  return webhooksOfConfig
+}

@@ -1,0 +1,69 @@
+// The policies of webhooks and the authorization hook, as plain functions: backoff bounds,
+// answers parsed and cached (ttl, bound, revocation), connect answers that can only narrow.
+import t from 'tap'
+import { failureAnswer, HookAnswerCache, narrowedIdentity, parseHookAnswer, parseRevocation } from '../src/acl/authorization-hook.js'
+import { backoffDelay, batchBody } from '../src/broker/webhooks/sender.js'
+import { eventJson, messageDataJson } from '../src/broker/webhooks/events.js'
+
+t.test('backoff doubles from the initial delay, is capped, its upper half random', async (t) => {
+  t.equal(backoffDelay(0, 500, 60_000, () => 0), 250, 'attempt 0, no jitter: half the initial delay')
+  t.equal(backoffDelay(0, 500, 60_000, () => 1), 500, 'attempt 0, full jitter: the initial delay')
+  t.equal(backoffDelay(3, 500, 60_000, () => 1), 4000, 'doubling')
+  t.equal(backoffDelay(20, 500, 60_000, () => 1), 60_000, 'capped at the maximum')
+  t.equal(backoffDelay(10_000, 500, 60_000, () => 0.5), 45_000, 'no overflow on a long outage')
+})
+
+t.test('events are JSON the receiver can parse, batched without parsing them again', async (t) => {
+  const data = messageDataJson({ topic: 'a/"quoted"', qos: 1, retain: false, clientId: null, user: 'al\\ice', payload: Buffer.from([0xc3, 0x28]) })
+  const event = JSON.parse(eventJson('message.published', JSON.stringify('node-1'), data)) as { id: string, at: string, node: string, data: Record<string, unknown> }
+  t.same(event.data, { topic: 'a/"quoted"', qos: 1, retain: false, clientId: null, user: 'al\\ice', payload: Buffer.from([0xc3, 0x28]).toString('base64'), encoding: 'base64' }, 'quoting and a non-UTF-8 payload survive')
+  t.equal(event.node, 'node-1')
+  t.ok(!Number.isNaN(Date.parse(event.at)), 'an ISO time')
+  const body = JSON.parse(batchBody([{ id: '1', event: eventJson('session.expired', '"n"', '{"clientId":"c"}'), enqueuedAt: 0 }, { id: '2', event: eventJson('session.expired', '"n"', '{"clientId":"d"}'), enqueuedAt: 0 }])) as { events: Array<{ data: unknown, id: string }> }
+  t.same(body.events.map((e) => e.data), [{ clientId: 'c' }, { clientId: 'd' }])
+  t.not(body.events[0]?.id, body.events[1]?.id, 'ids differ')
+})
+
+t.test('hook answers: parsed strictly, ttl from the answer or the default', async (t) => {
+  t.same(parseHookAnswer({ allow: true }, 60), { allow: true, ttlMs: 60_000 })
+  t.same(parseHookAnswer({ allow: false, ttl: 0 }, 60), { allow: false, ttlMs: 0 })
+  t.same(parseHookAnswer({ allow: true, ttl: 10 ** 9 }, 60), { allow: true, ttlMs: 86_400_000 }, 'a ttl is at most a day')
+  t.same(parseHookAnswer({ allow: true, roles: ['a'], acl: { pub: ['x/#'] } }, 60), { allow: true, ttlMs: 60_000, roles: ['a'], acl: { pub: ['x/#'], sub: [] } })
+  for (const bad of [null, 'yes', {}, { allow: 'true' }, { allow: true, ttl: -1 }, { allow: true, roles: 'admin' }, { allow: true, acl: { pub: ['a/#/b'] } }]) {
+    t.equal(parseHookAnswer(bad, 60), null, `refused: ${JSON.stringify(bad)}`)
+  }
+  t.same(failureAnswer('deny'), { allow: false, ttlMs: 0 }, 'a failure denies, uncached')
+  t.same(failureAnswer('allow'), { allow: true, ttlMs: 0 })
+})
+
+t.test('a connect answer narrows roles and grants, never widens them', async (t) => {
+  const identity = { user: 'u', roles: ['member', 'guest'], expiresAt: null, tokenAcl: null }
+  t.same(narrowedIdentity(identity, { allow: true, ttlMs: 0, roles: ['guest', 'admin'] }).roles, ['guest'], 'admin, not given by the config, is not taken')
+  t.same(narrowedIdentity(identity, { allow: true, ttlMs: 0, acl: { pub: ['a'], sub: [] } }).tokenAcl, { pub: ['a'], sub: [] })
+  t.same(narrowedIdentity(identity, { allow: true, ttlMs: 0 }), identity, 'nothing answered: unchanged')
+})
+
+t.test('the answer cache: per user, action and topic; ttl; bounded; revoked per user', async (t) => {
+  const cache = new HookAnswerCache(3)
+  const allow = { allow: true, ttlMs: 1000 }
+  cache.set('alice', 'publish', 'a', allow, 0)
+  t.same(cache.get('alice', 'publish', 'a', 999), allow, 'within its ttl')
+  t.equal(cache.get('alice', 'subscribe', 'a', 1), undefined, 'per action')
+  t.equal(cache.get('bob', 'publish', 'a', 1), undefined, 'per user')
+  t.equal(cache.get('alice', 'publish', 'a', 1000), undefined, 'expired at its ttl')
+  t.equal(cache.entries, 0, 'and forgotten')
+  cache.set('alice', 'publish', 'x', { allow: true, ttlMs: 0 }, 0)
+  t.equal(cache.entries, 0, 'a ttl of 0 is not cached')
+  for (const topic of ['1', '2', '3', '4']) cache.set('alice', 'publish', topic, allow, 0)
+  t.equal(cache.entries, 3, 'bounded')
+  t.equal(cache.get('alice', 'publish', '1', 1), undefined, 'the oldest went first')
+  cache.set('bob', 'publish', '1', allow, 0)
+  t.equal(cache.revoke('alice'), 2, 'revoked: alice\'s answers')
+  t.same(cache.get('bob', 'publish', '1', 1), allow, 'bob\'s stay')
+})
+
+t.test('revocations: a user, and what else to do', async (t) => {
+  t.same(parseRevocation({ user: 'bob' }), { user: 'bob', disconnect: false, unsubscribe: false })
+  t.same(parseRevocation({ user: 'bob', disconnect: true, unsubscribe: ['a/+'] }), { user: 'bob', disconnect: true, unsubscribe: ['a/+'] })
+  for (const bad of [{}, { user: '' }, { user: 'b', disconnect: 'yes' }, { user: 'b', unsubscribe: ['a/#/b'] }]) t.ok('error' in parseRevocation(bad), `refused: ${JSON.stringify(bad)}`)
+})
