@@ -39,6 +39,8 @@ import { RetainedCaps } from './broker/storage/retained-quota.js'
 import { SessionExpiry } from './broker/sessions/session-expiry.js'
 import { capSessionQueues } from './broker/sessions/session-queue-cap.js'
 import { createStorage, type Storage } from './broker/storage/storage.js'
+import { drainClients } from './broker/process/drain.js'
+import { AdminService } from './broker/admin/admin-service.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -106,6 +108,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     retainedCaps,
     deliveryLatency: new DeliveryLatency(metrics, nodeId)
   }, clients)
+  // the admin API's bans and drain refuse CONNECTs around the authentication policy
+  const admin = new AdminService({ config, nodeId, storage, clients, metrics, audit, logger })
+  await admin.start()
   const aedes = await Aedes.createBroker({
     id: nodeId,
     persistence: storage.persistence,
@@ -136,8 +141,10 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     // authenticate hook (limits.maxClientIdLength); Aedes' own count (UTF-16 units, 3.1 only) is off.
     maxClientsIdLength: Infinity,
     maxTopicLevels: config.limits.maxTopicLevels,
-    ...policies.hooks
+    ...policies.hooks,
+    authenticate: admin.admitting(policies.hooks.authenticate)
   })
+  admin.attach(aedes)
   interceptClientPublishes(aedes, policies.acceptPublish)
   // The cluster took this node for dead: its clients' wills are out and their live deliveries
   // were not routed here. Closing them makes them reconnect and resume their sessions (on any
@@ -243,7 +250,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
 
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
-    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, liveNodes: () => storage.registry.live() })
+    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, cluster: admin.cluster, trail: admin.trail })
     addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
     addSseRoute(routes, {
       aedes,
@@ -254,7 +261,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       audit,
       options: config.http.sse
     })
-    addHealthRoutes(routes, { checks: (): Record<string, boolean> => storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready } })
+    addHealthRoutes(routes, { checks: (): Record<string, boolean> => ({ ...(storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready }), ...(admin.draining ? { drained: false } : {}) }) })
     if (config.http.demos) addStaticRoutes(routes, logger)
     if (config.http.devTokens) addDevTokenRoute(routes, { jwt: config.auth.jwt, env: process.env, logger })
     const httpServer: HttpServer = createHttpListener(routes, { tls: config.http.tls, logger, corsOrigins: config.http.corsOrigins })
@@ -292,6 +299,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
         await bounded(presence.close(), config.shutdown.timeoutMs)
         // the sessions of the clients just disconnected are recorded offline before storage closes
         await bounded(expiry.close(), config.shutdown.timeoutMs)
+        await bounded(admin.close(), config.shutdown.timeoutMs)
         await bounded(new Promise<void>((resolve) => aedes.close(() => resolve())), config.shutdown.timeoutMs - config.shutdown.drainMs)
         httpServer.closeAllConnections()
         await bounded(stopped, config.shutdown.timeoutMs)
@@ -310,25 +318,13 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       close
     }
   } catch (err) {
+    await admin.close()
     await expiry.close()
     await presence.close()
     await Promise.all(servers.map(({ server }) => closeServer(server)))
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await storage.close()
     throw err
-  }
-}
-
-/**
- * Closes the connected clients spread evenly over `ms`, so that in a rolling deploy they
- * reconnect to the other nodes gradually, sessions intact. 0 closes them all at once.
- */
-async function drainClients (aedes: Aedes, registry: ClientRegistry, ms: number): Promise<void> {
-  const clients = [...registry.clients(aedes)].map(({ client }) => client)
-  const pause = clients.length === 0 ? 0 : ms / clients.length
-  for (const client of clients) {
-    registry.disconnect(client, 'shutdown')
-    if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause))
   }
 }
 

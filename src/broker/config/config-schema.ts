@@ -53,6 +53,8 @@ export const configSchema = z.object({
     demos: z.boolean({ error: 'expected true or false' }),
     // POST /api/v1/dev/token mints tokens for anyone who asks: development only.
     devTokens: z.boolean({ error: 'expected true or false' }),
+    // The operators' web console at /console.
+    console: z.boolean({ error: 'expected true or false' }),
     // Origins whose pages may load the SDK and call the HTTP APIs (CORS); empty = same-origin.
     corsOrigins: z.array(z.string().regex(/^https?:\/\/[^/?#\s]+$/, 'expected an origin: scheme://host[:port], no path or trailing "/"')),
     tls: tlsFiles.optional()
@@ -156,6 +158,10 @@ export const configSchema = z.object({
     maxQueuedMessages: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),
     // at most a year: the sweep timer and Redis scores stay far from their limits
     expirySeconds: nonNegativeInt('seconds (integer >= 0, 0 = never)').max(31_536_000, 'expected at most 31536000 (a year)')
+  }).strict(),
+  admin: z.object({
+    requestTimeoutMs: positiveInt('milliseconds (positive integer)').max(60_000, 'expected at most 60000 (a minute)'),
+    auditEntries: positiveInt('a number of entries (positive integer)').max(1_000_000, 'expected at most 1000000')
   }).strict(),
   shutdown: z.object({
     timeoutMs: positiveInt('milliseconds (positive integer)'),

@@ -1,0 +1,155 @@
+// The cluster-wide admin API: any node answers for every node's clients (two brokers on one
+// real Redis, real MQTT.js clients), bans enforced at CONNECT on every node, the audit trail,
+// and the drain.
+import jwt from 'jsonwebtoken'
+import t from 'tap'
+import type { BrokerHandle } from '../src/server.js'
+import { brokerUrl, connectClient, connectRefused, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
+import { startRedis } from './helpers/redis.js'
+import type { Teardown } from './helpers/loopback.js'
+
+const secret = 'admin-cluster-test-secret-0123456789'
+const token = (sub: string): string => jwt.sign({ sub }, secret, { expiresIn: 600 })
+const config = {
+  auth: { anonymous: false, jwt: { secret } },
+  acl: { roles: { member: { pub: ['#'], sub: ['#'] } }, users: { root: { roles: ['admin'] } }, defaultRoles: ['member'] },
+  // fast beats, so that the second node is live for the first at once
+  cluster: { heartbeatIntervalMs: 200 }
+}
+
+/** A caller of one node's admin API as `user` (root: an admin). */
+function api (broker: BrokerHandle, user = 'root') {
+  const base = `http://127.0.0.1:${broker.addresses.http.port}/api/v1/admin`
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are checked field by field with t.match
+  return async (method: string, path: string, body?: unknown): Promise<{ status: number, body: any }> => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token(user)}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) })
+    })
+    return { status: res.status, body: await res.json() }
+  }
+}
+
+async function twoNodes (t: Teardown): Promise<[BrokerHandle, BrokerHandle]> {
+  const redis = await startRedis(t)
+  const a = await startBroker(t, { ...config, nodeId: 'node-a', redis: { url: redis.url } })
+  const b = await startBroker(t, { ...config, nodeId: 'node-b', redis: { url: redis.url } })
+  return [a, b]
+}
+
+const connectAs = (t: Teardown, broker: BrokerHandle, clientId: string, user: string, extra: object = {}) =>
+  connectClient(t, broker, 'tcp', { clientId, username: '', password: token(user), ...extra })
+
+t.test('two nodes: any node lists, searches, inspects and disconnects the clients of both', async (t) => {
+  const [a, b] = await twoNodes(t)
+  const onA = api(a)
+  await connectAs(t, a, 'phone-1', 'alice')
+  const far = await connectAs(t, b, 'phone-42', 'bob', { protocolVersion: 5 })
+  await far.subscribeAsync('fleet/+/pos', { qos: 1 })
+  await connectAs(t, b, 'tablet-7', 'alice')
+
+  const all = await onA('GET', '/clients')
+  t.equal(all.status, 200)
+  t.equal(all.body.total, 3, 'the clients of both nodes')
+  t.same(all.body.clients.map((c: { id: string, node: string }) => [c.id, c.node]), [['phone-1', 'node-a'], ['phone-42', 'node-b'], ['tablet-7', 'node-b']], 'merged, ordered by id')
+  t.same(all.body.unreachable, [])
+
+  t.same((await onA('GET', '/clients?prefix=phone')).body.clients.map((c: { id: string }) => c.id), ['phone-1', 'phone-42'], 'by client id prefix')
+  t.same((await onA('GET', '/clients?user=alice')).body.clients.map((c: { id: string }) => c.id), ['phone-1', 'tablet-7'], 'by user')
+  t.same((await onA('GET', '/clients?node=node-b')).body.clients.map((c: { id: string }) => c.id), ['phone-42', 'tablet-7'], 'by node')
+  t.equal((await onA('GET', '/clients?transport=ws')).body.total, 0, 'by transport')
+  const first = await onA('GET', '/clients?limit=2')
+  t.equal(first.body.next, 'phone-42', 'a cursor to the next page')
+  t.same((await onA('GET', `/clients?limit=2&after=${first.body.next as string}`)).body.clients.map((c: { id: string }) => c.id), ['tablet-7'], 'the page after the cursor')
+  t.same((await onA('GET', '/clients?limit=1&offset=2')).body.clients.map((c: { id: string }) => c.id), ['tablet-7'], 'offset pagination as before')
+  t.equal((await onA('GET', '/clients?offset=20000')).status, 400, 'deep offsets page with the cursor')
+
+  const one = await onA('GET', '/clients/phone-42')
+  t.equal(one.status, 200)
+  t.match(one.body, { id: 'phone-42', user: 'bob', node: 'node-b', protocolVersion: 5, subscriptions: [{ topic: 'fleet/+/pos', qos: 1 }], session: { queued: 0 } })
+  t.same((await onA('GET', '/clients/phone-42/subscriptions')).body, { id: 'phone-42', subscriptions: [{ topic: 'fleet/+/pos', qos: 1 }] })
+  t.equal((await onA('GET', '/clients/nobody')).status, 404)
+
+  const disconnect = new Promise<number | undefined>((resolve) => far.once('disconnect', (packet) => resolve(packet.reasonCode)))
+  const deleted = await onA('DELETE', '/clients/phone-42')
+  t.equal(deleted.status, 200)
+  t.same(deleted.body.nodes, ['node-b'])
+  t.equal(await disconnect, 0x98, 'the v5 client on the other node got DISCONNECT 0x98 (administrative action)')
+  await waitFor(() => b.aedes.connectedClients === 1, 'phone-42 gone from node-b')
+  t.equal((await onA('DELETE', '/clients/phone-42')).status, 404, 'no longer connected anywhere')
+
+  const nodes = await api(b)('GET', '/nodes')
+  t.same(nodes.body.nodes.map((n: { id: string }) => n.id), ['node-a', 'node-b'])
+  t.match(nodes.body.nodes[0], { id: 'node-a', connections: 1, draining: false, redis: { persistence: true }, memory: { rss: Number } })
+  t.match(nodes.body.nodes[1], { id: 'node-b', connections: 1, messagesInPerS: Number, messagesOutPerS: Number, uptimeS: Number })
+
+  const audit = await api(b)('GET', '/audit')
+  t.match(audit.body.entries[0], { event: 'admin.disconnect', admin: 'root', target: 'phone-42', node: 'node-a' }, 'the trail is shared: read through another node')
+  t.equal((await api(a, 'alice')('GET', '/audit')).status, 403, 'admins only')
+})
+
+t.test('two nodes: a ban of a user disconnects it and refuses its reconnects on both nodes within a second; lifted, it connects again', async (t) => {
+  const [a, b] = await twoNodes(t)
+  const victim = await connectAs(t, b, 'spammer-1', 'mallory', { protocolVersion: 5 })
+  const bystander = await connectAs(t, a, 'good-1', 'alice')
+  const closed = new Promise<number | undefined>((resolve) => victim.once('disconnect', (packet) => resolve(packet.reasonCode)))
+
+  const created = await api(a)('POST', '/bans', { user: 'mallory', reason: 'spam', durationS: 3600 })
+  t.equal(created.status, 201)
+  t.match(created.body, { id: 'user:mallory', kind: 'user', value: 'mallory', reason: 'spam', by: 'root' })
+  const bannedAt = Date.now()
+  t.equal(await closed, 0x98, 'the live client on the other node is disconnected (0x98)')
+  for (const node of [a, b]) {
+    t.equal(await connectRefused(t, brokerUrl(node, 'tcp'), { clientId: 'spammer-2', username: '', password: token('mallory') }), 5, `3.1.1: CONNACK 5 on ${node.nodeId}`)
+    t.equal(await connectRefused(t, brokerUrl(node, 'tcp'), { clientId: 'spammer-3', username: '', password: token('mallory'), protocolVersion: 5 }), 0x8A, `v5: CONNACK 0x8A (banned) on ${node.nodeId}`)
+  }
+  t.ok(Date.now() - bannedAt < 1000, 'refused on both nodes within a second of the ban')
+  t.ok(bystander.connected, 'other users stay connected')
+  t.same((await api(b)('GET', '/bans')).body.bans.map((ban: { id: string }) => ban.id), ['user:mallory'], 'listed through any node')
+
+  t.equal((await api(b)('DELETE', '/bans/user%3Amallory')).status, 200)
+  await openUrl(t, brokerUrl(a, 'tcp'), { clientId: 'spammer-4', username: '', password: token('mallory') })
+  t.pass('lifted: mallory connects again')
+  t.equal((await api(b)('DELETE', '/bans/user%3Amallory')).status, 404)
+  const trail = (await api(a)('GET', '/audit')).body.entries.map((e: { event: string }) => e.event)
+  t.same(trail.slice(0, 2), ['admin.unban', 'admin.ban'], 'both audited')
+})
+
+t.test('bans by client id and by address range; invalid bans are refused with the reason', async (t) => {
+  const broker = await startBroker(t, config)
+  const call = api(broker)
+  t.equal((await call('POST', '/bans', { clientId: 'x', user: 'y' })).status, 400, 'exactly one of clientId, user, address')
+  const bad = await call('POST', '/bans', { address: '10.0.0.0/99' })
+  t.equal(bad.status, 400)
+  t.match(bad.body.issues[0], { path: 'address', message: /CIDR/ })
+  t.equal((await call('POST', '/bans', { clientId: 'bot-1', durationS: 1 })).status, 201)
+  t.equal(await connectRefused(t, brokerUrl(broker, 'tcp'), { clientId: 'bot-1', username: '', password: token('carol') }), 5, 'banned client id')
+  await sleep(1100)
+  await connectAs(t, broker, 'bot-1', 'carol')
+  t.pass('the ban expired')
+
+  const local = await connectAs(t, broker, 'local-1', 'dave')
+  const closed = new Promise<void>((resolve) => local.once('close', () => resolve()))
+  t.equal((await call('POST', '/bans', { address: '127.0.0.0/8', reason: 'loopback' })).status, 201)
+  await closed
+  t.pass('the client in the banned range is disconnected')
+  t.equal(await connectRefused(t, brokerUrl(broker, 'tcp'), { clientId: 'local-2', username: '', password: token('dave') }), 5, 'a CONNECT from the range is refused')
+})
+
+t.test('a drained node refuses new clients, disconnects its clients, reports not ready, and takes clients again when lifted', async (t) => {
+  const broker = await startBroker(t, { ...config, nodeId: 'solo' })
+  const client = await connectAs(t, broker, 'd-1', 'erin', { protocolVersion: 5 })
+  const closed = new Promise<number | undefined>((resolve) => client.once('disconnect', (packet) => resolve(packet.reasonCode)))
+  const drained = await api(broker)('POST', '/nodes/solo/drain')
+  t.equal(drained.status, 200)
+  t.equal(drained.body.draining, true)
+  t.equal(await closed, 0x8B, 'v5: server shutting down, as SIGTERM\'s drain')
+  t.equal((await fetch(`http://127.0.0.1:${broker.addresses.http.port}/readyz`)).status, 503, 'not ready: a load balancer sends no one')
+  t.equal(await connectRefused(t, brokerUrl(broker, 'tcp'), { clientId: 'd-2', username: '', password: token('erin') }), 3, 'CONNACK 3, server unavailable')
+  t.equal((await api(broker)('POST', '/nodes/ghost/drain')).status, 404)
+  t.equal((await api(broker)('DELETE', '/nodes/solo/drain')).body.draining, false)
+  t.equal((await fetch(`http://127.0.0.1:${broker.addresses.http.port}/readyz`)).status, 200)
+  await connectAs(t, broker, 'd-3', 'erin')
+  t.pass('accepting again')
+})
