@@ -144,7 +144,6 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     ...policies.hooks,
     authenticate: admin.admitting(policies.hooks.authenticate)
   })
-  admin.attach(aedes)
   interceptClientPublishes(aedes, policies.acceptPublish)
   // The cluster took this node for dead: its clients' wills are out and their live deliveries
   // were not routed here. Closing them makes them reconnect and resume their sessions (on any
@@ -163,6 +162,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     onExpired: () => metrics.sessionExpired(),
     logger
   })
+  admin.attach(aedes, expiry)
   clusterSafeSessionTimers(aedes, (clientId) => storage.sessionStore.isHeld(clientId), (err) => {
     logger.warn({ event: 'will.failed', reason: err.message }, 'a delayed will could not be published')
   })
@@ -250,7 +250,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
 
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
-    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, cluster: admin.cluster, trail: admin.trail })
+    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, cluster: admin.cluster, trail: admin.trail, sessions: admin.sessions, retained: admin.retained })
     addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
     addSseRoute(routes, {
       aedes,

@@ -4,7 +4,7 @@
 import jwt from 'jsonwebtoken'
 import t from 'tap'
 import type { BrokerHandle } from '../src/server.js'
-import { brokerUrl, connectClient, connectRefused, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
+import { brokerUrl, collect, connectClient, connectRefused, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { startRedis } from './helpers/redis.js'
 import type { Teardown } from './helpers/loopback.js'
 
@@ -152,4 +152,85 @@ t.test('a drained node refuses new clients, disconnects its clients, reports not
   t.equal((await fetch(`http://127.0.0.1:${broker.addresses.http.port}/readyz`)).status, 200)
   await connectAs(t, broker, 'd-3', 'erin')
   t.pass('accepting again')
+})
+
+for (const mode of ['memory', 'redis'] as const) {
+  t.test(`${mode}: persistent sessions online and offline, with subscriptions and queued messages; deleting one takes its queue`, async (t) => {
+    const redis = mode === 'redis' ? await startRedis(t) : null
+    const withRedis = redis === null ? {} : { redis: { url: redis.url } }
+    const a = await startBroker(t, { ...config, nodeId: 'node-a', ...withRedis })
+    const b = redis === null ? a : await startBroker(t, { ...config, nodeId: 'node-b', ...withRedis })
+    const away = await connectAs(t, a, 'sleeper', 'sam', { clean: false })
+    await away.subscribeAsync('inbox/sam', { qos: 1 })
+    await new Promise<void>((resolve) => away.end(false, {}, () => resolve()))
+    const online = await connectAs(t, b, 'worker', 'wes', { clean: false })
+    await online.subscribeAsync('jobs/#', { qos: 1 })
+    await connectAs(t, b, 'passer-by', 'pat') // a clean session: not listed
+    const pub = await connectAs(t, b, 'pub', 'pat')
+    for (let i = 0; i < 3; i++) await pub.publishAsync('inbox/sam', `m${i}`, { qos: 1 })
+
+    const call = api(b)
+    let listed: Array<{ clientId: string }> = []
+    // the session store records a connect and a disconnect asynchronously
+    for (let i = 0; i < 50 && listed.length !== 2; i++) {
+      listed = (await call('GET', '/sessions')).body.sessions
+      if (listed.length !== 2) await sleep(50)
+    }
+    t.same(listed.map((s: { clientId: string }) => s.clientId).sort(), ['sleeper', 'worker'], 'the persistent sessions, not the clean ones')
+    const offline = (await call('GET', '/sessions?state=offline')).body.sessions
+    t.equal(offline.length, 1)
+    t.match(offline[0], { clientId: 'sleeper', user: 'sam', online: false, node: null, subscriptions: [{ topic: 'inbox/sam', qos: 1 }], queued: 3 })
+    t.ok(Date.parse(offline[0].expiresAt) > Date.now(), 'with its expiry')
+    t.match((await call('GET', '/sessions?state=online')).body.sessions, [{ clientId: 'worker', user: 'wes', online: true, node: b.nodeId, subscriptions: [{ topic: 'jobs/#', qos: 1 }] }])
+    t.match((await call('GET', '/sessions/sleeper')).body, { clientId: 'sleeper', queued: 3 })
+
+    const deleted = await api(a)('DELETE', '/sessions/sleeper')
+    t.equal(deleted.status, 200)
+    t.equal((await call('GET', '/sessions/sleeper')).status, 404)
+    const { client: back, connack } = await openUrl(t, brokerUrl(a, 'tcp'), { clientId: 'sleeper', clean: false, username: '', password: token('sam') })
+    t.equal(connack.sessionPresent, false, 'the session is gone: no session present')
+    const redelivered = collect(back)
+    await back.subscribeAsync('nothing/here', { qos: 1 })
+    await sleep(200)
+    t.same(redelivered, [], 'and its queued messages with it')
+    const closed = new Promise<void>((resolve) => online.once('close', () => resolve()))
+    t.equal((await api(a)('DELETE', '/sessions/worker')).body.disconnected[0], b.nodeId, 'an online session: its client is disconnected first')
+    await closed
+    t.equal((await call('DELETE', '/sessions/nobody')).status, 404)
+  })
+}
+
+t.test('two nodes: subscriptions with their subscribers, and retained messages listed, read and deleted through either node', async (t) => {
+  const [a, b] = await twoNodes(t)
+  const s1 = await connectAs(t, a, 's1', 'u1')
+  const s2 = await connectAs(t, b, 's2', 'u2')
+  await s1.subscribeAsync({ 'fleet/+/pos': { qos: 0 }, 'chat/#': { qos: 1 } })
+  await s2.subscribeAsync('fleet/+/pos', { qos: 1 })
+  const subs = await api(b)('GET', '/subscriptions')
+  t.same(subs.body.filters, [{ filter: 'chat/#', subscribers: 1 }, { filter: 'fleet/+/pos', subscribers: 2 }], 'counted across both nodes')
+  t.same((await api(b)('GET', '/subscriptions?prefix=fleet')).body.filters, [{ filter: 'fleet/+/pos', subscribers: 2 }])
+
+  const pub = await connectAs(t, a, 'pub', 'u3')
+  await pub.publishAsync('cfg/theme', 'dark', { qos: 1, retain: true })
+  await pub.publishAsync('cfg/lang', 'en', { qos: 0, retain: true })
+  await pub.publishAsync('cfg/blob', Buffer.from([0xff, 0x00, 0xfe]), { qos: 1, retain: true })
+  await pub.publishAsync('other/x', 'x', { qos: 1, retain: true })
+  const listed = await api(b)('GET', '/retained?filter=cfg/%23')
+  t.same(listed.body.messages.map((m: { topic: string }) => m.topic).sort(), ['cfg/blob', 'cfg/lang', 'cfg/theme'])
+  t.match(listed.body.messages.find((m: { topic: string }) => m.topic === 'cfg/blob'), { encoding: 'base64', preview: '/wD+', bytes: 3 })
+  t.equal((await api(b)('GET', '/retained?filter=cfg/%23&limit=2')).body.more, true, 'bounded pages')
+  t.equal((await api(b)('GET', '/retained?filter=cfg/%23%23')).status, 400, 'an invalid filter')
+  t.match((await api(b)('GET', '/retained/cfg%2Ftheme')).body, { topic: 'cfg/theme', payload: 'dark', encoding: 'utf8', qos: 1 })
+  t.equal((await api(b)('DELETE', '/retained/cfg/theme')).status, 200, 'deleted through the other node')
+  t.equal((await api(a)('GET', '/retained/cfg/theme')).status, 404)
+  const late = await connectAs(t, a, 'late', 'u4')
+  const got: string[] = []
+  late.on('message', (topic) => got.push(topic))
+  await late.subscribeAsync('cfg/#', { qos: 1 })
+  await sleep(300)
+  t.same(got.sort(), ['cfg/blob', 'cfg/lang'], 'a new subscriber no longer gets the deleted one')
+  const cleared = await api(a)('DELETE', '/retained?filter=cfg/%23')
+  t.same(cleared.body, { filter: 'cfg/#', deleted: 2, more: false })
+  t.same((await api(b)('GET', '/retained')).body.messages.map((m: { topic: string }) => m.topic).filter((topic: string) => !topic.startsWith('$')), ['other/x'])
+  t.equal((await api(b)('DELETE', '/retained')).status, 400, 'deleting everything takes an explicit filter')
 })

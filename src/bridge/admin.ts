@@ -10,7 +10,10 @@ import type { AuditTrail } from '../broker/admin/audit-trail.js'
 import { banOf, banRequest } from '../broker/admin/bans.js'
 import type { ClusterAdmin } from '../broker/admin/cluster-admin.js'
 import { RpcError } from '../broker/admin/admin-rpc.js'
+import type { RetainedAdmin } from '../broker/admin/retained-admin.js'
+import type { SessionAdmin } from '../broker/admin/session-admin.js'
 import type { ClientRegistry } from '../broker/client-registry.js'
+import { topicFilterViolation, topicNameViolation } from '../acl/topic-grammar.js'
 import type { Logger } from '../broker/observability/logger.js'
 import { authenticateRequest } from './bearer.js'
 import { sendJson, type Routes } from './http-server.js'
@@ -31,6 +34,8 @@ export interface AdminParts {
   audit: Logger
   cluster: ClusterAdmin
   trail: AuditTrail
+  sessions: SessionAdmin
+  retained: RetainedAdmin
 }
 
 /** A percent-encoded path segment, decoded; null when it is not valid UTF-8 once decoded. */
@@ -82,7 +87,7 @@ async function jsonBody (req: IncomingMessage): Promise<unknown> {
 }
 
 export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
-  const { aedes, nodeId, clients, audit, cluster, trail } = parts
+  const { aedes, nodeId, clients, audit, cluster, trail, sessions, retained } = parts
   const started = Date.now()
 
   /** Runs `handler` for an admin (every call an audit line); answers 401/403 otherwise. */
@@ -186,6 +191,75 @@ export function addAdminRoutes (routes: Routes, parts: AdminParts): void {
     if (!lifted) return [404, { error: `no ban ${JSON.stringify(id)}` }]
     trail.record({ admin, event: 'admin.unban', target: id })
     return [200, { lifted: id, unreachable }]
+  })
+
+  route(`GET ${prefix}/subscriptions`, async (_req, url) => {
+    const { offset, limit } = page(url)
+    return [200, { node: nodeId, offset, limit, ...await cluster.subscriptions(param(url, 'prefix') ?? '', offset, limit) }]
+  })
+
+  // persistent sessions, online and offline: ?state=online|offline, paged by `cursor`
+  route(`GET ${prefix}/sessions`, async (_req, url) => {
+    const { limit } = page(url)
+    const state = param(url, 'state')
+    if (state !== undefined && state !== 'online' && state !== 'offline') throw new BadRequest('state: expected "online" or "offline"')
+    return [200, { limit, ...await sessions.page(param(url, 'cursor') ?? '', limit, state) }]
+  })
+
+  route(`GET ${prefix}/sessions/*`, async (_req, url) => {
+    const [id = '', ...rest] = segments(url, '/sessions')
+    const session = rest.length > 0 ? null : await sessions.get(id)
+    return session === null ? [404, { error: `no session ${JSON.stringify(id)}` }] : [200, session]
+  })
+
+  route(`DELETE ${prefix}/sessions/*`, async (_req, url, admin) => {
+    const [id = '', ...rest] = segments(url, '/sessions')
+    if (rest.length > 0) return [404, { error: 'not found' }]
+    const { deleted, disconnected, unreachable } = await sessions.delete(id)
+    if (!deleted) return [404, { error: `no session ${JSON.stringify(id)}`, unreachable }]
+    trail.record({ admin, event: 'admin.session-delete', target: id, detail: { clientId: id, disconnected } })
+    return [200, { deleted: id, disconnected, unreachable }]
+  })
+
+  // retained messages: ?filter= (default #), offset pagination
+  const retainedFilter = (url: URL): string => {
+    const filter = param(url, 'filter') ?? '#'
+    const violation = topicFilterViolation(filter)
+    if (violation !== null) throw new BadRequest(`filter: ${violation}`)
+    return filter
+  }
+  route(`GET ${prefix}/retained`, async (_req, url) => {
+    const { offset, limit } = page(url)
+    const filter = retainedFilter(url)
+    return [200, { filter, offset, limit, ...await retained.list(filter, offset, limit) }]
+  })
+
+  route(`DELETE ${prefix}/retained`, async (_req, url, admin) => {
+    if (param(url, 'filter') === undefined) throw new BadRequest('filter: expected the filter of the retained messages to delete (# for all)')
+    const filter = retainedFilter(url)
+    const result = await retained.deleteMatching(filter)
+    trail.record({ admin, event: 'admin.retained-delete', target: filter, detail: { deleted: result.deleted } })
+    return [200, { filter, ...result }]
+  })
+
+  // /retained/<topic>: the topic percent-encoded as one segment, or its levels as segments
+  const retainedTopic = (url: URL): string => {
+    const topic = segments(url, '/retained').join('/')
+    const violation = topicNameViolation(topic)
+    if (violation !== null) throw new BadRequest(`topic: ${violation}`)
+    return topic
+  }
+  route(`GET ${prefix}/retained/*`, async (_req, url) => {
+    const topic = retainedTopic(url)
+    const message = await retained.read(topic)
+    return message === null ? [404, { error: `no retained message on ${JSON.stringify(topic)}` }] : [200, message]
+  })
+
+  route(`DELETE ${prefix}/retained/*`, async (_req, url, admin) => {
+    const topic = retainedTopic(url)
+    if (!await retained.delete(topic)) return [404, { error: `no retained message on ${JSON.stringify(topic)}` }]
+    trail.record({ admin, event: 'admin.retained-delete', target: topic })
+    return [200, { deleted: topic }]
   })
 
   route(`GET ${prefix}/audit`, async (_req, url) => {

@@ -16,6 +16,10 @@ import { AuditTrail } from './audit-trail.js'
 import { Bans, memoryBanStore, redisBanStore } from './bans.js'
 import { ClusterAdmin } from './cluster-admin.js'
 import { NodeAdmin } from './node-admin.js'
+import { RetainedAdmin } from './retained-admin.js'
+import { SessionAdmin } from './session-admin.js'
+import { retainedStore, sessionPersistence } from '../aedes-adapter.js'
+import type { SessionExpiry } from '../sessions/session-expiry.js'
 
 // How often each node checks the bans' version: a node that missed the admin API's "reload"
 // (its Redis subscriber was reconnecting) still enforces a new ban within this.
@@ -36,6 +40,9 @@ export class AdminService {
   readonly bans: Bans
   readonly trail: AuditTrail
   readonly cluster: ClusterAdmin
+  readonly retained: RetainedAdmin
+  readonly sessions: SessionAdmin
+  private expiry: SessionExpiry | null = null
   private aedes: Aedes | null = null
   private drain: NodeDrain | null = null
   private node: NodeAdmin | null = null
@@ -64,6 +71,14 @@ export class AdminService {
     })
     this.trail = new AuditTrail({ redis: storage.redis, audit, nodeId, maxEntries: config.admin.auditEntries })
     this.cluster = new ClusterAdmin({ rpc: this.rpc, liveNodes: () => storage.registry.live(), bans: this.bans })
+    this.retained = new RetainedAdmin(retainedStore(storage), storage.retainedLedger)
+    this.sessions = new SessionAdmin({
+      store: storage.sessionStore,
+      persistence: sessionPersistence(storage),
+      queueLengths: storage.queueLengths,
+      discard: async (clientId) => { await this.expiry?.discard(clientId) },
+      cluster: this.cluster
+    })
   }
 
   async start (): Promise<void> {
@@ -77,10 +92,11 @@ export class AdminService {
     return admitting(authenticate, { bans: this.bans, draining: () => this.draining, clients, audit, metrics })
   }
 
-  /** Answers for this node's clients from now on. */
-  attach (aedes: Aedes): void {
+  /** Answers for this node's clients, and for the sessions, from now on. */
+  attach (aedes: Aedes, expiry: SessionExpiry): void {
     const { config, nodeId, storage, clients, metrics } = this.parts
     this.aedes = aedes
+    this.expiry = expiry
     this.drain = new NodeDrain(aedes, clients, config.shutdown.drainMs)
     this.node = new NodeAdmin({ aedes, nodeId, clients, queueLengths: storage.queueLengths, metrics, redisState: storage.redisState, drain: this.drain, bans: this.bans })
     this.node.serve(this.rpc)

@@ -70,6 +70,18 @@ export class ClusterAdmin {
     return { nodes: answers.filter(({ result }) => result).map(({ node }) => node), unreachable }
   }
 
+  /**
+   * The filters the connected clients subscribe to, cluster-wide, each with its subscribers
+   * (a filter on two nodes counts the clients of both), by filter; `limit` after the first `offset`.
+   */
+  async subscriptions (prefix: string, offset: number, limit: number): Promise<{ total: number, filters: Array<{ filter: string, subscribers: number }>, unreachable: Unreachable[] }> {
+    const { answers, unreachable } = await this.parts.rpc.fanOut<Record<string, number>>(await this.nodeIds(), 'subscriptions.count', { prefix })
+    const merged = new Map<string, number>()
+    for (const { result } of answers) for (const [filter, count] of Object.entries(result)) merged.set(filter, (merged.get(filter) ?? 0) + count)
+    const filters = [...merged].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([filter, subscribers]) => ({ filter, subscribers }))
+    return { total: filters.length, filters: filters.slice(offset, offset + limit), unreachable }
+  }
+
   /** Every live node with its stats, by id. */
   async nodes (): Promise<{ nodes: Array<NodeStats & { lastBeat: string }>, unreachable: Unreachable[] }> {
     const live = await this.parts.liveNodes()

@@ -112,6 +112,7 @@ export class NodeAdmin {
     rpc.handle('clients.list', (params) => this.listClients(params as unknown as ClientQuery))
     rpc.handle('clients.get', (params) => this.client(String(params.id)))
     rpc.handle('clients.disconnect', (params) => this.disconnect(String(params.id)))
+    rpc.handle('subscriptions.count', (params) => this.countSubscriptions(typeof params.prefix === 'string' ? params.prefix : ''))
     rpc.handle('node.stats', () => this.stats())
     rpc.handle('node.drain', (params) => this.setDrain(params.drain === true))
     // a ban or a lift was stored: enforce the new list now, not at the next refresh
@@ -157,6 +158,15 @@ export class NodeAdmin {
     if (client === undefined || state === undefined) return false
     this.parts.clients.disconnect(client, 'admin', ReasonCode.administrativeAction)
     return true
+  }
+
+  /** Subscribers per filter among this node's clients, filters starting with `prefix`. */
+  countSubscriptions (prefix: string): Record<string, number> {
+    const counts: Record<string, number> = {}
+    for (const { client } of this.parts.clients.clients(this.parts.aedes)) {
+      for (const { topic } of subscriptionsOf(client)) if (topic.startsWith(prefix)) counts[topic] = (counts[topic] ?? 0) + 1
+    }
+    return counts
   }
 
   stats (): NodeStats {
