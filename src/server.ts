@@ -18,7 +18,7 @@ import { addMetricsRoute } from './bridge/metrics.js'
 import { addSseRoute } from './bridge/sse.js'
 import { bearerToken } from './bridge/bearer.js'
 import { createHttpListener, requestTarget, type Routes } from './bridge/http-server.js'
-import { addStaticRoutes } from './bridge/static.js'
+import { addStaticRoutes, webRoot } from './bridge/static.js'
 import { attachWebSocketBridge } from './bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
 import { authPacketEvent, capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
@@ -262,7 +262,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       options: config.http.sse
     })
     addHealthRoutes(routes, { checks: (): Record<string, boolean> => ({ ...(storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready }), ...(admin.draining ? { drained: false } : {}) }) })
-    if (config.http.demos) addStaticRoutes(routes, logger)
+    if (config.http.demos || config.http.console) addStaticRoutes(routes, logger, webRoot(), { demos: config.http.demos, console: config.http.console })
     if (config.http.devTokens) addDevTokenRoute(routes, { jwt: config.auth.jwt, env: process.env, logger })
     const httpServer: HttpServer = createHttpListener(routes, { tls: config.http.tls, logger, corsOrigins: config.http.corsOrigins })
     servers.push({ name: 'http', server: httpServer })

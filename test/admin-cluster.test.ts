@@ -12,9 +12,7 @@ const secret = 'admin-cluster-test-secret-0123456789'
 const token = (sub: string): string => jwt.sign({ sub }, secret, { expiresIn: 600 })
 const config = {
   auth: { anonymous: false, jwt: { secret } },
-  acl: { roles: { member: { pub: ['#'], sub: ['#'] } }, users: { root: { roles: ['admin'] } }, defaultRoles: ['member'] },
-  // fast beats, so that the second node is live for the first at once
-  cluster: { heartbeatIntervalMs: 200 }
+  acl: { roles: { member: { pub: ['#'], sub: ['#'] } }, users: { root: { roles: ['admin'] } }, defaultRoles: ['member'] }
 }
 
 /** A caller of one node's admin API as `user` (root: an admin). */
