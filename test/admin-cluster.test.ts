@@ -6,6 +6,7 @@ import t from 'tap'
 import type { BrokerHandle } from '../src/server.js'
 import { brokerUrl, collect, connectClient, connectRefused, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { startRedis } from './helpers/redis.js'
+import { spawnBroker } from './helpers/process.js'
 import type { Teardown } from './helpers/loopback.js'
 
 const secret = 'admin-cluster-test-secret-0123456789'
@@ -231,4 +232,37 @@ t.test('two nodes: subscriptions with their subscribers, and retained messages l
   t.same(cleared.body, { filter: 'cfg/#', deleted: 2, more: false })
   t.same((await api(b)('GET', '/retained')).body.messages.map((m: { topic: string }) => m.topic).filter((topic: string) => !topic.startsWith('$')), ['other/x'])
   t.equal((await api(b)('DELETE', '/retained')).status, 400, 'deleting everything takes an explicit filter')
+})
+
+t.test('the console is served at /console unless http.console is false, with or without the demos', async (t) => {
+  const status = async (broker: BrokerHandle, path: string): Promise<number> => (await fetch(`http://127.0.0.1:${broker.addresses.http.port}${path}`)).status
+  const both = await startBroker(t, config)
+  t.equal(await status(both, '/console'), 200)
+  t.equal(await status(both, '/demos/console.js'), 200)
+  const noConsole = await startBroker(t, { ...config, http: { port: 0, console: false } })
+  t.equal(await status(noConsole, '/console'), 404, 'off')
+  t.equal(await status(noConsole, '/demos/console.js'), 404)
+  t.equal(await status(noConsole, '/'), 200, 'the demos stay')
+  const consoleOnly = await startBroker(t, { ...config, http: { port: 0, demos: false } })
+  t.equal(await status(consoleOnly, '/console'), 200, 'the console without the demos')
+  t.equal(await status(consoleOnly, '/sdk/realtime.js'), 200, 'with the SDK it runs on')
+  t.equal(await status(consoleOnly, '/chat.html'), 404, 'and no demo page')
+})
+
+t.test('a node that does not answer is listed as unreachable beside a partial answer, within the request timeout', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startBroker(t, { ...config, nodeId: 'node-a', redis: { url: redis.url }, admin: { requestTimeoutMs: 500, auditEntries: 10 } })
+  const dir = t.testdir({ 'node.yaml': JSON.stringify(config) })
+  const frozen = await spawnBroker(t, ['--config', `${dir}/node.yaml`, '--redis', redis.url], { NODE_ID: 'node-frozen', LOG_LEVEL: 'warn' })
+  await connectAs(t, a, 'here-1', 'alice')
+  // stopped, not dead: it still counts as live until the node timeout, and answers nothing
+  frozen.child.kill('SIGSTOP')
+  t.teardown(() => { frozen.child.kill('SIGCONT') })
+  const started = Date.now()
+  const list = await api(a)('GET', '/clients')
+  t.ok(Date.now() - started < 2000, 'answered after the request timeout, not held')
+  t.equal(list.status, 200)
+  t.same(list.body.clients.map((c: { id: string }) => c.id), ['here-1'], 'the answering nodes\' clients')
+  t.match(list.body.unreachable, [{ node: 'node-frozen', reason: /no answer within 500 ms/ }])
+  t.match((await api(a)('GET', '/nodes')).body, { nodes: [{ id: 'node-a' }], unreachable: [{ node: 'node-frozen' }] })
 })

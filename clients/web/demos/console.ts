@@ -136,6 +136,16 @@ tabs.forEach((tab, i) => {
   })
 })
 
+/** A paged list: its form lists from the first page, its "Next page" button appends the next, opening its tab lists. */
+function listSection (tab: string, formId: string, moreId: string, list: (more: boolean) => Promise<void>): void {
+  byId<HTMLFormElement>(formId).addEventListener('submit', (event) => {
+    event.preventDefault()
+    act(() => list(false))
+  })
+  byId(moreId).addEventListener('click', () => act(() => list(true)))
+  loaders[tab] = () => act(() => list(false))
+}
+
 // ---- overview
 
 async function refreshOverview (): Promise<void> {
@@ -227,12 +237,7 @@ async function inspectClient (id: string): Promise<void> {
   detail.focus()
 }
 
-byId<HTMLFormElement>('client-search').addEventListener('submit', (event) => {
-  event.preventDefault()
-  act(() => listClients())
-})
-byId('client-more').addEventListener('click', () => act(() => listClients(true)))
-loaders.clients = () => act(() => listClients())
+listSection('clients', 'client-search', 'client-more', listClients)
 
 // ---- sessions
 
@@ -257,12 +262,7 @@ async function listSessions (more = false): Promise<void> {
   if (more) body.append(...rows)
   else fill(body, rows, 7, 'no persistent session')
 }
-byId<HTMLFormElement>('session-filter').addEventListener('submit', (event) => {
-  event.preventDefault()
-  act(() => listSessions())
-})
-byId('session-more').addEventListener('click', () => act(() => listSessions(true)))
-loaders.sessions = () => act(() => listSessions())
+listSection('sessions', 'session-filter', 'session-more', listSessions)
 
 // ---- retained messages
 
@@ -286,12 +286,7 @@ async function listRetained (more = false): Promise<void> {
   if (more) body.append(...rows)
   else fill(body, rows, 5, 'no retained message matches')
 }
-byId<HTMLFormElement>('retained-filter').addEventListener('submit', (event) => {
-  event.preventDefault()
-  act(() => listRetained())
-})
-byId('retained-more').addEventListener('click', () => act(() => listRetained(true)))
-loaders.retained = () => act(() => listRetained())
+listSection('retained', 'retained-filter', 'retained-more', listRetained)
 
 // ---- bans
 
