@@ -278,12 +278,13 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const web = secureWeb ? 'https' : 'http'
     announce(options, logger, `MQTT over WebSocket (${secureWeb ? 'wss' : 'ws'})`, `${secureWeb ? 'wss' : 'ws'}://${hostPort(http)}${config.http.websocketPath}`)
     announce(options, logger, 'HTTP (health)', `${web}://${hostPort(http)}/healthz`)
+    // a browsable address: a wildcard bind is reachable on loopback
+    const pages = `${web}://${hostPort({ ...http, host: http.host === '0.0.0.0' || http.host === '::' ? 'localhost' : http.host })}/`
     if (config.http.demos) {
-      // a browsable address: a wildcard bind is reachable on loopback
-      const demos = `${web}://${hostPort({ ...http, host: http.host === '0.0.0.0' || http.host === '::' ? 'localhost' : http.host })}/`
-      options.announce?.(`Demos at ${demos}`)
-      logger.info({ event: 'demos.up', url: demos }, 'demo pages served')
+      options.announce?.(`Demos at ${pages}`)
+      logger.info({ event: 'demos.up', url: pages }, 'demo pages served')
     }
+    if (config.http.console) options.announce?.(`Console at ${pages}console`)
     ready = true
 
     let closing: Promise<void> | null = null

@@ -70,7 +70,7 @@ export class AdminService {
       onError: (err) => logger.warn({ event: 'admin.bans-unloaded', reason: err.message }, 'could not reload the bans: the last ones loaded stay in force')
     })
     this.trail = new AuditTrail({ redis: storage.redis, audit, nodeId, maxEntries: config.admin.auditEntries })
-    this.cluster = new ClusterAdmin({ rpc: this.rpc, liveNodes: () => storage.registry.live(), bans: this.bans })
+    this.cluster = new ClusterAdmin({ rpc: this.rpc, liveNodes: () => storage.registry.live(), bans: this.bans, timeoutMs: config.admin.requestTimeoutMs })
     this.retained = new RetainedAdmin(retainedStore(storage), storage.retainedLedger)
     this.sessions = new SessionAdmin({
       store: storage.sessionStore,

@@ -241,5 +241,8 @@ export class Bans {
     this.version = version
     const fresh = bans.filter((ban) => !known.has(`${ban.id} ${ban.createdAt}`))
     if (fresh.length > 0) this.options.onNewBans(new BanMatcher(fresh))
+    // expired bans leave the store (whichever node sees them first; removing twice is harmless)
+    const now = Date.now()
+    for (const ban of bans) if (ban.expiresAt !== null && Date.parse(ban.expiresAt) <= now) await store.remove(ban.id)
   }
 }

@@ -2,7 +2,7 @@
 // admin-rpc.ts and merges their answers. A node that does not answer in time is reported as
 // unreachable beside a partial answer, never a hang. Each node returns at most one page.
 import type { LiveNode } from '../cluster/node-registry.js'
-import type { AdminRpc } from './admin-rpc.js'
+import { RpcError, type AdminRpc } from './admin-rpc.js'
 import type { Ban, Bans } from './bans.js'
 import type { ClientDetail, ClientQuery, ClientSummary, NodeStats } from './node-admin.js'
 
@@ -30,6 +30,8 @@ export interface ClusterAdminParts {
   rpc: AdminRpc
   liveNodes: () => Promise<LiveNode[]>
   bans: Bans
+  /** How long the node list may take (Redis away: commands wait for it) before the call fails. */
+  timeoutMs: number
 }
 
 export class ClusterAdmin {
@@ -37,7 +39,7 @@ export class ClusterAdmin {
 
   /** The live nodes' ids; only `node` when given (none if it is not live). */
   async nodeIds (node?: string): Promise<string[]> {
-    const ids = (await this.parts.liveNodes()).map(({ id }) => id)
+    const ids = (await this.liveNodes()).map(({ id }) => id)
     return node === undefined ? ids : ids.filter((id) => id === node)
   }
 
@@ -84,11 +86,24 @@ export class ClusterAdmin {
 
   /** Every live node with its stats, by id. */
   async nodes (): Promise<{ nodes: Array<NodeStats & { lastBeat: string }>, unreachable: Unreachable[] }> {
-    const live = await this.parts.liveNodes()
+    const live = await this.liveNodes()
     const { answers, unreachable } = await this.parts.rpc.fanOut<NodeStats>(live.map(({ id }) => id), 'node.stats')
     const beats = new Map(live.map(({ id, lastBeat }) => [id, new Date(lastBeat).toISOString()]))
     const nodes = answers.map(({ node, result }) => ({ ...result, lastBeat: beats.get(node) ?? '' }))
     return { nodes: nodes.sort((a, b) => a.id.localeCompare(b.id)), unreachable }
+  }
+
+  /** The node registry's live nodes; rejects (RpcError) when it cannot say within the timeout. */
+  private async liveNodes (): Promise<LiveNode[]> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new RpcError('registry', `the node list did not come within ${this.parts.timeoutMs} ms (is Redis reachable?)`)), this.parts.timeoutMs)
+    })
+    try {
+      return await Promise.race([this.parts.liveNodes(), timeout])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   /** Drains `node` (or lifts its drain); its stats after. */
