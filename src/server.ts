@@ -251,11 +251,11 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
     addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, cluster: admin.cluster, trail: admin.trail, sessions: admin.sessions, retained: admin.retained })
-    addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
+    addHttpPublishRoute(routes, { aedes, authenticator: admin.unlessBanned(authenticator), acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
     addSseRoute(routes, {
       aedes,
       retained: (filters) => storage.persistence.createRetainedStreamCombi(filters),
-      authenticator,
+      authenticator: admin.unlessBanned(authenticator),
       acl: config.acl,
       metrics,
       audit,

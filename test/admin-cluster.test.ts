@@ -6,6 +6,7 @@ import t from 'tap'
 import type { BrokerHandle } from '../src/server.js'
 import { brokerUrl, collect, connectClient, connectRefused, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { startRedis } from './helpers/redis.js'
+import { BanMatcher, banOf } from '../src/broker/admin/bans.js'
 import { spawnBroker } from './helpers/process.js'
 import type { Teardown } from './helpers/loopback.js'
 
@@ -105,6 +106,9 @@ t.test('two nodes: a ban of a user disconnects it and refuses its reconnects on 
   }
   t.ok(Date.now() - bannedAt < 1000, 'refused on both nodes within a second of the ban')
   t.ok(bystander.connected, 'other users stay connected')
+  const httpPublish = await fetch(`http://127.0.0.1:${b.addresses.http.port}/api/v1/publish`, { method: 'POST', headers: { authorization: `Bearer ${token('mallory')}`, 'content-type': 'application/json' }, body: JSON.stringify({ topic: 'x/y', payload: 1 }) })
+  t.equal(httpPublish.status, 401, 'nor publish over HTTP')
+  t.match(await httpPublish.json(), { error: 'banned: spam' })
   t.same((await api(b)('GET', '/bans')).body.bans.map((ban: { id: string }) => ban.id), ['user:mallory'], 'listed through any node')
 
   t.equal((await api(b)('DELETE', '/bans/user%3Amallory')).status, 200)
@@ -265,4 +269,26 @@ t.test('a node that does not answer is listed as unreachable beside a partial an
   t.same(list.body.clients.map((c: { id: string }) => c.id), ['here-1'], 'the answering nodes\' clients')
   t.match(list.body.unreachable, [{ node: 'node-frozen', reason: /no answer within 500 ms/ }])
   t.match((await api(a)('GET', '/nodes')).body, { nodes: [{ id: 'node-a' }], unreachable: [{ node: 'node-frozen' }] })
+})
+
+t.test('ban matching: ranges of both address families, IPv4-mapped peers, expiry', async (t) => {
+  const ban = (request: Parameters<typeof banOf>[0]) => banOf(request, 'root', Date.parse('2026-01-01T00:00:00Z'))
+  const matcher = new BanMatcher([
+    ban({ address: '10.1.0.0/16', reason: 'range' }),
+    ban({ address: '2001:db8::/32', reason: 'v6' }),
+    ban({ address: '192.0.2.7', reason: 'one' }),
+    ban({ user: 'eve', reason: 'short', durationS: 60 })
+  ])
+  const at = Date.parse('2026-01-01T00:00:30Z')
+  const who = (address: string | undefined, user: string | null = null) => matcher.match({ clientId: 'c', user, address }, at)?.reason
+  t.equal(who('10.1.200.3'), 'range')
+  t.equal(who('::ffff:10.1.0.9'), 'range', 'an IPv4-mapped IPv6 peer')
+  t.equal(who('10.2.0.1'), undefined)
+  t.equal(who('2001:db8:ffff::1'), 'v6')
+  t.equal(who('2001:db9::1'), undefined)
+  t.equal(who('192.0.2.7'), 'one', 'a single address')
+  t.equal(who('192.0.2.8'), undefined)
+  t.equal(who(undefined, 'eve'), 'short')
+  t.equal(matcher.match({ clientId: 'c', user: 'eve', address: undefined }, at + 60_000), undefined, 'expired')
+  t.equal(ban({ address: '10.1.2.3/32', reason: '' }).id, 'address:10.1.2.3', 'a /32 is its address')
 })

@@ -3,6 +3,8 @@
 // (server.ts) wraps the authenticate hook with `admitting`, attaches Aedes once it exists and
 // hands `cluster` and `trail` to the HTTP routes.
 import type { Aedes } from 'aedes'
+import type { Authenticator } from '../../acl/authenticate.js'
+import { ConnackCode } from '../../acl/identity.js'
 import type { BrokerConfig } from '../config/config-schema.js'
 import type { ClientRegistry } from '../client-registry.js'
 import type { BrokerHooks } from '../hooks.js'
@@ -90,6 +92,19 @@ export class AdminService {
   admitting (authenticate: BrokerHooks['authenticate']): BrokerHooks['authenticate'] {
     const { clients, audit, metrics } = this.parts
     return admitting(authenticate, { bans: this.bans, draining: () => this.draining, clients, audit, metrics })
+  }
+
+  /**
+   * `authenticator` refusing banned users, for HTTP publish and Server-Sent Events (an HTTP
+   * request has no client id, and its address is not checked there).
+   */
+  unlessBanned (authenticator: Authenticator): Authenticator {
+    return (credentials) => {
+      const result = authenticator(credentials)
+      if (!result.ok || result.identity.user === null) return result
+      const ban = this.bans.match({ clientId: '', user: result.identity.user, address: undefined })
+      return ban === undefined ? result : { ok: false, code: ConnackCode.NotAuthorized, kind: 'banned', reason: `banned: ${ban.reason}` }
+    }
   }
 
   /** Answers for this node's clients, and for the sessions, from now on. */
