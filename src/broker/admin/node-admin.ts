@@ -20,8 +20,8 @@ export interface ClientSummary {
   connectedSince: string
   /** 3 (MQTT 3.1), 4 (3.1.1) or 5. */
   protocolVersion: number
-  /** Whether its session ends with the connection. */
-  cleanSession: boolean
+  /** Whether its session outlives the connection. */
+  persistentSession: boolean
   subscriptions: number
 }
 
@@ -69,6 +69,14 @@ export interface NodeAdminParts {
   redisState: () => Record<string, boolean>
   drain: NodeDrain
   bans: Bans
+}
+
+/**
+ * Whether a client's session outlives its connection: MQTT 5, when its Session Expiry Interval
+ * is not 0, whatever Clean Start said [MQTT-3.1.2-23]; 3.1.1, when CleanSession is 0.
+ */
+function outlivesConnection (client: Client): boolean {
+  return client.version === 5 ? client.sessionExpiryInterval > 0 : !client.clean
 }
 
 /** Messages per second in and out, measured over the last second (a sample a second, off the message path). */
@@ -139,12 +147,13 @@ export class NodeAdmin {
     const client = clientById(this.parts.aedes, id)
     const state = client === undefined ? undefined : this.parts.clients.stateOf(client)
     if (client === undefined || state === undefined) return null
-    const [queued = 0] = client.clean ? [0] : await this.parts.queueLengths([id])
+    const persistent = outlivesConnection(client)
+    const [queued = 0] = persistent ? await this.parts.queueLengths([id]) : [0]
     return {
       ...this.describe(client, state),
       subscriptions: subscriptionsOf(client),
       session: {
-        persistent: !client.clean || (client.version === 5 && client.sessionExpiryInterval > 0),
+        persistent,
         expiryIntervalS: client.version === 5 ? client.sessionExpiryInterval : null,
         queued
       }
@@ -203,7 +212,7 @@ export class NodeAdmin {
       address: state.connection.remote ?? null,
       connectedSince: new Date(state.connectedSince).toISOString(),
       protocolVersion: client.version,
-      cleanSession: client.clean,
+      persistentSession: outlivesConnection(client),
       subscriptions: subscriptionsOf(client).length
     }
   }
