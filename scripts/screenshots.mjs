@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Takes the README's screenshots of the demo pages (docs/screenshots/*.png), live: a broker
+// Takes the README's screenshots of the demo pages and the console (docs/screenshots/*.png), live: a broker
 // with JWT and development tokens on free ports, the two simulators, and Debian's Chromium.
 // Run `npm run build` first. Takes about 80 s (the telemetry charts fill a minute).
 import { spawn } from 'node:child_process'
@@ -15,10 +15,11 @@ const jwt = { secret, keys: [], algorithms: ['HS256'], requireExp: true, clockTo
 
 const broker = await createBroker({
   host: '127.0.0.1',
+  nodeId: 'node-1',
   mqtt: { port: 0 },
   http: { port: 0, devTokens: true },
   auth: { anonymous: false, jwt: { secret } },
-  acl: { roles: { member: { pub: ['#'], sub: ['#', '$presence/#'] } }, defaultRoles: ['member'] },
+  acl: { roles: { member: { pub: ['#'], sub: ['#', '$presence/#'] } }, users: { operator: { roles: ['admin'] } }, defaultRoles: ['member'] },
   log: { level: 'warn' }
 })
 const base = `http://127.0.0.1:${broker.addresses.http.port}`
@@ -31,11 +32,19 @@ const browser = await chromium.launch({
   headless: true,
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
 })
-const open = async (path) => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })
+const open = async (path, viewport = { width: 1280, height: 800 }, ready = 'body[data-connection="online"]') => {
+  const context = await browser.newContext({ viewport })
   const page = await context.newPage()
   await page.goto(`${base}${path}`)
-  await page.waitForSelector('body[data-connection="online"]')
+  await page.waitForSelector(ready)
+  return page
+}
+/** The console, signed in with a development token as the admin `operator`. */
+const openConsole = async (viewport) => {
+  const page = await open('/console', viewport, '#dev-sign-in:not([hidden])')
+  await page.fill('#dev-user', 'operator')
+  await page.click('#dev-token')
+  await page.waitForSelector('body[data-signed-in="true"]')
   return page
 }
 try {
@@ -64,9 +73,18 @@ try {
   await location.screenshot({ path: out('location') })
 
   const telemetry = await open('/telemetry.html')
+  // the console's charts fill during the telemetry page's minute
+  const consolePage = await openConsole()
   await telemetry.waitForTimeout(62_000)
   await telemetry.screenshot({ path: out('telemetry'), fullPage: true })
-  console.log('wrote docs/screenshots/chat.png, location.png, telemetry.png')
+  await consolePage.screenshot({ path: out('console') })
+  const phone = await openConsole({ width: 390, height: 844 })
+  await phone.click('#tab-clients')
+  await phone.fill('#client-search input[name="prefix"]', 'sim-v')
+  await phone.click('#client-search button[type="submit"]')
+  await phone.waitForSelector('#client-rows tr[data-client]')
+  await phone.screenshot({ path: out('console-phone') })
+  console.log('wrote docs/screenshots/chat.png, location.png, telemetry.png, console.png, console-phone.png')
 } finally {
   await browser.close()
   for (const simulator of simulators) simulator.kill('SIGINT')

@@ -18,7 +18,7 @@ import { addMetricsRoute } from './bridge/metrics.js'
 import { addSseRoute } from './bridge/sse.js'
 import { bearerToken } from './bridge/bearer.js'
 import { createHttpListener, requestTarget, type Routes } from './bridge/http-server.js'
-import { addStaticRoutes } from './bridge/static.js'
+import { addStaticRoutes, webRoot } from './bridge/static.js'
 import { attachWebSocketBridge } from './bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
 import { authPacketEvent, capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
@@ -47,6 +47,8 @@ import { publishedHook, wireWebhookEvents } from './broker/webhooks/broker-event
 import { HttpHookDecider } from './broker/authorization-hook/http-hook.js'
 import { listenForRevocations, publishRevocation } from './broker/authorization-hook/revocation.js'
 import { createWebhooks, type Webhooks } from './broker/webhooks/webhooks.js'
+import { drainClients } from './broker/process/drain.js'
+import { AdminService } from './broker/admin/admin-service.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -122,6 +124,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   }, clients)
   // shared subscriptions' groups, around the storage's emitter
   const sharedSubscriptions = await createSharedEmitter(storage, config, nodeId, logger)
+  // the admin API's bans and drain refuse CONNECTs around the authentication policy
+  const admin = new AdminService({ config, nodeId, storage, clients, metrics, audit, logger })
+  await admin.start()
   const aedes = await Aedes.createBroker({
     id: nodeId,
     persistence: storage.persistence,
@@ -154,7 +159,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     maxTopicLevels: config.limits.maxTopicLevels,
     // message webhooks: a message's event is in the outbox before its PUBACK
     ...(webhooks?.wants('message.published') === true ? { published: publishedHook(webhooks, clients) } : {}),
-    ...policies.hooks
+    ...policies.hooks,
+    authenticate: admin.admitting(policies.hooks.authenticate)
   })
   // history topics: stored and numbered before delivery; wrapped by the policies' step below, so a dropped publish is never stored
   if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), (packet, publish, acknowledge) => history.recorder.record(packet, publish, acknowledge))
@@ -181,6 +187,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     },
     logger
   })
+  admin.attach(aedes, expiry)
   clusterSafeSessionTimers(aedes, (clientId) => storage.sessionStore.isHeld(clientId), (err) => {
     logger.warn({ event: 'will.failed', reason: err.message }, 'a delayed will could not be published')
   })
@@ -271,12 +278,12 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
 
     const routes: Routes = new Map()
     addMetricsRoute(routes, metrics)
-    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, liveNodes: () => storage.registry.live(), sharedGroups: () => sharedSubscriptions.summary(), webhooks, revoke: authorizationHook === null ? null : async (revocation) => await publishRevocation(aedes, revocation) })
-    addHttpPublishRoute(routes, { aedes, authenticator, acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
+    addAdminRoutes(routes, { aedes, nodeId, clients, authenticator, audit, cluster: admin.cluster, trail: admin.trail, sessions: admin.sessions, retained: admin.retained, sharedGroups: () => sharedSubscriptions.summary(), webhooks, revoke: authorizationHook === null ? null : async (revocation) => await publishRevocation(aedes, revocation) })
+    addHttpPublishRoute(routes, { aedes, authenticator: admin.unlessBanned(authenticator), acl: config.acl, limits: config.limits, publishRates, retainedCaps, metrics, audit })
     addSseRoute(routes, {
       aedes,
       retained: (filters) => storage.persistence.createRetainedStreamCombi(filters),
-      authenticator,
+      authenticator: admin.unlessBanned(authenticator),
       acl: config.acl,
       metrics,
       audit,
@@ -284,8 +291,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
       ...(history === null ? {} : { history })
     })
     if (history !== null) addHistoryRoute(routes, { history, authenticator, acl: config.acl, audit, metrics })
-    addHealthRoutes(routes, { checks: (): Record<string, boolean> => storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready } })
-    if (config.http.demos) addStaticRoutes(routes, logger)
+    addHealthRoutes(routes, { checks: (): Record<string, boolean> => ({ ...(storage.kind === 'redis' ? { listeners: ready, redis: storage.healthy() } : { listeners: ready }), ...(admin.draining ? { drained: false } : {}) }) })
+    if (config.http.demos || config.http.console) addStaticRoutes(routes, logger, webRoot(), { demos: config.http.demos, console: config.http.console })
     if (config.http.devTokens) addDevTokenRoute(routes, { jwt: config.auth.jwt, env: process.env, logger })
     const httpServer: HttpServer = createHttpListener(routes, { tls: config.http.tls, logger, corsOrigins: config.http.corsOrigins })
     servers.push({ name: 'http', server: httpServer })
@@ -301,13 +308,14 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const web = secureWeb ? 'https' : 'http'
     announce(options, logger, `MQTT over WebSocket (${secureWeb ? 'wss' : 'ws'})`, `${secureWeb ? 'wss' : 'ws'}://${hostPort(http)}${config.http.websocketPath}`)
     announce(options, logger, 'HTTP (health)', `${web}://${hostPort(http)}/healthz`)
+    // a browsable address: a wildcard bind is reachable on loopback
+    const pages = `${web}://${hostPort({ ...http, host: http.host === '0.0.0.0' || http.host === '::' ? 'localhost' : http.host })}/`
     if (config.http.demos) {
-      // a browsable address: a wildcard bind is reachable on loopback
-      const demos = `${web}://${hostPort({ ...http, host: http.host === '0.0.0.0' || http.host === '::' ? 'localhost' : http.host })}/`
-      options.announce?.(`Demos at ${demos}`)
-      logger.info({ event: 'demos.up', url: demos }, 'demo pages served')
+      options.announce?.(`Demos at ${pages}`)
+      logger.info({ event: 'demos.up', url: pages }, 'demo pages served')
     }
     webhooks?.start()
+    if (config.http.console) options.announce?.(`Console at ${pages}console`)
     ready = true
 
     let closing: Promise<void> | null = null
@@ -325,6 +333,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
         await bounded(expiry.close(), config.shutdown.timeoutMs)
         // what the endpoints have not acknowledged stays in the outbox (Redis) for the next sender
         await bounded(webhooks?.close() ?? Promise.resolve(), config.shutdown.timeoutMs)
+        await bounded(admin.close(), config.shutdown.timeoutMs)
         await bounded(new Promise<void>((resolve) => aedes.close(() => resolve())), config.shutdown.timeoutMs - config.shutdown.drainMs)
         httpServer.closeAllConnections()
         await bounded(stopped, config.shutdown.timeoutMs)
@@ -344,25 +353,13 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     }
   } catch (err) {
     await webhooks?.close()
+    await admin.close()
     await expiry.close()
     await presence.close()
     await Promise.all(servers.map(({ server }) => closeServer(server)))
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await storage.close()
     throw err
-  }
-}
-
-/**
- * Closes the connected clients spread evenly over `ms`, so that in a rolling deploy they
- * reconnect to the other nodes gradually, sessions intact. 0 closes them all at once.
- */
-async function drainClients (aedes: Aedes, registry: ClientRegistry, ms: number): Promise<void> {
-  const clients = [...registry.clients(aedes)].map(({ client }) => client)
-  const pause = clients.length === 0 ? 0 : ms / clients.length
-  for (const client of clients) {
-    registry.disconnect(client, 'shutdown')
-    if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause))
   }
 }
 

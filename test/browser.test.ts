@@ -298,8 +298,9 @@ t.test('the demo pages and the SDK are served with the right headers, and only t
   }
   t.equal((await fetch(`${url}/api/v1/dev/token`, { method: 'POST', body: '{}' })).status, 404, 'no token endpoint by default')
 
-  const quiet = await startBroker(t, { http: { port: 0, demos: false } })
-  t.equal((await fetch(`${base(quiet)}/`)).status, 404, 'http.demos: false serves no pages')
+  // the console (on by default) runs on the SDK: off too, nothing is served
+  const quiet = await startBroker(t, { http: { port: 0, demos: false, console: false } })
+  t.equal((await fetch(`${base(quiet)}/`)).status, 404, 'http.demos and http.console false serve no pages')
   t.equal((await fetch(`${base(quiet)}/sdk/realtime.js`)).status, 404)
 })
 

@@ -22,8 +22,9 @@ export const enum ConnackCode {
 
 /** Why authentication failed, in a bounded set (a metrics label). */
 // client_id_owned: the client id belongs to another user's session; session_store_unavailable:
-// who owns the client id could not be read; hook_denied: the authorization hook refused it.
-export type AuthFailureKind = 'no_credentials' | 'bad_token' | 'username_mismatch' | 'identifier_rejected' | 'will_denied' | 'unsafe_identity' | 'connection_limit' | 'connect_rate_limit' | 'client_id_owned' | 'session_store_unavailable' | 'hook_denied'
+// who owns the client id could not be read; hook_denied: the authorization hook refused it;
+// banned: a ban of the admin API; draining: the node is drained through the admin API.
+export type AuthFailureKind = 'no_credentials' | 'bad_token' | 'username_mismatch' | 'identifier_rejected' | 'will_denied' | 'unsafe_identity' | 'connection_limit' | 'connect_rate_limit' | 'client_id_owned' | 'session_store_unavailable' | 'hook_denied' | 'banned' | 'draining'
 
 export type AuthResult =
   | { ok: true, identity: Identity }

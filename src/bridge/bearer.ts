@@ -21,6 +21,6 @@ export function authenticateRequest (authenticator: Authenticator, req: Incoming
     password: token === undefined ? undefined : Buffer.from(token, 'utf8'),
     upgradeToken: undefined
   })
-  if (!result.ok) return { ok: false, status: 401, error: result.kind === 'no_credentials' ? 'a Bearer token is required' : 'invalid token' }
+  if (!result.ok) return { ok: false, status: 401, error: result.kind === 'no_credentials' ? 'a Bearer token is required' : result.kind === 'banned' ? result.reason : 'invalid token' }
   return { ok: true, identity: result.identity }
 }

@@ -1,5 +1,5 @@
-// Serves the browser SDK (/sdk/realtime.js) and the demo pages (/) built into
-// clients/web/dist by `npm run build`. Each file is read once at start-up and becomes a route
+// Serves the browser SDK (/sdk/realtime.js), the demo pages (/) and the operators' console
+// (/console) built into clients/web/dist by `npm run build`. Each file is read once at start-up and becomes a route
 // of its own, so a request path never reaches the file system: no traversal is possible.
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
@@ -35,7 +35,21 @@ export function webRoot (): string {
   return join(packageRoot(), 'clients', 'web', 'dist')
 }
 
-export function addStaticRoutes (routes: Routes, logger: Logger, root: string = webRoot()): void {
+/** Which pages to serve: the demos (http.demos), the console (http.console); the SDK and the shared style go with either. */
+export interface StaticPages {
+  demos: boolean
+  console: boolean
+}
+
+const isConsoleFile = (urlPath: string): boolean => /^\/(demos\/)?console\./.test(urlPath)
+const isSharedFile = (urlPath: string): boolean => urlPath.startsWith('/sdk/') || urlPath === '/style.css' || urlPath === '/favicon.svg'
+
+function served (urlPath: string, pages: StaticPages): boolean {
+  if (isSharedFile(urlPath)) return true
+  return isConsoleFile(urlPath) ? pages.console : pages.demos
+}
+
+export function addStaticRoutes (routes: Routes, logger: Logger, root: string = webRoot(), pages: StaticPages = { demos: true, console: true }): void {
   if (!existsSync(join(root, 'sdk', 'realtime.js'))) {
     logger.warn({ event: 'static.missing', root }, 'demo pages and /sdk/realtime.js are not built: run npm run build')
     routes.set('GET /', (_req, res) => {
@@ -50,6 +64,7 @@ export function addStaticRoutes (routes: Routes, logger: Logger, root: string = 
     if (type === undefined || path.startsWith(`types${sep}`)) continue
     const file = loadFile(join(root, path), type)
     const urlPath = `/${path.split(sep).join('/')}`
+    if (!served(urlPath, pages)) continue
     for (const alias of routePaths(urlPath)) {
       routes.set(`GET ${alias}`, (req, res) => serve(req, res, file))
       routes.set(`HEAD ${alias}`, (req, res) => serve(req, res, file))

@@ -5,6 +5,7 @@ import type { Aedes, AedesPublishPacket, Client, PublishPacket } from 'aedes'
 import type { SessionPersistence } from './sessions/session-expiry.js'
 import type { EnqueuingPersistence } from './sessions/session-queue-cap.js'
 import type { Storage } from './storage/storage.js'
+import type { RetainedStore } from './admin/retained-admin.js'
 
 type Done = (err?: Error) => void
 // Aedes' handlers call publish(packet, client, done); its typings only declare (packet, done).
@@ -124,8 +125,28 @@ export function messageStamp (packet: AedesPublishPacket): number | undefined {
  * The persistence as the session policies use it: they wrap its enqueueing methods and call
  * its cleanup methods, which its typings declare with other signatures for each store.
  */
-export function sessionPersistence (storage: Storage): EnqueuingPersistence & SessionPersistence {
-  return storage.persistence as unknown as EnqueuingPersistence & SessionPersistence
+export function sessionPersistence (storage: Storage): EnqueuingPersistence & SessionPersistence & SubscriptionReader {
+  return storage.persistence as unknown as EnqueuingPersistence & SessionPersistence & SubscriptionReader
+}
+
+/** The persistence as the admin API reads and clears retained messages (both persistences return promises without a callback). */
+export function retainedStore (storage: Storage): RetainedStore {
+  return storage.persistence as unknown as RetainedStore
+}
+
+/** A session's stored subscriptions, as both persistences return them without a callback (the admin API). */
+export interface SubscriptionReader {
+  subscriptionsByClient: (client: { id: string }) => Promise<Array<{ topic: string, qos: number }>>
+}
+
+// Aedes (handlers/connect.js) stores this subscription for a session that has none, so that the
+// session is found again; it is no subscription of the client's.
+const sessionMarker = '$aedes/session\u0000'
+
+/** The subscriptions a session stored, without Aedes' own marker. */
+export async function storedSubscriptions (persistence: SubscriptionReader, clientId: string): Promise<Array<{ topic: string, qos: number }>> {
+  const stored = await persistence.subscriptionsByClient({ id: clientId }) ?? []
+  return stored.filter(({ topic }) => topic !== sessionMarker).map(({ topic, qos }) => ({ topic, qos }))
 }
 
 const kDelayed = Symbol('delayed will')

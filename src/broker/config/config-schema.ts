@@ -55,6 +55,8 @@ export const configSchema = z.object({
     demos: z.boolean({ error: 'expected true or false' }),
     // POST /api/v1/dev/token mints tokens for anyone who asks: development only.
     devTokens: z.boolean({ error: 'expected true or false' }),
+    // The operators' web console at /console.
+    console: z.boolean({ error: 'expected true or false' }),
     // Origins whose pages may load the SDK and call the HTTP APIs (CORS); empty = same-origin.
     corsOrigins: z.array(z.string().regex(/^https?:\/\/[^/?#\s]+$/, 'expected an origin: scheme://host[:port], no path or trailing "/"')),
     tls: tlsFiles.optional()
@@ -209,6 +211,10 @@ export const configSchema = z.object({
     // signs the hook's requests as webhooks are signed, so the backend knows they are the broker's
     secret: z.string().min(16, 'expected a signing secret of at least 16 characters').optional(),
     secretEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name').optional()
+  }).strict(),
+  admin: z.object({
+    requestTimeoutMs: positiveInt('milliseconds (positive integer)').max(60_000, 'expected at most 60000 (a minute)'),
+    auditEntries: positiveInt('a number of entries (positive integer)').max(1_000_000, 'expected at most 1000000')
   }).strict(),
   shutdown: z.object({
     timeoutMs: positiveInt('milliseconds (positive integer)'),

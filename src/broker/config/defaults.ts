@@ -37,6 +37,8 @@ export const defaultOptions = {
       maxStreams: 1000
     },
     demos: true,
+    // The operators' web console at /console (signs in with an admin token).
+    console: true,
     // Never on by default: it hands out tokens to anyone who can reach the port.
     devTokens: false,
     // Origins (scheme://host[:port]) whose pages may load /sdk/realtime.js and call the HTTP
@@ -204,6 +206,14 @@ export const defaultOptions = {
     // and topic): a chat at 2,000 messages/s does not make 2,000 calls/s.
     cacheTtlS: 60,
     maxCacheEntries: 100_000
+  },
+  admin: {
+    // A node that does not answer another's admin request within this is reported unreachable
+    // (the answer is partial) rather than holding the request.
+    requestTimeoutMs: 2_000,
+    // Admin actions kept in the audit trail (GET /api/v1/admin/audit), cluster-wide; every one
+    // is also an audit log line.
+    auditEntries: 1_000
   },
   shutdown: {
     // Graceful shutdown is bounded: after this the process exits even if clients linger.

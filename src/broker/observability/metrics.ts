@@ -220,6 +220,12 @@ export class BrokerMetrics {
     add(this.messagesOut, qos, 1)
     add(this.bytesOut, qos, bytes)
   }
+
+  /** Messages accepted from and forwarded to clients since start, all QoS (the admin API's rates). */
+  messageTotals (): { in: number, out: number } {
+    const sum = (counts: Float64Array): number => counts.reduce((total, count) => total + count, 0)
+    return { in: sum(this.messagesIn), out: sum(this.messagesOut) }
+  }
 }
 
 function add (counts: Float64Array, index: number, amount: number): void {

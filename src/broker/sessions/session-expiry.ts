@@ -20,6 +20,20 @@ import type { RedisClient } from '../storage/redis-clients.js'
 import type { RedisKeys } from '../storage/redis-keys.js'
 import type { Logger } from '../observability/logger.js'
 
+/** What the store knows of one session (the admin API). */
+export interface SessionRecord {
+  clientId: string
+  /** Who owns its client id (client-id-owner.ts: `user:<sub>`, `anonymous`), null when unknown. */
+  owner: string | null
+  online: boolean
+  /** The node of the connection holding it (online). */
+  node: string | null
+  /** Online: how long it outlives its connection (ms; -1 for ever, 0 ends with it). */
+  lifetimeMs: number | null
+  /** Offline: when it expires (ms). */
+  expiresAt: number | null
+}
+
 /** Where online and offline sessions are tracked. */
 export interface SessionStore {
   /** A connection (token) of `clientId` whose session outlives it by `lifetimeMs` (-1: for ever) is up: its session is online. */
@@ -48,6 +62,13 @@ export interface SessionStore {
   claim: (clientId: string, owner: string, token: string) => Promise<string | null>
   /** The connection `token` ended; its session too when `ended`, which frees the id if no newer connection holds it. */
   release: (clientId: string, token: string, ended: boolean) => Promise<void>
+  /**
+   * A page of the sessions, online then offline, from `cursor` ('' for the first page; the
+   * page's `next`, '' after the last); about `limit` each (a scan: an entry may come twice).
+   */
+  page: (cursor: string, limit: number) => Promise<{ sessions: SessionRecord[], next: string }>
+  /** One session, or null when it is neither online nor offline. */
+  record: (clientId: string) => Promise<SessionRecord | null>
 }
 
 /** The callback-or-promise persistence methods of Aedes that delete a session's state. */
@@ -203,9 +224,21 @@ export class SessionExpiry {
   }
 
   private async delete (clientId: string): Promise<void> {
-    const { persistence, store, logger, nodeId } = this.options
     // tracking is asynchronous: a connection that is up here keeps its session regardless
     if (this.options.isConnectedHere(clientId)) return
+    await this.remove(clientId)
+    this.options.onExpired(clientId)
+    this.options.logger.info({ event: 'session.expired', clientId }, 'session expired: subscriptions and queued messages deleted')
+  }
+
+  /** Deletes a session now (the admin API; its connection, if any, was closed first), whatever its expiry. */
+  async discard (clientId: string): Promise<void> {
+    await this.options.store.discarded(clientId)
+    await this.remove(clientId)
+  }
+
+  private async remove (clientId: string): Promise<void> {
+    const { persistence, store, nodeId } = this.options
     const client = { id: clientId, brokerId: nodeId }
     await store.purge(clientId)
     await persistence.cleanSubscriptions(client)
@@ -213,8 +246,6 @@ export class SessionExpiry {
     // Wills are published or deleted when their connection ends (or by the survivors when a
     // node dies), so one is rarely left; this node's copy is deleted in case.
     await persistence.delWill(client)
-    this.options.onExpired(clientId)
-    logger.info({ event: 'session.expired', clientId }, 'session expired: subscriptions and queued messages deleted')
   }
 
   private track (work: Promise<void>): void {
@@ -231,20 +262,30 @@ export function memorySessionStore (): SessionStore {
   const owners = new Map<string, string>()
   const holders = new Map<string, string>()
   const online = new Map<string, string>()
+  const lifetimes = new Map<string, number>()
   // client id -> when its session expires
   const offline = new Map<string, number>()
+  const record = (clientId: string): SessionRecord | null => {
+    const token = online.get(clientId)
+    const expiresAt = offline.get(clientId)
+    if (token === undefined && expiresAt === undefined) return null
+    return { clientId, owner: owners.get(clientId) ?? null, online: token !== undefined, node: token === undefined ? null : nodeOfToken(token), lifetimeMs: lifetimes.get(clientId) ?? null, expiresAt: expiresAt ?? null }
+  }
   return {
-    connected: async (clientId, token) => {
+    connected: async (clientId, token, lifetimeMs) => {
       offline.delete(clientId)
       online.set(clientId, token)
+      lifetimes.set(clientId, lifetimeMs)
     },
     discarded: async (clientId) => {
       offline.delete(clientId)
       online.delete(clientId)
+      lifetimes.delete(clientId)
     },
     disconnected: async (clientId, token, expiresAt) => {
       if (online.get(clientId) !== token) return
       online.delete(clientId)
+      lifetimes.delete(clientId)
       if (expiresAt >= 0) offline.set(clientId, expiresAt)
     },
     claimExpired: async (now, limit) => {
@@ -273,7 +314,17 @@ export function memorySessionStore (): SessionStore {
       if (holders.get(clientId) !== token) return
       holders.delete(clientId)
       if (ended) owners.delete(clientId)
-    }
+    },
+    // the cursor is a phase (online, then offline) and a position in it, as in Redis
+    page: async (cursor, limit) => {
+      const [phase, at = '0'] = cursor === '' ? ['online'] : cursor.split(':')
+      const start = Number(at) || 0
+      const ids = [...(phase === 'offline' ? offline : online).keys()]
+      const sessions = ids.slice(start, start + limit).map(record).filter((found) => found !== null)
+      const next = start + limit < ids.length ? `${phase}:${start + limit}` : phase === 'offline' ? '' : 'offline:0'
+      return { sessions, next }
+    },
+    record: async (clientId) => record(clientId)
   }
 }
 
@@ -450,6 +501,38 @@ export function redisSessionStore (redis: RedisClient, nodeId: string, keyPrefix
     },
     release: async (clientId, token, ended) => {
       await redis.eval(releaseScript, 3, ownerKey, holderKey, heldKey(nodeId), clientId, token, ended ? '1' : '0')
+    },
+    // HSCAN of the online sessions, then ZSCAN of the offline ones; the cursor says which
+    page: async (cursor, limit) => {
+      const [phase, at = '0'] = cursor === '' ? ['online'] : cursor.split(':')
+      const offlinePhase = phase === 'offline'
+      const [next, flat] = offlinePhase
+        ? await redis.zscan(offlineKey, at, 'COUNT', limit)
+        : await redis.hscan(onlineKey, at, 'COUNT', limit)
+      const ids: string[] = []
+      const values: string[] = []
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        ids.push(flat[i] as string)
+        values.push(flat[i + 1] as string)
+      }
+      const [owners, lifetimes] = ids.length === 0
+        ? [[], []]
+        : await Promise.all([redis.hmget(ownerKey, ...ids), offlinePhase ? Promise.resolve([]) : redis.hmget(lifetimeKey, ...ids)])
+      const sessions = ids.map((clientId, i): SessionRecord => ({
+        clientId,
+        owner: owners[i] ?? null,
+        online: !offlinePhase,
+        node: offlinePhase ? null : nodeOfToken(values[i] as string),
+        lifetimeMs: offlinePhase || lifetimes[i] == null ? null : Number(lifetimes[i]),
+        expiresAt: offlinePhase ? Number(values[i]) : null
+      }))
+      const more = next !== '0'
+      return { sessions, next: more ? `${offlinePhase ? 'offline' : 'online'}:${next}` : offlinePhase ? '' : 'offline:0' }
+    },
+    record: async (clientId) => {
+      const [token, expiresAt, owner, lifetime] = await Promise.all([redis.hget(onlineKey, clientId), redis.zscore(offlineKey, clientId), redis.hget(ownerKey, clientId), redis.hget(lifetimeKey, clientId)])
+      if (token === null && expiresAt === null) return null
+      return { clientId, owner, online: token !== null, node: token === null ? null : nodeOfToken(token), lifetimeMs: lifetime === null ? null : Number(lifetime), expiresAt: expiresAt === null ? null : Number(expiresAt) }
     }
   }
 }
