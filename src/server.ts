@@ -32,6 +32,8 @@ import { createTcpListener } from './broker/listeners/tcp.js'
 import { createTlsListener } from './broker/listeners/tls.js'
 import { createLogger, type Logger } from './broker/observability/logger.js'
 import { assertDependenciesPatched } from './broker/process/patched-dependencies.js'
+import { connectThrottleEvents, createConnectGate, throttleConnects } from './broker/process/connect-gate.js'
+import { reportOpenFilesLimit } from './broker/process/open-files.js'
 import { BrokerMetrics } from './broker/observability/metrics.js'
 import { DeliveryLatency } from './broker/observability/delivery-latency.js'
 import { Presence, memoryPresenceStore, presencePrefix, redisPresenceStore, type PresenceState } from './broker/presence/presence.js'
@@ -72,9 +74,15 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const jwt = createJwtVerifier(config)
   const anonymous = config.auth.anonymous === 'auto' ? jwt === null : config.auth.anonymous
   warnAboutAccess(config, anonymous, jwt !== null, logger)
+  reportOpenFilesLimit(logger)
 
   // the sources are read at scrape time, once storage exists
-  const metrics = new BrokerMetrics(nodeId, { retainedCount: () => storage.retainedCount(), redisState: () => storage.redisState() })
+  const connectGate = createConnectGate(config.limits)
+  const metrics = new BrokerMetrics(nodeId, {
+    retainedCount: () => storage.retainedCount(),
+    redisState: () => storage.redisState(),
+    ...(connectGate === null ? {} : { connectGate: () => connectGate.counts() })
+  })
   const storage = await createStorage(config, nodeId, logger, () => metrics.messageDropped('cluster_backpressure'))
   capSessionQueues(sessionPersistence(storage), {
     max: config.sessions.maxQueuedMessages,
@@ -106,6 +114,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     retainedCaps,
     deliveryLatency: new DeliveryLatency(metrics, nodeId)
   }, clients)
+  // limits.maxConcurrentConnects: a CONNECT holds a turn from authentication until clientReady
+  const throttledConnects = connectGate === null ? null : throttleConnects(connectGate, policies.hooks.authenticate, connectThrottleEvents(connectGate, metrics, logger))
   const aedes = await Aedes.createBroker({
     id: nodeId,
     persistence: storage.persistence,
@@ -136,8 +146,10 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     // authenticate hook (limits.maxClientIdLength); Aedes' own count (UTF-16 units, 3.1 only) is off.
     maxClientsIdLength: Infinity,
     maxTopicLevels: config.limits.maxTopicLevels,
-    ...policies.hooks
+    ...policies.hooks,
+    ...(throttledConnects === null ? {} : { authenticate: throttledConnects.authenticate })
   })
+  if (throttledConnects !== null) aedes.on('clientReady', throttledConnects.connected)
   interceptClientPublishes(aedes, policies.acceptPublish)
   // The cluster took this node for dead: its clients' wills are out and their live deliveries
   // were not routed here. Closing them makes them reconnect and resume their sessions (on any

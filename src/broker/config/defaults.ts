@@ -81,6 +81,13 @@ export const defaultOptions = {
     // node, one second of burst). More get CONNACK 5. Anonymous clients are not counted.
     maxConnectionsPerUser: 100,
     maxConnectRatePerUser: 10,
+    // CONNECTs this node authenticates and resumes at once (per worker process): a reconnect
+    // storm waits its turn instead of starting every session restore together. Over it a
+    // CONNECT waits, at most maxQueuedConnects of them for at most connectQueueTimeoutMs;
+    // beyond, CONNACK 3 server unavailable (MQTT 5: 0x89 server busy), counted. 0 = no cap.
+    maxConcurrentConnects: 500,
+    maxQueuedConnects: 10_000,
+    connectQueueTimeoutMs: 10_000,
     // Retained messages stored for clients, whole broker (cluster-wide with Redis): a retained
     // publish over it is still delivered live but not stored, as EMQX's
     // retainer.max_retained_messages. 0 = unlimited.

@@ -8,6 +8,7 @@ export const ReasonCode = {
   protocolError: 0x82,
   notAuthorized: 0x87,
   serverUnavailable: 0x88,
+  serverBusy: 0x89,
   serverShuttingDown: 0x8B,
   badAuthenticationMethod: 0x8C,
   sessionTakenOver: 0x8E,
