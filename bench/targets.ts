@@ -6,6 +6,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import jwt from 'jsonwebtoken'
 import type { ProtocolVersion } from './load/bench-client.js'
+import { valuePerWorker } from './load/worker-metrics.js'
+import { perProcessConnections, type Settings } from './options.js'
 import { findMosquitto, mosquittoVersion, startMosquitto } from './mosquitto.js'
 import { brokerCpu, childPids, startChild } from './process.js'
 import { redisUnavailable, startRedisServer } from './redis.js'
@@ -26,6 +28,12 @@ export interface RunningTarget {
   pids: number[]
   /** The broker processes by name, when there are several: their CPU is reported one by one. */
   processes?: Array<{ name: string, pid: number }>
+  /** How many connections it can hold on this machine; one process's open files when absent. */
+  connectionCapacity?: number
+  /** Its worker processes (`--workers N`), when it has several. */
+  workers?: number
+  /** The HTTP base URL of a node of this project (metrics), when it has one. */
+  httpBase?: string
   /** Username/password for a client, for targets that authenticate (JWT + ACL). */
   credentials?: (clientId: string) => { username?: string, password?: string }
   stop: () => Promise<void>
@@ -37,6 +45,7 @@ export interface StartOptions {
    * `processName` tells the nodes of a cluster apart, so that each writes its own profile.
    */
   nodeArgs: (processName?: string) => string[]
+  settings: Settings
 }
 
 export interface Target {
@@ -134,6 +143,48 @@ async function startProjectCluster (nodes: number, args: string[], options: Star
 }
 
 const benchSecret = 'bench-secret-0123456789abcdef0123456789'
+const benchToken = (): string => jwt.sign({ sub: 'bench' }, benchSecret, { expiresIn: 3600 })
+
+/** The target of the fleet scenario: more connections than one process may hold. */
+export const fleetTargetName = 'rb+jwt workers'
+// connections per worker: under its open-files limit, with room for an uneven round robin
+const fleetConnectionsPerWorker = 15_000
+
+/**
+ * One node of this project with enough `--workers` for the fleet, JWT and ACL on, on Redis;
+ * ready once every worker answers (a worker not yet listening gets no connections, and the
+ * others would get more than their share).
+ */
+async function startFleetNode (options: StartOptions): Promise<RunningTarget> {
+  const workers = Math.max(2, Math.ceil(options.settings.fleetConnections / fleetConnectionsPerWorker))
+  const config = fileURLToPath(new URL('../../bench/fleet.yaml', import.meta.url))
+  const running = await startProjectCluster(1, ['--workers', String(workers), '--config', config], options, { unpinned: true, env: { ALLOW_ANONYMOUS: 'false', JWT_SECRET: benchSecret } })
+  const httpBase = running.publish.wsUrl?.replace(/^ws:/, 'http:').replace(/\/mqtt$/, '')
+  try {
+    if (httpBase === undefined) throw new Error('no HTTP listener')
+    const deadline = Date.now() + 60_000
+    while ((await valuePerWorker(httpBase, 'realtime_broker_clients_connected', workers)).size < workers) {
+      if (Date.now() > deadline) throw new Error(`not all ${workers} workers answered within 60 s`)
+      await new Promise((resolve) => setTimeout(resolve, 500))
+    }
+  } catch (err) {
+    await running.stop()
+    throw err
+  }
+  const [primary, redis] = [running.pids[0] as number, running.pids[running.pids.length - 1] as number]
+  // the workers, all of them by now
+  const pids = [primary, ...childPids(primary), redis]
+  const token = benchToken()
+  return {
+    ...running,
+    pids,
+    processes: pids.map((pid, i) => ({ name: i === 0 ? 'primary' : i === pids.length - 1 ? 'redis' : `worker ${i}`, pid })),
+    workers,
+    connectionCapacity: workers * Math.min(fleetConnectionsPerWorker, perProcessConnections()),
+    httpBase,
+    credentials: () => ({ username: 'bench', password: token })
+  }
+}
 
 export const targets: Target[] = [
   {
@@ -156,7 +207,7 @@ export const targets: Target[] = [
     unavailable: () => null,
     start: async (options) => {
       const running = await startNodeBroker([cliPath, 'start', '--config', fileURLToPath(new URL('../../bench/jwt-acl.yaml', import.meta.url))], { ...projectEnv(), ALLOW_ANONYMOUS: 'false', JWT_SECRET: benchSecret }, options)
-      const token = jwt.sign({ sub: 'bench' }, benchSecret, { expiresIn: 3600 })
+      const token = benchToken()
       return { ...running, credentials: () => ({ username: 'bench', password: token }) }
     }
   },
@@ -197,6 +248,14 @@ export const targets: Target[] = [
     description: 'this project, `--workers 2` with Redis: two worker processes share the listeners, unpinned (they use both CPUs, the generator and Redis too)',
     unavailable: redisUnavailable,
     start: (options) => startProjectCluster(1, ['--workers', '2'], options, { unpinned: true })
+  },
+  {
+    name: fleetTargetName,
+    measuredAlone: 'always',
+    description: 'this project, one node with `--workers N` (N = fleet connections / 15,000, at least 2) on Redis, JWT and ACL on, unpinned: for the fleet scenario',
+    unavailable: redisUnavailable,
+    scenarios: ['fleet'],
+    start: startFleetNode
   },
   {
     name: 'aedes',

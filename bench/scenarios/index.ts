@@ -1,5 +1,6 @@
 // The scenario table, in report order. Ids are what --scenarios takes.
 import { connections } from './connections.js'
+import { fleet } from './fleet.js'
 import { latency } from './latency.js'
 import { retained } from './retained.js'
 import { fanIn, fanOut } from './throughput.js'
@@ -13,5 +14,6 @@ export const scenarios: Scenario[] = [
   latency('latency-tcp', 'tcp'),
   latency('latency-ws', 'ws'),
   connections('connections'),
+  fleet('fleet'),
   retained('retained')
 ]

@@ -54,6 +54,8 @@ interface ScenarioBase {
   title: string
   /** The rows it reports; labels may quote the settings (N clients, N topics). */
   metrics: (settings: Settings) => MetricSpec[]
+  /** The only targets this scenario runs on (a scenario too long for the others); all when absent. */
+  targets?: string[]
   /** Hard limit, per target: past it the scenario is abandoned, its clients closed, the brokers stopped. */
   timeoutMs: (settings: Settings) => number
 }
