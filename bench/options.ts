@@ -21,6 +21,8 @@ export interface Settings {
   fleetConnections: number
   fleetIdleMs: number
   fleetMixedMs: number
+  /** The storm scenario: persistent sessions over three nodes, one of which is killed. */
+  stormClients: number
 }
 
 // The memory target is stated at 20,000 idle connections; the broker and the generator each
@@ -56,7 +58,8 @@ const defaultSettings: Settings = {
   fleetConnections: 100_000,
   // a whole keepalive period: every client pings once
   fleetIdleMs: 60_000,
-  fleetMixedMs: 20_000
+  fleetMixedMs: 20_000,
+  stormClients: 30_000
 }
 
 const quickSettings: Settings = {
@@ -68,7 +71,8 @@ const quickSettings: Settings = {
   retainedTopics: 20_000,
   fleetConnections: 10_000,
   fleetIdleMs: 10_000,
-  fleetMixedMs: 5_000
+  fleetMixedMs: 5_000,
+  stormClients: 3_000
 }
 
 export interface Options {
@@ -91,6 +95,7 @@ export const usage = (scenarioIds: string[], targetNames: string[]): string => `
   --targets x,y         only these targets: ${targetNames.join(', ')}
   --connections N       idle clients of the connection scenario (default ${defaultSettings.idleConnections})
   --fleet N             idle clients of the fleet scenario, through --workers (default ${defaultSettings.fleetConnections})
+  --storm N             persistent sessions of the storm scenario (default ${defaultSettings.stormClients})
   --retained N          retained topics of the retained scenario (default ${defaultSettings.retainedTopics})
   --duration S          measured seconds of each throughput scenario (default ${defaultSettings.measureMs / 1000})
   --repeat N            run everything N times, in rounds, and report each cell's median
@@ -112,6 +117,7 @@ export function parseOptions (argv: string[]): Options {
       targets: { type: 'string' },
       connections: { type: 'string' },
       fleet: { type: 'string' },
+      storm: { type: 'string' },
       retained: { type: 'string' },
       duration: { type: 'string' },
       repeat: { type: 'string' },
@@ -123,6 +129,7 @@ export function parseOptions (argv: string[]): Options {
   const settings = { ...(values.quick ? quickSettings : defaultSettings) }
   if (values.connections !== undefined) settings.idleConnections = positiveInteger('--connections', values.connections)
   if (values.fleet !== undefined) settings.fleetConnections = positiveInteger('--fleet', values.fleet)
+  if (values.storm !== undefined) settings.stormClients = positiveInteger('--storm', values.storm)
   if (values.retained !== undefined) settings.retainedTopics = positiveInteger('--retained', values.retained)
   if (values.duration !== undefined) settings.measureMs = positiveNumber('--duration', values.duration) * 1000
   return {

@@ -34,6 +34,8 @@ export interface RunningTarget {
   workers?: number
   /** The HTTP base URL of a node of this project (metrics), when it has one. */
   httpBase?: string
+  /** Each node of a cluster target: where it listens and its process, e.g. to kill one. */
+  nodes?: Array<{ mqttPort: number, pid: number }>
   /** Username/password for a client, for targets that authenticate (JWT + ACL). */
   credentials?: (clientId: string) => { username?: string, password?: string }
   stop: () => Promise<void>
@@ -134,6 +136,7 @@ async function startProjectCluster (nodes: number, args: string[], options: Star
     publish: first.publish,
     subscribe: cluster.local === true ? first.subscribe : last.subscribe,
     pids: [...nodePids, redis.handle.pid],
+    nodes: started.map((n) => ({ mqttPort: n.publish.mqttPort, pid: n.pids[0] as number })),
     ...(nodePids.length > 1 ? { processes: [...nodePids.map((pid, i) => ({ name: nodes > 1 ? `node ${i}` : `process ${i}`, pid })), { name: 'redis', pid: redis.handle.pid }] } : {}),
     stop: async () => {
       await Promise.all(started.map((n) => n.stop()))
@@ -144,6 +147,9 @@ async function startProjectCluster (nodes: number, args: string[], options: Star
 
 const benchSecret = 'bench-secret-0123456789abcdef0123456789'
 const benchToken = (): string => jwt.sign({ sub: 'bench' }, benchSecret, { expiresIn: 3600 })
+
+/** The target of the storm scenario: three nodes, one to be killed. */
+export const stormTargetName = 'rb+redis×3 storm'
 
 /** The target of the fleet scenario: more connections than one process may hold. */
 export const fleetTargetName = 'rb+jwt workers'
@@ -248,6 +254,14 @@ export const targets: Target[] = [
     description: 'this project, `--workers 2` with Redis: two worker processes share the listeners, unpinned (they use both CPUs, the generator and Redis too)',
     unavailable: redisUnavailable,
     start: (options) => startProjectCluster(1, ['--workers', '2'], options, { unpinned: true })
+  },
+  {
+    name: stormTargetName,
+    measuredAlone: 'always',
+    description: 'this project, three nodes on one Redis, unpinned, default limits (`limits.maxConcurrentConnects` 500): for the storm scenario, which kills one',
+    unavailable: redisUnavailable,
+    scenarios: ['storm'],
+    start: (options) => startProjectCluster(3, [], options, { unpinned: true })
   },
   {
     name: fleetTargetName,

@@ -1,6 +1,7 @@
 // The scenario table, in report order. Ids are what --scenarios takes.
 import { connections } from './connections.js'
 import { fleet } from './fleet.js'
+import { storm } from './storm.js'
 import { latency } from './latency.js'
 import { retained } from './retained.js'
 import { fanIn, fanOut } from './throughput.js'
@@ -15,5 +16,6 @@ export const scenarios: Scenario[] = [
   latency('latency-ws', 'ws'),
   connections('connections'),
   fleet('fleet'),
+  storm('storm'),
   retained('retained')
 ]
