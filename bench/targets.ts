@@ -82,10 +82,10 @@ const readyLines = {
 }
 
 /** Starts `node <args>` on the broker CPU and waits for its TCP and WebSocket listener lines. */
-export async function startNodeBroker (args: string[], env: NodeJS.ProcessEnv, options: StartOptions, pinned = true, processName?: string): Promise<RunningTarget> {
+export async function startNodeBroker (args: string[], env: NodeJS.ProcessEnv, options: StartOptions, pinned = true, processName?: string, readyTimeoutMs = 15_000): Promise<RunningTarget> {
   const child = startChild(process.execPath, [...options.nodeArgs(processName), ...args], { cpu: pinned ? brokerCpu : null, cwd: projectRoot, env })
   try {
-    const [tcp, ws] = await child.waitFor([readyLines.tcp, readyLines.ws], 15_000)
+    const [tcp, ws] = await child.waitFor([readyLines.tcp, readyLines.ws], readyTimeoutMs)
     const wsUrl = ws?.[1]
     const endpoints: Endpoints = { mqttPort: Number(tcp?.[1]), ...(wsUrl === undefined ? {} : { wsUrl }) }
     return { publish: endpoints, subscribe: endpoints, pids: [child.pid], stop: () => child.stop() }
@@ -116,12 +116,12 @@ const projectEnv = (): NodeJS.ProcessEnv => ({ ...baseEnv(), MQTT_PORT: '0', HTT
  * N project nodes on a fresh Redis; publishers use the first node, subscribers the last, or
  * the first too with `local` (traffic that concerns one node only).
  */
-async function startProjectCluster (nodes: number, args: string[], options: StartOptions, cluster: { local?: boolean, env?: NodeJS.ProcessEnv, unpinned?: boolean } = {}): Promise<RunningTarget> {
+async function startProjectCluster (nodes: number, args: string[], options: StartOptions, cluster: { local?: boolean, env?: NodeJS.ProcessEnv, unpinned?: boolean, readyTimeoutMs?: number } = {}): Promise<RunningTarget> {
   const redis = await startRedisServer()
   const started: RunningTarget[] = []
   try {
     for (let i = 0; i < nodes; i++) {
-      started.push(await startNodeBroker([cliPath, 'start', '--redis', redis.url, ...args], { ...projectEnv(), ...cluster.env, NODE_ID: `bench-${i}` }, options, cluster.unpinned !== true, nodes > 1 ? `node${i}` : undefined))
+      started.push(await startNodeBroker([cliPath, 'start', '--redis', redis.url, ...args], { ...projectEnv(), ...cluster.env, NODE_ID: `bench-${i}` }, options, cluster.unpinned !== true, nodes > 1 ? `node${i}` : undefined, cluster.readyTimeoutMs))
     }
   } catch (err) {
     await Promise.all(started.map((n) => n.stop()))
@@ -164,13 +164,13 @@ const fleetConnectionsPerWorker = 15_000
 async function startFleetNode (options: StartOptions): Promise<RunningTarget> {
   const workers = Math.max(2, Math.ceil(options.settings.fleetConnections / fleetConnectionsPerWorker))
   const config = fileURLToPath(new URL('../../bench/fleet.yaml', import.meta.url))
-  const running = await startProjectCluster(1, ['--workers', String(workers), '--config', config], options, { unpinned: true, env: { ALLOW_ANONYMOUS: 'false', JWT_SECRET: benchSecret } })
+  const running = await startProjectCluster(1, ['--workers', String(workers), '--config', config], options, { unpinned: true, env: { ALLOW_ANONYMOUS: 'false', JWT_SECRET: benchSecret }, readyTimeoutMs: 120_000 })
   const httpBase = running.publish.wsUrl?.replace(/^ws:/, 'http:').replace(/\/mqtt$/, '')
   try {
     if (httpBase === undefined) throw new Error('no HTTP listener')
-    const deadline = Date.now() + 60_000
+    const deadline = Date.now() + 120_000
     while ((await valuePerWorker(httpBase, 'realtime_broker_clients_connected', workers)).size < workers) {
-      if (Date.now() > deadline) throw new Error(`not all ${workers} workers answered within 60 s`)
+      if (Date.now() > deadline) throw new Error(`not all ${workers} workers answered within 120 s`)
       await new Promise((resolve) => setTimeout(resolve, 500))
     }
   } catch (err) {
@@ -261,7 +261,7 @@ export const targets: Target[] = [
     description: 'this project, three nodes on one Redis, unpinned, default limits (`limits.maxConcurrentConnects` 500): for the storm scenario, which kills one',
     unavailable: redisUnavailable,
     scenarios: ['storm'],
-    start: (options) => startProjectCluster(3, [], options, { unpinned: true })
+    start: (options) => startProjectCluster(3, [], options, { unpinned: true, readyTimeoutMs: 60_000 })
   },
   {
     name: fleetTargetName,

@@ -91,7 +91,7 @@ export function fleet (id: string): Scenario {
       { key: `${id}-mixed-p50`, label: 'fleet mixed: 1% publish every second, 5% subscribe: p50 (ms)', better: 'lower', digits: 2 },
       { key: `${id}-mixed-p99`, label: 'fleet mixed: p99 (ms)', better: 'lower', digits: 2 }
     ],
-    timeoutMs: (s) => 120_000 + s.fleetConnections * 3 + s.fleetIdleMs + s.fleetMixedMs,
+    timeoutMs: (s) => 180_000 + s.fleetConnections * 8 + s.fleetIdleMs + s.fleetMixedMs,
     run: async (context: ScenarioContext) => {
       const { settings, signal, target } = context
       const total = Math.min(settings.fleetConnections, target.connectionCapacity ?? perProcessConnections())

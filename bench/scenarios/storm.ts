@@ -75,7 +75,7 @@ export function storm (id: string): Scenario {
       { key: `${id}-session-lost`, label: 'storm: sessions resumed without their session (Session Present 0)', better: 'lower', digits: 0 },
       { key: `${id}-busy`, label: 'storm: CONNECTs refused as server busy (limits.maxConcurrentConnects)', better: 'lower', digits: 0 }
     ],
-    timeoutMs: (s) => 120_000 + s.stormClients * 4 + stormLimitMs,
+    timeoutMs: (s) => 180_000 + s.stormClients * 12 + stormLimitMs,
     run: async (context: ScenarioContext) => {
       const { settings, signal, target } = context
       const nodes = target.nodes ?? []
