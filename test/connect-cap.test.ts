@@ -99,3 +99,12 @@ t.test('a CONNECT that waits longer than connectQueueTimeoutMs is refused; a con
   t.ok(await gateIsEmpty(broker))
   await closeClient(client)
 })
+
+t.test('CONNECTs refused by authentication, over TCP and WebSocket, give their turn back', async (t) => {
+  const broker = await startBroker(t, { auth: { anonymous: false }, limits: { maxConcurrentConnects: 1, maxQueuedConnects: 0 } })
+  for (const transport of ['tcp', 'ws', 'tcp', 'ws'] as const) {
+    // with one turn and no queue, a turn not given back would make the next one 3 (busy)
+    t.equal(await connectRefused(t, brokerUrl(broker, transport), { clientId: `nobody-${transport}` }), 5, `${transport}: not authorized, not busy`)
+  }
+  t.ok(await gateIsEmpty(broker))
+})
