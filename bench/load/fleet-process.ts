@@ -101,6 +101,9 @@ async function connectAll (request: FleetConnectRequest): Promise<void> {
   let failed = 0
   let firstError: string | null = null
   const progress = setInterval(() => reply({ type: 'progress', connected, failed }), 500)
+  // from the first connection on: a fleet that takes longer to connect than 1.5 keepalives
+  // would otherwise lose its first clients to the broker's keepalive timeout
+  startPinging(request.keepaliveS)
   const worker = async (): Promise<void> => {
     while (next < request.count) {
       const clientId = `${request.prefix}${request.first + next++}`
@@ -115,11 +118,10 @@ async function connectAll (request: FleetConnectRequest): Promise<void> {
   }
   await Promise.all(Array.from({ length: Math.min(request.concurrency, request.count) }, worker))
   clearInterval(progress)
-  startPinging(request.keepaliveS)
   reply({ type: 'connected', connected, failed, firstError })
 }
 
-/** Every connection sends a PINGREQ once per keepalive, spread evenly over it. */
+/** Every connection sends a PINGREQ once per keepalive, spread evenly over it (connections added meanwhile too). */
 function startPinging (keepaliveS: number): void {
   if (pingTimer !== null || keepaliveS === 0) return
   const tickMs = 1_000

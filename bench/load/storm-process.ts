@@ -192,6 +192,8 @@ async function start (message: StormStartRequest): Promise<void> {
   let failed = 0
   let firstError: string | null = null
   const progress = setInterval(() => reply({ type: 'progress', connected }), 500)
+  // from the first connection on (see fleet-process.ts)
+  startPinging()
   const worker = async (): Promise<void> => {
     while (next < sessions.length) {
       const session = sessions[next++] as Session
@@ -207,7 +209,6 @@ async function start (message: StormStartRequest): Promise<void> {
   }
   await Promise.all(Array.from({ length: message.concurrency }, worker))
   clearInterval(progress)
-  startPinging()
   reply({ type: 'started', connected, failed, firstError })
 }
 
