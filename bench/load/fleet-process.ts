@@ -7,6 +7,7 @@
 import { connect as connectTcp, type Socket } from 'node:net'
 import { generate } from 'mqtt-packet'
 import { FrameReader } from './frame-reader.js'
+import { startPinging } from './keepalive-pinger.js'
 import { PublishTemplate, readSentAt } from './publish-template.js'
 
 export interface FleetConnectRequest {
@@ -40,18 +41,18 @@ export type FleetReply =
   | { type: 'mixed-done', latenciesMs: number[], sent: number, received: number, closed: number }
   | { type: 'usage', rssKiB: number, open: number }
 
-const pingreq = Buffer.from([0xC0, 0x00])
 const CONNACK = 0x20
 
 interface Connection {
   socket: Socket
   clientId: string
   topic: string
+  ping: (packet: Buffer) => void
 }
 
 const connections: Connection[] = []
 let closedCount = 0
-let pingTimer: NodeJS.Timeout | null = null
+let stopPinging: (() => void) | null = null
 
 function reply (message: FleetReply): void {
   process.send?.(message)
@@ -88,7 +89,7 @@ function openConnection (request: FleetConnectRequest, clientId: string): Promis
       socket.once('close', () => { closedCount++ })
       // idle: PINGRESPs only, read and dropped
       socket.on('data', ignoreData)
-      resolve({ socket, clientId, topic: `bench/fleet/${clientId}` })
+      resolve({ socket, clientId, topic: `bench/fleet/${clientId}`, ping: (packet) => { if (!socket.destroyed) socket.write(packet) } })
     })
   })
 }
@@ -103,7 +104,7 @@ async function connectAll (request: FleetConnectRequest): Promise<void> {
   const progress = setInterval(() => reply({ type: 'progress', connected, failed }), 500)
   // from the first connection on: a fleet that takes longer to connect than 1.5 keepalives
   // would otherwise lose its first clients to the broker's keepalive timeout
-  startPinging(request.keepaliveS)
+  if (request.keepaliveS > 0) stopPinging ??= startPinging(() => connections, request.keepaliveS)
   const worker = async (): Promise<void> => {
     while (next < request.count) {
       const clientId = `${request.prefix}${request.first + next++}`
@@ -119,21 +120,6 @@ async function connectAll (request: FleetConnectRequest): Promise<void> {
   await Promise.all(Array.from({ length: Math.min(request.concurrency, request.count) }, worker))
   clearInterval(progress)
   reply({ type: 'connected', connected, failed, firstError })
-}
-
-/** Every connection sends a PINGREQ once per keepalive, spread evenly over it (connections added meanwhile too). */
-function startPinging (keepaliveS: number): void {
-  if (pingTimer !== null || keepaliveS === 0) return
-  const tickMs = 1_000
-  const ticks = keepaliveS
-  let tick = 0
-  pingTimer = setInterval(() => {
-    const slot = tick++ % ticks
-    for (let i = slot; i < connections.length; i += ticks) {
-      const connection = connections[i] as Connection
-      if (!connection.socket.destroyed) connection.socket.write(pingreq)
-    }
-  }, tickMs)
 }
 
 /**
@@ -199,7 +185,7 @@ process.on('message', (message: FleetRequest) => {
       reply({ type: 'usage', rssKiB: Math.round(process.memoryUsage.rss() / 1024), open: connections.length - closedCount })
       return
     case 'exit':
-      if (pingTimer !== null) clearInterval(pingTimer)
+      stopPinging?.()
       for (const connection of connections) connection.socket.destroy()
       process.exit(0)
   }

@@ -9,6 +9,7 @@
 import { connect as connectTcp, type Socket } from 'node:net'
 import { generate } from 'mqtt-packet'
 import { FrameReader } from './frame-reader.js'
+import { startPinging } from './keepalive-pinger.js'
 
 export interface StormStartRequest {
   type: 'start'
@@ -45,7 +46,7 @@ export interface StormReport {
   /** CONNACK 3 / 0x89 and refused or failed connection attempts. */
   refusedAttempts: number
   failedAttempts: number
-  /** Time from the first drop to each resume, ms (the last one is the storm's length). */
+  /** From the node's kill to the last resume, ms: the storm's length. */
   lastResumeMs: number
   acknowledged: number
   received: number
@@ -69,12 +70,14 @@ interface Session {
   resumes: number
   /** Message numbers received (a number per message published to it). */
   received: Set<number>
+  ping: (packet: Buffer) => void
 }
 
 let request: StormStartRequest
 let livePorts: number[] = []
 const sessions: Session[] = []
-let firstDropAt: number | null = null
+// when the harness said the node was killed: the storm's time runs from there
+let killedAt: number | null = null
 let lastResumeAt = 0
 let refusedAttempts = 0
 let failedAttempts = 0
@@ -156,7 +159,6 @@ function connectSession (session: Session, port: number, subscribe: boolean): Pr
 
 function dropped (session: Session): void {
   session.drops++
-  firstDropAt ??= performance.now()
   void reconnect(session, 0)
 }
 
@@ -180,30 +182,41 @@ async function reconnect (session: Session, attempt: number): Promise<void> {
   }
 }
 
+const initialAttempts = 8
+
 async function start (message: StormStartRequest): Promise<void> {
   request = message
   livePorts = [...message.ports]
   for (let i = 0; i < message.count; i++) {
     const clientId = `${message.prefix}${message.first + i}`
-    sessions.push({ index: i, clientId, topic: `bench/storm/${clientId}`, socket: null, drops: 0, resumes: 0, received: new Set() })
+    const session: Session = { index: i, clientId, topic: `bench/storm/${clientId}`, socket: null, drops: 0, resumes: 0, received: new Set(), ping: (packet) => session.socket?.write(packet) }
+    sessions.push(session)
   }
   let next = 0
   let connected = 0
   let failed = 0
   let firstError: string | null = null
   const progress = setInterval(() => reply({ type: 'progress', connected }), 500)
-  // from the first connection on (see fleet-process.ts)
-  startPinging()
+  // from the first connection on: a slow connect phase must not lose its first clients
+  startPinging(() => sessions, message.keepaliveS)
   const worker = async (): Promise<void> => {
     while (next < sessions.length) {
       const session = sessions[next++] as Session
       const port = message.ports[(message.first + session.index) % message.ports.length] as number
-      try {
-        await connectSession(session, port, true)
-        connected++
-      } catch (err) {
-        failed++
-        firstError ??= (err as Error).message
+      // refused (busy) or failed: retried with the backoff, as a client would, a few times
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await connectSession(session, port, true)
+          connected++
+          break
+        } catch (err) {
+          if (attempt === initialAttempts - 1) {
+            failed++
+            firstError ??= (err as Error).message
+            break
+          }
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(backoffCapMs, backoffBaseMs * 2 ** attempt)))
+        }
       }
     }
   }
@@ -212,14 +225,6 @@ async function start (message: StormStartRequest): Promise<void> {
   reply({ type: 'started', connected, failed, firstError })
 }
 
-function startPinging (): void {
-  const pingreq = Buffer.from([0xC0, 0x00])
-  let tick = 0
-  setInterval(() => {
-    const slot = tick++ % request.keepaliveS
-    for (let i = slot; i < sessions.length; i += request.keepaliveS) sessions[i]?.socket?.write(pingreq)
-  }, 1_000).unref()
-}
 
 // The publishers (several, as devices would be, on the nodes that stay up): QoS 1 to random
 // sessions of this process, numbered; a number counts as acknowledged once its PUBACK is back.
@@ -289,7 +294,7 @@ function report (): StormReport {
     resumedTwice: sessions.filter((s) => s.resumes > 1).length,
     refusedAttempts,
     failedAttempts,
-    lastResumeMs: firstDropAt === null ? 0 : lastResumeAt - firstDropAt,
+    lastResumeMs: killedAt === null ? 0 : Math.max(0, lastResumeAt - killedAt),
     acknowledged: acknowledged.length,
     received: acknowledged.filter((m) => m.session.received.has(m.number)).length,
     lost: acknowledged.filter((m) => !m.session.received.has(m.number)).length,
@@ -306,6 +311,7 @@ process.on('message', (message: StormRequest) => {
       void startPublishing(message.ratePerS)
       return
     case 'node-killed':
+      killedAt = performance.now()
       livePorts = livePorts.filter((port) => port !== message.port)
       return
     case 'stop-publishing':
