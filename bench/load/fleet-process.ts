@@ -7,19 +7,13 @@
 import { connect as connectTcp, type Socket } from 'node:net'
 import { generate } from 'mqtt-packet'
 import { FrameReader } from './frame-reader.js'
+import type { GeneratorShare } from './generator-process.js'
 import { startPinging } from './keepalive-pinger.js'
 import { PublishTemplate, readSentAt } from './publish-template.js'
 
-export interface FleetConnectRequest {
+export interface FleetConnectRequest extends GeneratorShare {
   type: 'connect'
   port: number
-  localAddress: string
-  /** Client ids are `${prefix}${first + i}`. */
-  prefix: string
-  first: number
-  count: number
-  keepaliveS: number
-  concurrency: number
   username?: string
   password?: string
 }

@@ -9,20 +9,15 @@
 import { connect as connectTcp, type Socket } from 'node:net'
 import { generate } from 'mqtt-packet'
 import { FrameReader } from './frame-reader.js'
+import type { GeneratorShare } from './generator-process.js'
 import { startPinging } from './keepalive-pinger.js'
 
-export interface StormStartRequest {
+export interface StormStartRequest extends GeneratorShare {
   type: 'start'
   /** MQTT ports of the nodes; client i first connects to node i mod n. */
   ports: number[]
   /** The nodes the publishers use (never the one killed). */
   publisherPorts: number[]
-  localAddress: string
-  prefix: string
-  first: number
-  count: number
-  keepaliveS: number
-  concurrency: number
 }
 
 export type StormRequest =

@@ -5,10 +5,10 @@
 // the target (workers, primary, Redis), heap per connection (the broker's own metrics, each
 // worker's), CPU while idle (keepalive traffic only, 60 s keepalives), then the mixed load: 1%
 // of the clients publish a location every second, 5% follow one of them, p50/p99 latency.
-import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { startCpuMeter } from '../load/cpu-meter.js'
 import type { FleetConnectRequest, FleetReply, FleetRequest } from '../load/fleet-process.js'
+import { forkGenerator, generatorAddress, stopGenerators, type GeneratorProcess } from '../load/generator-process.js'
 import { pause } from '../load/wait.js'
 import { valuePerWorker } from '../load/worker-metrics.js'
 import { percentiles } from '../load/stats.js'
@@ -26,35 +26,15 @@ const keepaliveS = 60
 // CONNECTs in flight per generator process
 const connectConcurrency = 100
 
-interface Generator {
-  child: ChildProcess
+interface Generator extends GeneratorProcess<FleetRequest, FleetReply> {
   localAddress: string
   /** The share of the fleet this process holds. */
   count: number
   first: number
-  ask: (message: FleetRequest, until: FleetReply['type'], onProgress?: (reply: FleetReply) => void) => Promise<FleetReply>
 }
 
 function startGenerator (index: number, first: number, share: number): Generator {
-  const child = fork(fleetProcessPath, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
-  return {
-    child,
-    localAddress: `127.0.0.${index + 2}`,
-    count: share,
-    first,
-    ask: (message, until, onProgress) => new Promise((resolve, reject) => {
-      const onMessage = (reply: FleetReply): void => {
-        if (reply.type !== until) return onProgress?.(reply)
-        child.off('message', onMessage)
-        child.off('exit', onExit)
-        resolve(reply)
-      }
-      const onExit = (code: number | null): void => reject(new Error(`load generator process ${index} exited (${String(code)})`))
-      child.on('message', onMessage)
-      child.once('exit', onExit)
-      child.send(message)
-    })
-  }
+  return { ...forkGenerator<FleetRequest, FleetReply>(fleetProcessPath, index), localAddress: generatorAddress(index), count: share, first }
 }
 
 /** The V8 heap used by every worker of a node of this project (its metrics); NaN for other brokers. */
@@ -184,14 +164,7 @@ export function fleet (id: string): Scenario {
           cpu: idleCpu
         }
       } finally {
-        await Promise.all(generators.map(async ({ child }) => {
-          if (child.exitCode !== null || child.signalCode !== null) return
-          const exited = new Promise((resolve) => child.once('exit', resolve))
-          if (child.connected) child.send({ type: 'exit' })
-          const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
-          await exited
-          clearTimeout(timer)
-        }))
+        await stopGenerators(generators)
       }
     }
   }

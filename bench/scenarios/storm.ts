@@ -5,10 +5,10 @@
 // meanwhile, acknowledged QoS 1 messages lost (must be 0), sessions resumed twice or without
 // their session, CONNECTs refused as server busy (limits.maxConcurrentConnects), and the p99
 // of the clients that stayed connected, during the storm.
-import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { startCpuMeter } from '../load/cpu-meter.js'
 import { percentiles } from '../load/stats.js'
+import { forkGenerator, generatorAddress, stopGenerators, type GeneratorProcess } from '../load/generator-process.js'
 import type { StormReply, StormReport, StormRequest } from '../load/storm-process.js'
 import { pause } from '../load/wait.js'
 import { count } from '../format.js'
@@ -25,36 +25,10 @@ const publishRatePerS = 300
 // every session back, at the latest
 const stormLimitMs = 180_000
 
-interface StormGenerator {
-  child: ChildProcess
-  ask: (message: StormRequest, until?: StormReply['type'], onOther?: (reply: StormReply) => void) => Promise<StormReply | null>
-}
-
-function startGenerator (index: number): StormGenerator {
-  const child = fork(stormProcessPath, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
-  return {
-    child,
-    ask: (message, until, onOther) => new Promise((resolve, reject) => {
-      if (until === undefined) {
-        child.send(message)
-        return resolve(null)
-      }
-      const onMessage = (reply: StormReply): void => {
-        if (reply.type !== until) return onOther?.(reply)
-        child.off('message', onMessage)
-        child.off('exit', onExit)
-        resolve(reply)
-      }
-      const onExit = (code: number | null): void => reject(new Error(`storm generator process ${index} exited (${String(code)})`))
-      child.on('message', onMessage)
-      child.once('exit', onExit)
-      child.send(message)
-    })
-  }
-}
+type StormGenerator = GeneratorProcess<StormRequest, StormReply>
 
 async function reports (generators: StormGenerator[]): Promise<StormReport[]> {
-  return (await Promise.all(generators.map((g) => g.ask({ type: 'report' }, 'report')))).filter((r): r is StormReport => r?.type === 'report')
+  return (await Promise.all(generators.map((g) => g.ask({ type: 'report' }, 'report')))).filter((r): r is StormReport => r.type === 'report')
 }
 
 const sum = (list: StormReport[], pick: (r: StormReport) => number): number => list.reduce((total, r) => total + pick(r), 0)
@@ -85,7 +59,7 @@ export function storm (id: string): Scenario {
       const redisPid = target.pids[target.pids.length - 1] as number
       const total = settings.stormClients
       const generatorCount = Math.ceil(total / perGenerator)
-      const generators = Array.from({ length: generatorCount }, (_, i) => startGenerator(i))
+      const generators = Array.from({ length: generatorCount }, (_, i) => forkGenerator<StormRequest, StormReply>(stormProcessPath, i))
       const notes: string[] = []
       try {
         const progress = new Map<number, number>()
@@ -96,7 +70,7 @@ export function storm (id: string): Scenario {
             type: 'start',
             ports: nodes.map((n) => n.mqttPort),
             publisherPorts: survivors.map((n) => n.mqttPort),
-            localAddress: `127.0.0.${g + 2}`,
+            localAddress: generatorAddress(g),
             prefix: `storm-${g}-`,
             first: 0,
             count: share,
@@ -108,12 +82,12 @@ export function storm (id: string): Scenario {
             context.status(`${count([...progress.values()].reduce((a, b) => a + b, 0))}/${count(total)} sessions connected`)
           })
         }))
-        const connected = started.reduce((n, r) => n + (r?.type === 'started' ? r.connected : 0), 0)
+        const connected = started.reduce((n, r) => n + (r.type === 'started' ? r.connected : 0), 0)
         const rate = connected / ((performance.now() - startedAt) / 1000)
-        for (const r of started) if (r?.type === 'started' && r.failed > 0) notes.push(`${r.failed} sessions did not connect (first: ${r.firstError ?? '?'})`)
+        for (const r of started) if (r.type === 'started' && r.failed > 0) notes.push(`${r.failed} sessions did not connect (first: ${r.firstError ?? '?'})`)
 
         context.status(`${count(connected)} sessions: QoS 1 messages flowing`)
-        for (const generator of generators) await generator.ask({ type: 'publish', ratePerS: publishRatePerS / generatorCount })
+        for (const generator of generators) generator.tell({ type: 'publish', ratePerS: publishRatePerS / generatorCount })
         await pause(5_000, signal)
         // the live latencies from here on are the storm's; those before, for comparison
         const before = Float64Array.from((await reports(generators)).flatMap((r) => r.liveLatenciesMs))
@@ -121,7 +95,7 @@ export function storm (id: string): Scenario {
         notes.push(`before the kill (5 s): ${count(before.length)} deliveries, p50 ${beforeP50.toFixed(1)} ms, p99 ${beforeP99.toFixed(1)} ms`)
 
         const cpuMeter = startCpuMeter({ pids: [...survivors.map((n) => n.pid), redisPid], processes: [...survivors.map((n, i) => ({ name: `survivor ${i}`, pid: n.pid })), { name: 'redis', pid: redisPid }] })
-        for (const generator of generators) await generator.ask({ type: 'node-killed', port: victim.mqttPort })
+        for (const generator of generators) generator.tell({ type: 'node-killed', port: victim.mqttPort })
         process.kill(victim.pid, 'SIGKILL')
         const killedAt = performance.now()
         let during: StormReport[] = []
@@ -144,7 +118,7 @@ export function storm (id: string): Scenario {
 
         // the messages published during the storm reach their resumed sessions, then the count
         await pause(2_000, signal)
-        for (const generator of generators) await generator.ask({ type: 'stop-publishing' })
+        for (const generator of generators) generator.tell({ type: 'stop-publishing' })
         context.status('publishing stopped: waiting for the last deliveries')
         await pause(5_000, signal)
         const final = await reports(generators)
@@ -170,14 +144,7 @@ export function storm (id: string): Scenario {
           cpu
         }
       } finally {
-        await Promise.all(generators.map(async ({ child }) => {
-          if (child.exitCode !== null || child.signalCode !== null) return
-          const exited = new Promise((resolve) => child.once('exit', resolve))
-          if (child.connected) child.send({ type: 'exit' })
-          const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
-          await exited
-          clearTimeout(timer)
-        }))
+        await stopGenerators(generators)
       }
     }
   }
