@@ -258,7 +258,7 @@ export const targets: Target[] = [
   {
     name: stormTargetName,
     measuredAlone: 'always',
-    description: 'this project, three nodes on one Redis, unpinned, default limits (`limits.maxConcurrentConnects` 500): for the storm scenario, which kills one',
+    description: 'this project, three nodes on one Redis, unpinned, default limits (`limits.maxConcurrentConnects` 50): for the storm scenario, which kills one',
     unavailable: redisUnavailable,
     scenarios: ['storm'],
     start: (options) => startProjectCluster(3, [], options, { unpinned: true, readyTimeoutMs: 60_000 })
