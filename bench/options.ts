@@ -17,6 +17,12 @@ export interface Settings {
   latencyMs: number
   idleConnections: number
   retainedTopics: number
+  /** The fleet scenario: idle connections, the idle CPU window, the mixed load's duration. */
+  fleetConnections: number
+  fleetIdleMs: number
+  fleetMixedMs: number
+  /** The storm scenario: persistent sessions over three nodes, one of which is killed. */
+  stormClients: number
 }
 
 // The memory target is stated at 20,000 idle connections; the broker and the generator each
@@ -25,13 +31,18 @@ export interface Settings {
 const targetIdleConnections = 20_000
 const reservedDescriptors = 500
 
-function openFilesLimit (): number {
+export function openFilesLimit (): number {
   try {
     const match = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))
     return match === null ? Infinity : Number(match[1])
   } catch {
     return Infinity
   }
+}
+
+/** The connections one process (broker or generator) may hold here, with room for its other descriptors. */
+export function perProcessConnections (): number {
+  return openFilesLimit() - reservedDescriptors
 }
 
 const defaultSettings: Settings = {
@@ -43,7 +54,12 @@ const defaultSettings: Settings = {
   latencyRate: 2_000,
   latencyMs: 10_000,
   idleConnections: Math.min(targetIdleConnections, openFilesLimit() - reservedDescriptors),
-  retainedTopics: 100_000
+  retainedTopics: 100_000,
+  fleetConnections: 100_000,
+  // a whole keepalive period: every client pings once
+  fleetIdleMs: 60_000,
+  fleetMixedMs: 20_000,
+  stormClients: 30_000
 }
 
 const quickSettings: Settings = {
@@ -52,7 +68,11 @@ const quickSettings: Settings = {
   measureMs: 1_500,
   latencyMs: 2_000,
   idleConnections: 500,
-  retainedTopics: 20_000
+  retainedTopics: 20_000,
+  fleetConnections: 10_000,
+  fleetIdleMs: 10_000,
+  fleetMixedMs: 5_000,
+  stormClients: 3_000
 }
 
 export interface Options {
@@ -74,6 +94,8 @@ export const usage = (scenarioIds: string[], targetNames: string[]): string => `
   --scenarios a,b       only these scenarios: ${scenarioIds.join(', ')}
   --targets x,y         only these targets: ${targetNames.join(', ')}
   --connections N       idle clients of the connection scenario (default ${defaultSettings.idleConnections})
+  --fleet N             idle clients of the fleet scenario, through --workers (default ${defaultSettings.fleetConnections})
+  --storm N             persistent sessions of the storm scenario (default ${defaultSettings.stormClients})
   --retained N          retained topics of the retained scenario (default ${defaultSettings.retainedTopics})
   --duration S          measured seconds of each throughput scenario (default ${defaultSettings.measureMs / 1000})
   --repeat N            run everything N times, in rounds, and report each cell's median
@@ -94,6 +116,8 @@ export function parseOptions (argv: string[]): Options {
       scenarios: { type: 'string' },
       targets: { type: 'string' },
       connections: { type: 'string' },
+      fleet: { type: 'string' },
+      storm: { type: 'string' },
       retained: { type: 'string' },
       duration: { type: 'string' },
       repeat: { type: 'string' },
@@ -104,6 +128,8 @@ export function parseOptions (argv: string[]): Options {
   })
   const settings = { ...(values.quick ? quickSettings : defaultSettings) }
   if (values.connections !== undefined) settings.idleConnections = positiveInteger('--connections', values.connections)
+  if (values.fleet !== undefined) settings.fleetConnections = positiveInteger('--fleet', values.fleet)
+  if (values.storm !== undefined) settings.stormClients = positiveInteger('--storm', values.storm)
   if (values.retained !== undefined) settings.retainedTopics = positiveInteger('--retained', values.retained)
   if (values.duration !== undefined) settings.measureMs = positiveNumber('--duration', values.duration) * 1000
   return {

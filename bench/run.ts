@@ -143,7 +143,7 @@ async function runScenario (group: Target[], scenario: Scenario, options: Option
     for (const target of group) {
       status(`starting ${target.name}`)
       try {
-        const started = await target.start({ nodeArgs: nodeArgsOf(target) })
+        const started = await target.start({ nodeArgs: nodeArgsOf(target), settings: options.settings })
         running.push(started)
         contexts.push({
           target: started,

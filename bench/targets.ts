@@ -9,6 +9,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import jwt from 'jsonwebtoken'
 import type { ProtocolVersion } from './load/bench-client.js'
+import { valuePerWorker } from './load/worker-metrics.js'
+import { perProcessConnections, type Settings } from './options.js'
 import { findMosquitto, mosquittoVersion, startMosquitto } from './mosquitto.js'
 import { brokerCpu, childPids, startChild } from './process.js'
 import { redisUnavailable, startRedisCluster, startRedisServer } from './redis.js'
@@ -29,6 +31,14 @@ export interface RunningTarget {
   pids: number[]
   /** The broker processes by name, when there are several: their CPU is reported one by one. */
   processes?: Array<{ name: string, pid: number }>
+  /** How many connections it can hold on this machine; one process's open files when absent. */
+  connectionCapacity?: number
+  /** Its worker processes (`--workers N`), when it has several. */
+  workers?: number
+  /** The HTTP base URL of a node of this project (metrics), when it has one. */
+  httpBase?: string
+  /** Each node of a cluster target: where it listens and its process, e.g. to kill one. */
+  nodes?: Array<{ mqttPort: number, pid: number }>
   /** Username/password for a client, for targets that authenticate (JWT + ACL). */
   credentials?: (clientId: string) => { username?: string, password?: string }
   stop: () => Promise<void>
@@ -40,6 +50,7 @@ export interface StartOptions {
    * `processName` tells the nodes of a cluster apart, so that each writes its own profile.
    */
   nodeArgs: (processName?: string) => string[]
+  settings: Settings
 }
 
 export interface Target {
@@ -74,10 +85,10 @@ const readyLines = {
 }
 
 /** Starts `node <args>` on the broker CPU and waits for its TCP and WebSocket listener lines. */
-export async function startNodeBroker (args: string[], env: NodeJS.ProcessEnv, options: StartOptions, pinned = true, processName?: string): Promise<RunningTarget> {
+export async function startNodeBroker (args: string[], env: NodeJS.ProcessEnv, options: Pick<StartOptions, 'nodeArgs'>, pinned = true, processName?: string, readyTimeoutMs = 15_000): Promise<RunningTarget> {
   const child = startChild(process.execPath, [...options.nodeArgs(processName), ...args], { cpu: pinned ? brokerCpu : null, cwd: projectRoot, env })
   try {
-    const [tcp, ws] = await child.waitFor([readyLines.tcp, readyLines.ws], 15_000)
+    const [tcp, ws] = await child.waitFor([readyLines.tcp, readyLines.ws], readyTimeoutMs)
     const wsUrl = ws?.[1]
     const endpoints: Endpoints = { mqttPort: Number(tcp?.[1]), ...(wsUrl === undefined ? {} : { wsUrl }) }
     return { publish: endpoints, subscribe: endpoints, pids: [child.pid], stop: () => child.stop() }
@@ -108,12 +119,12 @@ const projectEnv = (): NodeJS.ProcessEnv => ({ ...baseEnv(), MQTT_PORT: '0', HTT
  * N project nodes on a fresh Redis; publishers use the first node, subscribers the last, or
  * the first too with `local` (traffic that concerns one node only).
  */
-async function startProjectCluster (nodes: number, args: string[], options: StartOptions, cluster: { local?: boolean, env?: NodeJS.ProcessEnv, unpinned?: boolean, redisMasters?: number } = {}): Promise<RunningTarget> {
+async function startProjectCluster (nodes: number, args: string[], options: StartOptions, cluster: { local?: boolean, env?: NodeJS.ProcessEnv, unpinned?: boolean, redisMasters?: number, readyTimeoutMs?: number } = {}): Promise<RunningTarget> {
   const redis = cluster.redisMasters === undefined ? await startRedisServer() : await startRedisCluster(cluster.redisMasters)
   const started: RunningTarget[] = []
   try {
     for (let i = 0; i < nodes; i++) {
-      started.push(await startNodeBroker([cliPath, 'start', '--redis', redis.url, ...args], { ...projectEnv(), ...cluster.env, NODE_ID: `bench-${i}` }, options, cluster.unpinned !== true, nodes > 1 ? `node${i}` : undefined))
+      started.push(await startNodeBroker([cliPath, 'start', '--redis', redis.url, ...args], { ...projectEnv(), ...cluster.env, NODE_ID: `bench-${i}` }, options, cluster.unpinned !== true, nodes > 1 ? `node${i}` : undefined, cluster.readyTimeoutMs))
     }
   } catch (err) {
     await Promise.all(started.map((n) => n.stop()))
@@ -128,6 +139,7 @@ async function startProjectCluster (nodes: number, args: string[], options: Star
     publish: first.publish,
     subscribe: cluster.local === true ? first.subscribe : last.subscribe,
     pids: [...nodePids, ...redis.handles.map((handle) => handle.pid)],
+    nodes: started.map((n) => ({ mqttPort: n.publish.mqttPort, pid: n.pids[0] as number })),
     ...(nodePids.length > 1 ? { processes: [...nodePids.map((pid, i) => ({ name: nodes > 1 ? `node ${i}` : `process ${i}`, pid })), ...redis.handles.map((handle, i) => ({ name: redis.handles.length > 1 ? `redis ${i}` : 'redis', pid: handle.pid }))] } : {}),
     stop: async () => {
       await Promise.all(started.map((n) => n.stop()))
@@ -137,6 +149,51 @@ async function startProjectCluster (nodes: number, args: string[], options: Star
 }
 
 const benchSecret = 'bench-secret-0123456789abcdef0123456789'
+const benchToken = (): string => jwt.sign({ sub: 'bench' }, benchSecret, { expiresIn: 3600 })
+
+/** The target of the storm scenario: three nodes, one to be killed. */
+export const stormTargetName = 'rb+redis×3 storm'
+
+/** The target of the fleet scenario: more connections than one process may hold. */
+export const fleetTargetName = 'rb+jwt workers'
+// connections per worker: under its open-files limit, with room for an uneven round robin
+const fleetConnectionsPerWorker = 15_000
+
+/**
+ * One node of this project with enough `--workers` for the fleet, JWT and ACL on, on Redis;
+ * ready once every worker answers (a worker not yet listening gets no connections, and the
+ * others would get more than their share).
+ */
+async function startFleetNode (options: StartOptions): Promise<RunningTarget> {
+  const workers = Math.max(2, Math.ceil(options.settings.fleetConnections / fleetConnectionsPerWorker))
+  const config = fileURLToPath(new URL('../../bench/fleet.yaml', import.meta.url))
+  const running = await startProjectCluster(1, ['--workers', String(workers), '--config', config], options, { unpinned: true, env: { ALLOW_ANONYMOUS: 'false', JWT_SECRET: benchSecret }, readyTimeoutMs: 120_000 })
+  const httpBase = running.publish.wsUrl?.replace(/^ws:/, 'http:').replace(/\/mqtt$/, '')
+  try {
+    if (httpBase === undefined) throw new Error('no HTTP listener')
+    const deadline = Date.now() + 120_000
+    while ((await valuePerWorker(httpBase, 'realtime_broker_clients_connected', workers)).size < workers) {
+      if (Date.now() > deadline) throw new Error(`not all ${workers} workers answered within 120 s`)
+      await new Promise((resolve) => setTimeout(resolve, 500))
+    }
+  } catch (err) {
+    await running.stop()
+    throw err
+  }
+  const [primary, redis] = [running.pids[0] as number, running.pids[running.pids.length - 1] as number]
+  // the workers, all of them by now
+  const pids = [primary, ...childPids(primary), redis]
+  const token = benchToken()
+  return {
+    ...running,
+    pids,
+    processes: pids.map((pid, i) => ({ name: i === 0 ? 'primary' : i === pids.length - 1 ? 'redis' : `worker ${i}`, pid })),
+    workers,
+    connectionCapacity: workers * Math.min(fleetConnectionsPerWorker, perProcessConnections()),
+    httpBase,
+    credentials: () => ({ username: 'bench', password: token })
+  }
+}
 
 export const targets: Target[] = [
   {
@@ -159,7 +216,7 @@ export const targets: Target[] = [
     unavailable: () => null,
     start: async (options) => {
       const running = await startNodeBroker([cliPath, 'start', '--config', fileURLToPath(new URL('../../bench/jwt-acl.yaml', import.meta.url))], { ...projectEnv(), ALLOW_ANONYMOUS: 'false', JWT_SECRET: benchSecret }, options)
-      const token = jwt.sign({ sub: 'bench' }, benchSecret, { expiresIn: 3600 })
+      const token = benchToken()
       return { ...running, credentials: () => ({ username: 'bench', password: token }) }
     }
   },
@@ -230,6 +287,22 @@ export const targets: Target[] = [
     description: 'this project, `--workers 2` with Redis: two worker processes share the listeners, unpinned (they use both CPUs, the generator and Redis too)',
     unavailable: redisUnavailable,
     start: (options) => startProjectCluster(1, ['--workers', '2'], options, { unpinned: true })
+  },
+  {
+    name: stormTargetName,
+    measuredAlone: 'always',
+    description: 'this project, three nodes on one Redis, unpinned, default limits (`limits.maxConcurrentConnects` 50): for the storm scenario, which kills one',
+    unavailable: redisUnavailable,
+    scenarios: ['storm'],
+    start: (options) => startProjectCluster(3, [], options, { unpinned: true, readyTimeoutMs: 60_000 })
+  },
+  {
+    name: fleetTargetName,
+    measuredAlone: 'always',
+    description: 'this project, one node with `--workers N` (N = fleet connections / 15,000, at least 2) on Redis, JWT and ACL on, unpinned: for the fleet scenario',
+    unavailable: redisUnavailable,
+    scenarios: ['fleet'],
+    start: startFleetNode
   },
   {
     name: 'aedes',

@@ -32,6 +32,8 @@ import { createTcpListener } from './broker/listeners/tcp.js'
 import { createTlsListener } from './broker/listeners/tls.js'
 import { createLogger, type Logger } from './broker/observability/logger.js'
 import { assertDependenciesPatched } from './broker/process/patched-dependencies.js'
+import { connectThrottleEvents, createConnectGate, throttleConnects } from './broker/process/connect-gate.js'
+import { reportOpenFilesLimit } from './broker/process/open-files.js'
 import { BrokerMetrics } from './broker/observability/metrics.js'
 import { DeliveryLatency } from './broker/observability/delivery-latency.js'
 import { Presence, memoryPresenceStore, presencePrefix, redisPresenceStore, type PresenceState } from './broker/presence/presence.js'
@@ -82,9 +84,16 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const jwt = createJwtVerifier(config)
   const anonymous = config.auth.anonymous === 'auto' ? jwt === null : config.auth.anonymous
   warnAboutAccess(config, anonymous, jwt !== null, logger)
+  reportOpenFilesLimit(logger)
 
   // the sources are read at scrape time, once storage exists
-  const metrics = new BrokerMetrics(nodeId, { retainedCount: () => storage.retainedCount(), redisState: () => storage.redisState(), sharedGroups: () => sharedSubscriptions.summary() })
+  const connectGate = createConnectGate(config.limits)
+  const metrics = new BrokerMetrics(nodeId, {
+    retainedCount: () => storage.retainedCount(),
+    redisState: () => storage.redisState(),
+    sharedGroups: () => sharedSubscriptions.summary(),
+    ...(connectGate === null ? {} : { connectGate: () => connectGate.counts() })
+  })
   const storage = await createStorage(config, nodeId, logger, () => metrics.messageDropped('cluster_backpressure'))
   capSessionQueues(sessionPersistence(storage), {
     max: config.sessions.maxQueuedMessages,
@@ -127,6 +136,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   // the admin API's bans and drain refuse CONNECTs around the authentication policy
   const admin = new AdminService({ config, nodeId, storage, clients, metrics, audit, logger })
   await admin.start()
+  // limits.maxConcurrentConnects: a CONNECT holds a turn from authentication until clientReady
+  const throttledConnects = connectGate === null ? null : throttleConnects(connectGate, policies.hooks.authenticate, connectThrottleEvents(connectGate, metrics, logger))
   const aedes = await Aedes.createBroker({
     id: nodeId,
     persistence: storage.persistence,
@@ -160,8 +171,10 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     // message webhooks: a message's event is in the outbox before its PUBACK
     ...(webhooks?.wants('message.published') === true ? { published: publishedHook(webhooks, clients) } : {}),
     ...policies.hooks,
-    authenticate: admin.admitting(policies.hooks.authenticate)
+    // bans and drain first, then limits.maxConcurrentConnects' turn, then the authentication policy
+    authenticate: admin.admitting(throttledConnects?.authenticate ?? policies.hooks.authenticate)
   })
+  if (throttledConnects !== null) aedes.on('clientReady', throttledConnects.connected)
   // history topics: stored and numbered before delivery; wrapped by the policies' step below, so a dropped publish is never stored
   if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), (packet, publish, acknowledge) => history.recorder.record(packet, publish, acknowledge))
   interceptClientPublishes(aedes, policies.acceptPublish)

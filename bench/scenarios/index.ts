@@ -1,6 +1,8 @@
 // The scenario table, in report order. Ids are what --scenarios takes.
 import { connections } from './connections.js'
 import { historyRecovery } from './history-recovery.js'
+import { fleet } from './fleet.js'
+import { storm } from './storm.js'
 import { latency } from './latency.js'
 import { retained } from './retained.js'
 import { sharedGroup } from './shared.js'
@@ -16,6 +18,8 @@ export const scenarios: Scenario[] = [
   latency('latency-tcp', 'tcp'),
   latency('latency-ws', 'ws'),
   connections('connections'),
+  fleet('fleet'),
+  storm('storm'),
   retained('retained'),
   historyRecovery('history-recovery')
 ]

@@ -54,10 +54,10 @@ interface ScenarioBase {
   title: string
   /** The rows it reports; labels may quote the settings (N clients, N topics). */
   metrics: (settings: Settings) => MetricSpec[]
+  /** The only targets this scenario runs on (a scenario too long for the others, or a feature the others lack); all when absent. */
+  targets?: string[]
   /** Hard limit, per target: past it the scenario is abandoned, its clients closed, the brokers stopped. */
   timeoutMs: (settings: Settings) => number
-  /** The only targets it runs against (a feature the others lack); all when absent. */
-  targets?: string[]
 }
 
 /** Measured against one target at a time. */

@@ -101,6 +101,9 @@ export const configSchema = z.object({
     outboundTopicAliases: nonNegativeInt('a count of aliases (integer 0-65535, 0 = none)').max(65535, 'expected a count of aliases (integer 0-65535, 0 = none)'),
     maxConnectionsPerUser: nonNegativeInt('a count (integer >= 0, 0 = unlimited)'),
     maxConnectRatePerUser: nonNegativeInt('connections per second (integer >= 0, 0 = unlimited)'),
+    maxConcurrentConnects: nonNegativeInt('a count of CONNECTs (integer >= 0, 0 = no cap)'),
+    maxQueuedConnects: nonNegativeInt('a count of CONNECTs (integer >= 0, 0 = refuse at once)'),
+    connectQueueTimeoutMs: positiveInt('milliseconds (positive integer)'),
     maxRetainedMessages: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),
     maxRetainedPerUser: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),
     maxRetainedBytesPerUser: nonNegativeInt('a size in bytes (integer >= 0, 0 = unlimited)')

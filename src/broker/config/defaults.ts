@@ -84,6 +84,15 @@ export const defaultOptions = {
     // node, one second of burst). More get CONNACK 5. Anonymous clients are not counted.
     maxConnectionsPerUser: 100,
     maxConnectRatePerUser: 10,
+    // CONNECTs this node authenticates and resumes at once (per worker process): a reconnect
+    // storm waits its turn instead of starting every session restore together. Over it a
+    // CONNECT waits, at most maxQueuedConnects of them for at most connectQueueTimeoutMs;
+    // beyond, CONNACK 3 server unavailable (MQTT 5: 0x89 server busy), counted. 0 = no cap.
+    // 50 against 500, back to back, 10,000 sessions, one node of three killed: every session
+    // back in 3.9 s instead of 6.0, live clients' p99 0.9 s instead of 4.2 (docs/performance.md).
+    maxConcurrentConnects: 50,
+    maxQueuedConnects: 10_000,
+    connectQueueTimeoutMs: 10_000,
     // Retained messages stored for clients, whole broker (cluster-wide with Redis): a retained
     // publish over it is still delivered live but not stored, as EMQX's
     // retainer.max_retained_messages. 0 = unlimited.

@@ -5,6 +5,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'pr
 import type { AuthFailureKind } from '../../acl/identity.js'
 import type { RetainedLimit } from '../storage/retained-quota.js'
 import type { GroupSummary } from '../shared/shared-emitter.js'
+import type { ConnectGateCounts, ConnectRefusal } from '../process/connect-gate.js'
 
 export type TransportLabel = 'tcp' | 'tls' | 'ws' | 'wss'
 export type QosLabel = 0 | 1 | 2
@@ -43,6 +44,8 @@ export interface MetricsSources {
   redisState: () => Record<string, boolean>
   /** The shared subscription groups this node knows, with its own counts; none by default. */
   sharedGroups?: () => GroupSummary[]
+  /** CONNECTs being worked on and waiting (limits.maxConcurrentConnects); absent when uncapped. */
+  connectGate?: () => ConnectGateCounts
 }
 
 export class BrokerMetrics {
@@ -57,6 +60,7 @@ export class BrokerMetrics {
   private readonly retainedNotStored: Counter
   private readonly sseStreams: Gauge
   private readonly sseRefusals: Counter
+  private readonly connectsThrottled: Counter
   // Per-message counts, by QoS: plain numbers the scrape reads (prom-client's inc() hashes its
   // labels into a string on every call: with the histogram, 8% of a node's CPU at 90k msg/s).
   private readonly messagesIn = new Float64Array(qosLevels.length)
@@ -79,6 +83,21 @@ export class BrokerMetrics {
     this.sessionsExpired = new Counter({ name: 'realtime_broker_sessions_expired_total', help: 'Persistent sessions deleted by this node after sessions.expirySeconds offline', registers })
     this.sseStreams = new Gauge({ name: 'realtime_broker_sse_streams', help: 'Server-Sent Events streams open on this node', registers })
     this.sseRefusals = new Counter({ name: 'realtime_broker_sse_refused_total', help: 'Server-Sent Events streams refused, by the cap that refused them', labelNames: ['reason'], registers })
+    this.connectsThrottled = new Counter({ name: 'realtime_broker_connects_throttled_total', help: 'CONNECTs over limits.maxConcurrentConnects: queued for a turn, or refused (CONNACK 3 / 0x89) with the queue full or after waiting too long', labelNames: ['outcome'], registers })
+    const connectGate = sources.connectGate
+    if (connectGate !== undefined) {
+      new Gauge({
+        name: 'realtime_broker_connects_in_progress',
+        help: 'CONNECTs being authenticated and resumed (active), or waiting for a turn (waiting)',
+        labelNames: ['state'],
+        registers,
+        collect () {
+          const { active, waiting } = connectGate()
+          this.labels('active').set(active)
+          this.labels('waiting').set(waiting)
+        }
+      })
+    }
     const perQos = (name: string, help: string, counts: Float64Array): void => {
       new Counter({
         name,
@@ -176,6 +195,10 @@ export class BrokerMetrics {
 
   authFailed (reason: AuthFailureKind): void {
     this.authFailures.labels(reason).inc()
+  }
+
+  connectThrottled (outcome: 'queued' | ConnectRefusal): void {
+    this.connectsThrottled.labels(outcome).inc()
   }
 
   aclDenied (action: AclAction): void {

@@ -9,6 +9,7 @@ export const ReasonCode = {
   notAuthorized: 0x87,
   serverUnavailable: 0x88,
   banned: 0x8A,
+  serverBusy: 0x89,
   serverShuttingDown: 0x8B,
   badAuthenticationMethod: 0x8C,
   sessionTakenOver: 0x8E,

@@ -1,0 +1,172 @@
+// A fleet at the next order of magnitude: N idle connections (100,000 by default) from a load
+// generator of several processes, each on its own loopback source address (127.0.0.2, .3, ...:
+// one address has about 28,000 ephemeral ports towards one broker port, one process here at
+// most 20,000 open files). Reports the connect rate, RSS per connection over every process of
+// the target (workers, primary, Redis), heap per connection (the broker's own metrics, each
+// worker's), CPU while idle (keepalive traffic only, 60 s keepalives), then the mixed load: 1%
+// of the clients publish a location every second, 5% follow one of them, p50/p99 latency.
+import { fileURLToPath } from 'node:url'
+import { startCpuMeter } from '../load/cpu-meter.js'
+import type { FleetConnectRequest, FleetReply, FleetRequest } from '../load/fleet-process.js'
+import { forkGenerator, generatorAddress, stopGenerators, type GeneratorProcess } from '../load/generator-process.js'
+import { pause } from '../load/wait.js'
+import { valuePerWorker } from '../load/worker-metrics.js'
+import { percentiles } from '../load/stats.js'
+import { count } from '../format.js'
+import { perProcessConnections } from '../options.js'
+import { rssKiB } from '../process.js'
+import { fleetTargetName, type RunningTarget } from '../targets.js'
+import type { Scenario, ScenarioContext } from './types.js'
+
+const fleetProcessPath = fileURLToPath(new URL('../load/fleet-process.js', import.meta.url))
+// connections per generator process: under its open-files limit, and under the ~28,000
+// ephemeral ports of its source address
+const perGenerator = Math.min(15_000, perProcessConnections())
+const keepaliveS = 60
+// CONNECTs in flight per generator process
+const connectConcurrency = 100
+
+interface Generator extends GeneratorProcess<FleetRequest, FleetReply> {
+  localAddress: string
+  /** The share of the fleet this process holds. */
+  count: number
+  first: number
+}
+
+function startGenerator (index: number, first: number, share: number): Generator {
+  return { ...forkGenerator<FleetRequest, FleetReply>(fleetProcessPath, index), localAddress: generatorAddress(index), count: share, first }
+}
+
+/** The V8 heap used by every worker of a node of this project (its metrics); NaN for other brokers. */
+async function heapUsedBytes (target: RunningTarget): Promise<number> {
+  if (target.httpBase === undefined) return NaN
+  const workers = target.workers ?? 1
+  const byNode = await valuePerWorker(target.httpBase, 'realtime_broker_nodejs_heap_size_used_bytes', workers)
+  return byNode.size < workers ? NaN : [...byNode.values()].reduce((sum, bytes) => sum + bytes, 0)
+}
+
+// RSS is read once it stops moving, bounded in time (as in connections.ts)
+async function settledRss (read: () => number, signal: AbortSignal): Promise<number> {
+  let previous = read()
+  for (let waited = 0; waited < 15_000; waited += 1_000) {
+    await pause(1_000, signal)
+    const now = read()
+    if (Math.abs(now - previous) <= previous * 0.005) return now
+    previous = now
+  }
+  return previous
+}
+
+export function fleet (id: string): Scenario {
+  return {
+    id,
+    title: 'fleet: idle connections through workers, and a mixed load',
+    targets: [fleetTargetName, 'aedes'],
+    metrics: (s) => [
+      { key: `${id}-count`, label: `fleet: idle connections held (of ${count(s.fleetConnections)}; a single process holds at most ${count(perProcessConnections())})`, better: 'higher', digits: 0 },
+      { key: `${id}-rate`, label: 'fleet: connect rate (connections/s)', better: 'higher', digits: 0 },
+      { key: `${id}-rss`, label: 'fleet: RSS per idle connection, every process of the target, half → all (KiB)', better: 'lower', digits: 2 },
+      { key: `${id}-heap`, label: 'fleet: V8 heap used per idle connection, half → all (KiB)', better: 'lower', digits: 2 },
+      { key: `${id}-idle-cpu`, label: `fleet: CPU while idle, ${keepaliveS} s keepalives (% of a core)`, better: 'lower', digits: 1 },
+      { key: `${id}-mixed-p50`, label: 'fleet mixed: 1% publish every second, 5% subscribe: p50 (ms)', better: 'lower', digits: 2 },
+      { key: `${id}-mixed-p99`, label: 'fleet mixed: p99 (ms)', better: 'lower', digits: 2 }
+    ],
+    timeoutMs: (s) => 180_000 + s.fleetConnections * 8 + s.fleetIdleMs + s.fleetMixedMs,
+    run: async (context: ScenarioContext) => {
+      const { settings, signal, target } = context
+      const total = Math.min(settings.fleetConnections, target.connectionCapacity ?? perProcessConnections())
+      const generatorCount = Math.ceil(total / perGenerator)
+      const generators: Generator[] = []
+      for (let i = 0, first = 0; i < generatorCount; i++) {
+        const share = Math.floor(total / generatorCount) + (i < total % generatorCount ? 1 : 0)
+        generators.push(startGenerator(i, first, share))
+        first += share
+      }
+      const notes: string[] = []
+      try {
+        const allRss = (): number => target.pids.reduce((sum, pid) => sum + rssKiB(pid), 0)
+        const credentials = target.credentials?.('fleet') ?? {}
+        const progress = new Map<number, number>()
+        // each generator connects [from, to) of its share; resolves with how many connected
+        const connectShares = async (from: number, to: number): Promise<number> => {
+          const replies = await Promise.all(generators.map((generator, g) => {
+            const start = Math.floor(generator.count * from)
+            const end = Math.floor(generator.count * to)
+            const message: FleetConnectRequest = {
+              type: 'connect',
+              port: target.publish.mqttPort,
+              localAddress: generator.localAddress,
+              prefix: 'fleet-',
+              first: generator.first + start,
+              count: end - start,
+              keepaliveS,
+              concurrency: connectConcurrency,
+              ...credentials
+            }
+            return generator.ask(message, 'connected', (reply) => {
+              if (reply.type !== 'progress') return
+              progress.set(g, reply.connected)
+              context.status(`${count([...progress.values()].reduce((a, b) => a + b, 0))}/${count(total)} connected`)
+            })
+          }))
+          for (const reply of replies) {
+            if (reply.type !== 'connected') continue
+            if (reply.failed > 0) notes.push(`${reply.failed} connections failed (first: ${reply.firstError ?? '?'})`)
+          }
+          return replies.reduce((sum, r) => sum + (r.type === 'connected' ? r.connected : 0), 0)
+        }
+        const half = 0.5
+        const startedAt = performance.now()
+        const atHalf = await connectShares(0, half)
+        const firstMs = performance.now() - startedAt
+        context.status(`${count(atHalf)} connected, waiting for RSS to settle`)
+        const rssHalf = await settledRss(allRss, signal)
+        const heapHalf = await heapUsedBytes(target)
+        const secondStartedAt = performance.now()
+        const connected = atHalf + await connectShares(half, 1)
+        const rate = connected / ((firstMs + performance.now() - secondStartedAt) / 1000)
+        context.status(`${count(connected)} connected, waiting for RSS to settle`)
+        const rssAll = await settledRss(allRss, signal)
+        const heapAll = await heapUsedBytes(target)
+        const added = connected - atHalf
+
+        context.status(`${count(connected)} idle: measuring CPU for ${settings.fleetIdleMs / 1000} s`)
+        const cpuMeter = startCpuMeter(target)
+        await pause(settings.fleetIdleMs, signal)
+        const idleCpu = cpuMeter()
+
+        context.status(`mixed load for ${settings.fleetMixedMs / 1000} s`)
+        const mixed = await Promise.all(generators.map((generator) => generator.ask({
+          type: 'mixed',
+          publishers: Math.max(1, Math.round(generator.count * 0.01)),
+          subscribers: Math.max(1, Math.round(generator.count * 0.05)),
+          durationMs: settings.fleetMixedMs
+        }, 'mixed-done')))
+        const latencies = mixed.flatMap((r) => r.type === 'mixed-done' ? r.latenciesMs : [])
+        const sent = mixed.reduce((sum, r) => sum + (r.type === 'mixed-done' ? r.sent : 0), 0)
+        const closed = mixed.reduce((sum, r) => sum + (r.type === 'mixed-done' ? r.closed : 0), 0)
+        const samples = Float64Array.from(latencies)
+        const [p50 = NaN, p99 = NaN] = percentiles(samples, samples.length, [50, 99])
+        notes.push(`mixed load: ${count(sent)} locations published, ${count(latencies.length)} deliveries timed (5 followers each)${closed > 0 ? `; ${closed} connections closed meanwhile` : ''}`)
+        const generatorRss = await Promise.all(generators.map((g) => g.ask({ type: 'usage' }, 'usage')))
+        notes.push(`${generators.length} load generator processes on 127.0.0.2-${generators.length + 1}, ${count(generatorRss.reduce((sum, r) => sum + (r.type === 'usage' ? r.rssKiB : 0), 0) / 1024)} MiB RSS in all`)
+        return {
+          values: {
+            [`${id}-count`]: connected,
+            [`${id}-rate`]: rate,
+            [`${id}-rss`]: (rssAll - rssHalf) / added,
+            [`${id}-heap`]: (heapAll - heapHalf) / 1024 / added,
+            [`${id}-idle-cpu`]: idleCpu.broker,
+            [`${id}-mixed-p50`]: p50,
+            [`${id}-mixed-p99`]: p99
+          },
+          notes,
+          cpu: idleCpu
+        }
+      } finally {
+        await stopGenerators(generators)
+      }
+    }
+  }
+}
+

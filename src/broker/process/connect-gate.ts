@@ -1,0 +1,170 @@
+// A cap on the CONNECTs this node works on at once (authentication, client-id claim, session
+// restore and offline queue, all Redis round trips with a cluster): when a node dies, its
+// clients all come back at once, and without a cap the survivors start tens of thousands of
+// session restores together, their memory grows with them and live clients wait behind them.
+// Over the cap a CONNECT waits its turn in a bounded queue, first come first served, for a
+// bounded time; beyond the queue, or after the wait, it is refused with CONNACK 0x03 Server
+// unavailable (MQTT 5: 0x89 Server busy) and the client retries with its backoff.
+import type { AedesOptions, AuthenticateError, Client } from 'aedes'
+import type { Logger } from '../observability/logger.js'
+import type { BrokerMetrics } from '../observability/metrics.js'
+import { ReasonCode } from '../protocol/reason-codes.js'
+
+export interface ConnectGateOptions {
+  /** CONNECTs worked on at once. */
+  maxConcurrent: number
+  /** CONNECTs waiting for a turn; more are refused at once. */
+  maxQueued: number
+  /** The longest a CONNECT waits for its turn before it is refused. */
+  maxWaitMs: number
+}
+
+/** Why a CONNECT was turned away: the queue was full, or its turn did not come in time. */
+export type ConnectRefusal = 'queue_full' | 'wait_timeout'
+
+export interface ConnectGateCounts {
+  /** CONNECTs being worked on. */
+  active: number
+  /** CONNECTs waiting for a turn. */
+  waiting: number
+}
+
+interface Waiting {
+  admitted: () => void
+  timer: NodeJS.Timeout
+}
+
+export class ConnectGate {
+  private readonly holders = new Set<object>()
+  // insertion-ordered: the first entry is the longest waiting; a connection that closes while
+  // waiting leaves it in O(1)
+  private readonly waiting = new Map<object, Waiting>()
+
+  constructor (private readonly options: ConnectGateOptions) {}
+
+  /**
+   * Asks a turn for the CONNECT of `connection`: `admitted` is called once it may go on (now, or
+   * when a turn frees), `refused` if it may not. It holds its turn until leave(connection).
+   * Returns whether it had to wait.
+   */
+  enter (connection: object, admitted: () => void, refused: (why: ConnectRefusal) => void): boolean {
+    if (this.holders.size < this.options.maxConcurrent && this.waiting.size === 0) {
+      this.holders.add(connection)
+      admitted()
+      return false
+    }
+    if (this.waiting.size >= this.options.maxQueued) {
+      refused('queue_full')
+      return false
+    }
+    const timer = setTimeout(() => {
+      this.waiting.delete(connection)
+      refused('wait_timeout')
+    }, this.options.maxWaitMs)
+    this.waiting.set(connection, { admitted, timer })
+    return true
+  }
+
+  /** The CONNECT of `connection` is done (CONNACK sent and session resumed, refused, or closed). */
+  leave (connection: object): void {
+    const waiting = this.waiting.get(connection)
+    if (waiting !== undefined) {
+      clearTimeout(waiting.timer)
+      this.waiting.delete(connection)
+      return
+    }
+    if (!this.holders.delete(connection)) return
+    this.admitNext()
+  }
+
+  counts (): ConnectGateCounts {
+    return { active: this.holders.size, waiting: this.waiting.size }
+  }
+
+  private admitNext (): void {
+    for (const [connection, { admitted, timer }] of this.waiting) {
+      if (this.holders.size >= this.options.maxConcurrent) return
+      clearTimeout(timer)
+      this.waiting.delete(connection)
+      this.holders.add(connection)
+      admitted()
+    }
+  }
+}
+
+type Authenticate = NonNullable<AedesOptions['authenticate']>
+
+export interface ConnectThrottleEvents {
+  queued: () => void
+  refused: (client: Client, why: ConnectRefusal) => void
+}
+
+export interface ThrottledConnects {
+  /** Aedes' authenticate hook behind the gate. */
+  authenticate: Authenticate
+  /** `client`'s CONNECT is done: CONNACK sent and its offline queue read (Aedes' clientReady). */
+  connected: (client: Client) => void
+}
+
+/**
+ * Puts `gate` in front of Aedes' authenticate hook: a CONNECT holds its turn from
+ * authentication until its session is resumed, or its connection closes.
+ */
+export function throttleConnects (gate: ConnectGate, authenticate: Authenticate, events: ConnectThrottleEvents): ThrottledConnects {
+  // the 'close' listener of each connection holding or waiting for a turn
+  const onClose = new WeakMap<object, () => void>()
+  const leave = (connection: Client['conn']): void => {
+    const listener = onClose.get(connection)
+    if (listener === undefined) return
+    onClose.delete(connection)
+    connection.removeListener('close', listener)
+    gate.leave(connection)
+  }
+  return {
+    authenticate: (client, username, password, done) => {
+      const connection = client.conn
+      const listener = (): void => leave(connection)
+      onClose.set(connection, listener)
+      connection.once('close', listener)
+      const queued = gate.enter(connection, () => authenticate(client, username, password, done), (why) => {
+        leave(connection)
+        events.refused(client, why)
+        // [MQTT-3.2.2-6] a refused CONNECT gets a CONNACK with a non-zero code, then the close
+        const busy = Object.assign(new Error(`server busy: ${why === 'queue_full' ? 'too many connections waiting to connect' : 'no turn to connect in time'}`), {
+          returnCode: 3,
+          reasonCode: ReasonCode.serverBusy
+        }) as AuthenticateError
+        done(busy, null)
+      })
+      if (queued) events.queued()
+    },
+    connected: (client) => leave(client.conn)
+  }
+}
+
+// a storm refuses thousands of CONNECTs a second: one log line per interval says how many
+const refusalLogIntervalMs = 5_000
+
+/** The gate of limits.maxConcurrentConnects, or null when it is 0 (no cap). */
+export function createConnectGate (limits: { maxConcurrentConnects: number, maxQueuedConnects: number, connectQueueTimeoutMs: number }): ConnectGate | null {
+  if (limits.maxConcurrentConnects === 0) return null
+  return new ConnectGate({ maxConcurrent: limits.maxConcurrentConnects, maxQueued: limits.maxQueuedConnects, maxWaitMs: limits.connectQueueTimeoutMs })
+}
+
+/** Counts what the gate does, and logs its refusals: at most one line per interval. */
+export function connectThrottleEvents (gate: ConnectGate, metrics: BrokerMetrics, logger: Logger): ConnectThrottleEvents {
+  let lastLoggedAt = -Infinity
+  let unlogged = 0
+  return {
+    queued: () => metrics.connectThrottled('queued'),
+    refused: (client, why) => {
+      metrics.connectThrottled(why)
+      unlogged++
+      const now = performance.now()
+      if (now - lastLoggedAt < refusalLogIntervalMs) return
+      logger.warn({ event: 'connect.busy', clientId: client.id, reason: why, refused: unlogged, ...gate.counts() }, 'CONNECTs refused with server busy: too many connecting at once (limits.maxConcurrentConnects)')
+      lastLoggedAt = now
+      unlogged = 0
+    }
+  }
+}
