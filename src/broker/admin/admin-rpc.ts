@@ -7,6 +7,7 @@
 // path: nothing here runs per message.
 import { randomUUID } from 'node:crypto'
 import type { RedisClient } from '../storage/redis-clients.js'
+import type { RedisKeys } from '../storage/redis-keys.js'
 import type { Logger } from '../observability/logger.js'
 
 export type RpcHandler = (params: Record<string, unknown>) => Promise<unknown> | unknown
@@ -41,8 +42,8 @@ export interface AdminRpcOptions {
   commands: RedisClient | null
   /** A connection of this module's own, put in subscriber mode. */
   subscriber: RedisClient | null
-  /** Prefix of the channels (ioredis prefixes keys, not channels). */
-  keyPrefix: string
+  /** Names the channels; with the key prefix, which ioredis adds to keys, not to channels. */
+  keys: RedisKeys
   timeoutMs: number
   logger: Logger
 }
@@ -59,7 +60,7 @@ export class AdminRpc {
   private readonly channel: (kind: 'rpc' | 'reply', node: string) => string
 
   constructor (private readonly options: AdminRpcOptions) {
-    this.channel = (kind, node) => `${options.keyPrefix}admin:${kind}:${node}`
+    this.channel = (kind, node) => options.keys.channel('admin', `${kind}:${node}`)
   }
 
   /** Answers `method` on this node, for this node and the others. */

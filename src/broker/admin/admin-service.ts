@@ -12,6 +12,7 @@ import type { Logger } from '../observability/logger.js'
 import type { BrokerMetrics } from '../observability/metrics.js'
 import { NodeDrain } from '../process/drain.js'
 import type { Storage } from '../storage/storage.js'
+import { redisKeys } from '../storage/redis-clients.js'
 import { AdminRpc } from './admin-rpc.js'
 import { admitting, disconnectBanned } from './admission.js'
 import { AuditTrail } from './audit-trail.js'
@@ -61,17 +62,17 @@ export class AdminService {
       nodeId,
       commands: storage.redis,
       subscriber,
-      keyPrefix: config.redis?.keyPrefix ?? '',
+      keys: config.redis === undefined ? storage.redisKeys : redisKeys(config.redis, config.redis.keyPrefix),
       timeoutMs: config.admin.requestTimeoutMs,
       logger
     })
     this.bans = new Bans({
-      store: storage.redis === null ? memoryBanStore() : redisBanStore(storage.redis),
+      store: storage.redis === null ? memoryBanStore() : redisBanStore(storage.redis, storage.redisKeys),
       refreshMs: banRefreshMs,
       onNewBans: (matcher) => { if (this.aedes !== null) disconnectBanned(this.aedes, clients, matcher, audit) },
       onError: (err) => logger.warn({ event: 'admin.bans-unloaded', reason: err.message }, 'could not reload the bans: the last ones loaded stay in force')
     })
-    this.trail = new AuditTrail({ redis: storage.redis, audit, nodeId, maxEntries: config.admin.auditEntries })
+    this.trail = new AuditTrail({ redis: storage.redis, keys: storage.redisKeys, audit, nodeId, maxEntries: config.admin.auditEntries })
     this.cluster = new ClusterAdmin({ rpc: this.rpc, liveNodes: () => storage.registry.live(), bans: this.bans, timeoutMs: config.admin.requestTimeoutMs })
     this.retained = new RetainedAdmin(retainedStore(storage), storage.retainedLedger)
     this.sessions = new SessionAdmin({

@@ -3,6 +3,7 @@
 // a Redis list shared by the nodes (LPUSH + LTRIM in one transaction), or memory on one node.
 // Never a token, a password or a payload.
 import type { RedisClient } from '../storage/redis-clients.js'
+import type { RedisKeys } from '../storage/redis-keys.js'
 import type { Logger } from '../observability/logger.js'
 
 export interface AuditEntry {
@@ -16,13 +17,14 @@ export interface AuditEntry {
   detail?: Record<string, unknown>
 }
 
-// One hash tag: the key belongs to one Redis Cluster slot, with the admin API's other keys.
-export const auditKey = '{admin}:audit'
-
 export class AuditTrail {
   private readonly memory: AuditEntry[] = []
+  // on the admin concern's slot, with its other keys
+  private readonly key: string
 
-  constructor (private readonly parts: { redis: RedisClient | null, audit: Logger, nodeId: string, maxEntries: number }) {}
+  constructor (private readonly parts: { redis: RedisClient | null, keys: RedisKeys, audit: Logger, nodeId: string, maxEntries: number }) {
+    this.key = parts.keys.shared('admin', 'audit')
+  }
 
   /** Logs the action and appends it to the trail (the log line stands if Redis is away). */
   record (entry: Omit<AuditEntry, 'at' | 'node'>): void {
@@ -34,7 +36,7 @@ export class AuditTrail {
       if (this.memory.length > maxEntries) this.memory.length = maxEntries
       return
     }
-    redis.multi().lpush(auditKey, JSON.stringify(full)).ltrim(auditKey, 0, maxEntries - 1).exec().catch((err: Error) => {
+    redis.multi().lpush(this.key, JSON.stringify(full)).ltrim(this.key, 0, maxEntries - 1).exec().catch((err: Error) => {
       this.parts.audit.warn({ event: 'admin.audit-unstored', reason: err.message }, 'an admin action is logged but not in the audit trail')
     })
   }
@@ -42,7 +44,7 @@ export class AuditTrail {
   /** The latest entries, newest first, from `offset`. */
   async list (offset: number, limit: number): Promise<AuditEntry[]> {
     if (this.parts.redis === null) return this.memory.slice(offset, offset + limit)
-    const texts = await this.parts.redis.lrange(auditKey, offset, offset + limit - 1)
+    const texts = await this.parts.redis.lrange(this.key, offset, offset + limit - 1)
     return texts.map((text) => JSON.parse(text) as AuditEntry)
   }
 }

@@ -6,6 +6,7 @@
 // `refreshMs` in case a node missed that. A new ban also disconnects the matching live clients.
 import { BlockList, isIP } from 'node:net'
 import type { RedisClient } from '../storage/redis-clients.js'
+import type { RedisKeys } from '../storage/redis-keys.js'
 import { z } from 'zod'
 
 export type BanKind = 'clientId' | 'user' | 'address'
@@ -148,11 +149,10 @@ export function memoryBanStore (): BanStore {
   }
 }
 
-// One hash tag, so that the MULTIs below stay on one Redis Cluster slot.
-const bansKey = '{admin}:bans'
-const versionKey = '{admin}:bans:version'
-
-export function redisBanStore (redis: RedisClient): BanStore {
+// The admin concern's keys share one slot, so that the MULTIs below stay on one Redis Cluster slot.
+export function redisBanStore (redis: RedisClient, keys: RedisKeys): BanStore {
+  const bansKey = keys.shared('admin', 'bans')
+  const versionKey = keys.shared('admin', 'bans', 'version')
   const exec = async (multi: ReturnType<RedisClient['multi']>): Promise<unknown[]> => {
     const results = await multi.exec() ?? []
     for (const [err] of results) if (err !== null) throw err
