@@ -23,7 +23,7 @@ import { attachWebSocketBridge } from './bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
 import { authPacketEvent, capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
 import { jwtAuthenticationMethod } from './broker/protocol/auth-packet.js'
-import { clientById, clusterSafeSessionTimers, connectedClients, interceptClientPublishes, interceptPublishes, sessionPersistence } from './broker/aedes-adapter.js'
+import { clientById, clientOfConnection, clusterSafeSessionTimers, connectedClients, forgetConnectPacket, interceptClientPublishes, interceptPublishes, sessionPersistence } from './broker/aedes-adapter.js'
 import { ClientRegistry } from './broker/client-registry.js'
 import { createPolicies, PublishRefused } from './broker/hooks.js'
 import { ClientIdOwnership } from './broker/sessions/client-id-owner.js'
@@ -220,6 +220,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   // disconnected right after its CONNACK was then forgotten as never ready: it was never
   // counted, and its user never seen online nor offline (no presence state, no lastSeen).
   aedes.on('connackSent', (connack, client) => {
+    forgetConnectPacket(client)
     // an MQTT 5 CONNACK carries a reason code, a 3.1.1 one a return code
     if ((connack.reasonCode ?? connack.returnCode) !== 0) return
     const state = clients.ready(client)
@@ -264,13 +265,21 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const upgradeToken = req === undefined ? undefined : bearerToken(req, requestTarget(req), true)
     clients.registerConnection(guarded, { transport, remote, upgradeToken })
     const client = aedes.handle(guarded, req)
-    capClientOutput(client, guarded, () => metrics.messageDropped('slow_consumer'))
-    guarded.on(authPacketEvent, (packet: Buffer) => policies.reauthenticate(client, packet))
-    guarded.on('error', (err: Error) => {
-      if (!(err instanceof ProtocolViolation)) return
-      logger.warn({ event: 'protocol.violation', transport, remote, reason: err.message }, 'connection closed: protocol violation')
-      clients.noteCloseReason(client, 'protocol_violation')
-    })
+    capClientOutput(client, countSlowConsumerDrop)
+    guarded.on(authPacketEvent, reauthenticateClient)
+    guarded.on('error', noteProtocolViolation)
+  }
+  // the listeners of every connection, shared (`this` is the connection): no closures per connection
+  const countSlowConsumerDrop = (): void => metrics.messageDropped('slow_consumer')
+  function reauthenticateClient (this: Duplex, packet: Buffer): void {
+    policies.reauthenticate(clientOfConnection(this), packet)
+  }
+  function noteProtocolViolation (this: Duplex, err: Error): void {
+    if (!(err instanceof ProtocolViolation)) return
+    const client = clientOfConnection(this)
+    const { transport, remote } = clients.connectionOf(client)
+    logger.warn({ event: 'protocol.violation', transport, remote, reason: err.message }, 'connection closed: protocol violation')
+    clients.noteCloseReason(client, 'protocol_violation')
   }
 
   const servers: Array<{ name: string, server: Server }> = []

@@ -41,6 +41,8 @@ export interface PublishRateKeys {
   bytes: RateKey | null
 }
 
+const unlimitedPublishRate: PublishRateKeys = Object.freeze({ messages: null, bytes: null })
+
 // The map is swept of full buckets when it has grown to twice its size after the last sweep.
 const minSweepSize = 1024
 
@@ -61,8 +63,10 @@ export class PublishRateLimiter {
    * publishes under it.
    */
   keys (user: string | null, anonymousPublisher: string, limits: RoleLimits): PublishRateKeys {
-    const publisher = user === null ? `anonymous:${anonymousPublisher}` : `user:${user}`
     const { maxPublishRate, maxPublishBytesRate } = limits
+    // without limits, one object for every client: nothing per idle connection
+    if (maxPublishRate === undefined && maxPublishBytesRate === undefined) return unlimitedPublishRate
+    const publisher = user === null ? `anonymous:${anonymousPublisher}` : `user:${user}`
     return {
       messages: maxPublishRate === undefined ? null : { key: `${publisher}\u0000messages\u0000${maxPublishRate}`, rate: maxPublishRate },
       bytes: maxPublishBytesRate === undefined ? null : { key: `${publisher}\u0000bytes\u0000${maxPublishBytesRate}`, rate: maxPublishBytesRate }

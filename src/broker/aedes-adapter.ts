@@ -54,6 +54,11 @@ export function clientById (aedes: Aedes, clientId: string): Client | undefined 
   return internals(aedes).clients[clientId]
 }
 
+/** The client Aedes made of a connection it handles (aedes.handle sets `conn.client`). */
+export function clientOfConnection (connection: object): Client {
+  return (connection as { client: Client }).client
+}
+
 /** The client of `client`'s broker holding its client id (itself, another about to be taken over, or none). */
 export function holderOfClientId (client: Client): Client | undefined {
   return clientInternals(client).broker.clients[client.id]
@@ -62,6 +67,28 @@ export function holderOfClientId (client: Client): Client | undefined {
 /** A client's subscriptions, at the QoS granted. */
 export function subscriptionsOf (client: Client): Array<{ topic: string, qos: number }> {
   return Object.entries(clientInternals(client).subscriptions).map(([topic, { qos }]) => ({ topic, qos }))
+}
+
+interface ParserSettings { protocolVersion?: number, bridgeMode?: boolean }
+// one settings object per protocol version and bridge mode, shared by every parser
+const sharedParserSettings = new Map<string, Readonly<ParserSettings>>()
+
+/**
+ * Lets go of the CONNECT packet the client's parser keeps: mqtt-packet's parser holds the CONNECT
+ * it parsed as its settings, of which it reads only the protocol version and bridge mode from
+ * then on; with it went the username, the password and the whole read buffer the password is a
+ * slice of (about 0.6 KiB per idle connection). Once the CONNECT is handled (CONNACK sent).
+ */
+export function forgetConnectPacket (client: Client): void {
+  const parser = (client as unknown as { _parser: { settings: ParserSettings } })._parser
+  const { protocolVersion, bridgeMode } = parser.settings
+  const key = `${String(protocolVersion)}:${String(bridgeMode === true)}`
+  let settings = sharedParserSettings.get(key)
+  if (settings === undefined) {
+    settings = Object.freeze({ protocolVersion, bridgeMode: bridgeMode === true })
+    sharedParserSettings.set(key, settings)
+  }
+  parser.settings = settings
 }
 
 /** The will of a client whose CONNECT is being authenticated. */

@@ -6,6 +6,7 @@ import type { ClientGrants } from '../acl/authorize.js'
 import type { Identity } from '../acl/identity.js'
 import type { PublishRateKeys } from '../acl/rate-limit.js'
 import { connectedClients } from './aedes-adapter.js'
+import { DeadlineBuckets } from './deadline-buckets.js'
 import type { BrokerMetrics, DisconnectReason, TransportLabel } from './observability/metrics.js'
 import { disconnectCode } from './protocol/reason-codes.js'
 
@@ -33,7 +34,8 @@ export interface ClientState {
   subscriptions: Set<string> | null
   /** The publish rate buckets it takes from: its user's, or its own when anonymous. */
   publishRate: PublishRateKeys
-  expiryTimer: NodeJS.Timeout | null
+  /** When its token expires, grace included (ms since the epoch); null for none (setTokenExpiry). */
+  tokenExpiresAt: number | null
   /**
    * Its retained publishes being checked against the caps (a Redis round trip): its later
    * publishes wait for them, so its messages keep their order [MQTT-4.6.0-6].
@@ -41,11 +43,31 @@ export interface ClientState {
   retainedCheck: Promise<void> | null
 }
 
+// how late after its token's expiry a client may be disconnected
+const tokenExpiryResolutionMs = 250
+
 export class ClientRegistry {
   private readonly connections = new WeakMap<object, ConnectionInfo>()
   private readonly states = new WeakMap<Client, ClientState>()
+  // every client's token expiry behind one timer, not one Timeout per client
+  private readonly tokenExpiries = new DeadlineBuckets<Client>(tokenExpiryResolutionMs, (client) => { this.tokenExpired(client) })
+  private tokenExpired: (client: Client) => void = () => {}
 
   constructor (private readonly metrics: BrokerMetrics) {}
+
+  /** What is done with a client whose token expired (the policies disconnect it). */
+  onTokenExpired (expired: (client: Client) => void): void {
+    this.tokenExpired = expired
+  }
+
+  /** Sets when the token of an admitted client expires (null: never), replacing the previous deadline. */
+  setTokenExpiry (client: Client, at: number | null): void {
+    const state = this.states.get(client)
+    if (state === undefined) return
+    if (state.tokenExpiresAt !== null) this.tokenExpiries.remove(client, state.tokenExpiresAt)
+    state.tokenExpiresAt = at
+    if (at !== null) this.tokenExpiries.add(client, at)
+  }
 
   /** Records where a connection comes from; `stream` is what Aedes gets as client.conn. */
   registerConnection (stream: object, info: ConnectionInfo): void {
@@ -98,7 +120,7 @@ export class ClientRegistry {
   forget (client: Client, currentHolder: Client | undefined, fallback: DisconnectReason): ClientState | undefined {
     const state = this.states.get(client)
     if (state === undefined) return undefined
-    if (state.expiryTimer !== null) clearTimeout(state.expiryTimer)
+    if (state.tokenExpiresAt !== null) this.tokenExpiries.remove(client, state.tokenExpiresAt)
     this.states.delete(client)
     if (!state.ready) return undefined
     // Another connection now holds the client id: it took the session over.

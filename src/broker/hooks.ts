@@ -61,8 +61,6 @@ export interface ClientPolicies {
 
 type Refuse = (code: number, kind: AuthFailureKind, reason: string) => void
 
-// setTimeout's longest delay; a token expiring later is re-checked when the timer fires.
-const maxTimerDelay = 2 ** 31 - 1
 // A publish the policy dropped: MQTT 3.1.1 lets a server acknowledge a PUBLISH it will not
 // deliver [MQTT-3.3.5-2]; Aedes has no hook for that, so authorizePublish marks the packet and
 // the publish step skips it (acceptPublish).
@@ -87,6 +85,12 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
   const connectRates = new KeyedRateLimiter()
   // numbers connections: an anonymous one has publish rate buckets of its own
   let connectionSequence = 0
+  clients.onTokenExpired((client) => {
+    const state = clients.stateOf(client)
+    if (state === undefined) return
+    audit.info({ event: 'auth.expired', clientId: client.id, user: state.identity.user }, 'token expired: disconnecting client')
+    clients.disconnect(client, 'token_expired')
+  })
 
   const hooks: BrokerHooks = {
     preConnect: (_client, packet, done) => {
@@ -137,9 +141,10 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
           grants,
           subscriptions: limits.maxSubscriptions === undefined ? null : new Set(),
           publishRate: parts.publishRates.keys(identity.user, `connection:${++connectionSequence}`, limits),
-          expiryTimer: identity.expiresAt === null ? null : scheduleExpiry(parts, clients, client, identity.expiresAt + parts.expiryGraceS * 1000),
+          tokenExpiresAt: null,
           retainedCheck: null
         })
+        if (identity.expiresAt !== null) clients.setTokenExpiry(client, identity.expiresAt + parts.expiryGraceS * 1000)
         const refuseAdmitted: Refuse = (code, kind, reason) => {
           clients.forget(client, undefined, 'client')
           refuse(code, kind, reason)
@@ -290,8 +295,7 @@ export function createPolicies (parts: HookParts, clients: ClientRegistry): Clie
     if (!compiled.ok) return fail(ReasonCode.notAuthorized, compiled.reason)
     state.identity = result.identity
     state.grants = compiled.grants
-    if (state.expiryTimer !== null) clearTimeout(state.expiryTimer)
-    state.expiryTimer = result.identity.expiresAt === null ? null : scheduleExpiry(parts, clients, client, result.identity.expiresAt + parts.expiryGraceS * 1000)
+    clients.setTokenExpiry(client, result.identity.expiresAt === null ? null : result.identity.expiresAt + parts.expiryGraceS * 1000)
     audit.info({ event: 'auth.reauthenticated', clientId: client.id, user, expiresAt: result.identity.expiresAt }, 'client re-authenticated')
     client.conn.write(authSuccessBytes(method))
   }
@@ -360,21 +364,6 @@ function claimClientId (parts: HookParts, client: Client, identity: Identity, re
     parts.logger.warn({ event: 'client-id.claim-failed', clientId: client.id, reason: err.message }, 'could not read who owns a client id')
     refuse(3, 'session_store_unavailable', 'who owns the client id could not be read')
   })
-}
-
-function scheduleExpiry (parts: HookParts, clients: ClientRegistry, client: Client, at: number): NodeJS.Timeout {
-  const timer = setTimeout(() => {
-    const state = clients.stateOf(client)
-    if (state === undefined) return
-    if (Date.now() < at) {
-      state.expiryTimer = scheduleExpiry(parts, clients, client, at)
-      return
-    }
-    parts.audit.info({ event: 'auth.expired', clientId: client.id, user: state.identity.user }, 'token expired: disconnecting client')
-    clients.disconnect(client, 'token_expired')
-  }, Math.max(0, Math.min(at - Date.now(), maxTimerDelay)))
-  timer.unref()
-  return timer
 }
 
 type PublishDenial = (policy: 'disconnect' | 'drop', cause: DropReason, reason: string) => void

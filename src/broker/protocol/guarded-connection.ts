@@ -27,7 +27,7 @@
 import type { Socket } from 'node:net'
 import { Duplex, Readable, Writable } from 'node:stream'
 import type { Client } from 'aedes'
-import { deliveriesOf } from '../aedes-adapter.js'
+import { deliveriesOf, type DeliveredPacket, type Deliveries } from '../aedes-adapter.js'
 import { PacketFrameGuard, type GuardVerdict } from './packet-frame-guard.js'
 import { ReasonCode } from './reason-codes.js'
 
@@ -127,41 +127,63 @@ export function unsentOutputBytes (connection: OutputSource): number {
   return guard === undefined ? 0 : (connection as GuardedSocket).writableLength + guard.bytes
 }
 
+/** What a capped client's deliveries hand on to: Aedes' own, and what counts a dropped message. */
+interface Uncapped extends Deliveries {
+  onDrop: () => void
+}
+
+const kUncapped = Symbol('uncapped deliveries')
+type CappedClient = Client & { [kUncapped]: Uncapped }
+
 /**
  * Caps the output of `client` (Aedes sends every message through its deliver0 or deliverQoS):
  * while its connection is over the cap, a live QoS 0 message is dropped (`onDrop`), a live QoS
  * 1/2 one closes the connection, and a retained message sent on SUBSCRIBE waits for the
  * output to drain (back-pressure on that client's own retained stream, which holds no one else).
+ * The wrappers are shared by every client (Aedes calls them as its methods): an idle
+ * connection keeps one small object, not two closures and their context.
  */
-export function capClientOutput (client: Client, connection: Duplex, onDrop: () => void): void {
+export function capClientOutput (client: Client, onDrop: () => void): void {
   const target = deliveriesOf(client)
-  const watch = connection instanceof GuardedConnection ? connection.output : (connection as GuardedSocket)[kGuard].output
-  const { maxBytes } = watch.limits
-  // a closed connection's deliveries go on to Aedes, which completes them with an error
-  const over = (): boolean => !connection.destroyed && unsentOutputBytes(connection) > maxBytes
-  const { deliver0, deliverQoS } = target
-  target.deliver0 = function cappedDeliver0 (packet, done) {
-    if (!over()) {
-      deliver0(packet, done)
-    } else if (packet.brokerId === null) {
-      watch.whenDrained(() => cappedDeliver0(packet, done))
-    } else {
-      onDrop()
-      setImmediate(done)
-    }
+  ;(client as CappedClient)[kUncapped] = { deliver0: target.deliver0, deliverQoS: target.deliverQoS, onDrop }
+  target.deliver0 = cappedDeliver0
+  target.deliverQoS = cappedDeliverQoS
+}
+
+/** The output watch of a guarded connection. */
+function outputWatchOf (connection: OutputSource): OutputWatch {
+  return connection instanceof GuardedConnection ? connection.output : (connection as GuardedSocket)[kGuard].output
+}
+
+/** Whether the client's connection holds more unsent output than its cap; a closed one's deliveries go on to Aedes, which completes them with an error. */
+function overCap (connection: OutputSource): boolean {
+  return !connection.destroyed && unsentOutputBytes(connection) > outputWatchOf(connection).limits.maxBytes
+}
+
+function cappedDeliver0 (this: CappedClient, packet: DeliveredPacket, done: () => void): void {
+  const connection = this.conn as Duplex & OutputSource
+  if (!overCap(connection)) {
+    this[kUncapped].deliver0(packet, done)
+  } else if (packet.brokerId === null) {
+    outputWatchOf(connection).whenDrained(() => cappedDeliver0.call(this, packet, done))
+  } else {
+    this[kUncapped].onDrop()
+    setImmediate(done)
   }
-  target.deliverQoS = function cappedDeliverQoS (packet, done, maxQos, onPacketId) {
-    // a QoS 0 message goes on to deliver0 (above)
-    if (packet.qos === 0 || !over()) {
-      deliverQoS(packet, done, maxQos, onPacketId)
-    } else if (packet.brokerId === null) {
-      watch.whenDrained(() => cappedDeliverQoS(packet, done, maxQos, onPacketId))
-    } else {
-      // never dropped silently, never piled up: a persistent session keeps the message in its
-      // store (Aedes queued it before delivering) and gets it again when it reconnects
-      connection.destroy(new SlowConsumer(`slow consumer: a QoS ${packet.qos} message with ${unsentOutputBytes(connection)} bytes unsent, over limits.maxClientOutputBytes (${maxBytes})`))
-      setImmediate(done)
-    }
+}
+
+function cappedDeliverQoS (this: CappedClient, packet: DeliveredPacket, done: () => void, maxQos?: number, onPacketId?: (packetId: number) => void): void {
+  const connection = this.conn as Duplex & OutputSource
+  // a QoS 0 message goes on to deliver0 (above)
+  if (packet.qos === 0 || !overCap(connection)) {
+    this[kUncapped].deliverQoS(packet, done, maxQos, onPacketId)
+  } else if (packet.brokerId === null) {
+    outputWatchOf(connection).whenDrained(() => cappedDeliverQoS.call(this, packet, done, maxQos, onPacketId))
+  } else {
+    // never dropped silently, never piled up: a persistent session keeps the message in its
+    // store (Aedes queued it before delivering) and gets it again when it reconnects
+    connection.destroy(new SlowConsumer(`slow consumer: a QoS ${packet.qos} message with ${unsentOutputBytes(connection)} bytes unsent, over limits.maxClientOutputBytes (${outputWatchOf(connection).limits.maxBytes})`))
+    setImmediate(done)
   }
 }
 

@@ -29,19 +29,25 @@ export class ClientIdOwnership {
    */
   async claim (connection: Pick<Client, 'id' | 'clean' | 'conn'>, identity: Identity): Promise<ClaimResult> {
     const { id, clean } = connection
-    const token = `${this.nodeId}|${++this.sequence}|${clean ? 'clean' : 'persistent'}`
-    const owner = clientIdOwner(identity)
-    const claimed = this.store.claim(id, owner, token)
+    // the token is built again on release: an idle connection keeps its number, not the string
+    const sequence = ++this.sequence
+    const claimed = this.store.claim(id, clientIdOwner(identity), this.token(sequence, clean))
     // Listening before the claim resolves: the connection may close while it is pending.
     let released = false
     const release = (): void => {
       if (released) return
       released = true
-      void claimed.then((current) => current === null ? this.store.release(id, token, clean) : undefined).catch(() => {})
+      void claimed.then((current) => current === null ? this.store.release(id, this.token(sequence, clean), clean) : undefined).catch(() => {})
     }
-    connection.conn.once('close', release)
+    // on, not once (whose wrapper costs more than the listener): release runs once anyway
+    connection.conn.on('close', release)
     if (connection.conn.destroyed) release()
     const current = await claimed
     return current === null ? { ok: true } : { ok: false, owner: current }
+  }
+
+  /** What the store records as the claim of this node's connection number `sequence`. */
+  private token (sequence: number, clean: boolean): string {
+    return `${this.nodeId}|${sequence}|${clean ? 'clean' : 'persistent'}`
   }
 }
