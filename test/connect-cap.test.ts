@@ -86,7 +86,7 @@ t.test('the event-loop delay: a blocked loop is measured, only while started', a
   t.teardown(() => delay.stop())
   await sleep(150)
   const quiet = delay.latest()
-  t.ok(quiet.maxMs < 60, `an idle loop is on time (${quiet.maxMs.toFixed(1)} ms)`)
+  t.ok(quiet.maxMs < 50, `an idle loop is about on time (${quiet.maxMs.toFixed(1)} ms)`)
   const blockedUntil = performance.now() + 120
   while (performance.now() < blockedUntil) { /* the loop blocked, as by a burst of CONNECTs */ }
   await sleep(20)
@@ -99,7 +99,7 @@ t.test('the event-loop delay: a blocked loop is measured, only while started', a
 
 t.test('over the cap CONNECTs wait their turn, beyond the queue they get CONNACK 3 / 0x89, and all waiting ones connect', async (t) => {
   const redis = await startRedis(t)
-  const broker = await startBroker(t, { redis: { url: redis.url }, limits: { maxConcurrentConnects: 2, maxQueuedConnects: 2, connectQueueTimeoutMs: 10_000 } })
+  const broker = await startBroker(t, { redis: { url: redis.url }, limits: { maxConcurrentConnects: 2, maxQueuedConnects: 2, connectQueueTimeoutMs: 10_000, connectLoopDelayMs: 0 } })
   const url = brokerUrl(broker, 'tcp')
   const admin = new Redis(redis.url)
   t.teardown(() => admin.disconnect())
@@ -126,7 +126,7 @@ t.test('over the cap CONNECTs wait their turn, beyond the queue they get CONNACK
 
 t.test('a CONNECT that waits longer than connectQueueTimeoutMs is refused; a connection closed while holding its turn frees it', async (t) => {
   const redis = await startRedis(t)
-  const broker = await startBroker(t, { redis: { url: redis.url }, limits: { maxConcurrentConnects: 1, maxQueuedConnects: 10, connectQueueTimeoutMs: 300 } })
+  const broker = await startBroker(t, { redis: { url: redis.url }, limits: { maxConcurrentConnects: 1, maxQueuedConnects: 10, connectQueueTimeoutMs: 300, connectLoopDelayMs: 0 } })
   const url = brokerUrl(broker, 'tcp')
   const admin = new Redis(redis.url)
   t.teardown(() => admin.disconnect())

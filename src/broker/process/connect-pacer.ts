@@ -4,7 +4,6 @@
 // first), and when it is back under half the target they grow again by a tenth of the cap
 // per window (additive increase, multiplicative decrease, as TCP does for its window). One
 // turn always remains, so a storm is still worked off on a loop that is late for other reasons.
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 
 /** The longest event-loop delay of the last full window, numbered so that a window is judged once. */
 export interface LoopDelaySample {
@@ -20,32 +19,43 @@ export interface LoopDelaySource {
   latest: () => LoopDelaySample
 }
 
-// the histogram's timer: finer would wake an idle loop more often while a storm waits
-const resolutionMs = 10
+// a timer this often while the gate has work: how late it fires is how late the loop runs
+// (perf_hooks' monitorEventLoopDelay records the intervals between its ticks instead, the
+// resolution included, and loses a block that spans its reset)
+const tickMs = 10
 const windowMs = 100
 
 /** The event loop's delay, over windows of 100 ms, measured only between start() and stop(). */
 export function eventLoopDelay (): LoopDelaySource {
-  let histogram: IntervalHistogram | null = null
+  let timer: NodeJS.Timeout | null = null
+  let dueAt = 0
   let windowStartedAt = 0
+  let windowMaxMs = 0
   let sample: LoopDelaySample = { window: 0, maxMs: 0 }
+  const tick = (): void => {
+    const now = performance.now()
+    windowMaxMs = Math.max(windowMaxMs, now - dueAt)
+    dueAt = now + tickMs
+    timer = setTimeout(tick, tickMs).unref()
+  }
   return {
     start: () => {
-      if (histogram !== null) return
-      histogram = monitorEventLoopDelay({ resolution: resolutionMs })
-      histogram.enable()
+      if (timer !== null) return
       windowStartedAt = performance.now()
+      windowMaxMs = 0
+      dueAt = windowStartedAt + tickMs
+      timer = setTimeout(tick, tickMs).unref()
     },
     stop: () => {
-      histogram?.disable()
-      histogram = null
+      if (timer !== null) clearTimeout(timer)
+      timer = null
     },
     latest: () => {
       const now = performance.now()
-      if (histogram === null || now - windowStartedAt < windowMs) return sample
-      // the histogram counts from the timer's due time: its max is how late the loop ran
-      sample = { window: sample.window + 1, maxMs: histogram.count === 0 ? now - windowStartedAt : histogram.max / 1e6 }
-      histogram.reset()
+      if (timer === null || now - windowStartedAt < windowMs) return sample
+      // a tick overdue now counts too: latest() is called from the work that makes it late
+      sample = { window: sample.window + 1, maxMs: Math.max(windowMaxMs, now - dueAt) }
+      windowMaxMs = 0
       windowStartedAt = now
       return sample
     }
