@@ -8,6 +8,7 @@ import { connect, type MqttClient } from 'mqtt'
 import t from 'tap'
 import type { BrokerHandle } from '../src/server.js'
 import { ConnectGate } from '../src/broker/process/connect-gate.js'
+import { ConnectPacer, eventLoopDelay, type LoopDelaySample } from '../src/broker/process/connect-pacer.js'
 import { brokerUrl, closeClient, connectRefused, metricValue, openUrl, sleep, startBroker } from './helpers/broker.js'
 import { startRedis } from './helpers/redis.js'
 
@@ -31,18 +32,74 @@ t.test('the gate: first come first served, a turn freed goes to the longest wait
   gate.enter(d, () => order.push('d'), (why) => refusals.push(`d:${why}`))
   t.same(refusals, ['d:queue_full'], 'd finds the queue full')
   gate.leave(b)
-  t.same(gate.counts(), { active: 1, waiting: 1 }, 'b closed while waiting: out of the queue')
+  t.same(gate.counts(), { active: 1, waiting: 1, turns: 1 }, 'b closed while waiting: out of the queue')
   gate.leave(a)
   t.same(order, ['a', 'c'], 'a done: c, the longest waiting, goes on')
   gate.leave(a)
-  t.same(gate.counts(), { active: 1, waiting: 0 }, 'leaving twice frees one turn only')
+  t.same(gate.counts(), { active: 1, waiting: 0, turns: 1 }, 'leaving twice frees one turn only')
   gate.leave(c)
-  t.same(gate.counts(), { active: 0, waiting: 0 })
+  t.same(gate.counts(), { active: 0, waiting: 0, turns: 1 })
+})
+
+t.test('paced: the turns halve while the event loop runs late, at least one, grow back below half the target, and the gate follows', async (t) => {
+  // the delay of each window, as the event loop would report it
+  let sample: LoopDelaySample = { window: 0, maxMs: 0 }
+  const measuring: boolean[] = []
+  const late = (maxMs: number): void => { sample = { window: sample.window + 1, maxMs } }
+  const pacer = new ConnectPacer(40, 20, { start: () => measuring.push(true), stop: () => measuring.push(false), latest: () => sample })
+  const gate = new ConnectGate({ maxConcurrent: 40, maxQueued: 100, maxWaitMs: 60_000, pacer })
+  t.equal(pacer.allowed(), 40, 'the cap while nothing was measured')
+  late(25)
+  t.equal(pacer.allowed(), 20, 'a late window halves the turns')
+  t.equal(pacer.allowed(), 20, 'once per window')
+  for (const delay of [80, 80, 80, 80, 80, 80]) late(delay)
+  t.equal(pacer.allowed(), 10, 'windows not looked at are not judged')
+  for (let i = 0; i < 6; i++) { late(90); pacer.allowed() }
+  t.equal(pacer.allowed(), 1, 'never under one turn')
+  late(15)
+  t.equal(pacer.allowed(), 1, 'between half the target and the target: unchanged')
+  late(5)
+  t.equal(pacer.allowed(), 5, 'under half the target: a tenth of the cap more')
+
+  const admitted: string[] = []
+  const held = ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((name) => {
+    const connection = {}
+    gate.enter(connection, () => admitted.push(name), () => t.fail(`${name} refused`))
+    return connection
+  })
+  t.same(measuring, [true], 'the delay is measured once the gate is in use')
+  t.same(admitted, ['a', 'b', 'c', 'd', 'e'], 'five turns: five go on, the others wait')
+  late(40)
+  gate.leave(held[0] as object)
+  t.same(admitted, ['a', 'b', 'c', 'd', 'e'], 'the loop late again: two turns, four still held, none given')
+  t.same(gate.counts(), { active: 4, waiting: 2, turns: 2 })
+  for (let i = 0; i < 3; i++) { late(1); pacer.allowed() }
+  gate.leave(held[1] as object)
+  t.same(admitted, ['a', 'b', 'c', 'd', 'e', 'f', 'g'], 'back on time: 14 turns, the waiting go on')
+  for (const connection of held.slice(2)) gate.leave(connection)
+  t.same(measuring, [true, false], 'idle again: no more measuring')
+})
+
+t.test('the event-loop delay: a blocked loop is measured, only while started', async (t) => {
+  const delay = eventLoopDelay()
+  delay.start()
+  t.teardown(() => delay.stop())
+  await sleep(150)
+  const quiet = delay.latest()
+  t.ok(quiet.maxMs < 50, `an idle loop is about on time (${quiet.maxMs.toFixed(1)} ms)`)
+  const blockedUntil = performance.now() + 120
+  while (performance.now() < blockedUntil) { /* the loop blocked, as by a burst of CONNECTs */ }
+  await sleep(20)
+  const blocked = delay.latest()
+  t.equal(blocked.window, quiet.window + 1, 'a new window')
+  t.ok(blocked.maxMs >= 100, `the blocked loop is measured (${blocked.maxMs.toFixed(1)} ms)`)
+  delay.stop()
+  t.same(delay.latest(), blocked, 'stopped: the last window stays')
 })
 
 t.test('over the cap CONNECTs wait their turn, beyond the queue they get CONNACK 3 / 0x89, and all waiting ones connect', async (t) => {
   const redis = await startRedis(t)
-  const broker = await startBroker(t, { redis: { url: redis.url }, limits: { maxConcurrentConnects: 2, maxQueuedConnects: 2, connectQueueTimeoutMs: 10_000 } })
+  const broker = await startBroker(t, { redis: { url: redis.url }, limits: { maxConcurrentConnects: 2, maxQueuedConnects: 2, connectQueueTimeoutMs: 10_000, connectLoopDelayMs: 0 } })
   const url = brokerUrl(broker, 'tcp')
   const admin = new Redis(redis.url)
   t.teardown(() => admin.disconnect())
@@ -69,7 +126,7 @@ t.test('over the cap CONNECTs wait their turn, beyond the queue they get CONNACK
 
 t.test('a CONNECT that waits longer than connectQueueTimeoutMs is refused; a connection closed while holding its turn frees it', async (t) => {
   const redis = await startRedis(t)
-  const broker = await startBroker(t, { redis: { url: redis.url }, limits: { maxConcurrentConnects: 1, maxQueuedConnects: 10, connectQueueTimeoutMs: 300 } })
+  const broker = await startBroker(t, { redis: { url: redis.url }, limits: { maxConcurrentConnects: 1, maxQueuedConnects: 10, connectQueueTimeoutMs: 300, connectLoopDelayMs: 0 } })
   const url = brokerUrl(broker, 'tcp')
   const admin = new Redis(redis.url)
   t.teardown(() => admin.disconnect())

@@ -1,7 +1,7 @@
 // One process of the reconnect-storm generator (bench/scenarios/storm.ts): its share of
 // persistent-session clients (CleanSession 0, one QoS 1 subscription each, to a topic of its
-// own), spread over the nodes, from its own loopback source address; one publisher on a node
-// that stays up publishes QoS 1 messages to them, numbered. A client whose connection drops
+// own), all on one node, from its own loopback source address; publishers on the nodes
+// that stay up publish QoS 1 messages to them, numbered. A client whose connection drops
 // reconnects with full-jitter exponential backoff to a node picked at random (the generator
 // balances itself: a proxy would need two open files per client, over this machine's limit),
 // and counts how its session came back. Whatever the publisher had acknowledged must reach its
@@ -14,8 +14,10 @@ import { startPinging } from './keepalive-pinger.js'
 
 export interface StormStartRequest extends GeneratorShare {
   type: 'start'
-  /** MQTT ports of the nodes; client i first connects to node i mod n. */
+  /** MQTT ports of the nodes, which a dropped client reconnects to. */
   ports: number[]
+  /** The node this process's clients first connect to (one of `ports`). */
+  homePort: number
   /** The nodes the publishers use (never the one killed). */
   publisherPorts: number[]
 }
@@ -197,7 +199,7 @@ async function start (message: StormStartRequest): Promise<void> {
   const worker = async (): Promise<void> => {
     while (next < sessions.length) {
       const session = sessions[next++] as Session
-      const port = message.ports[(message.first + session.index) % message.ports.length] as number
+      const port = message.homePort
       // refused (busy) or failed: retried with the backoff, as a client would, a few times
       for (let attempt = 0; ; attempt++) {
         try {

@@ -259,8 +259,12 @@ export class RoutedEmitter {
   private async announce (op: 'add' | 'remove', filter: string): Promise<void> {
     const { commands, nodeId } = this.options
     const key = this.keys.routes(nodeId)
-    await (op === 'add' ? commands.sadd(key, filter) : commands.srem(key, filter))
-    await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op, filter }))
+    // sent together, one round trip (a resumed session waits for it): Redis runs a connection's
+    // commands in order, so a node that reloads the table on the change finds the route stored
+    await Promise.all([
+      op === 'add' ? commands.sadd(key, filter) : commands.srem(key, filter),
+      commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op, filter }))
+    ])
   }
 
   private applyChange (change: RouteChange): void {

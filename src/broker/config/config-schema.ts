@@ -104,6 +104,7 @@ export const configSchema = z.object({
     maxConcurrentConnects: nonNegativeInt('a count of CONNECTs (integer >= 0, 0 = no cap)'),
     maxQueuedConnects: nonNegativeInt('a count of CONNECTs (integer >= 0, 0 = refuse at once)'),
     connectQueueTimeoutMs: positiveInt('milliseconds (positive integer)'),
+    connectLoopDelayMs: nonNegativeInt('milliseconds (integer >= 0, 0 = the fixed cap only)'),
     maxRetainedMessages: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),
     maxRetainedPerUser: nonNegativeInt('a number of messages (integer >= 0, 0 = unlimited)'),
     maxRetainedBytesPerUser: nonNegativeInt('a size in bytes (integer >= 0, 0 = unlimited)')

@@ -93,6 +93,11 @@ export const defaultOptions = {
     maxConcurrentConnects: 50,
     maxQueuedConnects: 10_000,
     connectQueueTimeoutMs: 10_000,
+    // While the event loop runs later than this (the longest delay of a 100 ms window), fewer
+    // CONNECTs at once: halved each late window, grown back by a tenth of the cap below half of
+    // it, at least one. The live clients' deliveries run on the same loop: they go first.
+    // 0 = the fixed cap only.
+    connectLoopDelayMs: 20,
     // Retained messages stored for clients, whole broker (cluster-wide with Redis): a retained
     // publish over it is still delivered live but not stored, as EMQX's
     // retainer.max_retained_messages. 0 = unlimited.

@@ -97,6 +97,14 @@ export class BrokerMetrics {
           this.labels('waiting').set(waiting)
         }
       })
+      new Gauge({
+        name: 'realtime_broker_connect_turns',
+        help: 'CONNECTs allowed at once now: limits.maxConcurrentConnects, or fewer while the event loop runs later than limits.connectLoopDelayMs',
+        registers,
+        collect () {
+          this.set(connectGate().turns)
+        }
+      })
     }
     const perQos = (name: string, help: string, counts: Float64Array): void => {
       new Counter({

@@ -5,10 +5,13 @@
 // Over the cap a CONNECT waits its turn in a bounded queue, first come first served, for a
 // bounded time; beyond the queue, or after the wait, it is refused with CONNACK 0x03 Server
 // unavailable (MQTT 5: 0x89 Server busy) and the client retries with its backoff.
+// Paced (limits.connectLoopDelayMs), the cap is a ceiling: fewer turns while the event loop
+// runs late, so that the live clients' deliveries, on the same loop, go first.
 import type { AedesOptions, AuthenticateError, Client } from 'aedes'
 import type { Logger } from '../observability/logger.js'
 import type { BrokerMetrics } from '../observability/metrics.js'
 import { ReasonCode } from '../protocol/reason-codes.js'
+import { ConnectPacer, eventLoopDelay } from './connect-pacer.js'
 
 export interface ConnectGateOptions {
   /** CONNECTs worked on at once. */
@@ -17,6 +20,8 @@ export interface ConnectGateOptions {
   maxQueued: number
   /** The longest a CONNECT waits for its turn before it is refused. */
   maxWaitMs: number
+  /** Fewer turns than maxConcurrent while the event loop runs late; none: always maxConcurrent. */
+  pacer?: ConnectPacer
 }
 
 /** Why a CONNECT was turned away: the queue was full, or its turn did not come in time. */
@@ -27,6 +32,8 @@ export interface ConnectGateCounts {
   active: number
   /** CONNECTs waiting for a turn. */
   waiting: number
+  /** CONNECTs allowed at once now: maxConcurrent, or fewer while paced down. */
+  turns: number
 }
 
 interface Waiting {
@@ -48,17 +55,20 @@ export class ConnectGate {
    * Returns whether it had to wait.
    */
   enter (connection: object, admitted: () => void, refused: (why: ConnectRefusal) => void): boolean {
-    if (this.holders.size < this.options.maxConcurrent && this.waiting.size === 0) {
+    if (this.idle()) this.options.pacer?.busy(true)
+    if (this.waiting.size === 0 && this.holders.size < this.turns()) {
       this.holders.add(connection)
       admitted()
       return false
     }
     if (this.waiting.size >= this.options.maxQueued) {
+      this.settled()
       refused('queue_full')
       return false
     }
     const timer = setTimeout(() => {
       this.waiting.delete(connection)
+      this.settled()
       refused('wait_timeout')
     }, this.options.maxWaitMs)
     this.waiting.set(connection, { admitted, timer })
@@ -71,19 +81,36 @@ export class ConnectGate {
     if (waiting !== undefined) {
       clearTimeout(waiting.timer)
       this.waiting.delete(connection)
+      this.settled()
       return
     }
     if (!this.holders.delete(connection)) return
     this.admitNext()
+    this.settled()
   }
 
   counts (): ConnectGateCounts {
-    return { active: this.holders.size, waiting: this.waiting.size }
+    return { active: this.holders.size, waiting: this.waiting.size, turns: this.turns() }
+  }
+
+  private turns (): number {
+    return this.options.pacer?.allowed() ?? this.options.maxConcurrent
+  }
+
+  private idle (): boolean {
+    return this.holders.size === 0 && this.waiting.size === 0
+  }
+
+  /** Nothing held or waiting any more: the pacer stops measuring. */
+  private settled (): void {
+    if (this.idle()) this.options.pacer?.busy(false)
   }
 
   private admitNext (): void {
+    if (this.waiting.size === 0) return
+    const turns = this.turns()
     for (const [connection, { admitted, timer }] of this.waiting) {
-      if (this.holders.size >= this.options.maxConcurrent) return
+      if (this.holders.size >= turns) return
       clearTimeout(timer)
       this.waiting.delete(connection)
       this.holders.add(connection)
@@ -145,10 +172,15 @@ export function throttleConnects (gate: ConnectGate, authenticate: Authenticate,
 // a storm refuses thousands of CONNECTs a second: one log line per interval says how many
 const refusalLogIntervalMs = 5_000
 
-/** The gate of limits.maxConcurrentConnects, or null when it is 0 (no cap). */
-export function createConnectGate (limits: { maxConcurrentConnects: number, maxQueuedConnects: number, connectQueueTimeoutMs: number }): ConnectGate | null {
+/** The gate of limits.maxConcurrentConnects (paced by limits.connectLoopDelayMs), or null when it is 0 (no cap). */
+export function createConnectGate (limits: { maxConcurrentConnects: number, maxQueuedConnects: number, connectQueueTimeoutMs: number, connectLoopDelayMs: number }): ConnectGate | null {
   if (limits.maxConcurrentConnects === 0) return null
-  return new ConnectGate({ maxConcurrent: limits.maxConcurrentConnects, maxQueued: limits.maxQueuedConnects, maxWaitMs: limits.connectQueueTimeoutMs })
+  return new ConnectGate({
+    maxConcurrent: limits.maxConcurrentConnects,
+    maxQueued: limits.maxQueuedConnects,
+    maxWaitMs: limits.connectQueueTimeoutMs,
+    ...(limits.connectLoopDelayMs === 0 ? {} : { pacer: new ConnectPacer(limits.maxConcurrentConnects, limits.connectLoopDelayMs, eventLoopDelay()) })
+  })
 }
 
 /** Counts what the gate does, and logs its refusals: at most one line per interval. */
