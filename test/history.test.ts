@@ -331,14 +331,18 @@ for (const store of ['memory', 'redis'] as const) {
     const publisher = await connectClient(t, broker, 'tcp')
     await Promise.all(Array.from({ length: 400 }, (_, i) => publisher.publishAsync('ttl/a', `m${i}`, { qos: 1 })))
     const held = await history(broker, { topic: 'ttl/a', limit: 1000 })
-    // Redis trims with MAXLEN ~: whole macro nodes (100 entries), so a little more may stay
-    t.ok(held.body.messages.length >= 50 && held.body.messages.length <= (store === 'redis' ? 150 : 50), `held ${held.body.messages.length}`)
+    t.equal(held.body.messages.length, 50, 'the newest `size` messages')
     t.equal(held.body.messages.at(-1)?.offset, 400)
     t.same(held.body.messages.map((m) => m.offset), Array.from({ length: held.body.messages.length }, (_, i) => 401 - held.body.messages.length + i), 'the newest, consecutive')
     if (redis !== undefined) {
       const admin = new Redis(redis.url)
       t.teardown(() => admin.disconnect())
-      t.ok(await admin.xlen('history:{ttl/a}:s') <= 150, 'the stream itself is bounded')
+      // an entry holds a turn's messages, at most 100: the stream keeps those that hold any of the newest 50
+      t.ok(await admin.xlen('history:{ttl/a}:s') <= 50, 'the stream itself is bounded')
+      const metrics = await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+      const longest = metricValue(metrics, 'realtime_broker_history_stream_length_max')
+      t.ok(longest >= 50 && longest <= 50 + 99, `the longest stream holds ${longest} messages: its size and at most one entry more`)
+      t.equal(metricValue(metrics, 'realtime_broker_history_streams'), 1)
       await history(broker, { topic: 'ttl/never-published', limit: 1 })
       t.ok(await admin.pttl('history:{ttl/never-published}:m') > 0, 'a topic only read leaves no key for good')
     }

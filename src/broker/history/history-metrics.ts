@@ -5,7 +5,8 @@ import { Counter, Gauge, type Registry } from 'prom-client'
 export type HistoryReadVia = 'http' | 'sse' | 'mqtt'
 
 export class HistoryMetrics {
-  private readonly appendedTotal: Counter
+  // counted on the publish path as a number, read at a scrape (as the messages_in counters are)
+  private appendedCount = 0
   private readonly duplicates: Counter
   private readonly appendFailures: Counter
   private readonly reads: Counter
@@ -13,7 +14,16 @@ export class HistoryMetrics {
 
   constructor (registry: Registry, lengths: () => Promise<number[]>) {
     const registers = [registry]
-    this.appendedTotal = new Counter({ name: 'realtime_broker_history_appended_total', help: 'Messages stored in a topic history by this node', registers })
+    const appendedCount = (): number => this.appendedCount
+    new Counter({
+      name: 'realtime_broker_history_appended_total',
+      help: 'Messages stored in a topic history by this node',
+      registers,
+      collect () {
+        this.reset()
+        this.inc(appendedCount())
+      }
+    })
     this.duplicates = new Counter({ name: 'realtime_broker_history_duplicates_total', help: 'Publishes on a history topic acknowledged but not delivered: their idempotency key was seen within the window', registers })
     this.appendFailures = new Counter({ name: 'realtime_broker_history_append_failures_total', help: 'Messages of a history topic delivered without being stored (the store failed)', registers })
     this.reads = new Counter({ name: 'realtime_broker_history_reads_total', help: 'History reads served by this node, by way', labelNames: ['via'], registers })
@@ -45,7 +55,7 @@ export class HistoryMetrics {
     })
   }
 
-  appended (): void { this.appendedTotal.inc() }
+  appended (): void { this.appendedCount++ }
   duplicate (): void { this.duplicates.inc() }
   appendFailed (): void { this.appendFailures.inc() }
   read (via: HistoryReadVia): void { this.reads.labels(via).inc() }

@@ -77,29 +77,36 @@ export class HistoryRecorder {
     const config = this.parts.topics.of(packet.topic)
     if (config === null) return deliver()
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
-    const user = publisherProperties(packet.properties?.userProperties as UserProperties | undefined)
-    const key = user[idempotencyKeyProperty]
-    const { userProperties: _position, ...rest } = (packet.properties ?? {}) as MessageProperties
-    const stored: MessageProperties = Object.keys(user).length === 0 ? rest : { ...rest, userProperties: user }
+    // most messages carry no properties (every MQTT 3.1.1 one): nothing to sort out then
+    const properties = packet.properties as MessageProperties | undefined
+    const user = properties === undefined ? undefined : publisherProperties(properties.userProperties)
+    const key = user?.[idempotencyKeyProperty]
+    let stored: MessageProperties | undefined
+    if (properties !== undefined) {
+      const { userProperties: _position, ...rest } = properties
+      stored = Object.keys(user as UserProperties).length === 0 ? rest : { ...rest, userProperties: user }
+      if (Object.keys(stored).length === 0) stored = undefined
+    }
     this.parts.store.append({
       topic: packet.topic,
       payload,
       qos: packet.qos,
       time: Date.now(),
-      ...(Object.keys(stored).length === 0 ? {} : { properties: stored }),
+      ...(stored === undefined ? {} : { properties: stored }),
       ...(typeof key === 'string' ? { idempotencyKey: key } : {})
-    }, config, this.parts.idempotencyWindowMs).then((result) => {
-      if (result.duplicate) {
+    }, config, this.parts.idempotencyWindowMs, (err, epoch, offset, duplicate) => {
+      if (err !== null) {
+        // availability first: delivered live without a position, and not in history
+        this.parts.metrics.appendFailed()
+        this.parts.logger.warn({ event: 'history.append-failed', topic: packet.topic, reason: err.message }, 'a message of a history topic was delivered without being stored')
+        return deliver()
+      }
+      if (duplicate) {
         this.parts.metrics.duplicate()
         return skip()
       }
       this.parts.metrics.appended()
-      packet.properties = { ...packet.properties, userProperties: { ...user, [offsetProperty]: String(result.offset), [epochProperty]: result.epoch } }
-      deliver()
-    }, (err: Error) => {
-      // availability first: delivered live without a position, and not in history
-      this.parts.metrics.appendFailed()
-      this.parts.logger.warn({ event: 'history.append-failed', topic: packet.topic, reason: err.message }, 'a message of a history topic was delivered without being stored')
+      packet.properties = { ...packet.properties, userProperties: { ...user, [offsetProperty]: String(offset), [epochProperty]: epoch } }
       deliver()
     })
   }

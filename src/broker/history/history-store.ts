@@ -23,10 +23,12 @@ export interface HistoryPosition {
   offset: number
 }
 
-export type AppendResult = HistoryPosition & {
-  /** The idempotency key was seen within the window: `offset` is the first message's, nothing was stored. */
-  duplicate: boolean
-}
+/**
+ * Called once per append with its position, or the store's error. `duplicate`: the idempotency
+ * key was seen within the window, `offset` is the first message's, nothing was stored. Plain
+ * arguments, not a promise or an object: one call per message on the publish path.
+ */
+export type AppendDone = (err: Error | null, epoch: string, offset: number, duplicate: boolean) => void
 
 export interface AppendInput {
   topic: string
@@ -64,7 +66,8 @@ export interface ReadResult {
 }
 
 export interface HistoryStore {
-  append: (input: AppendInput, topic: HistoryTopicConfig, idempotencyWindowMs: number) => Promise<AppendResult>
+  /** Stores `input`; `done` is called in the order of the calls (one connection, or memory). */
+  append: (input: AppendInput, topic: HistoryTopicConfig, idempotencyWindowMs: number, done: AppendDone) => void
   read: (request: ReadRequest, topic: HistoryTopicConfig) => Promise<ReadResult>
   /** Messages held per stream, for the metrics (Redis: sampled, bounded). */
   lengths: () => Promise<number[]>
@@ -148,7 +151,7 @@ export function memoryHistoryStore (): HistoryStore {
     }
   }
   return {
-    append: async (input, config, windowMs) => {
+    append: (input, config, windowMs, done) => {
       if (++appendsSinceSweep >= sweepEvery) {
         appendsSinceSweep = 0
         sweep(input.time)
@@ -161,14 +164,14 @@ export function memoryHistoryStore (): HistoryStore {
           keys.delete(id)
         }
         const seen = keys.get(keyId)
-        if (seen !== undefined) return { epoch: stream.epoch, offset: seen.offset, duplicate: true }
+        if (seen !== undefined) return done(null, stream.epoch, seen.offset, true)
       }
       const offset = ++stream.latest
       stream.touched = input.time
       stream.entries.push({ offset, topic: input.topic, payload: input.payload, qos: input.qos, time: input.time, ...(input.properties === undefined ? {} : { properties: input.properties }) })
       trim(stream, config, input.time)
       if (keyId !== undefined) keys.set(keyId, { offset, until: input.time + windowMs })
-      return { epoch: stream.epoch, offset, duplicate: false }
+      done(null, stream.epoch, offset, false)
     },
     read: async (request, config) => {
       const stream = streamOf(request.topic, config)

@@ -1,96 +1,147 @@
-// History in Redis Streams, for a cluster: one stream per topic, its entries' IDs `<offset>-0`
-// so that a read from an offset is one XRANGE; the offset counter and the epoch in a hash
-// beside it, incremented in the same script as the XADD, one script call per topic for the
-// messages of one event-loop turn (one round trip for a burst). The stream is trimmed by size
-// (MAXLEN ~) and by age (its oldest entries, a few per batch, and a key expiry when idle).
+// History in Redis Streams, for a cluster: one stream per topic, and the offset counter and
+// the epoch in a hash beside it. One stream entry holds the messages of a topic published in one
+// turn of the event loop (a batch), its ID `<offset of its last message>-0`: one script call,
+// one HSET and one XADD per topic and turn, whatever the number of messages (an entry per
+// message cost Redis a HINCRBY and an XADD each, and the broker an argument and a reply each).
+// A read from an offset is then two XRANGEs (the entries before the last one it needs, and that
+// one). The turn's calls of all topics go in one pipeline on one Redis. The stream is trimmed
+// by size (MINID: entries that hold none of the newest `size` messages) and by age (its oldest
+// entries, at most once a second, and a key expiry when idle); a read leaves out what a trimmed
+// stream would not hold, so that `size` and `ttlSeconds` bound what is returned exactly.
 // Every key of a topic carries the topic as its hash tag: one Redis Cluster slot per topic.
+import { Cluster } from 'ioredis'
 import type { RedisClient } from '../storage/redis-clients.js'
+import { RedisKeys } from '../storage/redis-keys.js'
 import type { MessageProperties } from '../protocol/message-properties.js'
-import { epochSource, historyGraceMs, readFrom, type AppendInput, type AppendResult, type HistoryMessage, type HistoryStore } from './history-store.js'
+import { epochSource, historyGraceMs, readFrom, type AppendDone, type AppendInput, type HistoryMessage, type HistoryStore } from './history-store.js'
 import type { HistoryTopicConfig } from './history-topics.js'
 
-export const historyKeyPrefix = 'history:'
-const streamKey = (topic: string): string => `${historyKeyPrefix}{${topic}}:s`
-const metaKey = (topic: string): string => `${historyKeyPrefix}{${topic}}:m`
-const idempotencyKey = (topic: string, key: string): string => `${historyKeyPrefix}{${topic}}:i:${key}`
+// A topic's keys are its own (`history:{<topic>}:…`), tagged on one Redis too: they always were,
+// and the tag keeps a topic's name apart from the parts after it whatever colons it holds. The
+// connection's ioredis keyPrefix adds redis.keyPrefix.
+const keys = new RedisKeys('', true)
+const historyConcern = 'history'
+const streamKey = (topic: string): string => keys.owned(historyConcern, topic, 's')
+const metaKey = (topic: string): string => keys.owned(historyConcern, topic, 'm')
+const idempotencyKey = (topic: string, key: string): string => keys.owned(historyConcern, topic, 'i', key)
+// The most messages one entry holds (or `size` if fewer): a stream holds fewer than `size` plus
+// this many messages.
+const maxEntryMessages = 100
 // Streams whose lengths the metrics sample at a scrape.
 const maxSampledStreams = 1000
 
 // A missing hash means the history was lost (or never was): a new epoch, and any stream left
-// without its counter is dropped. Returns the epoch.
+// without its counter is dropped. Sets `epoch` and `latest` (the offset of the newest message).
 const ensureEpoch = `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
+local epoch = meta[1]
+local latest = tonumber(meta[2])
 if not epoch then
   epoch = ARGV[1]
+  latest = 0
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
 end
 `
 
-// Appends a batch of one topic's messages (those published in one turn of the event loop): one
-// round trip for them all. KEYS: meta, stream, then the batch's idempotency keys.
-// ARGV: candidate epoch, now ms, size, ttl ms (0 = none), idempotency window ms, then per
-// message: payload, properties JSON ('' = none), qos, index of its idempotency key in KEYS (0 = none).
-// Returns the epoch and per message its offset, negated for a repeat (the first one's offset).
+// Appends a batch of one topic's messages as one entry. KEYS: meta, stream, then the
+// idempotency keys of the batch's messages that carry one, in the messages' order.
+// ARGV: candidate epoch, now ms, size, ttl ms (0 = none), idempotency window ms, the number of
+// messages, the batch (encodeBatch), then per idempotency key: its message's index and the
+// message's first and end byte in the batch (0-based). A message whose key was seen within the
+// window is cut out of the batch and not counted.
+// Returns {epoch, the offset before the batch's first, then per repeat: its index, the offset its
+// key's first message got}; the others' offsets follow one another.
 const appendScript = ensureEpoch + `
 local window = tonumber(ARGV[5])
-local results = {}
-local offset = 0
-for base = 6, #ARGV, 4 do
-  local keyIndex = tonumber(ARGV[base + 3])
-  local seen = false
-  if keyIndex > 0 and window > 0 then seen = redis.call('GET', KEYS[keyIndex]) end
-  if seen then
-    results[#results + 1] = -tonumber(seen)
-  else
-    offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'p', ARGV[base], 't', ARGV[2], 'q', ARGV[base + 2], 'm', ARGV[base + 1])
-    if keyIndex > 0 and window > 0 then redis.call('SET', KEYS[keyIndex], offset, 'PX', window) end
-    results[#results + 1] = offset
+local batch = ARGV[7]
+local reply = {epoch, latest}
+local repeats = 0
+local kept = nil
+local from = 1
+if window > 0 then
+  for k = 3, #KEYS do
+    local at = 8 + (k - 3) * 3
+    local index = tonumber(ARGV[at])
+    local seen = redis.call('GET', KEYS[k])
+    if seen then
+      kept = kept or {}
+      kept[#kept + 1] = string.sub(batch, from, tonumber(ARGV[at + 1]))
+      from = tonumber(ARGV[at + 2]) + 1
+      repeats = repeats + 1
+      reply[#reply + 1] = index
+      reply[#reply + 1] = tonumber(seen)
+    else
+      redis.call('SET', KEYS[k], latest + 1 + index - repeats, 'PX', window)
+    end
   end
 end
+local count = tonumber(ARGV[6]) - repeats
+if count == 0 then return reply end
+if kept then
+  kept[#kept + 1] = string.sub(batch, from)
+  batch = table.concat(kept)
+end
+local last = latest + count
+redis.call('HSET', KEYS[1], 'offset', last)
+-- exact MINID: the entries that hold any of the newest (size) messages stay, no more
+local oldest = last - tonumber(ARGV[3]) + 1
+if oldest < 1 then oldest = 1 end
+redis.call('XADD', KEYS[2], 'MINID', oldest .. '-0', last .. '-0', 'n', count, 't', ARGV[2], 'b', batch)
 local ttl = tonumber(ARGV[4])
-if ttl > 0 and offset > 0 then
-  local cut = tonumber(ARGV[2]) - ttl
-  -- a few expired entries per batch: trimming keeps up with appending
-  for _ = 1, 16 do
-    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
-    if oldest == nil or tonumber(oldest[2][4]) >= cut then break end
-    redis.call('XTRIM', KEYS[2], 'MINID', (tonumber(string.match(oldest[1], '^%d+')) + 1) .. '-0')
+if ttl > 0 then
+  local now = tonumber(ARGV[2])
+  local trimmed = tonumber(redis.call('HGET', KEYS[1], 'trimmed') or 0)
+  -- expired entries, at most once a second: a read leaves out what this has not trimmed yet
+  if now - trimmed >= 1000 then
+    redis.call('HSET', KEYS[1], 'trimmed', now)
+    for _ = 1, 16 do
+      local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+      if first == nil or tonumber(first[2][4]) >= now - ttl then break end
+      redis.call('XTRIM', KEYS[2], 'MINID', (tonumber(string.match(first[1], '^%d+')) + 1) .. '-0')
+    end
   end
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('PEXPIRE', KEYS[1], ttl + ${historyGraceMs})
-elseif offset > 0 then
+else
   -- kept for good, like its stream (a read may have created it with an expiry)
   redis.call('PERSIST', KEYS[1])
 end
-return {epoch, results}
+return reply
 `
 
 // KEYS: meta, stream; ARGV: candidate epoch, since ('' = the newest), limit, ttl ms (0 = none).
+// Returns the entries that hold the messages after `since` (or the newest `limit`), at most
+// `limit` of them: those wholly before the last one asked for, then the one that holds it.
 // A topic first seen by a read is forgotten after its TTL and the grace unless a message comes.
 const readScript = ensureEpoch + `
-if redis.call('PTTL', KEYS[1]) == -1 and redis.call('HGET', KEYS[1], 'offset') == '0' then
+if latest == 0 and redis.call('PTTL', KEYS[1]) == -1 then
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]) + ${historyGraceMs})
 end
-local latest = tonumber(redis.call('HGET', KEYS[1], 'offset'))
-local entries
-if ARGV[2] == '' then
-  entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[3])
-else
-  entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[2] .. '-0', '+', 'COUNT', ARGV[3])
-end
+local limit = tonumber(ARGV[3])
+local since = latest - limit
+if ARGV[2] ~= '' then since = tonumber(ARGV[2]) end
+if since < 0 then since = 0 end
+local entries = {}
+if since + 1 <= since + limit - 1 then entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', (since + limit - 1) .. '-0') end
+local last = redis.call('XRANGE', KEYS[2], (since + limit) .. '-0', '+', 'COUNT', 1)[1]
+if last then entries[#entries + 1] = last end
 return {epoch, latest, entries}
 `
 
 type Entry = [Buffer, Buffer[]]
+interface Append {
+  input: AppendInput
+  done: AppendDone
+}
 interface Batch {
   config: HistoryTopicConfig
   windowMs: number
-  appends: Array<{ input: AppendInput, resolve: (result: AppendResult) => void, reject: (err: Error) => void }>
+  appends: Append[]
 }
+type AppendReply = [string, number, ...number[]]
 interface HistoryCommands {
-  historyAppend: (keyCount: number, ...keysThenArgs: Array<string | number | Buffer>) => Promise<[string, number[]]>
+  historyAppend: (keyCount: number, ...keysThenArgsThenCallback: Array<string | number | Buffer | ((err: Error | null, reply?: AppendReply) => void)>) => unknown
   historyReadBuffer: (meta: string, stream: string, epoch: string, since: string, limit: number, ttlMs: number) => Promise<[Buffer, number, Entry[]]>
 }
 
@@ -108,19 +159,52 @@ function decodeProperties (text: string): MessageProperties | undefined {
   return correlationData === undefined ? rest : { ...rest, correlationData: Buffer.from(correlationData, 'base64') }
 }
 
-function decodeEntry (topic: string, [id, fields]: Entry): HistoryMessage {
+// A batch, the messages one after the other: u8 qos · u32 + bytes properties JSON (0: none) ·
+// u32 + bytes payload.
+const messageHeaderBytes = 1 + 4 + 4
+
+/** The appends' messages as one batch; `ends[i]` is the byte after message i. */
+function encodeBatch (appends: readonly Append[], properties: readonly string[]): { batch: Buffer, ends: number[] } {
+  let size = 0
+  appends.forEach(({ input }, i) => { size += messageHeaderBytes + Buffer.byteLength(properties[i] as string) + input.payload.length })
+  const batch = Buffer.allocUnsafe(size)
+  const ends: number[] = []
+  let at = 0
+  appends.forEach(({ input }, i) => {
+    at = batch.writeUInt8(input.qos, at)
+    const json = properties[i] as string
+    const length = json === '' ? 0 : batch.write(json, at + 4, 'utf8')
+    at = batch.writeUInt32BE(length, at) + length
+    at = batch.writeUInt32BE(input.payload.length, at)
+    at += input.payload.copy(batch, at)
+    ends.push(at)
+  })
+  return { batch, ends }
+}
+
+/** The messages of entry `[id, fields]` of `topic`; payloads are views into the entry. */
+function decodeEntry (topic: string, [id, fields]: Entry, into: HistoryMessage[]): void {
   const field = (name: string): Buffer | undefined => {
     for (let i = 0; i < fields.length; i += 2) if ((fields[i] as Buffer).toString() === name) return fields[i + 1]
     return undefined
   }
-  const properties = decodeProperties(field('m')?.toString('utf8') ?? '')
-  return {
-    offset: Number.parseInt(id.toString(), 10),
-    topic,
-    payload: field('p') ?? Buffer.alloc(0),
-    qos: Number(field('q')?.toString() ?? 0),
-    time: Number(field('t')?.toString() ?? 0),
-    ...(properties === undefined ? {} : { properties })
+  const last = Number.parseInt(id.toString(), 10)
+  const time = Number(field('t')?.toString() ?? 0)
+  const batch = field('b')
+  if (batch === undefined) {
+    // an entry of one message, as releases before batches stored them
+    const properties = decodeProperties(field('m')?.toString('utf8') ?? '')
+    into.push({ offset: last, topic, payload: field('p') ?? Buffer.alloc(0), qos: Number(field('q')?.toString() ?? 0), time, ...(properties === undefined ? {} : { properties }) })
+    return
+  }
+  let offset = last - Number(field('n')?.toString() ?? 0)
+  for (let at = 0; at < batch.length;) {
+    const qos = batch.readUInt8(at)
+    const propertiesEnd = at + 5 + batch.readUInt32BE(at + 1)
+    const properties = decodeProperties(batch.toString('utf8', at + 5, propertiesEnd))
+    const payloadEnd = propertiesEnd + 4 + batch.readUInt32BE(propertiesEnd)
+    into.push({ offset: ++offset, topic, payload: batch.subarray(propertiesEnd + 4, payloadEnd), qos, time, ...(properties === undefined ? {} : { properties }) })
+    at = payloadEnd
   }
 }
 
@@ -133,58 +217,101 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
   const newEpoch = epochSource()
   // appends of this turn, per topic, sent as one script call per topic at the end of the turn
   const batches = new Map<string, Batch>()
+  // batches that reached maxEntryMessages, in the order they filled, sent before the others
+  const full: Array<[string, Batch]> = []
+  // one Redis: the turn's calls go in one pipeline, one write; a Cluster pipeline must stay on
+  // one node, so there each call goes to its topic's node on its own
+  const cluster = redis instanceof Cluster
   const flush = (): void => {
     const now = Date.now()
-    for (const [topic, { config, windowMs, appends }] of batches) {
+    const pipeline = cluster ? null : redis.pipeline()
+    for (const [topic, { config, windowMs, appends }] of [...full, ...batches]) {
+      const { batch, ends } = encodeBatch(appends, appends.map(({ input }) => encodeProperties(input.properties)))
       const keys = [metaKey(topic), streamKey(topic)]
-      const args: Array<string | number | Buffer> = [newEpoch(), now, config.size, config.ttlSeconds * 1000, windowMs]
-      for (const { input } of appends) {
-        const key = windowMs === 0 ? undefined : input.idempotencyKey
-        if (key !== undefined) keys.push(idempotencyKey(topic, key))
-        args.push(input.payload, encodeProperties(input.properties), input.qos, key === undefined ? 0 : keys.length)
-      }
-      commands.historyAppend(keys.length, ...keys, ...args).then(([epoch, offsets]) => {
-        appends.forEach(({ resolve }, i) => {
-          const offset = offsets[i] as number
-          resolve({ epoch, offset: Math.abs(offset), duplicate: offset < 0 })
+      const keyed: number[] = []
+      appends.forEach(({ input }, i) => {
+        if (windowMs === 0 || input.idempotencyKey === undefined) return
+        keys.push(idempotencyKey(topic, input.idempotencyKey))
+        keyed.push(i, i === 0 ? 0 : ends[i - 1] as number, ends[i] as number)
+      })
+      const settle = (err: Error | null, reply?: AppendReply): void => {
+        if (err !== null || reply === undefined) {
+          for (const { done } of appends) done(err ?? new Error('no reply'), '', 0, false)
+          return
+        }
+        const [epoch, before] = reply
+        let offset = before
+        let repeat = 2
+        appends.forEach(({ done }, i) => {
+          if (reply[repeat] === i) {
+            done(null, epoch, reply[repeat + 1] as number, true)
+            repeat += 2
+          } else {
+            done(null, epoch, ++offset, false)
+          }
         })
-      }, (err: Error) => { for (const { reject } of appends) reject(err) })
+      }
+      ;((pipeline ?? redis) as unknown as HistoryCommands).historyAppend(keys.length, ...keys, newEpoch(), now, config.size, config.ttlSeconds * 1000, windowMs, appends.length, batch, ...keyed, settle)
     }
+    full.length = 0
     batches.clear()
+    // each call's callback has its reply or error: exec's only repeats them
+    if (pipeline !== null) pipeline.exec().catch(() => {})
   }
   return {
-    append: (input, config, windowMs) => new Promise((resolve, reject) => {
+    append: (input, config, windowMs, done) => {
       let batch = batches.get(input.topic)
       if (batch === undefined) {
         batch = { config, windowMs, appends: [] }
         batches.set(input.topic, batch)
       }
-      batch.appends.push({ input, resolve, reject })
-      if (batches.size === 1 && batch.appends.length === 1) setImmediate(flush)
-    }),
+      batch.appends.push({ input, done })
+      if (batches.size === 1 && batch.appends.length === 1 && full.length === 0) setImmediate(flush)
+      if (batch.appends.length === Math.min(maxEntryMessages, config.size)) {
+        full.push([input.topic, batch])
+        batches.delete(input.topic)
+      }
+    },
     read: async (request, config) => {
       const [epoch, latest, entries] = await commands.historyReadBuffer(metaKey(request.topic), streamKey(request.topic), newEpoch(), request.since === undefined ? '' : String(request.since), request.limit, config.ttlSeconds * 1000)
+      // what a trimmed stream holds: the newest `size` messages, none older than the TTL
       const cut = config.ttlSeconds === 0 ? -Infinity : request.now - config.ttlSeconds * 1000
-      const messages = entries.map((entry) => decodeEntry(request.topic, entry)).filter((message) => message.time >= cut)
-      if (request.since === undefined) messages.reverse()
-      // the script returned at most `limit` messages from the right place: readFrom judges recovery
-      return readFrom(messages, request, epoch.toString(), latest)
+      const since = Math.max(request.since ?? latest - request.limit, latest - config.size)
+      const messages: HistoryMessage[] = []
+      for (const entry of entries) decodeEntry(request.topic, entry, messages)
+      const held = messages.filter((message) => message.offset > since && message.time >= cut)
+      // the script returned the entries of at most `limit` messages from the right place: readFrom judges recovery
+      return readFrom(held, request, epoch.toString(), latest)
     },
     lengths: async () => {
-      // SCAN matches the key as stored: with the connection's key prefix
-      const prefix = (redis.options.keyPrefix ?? '')
+      // every master of a Cluster holds some streams; SCAN matches keys as stored, with the
+      // connection's key prefix, which one Redis's connection adds again (a Cluster's node
+      // connections do not)
+      const prefix = redis.options.keyPrefix ?? ''
+      const servers = cluster ? redis.nodes('master') : [redis]
       const lengths: number[] = []
-      let cursor = '0'
-      do {
-        const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}${historyKeyPrefix}*:s`, 'COUNT', 500)
-        cursor = next
-        if (found.length > 0) {
-          const pipeline = redis.pipeline()
-          // the key as found carries the prefix, which the connection adds again
-          for (const key of found) pipeline.xlen(key.slice(prefix.length))
-          for (const [err, length] of (await pipeline.exec()) ?? []) if (err === null) lengths.push(length as number)
-        }
-      } while (cursor !== '0' && lengths.length < maxSampledStreams)
+      for (const server of servers) {
+        if (lengths.length >= maxSampledStreams) break
+        const strip = cluster ? 0 : prefix.length
+        let cursor = '0'
+        do {
+          const [next, found] = await server.scan(cursor, 'MATCH', `${prefix}${historyConcern}:{*}:s`, 'COUNT', 500)
+          cursor = next
+          if (found.length === 0) continue
+          // messages held: the latest offset, less the offset before the oldest entry's first
+          const pipeline = server.pipeline()
+          for (const key of found) pipeline.hget(`${key.slice(strip, -1)}m`, 'offset').xrange(key.slice(strip), '-', '+', 'COUNT', 1)
+          const replies = (await pipeline.exec()) ?? []
+          for (let i = 0; i < replies.length; i += 2) {
+            const [metaErr, latest] = replies[i] as [Error | null, string | null]
+            const [streamErr, oldest] = replies[i + 1] as [Error | null, Array<[string, string[]]>]
+            const entry = oldest?.[0]
+            if (metaErr !== null || streamErr !== null || latest === null || entry === undefined) continue
+            const count = entry[1][0] === 'n' ? Number(entry[1][1]) : 1
+            lengths.push(Number(latest) - Number.parseInt(entry[0], 10) + count)
+          }
+        } while (cursor !== '0' && lengths.length < maxSampledStreams)
+      }
       return lengths
     }
   }
