@@ -52,7 +52,7 @@ async function measure (rate: number, seconds: number, webhooks: boolean, redisU
   if (receiver !== null) config.webhooks = { endpoints: [{ name: 'bench', url: receiver.url, secret, events: ['message.published'], topics: ['bench/#'] }], batchSize }
   writeFileSync(join(dir, 'config.yaml'), JSON.stringify(config))
   const args = [cliPath, 'start', '--config', join(dir, 'config.yaml'), ...(redisUrl === null ? [] : ['--redis', redisUrl])]
-  const broker = await startNodeBroker(args, { ...process.env, MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', HOST: '127.0.0.1' }, { nodeArgs: () => profileDir === undefined || !webhooks ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] }, false)
+  const broker = await startNodeBroker(args, { ...process.env, MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', HOST: '127.0.0.1' }, { nodeArgs: () => profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, `${redisUrl === null ? 'memory' : 'redis'}-${webhooks ? 'webhooks' : 'without'}`)}`] }, false)
   try {
     const url = `mqtt://127.0.0.1:${broker.publish.mqttPort}`
     const subscriber = connect(url, { clientId: 'bench-sub', reconnectPeriod: 0 })

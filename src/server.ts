@@ -111,7 +111,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const clients = new ClientRegistry(metrics)
   const history = createHistory(config.history, storage.redis, metrics.registry, logger)
   // null without endpoints: no event is ever built
-  const webhooks = createWebhooks(config, storage.redis, nodeId, metrics.registry, logger, process.env)
+  const webhooks = createWebhooks(config, storage.redis === null ? null : { client: storage.redis, keys: storage.redisKeys }, nodeId, metrics.registry, logger, process.env)
   const authorizationHook = config.authorizationHook.url === '' ? null : new HttpHookDecider(config.authorizationHook, metrics.registry, logger.child({ component: 'authz-hook' }), process.env)
   const policies = createPolicies({
     authenticator,

@@ -4,6 +4,7 @@ import t from 'tap'
 import { failureAnswer, HookAnswerCache, narrowedIdentity, parseHookAnswer, parseRevocation } from '../src/acl/authorization-hook.js'
 import { backoffDelay, batchBody } from '../src/broker/webhooks/sender.js'
 import { eventJson, messageDataJson } from '../src/broker/webhooks/events.js'
+import { entriesWithin, entryEvents, MemoryOutbox, type OutboxEntry } from '../src/broker/webhooks/outbox.js'
 
 t.test('backoff doubles from the initial delay, is capped, its upper half random', async (t) => {
   t.equal(backoffDelay(0, 500, 60_000, () => 0), 250, 'attempt 0, no jitter: half the initial delay')
@@ -19,9 +20,36 @@ t.test('events are JSON the receiver can parse, batched without parsing them aga
   t.same(event.data, { topic: 'a/"quoted"', qos: 1, retain: false, clientId: null, user: 'al\\ice', payload: Buffer.from([0xc3, 0x28]).toString('base64'), encoding: 'base64' }, 'quoting and a non-UTF-8 payload survive')
   t.equal(event.node, 'node-1')
   t.ok(!Number.isNaN(Date.parse(event.at)), 'an ISO time')
-  const body = JSON.parse(batchBody([{ id: '1', event: eventJson('session.expired', '"n"', '{"clientId":"c"}'), enqueuedAt: 0 }, { id: '2', event: eventJson('session.expired', '"n"', '{"clientId":"d"}'), enqueuedAt: 0 }])) as { events: Array<{ data: unknown, id: string }> }
-  t.same(body.events.map((e) => e.data), [{ clientId: 'c' }, { clientId: 'd' }])
-  t.not(body.events[0]?.id, body.events[1]?.id, 'ids differ')
+  const expired = (clientId: string): string => eventJson('session.expired', '"n"', JSON.stringify({ clientId }))
+  const body = JSON.parse(batchBody([{ id: '1', events: `${expired('c')},${expired('d')}`, count: 2, enqueuedAt: 0 }, { id: '2', events: expired('e'), count: 1, enqueuedAt: 0 }])) as { events: Array<{ data: unknown, id: string }> }
+  t.same(body.events.map((e) => e.data), [{ clientId: 'c' }, { clientId: 'd' }, { clientId: 'e' }])
+  t.equal(new Set(body.events.map((e) => e.id)).size, 3, 'ids differ')
+})
+
+t.test('the memory outbox: batches of at most the batch size, in order; dead letters one by one', async (t) => {
+  const outbox = new MemoryOutbox(5, 10)
+  const event = (n: number): string => JSON.stringify({ id: String(n), data: { text: 'a,b' } })
+  for (let n = 1; n <= 5; n++) t.ok(outbox.append('e', event(n)), `event ${n} queued`)
+  t.notOk(outbox.append('e', event(6)), 'over maxPending: refused')
+  t.equal(outbox.pending('e'), 5)
+  const first = await outbox.take('e', 2)
+  t.same(first.entries.flatMap(entryEvents), [1, 2].map(event), 'the oldest two, commas inside events kept')
+  t.ok(first.full, 'a full batch')
+  await outbox.ack('e', first.entries)
+  t.equal(outbox.pending('e'), 3)
+  const rest = await outbox.take('e', 100)
+  t.notOk(rest.full, 'not full: the sender may wait for more')
+  await outbox.deadLetter('e', rest.entries, 'HTTP 500')
+  t.equal(outbox.pending('e'), 0)
+  const dead = await outbox.deadLetters('e', 10)
+  t.same(dead.map((letter) => letter.event), [3, 4, 5].map(event), 'one dead letter per event')
+  t.equal(new Set(dead.map((letter) => letter.id)).size, 3, 'each with its own id')
+  t.equal(await outbox.replay('e', [dead[1]?.id ?? '']), 1, 'replayed by id')
+  t.same((await outbox.take('e', 10)).entries.flatMap(entryEvents), [event(4)])
+  const entry = (id: string, count: number): OutboxEntry => ({ id, events: '', count, enqueuedAt: 0 })
+  t.same(entriesWithin([entry('a', 7)], 3), { entries: [entry('a', 7)], full: true }, 'an entry larger than the batch still goes, alone')
+  t.same(entriesWithin([entry('a', 2), entry('b', 2)], 3), { entries: [entry('a', 2)], full: true }, 'the next entry does not fit: full')
+  t.same(entriesWithin([entry('a', 1), entry('b', 1)], 3), { entries: [entry('a', 1), entry('b', 1)], full: false }, 'room left: not full')
 })
 
 t.test('hook answers: parsed strictly, ttl from the answer or the default', async (t) => {

@@ -35,7 +35,7 @@ export function postSigned (post: SignedPost): Promise<PostAnswer> {
   return new Promise((resolve, reject) => {
     const body = Buffer.from(post.body)
     const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': body.length, ...post.headers }
-    if (post.secret !== undefined) headers[signatureHeader] = signBody(post.secret, Math.floor(Date.now() / 1000), post.body)
+    if (post.secret !== undefined) headers[signatureHeader] = signBody(post.secret, Math.floor(Date.now() / 1000), body)
     const secure = post.url.startsWith('https:')
     const req = (secure ? httpsRequest : httpRequest)(post.url, { method: 'POST', headers, agent: secure ? agents.https : agents.http })
     const timer = setTimeout(() => req.destroy(new PostTimeout(`no answer within ${post.timeoutMs} ms`)), post.timeoutMs)

@@ -1,18 +1,25 @@
 // The durable outbox of a clustered broker: per endpoint, a Redis Stream read through a
 // consumer group. One node at a time holds an endpoint's lease and sends (keeping its events
 // in order); a node taking the lease over first claims what the previous holder read and did
-// not acknowledge (XAUTOCLAIM), so a SIGKILLed node's events are still delivered. Acknowledged
-// entries are deleted, so the stream's length is the backlog. Every key of an endpoint carries
-// the hash tag {webhooks:<name>}: each MULTI and script stays on one Redis Cluster slot.
+// not acknowledge (XAUTOCLAIM), so a SIGKILLed node's events are still delivered. A stream
+// entry holds the events a node queued in one turn (one XADD per endpoint per turn, not per
+// event); a counter next to the stream counts the events, the backlog. Acknowledged entries
+// are deleted. The keys of an endpoint are its own (RedisKeys.owned, tagged by the endpoint on
+// a Redis Cluster): each MULTI and script stays on one slot.
 import type { RedisClient } from '../storage/redis-clients.js'
-import { AppendSignal, type DeadLetter, type OutboxEntry, type WebhookOutbox } from './outbox.js'
+import type { RedisKeys } from '../storage/redis-keys.js'
+import { AppendSignal, entriesWithin, entryEvents, eventCount, type Batch, type DeadLetter, type OutboxEntry, type WebhookOutbox } from './outbox.js'
 
 const group = 'senders'
-const keys = (endpoint: string): { outbox: string, dead: string, lease: string } => ({
-  outbox: `{webhooks:${endpoint}}:outbox`,
-  dead: `{webhooks:${endpoint}}:dead`,
-  lease: `{webhooks:${endpoint}}:lease`
-})
+
+interface EndpointKeys {
+  /** The stream of entries waiting, read through the consumer group. */
+  outbox: string
+  /** The number of events in `outbox`. */
+  pending: string
+  dead: string
+  lease: string
+}
 
 // KEYS[1] lease; ARGV node id, lease ms: 1 when the node holds the lease (taken or renewed)
 const leaseScript = `
@@ -36,6 +43,9 @@ const idTime = (id: string): number => Number(id.slice(0, id.indexOf('-')))
 
 export interface RedisOutboxOptions {
   nodeId: string
+  keys: RedisKeys
+  /** Events in one entry at most (webhooks.batchSize: an entry fits in a request). */
+  maxPerEntry: number
   maxPending: number
   maxDeadLetters: number
   /** A sender silent this long loses its endpoint to another node. */
@@ -54,10 +64,26 @@ export class RedisOutbox implements WebhookOutbox {
   /** Endpoints whose lease was just taken: the previous holder's unacknowledged entries come first. */
   private readonly claimFirst = new Set<string>()
   private readonly groups = new Set<string>()
+  /**
+   * Per endpoint, the entries this node read from the group and has not acknowledged, in
+   * order (read once, not again at each take); `pendingLeft`: the group may hold more of
+   * this node's pending entries (after a takeover), read before any new one.
+   */
+  private readonly held = new Map<string, { entries: OutboxEntry[], pendingLeft: boolean }>()
   private readonly signal = new AppendSignal()
   private closed = false
+  private readonly keysOf = new Map<string, EndpointKeys>()
 
   constructor (private readonly redis: RedisClient, private readonly options: RedisOutboxOptions) {}
+
+  private keys (endpoint: string): EndpointKeys {
+    let named = this.keysOf.get(endpoint)
+    if (named === undefined) {
+      const key = (name: string): string => this.options.keys.owned('webhooks', endpoint, name)
+      this.keysOf.set(endpoint, named = { outbox: key('outbox'), pending: key('pending'), dead: key('dead'), lease: key('lease') })
+    }
+    return named
+  }
 
   append (endpoint: string, event: string): boolean {
     let buffer = this.buffered.get(endpoint)
@@ -76,39 +102,47 @@ export class RedisOutbox implements WebhookOutbox {
     const batches = [...this.buffered]
     this.buffered.clear()
     this.flushing = null
-    const pipeline = this.redis.pipeline()
-    for (const [endpoint, events] of batches) {
-      const { outbox } = keys(endpoint)
-      for (const event of events) pipeline.xadd(outbox, '*', 'e', event)
-      pipeline.xlen(outbox)
+    await Promise.all(batches.map(async ([endpoint, events]) => await this.store(endpoint, events)))
+  }
+
+  /** Appends one turn's events of an endpoint: entries of up to maxPerEntry events, and their count. */
+  private async store (endpoint: string, events: string[]): Promise<void> {
+    const { maxPerEntry } = this.options
+    const { outbox, pending } = this.keys(endpoint)
+    // the entries and their count in one transaction: the backlog counter never misses an entry
+    const multi = this.redis.multi()
+    for (let at = 0; at < events.length; at += maxPerEntry) {
+      const entry = events.length <= maxPerEntry ? events : events.slice(at, at + maxPerEntry)
+      multi.xadd(outbox, '*', 'e', entry.join(','), 'n', String(entry.length))
     }
     // Redis briefly away: ioredis holds the commands until it is back (maxRetriesPerRequest:
     // null); an append Redis refused (out of memory, say) is an event lost, counted
-    const results = await pipeline.exec().catch(() => null)
-    let at = 0
-    for (const [endpoint, events] of batches) {
-      const refused = results === null ? events.length : results.slice(at, at + events.length).filter(([err]) => err !== null).length
-      if (refused > 0) this.options.onLost(endpoint, refused)
-      at += events.length
-      const length = results?.[at]?.[1]
-      if (typeof length === 'number') this.lengths.set(endpoint, length)
-      at++
-      this.signal.notify(endpoint)
+    const results = await multi.incrby(pending, events.length).exec().catch(() => null)
+    if (results === null || results.some(([err]) => err !== null)) {
+      this.options.onLost(endpoint, events.length)
+      return
     }
+    const length = results[results.length - 1]?.[1]
+    if (typeof length === 'number') this.lengths.set(endpoint, length)
+    this.signal.notify(endpoint)
   }
 
-  /** Reads the backlog again (at most once a second) while it refuses appends: the sender may be another node. */
+  /**
+   * Reads the backlog again (at most once a second): while it refuses appends, and when the
+   * gauge is read (the sender, which updates it, may be another node).
+   */
   private recount (endpoint: string): void {
     const now = Date.now()
     if (now - (this.recounted.get(endpoint) ?? 0) < 1000) return
     this.recounted.set(endpoint, now)
-    this.redis.xlen(keys(endpoint).outbox).then((length) => this.lengths.set(endpoint, length), () => {})
+    this.redis.get(this.keys(endpoint).pending).then((length) => this.lengths.set(endpoint, Number(length ?? 0)), () => {})
   }
 
   async acquire (endpoint: string): Promise<boolean> {
     if (this.closed) return false
-    const { lease } = keys(endpoint)
+    const { lease } = this.keys(endpoint)
     const held = Number(await this.redis.eval(leaseScript, 1, lease, this.options.nodeId, this.options.leaseMs))
+    if (held !== 1) this.held.delete(endpoint)
     if (held === 0) {
       this.stopRenewing(endpoint)
       return false
@@ -118,7 +152,10 @@ export class RedisOutbox implements WebhookOutbox {
     if (!this.leases.has(endpoint)) {
       const timer = setInterval(() => {
         this.redis.eval(leaseScript, 1, lease, this.options.nodeId, this.options.leaseMs).then((renewed) => {
-          if (Number(renewed) === 0) this.stopRenewing(endpoint)
+          if (Number(renewed) === 0) {
+            this.held.delete(endpoint)
+            this.stopRenewing(endpoint)
+          }
         }, () => {})
       }, Math.max(100, Math.floor(this.options.leaseMs / 3)))
       timer.unref()
@@ -134,15 +171,15 @@ export class RedisOutbox implements WebhookOutbox {
 
   private async ensureGroup (endpoint: string): Promise<void> {
     if (this.groups.has(endpoint)) return
-    await this.redis.xgroup('CREATE', keys(endpoint).outbox, group, '0', 'MKSTREAM').catch((err: Error) => {
+    await this.redis.xgroup('CREATE', this.keys(endpoint).outbox, group, '0', 'MKSTREAM').catch((err: Error) => {
       if (!err.message.includes('BUSYGROUP')) throw err
     })
     this.groups.add(endpoint)
   }
 
-  async take (endpoint: string, max: number): Promise<OutboxEntry[]> {
+  async take (endpoint: string, max: number): Promise<Batch> {
     await this.ensureGroup(endpoint)
-    const { outbox } = keys(endpoint)
+    const { outbox } = this.keys(endpoint)
     const read = async (id: '0' | '>', count: number): Promise<OutboxEntry[]> => {
       const answer = await this.redis.xreadgroup('GROUP', group, this.options.nodeId, 'COUNT', count, 'STREAMS', outbox, id) as Array<[string, StreamEntry[]]> | null
       // deleted entries still pending come back without fields
@@ -156,50 +193,71 @@ export class RedisOutbox implements WebhookOutbox {
           [cursor] = await this.redis.xautoclaim(outbox, group, this.options.nodeId, 0, cursor, 'COUNT', 1000, 'JUSTID') as [string, string[]]
         } while (cursor !== '0-0')
         this.claimFirst.delete(endpoint)
+        this.held.delete(endpoint)
       }
-      // this consumer's unacknowledged entries first (a batch it waited to fill, or claimed),
-      // then new ones: all in stream order
-      const pending = await read('0', max)
-      return pending.length >= max ? pending : [...pending, ...await read('>', max - pending.length)]
+      // this consumer's unacknowledged entries first (claimed, or read before a restart), then
+      // new ones: all in stream order. An entry holds one event at least: `max` entries are
+      // enough for a batch
+      let held = this.held.get(endpoint)
+      if (held === undefined || (held.entries.length === 0 && held.pendingLeft)) {
+        const pending = await read('0', max)
+        this.held.set(endpoint, held = { entries: pending, pendingLeft: pending.length >= max })
+      }
+      const events = eventCount(held.entries)
+      if (!held.pendingLeft && events < max) held.entries.push(...await read('>', max - events))
+      return entriesWithin(held.entries, max)
     } catch (err) {
+      this.held.delete(endpoint)
       // the stream or its group is gone (Redis restarted without persistence): made again
       if ((err as Error).message.includes('NOGROUP')) this.groups.delete(endpoint)
       throw err
     }
   }
 
+  /** Entries acknowledged or dead-lettered: no longer held (the oldest held, unless another take interleaved). */
+  private release (endpoint: string, entries: readonly OutboxEntry[]): void {
+    const held = this.held.get(endpoint)
+    if (held === undefined) return
+    if (entries.every((entry, at) => held.entries[at]?.id === entry.id)) held.entries.splice(0, entries.length)
+    else this.held.delete(endpoint)
+  }
+
   async ack (endpoint: string, entries: readonly OutboxEntry[]): Promise<void> {
-    const { outbox } = keys(endpoint)
+    const { outbox, pending } = this.keys(endpoint)
     const ids = entries.map((entry) => entry.id)
-    const results = await this.redis.multi().xack(outbox, group, ...ids).xdel(outbox, ...ids).xlen(outbox).exec()
+    const results = await this.redis.multi().xack(outbox, group, ...ids).xdel(outbox, ...ids).decrby(pending, eventCount(entries)).exec()
+    this.release(endpoint, entries)
     const length = results?.[2]?.[1]
-    if (typeof length === 'number') this.lengths.set(endpoint, length)
+    if (typeof length === 'number') this.lengths.set(endpoint, Math.max(0, length))
   }
 
   async deadLetter (endpoint: string, entries: readonly OutboxEntry[], reason: string): Promise<void> {
-    const { outbox, dead } = keys(endpoint)
+    const { outbox, dead, pending } = this.keys(endpoint)
     const ids = entries.map((entry) => entry.id)
     const now = String(Date.now())
     const multi = this.redis.multi()
-    for (const entry of entries) multi.xadd(dead, 'MAXLEN', '~', this.options.maxDeadLetters, '*', 'e', entry.event, 'reason', reason, 'at', String(entry.enqueuedAt), 'dead', now)
-    await multi.xack(outbox, group, ...ids).xdel(outbox, ...ids).exec()
+    for (const entry of entries) {
+      for (const event of entryEvents(entry)) multi.xadd(dead, 'MAXLEN', '~', this.options.maxDeadLetters, '*', 'e', event, 'reason', reason, 'at', String(entry.enqueuedAt), 'dead', now)
+    }
+    await multi.xack(outbox, group, ...ids).xdel(outbox, ...ids).decrby(pending, eventCount(entries)).exec()
+    this.release(endpoint, entries)
   }
 
   async deadLetters (endpoint: string, max: number): Promise<DeadLetter[]> {
-    const entries = await this.redis.xrange(keys(endpoint).dead, '-', '+', 'COUNT', max) as StreamEntry[]
+    const entries = await this.redis.xrange(this.keys(endpoint).dead, '-', '+', 'COUNT', max) as StreamEntry[]
     return entries.map(toDeadLetter)
   }
 
   async replay (endpoint: string, ids: readonly string[] | null): Promise<number> {
-    const { outbox, dead } = keys(endpoint)
+    const { outbox, dead, pending } = this.keys(endpoint)
     const all = await this.redis.xrange(dead, '-', '+') as StreamEntry[]
     const wanted = ids === null ? null : new Set(ids)
     const chosen = all.filter(([id]) => wanted === null || wanted.has(id))
     if (chosen.length === 0) return 0
     // moved in one transaction: queued again (the same event ids, for the receiver's dedupe) and no longer dead
     const multi = this.redis.multi()
-    for (const [, fields] of chosen) multi.xadd(outbox, '*', 'e', field(fields, 'e'))
-    await multi.xdel(dead, ...chosen.map(([id]) => id)).exec()
+    for (const [, fields] of chosen) multi.xadd(outbox, '*', 'e', field(fields, 'e'), 'n', '1')
+    await multi.incrby(pending, chosen.length).xdel(dead, ...chosen.map(([id]) => id)).exec()
     this.signal.notify(endpoint)
     return chosen.length
   }
@@ -209,6 +267,7 @@ export class RedisOutbox implements WebhookOutbox {
   }
 
   pending (endpoint: string): number {
+    this.recount(endpoint)
     return this.lengths.get(endpoint) ?? 0
   }
 
@@ -223,14 +282,15 @@ export class RedisOutbox implements WebhookOutbox {
     await this.flushing?.catch(() => {})
     for (const endpoint of [...this.leases.keys()]) {
       this.stopRenewing(endpoint)
-      await this.redis.eval(releaseScript, 1, keys(endpoint).lease, this.options.nodeId).catch(() => {})
+      await this.redis.eval(releaseScript, 1, this.keys(endpoint).lease, this.options.nodeId).catch(() => {})
     }
   }
 }
 
 function toEntry ([id, fields]: StreamEntry): OutboxEntry {
-  return { id, event: field(fields, 'e'), enqueuedAt: idTime(id) }
+  return { id, events: field(fields, 'e'), count: Number(field(fields, 'n')), enqueuedAt: idTime(id) }
 }
+
 
 function toDeadLetter ([id, fields]: StreamEntry): DeadLetter {
   return { id, event: field(fields, 'e'), enqueuedAt: Number(field(fields, 'at')), deadAt: Number(field(fields, 'dead')), reason: field(fields, 'reason') }

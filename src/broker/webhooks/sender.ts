@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from '../observability/logger.js'
 import { postSigned } from './http-post.js'
-import type { OutboxEntry, WebhookOutbox } from './outbox.js'
+import { eventCount, type OutboxEntry, type WebhookOutbox } from './outbox.js'
 
 export interface WebhookTarget {
   name: string
@@ -41,7 +41,7 @@ export function backoffDelay (attempt: number, initialMs: number, maxMs: number,
 
 /** The request body: the entries' JSON joined, not parsed again. */
 export function batchBody (entries: readonly OutboxEntry[]): string {
-  return `{"events":[${entries.map((entry) => entry.event).join(',')}]}`
+  return `{"events":[${entries.length === 1 ? (entries[0] as OutboxEntry).events : entries.map((entry) => entry.events).join(',')}]}`
 }
 
 // how often a node that does not hold an endpoint's lease looks again
@@ -80,7 +80,7 @@ export class EndpointSender {
           await this.pause(leaseCheckMs)
           continue
         }
-        const batch = await this.outbox.take(name, this.options.batchSize)
+        const { entries: batch, full } = await this.outbox.take(name, this.options.batchSize)
         const oldest = batch[0]
         if (oldest === undefined) {
           await this.outbox.appended(name, idleMs)
@@ -88,7 +88,7 @@ export class EndpointSender {
         }
         // a batch not yet full waits for more, up to batchDelayMs after its first event
         const wait = oldest.enqueuedAt + this.options.batchDelayMs - Date.now()
-        if (batch.length < this.options.batchSize && wait > 0) {
+        if (!full && wait > 0) {
           await this.pause(wait)
           continue
         }
@@ -105,6 +105,7 @@ export class EndpointSender {
   private async deliver (batch: OutboxEntry[]): Promise<void> {
     const { name, url, secret } = this.target
     const body = batchBody(batch)
+    const events = eventCount(batch)
     const oldest = batch[0] as OutboxEntry
     for (let attempt = 0; !this.closed; attempt++) {
       const started = performance.now()
@@ -117,14 +118,14 @@ export class EndpointSender {
       }
       if (failure === null) {
         await this.outbox.ack(name, batch)
-        this.observer.sent(name, batch.length, (performance.now() - started) / 1000)
+        this.observer.sent(name, events, (performance.now() - started) / 1000)
         return
       }
       this.observer.failed(name)
       if (Date.now() - oldest.enqueuedAt >= this.options.deadLetterAfterMs) {
-        this.logger.warn({ event: 'webhook.dead-lettered', endpoint: name, events: batch.length, reason: failure }, 'webhook events undelivered for too long: dead-lettered')
+        this.logger.warn({ event: 'webhook.dead-lettered', endpoint: name, events, reason: failure }, 'webhook events undelivered for too long: dead-lettered')
         await this.outbox.deadLetter(name, batch, failure)
-        this.observer.deadLettered(name, batch.length)
+        this.observer.deadLettered(name, events)
         return
       }
       if (attempt === 0) this.logger.warn({ event: 'webhook.failed', endpoint: name, reason: failure }, 'webhook request failed, retrying with backoff')

@@ -3,6 +3,7 @@
 // costs the broker: a slow or failing endpoint never holds MQTT delivery, its backlog is
 // bounded (webhooks.maxPendingPerEndpoint) and what is over it counted.
 import type { RedisClient } from '../storage/redis-clients.js'
+import type { RedisKeys } from '../storage/redis-keys.js'
 import type { Registry } from 'prom-client'
 import { levelSeparator, levelsMatch } from '../../acl/topic-grammar.js'
 import { ConfigError, type BrokerConfig } from '../config/config.js'
@@ -18,11 +19,30 @@ type WebhookConfig = BrokerConfig['webhooks']
 interface Endpoint {
   name: string
   events: ReadonlySet<WebhookEventType>
-  /** message.published: the topic filters split into levels; empty = every topic not starting with $. */
-  topics: ReadonlyArray<readonly string[]>
+  /** message.published: whether the endpoint's topic filters match a topic. */
+  wantsTopic: (topic: string) => boolean
 }
 
-const everyTopic = [['#']]
+// topics whose match is remembered per endpoint: a chat's rooms are published to again and again
+const maxRememberedTopics = 10_000
+
+/**
+ * Whether any of `filters` matches a topic (none: every topic not starting with $), each
+ * topic's answer remembered (the last maxRememberedTopics topics) rather than split again.
+ */
+function topicMatcher (filters: readonly string[]): (topic: string) => boolean {
+  const levels = (filters.length === 0 ? ['#'] : filters).map((filter) => filter.split(levelSeparator))
+  const remembered = new Map<string, boolean>()
+  return (topic) => {
+    let matches = remembered.get(topic)
+    if (matches === undefined) {
+      matches = levels.some((filter) => levelsMatch(filter, topic))
+      if (remembered.size >= maxRememberedTopics) remembered.clear()
+      remembered.set(topic, matches)
+    }
+    return matches
+  }
+}
 
 export class Webhooks {
   private readonly endpoints: Endpoint[]
@@ -35,7 +55,7 @@ export class Webhooks {
     this.endpoints = config.endpoints.map((endpoint) => ({
       name: endpoint.name,
       events: new Set(endpoint.events),
-      topics: endpoint.topics.length === 0 ? everyTopic : endpoint.topics.map((filter) => filter.split(levelSeparator))
+      wantsTopic: topicMatcher(endpoint.topics)
     }))
     for (const endpoint of this.endpoints) for (const type of endpoint.events) this.wanted.add(type)
     this.nodeJson = JSON.stringify(nodeId)
@@ -71,7 +91,7 @@ export class Webhooks {
     let json: string | null = null
     for (const endpoint of this.endpoints) {
       if (!endpoint.events.has(type)) continue
-      if (topic !== null && !endpoint.topics.some((filter) => levelsMatch(filter, topic))) continue
+      if (topic !== null && !endpoint.wantsTopic(topic)) continue
       json ??= eventJson(type, this.nodeJson, data())
       if (!this.outbox.append(endpoint.name, json)) this.metrics.dropped(endpoint.name)
     }
@@ -110,13 +130,14 @@ export class Webhooks {
 }
 
 /** The webhooks of a config, with the outbox its storage allows; null when no endpoint is configured (nothing is built). */
-export function createWebhooks (config: BrokerConfig, redis: RedisClient | null, nodeId: string, registry: Registry, logger: Logger, env: Record<string, string | undefined>): Webhooks | null {
+export function createWebhooks (config: BrokerConfig, redis: { client: RedisClient, keys: RedisKeys } | null, nodeId: string, registry: Registry, logger: Logger, env: Record<string, string | undefined>): Webhooks | null {
   const { webhooks } = config
   if (webhooks.endpoints.length === 0) return null
   const outbox = redis === null
     ? new MemoryOutbox(webhooks.maxPendingPerEndpoint, webhooks.maxDeadLetters)
-    // the lease outlives a request's timeout: a sender waiting for an answer keeps its endpoint
-    : new RedisOutbox(redis, { nodeId, maxPending: webhooks.maxPendingPerEndpoint, maxDeadLetters: webhooks.maxDeadLetters, leaseMs: Math.max(3 * config.cluster.heartbeatIntervalMs, webhooks.timeoutMs + 1000), onLost: (endpoint, events) => { webhooksOfConfig.lost(endpoint, events) } })
+    // the lease outlives a request's timeout: a sender waiting for an answer keeps its endpoint;
+    // entries of a quarter batch at most pack a request to three quarters of batchSize at least
+    : new RedisOutbox(redis.client, { nodeId, keys: redis.keys, maxPerEntry: Math.ceil(webhooks.batchSize / 4), maxPending: webhooks.maxPendingPerEndpoint, maxDeadLetters: webhooks.maxDeadLetters, leaseMs: Math.max(3 * config.cluster.heartbeatIntervalMs, webhooks.timeoutMs + 1000), onLost: (endpoint, events) => { webhooksOfConfig.lost(endpoint, events) } })
   // called back only once events are appended, after construction
   const webhooksOfConfig: Webhooks = new Webhooks(webhooks, outbox, nodeId, registry, logger.child({ component: 'webhooks' }), env)
   return webhooksOfConfig
