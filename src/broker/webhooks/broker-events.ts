@@ -16,7 +16,9 @@ import type { Webhooks } from './webhooks.js'
 export function publishedHook (webhooks: Webhooks, clients: ClientRegistry): NonNullable<AedesOptions['published']> {
   return (packet, client, done) => {
     const stored = webhooks.emitMessage('message.published', packet.topic, () => messageDataJson({ topic: packet.topic, qos: packet.qos, retain: packet.retain, clientId: client?.id ?? null, user: client === null ? null : clients.stateOf(client)?.identity.user ?? null, payload: packet.payload }))
-    if (stored === null) return done(null)
+    // QoS 0 has no PUBACK whose promise the event must keep: the message goes on at once and
+    // its event is appended in the same turn's write (a SIGKILL can lose that turn's QoS 0 events)
+    if (stored === null || packet.qos === 0) return done(null)
     // the outbox away for good would hold PUBACKs: its own bound (maxPending) and ioredis' queue apply
     stored.then(() => done(null), () => done(null))
   }
