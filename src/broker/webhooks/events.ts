@@ -29,6 +29,16 @@ function isoNow (): string {
   return isoText
 }
 
+// Event ids: a random prefix drawn once per process (unique across nodes and restarts, as a
+// UUID is) and a counter. A random UUID per event cost more than the rest of its id's use.
+const idPrefix = `${randomUUID()}-`
+let idCounter = 0
+
+/** A new event id, unique cluster-wide and across restarts: `<uuid of this process>-<counter, base 36>`. */
+export function newEventId (): string {
+  return idPrefix + (idCounter++).toString(36)
+}
+
 /**
  * One event as the receiver gets it, in a batch's `events` array: `{id, type, at, node, data}`,
  * stamped now with a new id (the same on every retry, for the receiver's dedupe), around
@@ -36,19 +46,16 @@ function isoNow (): string {
  * message events a second, the event object was most of an event's cost.
  */
 export function eventJson (type: WebhookEventType, nodeJson: string, dataJson: string): string {
-  return `{"id":"${randomUUID()}","type":"${type}","at":"${isoNow()}","node":${nodeJson},"data":${dataJson}}`
+  return `{"id":"${newEventId()}","type":"${type}","at":"${isoNow()}","node":${nodeJson},"data":${dataJson}}`
 }
+
+const quoted = (value: string | null): string => value === null ? 'null' : JSON.stringify(value)
 
 /** The `data` of a message.published event, as JSON. */
 export function messageDataJson (message: { topic: string, qos: number, retain: boolean, clientId: string | null, user: string | null, payload: Buffer | string }): string {
-  const text = typeof message.payload === 'string' || isUtf8(message.payload)
-  const { payload, encoding } = payloadFields(message.payload, text)
-  const quoted = (value: string | null): string => value === null ? 'null' : JSON.stringify(value)
-  return `{"topic":${JSON.stringify(message.topic)},"qos":${message.qos},"retain":${message.retain},"clientId":${quoted(message.clientId)},"user":${quoted(message.user)},"payload":${JSON.stringify(payload)},"encoding":"${encoding}"}`
-}
-
-/** A message payload as JSON carries it: UTF-8 text as is, anything else in base64. */
-export function payloadFields (payload: Buffer | string, isText: boolean): { payload: string, encoding: 'utf8' | 'base64' } {
-  if (typeof payload === 'string') return { payload, encoding: 'utf8' }
-  return isText ? { payload: payload.toString('utf8'), encoding: 'utf8' } : { payload: payload.toString('base64'), encoding: 'base64' }
+  const { payload } = message
+  // UTF-8 text as is, anything else in base64 (no fields object per message)
+  const text = typeof payload === 'string' || isUtf8(payload)
+  const payloadJson = typeof payload === 'string' ? JSON.stringify(payload) : text ? JSON.stringify(payload.toString('utf8')) : `"${payload.toString('base64')}"`
+  return `{"topic":${JSON.stringify(message.topic)},"qos":${message.qos},"retain":${message.retain},"clientId":${quoted(message.clientId)},"user":${quoted(message.user)},"payload":${payloadJson},"encoding":"${text ? 'utf8' : 'base64'}"}`
 }
