@@ -6,7 +6,7 @@ import type { PublishPacket } from 'aedes'
 import type { Logger } from '../observability/logger.js'
 import type { MessageProperties, UserProperties } from '../protocol/message-properties.js'
 import type { HistoryMetrics } from './history-metrics.js'
-import type { HistoryMessage, HistoryPosition, HistoryStore } from './history-store.js'
+import type { AppendInput, HistoryMessage, HistoryPosition, HistoryStore } from './history-store.js'
 import type { HistoryTopics } from './history-topics.js'
 
 /** The user properties that carry a delivered message's position (docs/history.md). */
@@ -87,14 +87,10 @@ export class HistoryRecorder {
       stored = Object.keys(user as UserProperties).length === 0 ? rest : { ...rest, userProperties: user }
       if (Object.keys(stored).length === 0) stored = undefined
     }
-    this.parts.store.append({
-      topic: packet.topic,
-      payload,
-      qos: packet.qos,
-      time: Date.now(),
-      ...(stored === undefined ? {} : { properties: stored }),
-      ...(typeof key === 'string' ? { idempotencyKey: key } : {})
-    }, config, this.parts.idempotencyWindowMs, (err, epoch, offset, duplicate) => {
+    const input: AppendInput = { topic: packet.topic, payload, qos: packet.qos, time: Date.now() }
+    if (stored !== undefined) input.properties = stored
+    if (typeof key === 'string') input.idempotencyKey = key
+    this.parts.store.append(input, config, this.parts.idempotencyWindowMs, (err, epoch, offset, duplicate) => {
       if (err !== null) {
         // availability first: delivered live without a position, and not in history
         this.parts.metrics.appendFailed()
@@ -106,7 +102,10 @@ export class HistoryRecorder {
         return skip()
       }
       this.parts.metrics.appended()
-      packet.properties = { ...packet.properties, userProperties: { ...user, [offsetProperty]: String(offset), [epochProperty]: epoch } }
+      // most messages carry no properties: two small objects then, nothing to copy
+      packet.properties = properties === undefined
+        ? { userProperties: { [offsetProperty]: String(offset), [epochProperty]: epoch } }
+        : { ...properties, userProperties: { ...user, [offsetProperty]: String(offset), [epochProperty]: epoch } }
       deliver()
     })
   }

@@ -141,7 +141,7 @@ interface Batch {
 }
 type AppendReply = [string, number, ...number[]]
 interface HistoryCommands {
-  historyAppend: (keyCount: number, ...keysThenArgsThenCallback: Array<string | number | Buffer | ((err: Error | null, reply?: AppendReply) => void)>) => unknown
+  historyAppend: (...keyCountThenKeysThenArgsThenCallback: Array<string | number | Buffer | ((err: Error | null, reply?: AppendReply) => void)>) => unknown
   historyReadBuffer: (meta: string, stream: string, epoch: string, since: string, limit: number, ttlMs: number) => Promise<[Buffer, number, Entry[]]>
 }
 
@@ -225,6 +225,10 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
   const flush = (): void => {
     const now = Date.now()
     const pipeline = cluster ? null : redis.pipeline()
+    // one Redis: every batch of the pipeline is settled when its last reply is in, so that the
+    // turn's messages are delivered in one turn (one write to each subscriber), not in as many
+    // as the chunks Redis answered in (it reads a large pipeline 16 KB at a time)
+    const settles: Array<(err: Error | null, reply?: AppendReply) => void> = []
     for (const [topic, { config, windowMs, appends }] of [...full, ...batches]) {
       const { batch, ends } = encodeBatch(appends, appends.map(({ input }) => encodeProperties(input.properties)))
       const keys = [metaKey(topic), streamKey(topic)]
@@ -251,12 +255,24 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
           }
         })
       }
-      ;((pipeline ?? redis) as unknown as HistoryCommands).historyAppend(keys.length, ...keys, newEpoch(), now, config.size, config.ttlSeconds * 1000, windowMs, appends.length, batch, ...keyed, settle)
+      const args = [keys.length, ...keys, newEpoch(), now, config.size, config.ttlSeconds * 1000, windowMs, appends.length, batch, ...keyed]
+      if (pipeline === null) {
+        (redis as unknown as HistoryCommands).historyAppend(...args, settle)
+      } else {
+        (pipeline as unknown as HistoryCommands).historyAppend(...args)
+        settles.push(settle)
+      }
     }
     full.length = 0
     batches.clear()
-    // each call's callback has its reply or error: exec's only repeats them
-    if (pipeline !== null) pipeline.exec().catch(() => {})
+    if (pipeline !== null) {
+      pipeline.exec().then((replies) => {
+        settles.forEach((settle, i) => {
+          const [err, reply] = replies?.[i] ?? [new Error('no reply')]
+          settle(err, reply as AppendReply | undefined)
+        })
+      }, (err: Error) => { for (const settle of settles) settle(err) })
+    }
   }
   return {
     append: (input, config, windowMs, done) => {
