@@ -32,7 +32,8 @@ export async function spawnBroker (t: Teardown, args: string[] = [], env: Record
       await exited
     }
   })
-  const deadline = Date.now() + 15_000
+  // generous: on a loaded 2-core machine a node on a Redis Cluster once took over 15 s to print
+  const deadline = Date.now() + 30_000
   for (;;) {
     const mqtt = /MQTT over TCP listening on mqtt:\/\/[^\s]*:(\d+)/.exec(output)
     const http = /HTTP \(health\) listening on https?:\/\/[^\s]*:(\d+)/.exec(output)
