@@ -250,6 +250,13 @@ export const targets: Target[] = [
     start: (options) => startProjectCluster(1, ['--config', fileURLToPath(new URL('../../bench/history.yaml', import.meta.url))], options)
   },
   {
+    name: 'rb+history',
+    description: 'this project, one node, in-memory, every fan-in topic keeping history in the memory store (`bench/history.yaml`): with realtime-broker in the same run, the cost of history without a Redis round trip',
+    unavailable: () => null,
+    scenarios: ['fanin-qos0', 'fanin-qos1', 'history-recovery'],
+    start: (options) => startNodeBroker([cliPath, 'start', '--config', fileURLToPath(new URL('../../bench/history.yaml', import.meta.url))], projectEnv(), options)
+  },
+  {
     name: 'rb+redis×2',
     measuredAlone: 'latency',
     description: 'this project, two nodes on one Redis: publishers on one node, subscribers on the other',

@@ -176,7 +176,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   if (throttledConnects !== null) aedes.on('clientReady', throttledConnects.connected)
   // history topics: stored and numbered before delivery; wrapped by the policies' step below, so a dropped publish is never stored
-  if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), (packet, publish, acknowledge) => history.recorder.record(packet, publish, acknowledge))
+  if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), (held) => history.recorder.record(held))
   interceptClientPublishes(aedes, policies.acceptPublish)
   if (webhooks !== null) wireWebhookEvents(webhooks, aedes, clients, metrics)
   if (authorizationHook !== null) await listenForRevocations(aedes, (user) => authorizationHook.revoke(user), clients, audit)

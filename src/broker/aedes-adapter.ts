@@ -116,17 +116,37 @@ export function interceptClientPublishes (aedes: Aedes, accept: (packet: Publish
 }
 
 /**
- * Puts `handle` before Aedes takes every message `wants` picks, whoever published it (clients,
- * wills, HTTP, the broker): `handle` calls `publish` to go on, or `acknowledge` to answer the
- * publisher without publishing. A message `wants` does not pick costs one call.
+ * A message `interceptPublishes` holds before Aedes takes it: `publish()` goes on, `acknowledge()`
+ * answers its publisher without publishing. One object per message and no closures, as many
+ * may wait at once (for a store's round trip) and survive the young generation's collections.
  */
-export function interceptPublishes (aedes: Aedes, wants: (packet: PublishPacket) => boolean, handle: (packet: PublishPacket, publish: () => void, acknowledge: () => void) => void): void {
+export class HeldPublish {
+  constructor (readonly packet: PublishPacket, private readonly publishTo: InternalPublish, private readonly clientOrDone: Client | null | Done, private readonly maybeDone: Done | undefined) {}
+
+  publish (): void {
+    this.publishTo(this.packet, this.clientOrDone, this.maybeDone)
+  }
+
+  acknowledge (): void {
+    const done = typeof this.clientOrDone === 'function' ? this.clientOrDone : this.maybeDone
+    setImmediate(done ?? noop)
+  }
+}
+
+const noop = (): void => {}
+
+/**
+ * Puts `handle` before Aedes takes every message `wants` picks, whoever published it (clients,
+ * wills, HTTP, the broker): `handle` calls the held message's `publish()` to go on, or
+ * `acknowledge()` to answer the publisher without publishing. A message `wants` does not pick
+ * costs one call.
+ */
+export function interceptPublishes (aedes: Aedes, wants: (packet: PublishPacket) => boolean, handle: (held: HeldPublish) => void): void {
   const target = internals(aedes)
   const publish = target.publish.bind(aedes)
   target.publish = function (packet, clientOrDone, maybeDone) {
     if (!wants(packet)) return publish(packet, clientOrDone, maybeDone)
-    const done = typeof clientOrDone === 'function' ? clientOrDone : maybeDone
-    handle(packet, () => publish(packet, clientOrDone, maybeDone), () => setImmediate(done ?? (() => {})))
+    handle(new HeldPublish(packet, publish, clientOrDone, maybeDone))
   }
 }
 

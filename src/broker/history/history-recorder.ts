@@ -6,7 +6,8 @@ import type { PublishPacket } from 'aedes'
 import type { Logger } from '../observability/logger.js'
 import type { MessageProperties, UserProperties } from '../protocol/message-properties.js'
 import type { HistoryMetrics } from './history-metrics.js'
-import type { AppendInput, HistoryMessage, HistoryPosition, HistoryStore } from './history-store.js'
+import type { HeldPublish } from '../aedes-adapter.js'
+import type { Append, HistoryMessage, HistoryPosition, HistoryStore } from './history-store.js'
 import type { HistoryTopics } from './history-topics.js'
 
 /** The user properties that carry a delivered message's position (docs/history.md). */
@@ -60,6 +61,63 @@ export interface HistoryRecorderParts {
   logger: Logger
 }
 
+/**
+ * A message of a history topic from the store's call to its answer: the append itself, holding
+ * the message Aedes waits for, and what is done with its position. One object per message and
+ * no closures: many wait for the store at once, and what they hold survives the young
+ * generation's collections (docs/history.md, Cost).
+ */
+class RecordedMessage implements Append {
+  readonly topic: string
+  readonly payload: Buffer
+  readonly qos: number
+  readonly time: number
+  /** As stored: the publisher's, without any position and without an empty user property list. */
+  properties: MessageProperties | undefined = undefined
+  idempotencyKey: string | undefined = undefined
+  /** The publisher's user properties without any position, when the message has properties. */
+  private user: UserProperties | undefined = undefined
+
+  constructor (private readonly held: HeldPublish, private readonly parts: HistoryRecorderParts, time: number) {
+    const packet = held.packet
+    this.topic = packet.topic
+    this.payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+    this.qos = packet.qos
+    this.time = time
+    // most messages carry no properties (every MQTT 3.1.1 one): nothing to sort out then
+    const properties = packet.properties as MessageProperties | undefined
+    if (properties === undefined) return
+    const user = publisherProperties(properties.userProperties)
+    this.user = user
+    const key = user[idempotencyKeyProperty]
+    if (typeof key === 'string') this.idempotencyKey = key
+    const { userProperties: _position, ...rest } = properties
+    const stored = Object.keys(user).length === 0 ? rest : { ...rest, userProperties: user }
+    if (Object.keys(stored).length > 0) this.properties = stored
+  }
+
+  appended (err: Error | null, epoch: string, offset: number, duplicate: boolean): void {
+    const { held, parts } = this
+    if (err !== null) {
+      // availability first: delivered live without a position, and not in history
+      parts.metrics.appendFailed()
+      parts.logger.warn({ event: 'history.append-failed', topic: this.topic, reason: err.message }, 'a message of a history topic was delivered without being stored')
+      return held.publish()
+    }
+    if (duplicate) {
+      parts.metrics.duplicate()
+      return held.acknowledge()
+    }
+    parts.metrics.appended()
+    const packet = held.packet
+    // most messages carry no properties: two small objects then, nothing to copy
+    packet.properties = this.user === undefined
+      ? { userProperties: { [offsetProperty]: String(offset), [epochProperty]: epoch } }
+      : { ...packet.properties, userProperties: { ...this.user, [offsetProperty]: String(offset), [epochProperty]: epoch } }
+    held.publish()
+  }
+}
+
 export class HistoryRecorder {
   constructor (private readonly parts: HistoryRecorderParts) {}
 
@@ -69,44 +127,13 @@ export class HistoryRecorder {
   }
 
   /**
-   * Stores `packet` and puts its position on it, then `deliver`s it; `skip`s it when it repeats
-   * an idempotency key. Calls resolve in the order of the calls (one connection, or memory), so
-   * messages go on to Aedes in the order of their offsets.
+   * Stores the held message and puts its position on it, then publishes it; acknowledges it
+   * without publishing when it repeats an idempotency key. Appends are answered in the order of
+   * the calls (one connection, or memory), so messages go on to Aedes in the order of their offsets.
    */
-  record (packet: PublishPacket, deliver: () => void, skip: () => void): void {
-    const config = this.parts.topics.of(packet.topic)
-    if (config === null) return deliver()
-    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
-    // most messages carry no properties (every MQTT 3.1.1 one): nothing to sort out then
-    const properties = packet.properties as MessageProperties | undefined
-    const user = properties === undefined ? undefined : publisherProperties(properties.userProperties)
-    const key = user?.[idempotencyKeyProperty]
-    let stored: MessageProperties | undefined
-    if (properties !== undefined) {
-      const { userProperties: _position, ...rest } = properties
-      stored = Object.keys(user as UserProperties).length === 0 ? rest : { ...rest, userProperties: user }
-      if (Object.keys(stored).length === 0) stored = undefined
-    }
-    const input: AppendInput = { topic: packet.topic, payload, qos: packet.qos, time: Date.now() }
-    if (stored !== undefined) input.properties = stored
-    if (typeof key === 'string') input.idempotencyKey = key
-    this.parts.store.append(input, config, this.parts.idempotencyWindowMs, (err, epoch, offset, duplicate) => {
-      if (err !== null) {
-        // availability first: delivered live without a position, and not in history
-        this.parts.metrics.appendFailed()
-        this.parts.logger.warn({ event: 'history.append-failed', topic: packet.topic, reason: err.message }, 'a message of a history topic was delivered without being stored')
-        return deliver()
-      }
-      if (duplicate) {
-        this.parts.metrics.duplicate()
-        return skip()
-      }
-      this.parts.metrics.appended()
-      // most messages carry no properties: two small objects then, nothing to copy
-      packet.properties = properties === undefined
-        ? { userProperties: { [offsetProperty]: String(offset), [epochProperty]: epoch } }
-        : { ...properties, userProperties: { ...user, [offsetProperty]: String(offset), [epochProperty]: epoch } }
-      deliver()
-    })
+  record (held: HeldPublish): void {
+    const config = this.parts.topics.of(held.packet.topic)
+    if (config === null) return held.publish()
+    this.parts.store.append(new RecordedMessage(held, this.parts, Date.now()), config, this.parts.idempotencyWindowMs)
   }
 }

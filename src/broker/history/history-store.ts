@@ -30,6 +30,14 @@ export interface HistoryPosition {
  */
 export type AppendDone = (err: Error | null, epoch: string, offset: number, duplicate: boolean) => void
 
+/**
+ * A message to store and whom to tell: its own `appended` method, not a closure beside it, so
+ * that a message waiting for the store is one object (the publish path holds many at once).
+ */
+export interface Append extends AppendInput {
+  appended: AppendDone
+}
+
 export interface AppendInput {
   topic: string
   payload: Buffer
@@ -66,8 +74,8 @@ export interface ReadResult {
 }
 
 export interface HistoryStore {
-  /** Stores `input`; `done` is called in the order of the calls (one connection, or memory). */
-  append: (input: AppendInput, topic: HistoryTopicConfig, idempotencyWindowMs: number, done: AppendDone) => void
+  /** Stores `input`; its `appended` is called in the order of the calls (one connection, or memory). */
+  append: (input: Append, topic: HistoryTopicConfig, idempotencyWindowMs: number) => void
   read: (request: ReadRequest, topic: HistoryTopicConfig) => Promise<ReadResult>
   /** Messages held per stream, for the metrics (Redis: sampled, bounded). */
   lengths: () => Promise<number[]>
@@ -151,7 +159,7 @@ export function memoryHistoryStore (): HistoryStore {
     }
   }
   return {
-    append: (input, config, windowMs, done) => {
+    append: (input, config, windowMs) => {
       if (++appendsSinceSweep >= sweepEvery) {
         appendsSinceSweep = 0
         sweep(input.time)
@@ -164,14 +172,14 @@ export function memoryHistoryStore (): HistoryStore {
           keys.delete(id)
         }
         const seen = keys.get(keyId)
-        if (seen !== undefined) return done(null, stream.epoch, seen.offset, true)
+        if (seen !== undefined) return input.appended(null, stream.epoch, seen.offset, true)
       }
       const offset = ++stream.latest
       stream.touched = input.time
       stream.entries.push({ offset, topic: input.topic, payload: input.payload, qos: input.qos, time: input.time, ...(input.properties === undefined ? {} : { properties: input.properties }) })
       trim(stream, config, input.time)
       if (keyId !== undefined) keys.set(keyId, { offset, until: input.time + windowMs })
-      done(null, stream.epoch, offset, false)
+      input.appended(null, stream.epoch, offset, false)
     },
     read: async (request, config) => {
       const stream = streamOf(request.topic, config)

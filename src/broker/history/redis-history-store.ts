@@ -13,7 +13,7 @@ import { Cluster } from 'ioredis'
 import type { RedisClient } from '../storage/redis-clients.js'
 import { RedisKeys } from '../storage/redis-keys.js'
 import type { MessageProperties } from '../protocol/message-properties.js'
-import { epochSource, historyGraceMs, readFrom, type AppendDone, type AppendInput, type HistoryMessage, type HistoryStore } from './history-store.js'
+import { epochSource, historyGraceMs, readFrom, type Append, type HistoryMessage, type HistoryStore } from './history-store.js'
 import type { HistoryTopicConfig } from './history-topics.js'
 
 // A topic's keys are its own (`history:{<topic>}:…`), tagged on one Redis too: they always were,
@@ -130,10 +130,6 @@ return {epoch, latest, entries}
 `
 
 type Entry = [Buffer, Buffer[]]
-interface Append {
-  input: AppendInput
-  done: AppendDone
-}
 interface Batch {
   config: HistoryTopicConfig
   windowMs: number
@@ -166,11 +162,11 @@ const messageHeaderBytes = 1 + 4 + 4
 /** The appends' messages as one batch; `ends[i]` is the byte after message i. */
 function encodeBatch (appends: readonly Append[], properties: readonly string[]): { batch: Buffer, ends: number[] } {
   let size = 0
-  appends.forEach(({ input }, i) => { size += messageHeaderBytes + Buffer.byteLength(properties[i] as string) + input.payload.length })
+  appends.forEach((input, i) => { size += messageHeaderBytes + Buffer.byteLength(properties[i] as string) + input.payload.length })
   const batch = Buffer.allocUnsafe(size)
   const ends: number[] = []
   let at = 0
-  appends.forEach(({ input }, i) => {
+  appends.forEach((input, i) => {
     at = batch.writeUInt8(input.qos, at)
     const json = properties[i] as string
     const length = json === '' ? 0 : batch.write(json, at + 4, 'utf8')
@@ -230,28 +226,28 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
     // as the chunks Redis answered in (it reads a large pipeline 16 KB at a time)
     const settles: Array<(err: Error | null, reply?: AppendReply) => void> = []
     for (const [topic, { config, windowMs, appends }] of [...full, ...batches]) {
-      const { batch, ends } = encodeBatch(appends, appends.map(({ input }) => encodeProperties(input.properties)))
+      const { batch, ends } = encodeBatch(appends, appends.map((input) => encodeProperties(input.properties)))
       const keys = [metaKey(topic), streamKey(topic)]
       const keyed: number[] = []
-      appends.forEach(({ input }, i) => {
+      appends.forEach((input, i) => {
         if (windowMs === 0 || input.idempotencyKey === undefined) return
         keys.push(idempotencyKey(topic, input.idempotencyKey))
         keyed.push(i, i === 0 ? 0 : ends[i - 1] as number, ends[i] as number)
       })
       const settle = (err: Error | null, reply?: AppendReply): void => {
         if (err !== null || reply === undefined) {
-          for (const { done } of appends) done(err ?? new Error('no reply'), '', 0, false)
+          for (const append of appends) append.appended(err ?? new Error('no reply'), '', 0, false)
           return
         }
         const [epoch, before] = reply
         let offset = before
         let repeat = 2
-        appends.forEach(({ done }, i) => {
+        appends.forEach((append, i) => {
           if (reply[repeat] === i) {
-            done(null, epoch, reply[repeat + 1] as number, true)
+            append.appended(null, epoch, reply[repeat + 1] as number, true)
             repeat += 2
           } else {
-            done(null, epoch, ++offset, false)
+            append.appended(null, epoch, ++offset, false)
           }
         })
       }
@@ -275,13 +271,13 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
     }
   }
   return {
-    append: (input, config, windowMs, done) => {
+    append: (input, config, windowMs) => {
       let batch = batches.get(input.topic)
       if (batch === undefined) {
         batch = { config, windowMs, appends: [] }
         batches.set(input.topic, batch)
       }
-      batch.appends.push({ input, done })
+      batch.appends.push(input)
       if (batches.size === 1 && batch.appends.length === 1 && full.length === 0) setImmediate(flush)
       if (batch.appends.length === Math.min(maxEntryMessages, config.size)) {
         full.push([input.topic, batch])
