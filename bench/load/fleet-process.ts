@@ -5,6 +5,7 @@
 // (a few of them publish a location every second, a few others subscribe to them). Driven by
 // the harness over IPC (child_process.fork); one small state per connection, no client library.
 import { connect as connectTcp, type Socket } from 'node:net'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { generate } from 'mqtt-packet'
 import { FrameReader } from './frame-reader.js'
 import type { GeneratorShare } from './generator-process.js'
@@ -32,7 +33,8 @@ export type FleetReply =
   // of this request's connections
   | { type: 'progress', connected: number, failed: number }
   | { type: 'connected', connected: number, failed: number, firstError: string | null }
-  | { type: 'mixed-done', latenciesMs: number[], sent: number, received: number, closed: number }
+  // loopDelay*: how late this process's own event loop ran meanwhile, a share of every latency it timed
+  | { type: 'mixed-done', latenciesMs: number[], sent: number, received: number, closed: number, loopDelayP99Ms: number, loopDelayMaxMs: number }
   | { type: 'usage', rssKiB: number, open: number }
 
 const CONNACK = 0x20
@@ -148,6 +150,8 @@ async function mixed (request: FleetMixedRequest): Promise<void> {
   // a 64-byte location, its first 8 bytes the send time
   const templates = publishers.map((p) => new PublishTemplate(p.topic, 64, 0, 4))
   let sent = 0
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 })
+  loopDelay.enable()
   const startedAt = performance.now()
   const timers = publishers.map((publisher, i) => setTimeout(() => {
     const send = (): void => {
@@ -164,7 +168,10 @@ async function mixed (request: FleetMixedRequest): Promise<void> {
   }, (i * 1_000) / Math.max(1, publishers.length)))
   await new Promise((resolve) => setTimeout(resolve, request.durationMs + 1_000))
   for (const timer of timers) clearTimeout(timer)
-  reply({ type: 'mixed-done', latenciesMs: latencies, sent, received, closed: closedCount - closedBefore })
+  loopDelay.disable()
+  // the histogram records the intervals between its 10 ms ticks: the delay is what exceeds them
+  const lateMs = (ns: number): number => Math.max(0, ns / 1e6 - 10)
+  reply({ type: 'mixed-done', latenciesMs: latencies, sent, received, closed: closedCount - closedBefore, loopDelayP99Ms: lateMs(loopDelay.percentile(99)), loopDelayMaxMs: lateMs(loopDelay.max) })
 }
 
 process.on('message', (message: FleetRequest) => {

@@ -1,6 +1,7 @@
 // The processes of a multi-process load generator (fleet, storm): forked from dist/, driven
 // over IPC with request/reply messages, each on its own loopback source address.
-import { fork, type ChildProcess } from 'node:child_process'
+import { fork, spawnSync, type ChildProcess } from 'node:child_process'
+import { cpus } from 'node:os'
 
 /** What every generator process is told about its share of the clients. */
 export interface GeneratorShare {
@@ -28,8 +29,10 @@ export function generatorAddress (index: number): string {
   return `127.0.0.${index + 2}`
 }
 
-export function forkGenerator<Request, Reply extends { type: string }> (path: string, index: number): GeneratorProcess<Request, Reply> {
+export function forkGenerator<Request, Reply extends { type: string }> (path: string, index: number, options: { everyCpu?: boolean } = {}): GeneratorProcess<Request, Reply> {
   const child = fork(path, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  // a forked child inherits the harness's pinning to the generator's CPU
+  if (options.everyCpu === true && child.pid !== undefined) spawnSync('taskset', ['-a', '-p', '-c', `0-${cpus().length - 1}`, String(child.pid)], { stdio: 'ignore' })
   return {
     child,
     tell: (message) => { child.send(message as object) },

@@ -20,8 +20,9 @@ import type { Scenario, ScenarioContext } from './types.js'
 
 const fleetProcessPath = fileURLToPath(new URL('../load/fleet-process.js', import.meta.url))
 // connections per generator process: under its open-files limit, and under the ~28,000
-// ephemeral ports of its source address
-const perGenerator = Math.min(15_000, perProcessConnections())
+// ephemeral ports of its source address; as few processes as that allows, since every one of
+// them shares the two cores with the workers
+const perGenerator = Math.min(19_000, perProcessConnections())
 const keepaliveS = 60
 // CONNECTs in flight per generator process
 const connectConcurrency = 100
@@ -34,7 +35,9 @@ interface Generator extends GeneratorProcess<FleetRequest, FleetReply> {
 }
 
 function startGenerator (index: number, first: number, share: number): Generator {
-  return { ...forkGenerator<FleetRequest, FleetReply>(fleetProcessPath, index), localAddress: generatorAddress(index), count: share, first }
+  // on every CPU, as the workers of the fleet's target are: pinned with the harness, they all
+  // shared one core with half the workers (docs/performance.md)
+  return { ...forkGenerator<FleetRequest, FleetReply>(fleetProcessPath, index, { everyCpu: true }), localAddress: generatorAddress(index), count: share, first }
 }
 
 /** The V8 heap used by every worker of a node of this project (its metrics); NaN for other brokers. */
@@ -136,12 +139,21 @@ export function fleet (id: string): Scenario {
         const idleCpu = cpuMeter()
 
         context.status(`mixed load for ${settings.fleetMixedMs / 1000} s`)
+        const mixedCpuMeter = startCpuMeter(target)
         const mixed = await Promise.all(generators.map((generator) => generator.ask({
           type: 'mixed',
           publishers: Math.max(1, Math.round(generator.count * 0.01)),
           subscribers: Math.max(1, Math.round(generator.count * 0.05)),
           durationMs: settings.fleetMixedMs
         }, 'mixed-done')))
+        const mixedCpu = mixedCpuMeter()
+        const done = mixed.flatMap((r) => r.type === 'mixed-done' ? [r] : [])
+        notes.push(`mixed load: CPU (% of a core) ${(mixedCpu.processes ?? []).map((p) => `${p.name} ${p.share.toFixed(0)}`).join(', ')}, everything else (the generator processes included) ${mixedCpu.other.toFixed(0)}; the generators' own event-loop delay: p99 ${Math.max(...done.map((r) => r.loopDelayP99Ms)).toFixed(1)} ms, max ${Math.max(...done.map((r) => r.loopDelayMaxMs)).toFixed(1)} ms (worst process)`)
+        if (target.httpBase !== undefined) {
+          // prom-client's histogram since the heap scrape: the idle window and the mixed load
+          const lagMax = await valuePerWorker(target.httpBase, 'realtime_broker_nodejs_eventloop_lag_max_seconds', target.workers ?? 1)
+          notes.push(`the workers' event-loop delay since connecting, longest (10 ms ticks included): ${[...lagMax.values()].map((s) => (s * 1000).toFixed(0)).join(', ')} ms`)
+        }
         const latencies = mixed.flatMap((r) => r.type === 'mixed-done' ? r.latenciesMs : [])
         const sent = mixed.reduce((sum, r) => sum + (r.type === 'mixed-done' ? r.sent : 0), 0)
         const closed = mixed.reduce((sum, r) => sum + (r.type === 'mixed-done' ? r.closed : 0), 0)
