@@ -1,9 +1,10 @@
-// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--memory-only] [--no-pin] [--cpu-prof DIR]`:
+// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--memory-only] [--no-pin] [--no-floor] [--cpu-prof DIR]`:
 // message webhooks at a fixed rate (10,000 messages/s by default) to a receiver in this
 // process, against the same broker without webhooks: whether the endpoint keeps up with zero
 // loss (every event id received), and what the webhooks add to the broker's CPU per message.
 // In memory, then with Redis (the outbox a Redis Stream). One publisher and one subscriber
-// (QoS 0, 64-byte payloads) per broker.
+// (QoS 0, 64-byte payloads) per broker. In memory, two floor rows: the webhook work alone
+// (bench/webhook-floor.ts) at the same rate, with no broker, as a share of the reference.
 //
 // Method (a single run of each broker swung 2x between runs minutes apart): both brokers run
 // side by side, warmed up (JIT, pools) before anything is counted, then measured in interleaved
@@ -19,11 +20,12 @@ import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { connect, type MqttClient } from 'mqtt'
 import { startCpuMeter } from './load/cpu-meter.js'
-import { disablePinning, pinThisProcess, sleep } from './process.js'
+import { brokerCpu, cpuTimeMs, disablePinning, pinThisProcess, sleep, startChild } from './process.js'
 import { redisUnavailable, startRedisServer, type BenchRedis } from './redis.js'
 import { startNodeBroker, type RunningTarget } from './targets.js'
 
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url))
+const floorPath = fileURLToPath(new URL('./webhook-floor.js', import.meta.url))
 const secret = 'bench-webhook-secret-0123456789abcdef'
 
 interface Receiver {
@@ -130,6 +132,29 @@ async function round (rig: Rig, rate: number, seconds: number): Promise<Round> {
   return { published: total, cpuMsPer1000: per1000(share.broker), redisMsPer1000: redisShare === undefined ? null : per1000(redisShare), otherPercent: share.other, drainMs }
 }
 
+/**
+ * The CPU per 1,000 events of the webhook work alone (bench/webhook-floor.ts, pinned where
+ * the brokers are), at the same rate: the median of `rounds` windows after a warm-up.
+ */
+async function floor (mode: 'idle' | 'post' | 'pipeline', rate: number, batchSize: number, rounds: number, seconds: number, warmupSeconds: number): Promise<number[]> {
+  const receiver = await startReceiver()
+  const child = startChild(process.execPath, [floorPath, mode, receiver.url, String(rate), String(batchSize)], { cpu: brokerCpu })
+  try {
+    await sleep(warmupSeconds * 1000)
+    const perRound: number[] = []
+    for (let at = 0; at < rounds; at++) {
+      const [cpuStart, started] = [cpuTimeMs(child.pid), performance.now()]
+      await sleep(seconds * 1000)
+      perRound.push((cpuTimeMs(child.pid) - cpuStart) / ((performance.now() - started) / 1000 * rate) * 1000)
+    }
+    if (mode !== 'idle' && receiver.received() === 0) throw new Error(`the ${mode} floor delivered nothing:\n${child.output()}`)
+    return perRound
+  } finally {
+    await child.stop()
+    receiver.close()
+  }
+}
+
 function median (values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = Math.floor(sorted.length / 2)
@@ -146,6 +171,7 @@ async function main (): Promise<void> {
       seconds: { type: 'string' },
       'memory-only': { type: 'boolean', default: false },
       'no-pin': { type: 'boolean', default: false },
+      'no-floor': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' }
     }
   })
@@ -180,6 +206,16 @@ async function main (): Promise<void> {
       }
       row(`${mode.name}, no webhooks`, without, measured.without, '')
       row(`${mode.name}, message webhooks`, withHooks, measured.with, `${median(ratios).toFixed(2)}x (${ratios.map((v) => v.toFixed(2)).join(' ')})`)
+      if (!mode.clustered && !values['no-floor']) {
+        // what the webhook work costs with no broker around it, next to this run's reference
+        // (less the same process pacing itself with nothing to do: a broker at this rate is awake anyway)
+        const reference = median(measured.without.map((r) => r.cpuMsPer1000))
+        const idle = median(await floor('idle', rate, batchSize, rounds, seconds, warmupSeconds))
+        for (const [label, kind] of [['floor: signed POSTs of pre-built batches only', 'post'], ['floor: events built, memory outbox, sender; no broker', 'pipeline']] as const) {
+          const cpu = (await floor(kind, rate, batchSize, rounds, seconds, warmupSeconds)).map((v) => v - idle)
+          rows.push(`| ${label} (less ${idle.toFixed(1)} idle) | | | | | | ${median(cpu).toFixed(1)} (${cpu.map((v) => v.toFixed(1)).join(' ')}) | +${(median(cpu) / reference * 100).toFixed(0)}% of the reference | | | |`)
+        }
+      }
     } finally {
       await stopRig(withHooks)
       await stopRig(without)
