@@ -21,13 +21,13 @@ t.test('events are JSON the receiver can parse, batched without parsing them aga
   t.equal(event.node, 'node-1')
   t.ok(!Number.isNaN(Date.parse(event.at)), 'an ISO time')
   const expired = (clientId: string): string => eventJson('session.expired', '"n"', JSON.stringify({ clientId }))
-  const body = JSON.parse(batchBody([{ id: '1', events: `${expired('c')},${expired('d')}`, count: 2, enqueuedAt: 0 }, { id: '2', events: expired('e'), count: 1, enqueuedAt: 0 }])) as { events: Array<{ data: unknown, id: string }> }
+  const body = JSON.parse(batchBody([{ id: '1', events: `${expired('c')},${expired('d')}`, count: 2, enqueuedAt: 0 }, { id: '2', events: expired('e'), count: 1, enqueuedAt: 0 }]).toString()) as { events: Array<{ data: unknown, id: string }> }
   t.same(body.events.map((e) => e.data), [{ clientId: 'c' }, { clientId: 'd' }, { clientId: 'e' }])
   t.equal(new Set(body.events.map((e) => e.id)).size, 3, 'ids differ')
 })
 
 t.test('the memory outbox: batches of at most the batch size, in order; dead letters one by one', async (t) => {
-  const outbox = new MemoryOutbox(5, 10)
+  const outbox = new MemoryOutbox(5, 10, 2)
   const event = (n: number): string => JSON.stringify({ id: String(n), data: { text: 'a,b' } })
   for (let n = 1; n <= 5; n++) t.ok(outbox.append('e', event(n)), `event ${n} queued`)
   t.notOk(outbox.append('e', event(6)), 'over maxPending: refused')

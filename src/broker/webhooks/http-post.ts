@@ -7,7 +7,7 @@ import { signatureHeader, signBody } from './signing.js'
 
 export interface SignedPost {
   url: string
-  body: string
+  body: string | Buffer
   /** Signs the request (header broker-signature) when set. */
   secret: string | undefined
   timeoutMs: number
@@ -33,7 +33,7 @@ const agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent
 /** Posts `body`; resolves with the answer, rejects on a network error or the timeout. */
 export function postSigned (post: SignedPost): Promise<PostAnswer> {
   return new Promise((resolve, reject) => {
-    const body = Buffer.from(post.body)
+    const body = typeof post.body === 'string' ? Buffer.from(post.body) : post.body
     const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': body.length, ...post.headers }
     if (post.secret !== undefined) headers[signatureHeader] = signBody(post.secret, Math.floor(Date.now() / 1000), body)
     const secure = post.url.startsWith('https:')

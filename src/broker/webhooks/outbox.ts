@@ -11,8 +11,8 @@
 export interface OutboxEntry {
   /** The outbox's own id of the entry (not an event id). */
   id: string
-  /** The events' JSON, joined by commas: a slice of a request's `events` array as is. */
-  events: string
+  /** The events' JSON, joined by commas (text, or its UTF-8 bytes): a slice of a request's `events` array as is. */
+  events: string | Buffer
   /** How many events `events` holds. */
   count: number
   /** When it was queued (ms): an entry undelivered for webhooks.deadLetterAfterMs is dead-lettered. */
@@ -39,7 +39,7 @@ export interface DeadLetter {
 
 /** The events of an entry one by one (dead-lettering only: an event is parsed and written again). */
 export function entryEvents (entry: OutboxEntry): string[] {
-  return (JSON.parse(`[${entry.events}]`) as unknown[]).map((event) => JSON.stringify(event))
+  return (JSON.parse(`[${entry.events.toString()}]`) as unknown[]).map((event) => JSON.stringify(event))
 }
 
 export interface WebhookOutbox {
@@ -79,6 +79,8 @@ class Fifo<T> {
   get length (): number { return this.items.length - this.head }
   push (item: T): void { this.items.push(item) }
   peek (max: number): T[] { return this.items.slice(this.head, this.head + max) }
+  at (index: number): T | undefined { return this.items[this.head + index] }
+  last (): T | undefined { return this.length === 0 ? undefined : this.items[this.items.length - 1] }
   drop (count: number): void {
     this.head += count
     // compacted once the dead half is large: amortized O(1) per item
@@ -132,31 +134,59 @@ export function entriesWithin (queued: readonly OutboxEntry[], max: number): Bat
   return { entries: queued.slice(0, taken), full: events >= max || taken < queued.length }
 }
 
+/** Events of one endpoint written one after another as JSON bytes, commas between them: one entry. */
+interface Chunk {
+  bytes: Buffer
+  /** Bytes written. */
+  length: number
+  count: number
+  /** The number of its first event among all the endpoint ever queued (its id). */
+  first: number
+  enqueuedAt: number
+  /** No more events go in: full, or handed to the sender. */
+  sealed: boolean
+}
+
+// a chunk's room: a batch of 100 events of ~300 bytes fits; a larger event gets a chunk of its own size
+const chunkBytes = 64 * 1024
+const comma = 0x2c
+
 /**
  * The outbox of a broker without Redis: lost with the process, bounded, one sender (this node).
- * Events wait one by one (a string and a time each, no object); a batch is one entry.
+ * Each event is written as UTF-8 into its endpoint's open chunk as it is appended (a batch's
+ * body is those bytes as they are): a queued event is no JavaScript object, so the events
+ * waiting for the sender cost the garbage collector nothing; chunks are reused once acknowledged.
  */
 export class MemoryOutbox implements WebhookOutbox {
-  private readonly queues = new Map<string, { events: Fifo<string>, times: Fifo<number> }>()
+  private readonly queues = new Map<string, { chunks: Fifo<Chunk>, events: number, queued: number }>()
   private readonly dead = new Map<string, DeadLetter[]>()
   private readonly signal = new AppendSignal()
-  // the number of events ever queued per endpoint: a batch's id is its first event's number
-  private readonly queued = new Map<string, number>()
+  private readonly spare: Buffer[] = []
 
-  constructor (private readonly maxPending: number, private readonly maxDeadLetters: number) {}
+  /** `maxPerEntry`: events in one chunk at most (webhooks.batchSize: a chunk is a request's body). */
+  constructor (private readonly maxPending: number, private readonly maxDeadLetters: number, private readonly maxPerEntry: number) {}
 
-  private queue (endpoint: string): { events: Fifo<string>, times: Fifo<number> } {
+  private queue (endpoint: string): { chunks: Fifo<Chunk>, events: number, queued: number } {
     let queue = this.queues.get(endpoint)
-    if (queue === undefined) this.queues.set(endpoint, queue = { events: new Fifo(), times: new Fifo() })
+    if (queue === undefined) this.queues.set(endpoint, queue = { chunks: new Fifo(), events: 0, queued: 0 })
     return queue
   }
 
   append (endpoint: string, event: string): boolean {
     const queue = this.queue(endpoint)
-    if (queue.events.length >= this.maxPending) return false
-    queue.events.push(event)
-    queue.times.push(Date.now())
-    this.queued.set(endpoint, (this.queued.get(endpoint) ?? 0) + 1)
+    if (queue.events >= this.maxPending) return false
+    const size = Buffer.byteLength(event)
+    let chunk = queue.chunks.last()
+    if (chunk === undefined || chunk.sealed || chunk.length + 1 + size > chunk.bytes.length) {
+      if (chunk !== undefined) chunk.sealed = true
+      const bytes = size <= chunkBytes ? this.spare.pop() ?? Buffer.allocUnsafeSlow(chunkBytes) : Buffer.allocUnsafeSlow(size)
+      queue.chunks.push(chunk = { bytes, length: 0, count: 0, first: queue.queued + 1, enqueuedAt: Date.now(), sealed: false })
+    }
+    if (chunk.count > 0) chunk.bytes[chunk.length++] = comma
+    chunk.length += chunk.bytes.write(event, chunk.length)
+    if (++chunk.count >= this.maxPerEntry) chunk.sealed = true
+    queue.events++
+    queue.queued++
     this.signal.notify(endpoint)
     return true
   }
@@ -164,28 +194,31 @@ export class MemoryOutbox implements WebhookOutbox {
   async acquire (): Promise<boolean> { return true }
 
   async take (endpoint: string, max: number): Promise<Batch> {
-    const { events, times } = this.queue(endpoint)
-    const batch = events.peek(max)
-    if (batch.length === 0) return { entries: [], full: false }
-    const first = (this.queued.get(endpoint) ?? 0) - events.length + 1
-    return { entries: [{ id: String(first), events: batch.join(','), count: batch.length, enqueuedAt: times.peek(1)[0] ?? Date.now() }], full: batch.length >= max }
+    const { chunks } = this.queue(endpoint)
+    const batch = entriesWithin(chunks.peek(max).map(toEntry), max)
+    // what the sender holds gets no more events: it may send it as it is
+    for (let at = 0; at < batch.entries.length; at++) (chunks.at(at) as Chunk).sealed = true
+    return batch
   }
 
   async ack (endpoint: string, entries: readonly OutboxEntry[]): Promise<void> {
-    const { events, times } = this.queue(endpoint)
-    const count = eventCount(entries)
-    events.drop(count)
-    times.drop(count)
+    const queue = this.queue(endpoint)
+    for (const chunk of queue.chunks.peek(entries.length)) {
+      queue.events -= chunk.count
+      // the entries' bytes are read no more: the sender is done with them
+      if (chunk.bytes.length === chunkBytes && this.spare.length < 4) this.spare.push(chunk.bytes)
+    }
+    queue.chunks.drop(entries.length)
   }
 
   async deadLetter (endpoint: string, entries: readonly OutboxEntry[], reason: string): Promise<void> {
-    await this.ack(endpoint, entries)
     const dead = this.dead.get(endpoint) ?? []
     this.dead.set(endpoint, dead)
     const deadAt = Date.now()
     for (const entry of entries) {
       entryEvents(entry).forEach((event, at) => dead.push({ id: `${Number(entry.id) + at}`, event, enqueuedAt: entry.enqueuedAt, deadAt, reason }))
     }
+    await this.ack(endpoint, entries)
     if (dead.length > this.maxDeadLetters) dead.splice(0, dead.length - this.maxDeadLetters)
   }
 
@@ -208,7 +241,7 @@ export class MemoryOutbox implements WebhookOutbox {
   }
 
   pending (endpoint: string): number {
-    return this.queues.get(endpoint)?.events.length ?? 0
+    return this.queues.get(endpoint)?.events ?? 0
   }
 
   appended (endpoint: string, ms: number): Promise<void> {
@@ -218,4 +251,8 @@ export class MemoryOutbox implements WebhookOutbox {
   async close (): Promise<void> {
     this.signal.close()
   }
+}
+
+function toEntry (chunk: Chunk): OutboxEntry {
+  return { id: String(chunk.first), events: chunk.bytes.subarray(0, chunk.length), count: chunk.count, enqueuedAt: chunk.enqueuedAt }
 }

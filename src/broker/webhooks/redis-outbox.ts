@@ -30,7 +30,28 @@ return 0`
 // KEYS[1] lease; ARGV node id: gives the lease up if held
 const releaseScript = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`
 
+// KEYS[1] outbox stream; ARGV group, consumer (this node), count. New entries through the group
+// (XREADGROUP >), those this node appended ('o' its id) as their id and event count only: it
+// holds their events already, so 30 KB replies are not read back to the node that wrote them
+const readNewScript = `
+local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+if not read then return {} end
+local out = {}
+for i, entry in ipairs(read[1][2]) do
+  local fields = entry[2]
+  local origin, count = nil, nil
+  for f = 1, #fields, 2 do
+    if fields[f] == 'o' then origin = fields[f + 1] elseif fields[f] == 'n' then count = fields[f + 1] end
+  end
+  if origin == ARGV[2] then out[i] = {entry[1], {'n', count}} else out[i] = entry end
+end
+return out`
+
 type StreamEntry = [id: string, fields: string[]]
+
+// entries appended by this node kept in memory for sending at most (a quarter batch each: some
+// 25,000 events, ~7 MB); past that, as behind an endpoint that is down, they are read back
+const maxOwnEntries = 1000
 
 /** The value of `name` in a stream entry's field list. */
 function field (fields: string[], name: string): string {
@@ -70,6 +91,11 @@ export class RedisOutbox implements WebhookOutbox {
    * this node's pending entries (after a takeover), read before any new one.
    */
   private readonly held = new Map<string, { entries: OutboxEntry[], pendingLeft: boolean }>()
+  /**
+   * Per endpoint, while this node holds its lease, the events of the entries it appended and
+   * not yet sent, by entry id: sent from here rather than read back from Redis.
+   */
+  private readonly own = new Map<string, Map<string, string>>()
   private readonly signal = new AppendSignal()
   private closed = false
   private readonly keysOf = new Map<string, EndpointKeys>()
@@ -113,7 +139,7 @@ export class RedisOutbox implements WebhookOutbox {
     const multi = this.redis.multi()
     for (let at = 0; at < events.length; at += maxPerEntry) {
       const entry = events.length <= maxPerEntry ? events : events.slice(at, at + maxPerEntry)
-      multi.xadd(outbox, '*', 'e', entry.join(','), 'n', String(entry.length))
+      multi.xadd(outbox, '*', 'e', entry.join(','), 'n', String(entry.length), 'o', this.options.nodeId)
     }
     // Redis briefly away: ioredis holds the commands until it is back (maxRetriesPerRequest:
     // null); an append Redis refused (out of memory, say) is an event lost, counted
@@ -124,6 +150,14 @@ export class RedisOutbox implements WebhookOutbox {
     }
     const length = results[results.length - 1]?.[1]
     if (typeof length === 'number') this.lengths.set(endpoint, length)
+    // kept only while this node sends the endpoint's events (and so drops them once acknowledged)
+    const own = this.leases.has(endpoint) ? this.own.get(endpoint) : undefined
+    if (own !== undefined && own.size < maxOwnEntries) {
+      for (let at = 0, entry = 0; at < events.length; at += maxPerEntry, entry++) {
+        const id = results[entry]?.[1]
+        if (typeof id === 'string') own.set(id, events.length <= maxPerEntry ? events.join(',') : events.slice(at, at + maxPerEntry).join(','))
+      }
+    }
     this.signal.notify(endpoint)
   }
 
@@ -160,6 +194,7 @@ export class RedisOutbox implements WebhookOutbox {
       }, Math.max(100, Math.floor(this.options.leaseMs / 3)))
       timer.unref()
       this.leases.set(endpoint, timer)
+      this.own.set(endpoint, new Map())
     }
     return true
   }
@@ -167,6 +202,7 @@ export class RedisOutbox implements WebhookOutbox {
   private stopRenewing (endpoint: string): void {
     clearInterval(this.leases.get(endpoint))
     this.leases.delete(endpoint)
+    this.own.delete(endpoint)
   }
 
   private async ensureGroup (endpoint: string): Promise<void> {
@@ -180,10 +216,14 @@ export class RedisOutbox implements WebhookOutbox {
   async take (endpoint: string, max: number): Promise<Batch> {
     await this.ensureGroup(endpoint)
     const { outbox } = this.keys(endpoint)
-    const read = async (id: '0' | '>', count: number): Promise<OutboxEntry[]> => {
-      const answer = await this.redis.xreadgroup('GROUP', group, this.options.nodeId, 'COUNT', count, 'STREAMS', outbox, id) as Array<[string, StreamEntry[]]> | null
+    const readPending = async (count: number): Promise<OutboxEntry[]> => {
+      const answer = await this.redis.xreadgroup('GROUP', group, this.options.nodeId, 'COUNT', count, 'STREAMS', outbox, '0') as Array<[string, StreamEntry[]]> | null
       // deleted entries still pending come back without fields
       return (answer?.[0]?.[1] ?? []).filter((entry) => Array.isArray(entry[1])).map(toEntry)
+    }
+    const readNew = async (count: number): Promise<OutboxEntry[]> => {
+      const answer = await this.redis.eval(readNewScript, 1, outbox, group, this.options.nodeId, count) as StreamEntry[]
+      return await this.withOwnEvents(endpoint, answer.map(toEntry))
     }
     try {
       if (this.claimFirst.has(endpoint)) {
@@ -200,11 +240,11 @@ export class RedisOutbox implements WebhookOutbox {
       // enough for a batch
       let held = this.held.get(endpoint)
       if (held === undefined || (held.entries.length === 0 && held.pendingLeft)) {
-        const pending = await read('0', max)
+        const pending = await readPending(max)
         this.held.set(endpoint, held = { entries: pending, pendingLeft: pending.length >= max })
       }
       const events = eventCount(held.entries)
-      if (!held.pendingLeft && events < max) held.entries.push(...await read('>', max - events))
+      if (!held.pendingLeft && events < max) held.entries.push(...await readNew(max - events))
       return entriesWithin(held.entries, max)
     } catch (err) {
       this.held.delete(endpoint)
@@ -214,8 +254,41 @@ export class RedisOutbox implements WebhookOutbox {
     }
   }
 
+  /**
+   * The events of the entries this node appended, from memory (each taken out: it is held
+   * from now on); read from Redis for those it no longer has (appended before it took the lease).
+   */
+  private async withOwnEvents (endpoint: string, entries: OutboxEntry[]): Promise<OutboxEntry[]> {
+    const own = this.own.get(endpoint)
+    const missing: OutboxEntry[] = []
+    for (const entry of entries) {
+      if (entry.events !== '' || entry.count === 0) continue
+      const events = own?.get(entry.id)
+      if (events === undefined) missing.push(entry)
+      else {
+        entry.events = events
+        own?.delete(entry.id)
+      }
+    }
+    if (missing.length > 0) {
+      const { outbox } = this.keys(endpoint)
+      const multi = this.redis.multi()
+      for (const entry of missing) multi.xrange(outbox, entry.id, entry.id)
+      const results = await multi.exec() ?? []
+      missing.forEach((entry, at) => {
+        const [stored] = (results[at]?.[1] ?? []) as StreamEntry[]
+        entry.events = stored === undefined ? '' : field(stored[1], 'e')
+      })
+    }
+    // an entry deleted meanwhile (acknowledged by a previous holder) has nothing left to send
+    return entries.filter((entry) => entry.events !== '')
+  }
+
   /** Entries acknowledged or dead-lettered: no longer held (the oldest held, unless another take interleaved). */
   private release (endpoint: string, entries: readonly OutboxEntry[]): void {
+    // a copy recorded after its entry was already read back (the append's reply came late)
+    const own = this.own.get(endpoint)
+    if (own !== undefined && own.size > 0) for (const entry of entries) own.delete(entry.id)
     const held = this.held.get(endpoint)
     if (held === undefined) return
     if (entries.every((entry, at) => held.entries[at]?.id === entry.id)) held.entries.splice(0, entries.length)

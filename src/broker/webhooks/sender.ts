@@ -39,9 +39,19 @@ export function backoffDelay (attempt: number, initialMs: number, maxMs: number,
   return ceiling / 2 + random() * ceiling / 2
 }
 
+const bodyOpen = Buffer.from('{"events":[')
+const bodyClose = Buffer.from(']}')
+const bodyComma = Buffer.from(',')
+
 /** The request body: the entries' JSON joined, not parsed again. */
-export function batchBody (entries: readonly OutboxEntry[]): string {
-  return `{"events":[${entries.length === 1 ? (entries[0] as OutboxEntry).events : entries.map((entry) => entry.events).join(',')}]}`
+export function batchBody (entries: readonly OutboxEntry[]): Buffer {
+  const parts: Buffer[] = [bodyOpen]
+  for (const entry of entries) {
+    if (parts.length > 1) parts.push(bodyComma)
+    parts.push(typeof entry.events === 'string' ? Buffer.from(entry.events) : entry.events)
+  }
+  parts.push(bodyClose)
+  return Buffer.concat(parts)
 }
 
 // how often a node that does not hold an endpoint's lease looks again

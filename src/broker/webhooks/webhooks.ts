@@ -134,7 +134,7 @@ export function createWebhooks (config: BrokerConfig, redis: { client: RedisClie
   const { webhooks } = config
   if (webhooks.endpoints.length === 0) return null
   const outbox = redis === null
-    ? new MemoryOutbox(webhooks.maxPendingPerEndpoint, webhooks.maxDeadLetters)
+    ? new MemoryOutbox(webhooks.maxPendingPerEndpoint, webhooks.maxDeadLetters, webhooks.batchSize)
     // the lease outlives a request's timeout: a sender waiting for an answer keeps its endpoint;
     // entries of a quarter batch at most pack a request to three quarters of batchSize at least
     : new RedisOutbox(redis.client, { nodeId, keys: redis.keys, maxPerEntry: Math.ceil(webhooks.batchSize / 4), maxPending: webhooks.maxPendingPerEndpoint, maxDeadLetters: webhooks.maxDeadLetters, leaseMs: Math.max(3 * config.cluster.heartbeatIntervalMs, webhooks.timeoutMs + 1000), onLost: (endpoint, events) => { webhooksOfConfig.lost(endpoint, events) } })

@@ -1,0 +1,41 @@
+// The Redis outbox on a real redis-server: the lease holder sends the entries it appended from
+// memory, and entries it has not in memory (appended before it held the lease, or by another
+// node) from Redis, all in stream order, each once.
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { RedisKeys } from '../src/broker/storage/redis-keys.js'
+import { entryEvents } from '../src/broker/webhooks/outbox.js'
+import { RedisOutbox } from '../src/broker/webhooks/redis-outbox.js'
+import { startRedis } from './helpers/redis.js'
+
+t.test('own entries from memory, the others from Redis, in order, each once', async (t) => {
+  const server = await startRedis(t)
+  const clients = [new Redis(server.url), new Redis(server.url)]
+  t.teardown(() => { for (const client of clients) client.disconnect() })
+  const keys = new RedisKeys('rb:', false)
+  const outbox = (client: Redis, nodeId: string): RedisOutbox => new RedisOutbox(client, { nodeId, keys, maxPerEntry: 2, maxPending: 100, maxDeadLetters: 10, leaseMs: 5000, onLost: () => t.fail('no event lost') })
+  const [sender, other] = [outbox(clients[0] as Redis, 'node-a'), outbox(clients[1] as Redis, 'node-b')]
+  const event = (n: number): string => JSON.stringify({ id: String(n) })
+  const appendAll = async (box: RedisOutbox, from: number, to: number): Promise<void> => {
+    for (let n = from; n <= to; n++) box.append('e', event(n))
+    await box.written()
+  }
+  await appendAll(sender, 1, 3) // before node-a holds the lease: read back from Redis
+  t.ok(await sender.acquire('e'), 'node-a takes the lease')
+  await appendAll(sender, 4, 6) // own, while holding it: from memory
+  await appendAll(other, 7, 8) // another node's: from Redis
+  await appendAll(sender, 9, 9)
+  const taken: string[] = []
+  for (let round = 0; round < 10 && taken.length < 9; round++) {
+    const { entries } = await sender.take('e', 4)
+    taken.push(...entries.flatMap(entryEvents))
+    await sender.ack('e', entries)
+  }
+  t.same(taken, [1, 2, 3, 4, 5, 6, 7, 8, 9].map(event), 'every event once, in stream order')
+  const xrangeCalls = /cmdstat_xrange:calls=(\d+)/.exec(await (clients[0] as Redis).info('commandstats'))?.[1]
+  t.equal(xrangeCalls, '2', 'read back: only the two entries appended before the lease (events 1-2 and 3)')
+  t.equal(await clients[0]?.xlen(keys.owned('webhooks', 'e', 'outbox')), 0, 'acknowledged entries deleted')
+  t.equal(await clients[0]?.get(keys.owned('webhooks', 'e', 'pending')), '0', 'no backlog')
+  await sender.close()
+  await other.close()
+})
