@@ -37,6 +37,21 @@ t.test('the CONNECT packet, password and all, is let go once answered; MQTT 3.1.
   }
 })
 
+t.test('a connection\'s end is watched by shared listeners, not stream.finished(), and a reset connection still closes its client', async (t) => {
+  const broker = await startBroker(t)
+  const watcher = await connectClient(t, broker, 'tcp', { clientId: 'watcher' })
+  await watcher.subscribeAsync('gone/#', { qos: 1 })
+  const got = collect(watcher)
+  const client = await connectClient(t, broker, 'tcp', { clientId: 'to-reset', will: { topic: 'gone/to-reset', payload: Buffer.from('reset'), qos: 1, retain: false } })
+  const held = clientById(broker.aedes, 'to-reset') as unknown as { conn: NodeJS.EventEmitter }
+  // the Aedes patch: finished() listened for 'finish' (and kept its closures); nothing does now
+  t.equal(held.conn.listenerCount('finish'), 0, 'no finish listener on the socket')
+  ;(client.stream as import('node:net').Socket).resetAndDestroy()
+  await waitFor(() => clientById(broker.aedes, 'to-reset') === undefined, 'the reset client closed')
+  await waitFor(() => got.length === 1, 'its will')
+  t.equal(got[0]?.payload, 'reset')
+})
+
 t.test('token expiries share one timer: each client is disconnected at its own expiry, a closed one is forgotten', async (t) => {
   const broker = await startBroker(t, { auth: { anonymous: false, jwt: { secret, clockToleranceS: 0, expiryGraceS: 0 } }, acl: { roles: { member: { pub: ['#'], sub: ['#'] } }, defaultRoles: ['member'] } })
   const startedAt = Date.now()
