@@ -137,9 +137,11 @@ export class RedisOutbox implements WebhookOutbox {
     const { outbox, pending } = this.keys(endpoint)
     // the entries and their count in one transaction: the backlog counter never misses an entry
     const multi = this.redis.multi()
+    const joined: string[] = []
     for (let at = 0; at < events.length; at += maxPerEntry) {
       const entry = events.length <= maxPerEntry ? events : events.slice(at, at + maxPerEntry)
-      multi.xadd(outbox, '*', 'e', entry.join(','), 'n', String(entry.length), 'o', this.options.nodeId)
+      joined.push(entry.join(','))
+      multi.xadd(outbox, '*', 'e', joined[joined.length - 1] as string, 'n', String(entry.length), 'o', this.options.nodeId)
     }
     // Redis briefly away: ioredis holds the commands until it is back (maxRetriesPerRequest:
     // null); an append Redis refused (out of memory, say) is an event lost, counted
@@ -153,10 +155,10 @@ export class RedisOutbox implements WebhookOutbox {
     // kept only while this node sends the endpoint's events (and so drops them once acknowledged)
     const own = this.leases.has(endpoint) ? this.own.get(endpoint) : undefined
     if (own !== undefined && own.size < maxOwnEntries) {
-      for (let at = 0, entry = 0; at < events.length; at += maxPerEntry, entry++) {
+      joined.forEach((entryEvents, entry) => {
         const id = results[entry]?.[1]
-        if (typeof id === 'string') own.set(id, events.length <= maxPerEntry ? events.join(',') : events.slice(at, at + maxPerEntry).join(','))
-      }
+        if (typeof id === 'string') own.set(id, entryEvents)
+      })
     }
     this.signal.notify(endpoint)
   }
