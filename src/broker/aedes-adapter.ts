@@ -129,11 +129,9 @@ export class HeldPublish {
 
   acknowledge (): void {
     const done = typeof this.clientOrDone === 'function' ? this.clientOrDone : this.maybeDone
-    setImmediate(done ?? noop)
+    if (done !== undefined) setImmediate(done)
   }
 }
-
-const noop = (): void => {}
 
 /**
  * Puts `handle` before Aedes takes every message `wants` picks, whoever published it (clients,
