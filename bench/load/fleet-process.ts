@@ -11,6 +11,7 @@ import { FrameReader } from './frame-reader.js'
 import type { GeneratorShare } from './generator-process.js'
 import { startPinging } from './keepalive-pinger.js'
 import { PublishTemplate, readSentAt } from './publish-template.js'
+import { latencyInTimeline } from './timeline.js'
 
 export interface FleetConnectRequest extends GeneratorShare {
   type: 'connect'
@@ -134,7 +135,9 @@ async function mixed (request: FleetMixedRequest): Promise<void> {
     const reader = new FrameReader(4, {
       publish: (buffer, start) => {
         received++
-        latencies.push(performance.now() - readSentAt(buffer, start))
+        const latencyMs = performance.now() - readSentAt(buffer, start)
+        latencies.push(latencyMs)
+        latencyInTimeline(latencyMs)
       },
       puback: () => {},
       control: (packet) => {

@@ -2,6 +2,8 @@
 // evenly over it (connection i in second i mod keepalive), by the wall clock: on a loaded
 // machine a 1 s interval fires late, and a cycle counted in ticks outlives the broker's 1.5
 // keepalives of silence.
+import { countInTimeline } from './timeline.js'
+
 const pingreq = Buffer.from([0xC0, 0x00])
 
 export interface Pingable {
@@ -18,7 +20,9 @@ export function startPinging (connections: () => ArrayLike<Pingable | undefined>
     const list = connections()
     // the seconds since the last tick, at most one whole cycle
     for (let second = Math.max(nextSecond, now - keepaliveS + 1); second <= now; second++) {
-      for (let i = second % keepaliveS; i < list.length; i += keepaliveS) list[i]?.ping(pingreq)
+      let pinged = 0
+      for (let i = second % keepaliveS; i < list.length; i += keepaliveS, pinged++) list[i]?.ping(pingreq)
+      countInTimeline('pings', pinged)
     }
     nextSecond = now + 1
   }, 1_000)

@@ -11,6 +11,7 @@ import { generate } from 'mqtt-packet'
 import { FrameReader } from './frame-reader.js'
 import type { GeneratorShare } from './generator-process.js'
 import { startPinging } from './keepalive-pinger.js'
+import { latencyInTimeline } from './timeline.js'
 
 export interface StormStartRequest extends GeneratorShare {
   type: 'start'
@@ -110,7 +111,11 @@ function connectSession (session: Session, port: number, subscribe: boolean): Pr
         // payload: float64 sent-at, uint32 message number
         if (end - start >= 12) {
           const number = buffer.readUInt32LE(start + 8)
-          if (session.drops === 0 && !session.received.has(number)) liveLatencies.push(performance.now() - buffer.readDoubleLE(start))
+          if (session.drops === 0 && !session.received.has(number)) {
+            const latencyMs = performance.now() - buffer.readDoubleLE(start)
+            liveLatencies.push(latencyMs)
+            latencyInTimeline(latencyMs)
+          }
           session.received.add(number)
         }
       },
