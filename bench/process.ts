@@ -1,9 +1,10 @@
 // Child processes of the harness: started pinned to a CPU (taskset), watched for their
 // "listening" lines, measured through /proc, and stopped by PID in the end, whatever happens.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { createWriteStream, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { cpus } from 'node:os'
+import { join } from 'node:path'
 
 /** The CPUs of the plan: broker on CPU 0, load generator (this process) on CPU 1. */
 export const brokerCpu = 0
@@ -60,6 +61,13 @@ export function startChild (command: string, args: string[], options: { cpu: num
   const append = (chunk: Buffer): void => {
     // Keep the tail only: a chatty broker must not grow the harness without bound.
     output = (output + chunk.toString()).slice(-64 * 1024)
+  }
+  // with a timeline (bench/load/timeline.ts), all of it to a file too: GC traces, say
+  const timeline = process.env.BENCH_TIMELINE_DIR
+  if (timeline !== undefined) {
+    const copy = createWriteStream(join(timeline, `output-${pid}.log`))
+    child.stdout?.pipe(copy)
+    child.stderr?.pipe(copy)
   }
   child.stdout?.on('data', append)
   child.stderr?.on('data', append)

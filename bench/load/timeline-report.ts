@@ -24,7 +24,7 @@ const seconds = [...bySecond.keys()].sort((a, b) => a - b)
   .filter((t) => !values.latency || (bySecond.get(t) ?? []).some((s) => s.latency !== undefined))
 
 const fixed = (n: number, digits = 0): string => n.toFixed(digits)
-const header = ['t', 'lat n', 'p50', 'p99', 'max', 'W cpu%', 'W loop', 'W major', 'W minor(max)', 'W incr', 'W heap', 'G cpu%', 'G loop', 'pings', 'H loop']
+const header = ['t', 'lat n', 'p50', 'p99', 'max', 'W cpu%', 'W loop', 'W major', 'W minor(max)', 'W incr', 'W heap', 'G cpu%', 'G loop', 'G minor(max)', 'pings', 'H loop', 'other%']
 console.log(header.join('\t'))
 for (const t of seconds) {
   const list = bySecond.get(t) ?? []
@@ -45,7 +45,10 @@ for (const t of seconds) {
     fixed(sum(workers, (s) => s.gc.incremental[0])),
     fixed(sum(workers, (s) => s.heapUsedMiB)),
     fixed(sum(generators, (s) => s.cpuMs) / 10), fixed(max(generators, (s) => s.loopMaxMs)),
+    `${fixed(sum(generators, (s) => s.gc.minor[0]))}(${fixed(max(generators, (s) => s.gc.minor[2]))})`,
     sum(generators, (s) => s.counters.pings ?? 0),
-    fixed(max(of('harness'), (s) => s.loopMaxMs))
+    fixed(max(of('harness'), (s) => s.loopMaxMs)),
+    // the machine's busy time less every sampled process's: other engineers' work, Redis, the kernel
+    fixed((sum(of('harness'), (s) => s.machineBusyMs ?? 0) - sum(list, (s) => s.cpuMs)) / 10)
   ].join('\t'))
 }

@@ -6,9 +6,10 @@
 // SIGUSR2 starts and stops a CPU profile. Off (nothing loaded, nothing counted) unless the
 // variable is set.
 import cluster from 'node:cluster'
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector'
 import { join } from 'node:path'
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { setFlagsFromString } from 'node:v8'
 import { monitorEventLoopDelay, PerformanceObserver, constants, type PerformanceEntry } from 'node:perf_hooks'
 
 export interface TimelineSample {
@@ -26,6 +27,8 @@ export interface TimelineSample {
   counters: Record<string, number>
   /** Latencies timed in the second: count, p50, p99, max (ms). */
   latency?: [number, number, number, number]
+  /** The harness only: every CPU's busy time in the second (ms), all processes of the machine. */
+  machineBusyMs?: number
 }
 
 const dir = process.env.BENCH_TIMELINE_DIR
@@ -80,6 +83,8 @@ function start (directory: string): void {
   const loop = monitorEventLoopDelay({ resolution: 10 })
   loop.enable()
   let cpu = process.cpuUsage()
+  const sampleMachine = role() === 'harness'
+  let machine = sampleMachine ? machineBusyMs() : 0
   // aligned to the wall clock's seconds, so that every process's samples cover the same second
   const tick = (): void => {
     const now = Date.now()
@@ -94,6 +99,11 @@ function start (directory: string): void {
       gc,
       heapUsedMiB: Math.round(process.memoryUsage().heapUsed / 1048576),
       counters: { ...counters }
+    }
+    if (sampleMachine) {
+      const busy = machineBusyMs()
+      sample.machineBusyMs = busy - machine
+      machine = busy
     }
     if (latencies.length > 0) {
       const sorted = Float64Array.from(latencies).sort()
@@ -110,9 +120,18 @@ function start (directory: string): void {
   setTimeout(tick, 1000 - (Date.now() % 1000)).unref()
 }
 
+/** Busy time of all CPUs since boot (ms): user, nice, system, irq, softirq, steal of /proc/stat. */
+function machineBusyMs (): number {
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '').trim().split(/\s+/).slice(1).map(Number)
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields
+  // USER_HZ is 100 on Linux
+  return (user + nice + system + irq + softirq + steal) * 10
+}
+
 /**
- * SIGUSR2 starts a V8 CPU profile of this process, the next one writes it to
- * `<dir>/<role>-<pid>-<n>.cpuprofile`: a profile of one phase of a run, not of all of it.
+ * SIGUSR2 starts a V8 CPU profile and a sampling heap profile of what survives collection (the
+ * allocations that are promoted, not the garbage) in this process; the next one writes them to
+ * `<dir>/<role>-<pid>-<n>.cpuprofile` and `.heapprofile`: one phase of a run, not all of it.
  */
 function profileOnSignal (directory: string): void {
   let session: Session | null = null
@@ -122,19 +141,36 @@ function profileOnSignal (directory: string): void {
       const started = new Session()
       started.connect()
       started.post('Profiler.enable', () => started.post('Profiler.start'))
+      started.post('HeapProfiler.enable', () => started.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: false, includeObjectsCollectedByMinorGC: false }))
       session = started
       return
     }
     const running = session
     session = null
+    const name = join(directory, `${role()}-${process.pid}-${written++}`)
     running.post('Profiler.stop', (err, result) => {
-      if (err === null) writeFileSync(join(directory, `${role()}-${process.pid}-${written++}.cpuprofile`), JSON.stringify(result.profile))
-      running.disconnect()
+      if (err === null) writeFileSync(`${name}.cpuprofile`, JSON.stringify(result.profile))
+      running.post('HeapProfiler.stopSampling', (heapErr, heap) => {
+        if (heapErr === null) writeFileSync(`${name}.heapprofile`, JSON.stringify(heap.profile))
+        running.disconnect()
+      })
     })
   })
 }
 
+/**
+ * `BENCH_V8_FLAGS="worker:--flag --other;generator:--flag"`: V8 flags set at start in the
+ * processes of a role, for experiments (a GC setting tried on the workers only, say).
+ */
+function applyV8Flags (spec: string | undefined): void {
+  for (const part of (spec ?? '').split(';')) {
+    const [forRole, flags] = part.split(':', 2)
+    if (forRole === role() && flags !== undefined) setFlagsFromString(flags)
+  }
+}
+
 if (dir !== undefined) {
+  applyV8Flags(process.env.BENCH_V8_FLAGS)
   start(dir)
   profileOnSignal(dir)
 }
