@@ -25,6 +25,8 @@ export interface FleetMixedRequest {
   /** Of this process's connections: the first `publishers` publish, the next `subscribers` subscribe. */
   publishers: number
   subscribers: number
+  /** Publishing before the measured window: its latencies are reported apart. */
+  warmUpMs: number
   durationMs: number
 }
 
@@ -35,7 +37,7 @@ export type FleetReply =
   | { type: 'progress', connected: number, failed: number }
   | { type: 'connected', connected: number, failed: number, firstError: string | null }
   // loopDelay*: how late this process's own event loop ran meanwhile, a share of every latency it timed
-  | { type: 'mixed-done', latenciesMs: number[], sent: number, received: number, closed: number, loopDelayP99Ms: number, loopDelayMaxMs: number }
+  | { type: 'mixed-done', latenciesMs: number[], warmUpLatenciesMs: number[], sent: number, received: number, closed: number, loopDelayP99Ms: number, loopDelayMaxMs: number }
   | { type: 'usage', rssKiB: number, open: number }
 
 const CONNACK = 0x20
@@ -127,6 +129,9 @@ async function mixed (request: FleetMixedRequest): Promise<void> {
   const publishers = connections.slice(0, request.publishers)
   const subscribers = connections.slice(request.publishers, request.publishers + request.subscribers)
   const latencies: number[] = []
+  const warmUpLatencies: number[] = []
+  // deliveries before it are the warm-up's
+  let measuredFrom = Infinity
   let received = 0
   await Promise.all(subscribers.map((subscriber, i) => new Promise<void>((resolve) => {
     const followed = publishers[i % Math.max(1, publishers.length)]
@@ -135,8 +140,10 @@ async function mixed (request: FleetMixedRequest): Promise<void> {
     const reader = new FrameReader(4, {
       publish: (buffer, start) => {
         received++
-        const latencyMs = performance.now() - readSentAt(buffer, start)
-        latencies.push(latencyMs)
+        const now = performance.now()
+        const latencyMs = now - readSentAt(buffer, start)
+        if (now >= measuredFrom) latencies.push(latencyMs)
+        else warmUpLatencies.push(latencyMs)
         latencyInTimeline(latencyMs)
       },
       puback: () => {},
@@ -154,8 +161,10 @@ async function mixed (request: FleetMixedRequest): Promise<void> {
   const templates = publishers.map((p) => new PublishTemplate(p.topic, 64, 0, 4))
   let sent = 0
   const loopDelay = monitorEventLoopDelay({ resolution: 10 })
-  loopDelay.enable()
   const startedAt = performance.now()
+  const publishingMs = request.warmUpMs + request.durationMs
+  measuredFrom = startedAt + request.warmUpMs
+  const measuring = setTimeout(() => loopDelay.enable(), request.warmUpMs)
   const timers = publishers.map((publisher, i) => setTimeout(() => {
     const send = (): void => {
       if (publisher.socket.destroyed) return
@@ -167,14 +176,14 @@ async function mixed (request: FleetMixedRequest): Promise<void> {
     }
     send()
     const interval = setInterval(send, 1_000)
-    setTimeout(() => clearInterval(interval), Math.max(0, request.durationMs - (performance.now() - startedAt)))
+    setTimeout(() => clearInterval(interval), Math.max(0, publishingMs - (performance.now() - startedAt)))
   }, (i * 1_000) / Math.max(1, publishers.length)))
-  await new Promise((resolve) => setTimeout(resolve, request.durationMs + 1_000))
-  for (const timer of timers) clearTimeout(timer)
+  await new Promise((resolve) => setTimeout(resolve, publishingMs + 1_000))
+  for (const timer of [...timers, measuring]) clearTimeout(timer)
   loopDelay.disable()
   // the histogram records the intervals between its 10 ms ticks: the delay is what exceeds them
   const lateMs = (ns: number): number => Math.max(0, ns / 1e6 - 10)
-  reply({ type: 'mixed-done', latenciesMs: latencies, sent, received, closed: closedCount - closedBefore, loopDelayP99Ms: lateMs(loopDelay.percentile(99)), loopDelayMaxMs: lateMs(loopDelay.max) })
+  reply({ type: 'mixed-done', latenciesMs: latencies, warmUpLatenciesMs: warmUpLatencies, sent, received, closed: closedCount - closedBefore, loopDelayP99Ms: lateMs(loopDelay.percentile(99)), loopDelayMaxMs: lateMs(loopDelay.max) })
 }
 
 process.on('message', (message: FleetRequest) => {
