@@ -11,6 +11,7 @@ import { FrameReader } from './frame-reader.js'
 import type { GeneratorShare } from './generator-process.js'
 import { startPinging } from './keepalive-pinger.js'
 import { PublishTemplate, readSentAt } from './publish-template.js'
+import { SourcePorts } from './source-ports.js'
 import { latencyInTimeline } from './timeline.js'
 
 export interface FleetConnectRequest extends GeneratorShare {
@@ -50,6 +51,7 @@ interface Connection {
 }
 
 const connections: Connection[] = []
+const sourcePorts = new SourcePorts()
 let closedCount = 0
 let stopPinging: (() => void) | null = null
 
@@ -60,7 +62,9 @@ function reply (message: FleetReply): void {
 /** Opens one connection and resolves once its CONNACK 0 arrived. */
 function openConnection (request: FleetConnectRequest, clientId: string): Promise<Connection> {
   return new Promise((resolve, reject) => {
-    const socket = connectTcp({ host: '127.0.0.1', port: request.port, localAddress: request.localAddress })
+    const localPort = sourcePorts.take()
+    const socket = connectTcp({ host: '127.0.0.1', port: request.port, localAddress: request.localAddress, ...(localPort === undefined ? {} : { localPort }) })
+    socket.once('close', () => sourcePorts.release(localPort))
     const timer = setTimeout(() => { socket.destroy(); reject(new Error(`${clientId}: no CONNACK within 30 s`)) }, 30_000)
     socket.once('error', (err) => { clearTimeout(timer); reject(err) })
     socket.once('connect', () => {

@@ -11,6 +11,7 @@ import { generate } from 'mqtt-packet'
 import { FrameReader } from './frame-reader.js'
 import type { GeneratorShare } from './generator-process.js'
 import { startPinging } from './keepalive-pinger.js'
+import { SourcePorts } from './source-ports.js'
 import { latencyInTimeline } from './timeline.js'
 
 export interface StormStartRequest extends GeneratorShare {
@@ -72,6 +73,7 @@ interface Session {
 }
 
 let request: StormStartRequest
+const sourcePorts = new SourcePorts()
 let livePorts: number[] = []
 const sessions: Session[] = []
 // when the harness said the node was killed: the storm's time runs from there
@@ -89,7 +91,9 @@ function reply (message: StormReply): void {
 /** Connects `session` to `port`; resolves with the CONNACK's Session Present, rejects on refusal or failure. */
 function connectSession (session: Session, port: number, subscribe: boolean): Promise<boolean> {
   return new Promise((resolve, reject) => {
-    const socket = connectTcp({ host: '127.0.0.1', port, localAddress: request.localAddress })
+    const localPort = sourcePorts.take()
+    const socket = connectTcp({ host: '127.0.0.1', port, localAddress: request.localAddress, ...(localPort === undefined ? {} : { localPort }) })
+    socket.once('close', () => sourcePorts.release(localPort))
     let settled = false
     const fail = (err: Error): void => {
       if (settled) return
@@ -239,7 +243,8 @@ let nextNumber = 0
 async function openPublisher (index: number): Promise<{ socket: Socket, inFlight: Map<number, { session: Session, number: number }> }> {
   const inFlight = new Map<number, { session: Session, number: number }>()
   const port = request.publisherPorts[index % request.publisherPorts.length] as number
-  const socket = connectTcp({ host: '127.0.0.1', port, localAddress: request.localAddress })
+  const localPort = sourcePorts.take()
+  const socket = connectTcp({ host: '127.0.0.1', port, localAddress: request.localAddress, ...(localPort === undefined ? {} : { localPort }) })
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject)
     const reader = new FrameReader(4, {
