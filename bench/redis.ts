@@ -27,9 +27,10 @@ export interface BenchRedis {
 
 const stopAll = (handles: ChildHandle[]) => async (): Promise<void> => { await Promise.all(handles.map(async (handle) => await handle.stop())) }
 
-export async function startRedisServer (): Promise<BenchRedis> {
+/** A Redis on the broker CPU, or on every CPU (null) beside brokers that are unpinned too. */
+export async function startRedisServer (cpu: number | null = brokerCpu): Promise<BenchRedis> {
   const port = await freePort()
-  const handle = startChild('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { cpu: brokerCpu })
+  const handle = startChild('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { cpu })
   await handle.waitFor([/Ready to accept connections/], 10_000)
   return { url: `redis://127.0.0.1:${port}`, handles: [handle], stop: stopAll([handle]) }
 }

@@ -78,6 +78,7 @@ export interface Target {
 export const projectRoot = fileURLToPath(new URL('../..', import.meta.url))
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url))
 const aedesPlainPath = fileURLToPath(new URL('./aedes-plain.js', import.meta.url))
+const aedesWorkersPath = fileURLToPath(new URL('./aedes-workers.js', import.meta.url))
 
 const readyLines = {
   tcp: /MQTT over TCP listening on mqtt:\/\/127\.0\.0\.1:(\d+)/,
@@ -119,8 +120,10 @@ const projectEnv = (): NodeJS.ProcessEnv => ({ ...baseEnv(), MQTT_PORT: '0', HTT
  * N project nodes on a fresh Redis; publishers use the first node, subscribers the last, or
  * the first too with `local` (traffic that concerns one node only).
  */
-async function startProjectCluster (nodes: number, args: string[], options: StartOptions, cluster: { local?: boolean, env?: NodeJS.ProcessEnv, unpinned?: boolean, redisMasters?: number, readyTimeoutMs?: number } = {}): Promise<RunningTarget> {
-  const redis = cluster.redisMasters === undefined ? await startRedisServer() : await startRedisCluster(cluster.redisMasters)
+async function startProjectCluster (nodes: number, args: string[], options: StartOptions, cluster: { local?: boolean, env?: NodeJS.ProcessEnv, unpinned?: boolean, redisEveryCpu?: boolean, redisMasters?: number, readyTimeoutMs?: number } = {}): Promise<RunningTarget> {
+  // redisEveryCpu: pinned to one CPU beside nodes that run on both, every message that crosses
+  // nodes waits there for a turn, twice (XADD, XREAD; docs/performance.md)
+  const redis = cluster.redisMasters === undefined ? await startRedisServer(cluster.redisEveryCpu === true ? null : brokerCpu) : await startRedisCluster(cluster.redisMasters)
   const started: RunningTarget[] = []
   try {
     for (let i = 0; i < nodes; i++) {
@@ -165,10 +168,12 @@ const fleetConnectionsPerWorker = 18_000
  * ready once every worker answers (a worker not yet listening gets no connections, and the
  * others would get more than their share).
  */
+const fleetWorkers = (settings: StartOptions['settings']): number => Math.max(2, Math.ceil(settings.fleetConnections / fleetConnectionsPerWorker))
+
 async function startFleetNode (options: StartOptions): Promise<RunningTarget> {
-  const workers = Math.max(2, Math.ceil(options.settings.fleetConnections / fleetConnectionsPerWorker))
+  const workers = fleetWorkers(options.settings)
   const config = fileURLToPath(new URL('../../bench/fleet.yaml', import.meta.url))
-  const running = await startProjectCluster(1, ['--workers', String(workers), '--config', config], options, { unpinned: true, env: { ALLOW_ANONYMOUS: 'false', JWT_SECRET: benchSecret }, readyTimeoutMs: 120_000 })
+  const running = await startProjectCluster(1, ['--workers', String(workers), '--config', config], options, { unpinned: true, redisEveryCpu: true, env: { ALLOW_ANONYMOUS: 'false', JWT_SECRET: benchSecret }, readyTimeoutMs: 120_000 })
   const httpBase = running.publish.wsUrl?.replace(/^ws:/, 'http:').replace(/\/mqtt$/, '')
   try {
     if (httpBase === undefined) throw new Error('no HTTP listener')
@@ -193,6 +198,36 @@ async function startFleetNode (options: StartOptions): Promise<RunningTarget> {
     connectionCapacity: workers * Math.min(fleetConnectionsPerWorker, perProcessConnections()),
     httpBase,
     credentials: () => ({ username: 'bench', password: token })
+  }
+}
+
+/** The fleet's lower bound: plain Aedes on as many workers, mqemitter-redis between them. */
+export const aedesWorkersTargetName = 'aedes workers'
+
+async function startAedesWorkers (options: StartOptions): Promise<RunningTarget> {
+  const workers = fleetWorkers(options.settings)
+  const redis = await startRedisServer(null)
+  const child = startChild(process.execPath, [...options.nodeArgs(aedesWorkersTargetName), aedesWorkersPath], { cpu: null, cwd: projectRoot, env: { ...baseEnv(), REDIS_URL: redis.url, AEDES_WORKERS: String(workers) } })
+  try {
+    const [tcp] = await child.waitFor([readyLines.tcp], 120_000)
+    const endpoints: Endpoints = { mqttPort: Number(tcp?.[1]) }
+    const pids = [child.pid, ...childPids(child.pid), ...redis.handles.map((handle) => handle.pid)]
+    return {
+      publish: endpoints,
+      subscribe: endpoints,
+      pids,
+      processes: pids.map((pid, i) => ({ name: i === 0 ? 'primary' : i === pids.length - 1 ? 'redis' : `worker ${i}`, pid })),
+      workers,
+      connectionCapacity: workers * Math.min(fleetConnectionsPerWorker, perProcessConnections()),
+      stop: async () => {
+        await child.stop()
+        await redis.stop()
+      }
+    }
+  } catch (err) {
+    await child.stop()
+    await redis.stop()
+    throw err
   }
 }
 
@@ -302,7 +337,7 @@ export const targets: Target[] = [
     description: 'this project, three nodes on one Redis, unpinned, default limits (`limits.maxConcurrentConnects` 50): for the storm scenario, which kills one',
     unavailable: redisUnavailable,
     scenarios: ['storm'],
-    start: (options) => startProjectCluster(3, [], options, { unpinned: true, readyTimeoutMs: 60_000 })
+    start: (options) => startProjectCluster(3, [], options, { unpinned: true, redisEveryCpu: true, readyTimeoutMs: 60_000 })
   },
   {
     name: fleetTargetName,
@@ -311,6 +346,14 @@ export const targets: Target[] = [
     unavailable: redisUnavailable,
     scenarios: ['fleet'],
     start: startFleetNode
+  },
+  {
+    name: aedesWorkersTargetName,
+    measuredAlone: 'always',
+    description: 'plain Aedes on as many `node:cluster` workers as `rb+jwt workers`, in memory, mqemitter-redis between them, no authentication (`bench/aedes-workers.ts`): the lower bound of the fleet\'s mixed load',
+    unavailable: redisUnavailable,
+    scenarios: ['fleet'],
+    start: startAedesWorkers
   },
   {
     name: 'aedes',

@@ -15,7 +15,7 @@ import { percentiles } from '../load/stats.js'
 import { count } from '../format.js'
 import { perProcessConnections } from '../options.js'
 import { rssKiB } from '../process.js'
-import { fleetTargetName, type RunningTarget } from '../targets.js'
+import { aedesWorkersTargetName, fleetTargetName, type RunningTarget } from '../targets.js'
 import type { Scenario, ScenarioContext } from './types.js'
 
 const fleetProcessPath = fileURLToPath(new URL('../load/fleet-process.js', import.meta.url))
@@ -71,7 +71,7 @@ export function fleet (id: string): Scenario {
   return {
     id,
     title: 'fleet: idle connections through workers, and a mixed load',
-    targets: [fleetTargetName, 'aedes'],
+    targets: [fleetTargetName, aedesWorkersTargetName, 'aedes'],
     metrics: (s) => [
       { key: `${id}-count`, label: `fleet: idle connections held (of ${count(s.fleetConnections)}; a single process holds at most ${count(perProcessConnections())})`, better: 'higher', digits: 0 },
       { key: `${id}-rate`, label: 'fleet: connect rate (connections/s)', better: 'higher', digits: 0 },
