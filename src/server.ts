@@ -93,7 +93,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     redisState: () => storage.redisState(),
     sharedGroups: () => sharedSubscriptions.summary(),
     ...(connectGate === null ? {} : { connectGate: () => connectGate.counts() })
-  })
+  }, config.metrics.eventLoopMonitoringPrecisionMs)
   const storage = await createStorage(config, nodeId, logger, () => metrics.messageDropped('cluster_backpressure'))
   capSessionQueues(sessionPersistence(storage), {
     max: config.sessions.maxQueuedMessages,

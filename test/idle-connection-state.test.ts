@@ -1,11 +1,14 @@
 // What an idle connection keeps (issue 22: RSS per idle connection): the CONNECT packet is let
-// go once answered, token expiries share one timer, Aedes' inbound maps are made on first use,
-// and what replaced per-client closures still does its job.
+// go once answered, token expiries share one timer, Aedes' inbound maps, subscriptions map and
+// last-matched record are made on first use, listeners are kept in fixed-shape objects, and
+// what replaced per-client closures (listeners, the keepalive timer's) still does its job.
+import { createConnection } from 'node:net'
 import jwt from 'jsonwebtoken'
+import mqttPacket from 'mqtt-packet'
 import t from 'tap'
 import { clientById } from '../src/broker/aedes-adapter.js'
 import { DeadlineBuckets } from '../src/broker/deadline-buckets.js'
-import { collect, connectClient, sleep, startBroker, waitFor } from './helpers/broker.js'
+import { collect, connectClient, metricValue, sleep, startBroker, waitFor } from './helpers/broker.js'
 
 const secret = 'test-secret-that-is-long-enough-0123456789'
 const sign = (payload: object, expiresIn = 600): string => jwt.sign(payload, secret, { algorithm: 'HS256', expiresIn })
@@ -50,6 +53,63 @@ t.test('a connection\'s end is watched by shared listeners, not stream.finished(
   await waitFor(() => clientById(broker.aedes, 'to-reset') === undefined, 'the reset client closed')
   await waitFor(() => got.length === 1, 'its will')
   t.equal(got[0]?.payload, 'reset')
+})
+
+t.test('an idle client shares an empty subscriptions map; its first subscription gets its own, prototype-less', async (t) => {
+  const broker = await startBroker(t)
+  const idle = await connectClient(t, broker, 'tcp', { clientId: 'idle' })
+  const busy = await connectClient(t, broker, 'tcp', { clientId: 'busy' })
+  type Held = { subscriptions: Record<string, unknown>, lastMatched: unknown, _pendingDrains: unknown, _events: object, _parser: { _events: object } }
+  const held = (id: string): Held => clientById(broker.aedes, id) as unknown as Held
+  t.equal(held('idle').subscriptions, held('busy').subscriptions, 'one shared empty map')
+  t.ok(Object.isFrozen(held('idle').subscriptions), 'which no client can write to')
+  t.equal(held('idle').lastMatched, null, 'no last-matched record before a first delivery')
+  t.equal(held('idle')._pendingDrains, null, 'no drain queue before a first wait')
+  // fixed-shape listener objects (EventEmitter's own are prototype-less dictionaries)
+  t.equal(Object.getPrototypeOf(held('idle')._events), Object.prototype, 'the client\'s listeners in a plain object')
+  t.equal(Object.getPrototypeOf(held('idle')._parser._events), Object.prototype, 'the parser\'s too')
+  // GHSA-52qw-whmv-87c5: a filter named like an inherited property is no subscription until made one
+  const got = collect(busy)
+  await busy.subscribeAsync('constructor', { qos: 1 })
+  t.not(held('busy').subscriptions, held('idle').subscriptions, 'the first subscription made the client its own map')
+  t.equal(Object.getPrototypeOf(held('busy').subscriptions), null, 'prototype-less')
+  t.equal(held('idle').subscriptions.constructor, undefined, 'the shared one is still empty')
+  await idle.publishAsync('constructor', 'once', { qos: 1 })
+  await busy.subscribeAsync('#', { qos: 0 })
+  await idle.publishAsync('constructor', 'twice matched, once delivered', { qos: 1 })
+  await waitFor(() => got.length === 2, 'both messages')
+  await sleep(100)
+  t.same(got.map((m) => m.payload), ['once', 'twice matched, once delivered'], 'one copy per message for overlapping subscriptions [MQTT-3.3.5-1]')
+  t.same(Object.keys(held('busy').subscriptions).sort(), ['#', 'constructor'])
+  await busy.unsubscribeAsync('constructor')
+  t.same(Object.keys(held('busy').subscriptions), ['#'])
+})
+
+t.test('the keepalive timer, shared by every client, closes a silent client after 1.5 keepalives and no pinging one [MQTT-3.1.2-24]', async (t) => {
+  const broker = await startBroker(t)
+  const connect = (clientId: string): import('node:net').Socket => {
+    const socket = createConnection({ host: '127.0.0.1', port: broker.addresses.mqtt.port })
+    socket.on('error', () => {})
+    // read (and drop) what the broker sends: a paused socket never sees its end
+    socket.resume()
+    socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 1, clientId }))
+    return socket
+  }
+  const closedAt = (socket: import('node:net').Socket): Promise<number> => new Promise((resolve) => socket.once('close', () => resolve(Date.now())))
+  const startedAt = Date.now()
+  const silent = connect('silent')
+  const pinging = connect('pinging')
+  const silentClosed = closedAt(silent)
+  let pingingClosed = false
+  pinging.once('close', () => { pingingClosed = true })
+  const pings = setInterval(() => pinging.write(Buffer.from([0xc0, 0x00])), 500)
+  t.teardown(() => { clearInterval(pings); pinging.destroy() })
+  const after = await silentClosed - startedAt
+  t.ok(after >= 1_400 && after < 3_000, `the silent client closed after ${after} ms`)
+  await sleep(2_500 - (Date.now() - startedAt))
+  t.notOk(pingingClosed, 'the pinging one is still connected after 2.5 keepalives')
+  const text = await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+  t.equal(metricValue(text, 'realtime_broker_disconnects_total', { reason: 'keepalive_timeout' }), 1)
 })
 
 t.test('token expiries share one timer: each client is disconnected at its own expiry, a closed one is forgotten', async (t) => {

@@ -5,6 +5,7 @@ import mqttPacket from 'mqtt-packet'
 import t from 'tap'
 import { brokerUrl, capturingLogger, collect, connectClient, connectRefused, metricValue, openUrl, sleep, startBroker, subscribeGranted, waitFor } from './helpers/broker.js'
 import { startRedis } from './helpers/redis.js'
+import { resolveConfig } from '../src/broker/config/config.js'
 
 const secret = 'operations-test-secret-0123456789'
 const token = (sub: string, extra: object = {}): string => jwt.sign({ sub, ...extra }, secret, { expiresIn: 600 })
@@ -64,6 +65,19 @@ t.test('metrics move by the right amounts after real traffic', async (t) => {
   const after = await scrape()
   t.equal(metricValue(after, 'realtime_broker_clients_connected', { transport: 'ws' }), 0)
   t.equal(metricValue(after, 'realtime_broker_disconnects_total', { reason: 'client' }), 1)
+})
+
+t.test('the event-loop lag gauges sample at metrics.eventLoopMonitoringPrecisionMs: an idle loop reads about that interval', async (t) => {
+  t.equal(resolveConfig({}).metrics.eventLoopMonitoringPrecisionMs, 100, 'coarser than prom-client\'s 10 ms by default: fewer wake-ups of an idle process')
+  const fine = await startBroker(t, { metrics: { eventLoopMonitoringPrecisionMs: 10 } })
+  const coarse = await startBroker(t, { metrics: { eventLoopMonitoringPrecisionMs: 250 } })
+  await sleep(1_200)
+  const lagMin = async (broker: typeof fine): Promise<number> => metricValue(await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text(), 'realtime_broker_nodejs_eventloop_lag_min_seconds')
+  t.ok(await lagMin(fine) < 0.1, 'sampled every 10 ms')
+  const coarseMin = await lagMin(coarse)
+  t.ok(coarseMin >= 0.24 && coarseMin < 1, `sampled every 250 ms (shortest interval ${coarseMin} s)`)
+  const err = t.throws(() => resolveConfig({ metrics: { eventLoopMonitoringPrecisionMs: 0 } })) as Error
+  t.match(err.message, /metrics\.eventLoopMonitoringPrecisionMs .*expected milliseconds \(positive integer\)/)
 })
 
 t.test('admin API: 401 without a token, 403 without the admin role, then list, look up, disconnect', async (t) => {

@@ -160,7 +160,7 @@ export function fleet (id: string): Scenario {
         if (target.httpBase !== undefined) {
           // prom-client's histogram since the heap scrape: the idle window and the mixed load
           const lagMax = await valuePerWorker(target.httpBase, 'realtime_broker_nodejs_eventloop_lag_max_seconds', target.workers ?? 1)
-          notes.push(`the workers' event-loop delay since connecting, longest (10 ms ticks included): ${[...lagMax.values()].map((s) => (s * 1000).toFixed(0)).join(', ')} ms`)
+          notes.push(`the workers' event-loop delay since connecting, longest (the monitor's resolution included): ${[...lagMax.values()].map((s) => (s * 1000).toFixed(0)).join(', ')} ms`)
         }
         const latencies = mixed.flatMap((r) => r.type === 'mixed-done' ? r.latenciesMs : [])
         const sent = mixed.reduce((sum, r) => sum + (r.type === 'mixed-done' ? r.sent : 0), 0)

@@ -226,6 +226,9 @@ export const configSchema = z.object({
   }).strict(),
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected one of fatal, error, warn, info, debug, trace, silent' })
+  }).strict(),
+  metrics: z.object({
+    eventLoopMonitoringPrecisionMs: positiveInt('milliseconds (positive integer)').max(10_000, 'expected at most 10000 (10 s)')
   }).strict()
 }).strict().superRefine((config, ctx) => {
   const defined = new Set(Object.keys(config.acl.roles))

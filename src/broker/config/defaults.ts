@@ -238,5 +238,14 @@ export const defaultOptions = {
   },
   log: {
     level: 'info'
+  },
+  metrics: {
+    // How often the event-loop-delay histogram behind realtime_broker_nodejs_eventloop_lag_*
+    // wakes the process (prom-client's eventLoopMonitoringPrecision; its own default is 10 ms).
+    // Each wake-up costs an idle worker CPU: at 10 ms, ~100 a second were most of a worker's
+    // idle 1% of a core (docs/performance.md). The gauges report the intervals between
+    // wake-ups, so they read about this value on an idle loop; a block shorter than it may not
+    // show. 100 ms still sees every stall that matters to a client (alerts at 0.1 s or more).
+    eventLoopMonitoringPrecisionMs: 100
   }
 } as const

@@ -69,10 +69,11 @@ export class BrokerMetrics {
   private readonly bytesOut = new Float64Array(qosLevels.length)
   readonly deliveryLatency: HotHistogram
 
-  constructor (nodeId: string, sources: MetricsSources) {
+  /** `eventLoopMonitoringPrecisionMs`: how often the event-loop-delay histogram wakes the process (metrics.eventLoopMonitoringPrecisionMs). */
+  constructor (nodeId: string, sources: MetricsSources, eventLoopMonitoringPrecisionMs: number) {
     const registers = [this.registry]
     this.registry.setDefaultLabels({ node: nodeId })
-    collectDefaultMetrics({ register: this.registry, prefix: 'realtime_broker_' })
+    collectDefaultMetrics({ register: this.registry, prefix: 'realtime_broker_', eventLoopMonitoringPrecision: eventLoopMonitoringPrecisionMs })
     const connected = new Gauge({ name: 'realtime_broker_clients_connected', help: 'Clients connected to this node, by transport', labelNames: ['transport'], registers })
     const connects = new Counter({ name: 'realtime_broker_connects_total', help: 'Accepted MQTT connections (CONNACK 0), by transport', labelNames: ['transport'], registers })
     this.disconnects = new Counter({ name: 'realtime_broker_disconnects_total', help: 'Ended MQTT sessions on this node, by reason', labelNames: ['reason'], registers })

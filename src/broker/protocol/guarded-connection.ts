@@ -127,25 +127,32 @@ export function unsentOutputBytes (connection: OutputSource): number {
   return guard === undefined ? 0 : (connection as GuardedSocket).writableLength + guard.bytes
 }
 
-/** What a capped client's deliveries hand on to: Aedes' own, and what counts a dropped message. */
+/** What a capped client's deliveries hand on to: Aedes' own (called on the client), and what counts a dropped message. */
 interface Uncapped extends Deliveries {
   onDrop: () => void
 }
 
 const kUncapped = Symbol('uncapped deliveries')
 type CappedClient = Client & { [kUncapped]: Uncapped }
+// Aedes' deliveries are methods of its Client's prototype (an Aedes patch) and onDrop one
+// function of the server: every client shares one record of them
+let sharedUncapped: Uncapped | null = null
 
 /**
  * Caps the output of `client` (Aedes sends every message through its deliver0 or deliverQoS):
  * while its connection is over the cap, a live QoS 0 message is dropped (`onDrop`), a live QoS
  * 1/2 one closes the connection, and a retained message sent on SUBSCRIBE waits for the
  * output to drain (back-pressure on that client's own retained stream, which holds no one else).
- * The wrappers are shared by every client (Aedes calls them as its methods): an idle
- * connection keeps one small object, not two closures and their context.
+ * The wrappers are shared by every client (Aedes calls them as its methods), and so is what
+ * they hand on to, when it is the same for every client: an idle connection keeps nothing.
  */
 export function capClientOutput (client: Client, onDrop: () => void): void {
   const target = deliveriesOf(client)
-  ;(client as CappedClient)[kUncapped] = { deliver0: target.deliver0, deliverQoS: target.deliverQoS, onDrop }
+  const { deliver0, deliverQoS } = target
+  if (sharedUncapped?.deliver0 !== deliver0 || sharedUncapped.deliverQoS !== deliverQoS || sharedUncapped.onDrop !== onDrop) {
+    sharedUncapped = { deliver0, deliverQoS, onDrop }
+  }
+  ;(client as CappedClient)[kUncapped] = sharedUncapped
   target.deliver0 = cappedDeliver0
   target.deliverQoS = cappedDeliverQoS
 }
@@ -163,7 +170,7 @@ function overCap (connection: OutputSource): boolean {
 function cappedDeliver0 (this: CappedClient, packet: DeliveredPacket, done: () => void): void {
   const connection = this.conn as Duplex & OutputSource
   if (!overCap(connection)) {
-    this[kUncapped].deliver0(packet, done)
+    this[kUncapped].deliver0.call(this, packet, done)
   } else if (packet.brokerId === null) {
     outputWatchOf(connection).whenDrained(() => cappedDeliver0.call(this, packet, done))
   } else {
@@ -176,7 +183,7 @@ function cappedDeliverQoS (this: CappedClient, packet: DeliveredPacket, done: ()
   const connection = this.conn as Duplex & OutputSource
   // a QoS 0 message goes on to deliver0 (above)
   if (packet.qos === 0 || !overCap(connection)) {
-    this[kUncapped].deliverQoS(packet, done, maxQos, onPacketId)
+    this[kUncapped].deliverQoS.call(this, packet, done, maxQos, onPacketId)
   } else if (packet.brokerId === null) {
     outputWatchOf(connection).whenDrained(() => cappedDeliverQoS.call(this, packet, done, maxQos, onPacketId))
   } else {
@@ -265,7 +272,8 @@ function enforce (verdict: GuardVerdict, chunk: Buffer, input: GuardedInput, con
 
 /** The writes of one event-loop turn, sent together at its end. */
 class TurnBatch {
-  private chunks: Buffer[] = []
+  // made by a turn's first write: an idle connection keeps none
+  private chunks: Buffer[] | null = null
   bytes = 0
   private callbacks: WriteCallback[] | null = null
 
@@ -273,26 +281,28 @@ class TurnBatch {
   private sent = false
 
   get empty (): boolean {
-    return this.chunks.length === 0
+    return this.chunks === null
   }
 
   /** Whether anything was ever written: in this batch, or taken to be sent before. */
   get started (): boolean {
-    return this.sent || this.chunks.length > 0
+    return this.sent || this.chunks !== null
   }
 
   /** Adds a write; true when it is the turn's first, for the caller to schedule the flush. */
   add (data: Buffer, done?: WriteCallback): boolean {
-    this.chunks.push(data)
+    const first = this.chunks === null
+    ;(this.chunks ??= []).push(data)
     this.bytes += data.length
     if (done !== undefined) (this.callbacks ??= []).push(done)
-    return this.chunks.length === 1
+    return first
   }
 
   /** Empties the batch: its bytes as one buffer; `takeCallbacks` first for their callbacks. */
   take (): Buffer {
-    const data = this.chunks.length === 1 ? this.chunks[0] as Buffer : Buffer.concat(this.chunks, this.bytes)
-    this.chunks = []
+    const chunks = this.chunks ?? []
+    const data = chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, this.bytes)
+    this.chunks = null
     this.bytes = 0
     this.sent = true
     return data

@@ -1,0 +1,206 @@
+// What an idle connection costs, against its floor: the same N idle MQTT 3.1.1 clients (the
+// fleet's generator process, bench/load/fleet-process.ts, one PINGREQ per client per 60 s
+// keepalive, spread over the period) held by
+// - `ping`: a raw node:net server answering CONNECT and PINGREQ (bench/ping-server.ts): the
+//   cost of Node and the kernel alone, which no broker on Node goes under;
+// - `mosquitto`: Mosquitto (C, epoll), when installed: about the kernel's share alone;
+// - `aedes`: plain Aedes (bench/aedes-plain.ts), with this project's patched Aedes;
+// - `rb`: one process of this project as a fleet worker runs it (bench/fleet.yaml: JWT, ACL,
+//   Redis); `rb-memory`: the same without Redis; `rb-base`: `rb` built in the checkout that
+//   `--baseline DIR` names (e.g. the commit before a change), for before/after in one run;
+//   `aedes-base`: plain Aedes with that checkout's node_modules (its Aedes patch).
+// Back to back, one process each, the broker on CPU 0 and the generator on CPU 1. Reports the
+// broker's CPU over the idle window (and Redis'), per ping, and memory per connection from
+// half to all of the clients: RSS, V8's heap (committed and used, after a full collection),
+// and the rest (native: sockets, libuv handles, buffers).
+//   node dist/bench/idle-floor.js [--clients 16667] [--idle-s 60] [--targets ping,aedes,rb]
+//     [--node-args "--cpu-prof --cpu-prof-dir=/tmp/x"] [--baseline DIR] [--snapshots DIR] [--output DIR]
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import jwt from 'jsonwebtoken'
+import type { FleetReply, FleetRequest } from './load/fleet-process.js'
+import { forkGenerator, stopGenerators } from './load/generator-process.js'
+import { brokerCpu, cpuTimeMs, pinThisProcess, rssKiB, sleep, startChild, type ChildHandle } from './process.js'
+import { findMosquitto, startMosquitto } from './mosquitto.js'
+import { startRedisServer, type BenchRedis } from './redis.js'
+import { projectRoot } from './targets.js'
+
+const keepaliveS = 60
+const connectConcurrency = 100
+const benchSecret = 'bench-secret-0123456789abcdef0123456789'
+const path = (relative: string): string => fileURLToPath(new URL(relative, import.meta.url))
+// a source address per target of a run: the last target's closed connections hold their ports
+// in TIME_WAIT for a minute; above the fleet's 127.0.0.2-8
+const sourceAddress = (index: number): string => `127.0.0.${40 + index}`
+
+interface Started {
+  broker: Pick<ChildHandle, 'pid' | 'stop' | 'output'>
+  /** Whether it answers SIGUSR2 with a heap report (a Node process). */
+  reportsHeap: boolean
+  redis: BenchRedis | null
+  credentials: { username?: string, password?: string }
+}
+
+const brokerReady = /MQTT over TCP listening on mqtt:\/\/127\.0\.0\.1:(\d+)/
+
+async function startTarget (name: string, nodeArgs: string[], heapFile: string, baseline: string, snapshotDir: string): Promise<Started & { port: number }> {
+  const preload = ['--expose-gc', '--import', path('./load/heap-report.js'), ...nodeArgs]
+  const { REDIS_URL: _redis, BROKER_CONFIG: _config, ...inherited } = process.env
+  const env: NodeJS.ProcessEnv = { ...inherited, HEAP_REPORT_FILE: heapFile, ...(snapshotDir === '' ? {} : { HEAP_SNAPSHOT_DIR: snapshotDir }) }
+  let redis: BenchRedis | null = null
+  let args: string[]
+  let credentials = {}
+  if (name === 'mosquitto') {
+    const binary = findMosquitto()
+    if (binary === null) throw new Error('mosquitto not installed')
+    const running = await startMosquitto(binary)
+    const pid = running.pids[0] as number
+    return { broker: { pid, stop: running.stop, output: () => '' }, reportsHeap: false, redis: null, credentials, port: running.publish.mqttPort }
+  }
+  if (name === 'ping') args = [path('./ping-server.js')]
+  else if (name === 'aedes') args = [path('./aedes-plain.js')]
+  else if (name === 'aedes-base') args = [join(baseline, 'dist/bench/aedes-plain.js')]
+  else if (name === 'rb' || name === 'rb-memory' || name === 'rb-base') {
+    if (name !== 'rb-memory') redis = await startRedisServer()
+    const root = name === 'rb-base' ? baseline : projectRoot
+    args = [join(root, 'dist/src/cli.js'), 'start', '--config', join(root, 'bench/fleet.yaml'), ...(redis === null ? [] : ['--redis', redis.url])]
+    Object.assign(env, { MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', HOST: '127.0.0.1', ALLOW_ANONYMOUS: 'false', JWT_SECRET: benchSecret, NODE_ID: 'idle-floor' })
+    credentials = { username: 'bench', password: jwt.sign({ sub: 'bench' }, benchSecret, { expiresIn: 3600 }) }
+  } else throw new Error(`unknown target ${name} (ping, mosquitto, aedes, aedes-base, rb, rb-memory, rb-base)`)
+  const broker = startChild(process.execPath, [...preload, ...args], { cpu: brokerCpu, cwd: projectRoot, env })
+  try {
+    const [ready] = await broker.waitFor([brokerReady], 30_000)
+    return { broker, reportsHeap: true, redis, credentials, port: Number(ready?.[1]) }
+  } catch (err) {
+    await broker.stop()
+    await redis?.stop()
+    throw err
+  }
+}
+
+interface Space { name: string, size: number, used: number }
+interface Memory { rssKiB: number, anonKiB: number, heapSize: number, heapUsed: number, external: number, spaces: Space[] }
+
+async function memory (pid: number, heapFile: string, reportsHeap: boolean): Promise<Memory> {
+  const rollup = (): number => Number(/^Anonymous:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1])
+  if (!reportsHeap) return { rssKiB: rssKiB(pid), anonKiB: rollup(), heapSize: 0, heapUsed: 0, external: 0, spaces: [] }
+  rmSync(heapFile, { force: true })
+  process.kill(pid, 'SIGUSR2')
+  // a heap snapshot of a broker holding its clients takes seconds
+  for (let waited = 0; !existsSync(heapFile) && waited < 120_000; waited += 50) await sleep(50)
+  await sleep(100)
+  const report = JSON.parse(readFileSync(heapFile, 'utf8')) as { spaces: Space[], external: number }
+  return {
+    rssKiB: rssKiB(pid),
+    anonKiB: rollup(),
+    heapSize: report.spaces.reduce((sum, s) => sum + s.size, 0),
+    heapUsed: report.spaces.reduce((sum, s) => sum + s.used, 0),
+    external: report.external,
+    spaces: report.spaces
+  }
+}
+
+interface Row {
+  target: string
+  connected: number
+  cpuPercent: number
+  redisPercent: number
+  generatorPercent: number
+  usPerPing: number
+  perConnection: { rss: number, anon: number, heapSize: number, heapUsed: number, external: number, redisRss: number }
+  /** Each V8 space's growth per connection: committed / used. */
+  spaces: string
+}
+
+async function measure (name: string, index: number, clients: number, idleS: number, nodeArgs: string[], baseline: string, snapshotDir: string, outputDir: string): Promise<Row> {
+  const heapFile = join(tmpdir(), `idle-floor-${process.pid}.json`)
+  const target = await startTarget(name, nodeArgs, heapFile, baseline, snapshotDir)
+  const generator = forkGenerator<FleetRequest, FleetReply>(path('./load/fleet-process.js'), 0)
+  try {
+    const connect = async (first: number, count: number): Promise<number> => {
+      const reply = await generator.ask({ type: 'connect', port: target.port, localAddress: sourceAddress(index), prefix: 'idle-', first, count, keepaliveS, concurrency: connectConcurrency, ...target.credentials }, 'connected')
+      if (reply.type !== 'connected') throw new Error('no reply')
+      if (reply.failed > 0) throw new Error(`${name}: ${reply.failed} connections failed (${reply.firstError ?? '?'})`)
+      return reply.connected
+    }
+    const half = Math.floor(clients / 2)
+    await connect(0, half)
+    await sleep(5_000)
+    const redisRss = (): number => target.redis === null ? 0 : rssKiB(target.redis.handles[0]?.pid as number)
+    const atHalf = await memory(target.broker.pid, heapFile, target.reportsHeap)
+    const redisAtHalf = redisRss()
+    const connected = half + await connect(half, clients - half)
+    await sleep(5_000)
+    const atAll = await memory(target.broker.pid, heapFile, target.reportsHeap)
+    const redisAtAll = redisRss()
+    // the idle window: every client pings once per keepalive
+    const redisPid = target.redis?.handles[0]?.pid
+    const generatorPid = generator.child.pid as number
+    const before = { broker: cpuTimeMs(target.broker.pid), redis: redisPid === undefined ? 0 : cpuTimeMs(redisPid), generator: cpuTimeMs(generatorPid), at: performance.now() }
+    await sleep(idleS * 1000)
+    const elapsedMs = performance.now() - before.at
+    const brokerMs = cpuTimeMs(target.broker.pid) - before.broker
+    const share = (ms: number): number => (ms / elapsedMs) * 100
+    const added = connected - half
+    const pings = (connected * elapsedMs) / (keepaliveS * 1000)
+    return {
+      target: name,
+      connected,
+      cpuPercent: share(brokerMs),
+      redisPercent: redisPid === undefined ? 0 : share(cpuTimeMs(redisPid) - before.redis),
+      generatorPercent: share(cpuTimeMs(generatorPid) - before.generator),
+      usPerPing: (brokerMs * 1000) / pings,
+      perConnection: {
+        rss: (atAll.rssKiB - atHalf.rssKiB) * 1024 / added,
+        anon: (atAll.anonKiB - atHalf.anonKiB) * 1024 / added,
+        heapSize: (atAll.heapSize - atHalf.heapSize) / added,
+        heapUsed: (atAll.heapUsed - atHalf.heapUsed) / added,
+        external: (atAll.external - atHalf.external) / added,
+        redisRss: (redisAtAll - redisAtHalf) * 1024 / added
+      },
+      spaces: atAll.spaces.map((space, i) => `${space.name.replace(/_space$/, '')} ${((space.size - (atHalf.spaces[i]?.size ?? 0)) / added).toFixed(0)}/${((space.used - (atHalf.spaces[i]?.used ?? 0)) / added).toFixed(0)}`).join(', ')
+    }
+  } finally {
+    await stopGenerators([generator])
+    await target.broker.stop()
+    if (outputDir !== '') writeFileSync(join(outputDir, `${name}.log`), target.broker.output())
+    await target.redis?.stop()
+    rmSync(heapFile, { force: true })
+  }
+}
+
+const { values } = parseArgs({
+  options: {
+    clients: { type: 'string', default: '16667' },
+    'idle-s': { type: 'string', default: String(keepaliveS) },
+    targets: { type: 'string', default: 'ping,aedes,rb' },
+    'node-args': { type: 'string', default: '' },
+    baseline: { type: 'string', default: '' },
+    // heap snapshots at half and all (scripts/heap-by-constructor.mjs), named <pid>-1, <pid>-2
+    snapshots: { type: 'string', default: '' },
+    // each target's output (its last 64 KiB: e.g. --node-args --trace-gc) as DIR/<target>.log
+    output: { type: 'string', default: '' }
+  }
+})
+const clients = Number(values.clients)
+const idleS = Number(values['idle-s'])
+const nodeArgs = values['node-args'].split(' ').filter((arg) => arg !== '')
+pinThisProcess()
+const rows: Row[] = []
+for (const [index, name] of values.targets.split(',').entries()) {
+  process.stderr.write(`${name}: ${clients} clients, ${idleS} s idle\n`)
+  rows.push(await measure(name, index, clients, idleS, nodeArgs, values.baseline, values.snapshots, values.output))
+}
+const bytes = (n: number): string => n.toFixed(0)
+console.log(`\n${clients} idle clients, ${keepaliveS} s keepalives, ${idleS} s window; memory per connection from ${Math.floor(clients / 2)} to ${clients} (bytes; heap after a full GC)\n`)
+console.log('| target | held | CPU (% of a core) | Redis | generator | µs per ping | RSS | anonymous | V8 heap committed | V8 heap used | external | Redis RSS |')
+console.log('| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |')
+for (const r of rows) {
+  const m = r.perConnection
+  console.log(`| ${r.target} | ${r.connected} | ${r.cpuPercent.toFixed(2)} | ${r.redisPercent.toFixed(2)} | ${r.generatorPercent.toFixed(2)} | ${r.usPerPing.toFixed(1)} | ${bytes(m.rss)} | ${bytes(m.anon)} | ${bytes(m.heapSize)} | ${bytes(m.heapUsed)} | ${bytes(m.external)} | ${bytes(m.redisRss)} |`)
+}
+console.log('\nV8 spaces, growth per connection (committed/used bytes):')
+for (const r of rows) console.log(`- ${r.target}: ${r.spaces}`)
