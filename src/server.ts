@@ -43,6 +43,7 @@ import { capSessionQueues } from './broker/sessions/session-queue-cap.js'
 import { createStorage, type Storage } from './broker/storage/storage.js'
 import { createSharedEmitter } from './broker/shared/shared-emitter.js'
 import { createHistory } from './broker/history/history.js'
+import { RecordedMessage } from './broker/history/history-recorder.js'
 import { addHistoryRoute, historyJson } from './bridge/history.js'
 import { handleHistoryRequest } from './broker/history/history-requests.js'
 import { publishedHook, wireWebhookEvents } from './broker/webhooks/broker-events.js'
@@ -176,7 +177,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   if (throttledConnects !== null) aedes.on('clientReady', throttledConnects.connected)
   // history topics: stored and numbered before delivery; wrapped by the policies' step below, so a dropped publish is never stored
-  if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), (held) => history.recorder.record(held))
+  if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), RecordedMessage, (held) => history.recorder.record(held))
   interceptClientPublishes(aedes, policies.acceptPublish)
   if (webhooks !== null) wireWebhookEvents(webhooks, aedes, clients, metrics)
   if (authorizationHook !== null) await listenForRevocations(aedes, (user) => authorizationHook.revoke(user), clients, audit)

@@ -339,6 +339,9 @@ for (const store of ['memory', 'redis'] as const) {
       t.teardown(() => admin.disconnect())
       // an entry holds a turn's messages, at most 100: the stream keeps those that hold any of the newest 50
       t.ok(await admin.xlen('history:{ttl/a}:s') <= 50, 'the stream itself is bounded')
+      // renewed with the once-a-second trim, with that second as margin: never before a message's TTL
+      const streamExpiry = await admin.pttl('history:{ttl/a}:s')
+      t.ok(streamExpiry > 0 && streamExpiry <= 2000, `the stream expires when idle (in ${streamExpiry} ms, at most the TTL and a second)`)
       const metrics = await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
       const longest = metricValue(metrics, 'realtime_broker_history_stream_length_max')
       t.ok(longest >= 50 && longest <= 50 + 99, `the longest stream holds ${longest} messages: its size and at most one entry more`)

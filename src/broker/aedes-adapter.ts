@@ -139,14 +139,17 @@ export class HeldPublish {
  * `acknowledge()` to answer the publisher without publishing. A message `wants` does not pick
  * costs one call.
  */
-export function interceptPublishes (aedes: Aedes, wants: (packet: PublishPacket) => boolean, handle: (held: HeldPublish) => void): void {
+export function interceptPublishes<H extends HeldPublish> (aedes: Aedes, wants: (packet: PublishPacket) => boolean, Held: HeldPublishClass<H>, handle: (held: H) => void): void {
   const target = internals(aedes)
   const publish = target.publish.bind(aedes)
   target.publish = function (packet, clientOrDone, maybeDone) {
     if (!wants(packet)) return publish(packet, clientOrDone, maybeDone)
-    handle(new HeldPublish(packet, publish, clientOrDone, maybeDone))
+    handle(new Held(packet, publish, clientOrDone, maybeDone))
   }
 }
+
+/** HeldPublish or a subclass of it: the handler's own state in the one object held per message. */
+export type HeldPublishClass<H extends HeldPublish> = new (...args: ConstructorParameters<typeof HeldPublish>) => H
 
 const kStamp = Symbol('stamp')
 type Stamped = Buffer & { [kStamp]?: number }

@@ -6,7 +6,7 @@ import type { PublishPacket } from 'aedes'
 import type { Logger } from '../observability/logger.js'
 import type { MessageProperties, UserProperties } from '../protocol/message-properties.js'
 import type { HistoryMetrics } from './history-metrics.js'
-import type { HeldPublish } from '../aedes-adapter.js'
+import { HeldPublish } from '../aedes-adapter.js'
 import type { Append, HistoryMessage, HistoryPosition, HistoryStore } from './history-store.js'
 import type { HistoryTopics } from './history-topics.js'
 
@@ -61,29 +61,39 @@ export interface HistoryRecorderParts {
   logger: Logger
 }
 
+// a RecordedMessage's payload until it takes its message in
+const emptyPayload = Buffer.alloc(0)
+
 /**
- * A message of a history topic from the store's call to its answer: the append itself, holding
- * the message Aedes waits for, and what is done with its position. One object per message and
- * no closures: many wait for the store at once, and what they hold survives the young
- * generation's collections (docs/history.md, Cost).
+ * A message of a history topic from the store's call to its answer: the message Aedes waits
+ * for (HeldPublish, which the interceptor creates as this class), the append and what is done
+ * with its position, in one object and no closures: many wait for the store at once, and what
+ * they hold survives the young generation's collections (docs/history.md, Cost).
  */
-class RecordedMessage implements Append {
-  readonly topic: string
-  readonly payload: Buffer
-  readonly qos: number
-  readonly time: number
+export class RecordedMessage extends HeldPublish implements Append {
+  payload: Buffer = emptyPayload
+  time = 0
   /** As stored: the publisher's, without any position and without an empty user property list. */
   properties: MessageProperties | undefined = undefined
   idempotencyKey: string | undefined = undefined
   /** The publisher's user properties without any position, when the message has properties. */
   private user: UserProperties | undefined = undefined
+  private parts: HistoryRecorderParts | undefined = undefined
 
-  constructor (private readonly held: HeldPublish, private readonly parts: HistoryRecorderParts, time: number) {
-    const packet = held.packet
-    this.topic = packet.topic
-    this.payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
-    this.qos = packet.qos
+  get topic (): string {
+    return this.packet.topic
+  }
+
+  get qos (): number {
+    return this.packet.qos
+  }
+
+  /** Takes the message in for `parts`, at `time`: what it stores, its idempotency key. */
+  take (parts: HistoryRecorderParts, time: number): void {
+    this.parts = parts
     this.time = time
+    const packet = this.packet
+    this.payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
     // most messages carry no properties (every MQTT 3.1.1 one): nothing to sort out then
     const properties = packet.properties as MessageProperties | undefined
     if (properties === undefined) return
@@ -97,24 +107,24 @@ class RecordedMessage implements Append {
   }
 
   appended (err: Error | null, epoch: string, offset: number, duplicate: boolean): void {
-    const { held, parts } = this
+    const parts = this.parts as HistoryRecorderParts
     if (err !== null) {
       // availability first: delivered live without a position, and not in history
       parts.metrics.appendFailed()
       parts.logger.warn({ event: 'history.append-failed', topic: this.topic, reason: err.message }, 'a message of a history topic was delivered without being stored')
-      return held.publish()
+      return this.publish()
     }
     if (duplicate) {
       parts.metrics.duplicate()
-      return held.acknowledge()
+      return this.acknowledge()
     }
     parts.metrics.appended()
-    const packet = held.packet
+    const packet = this.packet
     // most messages carry no properties: two small objects then, nothing to copy
     packet.properties = this.user === undefined
       ? { userProperties: { [offsetProperty]: String(offset), [epochProperty]: epoch } }
       : { ...packet.properties, userProperties: { ...this.user, [offsetProperty]: String(offset), [epochProperty]: epoch } }
-    held.publish()
+    this.publish()
   }
 }
 
@@ -131,9 +141,10 @@ export class HistoryRecorder {
    * without publishing when it repeats an idempotency key. Appends are answered in the order of
    * the calls (one connection, or memory), so messages go on to Aedes in the order of their offsets.
    */
-  record (held: HeldPublish): void {
+  record (held: RecordedMessage): void {
     const config = this.parts.topics.of(held.packet.topic)
     if (config === null) return held.publish()
-    this.parts.store.append(new RecordedMessage(held, this.parts, Date.now()), config, this.parts.idempotencyWindowMs)
+    held.take(this.parts, Date.now())
+    this.parts.store.append(held, config, this.parts.idempotencyWindowMs)
   }
 }

@@ -33,12 +33,14 @@ const maxSampledStreams = 1000
 // A missing hash means the history was lost (or never was): a new epoch, and any stream left
 // without its counter is dropped. Sets `epoch` and `latest` (the offset of the newest message).
 const ensureEpoch = `
-local meta = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'trimmed')
 local epoch = meta[1]
 local latest = tonumber(meta[2])
+local trimmed = tonumber(meta[3] or 0)
 if not epoch then
   epoch = ARGV[1]
   latest = 0
+  trimmed = 0
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
 end
@@ -91,8 +93,9 @@ redis.call('XADD', KEYS[2], 'MINID', oldest .. '-0', last .. '-0', 'n', count, '
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   local now = tonumber(ARGV[2])
-  local trimmed = tonumber(redis.call('HGET', KEYS[1], 'trimmed') or 0)
-  -- expired entries, at most once a second: a read leaves out what this has not trimmed yet
+  -- expired entries and the idle expiries, at most once a second: a read leaves out what this
+  -- has not trimmed yet, and the stream's expiry has that second as margin, so it never comes
+  -- before the TTL of a message appended since
   if now - trimmed >= 1000 then
     redis.call('HSET', KEYS[1], 'trimmed', now)
     for _ = 1, 16 do
@@ -100,9 +103,9 @@ if ttl > 0 then
       if first == nil or tonumber(first[2][4]) >= now - ttl then break end
       redis.call('XTRIM', KEYS[2], 'MINID', (tonumber(string.match(first[1], '^%d+')) + 1) .. '-0')
     end
+    redis.call('PEXPIRE', KEYS[2], ttl + 1000)
+    redis.call('PEXPIRE', KEYS[1], ttl + ${historyGraceMs})
   end
-  redis.call('PEXPIRE', KEYS[2], ttl)
-  redis.call('PEXPIRE', KEYS[1], ttl + ${historyGraceMs})
 else
   -- kept for good, like its stream (a read may have created it with an expiry)
   redis.call('PERSIST', KEYS[1])
