@@ -52,10 +52,10 @@ export interface WebhookOutbox {
    */
   acquire: (endpoint: string) => Promise<boolean>
   /**
-   * The oldest entries not acknowledged, at most `max` events (or the oldest entry alone, if
-   * larger); the sender takes more only after ack or deadLetter.
+   * The oldest entries not acknowledged, at most `max` events and a body of `maxBytes` (or the
+   * oldest entry alone, if larger); the sender takes more only after ack or deadLetter.
    */
-  take: (endpoint: string, max: number) => Promise<Batch>
+  take: (endpoint: string, max: number, maxBytes?: number) => Promise<Batch>
   ack: (endpoint: string, entries: readonly OutboxEntry[]) => Promise<void>
   deadLetter: (endpoint: string, entries: readonly OutboxEntry[], reason: string) => Promise<void>
   /** The oldest dead letters, at most `max`. */
@@ -122,13 +122,22 @@ export function eventCount (entries: readonly OutboxEntry[]): number {
   return events
 }
 
-/** The entries of `queued` from the oldest that hold at most `max` events together (the first one always). */
-export function entriesWithin (queued: readonly OutboxEntry[], max: number): Batch {
+// a request body's bytes besides its entries: `{"events":[` and `]}`
+const bodyFrame = 13
+
+/**
+ * The entries of `queued` from the oldest that hold at most `max` events together, in a
+ * request body of at most `maxBytes` (a comma between entries): the first one always.
+ */
+export function entriesWithin (queued: readonly OutboxEntry[], max: number, maxBytes = Infinity): Batch {
   let events = 0
+  let bytes = bodyFrame - 1
   let taken = 0
   for (const entry of queued) {
-    if (taken > 0 && events + entry.count > max) break
+    const size = 1 + (typeof entry.events === 'string' ? Buffer.byteLength(entry.events) : entry.events.length)
+    if (taken > 0 && (events + entry.count > max || bytes + size > maxBytes)) break
     events += entry.count
+    bytes += size
     taken++
   }
   return { entries: queued.slice(0, taken), full: events >= max || taken < queued.length }
@@ -147,7 +156,7 @@ interface Chunk {
   sealed: boolean
 }
 
-// a chunk's room: a batch of 100 events of ~300 bytes fits; a larger event gets a chunk of its own size
+// a chunk's room: some 200 events of ~300 bytes (a batch spans several); a larger event gets a chunk of its own size
 const chunkBytes = 64 * 1024
 const comma = 0x2c
 
@@ -193,9 +202,9 @@ export class MemoryOutbox implements WebhookOutbox {
 
   async acquire (): Promise<boolean> { return true }
 
-  async take (endpoint: string, max: number): Promise<Batch> {
+  async take (endpoint: string, max: number, maxBytes?: number): Promise<Batch> {
     const { chunks } = this.queue(endpoint)
-    const batch = entriesWithin(chunks.peek(max).map(toEntry), max)
+    const batch = entriesWithin(chunks.peek(max).map(toEntry), max, maxBytes)
     // what the sender holds gets no more events: it may send it as it is
     for (let at = 0; at < batch.entries.length; at++) (chunks.at(at) as Chunk).sealed = true
     return batch

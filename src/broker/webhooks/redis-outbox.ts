@@ -215,7 +215,7 @@ export class RedisOutbox implements WebhookOutbox {
     this.groups.add(endpoint)
   }
 
-  async take (endpoint: string, max: number): Promise<Batch> {
+  async take (endpoint: string, max: number, maxBytes?: number): Promise<Batch> {
     await this.ensureGroup(endpoint)
     const { outbox } = this.keys(endpoint)
     const readPending = async (count: number): Promise<OutboxEntry[]> => {
@@ -247,7 +247,7 @@ export class RedisOutbox implements WebhookOutbox {
       }
       const events = eventCount(held.entries)
       if (!held.pendingLeft && events < max) held.entries.push(...await readNew(max - events))
-      return entriesWithin(held.entries, max)
+      return entriesWithin(held.entries, max, maxBytes)
     } catch (err) {
       this.held.delete(endpoint)
       // the stream or its group is gone (Redis restarted without persistence): made again
