@@ -93,14 +93,6 @@ class AnswerParser {
           input = input.subarray(end + 4)
           break
         }
-        case 'length': {
-          const taken = Math.min(this.remaining, input.length)
-          this.keep(input.subarray(0, taken))
-          this.remaining -= taken
-          input = input.subarray(taken)
-          if (this.remaining > 0) return false
-          return this.done(input)
-        }
         case 'chunk-size': {
           const end = input.indexOf(crlf)
           if (end === -1) return this.wait(input, 1024, 'chunk size line')
@@ -111,12 +103,14 @@ class AnswerParser {
           this.mode = size === 0 ? 'trailers' : 'chunked'
           break
         }
+        case 'length':
         case 'chunked': {
           const taken = Math.min(this.remaining, input.length)
           this.keep(input.subarray(0, taken))
           this.remaining -= taken
           input = input.subarray(taken)
           if (this.remaining > 0) return false
+          if (this.mode === 'length') return this.done(input)
           this.mode = 'chunk-end'
           break
         }

@@ -184,12 +184,16 @@ export class MemoryOutbox implements WebhookOutbox {
   append (endpoint: string, event: string): boolean {
     const queue = this.queue(endpoint)
     if (queue.events >= this.maxPending) return false
-    const size = Buffer.byteLength(event)
     let chunk = queue.chunks.last()
-    if (chunk === undefined || chunk.sealed || chunk.length + 1 + size > chunk.bytes.length) {
-      if (chunk !== undefined) chunk.sealed = true
-      const bytes = size <= chunkBytes ? this.spare.pop() ?? Buffer.allocUnsafeSlow(chunkBytes) : Buffer.allocUnsafeSlow(size)
-      queue.chunks.push(chunk = { bytes, length: 0, count: 0, first: queue.queued + 1, enqueuedAt: Date.now(), sealed: false })
+    const room = chunk === undefined || chunk.sealed ? -1 : chunk.bytes.length - chunk.length - 1
+    // UTF-8 takes 3 bytes at most per UTF-16 unit: an event that surely fits is not measured first
+    if (chunk === undefined || event.length * 3 > room) {
+      const size = Buffer.byteLength(event)
+      if (chunk === undefined || size > room) {
+        if (chunk !== undefined) chunk.sealed = true
+        const bytes = size <= chunkBytes ? this.spare.pop() ?? Buffer.allocUnsafeSlow(chunkBytes) : Buffer.allocUnsafeSlow(size)
+        queue.chunks.push(chunk = { bytes, length: 0, count: 0, first: queue.queued + 1, enqueuedAt: Date.now(), sealed: false })
+      }
     }
     if (chunk.count > 0) chunk.bytes[chunk.length++] = comma
     chunk.length += chunk.bytes.write(event, chunk.length)
