@@ -5,6 +5,7 @@
 // and queued in the memory outbox, sent by the endpoint sender: the webhooks of a node, minus
 // the MQTT broker they listen to; `idle`: the pacing alone (a timer every 10 ms), subtracted.
 import { Registry } from 'prom-client'
+import { defaultOptions } from '../src/broker/config/defaults.js'
 import { createLogger } from '../src/broker/observability/logger.js'
 import { eventJson, messageDataJson } from '../src/broker/webhooks/events.js'
 import { postSigned } from '../src/broker/webhooks/http-post.js'
@@ -13,7 +14,7 @@ import { batchBody, EndpointSender } from '../src/broker/webhooks/sender.js'
 import { WebhookMetrics } from '../src/broker/webhooks/webhook-metrics.js'
 import { sleep } from './process.js'
 
-const [mode, url = '', rateText = '10000', batchText = '100'] = process.argv.slice(2)
+const [mode, url = '', rateText = '10000', batchText = String(defaultOptions.webhooks.batchSize)] = process.argv.slice(2)
 const rate = Number(rateText)
 const batchSize = Number(batchText)
 const secret = 'bench-webhook-secret-0123456789abcdef'
@@ -51,7 +52,7 @@ if (mode === 'idle') {
 } else {
   const outbox = new MemoryOutbox(1_000_000, 10, batchSize)
   const metrics = new WebhookMetrics(new Registry(), ['floor'], (name) => outbox.pending(name))
-  const sender = new EndpointSender({ name: 'floor', url, secret }, outbox, { batchSize, batchDelayMs: 100, timeoutMs: 5000, retryInitialMs: 500, retryMaxMs: 60_000, deadLetterAfterMs: 3_600_000 }, metrics, createLogger('warn', 'floor'))
+  const sender = new EndpointSender({ name: 'floor', url, secret }, outbox, { ...defaultOptions.webhooks, batchSize }, metrics, createLogger('warn', 'floor'))
   sender.start()
   let n = 0
   await paced((due) => { for (let i = 0; i < due; i++) outbox.append('floor', event(n++)) })

@@ -19,6 +19,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { connect, type MqttClient } from 'mqtt'
+import { defaultOptions } from '../src/broker/config/defaults.js'
 import { startCpuMeter } from './load/cpu-meter.js'
 import { brokerCpu, cpuTimeMs, disablePinning, pinThisProcess, sleep, startChild } from './process.js'
 import { redisUnavailable, startRedisServer, type BenchRedis } from './redis.js'
@@ -32,12 +33,15 @@ interface Receiver {
   url: string
   ids: Set<string>
   received: () => number
+  /** Events per request, each request's. */
+  batches: number[]
   close: () => void
 }
 
 /** A receiver counting distinct event ids. */
 async function startReceiver (): Promise<Receiver> {
   const ids = new Set<string>()
+  const batches: number[] = []
   let received = 0
   const server = createServer((req, res) => {
     const chunks: Buffer[] = []
@@ -46,11 +50,12 @@ async function startReceiver (): Promise<Receiver> {
       const { events } = JSON.parse(Buffer.concat(chunks).toString()) as { events: Array<{ id: string }> }
       for (const event of events) ids.add(event.id)
       received += events.length
+      batches.push(events.length)
       res.writeHead(204).end()
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`, ids, received: () => received, close: () => { server.closeAllConnections(); server.close() } }
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`, ids, received: () => received, batches, close: () => { server.closeAllConnections(); server.close() } }
 }
 
 /** A broker (with its own Redis, when clustered: two nodes on one Redis would route to each other), its clients and receiver. */
@@ -66,12 +71,12 @@ interface Rig {
   dir: string
 }
 
-async function startRig (webhooks: boolean, clustered: boolean, batchSize: number, profileDir: string | undefined): Promise<Rig> {
+async function startRig (webhooks: boolean, clustered: boolean, batchSize: number | undefined, profileDir: string | undefined): Promise<Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-webhooks-'))
   const redis = clustered ? await startRedisServer() : null
   const receiver = webhooks ? await startReceiver() : null
   const config: Record<string, unknown> = { auth: { anonymous: true }, presence: { enabled: false } }
-  if (receiver !== null) config.webhooks = { endpoints: [{ name: 'bench', url: receiver.url, secret, events: ['message.published'], topics: ['bench/#'] }], batchSize }
+  if (receiver !== null) config.webhooks = { endpoints: [{ name: 'bench', url: receiver.url, secret, events: ['message.published'], topics: ['bench/#'] }], ...(batchSize === undefined ? {} : { batchSize }) }
   writeFileSync(join(dir, 'config.yaml'), JSON.stringify(config))
   const args = [cliPath, 'start', '--config', join(dir, 'config.yaml'), ...(redis === null ? [] : ['--redis', redis.url])]
   const profile = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, `${clustered ? 'redis' : 'memory'}-${webhooks ? 'webhooks' : 'without'}`)}`]
@@ -166,7 +171,7 @@ async function main (): Promise<void> {
     options: {
       quick: { type: 'boolean', default: false },
       rate: { type: 'string', default: '10000' },
-      batch: { type: 'string', default: '100' },
+      batch: { type: 'string' },
       rounds: { type: 'string' },
       seconds: { type: 'string' },
       'memory-only': { type: 'boolean', default: false },
@@ -175,7 +180,9 @@ async function main (): Promise<void> {
       'cpu-prof': { type: 'string' }
     }
   })
-  const batchSize = Number(values.batch)
+  // the broker's default unless asked: what a deployment gets
+  const batchSize = values.batch === undefined ? undefined : Number(values.batch)
+  const batchCap = batchSize ?? defaultOptions.webhooks.batchSize
   const rate = Number(values.rate)
   const rounds = Number(values.rounds ?? (values.quick ? 3 : 5))
   const seconds = Number(values.seconds ?? (values.quick ? 3 : 6))
@@ -184,6 +191,7 @@ async function main (): Promise<void> {
   if (values['no-pin']) disablePinning()
   const pinned = pinThisProcess()
   const rows: string[] = []
+  const batchesSeen: string[] = []
   const modes: Array<{ name: string, clustered: boolean }> = [{ name: 'memory', clustered: false }]
   if (redisUnavailable() === null && !values['memory-only']) modes.push({ name: 'Redis', clustered: true })
   for (const mode of modes) {
@@ -207,13 +215,15 @@ async function main (): Promise<void> {
       }
       row(`${mode.name}, no webhooks`, without, measured.without, '')
       row(`${mode.name}, message webhooks`, withHooks, measured.with, `${median(ratios).toFixed(2)}x (${ratios.map((v) => v.toFixed(2)).join(' ')})`)
+      const batches = withHooks.receiver?.batches ?? []
+      batchesSeen.push(`${mode.name}: ${batches.length} requests, events per request median ${median(batches)}, max ${Math.max(...batches)}`)
       if (!mode.clustered && !values['no-floor']) {
         // what the webhook work costs with no broker around it, next to this run's reference
         // (less the same process pacing itself with nothing to do: a broker at this rate is awake anyway)
         const reference = median(measured.without.map((r) => r.cpuMsPer1000))
-        const idle = median(await floor('idle', rate, batchSize, rounds, seconds, warmupSeconds))
+        const idle = median(await floor('idle', rate, batchCap, rounds, seconds, warmupSeconds))
         for (const [label, kind] of [['floor: signed POSTs of pre-built batches only', 'post'], ['floor: events built, memory outbox, sender; no broker', 'pipeline']] as const) {
-          const cpu = (await floor(kind, rate, batchSize, rounds, seconds, warmupSeconds)).map((v) => v - idle)
+          const cpu = (await floor(kind, rate, batchCap, rounds, seconds, warmupSeconds)).map((v) => v - idle)
           rows.push(`| ${label} (less ${idle.toFixed(1)} idle) | | | | | | ${median(cpu).toFixed(1)} (${cpu.map((v) => v.toFixed(1)).join(' ')}) | +${(median(cpu) / reference * 100).toFixed(0)}% of the reference | | | |`)
         }
       }
@@ -223,12 +233,14 @@ async function main (): Promise<void> {
     }
   }
   process.stdout.write([
-    `Message webhooks at ${rate} msg/s (QoS 0, 64 B, one publisher, one subscriber; events in batches of up to ${batchSize}): ${warmupSeconds} s of warm-up each, then ${rounds} interleaved rounds of ${seconds} s; ${pinned ? 'brokers and Redis pinned to CPU 0, generator and receiver to CPU 1' : 'nothing pinned'}.`,
+    `Message webhooks at ${rate} msg/s (QoS 0, 64 B, one publisher, one subscriber; events in batches of up to ${batchCap}${batchSize === undefined ? ', the default' : ''}): ${warmupSeconds} s of warm-up each, then ${rounds} interleaved rounds of ${seconds} s; ${pinned ? 'brokers and Redis pinned to CPU 0, generator and receiver to CPU 1' : 'nothing pinned'}.`,
     'CPU per 1,000 messages: the median of the rounds (each round in brackets); the ratio: the median of each pair\'s ratio. Published, delivered, events, lost, duplicates: every round and the warm-up together.',
     '',
     '| broker | published | delivered | webhook events | lost | duplicates | broker CPU ms / 1,000 msgs | CPU vs without | Redis CPU ms / 1,000 | other processes | drain after publish (ms) |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
+    '',
+    `Batches the receiver saw: ${batchesSeen.join('; ')}.`,
     ''
   ].join('\n'))
 }

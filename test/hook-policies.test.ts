@@ -21,7 +21,7 @@ t.test('events are JSON the receiver can parse, batched without parsing them aga
   t.equal(event.node, 'node-1')
   t.ok(!Number.isNaN(Date.parse(event.at)), 'an ISO time')
   const expired = (clientId: string): string => eventJson('session.expired', '"n"', JSON.stringify({ clientId }))
-  const body = JSON.parse(batchBody([{ id: '1', events: `${expired('c')},${expired('d')}`, count: 2, enqueuedAt: 0 }, { id: '2', events: expired('e'), count: 1, enqueuedAt: 0 }]).toString()) as { events: Array<{ data: unknown, id: string }> }
+  const body = JSON.parse(Buffer.concat(batchBody([{ id: '1', events: `${expired('c')},${expired('d')}`, count: 2, enqueuedAt: 0 }, { id: '2', events: expired('e'), count: 1, enqueuedAt: 0 }])).toString()) as { events: Array<{ data: unknown, id: string }> }
   t.same(body.events.map((e) => e.data), [{ clientId: 'c' }, { clientId: 'd' }, { clientId: 'e' }])
   t.equal(new Set(body.events.map((e) => e.id)).size, 3, 'ids differ')
 })
@@ -50,6 +50,11 @@ t.test('the memory outbox: batches of at most the batch size, in order; dead let
   t.same(entriesWithin([entry('a', 7)], 3), { entries: [entry('a', 7)], full: true }, 'an entry larger than the batch still goes, alone')
   t.same(entriesWithin([entry('a', 2), entry('b', 2)], 3), { entries: [entry('a', 2)], full: true }, 'the next entry does not fit: full')
   t.same(entriesWithin([entry('a', 1), entry('b', 1)], 3), { entries: [entry('a', 1), entry('b', 1)], full: false }, 'room left: not full')
+  // a body of 100 bytes: `{"events":[` and `]}` (13) and 40 + 1 + 40 bytes fit, the third entry does not
+  const sized = (id: string, text: string | Buffer): OutboxEntry => ({ id, events: text, count: 1, enqueuedAt: 0 })
+  const forty = ['a', 'b', 'c'].map((id) => sized(id, `"${'é'.repeat(19)}"`))
+  t.same(entriesWithin(forty, 10, 100), { entries: forty.slice(0, 2), full: true }, 'the byte cap counts UTF-8 bytes: full at 94 of 100')
+  t.same(entriesWithin([sized('big', Buffer.alloc(500)), ...forty], 10, 100).entries.map((e) => e.id), ['big'], 'an entry over the byte cap still goes, alone')
 })
 
 t.test('hook answers: parsed strictly, ttl from the answer or the default', async (t) => {

@@ -195,6 +195,7 @@ export const configSchema = z.object({
       topics: z.array(z.string().refine((f) => isValidTopicFilter(f), { error: 'expected an MQTT topic filter' })).default([])
     }).strict().refine((e) => e.secret !== undefined || e.secretEnv !== undefined, { error: 'expected a secret or secretEnv: every webhook request is signed', path: ['secret'] })),
     batchSize: positiveInt('a number of events (positive integer)').max(10_000, 'expected at most 10000'),
+    batchMaxBytes: positiveInt('a request body size in bytes (positive integer)').min(1024, 'expected at least 1024 bytes'),
     batchDelayMs: nonNegativeInt('milliseconds (integer >= 0)'),
     timeoutMs: positiveInt('milliseconds (positive integer)'),
     retryInitialMs: positiveInt('milliseconds (positive integer)'),

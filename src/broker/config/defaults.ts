@@ -189,8 +189,12 @@ export const defaultOptions = {
     // url, a secret (or secretEnv) that signs its requests, the events it wants and, for
     // message.published, the topic filters. None by default: no event is built.
     endpoints: [] as Array<{ name: string, url: string, secret?: string, secretEnv?: string, events: string[], topics?: string[] }>,
-    // Events per request, and how long the first event of a batch waits for more.
-    batchSize: 100,
+    // Events per request, and how long the first event of a batch waits for more: while a
+    // request is in flight events wait, and the next takes all that waits up to batchSize and
+    // batchMaxBytes of body (1 MiB: the receiver must accept that much; Express' json() takes
+    // 100 KB unless told more). 1,000 keeps 10,000 events/s to about 10 requests/s.
+    batchSize: 1000,
+    batchMaxBytes: 1_048_576,
     batchDelayMs: 100,
     // A request not answered 2xx within this is a failure, retried.
     timeoutMs: 5_000,

@@ -52,10 +52,10 @@ export interface WebhookOutbox {
    */
   acquire: (endpoint: string) => Promise<boolean>
   /**
-   * The oldest entries not acknowledged, at most `max` events (or the oldest entry alone, if
-   * larger); the sender takes more only after ack or deadLetter.
+   * The oldest entries not acknowledged, at most `max` events and a body of `maxBytes` (or the
+   * oldest entry alone, if larger); the sender takes more only after ack or deadLetter.
    */
-  take: (endpoint: string, max: number) => Promise<Batch>
+  take: (endpoint: string, max: number, maxBytes?: number) => Promise<Batch>
   ack: (endpoint: string, entries: readonly OutboxEntry[]) => Promise<void>
   deadLetter: (endpoint: string, entries: readonly OutboxEntry[], reason: string) => Promise<void>
   /** The oldest dead letters, at most `max`. */
@@ -122,13 +122,22 @@ export function eventCount (entries: readonly OutboxEntry[]): number {
   return events
 }
 
-/** The entries of `queued` from the oldest that hold at most `max` events together (the first one always). */
-export function entriesWithin (queued: readonly OutboxEntry[], max: number): Batch {
+// a request body's bytes besides its entries: `{"events":[` and `]}`
+const bodyFrame = 13
+
+/**
+ * The entries of `queued` from the oldest that hold at most `max` events together, in a
+ * request body of at most `maxBytes` (a comma between entries): the first one always.
+ */
+export function entriesWithin (queued: readonly OutboxEntry[], max: number, maxBytes = Infinity): Batch {
   let events = 0
+  let bytes = bodyFrame - 1
   let taken = 0
   for (const entry of queued) {
-    if (taken > 0 && events + entry.count > max) break
+    const size = 1 + (typeof entry.events === 'string' ? Buffer.byteLength(entry.events) : entry.events.length)
+    if (taken > 0 && (events + entry.count > max || bytes + size > maxBytes)) break
     events += entry.count
+    bytes += size
     taken++
   }
   return { entries: queued.slice(0, taken), full: events >= max || taken < queued.length }
@@ -147,7 +156,7 @@ interface Chunk {
   sealed: boolean
 }
 
-// a chunk's room: a batch of 100 events of ~300 bytes fits; a larger event gets a chunk of its own size
+// a chunk's room: some 200 events of ~300 bytes (a batch spans several); a larger event gets a chunk of its own size
 const chunkBytes = 64 * 1024
 const comma = 0x2c
 
@@ -175,12 +184,16 @@ export class MemoryOutbox implements WebhookOutbox {
   append (endpoint: string, event: string): boolean {
     const queue = this.queue(endpoint)
     if (queue.events >= this.maxPending) return false
-    const size = Buffer.byteLength(event)
     let chunk = queue.chunks.last()
-    if (chunk === undefined || chunk.sealed || chunk.length + 1 + size > chunk.bytes.length) {
-      if (chunk !== undefined) chunk.sealed = true
-      const bytes = size <= chunkBytes ? this.spare.pop() ?? Buffer.allocUnsafeSlow(chunkBytes) : Buffer.allocUnsafeSlow(size)
-      queue.chunks.push(chunk = { bytes, length: 0, count: 0, first: queue.queued + 1, enqueuedAt: Date.now(), sealed: false })
+    const room = chunk === undefined || chunk.sealed ? -1 : chunk.bytes.length - chunk.length - 1
+    // UTF-8 takes 3 bytes at most per UTF-16 unit: an event that surely fits is not measured first
+    if (chunk === undefined || event.length * 3 > room) {
+      const size = Buffer.byteLength(event)
+      if (chunk === undefined || size > room) {
+        if (chunk !== undefined) chunk.sealed = true
+        const bytes = size <= chunkBytes ? this.spare.pop() ?? Buffer.allocUnsafeSlow(chunkBytes) : Buffer.allocUnsafeSlow(size)
+        queue.chunks.push(chunk = { bytes, length: 0, count: 0, first: queue.queued + 1, enqueuedAt: Date.now(), sealed: false })
+      }
     }
     if (chunk.count > 0) chunk.bytes[chunk.length++] = comma
     chunk.length += chunk.bytes.write(event, chunk.length)
@@ -193,9 +206,9 @@ export class MemoryOutbox implements WebhookOutbox {
 
   async acquire (): Promise<boolean> { return true }
 
-  async take (endpoint: string, max: number): Promise<Batch> {
+  async take (endpoint: string, max: number, maxBytes?: number): Promise<Batch> {
     const { chunks } = this.queue(endpoint)
-    const batch = entriesWithin(chunks.peek(max).map(toEntry), max)
+    const batch = entriesWithin(chunks.peek(max).map(toEntry), max, maxBytes)
     // what the sender holds gets no more events: it may send it as it is
     for (let at = 0; at < batch.entries.length; at++) (chunks.at(at) as Chunk).sealed = true
     return batch

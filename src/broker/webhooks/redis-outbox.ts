@@ -3,9 +3,10 @@
 // in order); a node taking the lease over first claims what the previous holder read and did
 // not acknowledge (XAUTOCLAIM), so a SIGKILLed node's events are still delivered. A stream
 // entry holds the events a node queued in one turn (one XADD per endpoint per turn, not per
-// event); a counter next to the stream counts the events, the backlog. Acknowledged entries
-// are deleted. The keys of an endpoint are its own (RedisKeys.owned, tagged by the endpoint on
-// a Redis Cluster): each MULTI and script stays on one slot.
+// event; the turn's entries and their count in one script call); a counter next to the stream
+// counts the events, the backlog. Acknowledged entries are deleted. The keys of an endpoint
+// are its own (RedisKeys.owned, tagged by the endpoint on a Redis Cluster): each MULTI and
+// script stays on one slot.
 import type { RedisClient } from '../storage/redis-clients.js'
 import type { RedisKeys } from '../storage/redis-keys.js'
 import { AppendSignal, entriesWithin, entryEvents, eventCount, type Batch, type DeadLetter, type OutboxEntry, type WebhookOutbox } from './outbox.js'
@@ -47,7 +48,25 @@ for i, entry in ipairs(read[1][2]) do
 end
 return out`
 
+// KEYS[1] outbox stream, KEYS[2] its event count; ARGV node id, events in all, then each
+// entry's events and count: the turn's entries and the count in one atomic call (the backlog
+// counter never misses an entry), one command where MULTI, XADDs, INCRBY, EXEC were four or more
+const appendScript = `
+local ids = {}
+for i = 3, #ARGV, 2 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i], 'n', ARGV[i + 1], 'o', ARGV[1])
+end
+ids[#ids + 1] = redis.call('INCRBY', KEYS[2], ARGV[2])
+return ids`
+
 type StreamEntry = [id: string, fields: string[]]
+
+/** The scripts, sent by their SHA1 (EVALSHA; ioredis loads a script Redis does not know yet). */
+interface OutboxCommands {
+  webhookAppend: (outbox: string, pending: string, nodeId: string, events: number, ...entries: string[]) => Promise<[...ids: string[], length: number]>
+  webhookLease: (lease: string, nodeId: string, leaseMs: number) => Promise<number>
+  webhookReadNew: (outbox: string, group: string, consumer: string, count: number) => Promise<StreamEntry[]>
+}
 
 // entries appended by this node kept in memory for sending at most (a quarter batch each: some
 // 25,000 events, ~7 MB); past that, as behind an endpoint that is down, they are read back
@@ -100,7 +119,14 @@ export class RedisOutbox implements WebhookOutbox {
   private closed = false
   private readonly keysOf = new Map<string, EndpointKeys>()
 
-  constructor (private readonly redis: RedisClient, private readonly options: RedisOutboxOptions) {}
+  private readonly commands: OutboxCommands
+
+  constructor (private readonly redis: RedisClient, private readonly options: RedisOutboxOptions) {
+    redis.defineCommand('webhookAppend', { numberOfKeys: 2, lua: appendScript })
+    redis.defineCommand('webhookLease', { numberOfKeys: 1, lua: leaseScript })
+    redis.defineCommand('webhookReadNew', { numberOfKeys: 1, lua: readNewScript })
+    this.commands = redis as unknown as OutboxCommands
+  }
 
   private keys (endpoint: string): EndpointKeys {
     let named = this.keysOf.get(endpoint)
@@ -135,28 +161,27 @@ export class RedisOutbox implements WebhookOutbox {
   private async store (endpoint: string, events: string[]): Promise<void> {
     const { maxPerEntry } = this.options
     const { outbox, pending } = this.keys(endpoint)
-    // the entries and their count in one transaction: the backlog counter never misses an entry
-    const multi = this.redis.multi()
     const joined: string[] = []
+    const args: string[] = []
     for (let at = 0; at < events.length; at += maxPerEntry) {
       const entry = events.length <= maxPerEntry ? events : events.slice(at, at + maxPerEntry)
       joined.push(entry.join(','))
-      multi.xadd(outbox, '*', 'e', joined[joined.length - 1] as string, 'n', String(entry.length), 'o', this.options.nodeId)
+      args.push(joined[joined.length - 1] as string, String(entry.length))
     }
     // Redis briefly away: ioredis holds the commands until it is back (maxRetriesPerRequest:
     // null); an append Redis refused (out of memory, say) is an event lost, counted
-    const results = await multi.incrby(pending, events.length).exec().catch(() => null)
-    if (results === null || results.some(([err]) => err !== null)) {
+    const results = await this.commands.webhookAppend(outbox, pending, this.options.nodeId, events.length, ...args).catch(() => null)
+    if (results === null) {
       this.options.onLost(endpoint, events.length)
       return
     }
-    const length = results[results.length - 1]?.[1]
+    const length = results[results.length - 1]
     if (typeof length === 'number') this.lengths.set(endpoint, length)
     // kept only while this node sends the endpoint's events (and so drops them once acknowledged)
     const own = this.leases.has(endpoint) ? this.own.get(endpoint) : undefined
     if (own !== undefined && own.size < maxOwnEntries) {
       joined.forEach((entryEvents, entry) => {
-        const id = results[entry]?.[1]
+        const id = results[entry]
         if (typeof id === 'string') own.set(id, entryEvents)
       })
     }
@@ -177,7 +202,7 @@ export class RedisOutbox implements WebhookOutbox {
   async acquire (endpoint: string): Promise<boolean> {
     if (this.closed) return false
     const { lease } = this.keys(endpoint)
-    const held = Number(await this.redis.eval(leaseScript, 1, lease, this.options.nodeId, this.options.leaseMs))
+    const held = Number(await this.commands.webhookLease(lease, this.options.nodeId, this.options.leaseMs))
     if (held !== 1) this.held.delete(endpoint)
     if (held === 0) {
       this.stopRenewing(endpoint)
@@ -187,7 +212,7 @@ export class RedisOutbox implements WebhookOutbox {
     // renewed while the sender waits (a backoff can outlast the lease)
     if (!this.leases.has(endpoint)) {
       const timer = setInterval(() => {
-        this.redis.eval(leaseScript, 1, lease, this.options.nodeId, this.options.leaseMs).then((renewed) => {
+        this.commands.webhookLease(lease, this.options.nodeId, this.options.leaseMs).then((renewed) => {
           if (Number(renewed) === 0) {
             this.held.delete(endpoint)
             this.stopRenewing(endpoint)
@@ -215,7 +240,7 @@ export class RedisOutbox implements WebhookOutbox {
     this.groups.add(endpoint)
   }
 
-  async take (endpoint: string, max: number): Promise<Batch> {
+  async take (endpoint: string, max: number, maxBytes?: number): Promise<Batch> {
     await this.ensureGroup(endpoint)
     const { outbox } = this.keys(endpoint)
     const readPending = async (count: number): Promise<OutboxEntry[]> => {
@@ -224,7 +249,7 @@ export class RedisOutbox implements WebhookOutbox {
       return (answer?.[0]?.[1] ?? []).filter((entry) => Array.isArray(entry[1])).map(toEntry)
     }
     const readNew = async (count: number): Promise<OutboxEntry[]> => {
-      const answer = await this.redis.eval(readNewScript, 1, outbox, group, this.options.nodeId, count) as StreamEntry[]
+      const answer = await this.commands.webhookReadNew(outbox, group, this.options.nodeId, count)
       return await this.withOwnEvents(endpoint, answer.map(toEntry))
     }
     try {
@@ -247,7 +272,7 @@ export class RedisOutbox implements WebhookOutbox {
       }
       const events = eventCount(held.entries)
       if (!held.pendingLeft && events < max) held.entries.push(...await readNew(max - events))
-      return entriesWithin(held.entries, max)
+      return entriesWithin(held.entries, max, maxBytes)
     } catch (err) {
       this.held.delete(endpoint)
       // the stream or its group is gone (Redis restarted without persistence): made again

@@ -14,6 +14,7 @@ export interface WebhookTarget {
 
 export interface DeliveryOptions {
   batchSize: number
+  batchMaxBytes: number
   batchDelayMs: number
   timeoutMs: number
   retryInitialMs: number
@@ -43,15 +44,15 @@ const bodyOpen = Buffer.from('{"events":[')
 const bodyClose = Buffer.from(']}')
 const bodyComma = Buffer.from(',')
 
-/** The request body: the entries' JSON joined, not parsed again. */
-export function batchBody (entries: readonly OutboxEntry[]): Buffer {
+/** The request body in parts, written and signed as they are: the entries' JSON, not parsed again nor copied into one buffer. */
+export function batchBody (entries: readonly OutboxEntry[]): Buffer[] {
   const parts: Buffer[] = [bodyOpen]
   for (const entry of entries) {
     if (parts.length > 1) parts.push(bodyComma)
     parts.push(typeof entry.events === 'string' ? Buffer.from(entry.events) : entry.events)
   }
   parts.push(bodyClose)
-  return Buffer.concat(parts)
+  return parts
 }
 
 // how often a node that does not hold an endpoint's lease looks again
@@ -90,7 +91,7 @@ export class EndpointSender {
           await this.pause(leaseCheckMs)
           continue
         }
-        const { entries: batch, full } = await this.outbox.take(name, this.options.batchSize)
+        const { entries: batch, full } = await this.outbox.take(name, this.options.batchSize, this.options.batchMaxBytes)
         const oldest = batch[0]
         if (oldest === undefined) {
           await this.outbox.appended(name, idleMs)

@@ -5,11 +5,13 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
 
 export const signatureHeader = 'broker-signature'
 
-/** The signature header's value for `body` (text, or its UTF-8 bytes) sent at `timestampS`. */
-export function signBody (secret: string, timestampS: number, body: string | Buffer): string {
+/** The signature header's value for `body` (text, its UTF-8 bytes, or those in parts) sent at `timestampS`. */
+export function signBody (secret: string, timestampS: number, body: string | Buffer | readonly Buffer[]): string {
   // the bytes as sent, after the timestamp: no copy of the body joined to it
-  const digest = createHmac('sha256', secret).update(`${timestampS}.`).update(body).digest('hex')
-  return `t=${timestampS},v1=${digest}`
+  const hmac = createHmac('sha256', secret).update(`${timestampS}.`)
+  if (typeof body === 'string' || Buffer.isBuffer(body)) hmac.update(body)
+  else for (const part of body) hmac.update(part)
+  return `t=${timestampS},v1=${hmac.digest('hex')}`
 }
 
 /**
