@@ -2,11 +2,17 @@
 // stream loses no acknowledged message, and every key the broker writes is placed as
 // docs/cluster.md's key map says, so no multi-key operation spans slots.
 import t from 'tap'
-import { collect, openUrl, sleep, waitFor } from './helpers/broker.js'
+import { collect, openUrl, sleep, waitFor, within } from './helpers/broker.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
 import { inspectRedis, startRedisCluster } from './helpers/redis-cluster.js'
 
 const url = (node: BrokerProcess): string => `mqtt://127.0.0.1:${node.mqttPort}`
+
+// A publish left unacknowledged fails its test with what the nodes logged, not at tap's timeout
+// (a clean-clone CI run under load once waited 120 s for one after the last failover).
+const acknowledgement = async (publish: Promise<unknown>, topic: string, nodes: BrokerProcess[]): Promise<void> => {
+  await within(publish, 30_000, () => `${topic} unacknowledged after 30 s; the nodes logged:\n${nodes.map((node) => node.output().slice(-3000)).join('\n---\n')}`)
+}
 
 t.test('Redis Cluster: every master fails over under a QoS 1 stream between two nodes, no acknowledged message lost', async (t) => {
   const cluster = await startRedisCluster(t)
@@ -24,7 +30,7 @@ t.test('Redis Cluster: every master fails over under a QoS 1 stream between two 
   let publishing = true
   const stream = (async () => {
     for (let i = 0; publishing; i++) {
-      await pub.publishAsync(`fo/${i}`, String(i), { qos: 1 })
+      await acknowledgement(pub.publishAsync(`fo/${i}`, String(i), { qos: 1 }), `fo/${i}`, [a, b])
       acknowledged.push(i)
     }
   })()
@@ -49,7 +55,7 @@ t.test('Redis Cluster: every master fails over under a QoS 1 stream between two 
   t.comment(`${acknowledged.length} acknowledged, ${received - numbers().size} duplicates (QoS 1 allows them)`)
 
   // a message published after the failovers still crosses the nodes
-  await pub.publishAsync('fo/after', 'after', { qos: 1 })
+  await acknowledgement(pub.publishAsync('fo/after', 'after', { qos: 1 }), 'fo/after', [a, b])
   await waitFor(() => got.some((m) => m.topic === 'fo/after'), 'a message after the failovers')
 
   t.test('every key is hash-tagged as docs/cluster.md says; no cross-slot command was refused', async (t) => {
@@ -81,7 +87,7 @@ t.test('Redis Cluster: a master killed with SIGKILL under a QoS 1 stream: publis
   let publishing = true
   const stream = (async () => {
     for (let i = 0; publishing; i++) {
-      await pub.publishAsync(`kill/${i}`, String(i), { qos: 1 })
+      await acknowledgement(pub.publishAsync(`kill/${i}`, String(i), { qos: 1 }), `kill/${i}`, [a, b])
       acknowledged.push(i)
     }
   })()

@@ -122,4 +122,15 @@ export async function waitFor (predicate: () => boolean, what: string, ms = 5000
   }
 }
 
+/** `promise`, or a failure saying `what()` (read when it fires) if it has not settled within `ms`. */
+export async function within<T> (promise: Promise<T>, ms: number, what: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(what())), ms) })
+  try {
+    return await Promise.race([promise, deadline])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
