@@ -281,11 +281,12 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
     let appendsOfCall: Append[][] = []
     const send = (): void => {
       const appendsOfBatches = appendsOfCall
-      if (!cluster) unanswered++
       commands.historyAppend(keys.length, ...keys, epoch, now, ...args, (err, replies) => {
         appendsOfBatches.forEach((appends, i) => { settle(appends, err, replies?.[i]) })
         if (!cluster && --unanswered === 0 && (batches.size > 0 || full.length > 0)) scheduleFlush()
       })
+      // counted once sent (its callback never runs before): a call that throws holds nothing back
+      if (!cluster) unanswered++
       keys = []
       args = []
       appendsOfCall = []
