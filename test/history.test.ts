@@ -8,9 +8,10 @@ import t from 'tap'
 import type { BrokerHandle } from '../src/server.js'
 import { formatCursor, parseCursor } from '../src/bridge/sse-history.js'
 import { isRecovered } from '../src/broker/history/history-store.js'
-import { collect, connectClient, metricValue, startBroker, waitFor } from './helpers/broker.js'
+import { collect, connectClient, metricValue, sleep, startBroker, waitFor } from './helpers/broker.js'
 import type { Teardown } from './helpers/loopback.js'
 import { startRedis } from './helpers/redis.js'
+import { startRedisCluster } from './helpers/redis-cluster.js'
 import { events } from './helpers/sse.js'
 
 const topics = [{ filter: 'chat/+/messages', size: 50, ttlSeconds: 3600 }]
@@ -354,6 +355,41 @@ for (const store of ['memory', 'redis'] as const) {
     t.same((await history(broker, { topic: 'ttl/a', limit: 1000 })).body.messages, [], 'nothing older than the TTL is returned')
     t.match((await history(broker, { topic: 'ttl/a', limit: 10, since: 400, epoch })).body, { recovered: true }, 'a reader that missed nothing is still recovered')
     t.match((await history(broker, { topic: 'ttl/a', limit: 10, since: 399, epoch })).body, { recovered: false }, 'one that missed an expired message is not')
+  })
+}
+
+for (const redisKind of ['one Redis', 'Redis Cluster'] as const) {
+  t.test(`${redisKind}: a turn's appends to many topics (one script call per turn on one Redis, per slot on a Cluster) keep each topic's offsets, order and idempotency`, async (t) => {
+    const url = redisKind === 'one Redis' ? (await startRedis(t)).url : (await startRedisCluster(t)).url
+    const broker = await startBroker(t, { history: { topics: [{ filter: 'turn/+/messages', size: 1000, ttlSeconds: 600 }], idempotencyWindowSeconds: 120, maxReadLimit: 1000 }, redis: { url } })
+    const sub = await connectClient(t, broker, 'tcp', { protocolVersion: 5 })
+    await sub.subscribeAsync('turn/#', { qos: 1 })
+    const got = collect(sub)
+    const publishers = await Promise.all(Array.from({ length: 3 }, async () => await connectClient(t, broker, 'tcp', { protocolVersion: 5 })))
+    const topicCount = 12
+    const perTopic = 40
+    // every topic gets a message keyed `k-1` twice (its second one a repeat, in the same burst)
+    // and a key `k-2` no other message of it repeats; the keys are per topic
+    const keyOf = (i: number): string | undefined => i === 3 || i === 20 ? 'k-1' : i === 7 ? 'k-2' : undefined
+    const sent = Array.from({ length: perTopic }, (_, i) => Array.from({ length: topicCount }, (_, j) => ({ j, i }))).flat()
+    // not awaited one by one: many topics arrive in one read and are appended in one turn
+    await Promise.all(sent.map(async ({ j, i }) => {
+      const key = keyOf(i)
+      await (publishers[j % publishers.length] as MqttClient).publishAsync(`turn/${j}/messages`, `${j}:${i}`, { qos: 1, ...(key === undefined ? {} : { properties: { userProperties: { 'idempotency-key': key } } }) })
+    }))
+    const expected = (j: number): string[] => Array.from({ length: perTopic }, (_, i) => i).filter((i) => i !== 20).map((i) => `${j}:${i}`)
+    await waitFor(() => got.length >= topicCount * (perTopic - 1), `${topicCount * (perTopic - 1)} messages (have ${got.length})`, 10_000)
+    await sleep(200)
+    t.equal(got.length, topicCount * (perTopic - 1), 'each delivered once, the repeats not at all')
+    for (let j = 0; j < topicCount; j++) {
+      const topic = `turn/${j}/messages`
+      const delivered = got.filter((m) => m.topic === topic)
+      // one publisher's messages of a topic are in publish order (MQTT keeps a connection's order)
+      t.same(delivered.map((m) => m.payload), expected(j), `${topic}: every message once, in publish order`)
+      t.same(delivered.map((m) => position(m.packet)?.offset), expected(j).map((_, i) => i + 1), `${topic}: offsets 1 to ${perTopic - 1}`)
+      const stored = await history(broker, { topic, limit: 1000 })
+      t.same(stored.body.messages.map((m) => [m.offset, m.payload]), expected(j).map((payload, i) => [i + 1, payload]), `${topic}: stored once each, at the offsets delivered`)
+    }
   })
 }
 

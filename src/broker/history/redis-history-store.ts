@@ -27,45 +27,59 @@ const idempotencyKey = (topic: string, key: string): string => keys.owned(histor
 // The most messages one entry holds (or `size` if fewer): a stream holds fewer than `size` plus
 // this many messages.
 const maxEntryMessages = 100
+// The most batches (topics) one append call carries: a turn with more makes more calls, so that
+// one script does not hold Redis for long.
+const maxCallBatches = 64
 // Streams whose lengths the metrics sample at a scrape.
 const maxSampledStreams = 1000
 
 // A missing hash means the history was lost (or never was): a new epoch, and any stream left
-// without its counter is dropped. Sets `epoch` and `latest` (the offset of the newest message).
+// without its counter is dropped. Returns the epoch, the offset of the newest message and when
+// the stream was last trimmed by age.
 const ensureEpoch = `
-local meta = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'trimmed')
-local epoch = meta[1]
-local latest = tonumber(meta[2])
-local trimmed = tonumber(meta[3] or 0)
-if not epoch then
-  epoch = ARGV[1]
-  latest = 0
-  trimmed = 0
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+local function ensureEpoch (meta, stream, candidate)
+  local fields = redis.call('HMGET', meta, 'epoch', 'offset', 'trimmed')
+  if not fields[1] then
+    redis.call('DEL', stream)
+    redis.call('HSET', meta, 'epoch', candidate, 'offset', 0)
+    return candidate, 0, 0
+  end
+  return fields[1], tonumber(fields[2]), tonumber(fields[3] or 0)
 end
 `
 
-// Appends a batch of one topic's messages as one entry. KEYS: meta, stream, then the
-// idempotency keys of the batch's messages that carry one, in the messages' order.
-// ARGV: candidate epoch, now ms, size, ttl ms (0 = none), idempotency window ms, the number of
-// messages, the batch (encodeBatch), then per idempotency key: its message's index and the
-// message's first and end byte in the batch (0-based). A message whose key was seen within the
-// window is cut out of the batch and not counted.
-// Returns {epoch, the offset before the batch's first, then per repeat: its index, the offset its
-// key's first message got}; the others' offsets follow one another.
+// Appends the batches of a turn, each the messages of one topic, one entry per batch, in the
+// order given (a topic's full batches before its last). ARGV: candidate epoch, now ms, then per
+// batch: the number of its idempotency keys, size, ttl ms (0 = none), idempotency window ms, the
+// number of messages, the batch (encodeBatch), then per idempotency key: its message's index and
+// the message's first and end byte in the batch (0-based). KEYS: per batch, its topic's meta and
+// stream, then the idempotency keys of the batch's messages that carry one, in their order. A
+// message whose key was seen within the window is cut out of the batch and not counted.
+// Returns per batch {epoch, the offset before the batch's first, then per repeat: its index, the
+// offset its key's first message got}; the others' offsets follow one another.
 const appendScript = ensureEpoch + `
-local window = tonumber(ARGV[5])
-local batch = ARGV[7]
-local reply = {epoch, latest}
-local repeats = 0
-local kept = nil
-local from = 1
-if window > 0 then
-  for k = 3, #KEYS do
-    local at = 8 + (k - 3) * 3
+local now = tonumber(ARGV[2])
+local replies = {}
+local k = 1
+local a = 3
+while a <= #ARGV do
+  local meta = KEYS[k]
+  local stream = KEYS[k + 1]
+  local keyCount = tonumber(ARGV[a])
+  local size = tonumber(ARGV[a + 1])
+  local ttl = tonumber(ARGV[a + 2])
+  local window = tonumber(ARGV[a + 3])
+  local batch = ARGV[a + 5]
+  local epoch, latest, trimmed = ensureEpoch(meta, stream, ARGV[1])
+  local reply = {epoch, latest}
+  local repeats = 0
+  local kept = nil
+  local from = 1
+  for j = 0, keyCount - 1 do
+    local at = a + 6 + j * 3
     local index = tonumber(ARGV[at])
-    local seen = redis.call('GET', KEYS[k])
+    local key = KEYS[k + 2 + j]
+    local seen = redis.call('GET', key)
     if seen then
       kept = kept or {}
       kept[#kept + 1] = string.sub(batch, from, tonumber(ARGV[at + 1]))
@@ -74,43 +88,45 @@ if window > 0 then
       reply[#reply + 1] = index
       reply[#reply + 1] = tonumber(seen)
     else
-      redis.call('SET', KEYS[k], latest + 1 + index - repeats, 'PX', window)
+      redis.call('SET', key, latest + 1 + index - repeats, 'PX', window)
     end
   end
-end
-local count = tonumber(ARGV[6]) - repeats
-if count == 0 then return reply end
-if kept then
-  kept[#kept + 1] = string.sub(batch, from)
-  batch = table.concat(kept)
-end
-local last = latest + count
-redis.call('HSET', KEYS[1], 'offset', last)
--- exact MINID: the entries that hold any of the newest (size) messages stay, no more
-local oldest = last - tonumber(ARGV[3]) + 1
-if oldest < 1 then oldest = 1 end
-redis.call('XADD', KEYS[2], 'MINID', oldest .. '-0', last .. '-0', 'n', count, 't', ARGV[2], 'b', batch)
-local ttl = tonumber(ARGV[4])
-if ttl > 0 then
-  local now = tonumber(ARGV[2])
-  -- expired entries and the idle expiries, at most once a second: a read leaves out what this
-  -- has not trimmed yet, and the stream's expiry has that second as margin, so it never comes
-  -- before the TTL of a message appended since
-  if now - trimmed >= 1000 then
-    redis.call('HSET', KEYS[1], 'trimmed', now)
-    for _ = 1, 16 do
-      local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
-      if first == nil or tonumber(first[2][4]) >= now - ttl then break end
-      redis.call('XTRIM', KEYS[2], 'MINID', (tonumber(string.match(first[1], '^%d+')) + 1) .. '-0')
+  local count = tonumber(ARGV[a + 4]) - repeats
+  if count > 0 then
+    if kept then
+      kept[#kept + 1] = string.sub(batch, from)
+      batch = table.concat(kept)
     end
-    redis.call('PEXPIRE', KEYS[2], ttl + 1000)
-    redis.call('PEXPIRE', KEYS[1], ttl + ${historyGraceMs})
+    local last = latest + count
+    redis.call('HSET', meta, 'offset', last)
+    -- exact MINID: the entries that hold any of the newest (size) messages stay, no more
+    local oldest = last - size + 1
+    if oldest < 1 then oldest = 1 end
+    redis.call('XADD', stream, 'MINID', oldest .. '-0', last .. '-0', 'n', count, 't', ARGV[2], 'b', batch)
+    if ttl > 0 then
+      -- expired entries and the idle expiries, at most once a second: a read leaves out what this
+      -- has not trimmed yet, and the stream's expiry has that second as margin, so it never comes
+      -- before the TTL of a message appended since
+      if now - trimmed >= 1000 then
+        redis.call('HSET', meta, 'trimmed', now)
+        for _ = 1, 16 do
+          local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+          if first == nil or tonumber(first[2][4]) >= now - ttl then break end
+          redis.call('XTRIM', stream, 'MINID', (tonumber(string.match(first[1], '^%d+')) + 1) .. '-0')
+        end
+        redis.call('PEXPIRE', stream, ttl + 1000)
+        redis.call('PEXPIRE', meta, ttl + ${historyGraceMs})
+      end
+    else
+      -- kept for good, like its stream (a read may have created it with an expiry)
+      redis.call('PERSIST', meta)
+    end
   end
-else
-  -- kept for good, like its stream (a read may have created it with an expiry)
-  redis.call('PERSIST', KEYS[1])
+  replies[#replies + 1] = reply
+  k = k + 2 + keyCount
+  a = a + 6 + keyCount * 3
 end
-return reply
+return replies
 `
 
 // KEYS: meta, stream; ARGV: candidate epoch, since ('' = the newest), limit, ttl ms (0 = none).
@@ -118,6 +134,7 @@ return reply
 // `limit` of them: those wholly before the last one asked for, then the one that holds it.
 // A topic first seen by a read is forgotten after its TTL and the grace unless a message comes.
 const readScript = ensureEpoch + `
+local epoch, latest = ensureEpoch(KEYS[1], KEYS[2], ARGV[1])
 if latest == 0 and redis.call('PTTL', KEYS[1]) == -1 then
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]) + ${historyGraceMs})
 end
@@ -140,7 +157,7 @@ interface Batch {
 }
 type AppendReply = [string, number, ...number[]]
 interface HistoryCommands {
-  historyAppend: (...keyCountThenKeysThenArgsThenCallback: Array<string | number | Buffer | ((err: Error | null, reply?: AppendReply) => void)>) => unknown
+  historyAppend: (...keyCountThenKeysThenArgsThenCallback: Array<string | number | Buffer | ((err: Error | null, replies?: AppendReply[]) => void)>) => unknown
   historyReadBuffer: (meta: string, stream: string, epoch: string, since: string, limit: number, ttlMs: number) => Promise<[Buffer, number, Entry[]]>
 }
 
@@ -207,6 +224,25 @@ function decodeEntry (topic: string, [id, fields]: Entry, into: HistoryMessage[]
   }
 }
 
+/** Tells each of a batch's appends its position, or the store's error. */
+function settle (appends: readonly Append[], err: Error | null, reply: AppendReply | undefined): void {
+  if (err !== null || reply === undefined) {
+    for (const append of appends) append.appended(err ?? new Error('no reply'), '', 0, false)
+    return
+  }
+  const [epoch, before] = reply
+  let offset = before
+  let repeat = 2
+  appends.forEach((append, i) => {
+    if (reply[repeat] === i) {
+      append.appended(null, epoch, reply[repeat + 1] as number, true)
+      repeat += 2
+    } else {
+      append.appended(null, epoch, ++offset, false)
+    }
+  })
+}
+
 /** History in Redis, on `redis` (the broker's own connection, key prefix applied). */
 export function redisHistoryStore (redis: RedisClient): HistoryStore {
   // the number of keys comes first in each call: a batch names its idempotency keys
@@ -218,60 +254,61 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
   const batches = new Map<string, Batch>()
   // batches that reached maxEntryMessages, in the order they filled, sent before the others
   const full: Array<[string, Batch]> = []
-  // one Redis: the turn's calls go in one pipeline, one write; a Cluster pipeline must stay on
-  // one node, so there each call goes to its topic's node on its own
+  // one Redis: the turn's batches of every topic go in one script call (or a few, of at most
+  // maxCallBatches), answered in one reply and settled together, so that the turn's messages are
+  // delivered in one turn (one write to each subscriber); a script's keys must stay on one Redis
+  // Cluster slot, so there each topic's batches go to its node in a call of their own
   const cluster = redis instanceof Cluster
+  // One Redis: while a call is unanswered the next turns' appends wait for its reply and then go
+  // together in one call, instead of a call per turn: each call costs Redis a script run and,
+  // where Redis shares the broker's CPU, a round of context switches; and the reply's turn,
+  // whose settled publishes free their publishers' next packets, appends those in the same call.
+  // An idle store's first append still leaves at the end of its turn. On a Cluster each topic's
+  // calls go as before: a node failing over must not hold back the others' topics.
+  let unanswered = 0
+  let flushScheduled = false
+  const scheduleFlush = (): void => {
+    if (flushScheduled || unanswered > 0) return
+    flushScheduled = true
+    setImmediate(flush)
+  }
   const flush = (): void => {
+    flushScheduled = false
     const now = Date.now()
-    const pipeline = cluster ? null : redis.pipeline()
-    // one Redis: every batch of the pipeline is settled when its last reply is in, so that the
-    // turn's messages are delivered in one turn (one write to each subscriber), not in as many
-    // as the chunks Redis answered in (it reads a large pipeline 16 KB at a time)
-    const settles: Array<(err: Error | null, reply?: AppendReply) => void> = []
+    const epoch = newEpoch()
+    let keys: string[] = []
+    let args: Array<string | number | Buffer> = []
+    let appendsOfCall: Append[][] = []
+    const send = (): void => {
+      const appendsOfBatches = appendsOfCall
+      commands.historyAppend(keys.length, ...keys, epoch, now, ...args, (err, replies) => {
+        appendsOfBatches.forEach((appends, i) => { settle(appends, err, replies?.[i]) })
+        if (!cluster && --unanswered === 0 && (batches.size > 0 || full.length > 0)) scheduleFlush()
+      })
+      // counted once sent (its callback never runs before): a call that throws holds nothing back
+      if (!cluster) unanswered++
+      keys = []
+      args = []
+      appendsOfCall = []
+    }
+    let topicOfCall: string | undefined
     for (const [topic, { config, windowMs, appends }] of [...full, ...batches]) {
+      if (appendsOfCall.length > 0 && (cluster ? topic !== topicOfCall : appendsOfCall.length === maxCallBatches)) send()
+      topicOfCall = topic
       const { batch, ends } = encodeBatch(appends, appends.map((input) => encodeProperties(input.properties)))
-      const keys = [metaKey(topic), streamKey(topic)]
+      keys.push(metaKey(topic), streamKey(topic))
       const keyed: number[] = []
       appends.forEach((input, i) => {
         if (windowMs === 0 || input.idempotencyKey === undefined) return
         keys.push(idempotencyKey(topic, input.idempotencyKey))
         keyed.push(i, i === 0 ? 0 : ends[i - 1] as number, ends[i] as number)
       })
-      const settle = (err: Error | null, reply?: AppendReply): void => {
-        if (err !== null || reply === undefined) {
-          for (const append of appends) append.appended(err ?? new Error('no reply'), '', 0, false)
-          return
-        }
-        const [epoch, before] = reply
-        let offset = before
-        let repeat = 2
-        appends.forEach((append, i) => {
-          if (reply[repeat] === i) {
-            append.appended(null, epoch, reply[repeat + 1] as number, true)
-            repeat += 2
-          } else {
-            append.appended(null, epoch, ++offset, false)
-          }
-        })
-      }
-      const args = [keys.length, ...keys, newEpoch(), now, config.size, config.ttlSeconds * 1000, windowMs, appends.length, batch, ...keyed]
-      if (pipeline === null) {
-        (redis as unknown as HistoryCommands).historyAppend(...args, settle)
-      } else {
-        (pipeline as unknown as HistoryCommands).historyAppend(...args)
-        settles.push(settle)
-      }
+      args.push(keyed.length / 3, config.size, config.ttlSeconds * 1000, windowMs, appends.length, batch, ...keyed)
+      appendsOfCall.push(appends)
     }
+    if (appendsOfCall.length > 0) send()
     full.length = 0
     batches.clear()
-    if (pipeline !== null) {
-      pipeline.exec().then((replies) => {
-        settles.forEach((settle, i) => {
-          const [err, reply] = replies?.[i] ?? [new Error('no reply')]
-          settle(err, reply as AppendReply | undefined)
-        })
-      }, (err: Error) => { for (const settle of settles) settle(err) })
-    }
   }
   return {
     append: (input, config, windowMs) => {
@@ -281,7 +318,7 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
         batches.set(input.topic, batch)
       }
       batch.appends.push(input)
-      if (batches.size === 1 && batch.appends.length === 1 && full.length === 0) setImmediate(flush)
+      scheduleFlush()
       if (batch.appends.length === Math.min(maxEntryMessages, config.size)) {
         full.push([input.topic, batch])
         batches.delete(input.topic)
