@@ -61,7 +61,9 @@ export class ClientIdOwnership {
     if (stream.destroyed) claim.state = ClaimState.ClosedWhilePending
     let current: string | null
     try {
-      // an MQTT 3.1.1 clean session is discarded in the same round trip [MQTT-3.1.2-6]
+      // an MQTT 3.1.1 clean session is discarded in the same round trip [MQTT-3.1.2-6]; a CONNECT
+      // that closes before Aedes registers it leaves the previous session's subscriptions and
+      // queue (Aedes wipes them after the takeover) without an expiry until the id's next CONNECT
       current = await this.store.claim(id, clientIdOwner(identity), this.token(claim.sequence, clean), clean && connection.version !== 5)
     } catch (err) {
       claim.state = ClaimState.NotHeld
