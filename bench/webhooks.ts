@@ -1,4 +1,4 @@
-// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--memory-only] [--no-pin] [--no-floor] [--control] [--cpu-prof DIR]`
+// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--memory-only] [--no-pin] [--no-floor] [--control] [--lower-bound] [--cpu-prof DIR]`
 // (BENCH_BASELINE=<checkout>: that checkout's build with webhooks as one more broker):
 // message webhooks at a fixed rate (10,000 messages/s by default) to a receiver in this
 // process, against the same broker without webhooks: whether the endpoint keeps up with zero
@@ -17,7 +17,7 @@
 // spread. Warmed up (JIT, pools) before anything is counted. Brokers (and Redis) are pinned to
 // CPU 0, this generator and its receivers to CPU 1, as the main harness does.
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -29,7 +29,7 @@ import { defaultOptions } from '../src/broker/config/defaults.js'
 import { startCpuMeter } from './load/cpu-meter.js'
 import { brokerCpu, cpuTimeMs, disablePinning, pinThisProcess, sleep, startChild } from './process.js'
 import { redisUnavailable, startRedisServer, type BenchRedis } from './redis.js'
-import { startNodeBroker, type RunningTarget } from './targets.js'
+import { projectRoot, startNodeBroker, type RunningTarget } from './targets.js'
 
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url))
 const floorPath = fileURLToPath(new URL('./webhook-floor.js', import.meta.url))
@@ -75,9 +75,11 @@ interface Rig {
   published: number
   delivered: number
   dir: string
+  /** Its webhooks send nothing (the --lower-bound broker): no event is waited for. */
+  sendsNothing: boolean
 }
 
-async function startRig (webhooks: boolean, clustered: boolean, batchSize: number | undefined, profileDir: string | undefined, cli = cliPath): Promise<Rig> {
+async function startRig (webhooks: boolean, clustered: boolean, batchSize: number | undefined, profileDir: string | undefined, cli = cliPath, sendsNothing = false): Promise<Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-webhooks-'))
   const redis = clustered ? await startRedisServer() : null
   const receiver = webhooks ? await startReceiver() : null
@@ -92,7 +94,7 @@ async function startRig (webhooks: boolean, clustered: boolean, batchSize: numbe
   const publisher = connect(url, { clientId: 'bench-pub', reconnectPeriod: 0 })
   await Promise.all([subscriber, publisher].map((client) => new Promise((resolve) => client.once('connect', resolve))))
   await subscriber.subscribeAsync('bench/#', { qos: 0 })
-  const rig: Rig = { broker, redis, receiver, subscriber, publisher, published: 0, delivered: 0, dir }
+  const rig: Rig = { broker, redis, receiver, subscriber, publisher, published: 0, delivered: 0, dir, sendsNothing }
   subscriber.on('message', () => { rig.delivered++ })
   return rig
 }
@@ -154,7 +156,7 @@ async function round (rigs: readonly Rig[], rate: number, seconds: number): Prom
   for (const rig of rigs) rig.published += total
   const publishedAt = performance.now()
   const deadline = publishedAt + 30_000
-  const drained = (rig: Rig): boolean => rig.delivered >= rig.published && (rig.receiver === null || rig.receiver.ids.size >= rig.published)
+  const drained = (rig: Rig): boolean => rig.delivered >= rig.published && (rig.receiver === null || rig.sendsNothing || rig.receiver.ids.size >= rig.published)
   while (performance.now() < deadline && !rigs.every(drained)) await sleep(20)
   const drainMs = performance.now() - publishedAt
   const share = meter()
@@ -169,6 +171,28 @@ async function round (rigs: readonly Rig[], rate: number, seconds: number): Prom
     return { cpuMsPer1000: per1000(of(`broker ${at}`) ?? 0), redisMsPer1000: redis === null ? null : per1000(redis) }
   })
   return { brokers, otherPercent: share.other, generatorPercent: share.generator, drainMs }
+}
+
+/**
+ * `--lower-bound`: a checkout of this build (a copy of dist/) whose webhooks skip their most
+ * expensive part for the cheapest stand-in: in memory the POST resolves 204 at once (events
+ * built, queued and batched; nothing signed or sent), with Redis each append is one PING
+ * (events built and buffered, one round trip per turn; nothing stored, so nothing sent). Its
+ * CPU is what the webhooks cost at least with that part free.
+ */
+function lowerBoundCheckout (): string {
+  const root = mkdtempSync(join(tmpdir(), 'bench-webhooks-floor-'))
+  cpSync(fileURLToPath(new URL('..', import.meta.url)), join(root, 'dist'), { recursive: true })
+  for (const shared of ['node_modules', 'config', 'patches', 'package.json']) symlinkSync(join(projectRoot, shared), join(root, shared))
+  const replace = (file: string, from: string, to: string): void => {
+    const path = join(root, 'dist', 'src', 'broker', 'webhooks', file)
+    const text = readFileSync(path, 'utf8')
+    if (!text.includes(from)) throw new Error(`--lower-bound: ${path} no longer holds ${from}`)
+    writeFileSync(path, text.replace(from, to))
+  }
+  replace('http-post.js', 'export async function postSigned(post) {', 'export async function postSigned(post) { return { status: 204, body: \'\', truncated: false };')
+  replace('redis-outbox.js', 'const results = await this.commands.webhookAppend(outbox, pending, this.options.nodeId, events, ...args).catch(() => null);', 'await this.redis.ping(); return;')
+  return root
 }
 
 /** Calls per command so far (INFO commandstats), of a rig's Redis. */
@@ -229,6 +253,7 @@ async function main (): Promise<void> {
       'no-pin': { type: 'boolean', default: false },
       'no-floor': { type: 'boolean', default: false },
       control: { type: 'boolean', default: false },
+      'lower-bound': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' }
     }
   })
@@ -240,6 +265,7 @@ async function main (): Promise<void> {
   const seconds = Number(values.seconds ?? (values.quick ? 3 : 6))
   // a broker keeps getting cheaper for its first ~20 s (rounds of the last run fell 25 -> 13.7 ms per 1,000, in order)
   const warmupSeconds = values.quick ? 3 : 20
+  const floorRoot = values['lower-bound'] ? lowerBoundCheckout() : undefined
   const baselineCli = process.env.BENCH_BASELINE === undefined ? undefined : join(process.env.BENCH_BASELINE, 'dist', 'src', 'cli.js')
   if (values['no-pin']) disablePinning()
   const pinned = pinThisProcess()
@@ -256,6 +282,8 @@ async function main (): Promise<void> {
       // the same webhooks built from another checkout (the commit before a change), in the same windows
       const baseline = baselineCli === undefined ? undefined : await startRig(true, mode.clustered, batchSize, undefined, baselineCli)
       if (baseline !== undefined) rigs.push(baseline)
+      const floorRig = floorRoot === undefined ? undefined : await startRig(true, mode.clustered, batchSize, undefined, join(floorRoot, 'dist', 'src', 'cli.js'), true)
+      if (floorRig !== undefined) rigs.push(floorRig)
       await round(rigs, rate, warmupSeconds)
       const callsBefore = rigs.map(redisCalls)
       const measured: Round[] = []
@@ -272,12 +300,14 @@ async function main (): Promise<void> {
         const redisCpu = measured.map((r) => (r.brokers[at] as BrokerRound).redisMsPer1000).filter((v): v is number => v !== null)
         const ratios = ratiosTo(at)
         const ratio = at === 0 ? '' : `${median(ratios).toFixed(2)}x (${ratios.map((v) => v.toFixed(2)).join(' ')}; spread ${(Math.max(...ratios) - Math.min(...ratios)).toFixed(2)})`
-        rows.push(`| ${label} | ${rig.published} | ${rig.delivered} | ${events ?? ''} | ${events === undefined ? '' : rig.published - events} | ${rig.receiver === null ? '' : rig.receiver.received() - rig.receiver.ids.size} | ${median(cpu).toFixed(1)} (${cpu.map((v) => v.toFixed(1)).join(' ')}) | ${ratio} | ${redisCpu.length === 0 ? '' : median(redisCpu).toFixed(1)} |`)
+        const sent = rig.sendsNothing ? undefined : events
+        rows.push(`| ${label} | ${rig.published} | ${rig.delivered} | ${sent ?? ''} | ${sent === undefined ? '' : rig.published - sent} | ${rig.receiver === null || rig.sendsNothing ? '' : rig.receiver.received() - rig.receiver.ids.size} | ${median(cpu).toFixed(1)} (${cpu.map((v) => v.toFixed(1)).join(' ')}) | ${ratio} | ${redisCpu.length === 0 ? '' : median(redisCpu).toFixed(1)} |`)
       }
       row(`${mode.name}, no webhooks`, without, 0)
       row(`${mode.name}, message webhooks`, withHooks, 1)
       if (control !== undefined) row(`${mode.name}, no webhooks (control)`, control, 2)
-      if (baseline !== undefined) row(`${mode.name}, message webhooks, ${process.env.BENCH_BASELINE ?? ''} (baseline)`, baseline, rigs.length - 1)
+      if (baseline !== undefined) row(`${mode.name}, message webhooks, ${process.env.BENCH_BASELINE ?? ''} (baseline)`, baseline, rigs.indexOf(baseline))
+      if (floorRig !== undefined) row(`${mode.name}, message webhooks, ${mode.clustered ? 'each append one PING, nothing sent' : 'each POST a no-op'} (lower bound)`, floorRig, rigs.indexOf(floorRig))
       const batches = withHooks.receiver?.batches ?? []
       notes.push(`${mode.name}: the receiver saw ${batches.length} requests, events per request median ${median(batches)}, max ${Math.max(...batches)}; other processes ${median(measured.map((r) => r.otherPercent)).toFixed(0)}%, this generator ${median(measured.map((r) => r.generatorPercent)).toFixed(0)}% of a CPU; drain after publishing ${Math.round(median(measured.map((r) => r.drainMs)))} ms (medians of the rounds)`)
       if (!mode.clustered && !values['no-floor']) {
@@ -294,6 +324,7 @@ async function main (): Promise<void> {
       for (const rig of rigs) await stopRig(rig)
     }
   }
+  if (floorRoot !== undefined) rmSync(floorRoot, { recursive: true, force: true })
   process.stdout.write([
     `Message webhooks at ${rate} msg/s to each broker at once (QoS 0, 64 B, one publisher, one subscriber per broker; events in batches of up to ${batchCap}${batchSize === undefined ? ', the default' : ''}): ${warmupSeconds} s of warm-up, then ${rounds} rounds of ${seconds} s; ${pinned ? 'brokers and Redis pinned to CPU 0, generator and receivers to CPU 1' : 'nothing pinned'}.`,
     'CPU per 1,000 messages: the median of the rounds (each round in brackets), every broker measured over the same wall window; the ratio: the median of each round\'s ratio to the broker without webhooks. Published, delivered, events, lost, duplicates: every round and the warm-up together.',
