@@ -7,7 +7,7 @@
 import { Registry } from 'prom-client'
 import { defaultOptions } from '../src/broker/config/defaults.js'
 import { createLogger } from '../src/broker/observability/logger.js'
-import { eventJson, messageDataJson } from '../src/broker/webhooks/events.js'
+import { MessageEventJson, type EventBytes } from '../src/broker/webhooks/events.js'
 import { postSigned } from '../src/broker/webhooks/http-post.js'
 import { MemoryOutbox } from '../src/broker/webhooks/outbox.js'
 import { batchBody, EndpointSender } from '../src/broker/webhooks/sender.js'
@@ -19,8 +19,9 @@ const rate = Number(rateText)
 const batchSize = Number(batchText)
 const secret = 'bench-webhook-secret-0123456789abcdef'
 const payload = Buffer.alloc(64, 'x')
-const nodeJson = JSON.stringify('floor')
-const event = (n: number): string => eventJson('message.published', nodeJson, messageDataJson({ topic: `bench/t${n % 10}`, qos: 0, retain: false, clientId: 'bench-pub', user: null, payload }))
+const messages = new MessageEventJson(JSON.stringify('floor'))
+const client = MessageEventJson.client('bench-pub', null)
+const event = (n: number): string => messages.build(`bench/t${n % 10}`, 0, false, client, payload)
 let stopped = false
 process.once('SIGTERM', () => { stopped = true })
 
@@ -55,7 +56,8 @@ if (mode === 'idle') {
   const sender = new EndpointSender({ name: 'floor', url, secret }, outbox, { ...defaultOptions.webhooks, batchSize }, metrics, createLogger('warn', 'floor'))
   sender.start()
   let n = 0
-  await paced((due) => { for (let i = 0; i < due; i++) outbox.append('floor', event(n++)) })
+  // as the broker queues them: plain-ASCII payloads copied as bytes
+  await paced((due) => { for (let i = 0; i < due; i++) outbox.appendBytes('floor', messages.prepare(`bench/t${n++ % 10}`, 0, false, client, payload) as EventBytes) })
   await sender.close()
 }
 process.exit(0)

@@ -1,4 +1,5 @@
-// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--memory-only] [--no-pin] [--no-floor] [--cpu-prof DIR]`:
+// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--memory-only] [--no-pin] [--no-floor] [--control] [--lower-bound] [--cpu-prof DIR]`
+// (BENCH_BASELINE=<checkout>: that checkout's build with webhooks as one more broker):
 // message webhooks at a fixed rate (10,000 messages/s by default) to a receiver in this
 // process, against the same broker without webhooks: whether the endpoint keeps up with zero
 // loss (every event id received), and what the webhooks add to the broker's CPU per message.
@@ -6,12 +7,17 @@
 // (QoS 0, 64-byte payloads) per broker. In memory, two floor rows: the webhook work alone
 // (bench/webhook-floor.ts) at the same rate, with no broker, as a share of the reference.
 //
-// Method (a single run of each broker swung 2x between runs minutes apart): both brokers run
-// side by side, warmed up (JIT, pools) before anything is counted, then measured in interleaved
-// rounds (without, with, with, without, ...) so that a drift of the machine falls on both; each
-// round reads the active broker's CPU from /proc, and the table shows medians. Brokers (and
-// Redis) are pinned to CPU 0, this generator and its receiver to CPU 1, as the main harness does.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+// Method: the brokers run side by side, pinned to the same CPU, and are published to at the
+// same time, each at the full rate; each round reads every broker's CPU from /proc over the
+// same wall window, and the ratio is taken round by round. Measured one after the other (the
+// method of earlier rounds), a broker's CPU per message swung up to 3x between consecutive
+// 6 s rounds with no other process busy (this VM's CPU is as fast as its host lets it be), so
+// a ratio's pair spanned 0.92-2.28x; measured together, what slows the CPU slows all brokers
+// alike. `--control` adds a second broker without webhooks: its ratio is the method's own
+// spread. Warmed up (JIT, pools) before anything is counted. Brokers (and Redis) are pinned to
+// CPU 0, this generator and its receivers to CPU 1, as the main harness does.
+import { spawnSync } from 'node:child_process'
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -23,7 +29,7 @@ import { defaultOptions } from '../src/broker/config/defaults.js'
 import { startCpuMeter } from './load/cpu-meter.js'
 import { brokerCpu, cpuTimeMs, disablePinning, pinThisProcess, sleep, startChild } from './process.js'
 import { redisUnavailable, startRedisServer, type BenchRedis } from './redis.js'
-import { startNodeBroker, type RunningTarget } from './targets.js'
+import { projectRoot, startNodeBroker, type RunningTarget } from './targets.js'
 
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url))
 const floorPath = fileURLToPath(new URL('./webhook-floor.js', import.meta.url))
@@ -69,16 +75,18 @@ interface Rig {
   published: number
   delivered: number
   dir: string
+  /** Its webhooks send nothing (the --lower-bound broker): no event is waited for. */
+  sendsNothing: boolean
 }
 
-async function startRig (webhooks: boolean, clustered: boolean, batchSize: number | undefined, profileDir: string | undefined): Promise<Rig> {
+async function startRig (webhooks: boolean, clustered: boolean, batchSize: number | undefined, profileDir: string | undefined, cli = cliPath, sendsNothing = false): Promise<Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-webhooks-'))
   const redis = clustered ? await startRedisServer() : null
   const receiver = webhooks ? await startReceiver() : null
   const config: Record<string, unknown> = { auth: { anonymous: true }, presence: { enabled: false } }
   if (receiver !== null) config.webhooks = { endpoints: [{ name: 'bench', url: receiver.url, secret, events: ['message.published'], topics: ['bench/#'] }], ...(batchSize === undefined ? {} : { batchSize }) }
   writeFileSync(join(dir, 'config.yaml'), JSON.stringify(config))
-  const args = [cliPath, 'start', '--config', join(dir, 'config.yaml'), ...(redis === null ? [] : ['--redis', redis.url])]
+  const args = [cli, 'start', '--config', join(dir, 'config.yaml'), ...(redis === null ? [] : ['--redis', redis.url])]
   const profile = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, `${clustered ? 'redis' : 'memory'}-${webhooks ? 'webhooks' : 'without'}`)}`]
   const broker = await startNodeBroker(args, { ...process.env, MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', HOST: '127.0.0.1' }, { nodeArgs: () => profile })
   const url = `mqtt://127.0.0.1:${broker.publish.mqttPort}`
@@ -86,7 +94,7 @@ async function startRig (webhooks: boolean, clustered: boolean, batchSize: numbe
   const publisher = connect(url, { clientId: 'bench-pub', reconnectPeriod: 0 })
   await Promise.all([subscriber, publisher].map((client) => new Promise((resolve) => client.once('connect', resolve))))
   await subscriber.subscribeAsync('bench/#', { qos: 0 })
-  const rig: Rig = { broker, redis, receiver, subscriber, publisher, published: 0, delivered: 0, dir }
+  const rig: Rig = { broker, redis, receiver, subscriber, publisher, published: 0, delivered: 0, dir, sendsNothing }
   subscriber.on('message', () => { rig.delivered++ })
   return rig
 }
@@ -100,41 +108,108 @@ async function stopRig (rig: Rig): Promise<void> {
   rmSync(rig.dir, { recursive: true, force: true })
 }
 
-interface Round {
-  published: number
+/** One broker's share of a round. */
+interface BrokerRound {
   cpuMsPer1000: number
   /** Redis' CPU per 1,000 messages, when clustered. */
   redisMsPer1000: number | null
+}
+
+interface Round {
+  /** Each rig's, in the order given. */
+  brokers: BrokerRound[]
   /** Every other process of the machine, % of one CPU: what competed meanwhile. */
   otherPercent: number
+  /** This generator and its receivers, % of one CPU. */
+  generatorPercent: number
   drainMs: number
 }
 
 const payload = Buffer.alloc(64, 'x')
 
-/** Publishes at `rate` for `seconds`, waits until the subscriber and the receiver have everything (30 s at most); the broker's CPU over both. */
-async function round (rig: Rig, rate: number, seconds: number): Promise<Round> {
-  const redisPid = rig.redis?.handles[0]?.pid
-  const meter = startCpuMeter({ pids: rig.broker.pids, ...(redisPid === undefined ? {} : { processes: [{ name: 'redis', pid: redisPid }] }) })
+/**
+ * Publishes at `rate` to every rig at once for `seconds` (which rig a tick serves first
+ * alternates), waits until every subscriber and receiver has everything (30 s at most); each
+ * broker's CPU over the same wall window: whatever the machine does meanwhile (a neighbour, the
+ * hypervisor) falls on all of them alike.
+ */
+async function round (rigs: readonly Rig[], rate: number, seconds: number): Promise<Round> {
+  const processes = rigs.flatMap((rig, at) => [
+    ...rig.broker.pids.map((pid) => ({ name: `broker ${at}`, pid })),
+    ...(rig.redis?.handles.map((handle) => ({ name: `redis ${at}`, pid: handle.pid })) ?? [])
+  ])
+  const meter = startCpuMeter({ pids: processes.map((p) => p.pid), processes })
   const started = performance.now()
   const total = rate * seconds
-  const first = rig.published
+  const first = rigs.map((rig) => rig.published)
   // a tick every 10 ms, each catching up to the rate: no drift from timer lateness
-  for (let published = 0; published < total;) {
+  for (let published = 0, tick = 0; published < total; tick++) {
     const due = Math.min(total, Math.floor((performance.now() - started) / 1000 * rate))
-    for (; published < due; published++) rig.publisher.publish(`bench/t${(first + published) % 10}`, payload, { qos: 0 })
+    for (let r = 0; r < rigs.length; r++) {
+      const at = (r + tick) % rigs.length
+      const rig = rigs[at] as Rig
+      for (let n = published; n < due; n++) rig.publisher.publish(`bench/t${((first[at] as number) + n) % 10}`, payload, { qos: 0 })
+    }
+    published = due
     await sleep(10)
   }
-  rig.published += total
+  for (const rig of rigs) rig.published += total
   const publishedAt = performance.now()
   const deadline = publishedAt + 30_000
-  while (performance.now() < deadline && (rig.delivered < rig.published || (rig.receiver !== null && rig.receiver.ids.size < rig.published))) await sleep(20)
+  const drained = (rig: Rig): boolean => rig.delivered >= rig.published && (rig.receiver === null || rig.sendsNothing || rig.receiver.ids.size >= rig.published)
+  while (performance.now() < deadline && !rigs.every(drained)) await sleep(20)
   const drainMs = performance.now() - publishedAt
   const share = meter()
   const elapsedMs = performance.now() - started
   const per1000 = (percent: number): number => percent / 100 * elapsedMs / total * 1000
-  const redisShare = share.processes?.[0]?.share
-  return { published: total, cpuMsPer1000: per1000(share.broker), redisMsPer1000: redisShare === undefined ? null : per1000(redisShare), otherPercent: share.other, drainMs }
+  const of = (name: string): number | null => {
+    const shares = share.processes?.filter((p) => p.name === name) ?? []
+    return shares.length === 0 ? null : shares.reduce((sum, p) => sum + p.share, 0)
+  }
+  const brokers = rigs.map((_, at) => {
+    const redis = of(`redis ${at}`)
+    return { cpuMsPer1000: per1000(of(`broker ${at}`) ?? 0), redisMsPer1000: redis === null ? null : per1000(redis) }
+  })
+  return { brokers, otherPercent: share.other, generatorPercent: share.generator, drainMs }
+}
+
+/**
+ * `--lower-bound`: a checkout of this build (a copy of dist/) whose webhooks skip their most
+ * expensive part for the cheapest stand-in: in memory the POST resolves 204 at once (events
+ * built, queued and batched; nothing signed or sent), with Redis each append is one PING
+ * (events built and buffered, one round trip per turn; nothing stored, so nothing sent). Its
+ * CPU is what the webhooks cost at least with that part free.
+ */
+function lowerBoundCheckout (): string {
+  const root = mkdtempSync(join(tmpdir(), 'bench-webhooks-floor-'))
+  cpSync(fileURLToPath(new URL('..', import.meta.url)), join(root, 'dist'), { recursive: true })
+  for (const shared of ['node_modules', 'config', 'patches', 'package.json']) symlinkSync(join(projectRoot, shared), join(root, shared))
+  const replace = (file: string, from: string, to: string): void => {
+    const path = join(root, 'dist', 'src', 'broker', 'webhooks', file)
+    const text = readFileSync(path, 'utf8')
+    if (!text.includes(from)) throw new Error(`--lower-bound: ${path} no longer holds ${from}`)
+    writeFileSync(path, text.replace(from, to))
+  }
+  replace('http-post.js', 'export async function postSigned(post) {', 'export async function postSigned(post) { return { status: 204, body: \'\', truncated: false };')
+  replace('redis-outbox.js', 'const results = await this.commands.webhookAppend(outbox, pending, this.options.nodeId, events, ...args).catch(() => null);', 'await this.redis.ping(); return;')
+  return root
+}
+
+/** Calls per command so far (INFO commandstats), of a rig's Redis. */
+function redisCalls (rig: Rig): Map<string, number> {
+  const port = rig.redis === null ? null : new URL(rig.redis.url).port
+  const calls = new Map<string, number>()
+  if (port === null) return calls
+  const info = spawnSync('redis-cli', ['-p', port, 'INFO', 'commandstats']).stdout.toString()
+  for (const [, command, count] of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(command as string, Number(count))
+  return calls
+}
+
+/** The commands a rig's Redis ran between two readings, per 1,000 messages, the most called first. */
+function callsPer1000 (before: Map<string, number>, after: Map<string, number>, messages: number): string {
+  return [...after].map(([command, calls]) => [command, (calls - (before.get(command) ?? 0)) / messages * 1000] as const)
+    .filter(([, per1000]) => per1000 >= 0.05).sort((a, b) => b[1] - a[1])
+    .map(([command, per1000]) => `${command} ${per1000.toFixed(1)}`).join(', ')
 }
 
 /**
@@ -177,6 +252,8 @@ async function main (): Promise<void> {
       'memory-only': { type: 'boolean', default: false },
       'no-pin': { type: 'boolean', default: false },
       'no-floor': { type: 'boolean', default: false },
+      control: { type: 'boolean', default: false },
+      'lower-bound': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' }
     }
   })
@@ -184,63 +261,79 @@ async function main (): Promise<void> {
   const batchSize = values.batch === undefined ? undefined : Number(values.batch)
   const batchCap = batchSize ?? defaultOptions.webhooks.batchSize
   const rate = Number(values.rate)
-  const rounds = Number(values.rounds ?? (values.quick ? 3 : 5))
+  const rounds = Number(values.rounds ?? (values.quick ? 3 : 7))
   const seconds = Number(values.seconds ?? (values.quick ? 3 : 6))
   // a broker keeps getting cheaper for its first ~20 s (rounds of the last run fell 25 -> 13.7 ms per 1,000, in order)
   const warmupSeconds = values.quick ? 3 : 20
+  const floorRoot = values['lower-bound'] ? lowerBoundCheckout() : undefined
+  const baselineCli = process.env.BENCH_BASELINE === undefined ? undefined : join(process.env.BENCH_BASELINE, 'dist', 'src', 'cli.js')
   if (values['no-pin']) disablePinning()
   const pinned = pinThisProcess()
   const rows: string[] = []
-  const batchesSeen: string[] = []
+  const notes: string[] = []
   const modes: Array<{ name: string, clustered: boolean }> = [{ name: 'memory', clustered: false }]
   if (redisUnavailable() === null && !values['memory-only']) modes.push({ name: 'Redis', clustered: true })
   for (const mode of modes) {
-    const without = await startRig(false, mode.clustered, batchSize, values['cpu-prof'])
-    const withHooks = await startRig(true, mode.clustered, batchSize, values['cpu-prof']).catch(async (err: unknown) => { await stopRig(without); throw err })
+    const rigs: Rig[] = []
     try {
-      await round(without, rate, warmupSeconds)
-      await round(withHooks, rate, warmupSeconds)
-      const measured = { without: [] as Round[], with: [] as Round[] }
-      // ABBA: each pair's order alternates, so a drift of the machine is charged to both
-      for (let at = 0; at < rounds; at++) {
-        const order = at % 2 === 0 ? (['without', 'with'] as const) : (['with', 'without'] as const)
-        for (const which of order) measured[which].push(await round(which === 'with' ? withHooks : without, rate, seconds))
+      // the control: a second broker without webhooks, measured like the others (the method's own spread)
+      for (const hooks of values.control ? [false, true, false] : [false, true]) rigs.push(await startRig(hooks, mode.clustered, batchSize, values['cpu-prof']))
+      const [without, withHooks, control] = rigs as [Rig, Rig, Rig | undefined]
+      // the same webhooks built from another checkout (the commit before a change), in the same windows
+      const baseline = baselineCli === undefined ? undefined : await startRig(true, mode.clustered, batchSize, undefined, baselineCli)
+      if (baseline !== undefined) rigs.push(baseline)
+      const floorRig = floorRoot === undefined ? undefined : await startRig(true, mode.clustered, batchSize, undefined, join(floorRoot, 'dist', 'src', 'cli.js'), true)
+      if (floorRig !== undefined) rigs.push(floorRig)
+      await round(rigs, rate, warmupSeconds)
+      const callsBefore = rigs.map(redisCalls)
+      const measured: Round[] = []
+      for (let at = 0; at < rounds; at++) measured.push(await round(rigs, rate, seconds))
+      if (mode.clustered) {
+        const calls = rigs.map((rig, at) => `${at === 0 ? 'without' : `broker ${at}`}: ${callsPer1000(callsBefore[at] as Map<string, number>, redisCalls(rig), rounds * seconds * rate)}`)
+        notes.push(`${mode.name}: Redis commands per 1,000 messages (INFO commandstats over the rounds): ${calls.join('; ')}`)
       }
-      const ratios = measured.with.map((r, at) => r.cpuMsPer1000 / (measured.without[at] as Round).cpuMsPer1000)
-      const row = (label: string, rig: Rig, list: Round[], ratio: string): void => {
-        const cpu = list.map((r) => r.cpuMsPer1000)
+      const cpuOf = (at: number): number[] => measured.map((r) => (r.brokers[at] as BrokerRound).cpuMsPer1000)
+      const ratiosTo = (at: number): number[] => cpuOf(at).map((cpu, round) => cpu / (cpuOf(0)[round] as number))
+      const row = (label: string, rig: Rig, at: number): void => {
+        const cpu = cpuOf(at)
         const events = rig.receiver?.ids.size
-        const redisCpu = list.map((r) => r.redisMsPer1000).filter((v): v is number => v !== null)
-        rows.push(`| ${label} | ${rig.published} | ${rig.delivered} | ${events ?? ''} | ${events === undefined ? '' : rig.published - events} | ${rig.receiver === null ? '' : rig.receiver.received() - rig.receiver.ids.size} | ${median(cpu).toFixed(1)} (${cpu.map((v) => v.toFixed(1)).join(' ')}) | ${ratio} | ${redisCpu.length === 0 ? '' : median(redisCpu).toFixed(1)} | ${median(list.map((r) => r.otherPercent)).toFixed(0)}% | ${Math.round(median(list.map((r) => r.drainMs)))} |`)
+        const redisCpu = measured.map((r) => (r.brokers[at] as BrokerRound).redisMsPer1000).filter((v): v is number => v !== null)
+        const ratios = ratiosTo(at)
+        const ratio = at === 0 ? '' : `${median(ratios).toFixed(2)}x (${ratios.map((v) => v.toFixed(2)).join(' ')}; spread ${(Math.max(...ratios) - Math.min(...ratios)).toFixed(2)})`
+        const sent = rig.sendsNothing ? undefined : events
+        rows.push(`| ${label} | ${rig.published} | ${rig.delivered} | ${sent ?? ''} | ${sent === undefined ? '' : rig.published - sent} | ${rig.receiver === null || rig.sendsNothing ? '' : rig.receiver.received() - rig.receiver.ids.size} | ${median(cpu).toFixed(1)} (${cpu.map((v) => v.toFixed(1)).join(' ')}) | ${ratio} | ${redisCpu.length === 0 ? '' : median(redisCpu).toFixed(1)} |`)
       }
-      row(`${mode.name}, no webhooks`, without, measured.without, '')
-      row(`${mode.name}, message webhooks`, withHooks, measured.with, `${median(ratios).toFixed(2)}x (${ratios.map((v) => v.toFixed(2)).join(' ')})`)
+      row(`${mode.name}, no webhooks`, without, 0)
+      row(`${mode.name}, message webhooks`, withHooks, 1)
+      if (control !== undefined) row(`${mode.name}, no webhooks (control)`, control, 2)
+      if (baseline !== undefined) row(`${mode.name}, message webhooks, ${process.env.BENCH_BASELINE ?? ''} (baseline)`, baseline, rigs.indexOf(baseline))
+      if (floorRig !== undefined) row(`${mode.name}, message webhooks, ${mode.clustered ? 'each append one PING, nothing sent' : 'each POST a no-op'} (lower bound)`, floorRig, rigs.indexOf(floorRig))
       const batches = withHooks.receiver?.batches ?? []
-      batchesSeen.push(`${mode.name}: ${batches.length} requests, events per request median ${median(batches)}, max ${Math.max(...batches)}`)
+      notes.push(`${mode.name}: the receiver saw ${batches.length} requests, events per request median ${median(batches)}, max ${Math.max(...batches)}; other processes ${median(measured.map((r) => r.otherPercent)).toFixed(0)}%, this generator ${median(measured.map((r) => r.generatorPercent)).toFixed(0)}% of a CPU; drain after publishing ${Math.round(median(measured.map((r) => r.drainMs)))} ms (medians of the rounds)`)
       if (!mode.clustered && !values['no-floor']) {
         // what the webhook work costs with no broker around it, next to this run's reference
         // (less the same process pacing itself with nothing to do: a broker at this rate is awake anyway)
-        const reference = median(measured.without.map((r) => r.cpuMsPer1000))
+        const reference = median(cpuOf(0))
         const idle = median(await floor('idle', rate, batchCap, rounds, seconds, warmupSeconds))
         for (const [label, kind] of [['floor: signed POSTs of pre-built batches only', 'post'], ['floor: events built, memory outbox, sender; no broker', 'pipeline']] as const) {
           const cpu = (await floor(kind, rate, batchCap, rounds, seconds, warmupSeconds)).map((v) => v - idle)
-          rows.push(`| ${label} (less ${idle.toFixed(1)} idle) | | | | | | ${median(cpu).toFixed(1)} (${cpu.map((v) => v.toFixed(1)).join(' ')}) | +${(median(cpu) / reference * 100).toFixed(0)}% of the reference | | | |`)
+          rows.push(`| ${label} (less ${idle.toFixed(1)} idle) | | | | | | ${median(cpu).toFixed(1)} (${cpu.map((v) => v.toFixed(1)).join(' ')}) | +${(median(cpu) / reference * 100).toFixed(0)}% of the reference | |`)
         }
       }
     } finally {
-      await stopRig(withHooks)
-      await stopRig(without)
+      for (const rig of rigs) await stopRig(rig)
     }
   }
+  if (floorRoot !== undefined) rmSync(floorRoot, { recursive: true, force: true })
   process.stdout.write([
-    `Message webhooks at ${rate} msg/s (QoS 0, 64 B, one publisher, one subscriber; events in batches of up to ${batchCap}${batchSize === undefined ? ', the default' : ''}): ${warmupSeconds} s of warm-up each, then ${rounds} interleaved rounds of ${seconds} s; ${pinned ? 'brokers and Redis pinned to CPU 0, generator and receiver to CPU 1' : 'nothing pinned'}.`,
-    'CPU per 1,000 messages: the median of the rounds (each round in brackets); the ratio: the median of each pair\'s ratio. Published, delivered, events, lost, duplicates: every round and the warm-up together.',
+    `Message webhooks at ${rate} msg/s to each broker at once (QoS 0, 64 B, one publisher, one subscriber per broker; events in batches of up to ${batchCap}${batchSize === undefined ? ', the default' : ''}): ${warmupSeconds} s of warm-up, then ${rounds} rounds of ${seconds} s; ${pinned ? 'brokers and Redis pinned to CPU 0, generator and receivers to CPU 1' : 'nothing pinned'}.`,
+    'CPU per 1,000 messages: the median of the rounds (each round in brackets), every broker measured over the same wall window; the ratio: the median of each round\'s ratio to the broker without webhooks. Published, delivered, events, lost, duplicates: every round and the warm-up together.',
     '',
-    '| broker | published | delivered | webhook events | lost | duplicates | broker CPU ms / 1,000 msgs | CPU vs without | Redis CPU ms / 1,000 | other processes | drain after publish (ms) |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| broker | published | delivered | webhook events | lost | duplicates | broker CPU ms / 1,000 msgs | CPU vs without | Redis CPU ms / 1,000 |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
-    `Batches the receiver saw: ${batchesSeen.join('; ')}.`,
+    ...notes.map((note) => `- ${note}.`),
     ''
   ].join('\n'))
 }

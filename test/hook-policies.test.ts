@@ -3,7 +3,7 @@
 import t from 'tap'
 import { failureAnswer, HookAnswerCache, narrowedIdentity, parseHookAnswer, parseRevocation } from '../src/acl/authorization-hook.js'
 import { backoffDelay, batchBody } from '../src/broker/webhooks/sender.js'
-import { eventJson, messageDataJson } from '../src/broker/webhooks/events.js'
+import { eventJson, MessageEventJson } from '../src/broker/webhooks/events.js'
 import { entriesWithin, entryEvents, MemoryOutbox, type OutboxEntry } from '../src/broker/webhooks/outbox.js'
 
 t.test('backoff doubles from the initial delay, is capped, its upper half random', async (t) => {
@@ -15,11 +15,45 @@ t.test('backoff doubles from the initial delay, is capped, its upper half random
 })
 
 t.test('events are JSON the receiver can parse, batched without parsing them again', async (t) => {
-  const data = messageDataJson({ topic: 'a/"quoted"', qos: 1, retain: false, clientId: null, user: 'al\\ice', payload: Buffer.from([0xc3, 0x28]) })
-  const event = JSON.parse(eventJson('message.published', JSON.stringify('node-1'), data)) as { id: string, at: string, node: string, data: Record<string, unknown> }
+  const messages = new MessageEventJson(JSON.stringify('node-1'))
+  const message = (topic: string, qos: number, retain: boolean, payload: Buffer | string, clientId: string | null = null, user: string | null = 'al\\ice'): { id: string, type: string, at: string, node: string, data: Record<string, unknown> } =>
+    JSON.parse(messages.build(topic, qos, retain, MessageEventJson.client(clientId, user), payload)) as { id: string, type: string, at: string, node: string, data: Record<string, unknown> }
+  const event = message('a/"quoted"', 1, false, Buffer.from([0xc3, 0x28]))
   t.same(event.data, { topic: 'a/"quoted"', qos: 1, retain: false, clientId: null, user: 'al\\ice', payload: Buffer.from([0xc3, 0x28]).toString('base64'), encoding: 'base64' }, 'quoting and a non-UTF-8 payload survive')
+  t.equal(event.type, 'message.published')
   t.equal(event.node, 'node-1')
   t.ok(!Number.isNaN(Date.parse(event.at)), 'an ISO time')
+  // the plain-ASCII shortcut, and what must leave it: quotes, backslashes, controls, UTF-8, DEL, length
+  const texts = ['hello world 0123456789', '', 'say "hi"', 'back\\slash', 'tab\there', 'line\n', 'caf\u00e9 \u{1f600}', '\u007f', 'x'.repeat(513)]
+  const plain = new Set(['hello world 0123456789', ''])
+  for (const text of texts) {
+    const expected = { topic: 'room/1', qos: 2, retain: true, clientId: 'c"1', user: null, payload: text, encoding: 'utf8' }
+    t.same(message('room/1', 2, true, Buffer.from(text), 'c"1', null).data, expected, `payload ${JSON.stringify(text.slice(0, 12))} as UTF-8 text`)
+    t.same(message('room/1', 0, false, text).data.payload, text, 'a string payload too')
+    // the bytes path: plain ASCII only, the same event
+    const prepared = messages.prepare('room/1', 2, true, MessageEventJson.client('c"1', null), Buffer.from(text))
+    t.equal(prepared !== null, plain.has(text), `payload ${JSON.stringify(text.slice(0, 12))} ${plain.has(text) ? 'copied as bytes' : 'built as text'}`)
+    if (prepared === null) continue
+    const into = Buffer.alloc(prepared.length + 4, '#')
+    prepared.writeTo(into, 2)
+    t.equal(into.toString('latin1', 0, 2) + into.toString('latin1', into.length - 2), '####', 'written within its length')
+    const written = JSON.parse(into.subarray(2, 2 + prepared.length).toString()) as { id: string, type: string, at: string, node: string, data: unknown }
+    t.same(written.data, expected, 'the same data as built')
+    t.match(written, { type: 'message.published', node: 'node-1' })
+    t.ok(!Number.isNaN(Date.parse(written.at)), 'an ISO time')
+  }
+  // 2,000 ids from this fresh process's counter: across its 1-, 2- and 3-digit lengths
+  const counters: number[] = []
+  for (let n = 0; n < 2000; n++) {
+    const prepared = messages.prepare('room/1', 0, false, MessageEventJson.client(null, null), Buffer.from('x'))
+    const into = Buffer.alloc(prepared?.length ?? 0)
+    prepared?.writeTo(into, 0)
+    const { id } = JSON.parse(into.toString()) as { id: string }
+    counters.push(parseInt(id.slice(id.lastIndexOf('-') + 1), 36))
+  }
+  t.ok(counters.every((counter, at) => counter === (counters[0] as number) + at) && (counters[0] as number) < 1296 && (counters[1999] as number) >= 1296, 'ids in base 36, one after another, across digit lengths')
+  t.same(message('room/1', 0, false, Buffer.from('x')).data.topic, 'room/1', 'a topic\'s remembered piece')
+  t.not(message('room/1', 0, false, 'x').id, message('room/1', 0, false, 'x').id, 'a new id each time')
   const expired = (clientId: string): string => eventJson('session.expired', '"n"', JSON.stringify({ clientId }))
   const body = JSON.parse(Buffer.concat(batchBody([{ id: '1', events: `${expired('c')},${expired('d')}`, count: 2, enqueuedAt: 0 }, { id: '2', events: expired('e'), count: 1, enqueuedAt: 0 }])).toString()) as { events: Array<{ data: unknown, id: string }> }
   t.same(body.events.map((e) => e.data), [{ clientId: 'c' }, { clientId: 'd' }, { clientId: 'e' }])

@@ -39,3 +39,33 @@ t.test('own entries from memory, the others from Redis, in order, each once', as
   await sender.close()
   await other.close()
 })
+
+t.test('the turns appended while an append is in flight go out together, in order, in its next call', async (t) => {
+  const server = await startRedis(t)
+  const [client, admin] = [new Redis(server.url), new Redis(server.url)]
+  t.teardown(() => { client.disconnect(); admin.disconnect() })
+  const keys = new RedisKeys('rb:', false)
+  const box = new RedisOutbox(client, { nodeId: 'node-a', keys, maxPerEntry: 100, maxPending: 100, maxDeadLetters: 10, leaseMs: 5000, onLost: () => t.fail('no event lost') })
+  const event = (n: number): string => JSON.stringify({ id: String(n) })
+  const evalshaCalls = async (): Promise<number> => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0)
+  box.append('e', event(0))
+  await box.written() // the script loaded, an append's round trip timed by nothing but Redis
+  const before = await evalshaCalls()
+  // Redis holds the first append 300 ms: the two turns after it wait for it
+  await admin.client('PAUSE', 300, 'ALL')
+  box.append('e', event(1))
+  const first = box.written()
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  box.append('e', event(2))
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  box.append('e', event(3))
+  const last = box.written()
+  t.not(first, last, 'a write of its own for what came after the one in flight')
+  await first
+  await last
+  t.equal(await evalshaCalls() - before, 2, 'two appends: the first turn, then both turns that waited for it')
+  const entries = await client.xrange(keys.owned('webhooks', 'e', 'outbox'), '-', '+')
+  t.same(entries.map(([, fields]) => fields[1]), [event(0), event(1), `${event(2)},${event(3)}`], 'in order, the waiting turns in one entry')
+  t.equal(await client.get(keys.owned('webhooks', 'e', 'pending')), '4', 'all counted')
+  await box.close()
+})

@@ -1,10 +1,10 @@
 // The broker events webhooks listen to that the wiring does not hand them itself: messages
 // published (Aedes' `published` hook), subscriptions, drops. Listened to only when an endpoint
 // wants them, so a broker whose endpoints want no message events pays nothing per message.
-import type { Aedes, AedesOptions } from 'aedes'
+import type { Aedes, AedesOptions, Client } from 'aedes'
 import type { ClientRegistry } from '../client-registry.js'
 import type { BrokerMetrics } from '../observability/metrics.js'
-import { messageDataJson } from './events.js'
+import { MessageEventJson, type ClientPiece } from './events.js'
 import type { Webhooks } from './webhooks.js'
 
 /**
@@ -14,8 +14,18 @@ import type { Webhooks } from './webhooks.js'
  * killed right after a PUBACK still has the event of that message.
  */
 export function publishedHook (webhooks: Webhooks, clients: ClientRegistry): NonNullable<AedesOptions['published']> {
+  // each client's piece of its messages' events, made once (again if its user changed)
+  const pieces = new WeakMap<Client, ClientPiece & { user: string | null }>()
+  const serverPiece = MessageEventJson.client(null, null)
+  const clientPiece = (client: Client | null): ClientPiece => {
+    if (client === null) return serverPiece
+    const user = clients.stateOf(client)?.identity.user ?? null
+    let piece = pieces.get(client)
+    if (piece === undefined || piece.user !== user) pieces.set(client, piece = { ...MessageEventJson.client(client.id, user), user })
+    return piece
+  }
   return (packet, client, done) => {
-    const stored = webhooks.emitMessage('message.published', packet.topic, () => messageDataJson({ topic: packet.topic, qos: packet.qos, retain: packet.retain, clientId: client?.id ?? null, user: client === null ? null : clients.stateOf(client)?.identity.user ?? null, payload: packet.payload }))
+    const stored = webhooks.emitMessage(packet, client, clientPiece)
     // QoS 0 has no PUBACK whose promise the event must keep: the message goes on at once and
     // its event is appended in the same turn's write (a SIGKILL can lose that turn's QoS 0 events)
     if (stored === null || packet.qos === 0) return done(null)

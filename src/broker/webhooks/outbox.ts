@@ -1,6 +1,7 @@
 // Where webhook events wait until their endpoint acknowledged them: the contract, and the
 // in-memory outbox of an embedded (Redis-less) broker, bounded per endpoint and counted.
 // redis-outbox.ts is the durable, cluster-wide one.
+import type { EventBytes } from './events.js'
 
 /**
  * Events waiting for their endpoint, in the order they happened: those one node queued in one
@@ -45,6 +46,8 @@ export function entryEvents (entry: OutboxEntry): string[] {
 export interface WebhookOutbox {
   /** Queues an event for `endpoint`; false when its backlog is full (the event is dropped). */
   append: (endpoint: string, event: string) => boolean
+  /** The same, the event copied as the bytes it writes. */
+  appendBytes: (endpoint: string, event: EventBytes) => boolean
   /**
    * Whether this node sends `endpoint`'s events now. One sender per endpoint at a time keeps
    * its events in order; another node takes over (with the entries left unacknowledged) when
@@ -184,24 +187,42 @@ export class MemoryOutbox implements WebhookOutbox {
   append (endpoint: string, event: string): boolean {
     const queue = this.queue(endpoint)
     if (queue.events >= this.maxPending) return false
-    let chunk = queue.chunks.last()
-    const room = chunk === undefined || chunk.sealed ? -1 : chunk.bytes.length - chunk.length - 1
+    const open = queue.chunks.last()
     // UTF-8 takes 3 bytes at most per UTF-16 unit: an event that surely fits is not measured first
-    if (chunk === undefined || event.length * 3 > room) {
-      const size = Buffer.byteLength(event)
-      if (chunk === undefined || size > room) {
-        if (chunk !== undefined) chunk.sealed = true
-        const bytes = size <= chunkBytes ? this.spare.pop() ?? Buffer.allocUnsafeSlow(chunkBytes) : Buffer.allocUnsafeSlow(size)
-        queue.chunks.push(chunk = { bytes, length: 0, count: 0, first: queue.queued + 1, enqueuedAt: Date.now(), sealed: false })
-      }
+    const size = open !== undefined && !open.sealed && event.length * 3 < open.bytes.length - open.length ? event.length : Buffer.byteLength(event)
+    const chunk = this.room(queue, size)
+    chunk.length += chunk.bytes.write(event, chunk.length)
+    this.counted(endpoint, queue, chunk)
+    return true
+  }
+
+  appendBytes (endpoint: string, event: EventBytes): boolean {
+    const queue = this.queue(endpoint)
+    if (queue.events >= this.maxPending) return false
+    const chunk = this.room(queue, event.length)
+    event.writeTo(chunk.bytes, chunk.length)
+    chunk.length += event.length
+    this.counted(endpoint, queue, chunk)
+    return true
+  }
+
+  /** The chunk an event of at most `size` bytes goes in (its comma written), a new one if the open one has no room. */
+  private room (queue: { chunks: Fifo<Chunk>, queued: number }, size: number): Chunk {
+    let chunk = queue.chunks.last()
+    if (chunk === undefined || chunk.sealed || size + 1 > chunk.bytes.length - chunk.length) {
+      if (chunk !== undefined) chunk.sealed = true
+      const bytes = size <= chunkBytes ? this.spare.pop() ?? Buffer.allocUnsafeSlow(chunkBytes) : Buffer.allocUnsafeSlow(size)
+      queue.chunks.push(chunk = { bytes, length: 0, count: 0, first: queue.queued + 1, enqueuedAt: Date.now(), sealed: false })
     }
     if (chunk.count > 0) chunk.bytes[chunk.length++] = comma
-    chunk.length += chunk.bytes.write(event, chunk.length)
+    return chunk
+  }
+
+  private counted (endpoint: string, queue: { events: number, queued: number }, chunk: Chunk): void {
     if (++chunk.count >= this.maxPerEntry) chunk.sealed = true
     queue.events++
     queue.queued++
     this.signal.notify(endpoint)
-    return true
   }
 
   async acquire (): Promise<boolean> { return true }

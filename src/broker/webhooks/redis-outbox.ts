@@ -9,6 +9,7 @@
 // script stays on one slot.
 import type { RedisClient } from '../storage/redis-clients.js'
 import type { RedisKeys } from '../storage/redis-keys.js'
+import type { EventBytes } from './events.js'
 import { AppendSignal, entriesWithin, entryEvents, eventCount, type Batch, type DeadLetter, type OutboxEntry, type WebhookOutbox } from './outbox.js'
 
 const group = 'senders'
@@ -63,7 +64,7 @@ type StreamEntry = [id: string, fields: string[]]
 
 /** The scripts, sent by their SHA1 (EVALSHA; ioredis loads a script Redis does not know yet). */
 interface OutboxCommands {
-  webhookAppend: (outbox: string, pending: string, nodeId: string, events: number, ...entries: string[]) => Promise<[...ids: string[], length: number]>
+  webhookAppend: (outbox: string, pending: string, nodeId: string, events: number, ...entries: Array<Buffer | string>) => Promise<[...ids: string[], length: number]>
   webhookLease: (lease: string, nodeId: string, leaseMs: number) => Promise<number>
   webhookReadNew: (outbox: string, group: string, consumer: string, count: number) => Promise<StreamEntry[]>
 }
@@ -81,6 +82,58 @@ function field (fields: string[], name: string): string {
 /** A stream id's milliseconds: when the entry was added. */
 const idTime = (id: string): number => Number(id.slice(0, id.indexOf('-')))
 
+/**
+ * An endpoint's events waiting for the next append, as bytes, one after another (commas
+ * between them), cut into entries of maxPerEntry events; its buffer is reused, each append's
+ * entries copied out.
+ */
+class AppendBuffer {
+  bytes = Buffer.allocUnsafeSlow(16 * 1024)
+  length = 0
+  /** Events waiting. */
+  events = 0
+  /** Where each entry but the last ends. */
+  private readonly cuts: number[] = []
+  private inEntry = 0
+
+  constructor (private readonly maxPerEntry: number) {}
+
+  /** Room for an event of at most `size` bytes, its comma written. */
+  room (size: number): void {
+    if (this.inEntry === this.maxPerEntry) {
+      this.cuts.push(this.length)
+      this.inEntry = 0
+    }
+    if (this.length + size + 1 > this.bytes.length) {
+      const larger = Buffer.allocUnsafeSlow(Math.max(2 * this.bytes.length, this.length + size + 1))
+      this.bytes.copy(larger, 0, 0, this.length)
+      this.bytes = larger
+    }
+    if (this.inEntry > 0) this.bytes[this.length++] = comma
+  }
+
+  counted (): void {
+    this.inEntry++
+    this.events++
+  }
+
+  /** The entries waiting, copied out; empties the buffer. */
+  take (): Array<{ events: Buffer, count: number }> {
+    const entries: Array<{ events: Buffer, count: number }> = []
+    let start = 0
+    for (const end of this.cuts) {
+      entries.push({ events: Buffer.from(this.bytes.subarray(start, end)), count: this.maxPerEntry })
+      start = end
+    }
+    entries.push({ events: Buffer.from(this.bytes.subarray(start, this.length)), count: this.inEntry })
+    this.cuts.length = 0
+    this.length = this.events = this.inEntry = 0
+    return entries
+  }
+}
+
+const comma = 0x2c
+
 export interface RedisOutboxOptions {
   nodeId: string
   keys: RedisKeys
@@ -95,9 +148,11 @@ export interface RedisOutboxOptions {
 }
 
 export class RedisOutbox implements WebhookOutbox {
-  private readonly buffered = new Map<string, string[]>()
+  private readonly buffered = new Map<string, AppendBuffer>()
   // the write of the events buffered now: resolves once Redis has them
   private flushing: Promise<void> | null = null
+  // the append in flight (never rejects): the next waits for it, so the turns meanwhile go out together
+  private storing: Promise<void> | null = null
   private readonly lengths = new Map<string, number>()
   private readonly recounted = new Map<string, number>()
   private readonly leases = new Map<string, NodeJS.Timeout>()
@@ -114,7 +169,7 @@ export class RedisOutbox implements WebhookOutbox {
    * Per endpoint, while this node holds its lease, the events of the entries it appended and
    * not yet sent, by entry id: sent from here rather than read back from Redis.
    */
-  private readonly own = new Map<string, Map<string, string>>()
+  private readonly own = new Map<string, Map<string, Buffer>>()
   private readonly signal = new AppendSignal()
   private closed = false
   private readonly keysOf = new Map<string, EndpointKeys>()
@@ -138,41 +193,66 @@ export class RedisOutbox implements WebhookOutbox {
   }
 
   append (endpoint: string, event: string): boolean {
-    let buffer = this.buffered.get(endpoint)
-    if ((this.lengths.get(endpoint) ?? 0) + (buffer?.length ?? 0) >= this.options.maxPending) {
-      this.recount(endpoint)
-      return false
-    }
-    if (buffer === undefined) this.buffered.set(endpoint, buffer = [])
-    buffer.push(event)
-    // one pipeline per turn for all the events of the turn
-    this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => await this.flush())
+    const buffer = this.bufferOf(endpoint)
+    if (buffer === null) return false
+    // UTF-8 takes 3 bytes at most per UTF-16 unit
+    buffer.room(event.length * 3)
+    buffer.length += buffer.bytes.write(event, buffer.length)
+    this.counted(buffer)
     return true
   }
 
-  private async flush (): Promise<void> {
-    const batches = [...this.buffered]
-    this.buffered.clear()
-    this.flushing = null
-    await Promise.all(batches.map(async ([endpoint, events]) => await this.store(endpoint, events)))
+  appendBytes (endpoint: string, event: EventBytes): boolean {
+    const buffer = this.bufferOf(endpoint)
+    if (buffer === null) return false
+    buffer.room(event.length)
+    event.writeTo(buffer.bytes, buffer.length)
+    buffer.length += event.length
+    this.counted(buffer)
+    return true
   }
 
-  /** Appends one turn's events of an endpoint: entries of up to maxPerEntry events, and their count. */
-  private async store (endpoint: string, events: string[]): Promise<void> {
-    const { maxPerEntry } = this.options
+  /** The endpoint's events waiting for the next append; null when its backlog is full. */
+  private bufferOf (endpoint: string): AppendBuffer | null {
+    let buffer = this.buffered.get(endpoint)
+    if ((this.lengths.get(endpoint) ?? 0) + (buffer?.events ?? 0) >= this.options.maxPending) {
+      this.recount(endpoint)
+      return null
+    }
+    if (buffer === undefined) this.buffered.set(endpoint, buffer = new AppendBuffer(this.options.maxPerEntry))
+    return buffer
+  }
+
+  private counted (buffer: AppendBuffer): void {
+    buffer.counted()
+    // one append for all the events of a turn, and of the turns while an append is in flight
+    // (a QoS 1 PUBACK waits one round trip more at most)
+    this.flushing ??= (this.storing ?? new Promise<void>((resolve) => setImmediate(resolve))).then(async () => await this.flush())
+  }
+
+  private async flush (): Promise<void> {
+    const appends: Array<Promise<void>> = []
+    for (const [endpoint, buffer] of this.buffered) if (buffer.events > 0) appends.push(this.store(endpoint, buffer.take()))
+    this.flushing = null
+    const storing = this.storing = Promise.all(appends).then(() => {}, () => {})
+    await storing
+    if (this.storing === storing) this.storing = null
+  }
+
+  /** Appends one turn's entries of an endpoint, and their count. */
+  private async store (endpoint: string, entries: Array<{ events: Buffer, count: number }>): Promise<void> {
     const { outbox, pending } = this.keys(endpoint)
-    const joined: string[] = []
-    const args: string[] = []
-    for (let at = 0; at < events.length; at += maxPerEntry) {
-      const entry = events.length <= maxPerEntry ? events : events.slice(at, at + maxPerEntry)
-      joined.push(entry.join(','))
-      args.push(joined[joined.length - 1] as string, String(entry.length))
+    const args: Array<Buffer | string> = []
+    let events = 0
+    for (const entry of entries) {
+      args.push(entry.events, String(entry.count))
+      events += entry.count
     }
     // Redis briefly away: ioredis holds the commands until it is back (maxRetriesPerRequest:
     // null); an append Redis refused (out of memory, say) is an event lost, counted
-    const results = await this.commands.webhookAppend(outbox, pending, this.options.nodeId, events.length, ...args).catch(() => null)
+    const results = await this.commands.webhookAppend(outbox, pending, this.options.nodeId, events, ...args).catch(() => null)
     if (results === null) {
-      this.options.onLost(endpoint, events.length)
+      this.options.onLost(endpoint, events)
       return
     }
     const length = results[results.length - 1]
@@ -180,9 +260,9 @@ export class RedisOutbox implements WebhookOutbox {
     // kept only while this node sends the endpoint's events (and so drops them once acknowledged)
     const own = this.leases.has(endpoint) ? this.own.get(endpoint) : undefined
     if (own !== undefined && own.size < maxOwnEntries) {
-      joined.forEach((entryEvents, entry) => {
-        const id = results[entry]
-        if (typeof id === 'string') own.set(id, entryEvents)
+      entries.forEach((entry, at) => {
+        const id = results[at]
+        if (typeof id === 'string') own.set(id, entry.events)
       })
     }
     this.signal.notify(endpoint)

@@ -8,7 +8,7 @@ import type { Registry } from 'prom-client'
 import { levelSeparator, levelsMatch } from '../../acl/topic-grammar.js'
 import { ConfigError, type BrokerConfig } from '../config/config.js'
 import type { Logger } from '../observability/logger.js'
-import { eventJson, type WebhookEventType } from './events.js'
+import { eventJson, MessageEventJson, type ClientPiece, type EventBytes, type PublishedMessage, type WebhookEventType } from './events.js'
 import { MemoryOutbox, type DeadLetter, type WebhookOutbox } from './outbox.js'
 import { RedisOutbox } from './redis-outbox.js'
 import { EndpointSender } from './sender.js'
@@ -50,6 +50,9 @@ export class Webhooks {
   private readonly metrics: WebhookMetrics
   private readonly wanted = new Set<WebhookEventType>()
   private readonly nodeJson: string
+  /** The endpoints that want message.published. */
+  private readonly messageEndpoints: Endpoint[]
+  private readonly messageEvents: MessageEventJson
 
   constructor (config: WebhookConfig, private readonly outbox: WebhookOutbox, nodeId: string, registry: Registry, logger: Logger, env: Record<string, string | undefined>) {
     this.endpoints = config.endpoints.map((endpoint) => ({
@@ -59,6 +62,8 @@ export class Webhooks {
     }))
     for (const endpoint of this.endpoints) for (const type of endpoint.events) this.wanted.add(type)
     this.nodeJson = JSON.stringify(nodeId)
+    this.messageEndpoints = this.endpoints.filter((endpoint) => endpoint.events.has('message.published'))
+    this.messageEvents = new MessageEventJson(this.nodeJson)
     this.metrics = new WebhookMetrics(registry, this.endpoints.map((e) => e.name), (name) => outbox.pending(name))
     this.senders = config.endpoints.map((endpoint) => {
       const secret = endpoint.secret ?? env[endpoint.secretEnv ?? '']
@@ -74,28 +79,33 @@ export class Webhooks {
 
   /** Queues an event for every endpoint that wants it. */
   emit (type: WebhookEventType, data: Record<string, unknown>): void {
-    if (this.wanted.has(type)) void this.queue(type, null, () => JSON.stringify(data))
-  }
-
-  /**
-   * Queues a message event for the endpoints whose filters match `topic`; `data` (its JSON) is
-   * built only if one does, once for all of them. Resolves once the event is stored (null: it
-   * already is, or none was queued).
-   */
-  emitMessage (type: 'message.published', topic: string, data: () => string): Promise<void> | null {
-    return this.queue(type, topic, data) ? this.outbox.written() : null
-  }
-
-  /** Whether the event was queued for any endpoint. */
-  private queue (type: WebhookEventType, topic: string | null, data: () => string): boolean {
+    if (!this.wanted.has(type)) return
     let json: string | null = null
     for (const endpoint of this.endpoints) {
       if (!endpoint.events.has(type)) continue
-      if (topic !== null && !endpoint.wantsTopic(topic)) continue
-      json ??= eventJson(type, this.nodeJson, data())
+      json ??= eventJson(type, this.nodeJson, JSON.stringify(data))
       if (!this.outbox.append(endpoint.name, json)) this.metrics.dropped(endpoint.name)
     }
-    return json !== null
+  }
+
+  /**
+   * Queues a message.published event for the endpoints whose filters match its topic, built
+   * only if one does, once for all of them (`clientPiece(client)`: from MessageEventJson.client).
+   * Resolves once the event is stored (null: it already is, or none was queued).
+   */
+  emitMessage<Client> (message: PublishedMessage, client: Client, clientPiece: (client: Client) => ClientPiece): Promise<void> | null {
+    let event: EventBytes | string | null = null
+    for (const endpoint of this.messageEndpoints) {
+      if (!endpoint.wantsTopic(message.topic)) continue
+      if (event === null) {
+        const { topic, qos, retain, payload } = message
+        const piece = clientPiece(client)
+        event = this.messageEvents.prepare(topic, qos, retain, piece, payload) ?? this.messageEvents.build(topic, qos, retain, piece, payload)
+      }
+      const queued = typeof event === 'string' ? this.outbox.append(endpoint.name, event) : this.outbox.appendBytes(endpoint.name, event)
+      if (!queued) this.metrics.dropped(endpoint.name)
+    }
+    return event === null ? null : this.outbox.written()
   }
 
   /** Events the outbox could not keep, counted as dropped. */
