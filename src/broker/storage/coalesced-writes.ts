@@ -21,9 +21,7 @@ function corkPerTurn (socket: Socket): void {
     if (!corked) {
       corked = true
       socket.cork()
-      // at the end of the loop's poll phase, not of the callback: the commands of every reply
-      // and packet read in it (a storm's hundreds of resumes) leave in one write
-      setImmediate(uncork)
+      process.nextTick(uncork)
     }
     return write.apply(this, args)
   } as Socket['write']
