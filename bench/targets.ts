@@ -79,6 +79,7 @@ export const projectRoot = fileURLToPath(new URL('../..', import.meta.url))
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url))
 const aedesPlainPath = fileURLToPath(new URL('./aedes-plain.js', import.meta.url))
 const aedesWorkersPath = fileURLToPath(new URL('./aedes-workers.js', import.meta.url))
+const aedesStormPath = fileURLToPath(new URL('./aedes-storm.js', import.meta.url))
 
 const readyLines = {
   tcp: /MQTT over TCP listening on mqtt:\/\/127\.0\.0\.1:(\d+)/,
@@ -156,6 +157,39 @@ const benchToken = (): string => jwt.sign({ sub: 'bench' }, benchSecret, { expir
 
 /** The target of the storm scenario: three nodes, one to be killed. */
 export const stormTargetName = 'rb+redis×3 storm'
+
+/** The storm's lower bound: three plain Aedes nodes on one Redis (bench/aedes-storm.ts). */
+export const aedesStormTargetName = 'aedes×3 storm'
+
+/** Three plain Aedes nodes on a fresh Redis, as the storm target's (unpinned, Redis on every CPU). */
+async function startAedesStorm (options: StartOptions): Promise<RunningTarget> {
+  const redis = await startRedisServer(null)
+  const started: Array<ReturnType<typeof startChild>> = []
+  try {
+    const nodes: NonNullable<RunningTarget['nodes']> = []
+    for (let i = 0; i < 3; i++) {
+      const child = startChild(process.execPath, [...options.nodeArgs(`node${i}`), aedesStormPath], { cpu: null, cwd: projectRoot, env: { ...baseEnv(), REDIS_URL: redis.url, NODE_ID: `bench-aedes-${i}` } })
+      started.push(child)
+      const [tcp] = await child.waitFor([readyLines.tcp], 60_000)
+      nodes.push({ mqttPort: Number(tcp?.[1]), pid: child.pid })
+    }
+    const endpoints: Endpoints = { mqttPort: (nodes[0] as (typeof nodes)[number]).mqttPort }
+    return {
+      publish: endpoints,
+      subscribe: endpoints,
+      pids: [...nodes.map((n) => n.pid), ...redis.handles.map((handle) => handle.pid)],
+      nodes,
+      stop: async () => {
+        await Promise.all(started.map((child) => child.stop()))
+        await redis.stop()
+      }
+    }
+  } catch (err) {
+    await Promise.all(started.map((child) => child.stop()))
+    await redis.stop()
+    throw err
+  }
+}
 
 /** The target of the fleet scenario: more connections than one process may hold. */
 export const fleetTargetName = 'rb+jwt workers'
@@ -334,10 +368,19 @@ export const targets: Target[] = [
   {
     name: stormTargetName,
     measuredAlone: 'always',
-    description: 'this project, three nodes on one Redis, unpinned, default limits (`limits.maxConcurrentConnects` 50): for the storm scenario, which kills one',
+    description: 'this project, three nodes on one Redis, unpinned, default limits (`limits.maxConcurrentConnects` 10; `BENCH_STORM_CONFIG`: a config file for its nodes): for the storm scenario, which kills one',
     unavailable: redisUnavailable,
     scenarios: ['storm'],
-    start: (options) => startProjectCluster(3, [], options, { unpinned: true, redisEveryCpu: true, readyTimeoutMs: 60_000 })
+    // BENCH_STORM_CONFIG: a config file for the three nodes (another limits.maxConcurrentConnects, say)
+    start: (options) => startProjectCluster(3, process.env.BENCH_STORM_CONFIG === undefined ? [] : ['--config', process.env.BENCH_STORM_CONFIG], options, { unpinned: true, redisEveryCpu: true, readyTimeoutMs: 60_000 })
+  },
+  {
+    name: aedesStormTargetName,
+    measuredAlone: 'always',
+    description: 'plain Aedes, three nodes on one Redis (aedes-persistence-redis, mqemitter-redis), no authentication, no CONNECT cap, unpinned (`bench/aedes-storm.ts`): the storm\'s lower bound',
+    unavailable: redisUnavailable,
+    scenarios: ['storm'],
+    start: startAedesStorm
   },
   {
     name: fleetTargetName,

@@ -19,6 +19,8 @@ for (const sample of samples) {
   list.push(sample)
   bySecond.set(sample.t, list)
 }
+// the broker processes: a fleet's workers, or the storm's nodes (each a primary of its own)
+const brokerRole = samples.some((s) => s.role === 'worker') ? 'worker' : 'primary'
 const seconds = [...bySecond.keys()].sort((a, b) => a - b)
   .filter((t) => (values.from === undefined || t >= Number(values.from)) && (values.to === undefined || t <= Number(values.to)))
   .filter((t) => !values.latency || (bySecond.get(t) ?? []).some((s) => s.latency !== undefined))
@@ -29,7 +31,7 @@ console.log(header.join('\t'))
 for (const t of seconds) {
   const list = bySecond.get(t) ?? []
   const of = (role: string): TimelineSample[] => list.filter((s) => s.role === role)
-  const workers = of('worker')
+  const workers = of(brokerRole)
   const generators = of('generator')
   const timed = generators.flatMap((s) => s.latency === undefined ? [] : [s.latency])
   const n = timed.reduce((sum, l) => sum + l[0], 0)

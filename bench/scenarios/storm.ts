@@ -12,7 +12,7 @@ import { forkGenerator, generatorAddress, stopGenerators, type GeneratorProcess 
 import type { StormReply, StormReport, StormRequest } from '../load/storm-process.js'
 import { pause } from '../load/wait.js'
 import { count } from '../format.js'
-import { stormTargetName } from '../targets.js'
+import { aedesStormTargetName, stormTargetName } from '../targets.js'
 import type { Scenario, ScenarioContext } from './types.js'
 
 const stormProcessPath = fileURLToPath(new URL('../load/storm-process.js', import.meta.url))
@@ -37,7 +37,7 @@ export function storm (id: string): Scenario {
   return {
     id,
     title: 'reconnect storm: one node of three killed',
-    targets: [stormTargetName],
+    targets: [stormTargetName, aedesStormTargetName],
     metrics: (s) => [
       { key: `${id}-rate`, label: `storm: ${count(s.stormClients)} persistent sessions connect, QoS 1 subscription each (connections/s)`, better: 'higher', digits: 0 },
       { key: `${id}-resume`, label: 'storm: one node SIGKILLed: until every session of it resumed (s)', better: 'lower', digits: 1 },

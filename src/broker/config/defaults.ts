@@ -89,8 +89,10 @@ export const defaultOptions = {
     // CONNECT waits, at most maxQueuedConnects of them for at most connectQueueTimeoutMs;
     // beyond, CONNACK 3 server unavailable (MQTT 5: 0x89 server busy), counted. 0 = no cap.
     // 50 against 500, back to back, 10,000 sessions, one node of three killed: every session
-    // back in 3.9 s instead of 6.0, live clients' p99 0.9 s instead of 4.2 (docs/performance.md).
-    maxConcurrentConnects: 50,
+    // back in 3.9 s instead of 6.0, live clients' p99 0.9 s instead of 4.2. 10 against 50, four
+    // or five runs each (30,000 sessions, 10,000 back at once): live p90 61-93 ms against 74-107,
+    // p99 median 192 ms against 238, for 1-3 s more to resume them all (docs/operations.md).
+    maxConcurrentConnects: 10,
     maxQueuedConnects: 10_000,
     connectQueueTimeoutMs: 10_000,
     // While the event loop runs later than this (the longest delay of a 100 ms window), fewer
