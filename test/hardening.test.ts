@@ -377,7 +377,8 @@ t.test('2-node cluster: crashing requests, idle readers and a slow reader cost o
 
   // 4, 5: five TCP readers and one WebSocket reader on B that never read a busy topic, fed
   // from both nodes; B's memory stays bounded and the canary A -> B does not wait for them
-  const rssBefore = metricValue(await (await fetch(`http://127.0.0.1:${b.httpPort}/metrics`)).text(), 'realtime_broker_process_resident_memory_bytes')
+  const bMetrics = async (): Promise<string> => (await fetch(`http://127.0.0.1:${b.httpPort}/metrics`)).text()
+  const rssBefore = metricValue(await bMetrics(), 'realtime_broker_process_resident_memory_bytes')
   const idle: Socket[] = []
   for (let i = 0; i < 5; i++) idle.push(await idleTcpReader(b.mqttPort, `idle-${i}`, 'busy/#'))
   const ws = await idleWebSocketReader(`ws://127.0.0.1:${b.httpPort}/mqtt`, 'idle-ws', 'busy/#') // a browser tab that froze
@@ -402,7 +403,6 @@ t.test('2-node cluster: crashing requests, idle readers and a slow reader cost o
   // ~1,000 of these, and the kernel's socket buffers: 10,000 is generous). RSS alone moves with
   // GC timing (the flood's own garbage reached ~0.5 byte per byte flooded on a loaded machine),
   // so it is checked only against holding the flood for each reader (6 bytes per byte).
-  const bMetrics = async (): Promise<string> => (await fetch(`http://127.0.0.1:${b.httpPort}/metrics`)).text()
   let text = await bMetrics()
   const received = (): number => flooded - metricValue(text, 'realtime_broker_dropped_messages_total', { reason: 'cluster_backpressure' })
   const shed = (): number => metricValue(text, 'realtime_broker_dropped_messages_total', { reason: 'slow_consumer' })
