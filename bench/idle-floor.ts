@@ -20,66 +20,17 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import jwt from 'jsonwebtoken'
 import type { FleetReply, FleetRequest } from './load/fleet-process.js'
 import { forkGenerator, stopGenerators } from './load/generator-process.js'
-import { brokerCpu, cpuTimeMs, pinThisProcess, rssKiB, sleep, startChild, type ChildHandle } from './process.js'
-import { findMosquitto, startMosquitto } from './mosquitto.js'
-import { startRedisServer, type BenchRedis } from './redis.js'
-import { projectRoot } from './targets.js'
+import { cpuTimeMs, pinThisProcess, rssKiB, sleep } from './process.js'
+import { startTarget } from './probe-targets.js'
 
 const keepaliveS = 60
 const connectConcurrency = 100
-const benchSecret = 'bench-secret-0123456789abcdef0123456789'
 const path = (relative: string): string => fileURLToPath(new URL(relative, import.meta.url))
 // a source address per target of a run: the last target's closed connections hold their ports
 // in TIME_WAIT for a minute; above the fleet's 127.0.0.2-8
 const sourceAddress = (index: number): string => `127.0.0.${40 + index}`
-
-interface Started {
-  broker: Pick<ChildHandle, 'pid' | 'stop' | 'output'>
-  /** Whether it answers SIGUSR2 with a heap report (a Node process). */
-  reportsHeap: boolean
-  redis: BenchRedis | null
-  credentials: { username?: string, password?: string }
-}
-
-const brokerReady = /MQTT over TCP listening on mqtt:\/\/127\.0\.0\.1:(\d+)/
-
-async function startTarget (name: string, nodeArgs: string[], heapFile: string, baseline: string, snapshotDir: string): Promise<Started & { port: number }> {
-  const preload = ['--expose-gc', '--import', path('./load/heap-report.js'), ...nodeArgs]
-  const { REDIS_URL: _redis, BROKER_CONFIG: _config, ...inherited } = process.env
-  const env: NodeJS.ProcessEnv = { ...inherited, HEAP_REPORT_FILE: heapFile, ...(snapshotDir === '' ? {} : { HEAP_SNAPSHOT_DIR: snapshotDir }) }
-  let redis: BenchRedis | null = null
-  let args: string[]
-  let credentials = {}
-  if (name === 'mosquitto') {
-    const binary = findMosquitto()
-    if (binary === null) throw new Error('mosquitto not installed')
-    const running = await startMosquitto(binary)
-    const pid = running.pids[0] as number
-    return { broker: { pid, stop: running.stop, output: () => '' }, reportsHeap: false, redis: null, credentials, port: running.publish.mqttPort }
-  }
-  if (name === 'ping') args = [path('./ping-server.js')]
-  else if (name === 'aedes') args = [path('./aedes-plain.js')]
-  else if (name === 'aedes-base') args = [join(baseline, 'dist/bench/aedes-plain.js')]
-  else if (name === 'rb' || name === 'rb-memory' || name === 'rb-base') {
-    if (name !== 'rb-memory') redis = await startRedisServer()
-    const root = name === 'rb-base' ? baseline : projectRoot
-    args = [join(root, 'dist/src/cli.js'), 'start', '--config', join(root, 'bench/fleet.yaml'), ...(redis === null ? [] : ['--redis', redis.url])]
-    Object.assign(env, { MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', HOST: '127.0.0.1', ALLOW_ANONYMOUS: 'false', JWT_SECRET: benchSecret, NODE_ID: 'idle-floor' })
-    credentials = { username: 'bench', password: jwt.sign({ sub: 'bench' }, benchSecret, { expiresIn: 3600 }) }
-  } else throw new Error(`unknown target ${name} (ping, mosquitto, aedes, aedes-base, rb, rb-memory, rb-base)`)
-  const broker = startChild(process.execPath, [...preload, ...args], { cpu: brokerCpu, cwd: projectRoot, env })
-  try {
-    const [ready] = await broker.waitFor([brokerReady], 30_000)
-    return { broker, reportsHeap: true, redis, credentials, port: Number(ready?.[1]) }
-  } catch (err) {
-    await broker.stop()
-    await redis?.stop()
-    throw err
-  }
-}
 
 interface Space { name: string, size: number, used: number }
 interface Memory { rssKiB: number, anonKiB: number, heapSize: number, heapUsed: number, external: number, spaces: Space[] }

@@ -49,8 +49,8 @@ async function main (argv: string[]): Promise<void> {
     for (let round = 1; round <= options.repeat; round++) {
       const roundLabel = options.repeat === 1 ? '' : `round ${round}/${options.repeat} · `
       const nodeArgsOf = (scenario: Scenario) => (target: Target) => (processName?: string): string[] => profileDir === null
-        ? []
-        : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${[target.name, processName, scenario.id, round].filter((part) => part !== undefined).join('-')}.cpuprofile`]
+        ? [...scenario.nodeArgs ?? []]
+        : [...scenario.nodeArgs ?? [], '--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${[target.name, processName, scenario.id, round].filter((part) => part !== undefined).join('-')}.cpuprofile`]
       const record = (records: RunRecord[]): void => {
         for (const run of records) if (run.error !== undefined) progress.note(`${run.target}, ${run.scenario}: failed: ${run.error}`)
         runs.push(...records)

@@ -19,6 +19,7 @@ import { aedesWorkersTargetName, fleetTargetName, type RunningTarget } from '../
 import type { Scenario, ScenarioContext } from './types.js'
 
 const fleetProcessPath = fileURLToPath(new URL('../load/fleet-process.js', import.meta.url))
+const gcOnSignalPath = fileURLToPath(new URL('../load/gc-on-signal.js', import.meta.url))
 // connections per generator process: under its open-files limit, and under the ~28,000
 // ephemeral ports of its source address; as few processes as that allows, since every one of
 // them shares the two cores with the workers
@@ -55,8 +56,13 @@ async function heapUsedBytes (target: RunningTarget): Promise<number> {
   return byNode.size < workers ? NaN : [...byNode.values()].reduce((sum, bytes) => sum + bytes, 0)
 }
 
-// RSS is read once it stops moving, bounded in time (as in connections.ts)
-async function settledRss (read: () => number, signal: AbortSignal): Promise<number> {
+// RSS is read after a full collection in every Node process of the target (gc-on-signal.ts),
+// once it stops moving, bounded in time (as in connections.ts): the steady state of the
+// connections held, not the garbage of the last CONNECTs, which the GC's timing decides
+async function settledRss (target: RunningTarget, signal: AbortSignal): Promise<number> {
+  for (const pid of target.pids) process.kill(pid, 'SIGURG')
+  await pause(2_000, signal)
+  const read = (): number => target.pids.reduce((sum, pid) => sum + rssKiB(pid), 0)
   let previous = read()
   for (let waited = 0; waited < 15_000; waited += 1_000) {
     await pause(1_000, signal)
@@ -75,13 +81,14 @@ export function fleet (id: string): Scenario {
     metrics: (s) => [
       { key: `${id}-count`, label: `fleet: idle connections held (of ${count(s.fleetConnections)}; a single process holds at most ${count(perProcessConnections())})`, better: 'higher', digits: 0 },
       { key: `${id}-rate`, label: 'fleet: connect rate (connections/s)', better: 'higher', digits: 0 },
-      { key: `${id}-rss`, label: 'fleet: RSS per idle connection, every process of the target, half → all (KiB)', better: 'lower', digits: 2 },
-      { key: `${id}-heap`, label: 'fleet: V8 heap used per idle connection, half → all (KiB)', better: 'lower', digits: 2 },
+      { key: `${id}-rss`, label: 'fleet: RSS per idle connection, every process of the target, half → all, after a full GC (KiB)', better: 'lower', digits: 2 },
+      { key: `${id}-heap`, label: 'fleet: V8 heap used per idle connection, half → all, after a full GC (KiB)', better: 'lower', digits: 2 },
       { key: `${id}-idle-cpu`, label: `fleet: CPU while idle, ${keepaliveS} s keepalives (% of a core)`, better: 'lower', digits: 1 },
       { key: `${id}-mixed-p50`, label: 'fleet mixed: 1% publish every second, 5% subscribe: p50 (ms)', better: 'lower', digits: 2 },
       { key: `${id}-mixed-p99`, label: 'fleet mixed: p99 (ms)', better: 'lower', digits: 2 }
     ],
     timeoutMs: (s) => 180_000 + s.fleetConnections * 8 + s.fleetIdleMs + mixedWarmUpMs + s.fleetMixedMs,
+    nodeArgs: ['--expose-gc', '--import', gcOnSignalPath],
     run: async (context: ScenarioContext) => {
       const { settings, signal, target } = context
       const total = Math.min(settings.fleetConnections, target.connectionCapacity ?? perProcessConnections())
@@ -94,7 +101,6 @@ export function fleet (id: string): Scenario {
       }
       const notes: string[] = []
       try {
-        const allRss = (): number => target.pids.reduce((sum, pid) => sum + rssKiB(pid), 0)
         const credentials = target.credentials?.('fleet') ?? {}
         const progress = new Map<number, number>()
         // each generator connects [from, to) of its share; resolves with how many connected
@@ -130,13 +136,13 @@ export function fleet (id: string): Scenario {
         const atHalf = await connectShares(0, half)
         const firstMs = performance.now() - startedAt
         context.status(`${count(atHalf)} connected, waiting for RSS to settle`)
-        const rssHalf = await settledRss(allRss, signal)
+        const rssHalf = await settledRss(target, signal)
         const heapHalf = await heapUsedBytes(target)
         const secondStartedAt = performance.now()
         const connected = atHalf + await connectShares(half, 1)
         const rate = connected / ((firstMs + performance.now() - secondStartedAt) / 1000)
         context.status(`${count(connected)} connected, waiting for RSS to settle`)
-        const rssAll = await settledRss(allRss, signal)
+        const rssAll = await settledRss(target, signal)
         const heapAll = await heapUsedBytes(target)
         const added = connected - atHalf
 

@@ -58,6 +58,8 @@ interface ScenarioBase {
   targets?: string[]
   /** Hard limit, per target: past it the scenario is abandoned, its clients closed, the brokers stopped. */
   timeoutMs: (settings: Settings) => number
+  /** Node options for the targets' Node processes (before the profiler's, if any). */
+  nodeArgs?: string[]
 }
 
 /** Measured against one target at a time. */

@@ -243,8 +243,11 @@ export function redisPresenceStore (redis: RedisClient, nodeId: string, keys: Re
   const updatedKey = (user: string): string => keys.shared('presence', 'updated', user)
   const offlineKey = keys.shared('presence', 'offline')
   const count = async (user: string): Promise<number> => (await redis.hvals(userKey(user))).reduce((sum, v) => sum + Number(v), 0)
+  // run on most CONNECTs and disconnects: by its SHA (EVALSHA), not its text each time
+  redis.defineCommand('presenceAdd', { numberOfKeys: 2, lua: addScript })
+  const commands = redis as unknown as { presenceAdd: (...keysThenArgs: Array<string | number>) => Promise<number> }
   return {
-    add: async (user, delta) => Number(await redis.eval(addScript, 2, userKey(user), nodeKey(nodeId), nodeId, delta, user)),
+    add: async (user, delta) => Number(await commands.presenceAdd(userKey(user), nodeKey(nodeId), nodeId, delta, user)),
     count,
     claimUpdate: async (user, intervalMs) => {
       if (await redis.set(updatedKey(user), '1', 'PX', intervalMs, 'NX') === 'OK') return 0

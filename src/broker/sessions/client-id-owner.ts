@@ -50,7 +50,7 @@ export class ClientIdOwnership {
    * Claims the connection's client id for `identity`; rejects when the store cannot answer.
    * A successful claim is released when the connection's stream closes, whenever that is.
    */
-  async claim (connection: Pick<Client, 'id' | 'clean' | 'conn'>, identity: Identity): Promise<ClaimResult> {
+  async claim (connection: Pick<Client, 'id' | 'clean' | 'version' | 'conn'>, identity: Identity): Promise<ClaimResult> {
     const { id, clean } = connection
     // the token is built again on release: an idle connection keeps its number, not the string
     const claim = new Claim(this, id, ++this.sequence, clean)
@@ -61,7 +61,10 @@ export class ClientIdOwnership {
     if (stream.destroyed) claim.state = ClaimState.ClosedWhilePending
     let current: string | null
     try {
-      current = await this.store.claim(id, clientIdOwner(identity), this.token(claim.sequence, clean))
+      // an MQTT 3.1.1 clean session is discarded in the same round trip [MQTT-3.1.2-6]; a CONNECT
+      // that closes before Aedes registers it leaves the previous session's subscriptions and
+      // queue (Aedes wipes them after the takeover) without an expiry until the id's next CONNECT
+      current = await this.store.claim(id, clientIdOwner(identity), this.token(claim.sequence, clean), clean && connection.version !== 5)
     } catch (err) {
       claim.state = ClaimState.NotHeld
       throw err

@@ -56,10 +56,12 @@ export interface SessionStore {
   /**
    * The connection `token` of `owner` (client-id-owner.ts) holds `clientId`: the id becomes
    * `owner`'s if it has no owner. A token is `<node>|<sequence>|clean` for a CleanSession 1
-   * connection (its session ends with it, also when its node dies), `...|persistent` else. Resolves with the id's owner when it is someone else (then
-   * nothing changes), null when claimed.
+   * connection (its session ends with it, also when its node dies), `...|persistent` else.
+   * With `discard` (an MQTT 3.1.1 CleanSession 1 connection), any session of `clientId` is
+   * discarded too, as `discarded` does [MQTT-3.1.2-6]. Resolves with the id's owner when it is
+   * someone else (then nothing changes), null when claimed.
    */
-  claim: (clientId: string, owner: string, token: string) => Promise<string | null>
+  claim: (clientId: string, owner: string, token: string, discard: boolean) => Promise<string | null>
   /** The connection `token` ended; its session too when `ended`, which frees the id if no newer connection holds it. */
   release: (clientId: string, token: string, ended: boolean) => Promise<void>
   /**
@@ -136,12 +138,10 @@ export class SessionExpiry {
   }
 
   connected (client: SessionHolder): void {
-    // an MQTT 3.1.1 clean session is discarded now [MQTT-3.1.2-6]; a v5 one ends with its
-    // connection, once no newer connection holds the id
-    if (client.clean && client.version !== 5) {
-      this.track(this.options.store.discarded(client.id))
-      return
-    }
+    // an MQTT 3.1.1 clean session was discarded by its client-id claim (client-id-owner.ts), in
+    // the same round trip [MQTT-3.1.2-6]; a v5 one ends with its connection, once no newer
+    // connection holds the id
+    if (client.clean && client.version !== 5) return
     const token = `${this.options.nodeId}|${++this.sequence}`
     this.tokens.set(client, token)
     this.track(this.options.store.connected(client.id, token, this.lifetimeMs(client)))
@@ -303,11 +303,16 @@ export function memorySessionStore (): SessionStore {
     purge: async (clientId) => {
       if (!holders.has(clientId)) owners.delete(clientId)
     },
-    claim: async (clientId, owner, token) => {
+    claim: async (clientId, owner, token, discard) => {
       const current = owners.get(clientId)
       if (current !== undefined && current !== owner) return current
       owners.set(clientId, owner)
       holders.set(clientId, token)
+      if (discard) {
+        offline.delete(clientId)
+        online.delete(clientId)
+        lifetimes.delete(clientId)
+      }
       return null
     },
     release: async (clientId, token, ended) => {
@@ -435,7 +440,8 @@ async function releaseQueue (redis: RedisClient, clientId: string): Promise<void
   await redis.del(queue)
 }
 
-// Atomic, so that two users claiming a free id at once cannot both get it.
+// Atomic, so that two users claiming a free id at once cannot both get it. With ARGV[4] '1',
+// the id's session is discarded as well (as `discarded`): one round trip per clean CONNECT.
 const claimScript = `
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
 if owner and owner ~= ARGV[2] then
@@ -444,6 +450,11 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[1])
+if ARGV[4] == '1' then
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  redis.call('HDEL', KEYS[6], ARGV[1])
+end
 return false`
 
 // Only the connection that claimed last frees the id: a takeover's old connection never does.
@@ -456,14 +467,28 @@ if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
   end
 end`
 
+type ScriptCall = (...keysThenArgs: Array<string | number>) => Promise<unknown>
+/** The scripts run on every CONNECT and disconnect, by SHA (EVALSHA): not their text each time. */
+interface SessionCommands {
+  sessionConnect: ScriptCall
+  sessionDisconnect: ScriptCall
+  sessionClaim: ScriptCall
+  sessionRelease: ScriptCall
+}
+
 /** A cluster: Redis, shared by the nodes. `redis` applies `keyPrefix` to keys; `keys` names them without it. */
 export function redisSessionStore (redis: RedisClient, nodeId: string, keyPrefix: string, keys: RedisKeys): SessionStore {
+  redis.defineCommand('sessionConnect', { numberOfKeys: 4, lua: connectScript })
+  redis.defineCommand('sessionDisconnect', { numberOfKeys: 4, lua: disconnectScript })
+  redis.defineCommand('sessionClaim', { numberOfKeys: 6, lua: claimScript })
+  redis.defineCommand('sessionRelease', { numberOfKeys: 3, lua: releaseScript })
+  const commands = redis as unknown as SessionCommands
   const [onlineKey, ownerKey, holderKey, offlineKey, lifetimeKey] = ['online', 'owner', 'holder', 'offline', 'lifetime'].map((name) => keys.shared('sessions', name)) as [string, string, string, string, string]
   const nodeKey = (node: string): string => keys.shared('sessions', 'node', node)
   const heldKey = (node: string): string => keys.shared('sessions', 'held', node)
   return {
     connected: async (clientId, token, lifetimeMs) => {
-      await redis.eval(connectScript, 4, onlineKey, offlineKey, nodeKey(nodeOfToken(token)), lifetimeKey, clientId, token, lifetimeMs)
+      await commands.sessionConnect(onlineKey, offlineKey, nodeKey(nodeOfToken(token)), lifetimeKey, clientId, token, lifetimeMs)
     },
     // a persistent connection still open elsewhere then finds no token of its own at its
     // disconnect, and leaves no offline entry
@@ -473,7 +498,7 @@ export function redisSessionStore (redis: RedisClient, nodeId: string, keyPrefix
       }
     },
     disconnected: async (clientId, token, expiresAt) => {
-      await redis.eval(disconnectScript, 4, onlineKey, offlineKey, nodeKey(nodeId), lifetimeKey, clientId, token, expiresAt, `${nodeId}|`)
+      await commands.sessionDisconnect(onlineKey, offlineKey, nodeKey(nodeId), lifetimeKey, clientId, token, expiresAt, `${nodeId}|`)
     },
     claimExpired: async (now, limit) => {
       const candidates = await redis.zrangebyscore(offlineKey, '-inf', now, 'LIMIT', 0, limit)
@@ -496,11 +521,11 @@ export function redisSessionStore (redis: RedisClient, nodeId: string, keyPrefix
       }
       await redis.eval(purgeScript, 3, `outgoing:${encodeURIComponent(clientId)}`, ownerKey, holderKey, keyPrefix, clientId)
     },
-    claim: async (clientId, owner, token) => {
-      return await redis.eval(claimScript, 3, ownerKey, holderKey, heldKey(nodeId), clientId, owner, token) as string | null
+    claim: async (clientId, owner, token, discard) => {
+      return await commands.sessionClaim(ownerKey, holderKey, heldKey(nodeId), onlineKey, offlineKey, lifetimeKey, clientId, owner, token, discard ? '1' : '0') as string | null
     },
     release: async (clientId, token, ended) => {
-      await redis.eval(releaseScript, 3, ownerKey, holderKey, heldKey(nodeId), clientId, token, ended ? '1' : '0')
+      await commands.sessionRelease(ownerKey, holderKey, heldKey(nodeId), clientId, token, ended ? '1' : '0')
     },
     // HSCAN of the online sessions, then ZSCAN of the offline ones; the cursor says which
     page: async (cursor, limit) => {
