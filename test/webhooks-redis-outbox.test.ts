@@ -72,8 +72,8 @@ t.test('the turns appended while an append is in flight go out together, in orde
 
 t.test('events appended within appendDelayMs share one append; written() sends at once', async (t) => {
   const server = await startRedis(t)
-  const [client, admin] = [new Redis(server.url), new Redis(server.url)]
-  t.teardown(() => { client.disconnect(); admin.disconnect() })
+  const client = new Redis(server.url)
+  t.teardown(() => { client.disconnect() })
   const keys = new RedisKeys('rb:', false)
   // a delay no test run reaches unless written() cuts it short
   const box = new RedisOutbox(client, { nodeId: 'node-a', keys, maxPerEntry: 100, maxPending: 100, maxDeadLetters: 10, appendDelayMs: 60_000, leaseMs: 5000, onLost: () => t.fail('no event lost') })
