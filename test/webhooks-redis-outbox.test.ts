@@ -13,7 +13,7 @@ t.test('own entries from memory, the others from Redis, in order, each once', as
   const clients = [new Redis(server.url), new Redis(server.url)]
   t.teardown(() => { for (const client of clients) client.disconnect() })
   const keys = new RedisKeys('rb:', false)
-  const outbox = (client: Redis, nodeId: string): RedisOutbox => new RedisOutbox(client, { nodeId, keys, maxPerEntry: 2, maxPending: 100, maxDeadLetters: 10, leaseMs: 5000, onLost: () => t.fail('no event lost') })
+  const outbox = (client: Redis, nodeId: string): RedisOutbox => new RedisOutbox(client, { nodeId, keys, maxPerEntry: 2, maxPending: 100, maxDeadLetters: 10, appendDelayMs: 20, leaseMs: 5000, onLost: () => t.fail('no event lost') })
   const [sender, other] = [outbox(clients[0] as Redis, 'node-a'), outbox(clients[1] as Redis, 'node-b')]
   const event = (n: number): string => JSON.stringify({ id: String(n) })
   const appendAll = async (box: RedisOutbox, from: number, to: number): Promise<void> => {
@@ -45,7 +45,7 @@ t.test('the turns appended while an append is in flight go out together, in orde
   const [client, admin] = [new Redis(server.url), new Redis(server.url)]
   t.teardown(() => { client.disconnect(); admin.disconnect() })
   const keys = new RedisKeys('rb:', false)
-  const box = new RedisOutbox(client, { nodeId: 'node-a', keys, maxPerEntry: 100, maxPending: 100, maxDeadLetters: 10, leaseMs: 5000, onLost: () => t.fail('no event lost') })
+  const box = new RedisOutbox(client, { nodeId: 'node-a', keys, maxPerEntry: 100, maxPending: 100, maxDeadLetters: 10, appendDelayMs: 20, leaseMs: 5000, onLost: () => t.fail('no event lost') })
   const event = (n: number): string => JSON.stringify({ id: String(n) })
   const evalshaCalls = async (): Promise<number> => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0)
   box.append('e', event(0))
@@ -68,4 +68,25 @@ t.test('the turns appended while an append is in flight go out together, in orde
   t.same(entries.map(([, fields]) => fields[1]), [event(0), event(1), `${event(2)},${event(3)}`], 'in order, the waiting turns in one entry')
   t.equal(await client.get(keys.owned('webhooks', 'e', 'pending')), '4', 'all counted')
   await box.close()
+})
+
+t.test('events appended within appendDelayMs share one append; written() sends at once', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => { client.disconnect() })
+  const keys = new RedisKeys('rb:', false)
+  // a delay no test run reaches unless written() cuts it short
+  const box = new RedisOutbox(client, { nodeId: 'node-a', keys, maxPerEntry: 100, maxPending: 100, maxDeadLetters: 10, appendDelayMs: 60_000, leaseMs: 5000, onLost: () => t.fail('no event lost') })
+  const event = (n: number): string => JSON.stringify({ id: String(n) })
+  const stream = keys.owned('webhooks', 'e', 'outbox')
+  box.append('e', event(1))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  box.append('e', event(2))
+  t.equal(await client.xlen(stream), 0, 'nothing appended while the delay runs')
+  await box.written()
+  const entries = await client.xrange(stream, '-', '+')
+  t.same(entries.map(([, fields]) => fields[1]), [`${event(1)},${event(2)}`], 'both events in one entry, appended when written() was asked')
+  box.append('e', event(3))
+  await box.close()
+  t.equal(await client.xlen(stream), 2, 'close appends what waits')
 })

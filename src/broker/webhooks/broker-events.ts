@@ -25,10 +25,10 @@ export function publishedHook (webhooks: Webhooks, clients: ClientRegistry): Non
     return piece
   }
   return (packet, client, done) => {
+    // QoS 0 has no PUBACK whose promise the event must keep: the message goes on at once and its
+    // event is appended within webhooks.batchDelayMs / 5 (a SIGKILL can lose those QoS 0 events)
     const stored = webhooks.emitMessage(packet, client, clientPiece)
-    // QoS 0 has no PUBACK whose promise the event must keep: the message goes on at once and
-    // its event is appended in the same turn's write (a SIGKILL can lose that turn's QoS 0 events)
-    if (stored === null || packet.qos === 0) return done(null)
+    if (stored === null) return done(null)
     // the outbox away for good would hold PUBACKs: its own bound (maxPending) and ioredis' queue apply
     stored.then(() => done(null), () => done(null))
   }

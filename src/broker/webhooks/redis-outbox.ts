@@ -145,12 +145,16 @@ export interface RedisOutboxOptions {
   leaseMs: number
   /** Events Redis did not take (counted as dropped). */
   onLost: (endpoint: string, events: number) => void
+  /** How long appended events wait for more to share their append, unless written() is waited for. */
+  appendDelayMs: number
 }
 
 export class RedisOutbox implements WebhookOutbox {
   private readonly buffered = new Map<string, AppendBuffer>()
   // the write of the events buffered now: resolves once Redis has them
   private flushing: Promise<void> | null = null
+  // the events buffered now waiting for more (appendDelayMs), their write not started
+  private delayed: NodeJS.Timeout | null = null
   // the append in flight (never rejects): the next waits for it, so the turns meanwhile go out together
   private storing: Promise<void> | null = null
   private readonly lengths = new Map<string, number>()
@@ -225,9 +229,14 @@ export class RedisOutbox implements WebhookOutbox {
 
   private counted (buffer: AppendBuffer): void {
     buffer.counted()
-    // one append for all the events of a turn, and of the turns while an append is in flight
-    // (a QoS 1 PUBACK waits one round trip more at most)
-    this.flushing ??= (this.storing ?? new Promise<void>((resolve) => setImmediate(resolve))).then(async () => await this.flush())
+    // one append for the events of appendDelayMs, and of the turns while an append is in
+    // flight; a QoS 1/2 message's PUBACK waiting (written()) cuts the delay to its turn
+    if (this.flushing === null && this.delayed === null) {
+      this.delayed = setTimeout(() => {
+        this.delayed = null
+        this.flushing ??= (this.storing ?? Promise.resolve()).then(async () => await this.flush())
+      }, this.options.appendDelayMs)
+    }
   }
 
   private async flush (): Promise<void> {
@@ -443,6 +452,12 @@ export class RedisOutbox implements WebhookOutbox {
   }
 
   written (): Promise<void> | null {
+    if (this.delayed !== null) {
+      clearTimeout(this.delayed)
+      this.delayed = null
+      // the turn's events together (a QoS 1 PUBACK waits one round trip more at most)
+      this.flushing = (this.storing ?? new Promise<void>((resolve) => setImmediate(resolve))).then(async () => await this.flush())
+    }
     return this.flushing
   }
 
@@ -459,7 +474,7 @@ export class RedisOutbox implements WebhookOutbox {
   async close (): Promise<void> {
     this.closed = true
     this.signal.close()
-    await this.flushing?.catch(() => {})
+    await this.written()?.catch(() => {})
     for (const endpoint of [...this.leases.keys()]) {
       this.stopRenewing(endpoint)
       await this.redis.eval(releaseScript, 1, this.keys(endpoint).lease, this.options.nodeId).catch(() => {})

@@ -91,7 +91,8 @@ export class Webhooks {
   /**
    * Queues a message.published event for the endpoints whose filters match its topic, built
    * only if one does, once for all of them (`clientPiece(client)`: from MessageEventJson.client).
-   * Resolves once the event is stored (null: it already is, or none was queued).
+   * For a QoS 1/2 message, resolves once the event is stored (null: it already is, none was
+   * queued, or QoS 0: no PUBACK waits for it, and asking would cut the outbox's append delay short).
    */
   emitMessage<Client> (message: PublishedMessage, client: Client, clientPiece: (client: Client) => ClientPiece): Promise<void> | null {
     let event: EventBytes | string | null = null
@@ -105,7 +106,7 @@ export class Webhooks {
       const queued = typeof event === 'string' ? this.outbox.append(endpoint.name, event) : this.outbox.appendBytes(endpoint.name, event)
       if (!queued) this.metrics.dropped(endpoint.name)
     }
-    return event === null ? null : this.outbox.written()
+    return event === null || message.qos === 0 ? null : this.outbox.written()
   }
 
   /** Events the outbox could not keep, counted as dropped. */
@@ -146,8 +147,9 @@ export function createWebhooks (config: BrokerConfig, redis: { client: RedisClie
   const outbox = redis === null
     ? new MemoryOutbox(webhooks.maxPendingPerEndpoint, webhooks.maxDeadLetters, webhooks.batchSize)
     // the lease outlives a request's timeout: a sender waiting for an answer keeps its endpoint;
-    // entries of a quarter batch at most pack a request to three quarters of batchSize at least
-    : new RedisOutbox(redis.client, { nodeId, keys: redis.keys, maxPerEntry: Math.ceil(webhooks.batchSize / 4), maxPending: webhooks.maxPendingPerEndpoint, maxDeadLetters: webhooks.maxDeadLetters, leaseMs: Math.max(3 * config.cluster.heartbeatIntervalMs, webhooks.timeoutMs + 1000), onLost: (endpoint, events) => { webhooksOfConfig.lost(endpoint, events) } })
+    // entries of a quarter batch at most pack a request to three quarters of batchSize at least;
+    // an append waits a fifth of batchDelayMs for more events (the sender waits for a batch anyway)
+    : new RedisOutbox(redis.client, { nodeId, keys: redis.keys, maxPerEntry: Math.ceil(webhooks.batchSize / 4), maxPending: webhooks.maxPendingPerEndpoint, maxDeadLetters: webhooks.maxDeadLetters, appendDelayMs: webhooks.batchDelayMs / 5, leaseMs: Math.max(3 * config.cluster.heartbeatIntervalMs, webhooks.timeoutMs + 1000), onLost: (endpoint, events) => { webhooksOfConfig.lost(endpoint, events) } })
   // called back only once events are appended, after construction
   const webhooksOfConfig: Webhooks = new Webhooks(webhooks, outbox, nodeId, registry, logger.child({ component: 'webhooks' }), env)
   return webhooksOfConfig
