@@ -98,7 +98,7 @@ t.test('an idle client shares an empty subscriptions map; its first subscription
   const broker = await startBroker(t)
   const idle = await connectClient(t, broker, 'tcp', { clientId: 'idle' })
   const busy = await connectClient(t, broker, 'tcp', { clientId: 'busy' })
-  type Held = { subscriptions: Record<string, unknown>, lastMatched: unknown, _pendingDrains: unknown, _events: object, _parser: { _events: object } }
+  type Held = { subscriptions: Record<string, unknown>, lastMatched: unknown, _pendingDrains: unknown, _events: object, _parser: { _events: object, _states: string[], _list: { length: number } } }
   const held = (id: string): Held => clientById(broker.aedes, id) as unknown as Held
   t.equal(held('idle').subscriptions, held('busy').subscriptions, 'one shared empty map')
   t.ok(Object.isFrozen(held('idle').subscriptions), 'which no client can write to')
@@ -107,6 +107,10 @@ t.test('an idle client shares an empty subscriptions map; its first subscription
   // fixed-shape listener objects (EventEmitter's own are prototype-less dictionaries)
   t.equal(Object.getPrototypeOf(held('idle')._events), Object.prototype, 'the client\'s listeners in a plain object')
   t.equal(Object.getPrototypeOf(held('idle')._parser._events), Object.prototype, 'the parser\'s too')
+  // the mqtt-packet patch: one list of parsing steps for every parser
+  t.equal(held('idle')._parser._states, held('busy')._parser._states, 'the parsers share their list of steps')
+  t.ok(Object.isFrozen(held('idle')._parser._states), 'which none can change')
+  t.equal(held('idle')._parser._list.length, 0, 'nothing left unparsed between packets')
   // GHSA-52qw-whmv-87c5: a filter named like an inherited property is no subscription until made one
   const got = collect(busy)
   await busy.subscribeAsync('constructor', { qos: 1 })
