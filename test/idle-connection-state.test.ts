@@ -65,6 +65,8 @@ t.test('an idle socket has no listener of the output cap and one error listener,
   const conn = (clientById(broker.aedes, 'idle') as unknown as { conn: NodeJS.EventEmitter }).conn
   t.equal(conn.listenerCount('drain'), 0, 'no drain listener before the output goes over the cap')
   t.equal(conn.listenerCount('error'), 1, 'Aedes\' error listener only')
+  // the connect gate's listener gone, the two that stay keep their order (in an array of their own)
+  t.same(conn.rawListeners('close').map((listener) => listener.name), ['closeClient', 'releaseOnClose'], 'Aedes\' close listener, then the client-id claim\'s')
   const socket = createConnection({ host: '127.0.0.1', port: broker.addresses.mqtt.port })
   socket.on('error', () => {})
   socket.resume()
