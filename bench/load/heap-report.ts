@@ -14,10 +14,8 @@ let reports = 0
 if (file !== undefined) {
   process.on('SIGUSR2', () => {
     if (snapshotDir !== undefined) writeHeapSnapshot(join(snapshotDir, `${process.pid}-${++reports}.heapsnapshot`))
-    // HEAP_REPORT_GC=last-resort: V8's most thorough collection (every fragmented page
-    // compacted, as its memory reducer does in an idle process), for what a plain one leaves
-    const collect = (globalThis as { gc?: (options?: { type: 'major', execution: 'sync', flavor: 'last-resort' }) => void }).gc
-    collect?.(process.env.HEAP_REPORT_GC === 'last-resort' ? { type: 'major', execution: 'sync', flavor: 'last-resort' } : undefined)
+    const collect = (globalThis as { gc?: () => void }).gc
+    collect?.()
     const spaces = getHeapSpaceStatistics().map((space) => ({ name: space.space_name, size: space.space_size, used: space.space_used_size }))
     writeFileSync(file, JSON.stringify({ spaces, external: process.memoryUsage().external, arrayBuffers: process.memoryUsage().arrayBuffers }))
   })

@@ -180,7 +180,9 @@ function removeCloseListener (connection: Client['conn'], listener: () => void):
   const rest = connection.rawListeners('close') as Array<(...args: unknown[]) => void>
   // a closing connection emits 'close' to the listeners it has: nothing to keep
   if (rest.length < 2 || connection.destroyed) return
-  connection.removeAllListeners('close')
+  // one at a time: removeAllListeners() deletes the event's key, which turns a stream's
+  // fixed-shape listener table into a dictionary (~0.2 KiB more)
+  for (const kept of rest) connection.removeListener('close', kept)
   for (const kept of rest) connection.on('close', kept)
 }
 
