@@ -13,7 +13,7 @@
 // broker's CPU over the idle window (and Redis'), per ping, and memory per connection from
 // half to all of the clients: RSS, V8's heap (committed and used, after a full collection),
 // and the rest (native: sockets, libuv handles, buffers).
-//   node dist/bench/idle-floor.js [--clients 16667] [--idle-s 60] [--targets ping,aedes,rb]
+//   node dist/bench/idle-floor.js [--clients 16667] [--idle-s 60] [--settle-s 5] [--targets ping,aedes,rb]
 //     [--node-args "--cpu-prof --cpu-prof-dir=/tmp/x"] [--baseline DIR] [--snapshots DIR] [--output DIR]
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -66,7 +66,7 @@ interface Row {
   spaces: string
 }
 
-async function measure (name: string, index: number, clients: number, idleS: number, nodeArgs: string[], baseline: string, snapshotDir: string, outputDir: string): Promise<Row> {
+async function measure (name: string, index: number, clients: number, idleS: number, settleS: number, nodeArgs: string[], baseline: string, snapshotDir: string, outputDir: string): Promise<Row> {
   const heapFile = join(tmpdir(), `idle-floor-${process.pid}.json`)
   const target = await startTarget(name, nodeArgs, heapFile, baseline, snapshotDir)
   const generator = forkGenerator<FleetRequest, FleetReply>(path('./load/fleet-process.js'), 0)
@@ -79,12 +79,12 @@ async function measure (name: string, index: number, clients: number, idleS: num
     }
     const half = Math.floor(clients / 2)
     await connect(0, half)
-    await sleep(5_000)
+    await sleep(settleS * 1000)
     const redisRss = (): number => target.redis === null ? 0 : rssKiB(target.redis.handles[0]?.pid as number)
     const atHalf = await memory(target.broker.pid, heapFile, target.reportsHeap)
     const redisAtHalf = redisRss()
     const connected = half + await connect(half, clients - half)
-    await sleep(5_000)
+    await sleep(settleS * 1000)
     const atAll = await memory(target.broker.pid, heapFile, target.reportsHeap)
     const redisAtAll = redisRss()
     // the idle window: every client pings once per keepalive
@@ -127,6 +127,9 @@ const { values } = parseArgs({
   options: {
     clients: { type: 'string', default: '16667' },
     'idle-s': { type: 'string', default: String(keepaliveS) },
+    // idle seconds after each half connects, before its memory is read: long enough, and V8's
+    // memory reducer has returned what the connect burst left committed
+    'settle-s': { type: 'string', default: '5' },
     targets: { type: 'string', default: 'ping,aedes,rb' },
     'node-args': { type: 'string', default: '' },
     baseline: { type: 'string', default: '' },
@@ -138,15 +141,16 @@ const { values } = parseArgs({
 })
 const clients = Number(values.clients)
 const idleS = Number(values['idle-s'])
+const settleS = Number(values['settle-s'])
 const nodeArgs = values['node-args'].split(' ').filter((arg) => arg !== '')
 pinThisProcess()
 const rows: Row[] = []
 for (const [index, name] of values.targets.split(',').entries()) {
   process.stderr.write(`${name}: ${clients} clients, ${idleS} s idle\n`)
-  rows.push(await measure(name, index, clients, idleS, nodeArgs, values.baseline, values.snapshots, values.output))
+  rows.push(await measure(name, index, clients, idleS, settleS, nodeArgs, values.baseline, values.snapshots, values.output))
 }
 const bytes = (n: number): string => n.toFixed(0)
-console.log(`\n${clients} idle clients, ${keepaliveS} s keepalives, ${idleS} s window; memory per connection from ${Math.floor(clients / 2)} to ${clients} (bytes; heap after a full GC)\n`)
+console.log(`\n${clients} idle clients, ${keepaliveS} s keepalives, ${idleS} s window; memory per connection from ${Math.floor(clients / 2)} to ${clients}, each read ${settleS} s after its connects (bytes; heap after a full GC)\n`)
 console.log('| target | held | CPU (% of a core) | Redis | generator | µs per ping | RSS | anonymous | V8 heap committed | V8 heap used | external | Redis RSS |')
 console.log('| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |')
 for (const r of rows) {

@@ -6,7 +6,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http'
 import { isIPv6 } from 'node:net'
 import type { Server, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { Aedes } from 'aedes'
+import { Aedes, type Client } from 'aedes'
 import { createAuthenticator } from './acl/authenticate.js'
 import { JwtVerifier } from './acl/jwt.js'
 import { PublishRateLimiter } from './acl/rate-limit.js'
@@ -242,6 +242,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   aedes.on('clientError', (client, err) => {
     // an MQTT 5 PUBLISH refused with a reason code: answered, the connection stays (hooks.ts)
     if (err instanceof PublishRefused) return
+    if (err instanceof ProtocolViolation) return noteProtocolViolation(client, err)
     logger.info({ event: 'client.error', clientId: client.id, reason: err.message }, 'client connection closed on error')
     // Aedes' drainTimeout, or over limits.maxClientOutputBytes for as long: the client stopped
     // reading, what it was sent is lost to it
@@ -253,6 +254,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     }
   })
   aedes.on('connectionError', (client, err) => {
+    if (err instanceof ProtocolViolation) return noteProtocolViolation(client, err)
     logger.info({ event: 'connection.error', clientId: client.id, reason: err.message }, 'connection closed before CONNECT completed')
     if (err.message === 'Client queue limit reached') metrics.messageDropped('queue_limit')
   })
@@ -268,16 +270,16 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     const client = aedes.handle(guarded, req)
     capClientOutput(client, countSlowConsumerDrop)
     guarded.on(authPacketEvent, reauthenticateClient)
-    guarded.on('error', noteProtocolViolation)
   }
   // the listeners of every connection, shared (`this` is the connection): no closures per connection
   const countSlowConsumerDrop = (): void => metrics.messageDropped('slow_consumer')
   function reauthenticateClient (this: Duplex, packet: Buffer): void {
     policies.reauthenticate(clientOfConnection(this), packet)
   }
-  function noteProtocolViolation (this: Duplex, err: Error): void {
-    if (!(err instanceof ProtocolViolation)) return
-    const client = clientOfConnection(this)
+  // the guard closed the connection: its error reaches Aedes' client, which reports it here
+  // (an 'error' listener of each connection was a second one, and ran after clientError had
+  // already noted the disconnect as an 'error')
+  function noteProtocolViolation (client: Client, err: ProtocolViolation): void {
     const { transport, remote } = clients.connectionOf(client)
     logger.warn({ event: 'protocol.violation', transport, remote, reason: err.message }, 'connection closed: protocol violation')
     clients.noteCloseReason(client, 'protocol_violation')

@@ -1,14 +1,17 @@
 // What an idle connection keeps (issue 22: RSS per idle connection): the CONNECT packet is let
 // go once answered, token expiries share one timer, Aedes' inbound maps, subscriptions map and
 // last-matched record are made on first use, listeners are kept in fixed-shape objects, and
-// what replaced per-client closures (listeners, the keepalive timer's) still does its job.
+// what replaced per-client closures (listeners, the keepalive timer's) still does its job; the
+// output cap's watch and listeners are made only for a connection over the cap, a protocol
+// violation is reported through Aedes' client error, and identities share their role lists.
 import { createConnection } from 'node:net'
 import jwt from 'jsonwebtoken'
 import mqttPacket from 'mqtt-packet'
 import t from 'tap'
+import { resolveRoles, type AclConfig } from '../src/acl/authorize.js'
 import { clientById } from '../src/broker/aedes-adapter.js'
 import { DeadlineBuckets } from '../src/broker/deadline-buckets.js'
-import { collect, connectClient, metricValue, sleep, startBroker, waitFor } from './helpers/broker.js'
+import { capturingLogger, collect, connectClient, metricValue, sleep, startBroker, waitFor } from './helpers/broker.js'
 
 const secret = 'test-secret-that-is-long-enough-0123456789'
 const sign = (payload: object, expiresIn = 600): string => jwt.sign(payload, secret, { algorithm: 'HS256', expiresIn })
@@ -55,11 +58,49 @@ t.test('a connection\'s end is watched by shared listeners, not stream.finished(
   t.equal(got[0]?.payload, 'reset')
 })
 
+t.test('an idle socket has no listener of the output cap and one error listener, Aedes\'; a protocol violation is still logged and counted as one', async (t) => {
+  const { logger, lines } = capturingLogger()
+  const broker = await startBroker(t, {}, logger)
+  await connectClient(t, broker, 'tcp', { clientId: 'idle' })
+  const conn = (clientById(broker.aedes, 'idle') as unknown as { conn: NodeJS.EventEmitter }).conn
+  t.equal(conn.listenerCount('drain'), 0, 'no drain listener before the output goes over the cap')
+  t.equal(conn.listenerCount('error'), 1, 'Aedes\' error listener only')
+  // the connect gate's listener gone, the two that stay keep their order (in an array of their own)
+  t.same(conn.rawListeners('close').map((listener) => listener.name), ['closeClient', 'releaseOnClose'], 'Aedes\' close listener, then the client-id claim\'s')
+  const socket = createConnection({ host: '127.0.0.1', port: broker.addresses.mqtt.port })
+  socket.on('error', () => {})
+  socket.resume()
+  const closed = new Promise((resolve) => socket.once('close', resolve))
+  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60, clientId: 'violator' }))
+  await waitFor(() => clientById(broker.aedes, 'violator') !== undefined, 'the violator connected')
+  // type 15 is reserved in MQTT 3.1.1 [MQTT-2.2.1]
+  socket.write(Buffer.from([0xf0, 0x00]))
+  await closed
+  await waitFor(() => lines.some((l) => l.event === 'protocol.violation'), 'the violation logged')
+  t.match(lines.find((l) => l.event === 'protocol.violation'), { transport: 'tcp', reason: /reserved control packet type 15/ })
+  const text = await (await fetch(`http://127.0.0.1:${broker.addresses.http.port}/metrics`)).text()
+  t.equal(metricValue(text, 'realtime_broker_disconnects_total', { reason: 'protocol_violation' }), 1, 'counted as a protocol violation')
+  t.equal(metricValue(text, 'realtime_broker_disconnects_total', { reason: 'error' }), 0, 'not as an error')
+})
+
+t.test('identities with the same roles share one frozen list', async (t) => {
+  const acl: AclConfig = { roles: { member: { pub: ['#'], sub: ['#'] }, viewer: { pub: [], sub: ['#'] } }, users: { carol: { roles: ['viewer'] } }, defaultRoles: ['member'] }
+  const alice = resolveRoles('alice', null, acl)
+  t.same(alice, ['member'])
+  t.equal(resolveRoles('bob', null, acl), alice, 'one list for both users')
+  t.ok(Object.isFrozen(alice), 'which no identity can change')
+  t.same(resolveRoles('carol', null, acl), ['viewer', 'member'], 'configured roles first, then the default ones')
+  t.same(resolveRoles('carol', ['member', 'admin'], acl), ['member'], 'a token only narrows')
+  t.equal(resolveRoles('carol', ['member'], acl), alice, 'the same list, from a token, is the same array')
+  t.equal(resolveRoles(null, null, acl), resolveRoles(null, ['member'], acl), 'anonymous identities share theirs')
+  t.not(resolveRoles('carol', null, { ...acl }), resolveRoles('carol', null, acl), 'a new config starts afresh')
+})
+
 t.test('an idle client shares an empty subscriptions map; its first subscription gets its own, prototype-less', async (t) => {
   const broker = await startBroker(t)
   const idle = await connectClient(t, broker, 'tcp', { clientId: 'idle' })
   const busy = await connectClient(t, broker, 'tcp', { clientId: 'busy' })
-  type Held = { subscriptions: Record<string, unknown>, lastMatched: unknown, _pendingDrains: unknown, _events: object, _parser: { _events: object } }
+  type Held = { subscriptions: Record<string, unknown>, lastMatched: unknown, _pendingDrains: unknown, _events: object, _parser: { _events: object, _states: string[], _list: { length: number } } }
   const held = (id: string): Held => clientById(broker.aedes, id) as unknown as Held
   t.equal(held('idle').subscriptions, held('busy').subscriptions, 'one shared empty map')
   t.ok(Object.isFrozen(held('idle').subscriptions), 'which no client can write to')
@@ -68,6 +109,10 @@ t.test('an idle client shares an empty subscriptions map; its first subscription
   // fixed-shape listener objects (EventEmitter's own are prototype-less dictionaries)
   t.equal(Object.getPrototypeOf(held('idle')._events), Object.prototype, 'the client\'s listeners in a plain object')
   t.equal(Object.getPrototypeOf(held('idle')._parser._events), Object.prototype, 'the parser\'s too')
+  // the mqtt-packet patch: one list of parsing steps for every parser
+  t.equal(held('idle')._parser._states, held('busy')._parser._states, 'the parsers share their list of steps')
+  t.ok(Object.isFrozen(held('idle')._parser._states), 'which none can change')
+  t.equal(held('idle')._parser._list.length, 0, 'nothing left unparsed between packets')
   // GHSA-52qw-whmv-87c5: a filter named like an inherited property is no subscription until made one
   const got = collect(busy)
   await busy.subscribeAsync('constructor', { qos: 1 })

@@ -16,7 +16,7 @@ export interface AuthenticatorOptions {
 
 export function createAuthenticator (options: AuthenticatorOptions): Authenticator {
   // Every anonymous client has the same identity: one object, not one per connection.
-  const anonymous: AuthResult = { ok: true, identity: Object.freeze({ user: null, roles: Object.freeze(resolveRoles(null, null, options.acl)), expiresAt: null, tokenAcl: null }) }
+  const anonymous: AuthResult = { ok: true, identity: Object.freeze({ user: null, roles: resolveRoles(null, null, options.acl), expiresAt: null, tokenAcl: null }) }
   return ({ username, password, upgradeToken }) => {
     const token = password !== undefined && password.length > 0 ? password.toString('utf8') : upgradeToken
     if (token === undefined) {

@@ -61,10 +61,10 @@ export interface ClientGrants {
 export type GrantResult = { ok: true, grants: ClientGrants } | { ok: false, reason: string, culprit: 'user' | 'clientId' }
 
 /** The roles an identity has: anonymous ones get `anonymous`; tokens may only narrow. */
-export function resolveRoles (user: string | null, tokenRoles: readonly string[] | null, acl: AclConfig): string[] {
-  if (user === null) return ['anonymous']
+export function resolveRoles (user: string | null, tokenRoles: readonly string[] | null, acl: AclConfig): readonly string[] {
+  if (user === null) return sharedRoles(['anonymous'], acl)
   const configured = new Set([...(acl.users[user]?.roles ?? []), ...acl.defaultRoles])
-  return tokenRoles === null ? [...configured] : tokenRoles.filter((role) => configured.has(role))
+  return sharedRoles(tokenRoles === null ? [...configured] : tokenRoles.filter((role) => configured.has(role)), acl)
 }
 
 // Grants that depend on the roles alone (no %u/%c in their patterns, no token `acl` claim) are
@@ -75,6 +75,21 @@ const sharedGrants = new WeakMap<AclConfig, Map<string, SharedGrants>>()
 // Distinct role sets are few (tokens can only pick among configured roles); the bound keeps a
 // config with many roles from growing the cache without limit.
 const maxSharedGrants = 1024
+
+// Every identity with the same list of roles (in the same order) holds one frozen array, not
+// its own copy (~56 bytes per idle connection); bounded as the grants' cache is.
+const rolesByList = new WeakMap<AclConfig, Map<string, readonly string[]>>()
+
+function sharedRoles (roles: string[], acl: AclConfig): readonly string[] {
+  const lists = rolesByList.get(acl) ?? new Map<string, readonly string[]>()
+  rolesByList.set(acl, lists)
+  const key = roles.join('\n')
+  const shared = lists.get(key)
+  if (shared !== undefined) return shared
+  const frozen = Object.freeze(roles)
+  if (lists.size < maxSharedGrants) lists.set(key, frozen)
+  return frozen
+}
 
 export function compileGrants (identity: Identity, clientId: string, acl: AclConfig): GrantResult {
   // Looked up before anything is allocated: most connections (anonymous ones, tokens without an

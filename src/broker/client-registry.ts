@@ -46,9 +46,19 @@ export interface ClientState {
 // how late after its token's expiry a client may be disconnected
 const tokenExpiryResolutionMs = 250
 
+// A connection's info and a client's state are kept on the stream and the client themselves:
+// two WeakMaps cost ~0.1 KiB per idle connection in their tables (and ephemeron work at every
+// full collection). A client belongs to one broker, so one property each is enough.
+const kConnection = Symbol('connection info')
+const kState = Symbol('client state')
+type RegisteredStream = object & { [kConnection]?: ConnectionInfo }
+type AdmittedClient = Client & { [kState]?: ClientState | undefined }
+
+function stateOf (client: Client): ClientState | undefined {
+  return (client as AdmittedClient)[kState]
+}
+
 export class ClientRegistry {
-  private readonly connections = new WeakMap<object, ConnectionInfo>()
-  private readonly states = new WeakMap<Client, ClientState>()
   // every client's token expiry behind one timer, not one Timeout per client
   private readonly tokenExpiries = new DeadlineBuckets<Client>(tokenExpiryResolutionMs, (client) => { this.tokenExpired(client) })
   private tokenExpired: (client: Client) => void = () => {}
@@ -62,7 +72,7 @@ export class ClientRegistry {
 
   /** Sets when the token of an admitted client expires (null: never), replacing the previous deadline. */
   setTokenExpiry (client: Client, at: number | null): void {
-    const state = this.states.get(client)
+    const state = stateOf(client)
     if (state === undefined) return
     if (state.tokenExpiresAt !== null) this.tokenExpiries.remove(client, state.tokenExpiresAt)
     state.tokenExpiresAt = at
@@ -71,33 +81,33 @@ export class ClientRegistry {
 
   /** Records where a connection comes from; `stream` is what Aedes gets as client.conn. */
   registerConnection (stream: object, info: ConnectionInfo): void {
-    this.connections.set(stream, info)
+    (stream as RegisteredStream)[kConnection] = info
   }
 
   connectionOf (client: Client): ConnectionInfo {
-    return this.connections.get(client.conn) ?? { transport: 'tcp', remote: undefined }
+    return (client.conn as RegisteredStream)[kConnection] ?? { transport: 'tcp', remote: undefined }
   }
 
   /** Records an authenticated client. */
   admit (client: Client, state: ClientState): void {
-    this.states.set(client, state)
+    (client as AdmittedClient)[kState] = state
   }
 
   stateOf (client: Client): ClientState | undefined {
-    return this.states.get(client)
+    return stateOf(client)
   }
 
   /** Clients this node holds, with their state. */
   * clients (aedes: Aedes): Generator<{ client: Client, state: ClientState }> {
     for (const client of connectedClients(aedes)) {
-      const state = this.states.get(client)
+      const state = stateOf(client)
       if (state !== undefined) yield { client, state }
     }
   }
 
   /** Ends a client's connection on the broker's initiative, recording why. */
   disconnect (client: Client, reason: DisconnectReason, reasonCode?: number): void {
-    const state = this.states.get(client)
+    const state = stateOf(client)
     if (state !== undefined) state.closeReason = reason
     // a v5 client is told why [MQTT-3.14.2-1]; Aedes just closes an MQTT 3.1.1 connection
     client.disconnect({ reasonCode: disconnectCode(reason, reasonCode) }, () => {})
@@ -105,7 +115,7 @@ export class ClientRegistry {
 
   /** Marks a client whose connect completed (CONNACK sent) and counts it; its state, once. */
   ready (client: Client): ClientState | undefined {
-    const state = this.states.get(client)
+    const state = stateOf(client)
     if (state === undefined || state.ready) return undefined
     state.ready = true
     this.metrics.clientConnected(state.connection.transport)
@@ -118,10 +128,10 @@ export class ClientRegistry {
    * presence offline.
    */
   forget (client: Client, currentHolder: Client | undefined, fallback: DisconnectReason): ClientState | undefined {
-    const state = this.states.get(client)
+    const state = stateOf(client)
     if (state === undefined) return undefined
     if (state.tokenExpiresAt !== null) this.tokenExpiries.remove(client, state.tokenExpiresAt)
-    this.states.delete(client)
+    ;(client as AdmittedClient)[kState] = undefined
     if (!state.ready) return undefined
     // Another connection now holds the client id: it took the session over.
     const reason = state.closeReason ?? (currentHolder !== undefined && currentHolder !== client ? 'takeover' : fallback)
@@ -133,12 +143,12 @@ export class ClientRegistry {
 
   /** Marks why Aedes is about to close a client (keepalive, drain timeout, errors). */
   noteCloseReason (client: Client, reason: DisconnectReason): void {
-    const state = this.states.get(client)
+    const state = stateOf(client)
     if (state !== undefined && state.closeReason === null) state.closeReason = reason
   }
 
   forgetSubscriptions (client: Client, topics: string[]): void {
-    const state = this.states.get(client)
+    const state = stateOf(client)
     if (state?.subscriptions != null) for (const topic of topics) state.subscriptions.delete(topic)
   }
 }

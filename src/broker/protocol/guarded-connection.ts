@@ -85,9 +85,9 @@ class OutputWatch {
     (this.waiting ??= []).push(resume)
   }
 
-  /** After output was handed to the transport: over the cap, the clock starts. */
-  check (connection: OutputSource, unsent: number): void {
-    if (this.deadline !== null || unsent <= this.limits.maxBytes || this.limits.drainTimeoutMs === 0) return
+  /** The output is over the cap (checkOutput): the clock starts, unless it runs already. */
+  startClock (connection: OutputSource): void {
+    if (this.deadline !== null) return
     this.deadline = setTimeout(cutIfStillOver, this.limits.drainTimeoutMs, this, connection)
     this.deadline.unref()
   }
@@ -157,14 +157,37 @@ export function capClientOutput (client: Client, onDrop: () => void): void {
   target.deliverQoS = cappedDeliverQoS
 }
 
-/** The output watch of a guarded connection. */
+/** The output cap of a guarded connection. */
+function outputLimitsOf (connection: OutputSource): OutputLimits {
+  return connection instanceof GuardedConnection ? connection.output.limits : (connection as GuardedSocket)[kGuard].limits
+}
+
+/**
+ * The output watch of a guarded connection. A socket's is made the first time its output goes
+ * over the cap, with the 'drain' and 'close' listeners that stop it: an idle socket keeps
+ * neither (a third 'close' listener grew the socket's listener array to 19 slots).
+ */
 function outputWatchOf (connection: OutputSource): OutputWatch {
-  return connection instanceof GuardedConnection ? connection.output : (connection as GuardedSocket)[kGuard].output
+  if (connection instanceof GuardedConnection) return connection.output
+  const socket = connection as GuardedSocket
+  const guard = socket[kGuard]
+  if (guard.output === null) {
+    guard.output = new OutputWatch(guard.limits)
+    socket.on('drain', stopOutputClock)
+    socket.on('close', stopOutputClock)
+  }
+  return guard.output
+}
+
+/** After output was handed to the transport: over the cap, the connection's drain clock starts. */
+function checkOutput (connection: OutputSource, unsent: number): void {
+  const limits = outputLimitsOf(connection)
+  if (unsent > limits.maxBytes && limits.drainTimeoutMs > 0) outputWatchOf(connection).startClock(connection)
 }
 
 /** Whether the client's connection holds more unsent output than its cap; a closed one's deliveries go on to Aedes, which completes them with an error. */
 function overCap (connection: OutputSource): boolean {
-  return !connection.destroyed && unsentOutputBytes(connection) > outputWatchOf(connection).limits.maxBytes
+  return !connection.destroyed && unsentOutputBytes(connection) > outputLimitsOf(connection).maxBytes
 }
 
 function cappedDeliver0 (this: CappedClient, packet: DeliveredPacket, done: () => void): void {
@@ -324,10 +347,10 @@ const kGuard = Symbol('guard')
 // The guard is the batch of its turn's writes itself: one object per connection.
 class SocketGuard extends TurnBatch implements GuardedInput {
   ignoringInput = false
-  readonly output: OutputWatch
-  constructor (readonly frames: PacketFrameGuard, output: OutputLimits) {
+  // made the first time the output goes over the cap (outputWatchOf)
+  output: OutputWatch | null = null
+  constructor (readonly frames: PacketFrameGuard, readonly limits: OutputLimits) {
     super()
-    this.output = new OutputWatch(output)
   }
 }
 
@@ -348,14 +371,12 @@ export function guardSocket (socket: Socket, maxPacketSize: number, output: Outp
     write: batchedWrite,
     _final: flushThenFinal
   })
-  socket.on('drain', stopOutputClock)
-  socket.on('close', stopOutputClock)
   return socket
 }
 
-// shared by every guarded socket: no closure per connection
+// shared by every guarded socket whose output went over the cap: no closure per connection
 function stopOutputClock (this: GuardedSocket): void {
-  this[kGuard].output.stop()
+  this[kGuard].output?.stop()
 }
 
 function guardedPush (this: GuardedSocket, chunk: Buffer | null, encoding?: BufferEncoding): boolean {
@@ -389,7 +410,7 @@ function flushTurn (socket: GuardedSocket): void {
   }
   writableWrite.call(socket, data, done)
   // over the cap, Writable is not flowing and emits 'drain' once it has sent everything
-  guard.output.check(socket, socket.writableLength)
+  checkOutput(socket, socket.writableLength)
 }
 
 function flushThenFinal (this: GuardedSocket, callback: WriteCallback): void {
@@ -484,6 +505,6 @@ export class GuardedConnection extends Duplex {
     if (this.batch.empty || this.inner.destroyed) return
     this.inner.write(this.batch.take())
     // over the cap, the WebSocket stream is not flowing and emits 'drain' once it has sent everything
-    this.output.check(this, this.inner.writableLength)
+    checkOutput(this, this.inner.writableLength)
   }
 }

@@ -92,7 +92,8 @@ export class PacketFrameGuard {
   // (MQTT 5: and properties)
   private target = 0
   private collected = 0
-  private parts: Buffer[] = []
+  // made by the first part gathered: an idle connection keeps none
+  private parts: Buffer[] | null = null
   private publishTopicRead = false
   // MQTT 5: where a PUBLISH's properties end in its body, once known; 0 before
   private publishPropertiesEnd = 0
@@ -171,12 +172,13 @@ export class PacketFrameGuard {
           }
           if (this.collected < this.target) {
             const wanted = Math.min(this.target - this.collected, this.remaining, chunk.length - i)
-            const last = this.parts[this.parts.length - 1]
+            const parts = this.parts ??= []
+            const last = parts[parts.length - 1]
             if (last !== undefined && i >= last.length && last.buffer === chunk.buffer && last.byteOffset + last.length === chunk.byteOffset + i) {
               // contiguous with what was gathered from this chunk: one view, no copy later
-              this.parts[this.parts.length - 1] = chunk.subarray(i - last.length, i + wanted)
+              parts[parts.length - 1] = chunk.subarray(i - last.length, i + wanted)
             } else {
-              this.parts.push(chunk.subarray(i, i + wanted))
+              parts.push(chunk.subarray(i, i + wanted))
             }
             this.collected += wanted
             i += wanted
@@ -192,11 +194,11 @@ export class PacketFrameGuard {
           }
           if (this.remaining === 0 && this.collected >= this.target) {
             this.state = State.PacketType
-            if (this.parts.length > 0) {
+            if (this.parts !== null) {
               // an AUTH's body is always gathered into parts; a PUBLISH read in place has none,
               // so the check costs it nothing
               if (this.intercepting) return this.intercepted(i)
-              this.parts = []
+              this.parts = null
             }
           }
           break
@@ -216,8 +218,8 @@ export class PacketFrameGuard {
 
   /** The AUTH packet whose body ends at `resume`, whole, for the connection. */
   private intercepted (resume: number): GuardVerdict {
-    const body = this.parts.length === 1 ? this.parts[0] as Buffer : Buffer.concat(this.parts)
-    this.parts = []
+    const body = joined(this.parts)
+    this.parts = null
     this.intercepting = false
     return { action: 'auth', passed: this.authStart, packet: Buffer.concat([fixedHeader(AUTH << 4, body.length), body]), resume }
   }
@@ -247,7 +249,7 @@ export class PacketFrameGuard {
 
   /** The remaining length is known: decides how much of the body to inspect. */
   private startBody (): GuardVerdict | null {
-    if (this.parts.length > 0) this.parts = []
+    this.parts = null
     this.collected = 0
     this.publishTopicRead = false
     this.publishPropertiesEnd = 0
@@ -263,7 +265,7 @@ export class PacketFrameGuard {
   }
 
   private inspect (): GuardVerdict | null {
-    const body = this.parts.length === 1 ? this.parts[0] as Buffer : Buffer.concat(this.parts)
+    const body = joined(this.parts)
     const v5 = this.mqtt5 !== null
     switch (this.type) {
       case CONNECT: {
@@ -331,6 +333,15 @@ export class PacketFrameGuard {
 }
 
 /** Reads MQTT's length-prefixed fields off a packet body; null when a field overruns it. */
+// the body of a packet with none (PINGREQ, DISCONNECT): never written to
+const emptyBody = Buffer.alloc(0)
+
+/** The gathered parts of a body as one buffer. */
+function joined (parts: Buffer[] | null): Buffer {
+  if (parts === null) return emptyBody
+  return parts.length === 1 ? parts[0] as Buffer : Buffer.concat(parts)
+}
+
 class Fields {
   pos = 0
   constructor (readonly body: Buffer) {}
