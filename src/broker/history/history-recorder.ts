@@ -139,7 +139,8 @@ export class HistoryRecorder {
   /**
    * Stores the held message and puts its position on it, then publishes it; acknowledges it
    * without publishing when it repeats an idempotency key. Appends are answered in the order of
-   * the calls (one connection, or memory), so messages go on to Aedes in the order of their offsets.
+   * the calls (per topic; of all topics in memory and on one Redis), so messages go on to Aedes
+   * in the order of their offsets.
    */
   record (held: RecordedMessage): void {
     const config = this.parts.topics.of(held.packet.topic)

@@ -74,8 +74,10 @@ export interface ReadResult {
 }
 
 export interface HistoryStore {
-  /** Stores `input`; its `appended` is called in the order of the calls (one connection, or memory). */
+  /** Stores `input`; its `appended` is called in the order of the calls of its topic (of all topics if answersInOrder). */
   append: (input: Append, topic: HistoryTopicConfig, idempotencyWindowMs: number) => void
+  /** Whether appends of all topics are answered in the order of the calls (memory, one Redis; not a Redis Cluster). */
+  readonly answersInOrder: boolean
   read: (request: ReadRequest, topic: HistoryTopicConfig) => Promise<ReadResult>
   /** Messages held per stream, for the metrics (Redis: sampled, bounded). */
   lengths: () => Promise<number[]>
@@ -159,6 +161,7 @@ export function memoryHistoryStore (): HistoryStore {
     }
   }
   return {
+    answersInOrder: true,
     append: (input, config, windowMs) => {
       if (++appendsSinceSweep >= sweepEvery) {
         appendsSinceSweep = 0

@@ -154,6 +154,12 @@ interface Batch {
   config: HistoryTopicConfig
   windowMs: number
   appends: Append[]
+  // its call's answer, and how far its appends are settled (settleNext)
+  err: Error | null
+  reply: AppendReply | undefined
+  settled: number
+  offset: number
+  repeat: number
 }
 type AppendReply = [string, number, ...number[]]
 interface HistoryCommands {
@@ -224,23 +230,17 @@ function decodeEntry (topic: string, [id, fields]: Entry, into: HistoryMessage[]
   }
 }
 
-/** Tells each of a batch's appends its position, or the store's error. */
-function settle (appends: readonly Append[], err: Error | null, reply: AppendReply | undefined): void {
-  if (err !== null || reply === undefined) {
-    for (const append of appends) append.appended(err ?? new Error('no reply'), '', 0, false)
-    return
+/** Tells the next of a batch's appends its position, or the store's error, once its call is answered. */
+function settleNext (batch: Batch): void {
+  const index = batch.settled++
+  const append = batch.appends[index] as Append
+  const { err, reply } = batch
+  if (err !== null || reply === undefined) return append.appended(err ?? new Error('no reply'), '', 0, false)
+  if (reply[batch.repeat] === index) {
+    batch.repeat += 2
+    return append.appended(null, reply[0], reply[batch.repeat - 1] as number, true)
   }
-  const [epoch, before] = reply
-  let offset = before
-  let repeat = 2
-  appends.forEach((append, i) => {
-    if (reply[repeat] === i) {
-      append.appended(null, epoch, reply[repeat + 1] as number, true)
-      repeat += 2
-    } else {
-      append.appended(null, epoch, ++offset, false)
-    }
-  })
+  append.appended(null, reply[0], ++batch.offset, false)
 }
 
 /** History in Redis, on `redis` (the broker's own connection, key prefix applied). */
@@ -267,6 +267,11 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
   // calls go as before: a node failing over must not hold back the others' topics.
   let unanswered = 0
   let flushScheduled = false
+  // One Redis: the batch of each message of the flush to come, in the order the messages came,
+  // so that they are settled in that order across topics once the flush's calls are answered
+  // (a publisher's PUBACKs in the order of its PUBLISHes, [MQTT-4.6.0-2]); on a Cluster each
+  // call settles its topic's messages in their order
+  let arrivals: Batch[] = []
   const scheduleFlush = (): void => {
     if (flushScheduled || unanswered > 0) return
     flushScheduled = true
@@ -278,22 +283,36 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
     const epoch = newEpoch()
     let keys: string[] = []
     let args: Array<string | number | Buffer> = []
-    let appendsOfCall: Append[][] = []
+    let batchesOfCall: Batch[] = []
+    const arrivalsOfFlush = arrivals
+    arrivals = []
+    let callsOfFlush = 0
     const send = (): void => {
-      const appendsOfBatches = appendsOfCall
+      const answered = batchesOfCall
       commands.historyAppend(keys.length, ...keys, epoch, now, ...args, (err, replies) => {
-        appendsOfBatches.forEach((appends, i) => { settle(appends, err, replies?.[i]) })
-        if (!cluster && --unanswered === 0 && (batches.size > 0 || full.length > 0)) scheduleFlush()
+        answered.forEach((batch, i) => {
+          batch.err = err
+          batch.reply = replies?.[i]
+          batch.offset = batch.reply?.[1] ?? 0
+        })
+        if (cluster) {
+          for (const batch of answered) for (let i = 0; i < batch.appends.length; i++) settleNext(batch)
+          return
+        }
+        if (--callsOfFlush === 0) for (const batch of arrivalsOfFlush) settleNext(batch)
+        if (--unanswered === 0 && (batches.size > 0 || full.length > 0)) scheduleFlush()
       })
       // counted once sent (its callback never runs before): a call that throws holds nothing back
       if (!cluster) unanswered++
+      callsOfFlush++
       keys = []
       args = []
-      appendsOfCall = []
+      batchesOfCall = []
     }
     let topicOfCall: string | undefined
-    for (const [topic, { config, windowMs, appends }] of [...full, ...batches]) {
-      if (appendsOfCall.length > 0 && (cluster ? topic !== topicOfCall : appendsOfCall.length === maxCallBatches)) send()
+    for (const [topic, batchOfTopic] of [...full, ...batches]) {
+      const { config, windowMs, appends } = batchOfTopic
+      if (batchesOfCall.length > 0 && (cluster ? topic !== topicOfCall : batchesOfCall.length === maxCallBatches)) send()
       topicOfCall = topic
       const { batch, ends } = encodeBatch(appends, appends.map((input) => encodeProperties(input.properties)))
       keys.push(metaKey(topic), streamKey(topic))
@@ -304,20 +323,22 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
         keyed.push(i, i === 0 ? 0 : ends[i - 1] as number, ends[i] as number)
       })
       args.push(keyed.length / 3, config.size, config.ttlSeconds * 1000, windowMs, appends.length, batch, ...keyed)
-      appendsOfCall.push(appends)
+      batchesOfCall.push(batchOfTopic)
     }
-    if (appendsOfCall.length > 0) send()
+    if (batchesOfCall.length > 0) send()
     full.length = 0
     batches.clear()
   }
   return {
+    answersInOrder: !cluster,
     append: (input, config, windowMs) => {
       let batch = batches.get(input.topic)
       if (batch === undefined) {
-        batch = { config, windowMs, appends: [] }
+        batch = { config, windowMs, appends: [], err: null, reply: undefined, settled: 0, offset: 0, repeat: 2 }
         batches.set(input.topic, batch)
       }
       batch.appends.push(input)
+      if (!cluster) arrivals.push(batch)
       scheduleFlush()
       if (batch.appends.length === Math.min(maxEntryMessages, config.size)) {
         full.push([input.topic, batch])
