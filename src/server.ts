@@ -23,7 +23,7 @@ import { attachWebSocketBridge } from './bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
 import { authPacketEvent, capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
 import { jwtAuthenticationMethod } from './broker/protocol/auth-packet.js'
-import { clientById, clientOfConnection, clusterSafeSessionTimers, connectedClients, forgetConnectPacket, interceptClientPublishes, interceptPublishes, readAheadOf, sessionPersistence } from './broker/aedes-adapter.js'
+import { clientById, clientOfConnection, clusterSafeSessionTimers, connectedClients, forgetConnectPacket, interceptClientPublishes, interceptPublishes, sessionPersistence } from './broker/aedes-adapter.js'
 import { ClientRegistry } from './broker/client-registry.js'
 import { createPolicies, PublishRefused } from './broker/hooks.js'
 import { ClientIdOwnership } from './broker/sessions/client-id-owner.js'
@@ -177,12 +177,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   })
   if (throttledConnects !== null) aedes.on('clientReady', throttledConnects.connected)
   // history topics: stored and numbered before delivery; wrapped by the policies' step below, so a dropped publish is never stored
-  if (history !== null) {
-    interceptPublishes(aedes, (packet) => history.recorder.wants(packet), RecordedMessage, (held) => history.recorder.record(held))
-    // a publisher's next packets are read while its history publishes wait for the store, which
-    // must answer them in the order they came for its PUBACKs to go in that order [MQTT-4.6.0-2]
-    if (history.store.answersInOrder) readAheadOf(aedes, (packet) => history.recorder.wants(packet))
-  }
+  if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), RecordedMessage, (held) => history.recorder.record(held))
   interceptClientPublishes(aedes, policies.acceptPublish)
   if (webhooks !== null) wireWebhookEvents(webhooks, aedes, clients, metrics)
   if (authorizationHook !== null) await listenForRevocations(aedes, (user) => authorizationHook.revoke(user), clients, audit)

@@ -15,8 +15,6 @@ interface AedesInternals {
   // the connected clients by client id
   clients: Record<string, Client>
   publish: InternalPublish
-  // patch: which PUBLISHes a client's next reads need not wait for (lib/client.js, readAhead)
-  readAhead: ((client: Client, packet: PublishPacket) => boolean) | null
 }
 
 /** What a delivery looks at: Aedes' Packet. */
@@ -148,15 +146,6 @@ export function interceptPublishes<H extends HeldPublish> (aedes: Aedes, wants: 
     if (!wants(packet)) return publish(packet, clientOrDone, maybeDone)
     handle(new Held(packet, publish, clientOrDone, maybeDone))
   }
-}
-
-/**
- * Lets a client's next packets be read while its QoS 0 and 1 publishes that `wants` picks wait
- * (Aedes' patch, lib/client.js): those publishes must be answered in the order they arrive, as
- * a store that answers appends in order does. Any other packet that must follow them waits.
- */
-export function readAheadOf (aedes: Aedes, wants: (packet: PublishPacket) => boolean): void {
-  internals(aedes).readAhead = (_client, packet) => packet.cmd === 'publish' && packet.qos < 2 && wants(packet)
 }
 
 /** HeldPublish or a subclass of it: the handler's own state in the one object held per message. */

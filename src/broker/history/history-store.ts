@@ -74,10 +74,11 @@ export interface ReadResult {
 }
 
 export interface HistoryStore {
-  /** Stores `input`; its `appended` is called in the order of the calls of its topic (of all topics if answersInOrder). */
+  /**
+   * Stores `input`; its `appended` is called in the order of the calls of its topic, and of all
+   * topics in memory and on one Redis (not on a Redis Cluster, where topics live on their own masters).
+   */
   append: (input: Append, topic: HistoryTopicConfig, idempotencyWindowMs: number) => void
-  /** Whether appends of all topics are answered in the order of the calls (memory, one Redis; not a Redis Cluster). */
-  readonly answersInOrder: boolean
   read: (request: ReadRequest, topic: HistoryTopicConfig) => Promise<ReadResult>
   /** Messages held per stream, for the metrics (Redis: sampled, bounded). */
   lengths: () => Promise<number[]>
@@ -161,7 +162,6 @@ export function memoryHistoryStore (): HistoryStore {
     }
   }
   return {
-    answersInOrder: true,
     append: (input, config, windowMs) => {
       if (++appendsSinceSweep >= sweepEvery) {
         appendsSinceSweep = 0

@@ -26,7 +26,7 @@ export interface HistoryReadInput {
 export class History {
   readonly recorder: HistoryRecorder
 
-  constructor (readonly topics: HistoryTopics, readonly store: HistoryStore, private readonly metrics: HistoryMetrics, readonly maxReadLimit: number, idempotencyWindowMs: number, logger: Logger) {
+  constructor (readonly topics: HistoryTopics, private readonly store: HistoryStore, private readonly metrics: HistoryMetrics, readonly maxReadLimit: number, idempotencyWindowMs: number, logger: Logger) {
     this.recorder = new HistoryRecorder({ topics, store, idempotencyWindowMs, metrics, logger })
   }
 

@@ -330,7 +330,6 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
     batches.clear()
   }
   return {
-    answersInOrder: !cluster,
     append: (input, config, windowMs) => {
       let batch = batches.get(input.topic)
       if (batch === undefined) {
