@@ -234,9 +234,15 @@ export class RedisOutbox implements WebhookOutbox {
     if (this.flushing === null && this.delayed === null) {
       this.delayed = setTimeout(() => {
         this.delayed = null
-        this.flushing ??= (this.storing ?? Promise.resolve()).then(async () => await this.flush())
+        this.startFlush(false)
       }, this.options.appendDelayMs)
     }
+  }
+
+  /** Appends the events buffered now once the append in flight is done (and, `atTurnEnd`, once this turn's events are in). */
+  private startFlush (atTurnEnd: boolean): void {
+    const ready = this.storing ?? (atTurnEnd ? new Promise<void>((resolve) => setImmediate(resolve)) : Promise.resolve())
+    this.flushing ??= ready.then(async () => await this.flush())
   }
 
   private async flush (): Promise<void> {
@@ -456,7 +462,7 @@ export class RedisOutbox implements WebhookOutbox {
       clearTimeout(this.delayed)
       this.delayed = null
       // the turn's events together (a QoS 1 PUBACK waits one round trip more at most)
-      this.flushing = (this.storing ?? new Promise<void>((resolve) => setImmediate(resolve))).then(async () => await this.flush())
+      this.startFlush(true)
     }
     return this.flushing
   }
