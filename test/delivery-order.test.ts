@@ -3,7 +3,7 @@
 // session copy (outgoing:<client>:<broker>:<counter>) to whichever master holds that key's
 // slot, so one message's update can resolve after the next one's. Here a master is paused
 // while the first message's copy is written to it; the second message's keys are elsewhere.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { brokerUrl, collect, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { startRedisCluster } from './helpers/redis-cluster.js'
 
@@ -21,11 +21,22 @@ function keySlot (key: string): number {
 }
 
 t.test('Redis Cluster: a persistent session gets QoS 1 messages in publish order while a master holding one message\'s copy is slow', async (t) => {
+  await inPublishOrder(t, { retainSecond: false })
+})
+
+// A retained message delivered live keeps its RETAIN flag for a v5 subscription with Retain As
+// Published [MQTT-3.3.1-13]; Aedes writes such a message without updating its session copy, so
+// it must still wait for the write of the message before it
+t.test('Redis Cluster: a retained message delivered live with Retain As Published does not pass the message before it', async (t) => {
+  await inPublishOrder(t, { retainSecond: true })
+})
+
+async function inPublishOrder (t: Test, { retainSecond }: { retainSecond: boolean }): Promise<void> {
   const cluster = await startRedisCluster(t)
   const broker = await startBroker(t, { redis: { url: cluster.url } })
   const clientId = 'in-order'
-  const { client: sub } = await openUrl(t, brokerUrl(broker, 'tcp'), { clientId, clean: false })
-  await sub.subscribeAsync('in-order/#', { qos: 1 })
+  const { client: sub } = await openUrl(t, brokerUrl(broker, 'tcp'), { clientId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 300 } })
+  await sub.subscribeAsync('in-order/#', { qos: 1, rap: true })
   const got = collect(sub)
 
   // slot -> the port of its master
@@ -46,27 +57,29 @@ t.test('Redis Cluster: a persistent session gets QoS 1 messages in publish order
   }
   // publishes the message that takes `counter`: the counters before are spent on QoS 0 messages
   // nobody subscribes to (nothing stored), synchronously up to the publish
-  const publishAt = (counter: number, payload: string): Promise<void> => {
+  const publishAt = (counter: number, payload: string, retain = false): Promise<void> => {
     t.ok(aedes.counter < counter, `counter ${counter} is still free`)
     while (aedes.counter + 1 < counter) aedes.publish({ topic: 'nobody/listens', payload: Buffer.alloc(0), qos: 0 }, () => {})
-    return new Promise((resolve, reject) => aedes.publish({ topic: 'in-order/m', payload: Buffer.from(payload), qos: 1 }, (err) => err === undefined || err === null ? resolve() : reject(err)))
+    return new Promise((resolve, reject) => aedes.publish({ topic: 'in-order/m', payload: Buffer.from(payload), qos: 1, retain }, (err) => err === undefined || err === null ? resolve() : reject(err)))
   }
 
-  // the first message: its session copy alone on a master, paused for writes before it is sent
+  // the first message: its session copy alone on a master (not the retained messages' either),
+  // paused for writes before it is sent
   const firstCounter = nextFitting((counter) => {
     const master = masterOf(copyOf(counter))
-    return master !== queueMaster && !sharedOf(counter).some((key) => masterOf(key) === master)
+    return master !== queueMaster && master !== masterOf('retained') && !sharedOf(counter).some((key) => masterOf(key) === master)
   })
   const paused = masterOf(copyOf(firstCounter))
   await cluster.cli(paused, 'CLIENT', 'PAUSE', '2000', 'WRITE')
   const first = publishAt(firstCounter, '0')
   await sleep(100)
   // the second message: none of its keys on the paused master
-  const second = publishAt(nextFitting((counter) => ![copyOf(counter), ...sharedOf(counter)].some((key) => masterOf(key) === paused)), '1')
+  const second = publishAt(nextFitting((counter) => ![copyOf(counter), ...sharedOf(counter)].some((key) => masterOf(key) === paused)), '1', retainSecond)
   await waitFor(() => got.length >= 2, 'both messages', 10_000)
   await Promise.all([first, second])
   t.same(got.map((m) => m.payload), ['0', '1'], 'in the order published')
-})
+  t.same(got.map((m) => m.packet.retain), [false, retainSecond], 'each with the RETAIN flag it was published with')
+}
 
 /** [first slot, last slot, master port] of every slot range. */
 async function slotMasters (cluster: Awaited<ReturnType<typeof startRedisCluster>>): Promise<Array<[number, number, number]>> {
