@@ -1,4 +1,4 @@
-// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--memory-only | --redis-only] [--no-pin] [--no-floor] [--control] [--lower-bound] [--cpu-prof DIR]`
+// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--warmup S] [--memory-only | --redis-only] [--no-pin] [--no-floor] [--control] [--lower-bound] [--cpu-prof DIR]`
 // (BENCH_BASELINE=<checkout>: that checkout's build with webhooks as one more broker):
 // message webhooks at a fixed rate (10,000 messages/s by default) to a receiver in this
 // process, against the same broker without webhooks: whether the endpoint keeps up with zero
@@ -250,6 +250,7 @@ async function main (): Promise<void> {
       batch: { type: 'string' },
       rounds: { type: 'string' },
       seconds: { type: 'string' },
+      warmup: { type: 'string' },
       'memory-only': { type: 'boolean', default: false },
       'redis-only': { type: 'boolean', default: false },
       'no-pin': { type: 'boolean', default: false },
@@ -265,8 +266,10 @@ async function main (): Promise<void> {
   const rate = Number(values.rate)
   const rounds = Number(values.rounds ?? (values.quick ? 3 : 7))
   const seconds = Number(values.seconds ?? (values.quick ? 3 : 6))
-  // a broker keeps getting cheaper for its first ~20 s (rounds of the last run fell 25 -> 13.7 ms per 1,000, in order)
-  const warmupSeconds = values.quick ? 3 : 20
+  // a broker keeps getting cheaper for its first ~20 s (rounds of the last run fell 25 -> 13.7 ms per 1,000, in order);
+  // the webhooks' per-request and per-append paths (10-50 calls a second) were still being
+  // optimized 30-45 s in: --warmup measures later (120 s gave the ratios of 20 s, 2026-12-05)
+  const warmupSeconds = Number(values.warmup ?? (values.quick ? 3 : 20))
   const floorRoot = values['lower-bound'] ? lowerBoundCheckout() : undefined
   const baselineCli = process.env.BENCH_BASELINE === undefined ? undefined : join(process.env.BENCH_BASELINE, 'dist', 'src', 'cli.js')
   if (values['no-pin']) disablePinning()

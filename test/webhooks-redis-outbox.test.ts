@@ -90,3 +90,36 @@ t.test('events appended within appendDelayMs share one append; written() sends a
   await box.close()
   t.equal(await client.xlen(stream), 2, 'close appends what waits')
 })
+
+t.test('a lease confirmed within two thirds of it is not asked for again; one its renewal takes anew (the key lost) first claims what another node left pending', async (t) => {
+  const server = await startRedis(t)
+  const clients = [new Redis(server.url), new Redis(server.url), new Redis(server.url)]
+  t.teardown(() => { for (const client of clients) client.disconnect() })
+  const [a, b, admin] = clients as [Redis, Redis, Redis]
+  const keys = new RedisKeys('rb:', false)
+  // renewed every 2 s: the steps below between two renewals take a few ms
+  const outbox = (client: Redis, nodeId: string): RedisOutbox => new RedisOutbox(client, { nodeId, keys, maxPerEntry: 100, maxPending: 100, maxDeadLetters: 10, appendDelayMs: 20, leaseMs: 6000, onLost: () => t.fail('no event lost') })
+  const [first, second] = [outbox(a, 'node-a'), outbox(b, 'node-b')]
+  const event = (n: number): string => JSON.stringify({ id: String(n) })
+  const scriptCalls = async (): Promise<number> => {
+    const stats = await admin.info('commandstats')
+    return ['eval', 'evalsha'].reduce((sum, name) => sum + Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0), 0)
+  }
+  t.ok(await first.acquire('e'), 'node-a takes the lease')
+  const before = await scriptCalls()
+  for (let n = 0; n < 10; n++) t.ok(await first.acquire('e'))
+  t.equal(await scriptCalls() - before, 0, 'held: not asked again')
+  t.same((await first.take('e', 10)).entries, [], 'nothing to send yet (what the lease had to claim first is claimed)')
+  // the lease key lost (node-a paused past it, or Redis restarted): node-b takes it, reads two events, and stops before acknowledging them
+  await admin.del(keys.owned('webhooks', 'e', 'lease'))
+  t.ok(await second.acquire('e'), 'node-b takes the lost lease')
+  second.append('e', event(1))
+  second.append('e', event(2))
+  await second.written()
+  t.same((await second.take('e', 10)).entries.flatMap(entryEvents), [event(1), event(2)], 'node-b reads them')
+  await second.close()
+  // node-a's renewal finds the key gone and takes the lease anew
+  await new Promise((resolve) => setTimeout(resolve, 2300))
+  t.same((await first.take('e', 10)).entries.flatMap(entryEvents), [event(1), event(2)], 'node-a claims what node-b read and did not acknowledge')
+  await first.close()
+})

@@ -117,6 +117,8 @@ export class MessageEventJson implements EventBytes {
   private readonly topics = new Map<string, Buffer>()
   private atMs = 0
   private atBytes: Buffer = Buffer.alloc(0)
+  /** Where the milliseconds' digits are in atBytes. */
+  private msAt = 0
   // the prepared event's pieces
   length = 0
   private id = 0
@@ -134,12 +136,27 @@ export class MessageEventJson implements EventBytes {
     return { json, bytes: Buffer.from(json) }
   }
 
-  /** The time and node's piece, made again when the millisecond changed. */
+  /**
+   * The time and node's piece: made again each second, its milliseconds' three digits written
+   * over in place when only they changed (a piece is copied out as soon as it is asked for).
+   * `toISOString` each millisecond cost ~0.1 µs a message at 10,000 a second (perf: V8's
+   * ToDateString asks the OS for the local offset and formats with snprintf).
+   */
   private at (): Buffer {
     const now = Date.now()
     if (now !== this.atMs) {
+      const ms = now % 1000
+      if (now - ms === this.atMs - this.atMs % 1000) {
+        this.atBytes[this.msAt] = 0x30 + Math.floor(ms / 100)
+        this.atBytes[this.msAt + 1] = 0x30 + Math.floor(ms / 10) % 10
+        this.atBytes[this.msAt + 2] = 0x30 + ms % 10
+      } else {
+        const head = '","type":"message.published","at":"'
+        this.atBytes = Buffer.from(`${head}${new Date(now).toISOString()}","node":${this.nodeJson},"data":{"topic":`)
+        // after `YYYY-MM-DDTHH:MM:SS.`
+        this.msAt = head.length + 20
+      }
       this.atMs = now
-      this.atBytes = Buffer.from(`","type":"message.published","at":"${new Date(now).toISOString()}","node":${this.nodeJson},"data":{"topic":`)
     }
     return this.atBytes
   }

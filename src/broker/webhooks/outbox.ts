@@ -99,6 +99,8 @@ export class AppendSignal {
   private readonly waiters = new Map<string, () => void>()
 
   notify (endpoint: string): void {
+    // called per event in memory: no lookup while no sender waits (it waits only when idle)
+    if (this.waiters.size === 0) return
     const wake = this.waiters.get(endpoint)
     if (wake === undefined) return
     this.waiters.delete(endpoint)
@@ -161,6 +163,10 @@ interface Chunk {
 
 // a chunk's room: some 200 events of ~300 bytes (a batch spans several); a larger event gets a chunk of its own size
 const chunkBytes = 64 * 1024
+// acknowledged chunks kept for reuse: a default batch (1,000 events of ~330 bytes) spans 5-6,
+// and with 4 kept the rest were allocated afresh, each time page-faulted in again (perf stat:
+// ~180 page faults a second at 10,000 events a second, against ~5 without webhooks)
+const maxSpareChunks = 8
 const comma = 0x2c
 
 /**
@@ -240,7 +246,7 @@ export class MemoryOutbox implements WebhookOutbox {
     for (const chunk of queue.chunks.peek(entries.length)) {
       queue.events -= chunk.count
       // the entries' bytes are read no more: the sender is done with them
-      if (chunk.bytes.length === chunkBytes && this.spare.length < 4) this.spare.push(chunk.bytes)
+      if (chunk.bytes.length === chunkBytes && this.spare.length < maxSpareChunks) this.spare.push(chunk.bytes)
     }
     queue.chunks.drop(entries.length)
   }
