@@ -499,7 +499,8 @@ export class RedisOutbox implements WebhookOutbox {
   async close (): Promise<void> {
     this.closed = true
     this.signal.close()
-    await this.written()?.catch(() => {})
+    // the flush it starts waits for the append in flight; with none to start, that append itself
+    await (this.written() ?? this.storing)?.catch(() => {})
     for (const endpoint of [...this.leases.keys()]) {
       this.stopRenewing(endpoint)
       await this.redis.eval(releaseScript, 1, this.keys(endpoint).lease, this.options.nodeId).catch(() => {})
