@@ -271,8 +271,8 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
   // together in one call, instead of a call per turn: each call costs Redis a script run and,
   // where Redis shares the broker's CPU, a round of context switches; and the reply's turn,
   // whose settled publishes free their publishers' next packets, appends those in the same call.
-  // An idle store's first append still leaves at the end of its turn. On a Cluster each topic's
-  // calls go as before: a node failing over must not hold back the others' topics.
+  // An idle store's appends leave once the turns stop bringing more (below). On a Cluster each
+  // topic's calls go as before: a node failing over must not hold back the others' topics.
   let unanswered = 0
   let flushScheduled = false
   // One Redis: the batch of each message of the flush to come, in the order the messages came,
@@ -284,8 +284,9 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
   // still being read), up to maxFlushTurns turns and maxFlushMessages appends, and leaves at the
   // first turn that brings none: a call per ~250 messages instead of ~130 in the fan-in
   // benchmark, and each call costs the broker ~75 µs in ioredis alone and Redis a script run and
-  // its context switches on the broker's CPU (docs/history.md, Cost). An idle store's first
-  // append leaves a turn later than it did, once the next turn brings nothing.
+  // its context switches on the broker's CPU (docs/history.md, Cost). The first check is at the
+  // end of the turn that scheduled the flush: a lone append leaves then, appends of a burst a
+  // turn after their last.
   let waiting = 0
   let waitingAtCheck = 0
   let turnsWaited = 0
