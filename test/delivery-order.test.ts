@@ -94,3 +94,26 @@ async function slotMasters (cluster: Awaited<ReturnType<typeof startRedisCluster
   }
   return ranges
 }
+
+// An offline session's queue on a Redis Cluster: aedes-persistence-redis stores each message's
+// copy on its slot's master before queueing it, and Aedes handles a publisher's messages in
+// flight together at once, so the queue may be appended to out of the order published
+t.test('Redis Cluster: an offline session\'s queue keeps the order of a publisher\'s messages in flight together', async (t) => {
+  const cluster = await startRedisCluster(t)
+  const broker = await startBroker(t, { redis: { url: cluster.url } })
+  const url = brokerUrl(broker, 'tcp')
+  const clientId = 'offline-order'
+  const { client: sub } = await openUrl(t, url, { clientId, clean: false })
+  await sub.subscribeAsync('offline-order/#', { qos: 1 })
+  await sub.endAsync()
+  const { client: pub } = await openUrl(t, url, { clientId: 'offline-order-publisher' })
+  const sent = Array.from({ length: 40 }, (_, n) => String(n))
+  // written back to back: the broker reads them together
+  await Promise.all(sent.map((n) => pub.publishAsync('offline-order/m', n, { qos: 1 })))
+  let got: ReturnType<typeof collect> = []
+  const { client: resumed } = await openUrl(t, url, { clientId, clean: false }, (client) => { got = collect(client) })
+  await waitFor(() => got.length >= sent.length, 'every queued message', 10_000)
+  await sleep(200)
+  t.same(got.map((m) => m.payload), sent, 'the queue in the order published')
+  await resumed.endAsync()
+})
