@@ -7,7 +7,10 @@
 // - the hand-off is a per-node inbox on a Redis Stream (XADD with a bounded MAXLEN, read with
 //   XREAD from the last id seen), so a node whose Redis link drops for a few seconds resumes
 //   where it stopped instead of losing what was sent meanwhile. Messages for one node in one
-//   event-loop turn travel as one stream entry: one XADD for a whole burst.
+//   event-loop turn travel as one stream entry: one XADD for a whole burst;
+// - a node can learn when every live node routes some of its filters to it (a numbered `sync`
+//   naming them, which each node acknowledges once it has them: routesApplied;
+//   src/broker/sessions/queue-catch-up.ts says why a persistent session needs to know).
 import mqemitter from 'mqemitter'
 import type { RedisClient } from '../storage/redis-clients.js'
 import type { RedisKeys } from '../storage/redis-keys.js'
@@ -41,13 +44,34 @@ export interface RoutedEmitterOptions {
   logger: Logger
   /** Called for every QoS 0 message shed under back-pressure. */
   onShed: () => void
+  /** Test-only (0 otherwise): route changes from other nodes are applied this much later, to widen the window a new route takes to reach them. */
+  routeChangeDelayMs: number
 }
 
 interface RouteChange {
   node: string
-  /** reset: the node has no routes; reload: read the node's whole route set again */
-  op: 'add' | 'remove' | 'reset' | 'reload'
+  /**
+   * reset: the node has no routes; reload: read the node's whole route set again; sync: asks
+   * for an acknowledgement once `filters` are routed to the node (nodes of earlier releases
+   * ignore it: it has no `filter`)
+   */
+  op: 'add' | 'remove' | 'reset' | 'reload' | 'sync'
   filter?: string
+  /** a sync's number among the node's syncs, and the filters it asks about */
+  seq?: number
+  filters?: string[]
+}
+
+/** A sync of another node that waits for its filters to be applied here. */
+interface PendingSync {
+  seq: number
+  filters: string[]
+}
+
+/** `node` routes the filters of the sync `seq` to the node it answers. */
+interface RouteAck {
+  node: string
+  seq: number
 }
 
 interface OutboxEntry {
@@ -67,7 +91,15 @@ export class RoutedEmitter {
   private readonly localRoutes = new RouteTable()
   private readonly routes = new RouteTable()
   private readonly nodeFilters = new Map<string, Set<string>>()
-  private readonly keys: { changes: string, routes: (node: string) => string, inbox: (node: string) => string }
+  private readonly keys: { changes: string, acks: (node: string) => string, routes: (node: string) => string, inbox: (node: string) => string }
+  // this node's filters every live node was seen to route here (until the filter goes)
+  private readonly appliedEverywhere = new Set<string>()
+  // this node's syncs: their number, the nodes that acknowledged each one, and who waits
+  private syncs = 0
+  private readonly acks = new Map<number, Set<string>>()
+  private ackWaiters: Array<() => void> = []
+  // the other nodes' syncs whose filters have not reached this node yet
+  private readonly pendingSyncs = new Map<string, PendingSync[]>()
   private pendingQos0 = 0
   // messages waiting for the end of this event-loop turn, per target node
   private outbox = new Map<string, OutboxEntry>()
@@ -87,6 +119,7 @@ export class RoutedEmitter {
     const { keys } = options
     this.keys = {
       changes: keys.channel('routes', 'changes'),
+      acks: (node) => keys.channel('routes', `acks:${node}`),
       routes: (node) => keys.owned('routes', node),
       inbox: (node) => keys.owned('inbox', node)
     }
@@ -102,10 +135,20 @@ export class RoutedEmitter {
     registry.on('died', (node) => this.retire(node))
     registry.on('retired', () => this.rejoin())
     // the connection carries other concerns' channels too (shared subscription members)
-    subscriber.on('message', (channel: string, text: string) => { if (channel === this.keys.changes) this.applyChange(JSON.parse(text) as RouteChange) })
+    const ackChannel = this.keys.acks(nodeId)
+    const delay = this.options.routeChangeDelayMs
+    subscriber.on('message', (channel: string, text: string) => {
+      if (channel === this.keys.changes) {
+        const change = JSON.parse(text) as RouteChange
+        if (delay > 0) setTimeout(() => this.applyChange(change), delay)
+        else this.applyChange(change)
+      } else if (channel === ackChannel) {
+        this.noteAck(JSON.parse(text) as RouteAck)
+      }
+    })
     // Route changes missed while the subscriber was away: reload the whole table.
     subscriber.on('ready', () => { if (!this.closed) this.loadRoutes().catch((err: Error) => this.warn('route reload failed', err)) })
-    await subscriber.subscribe(this.keys.changes)
+    await subscriber.subscribe(this.keys.changes, ackChannel)
     // A node id that is reused starts with no routes of its previous life.
     await commands.del(this.keys.routes(nodeId))
     await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'reset' }))
@@ -141,6 +184,7 @@ export class RoutedEmitter {
       return
     }
     this.localFilters.delete(topic)
+    this.appliedEverywhere.delete(topic)
     this.localRoutes.remove(topic, this.options.nodeId)
     this.announce('remove', topic).then(() => done?.(), (err: Error) => {
       this.warn('route announce failed', err)
@@ -256,6 +300,66 @@ export class RoutedEmitter {
     })
   }
 
+  /**
+   * Whether a subscription to `filter` here may not be routed here by every live node yet: this
+   * node has no route for it (the subscription will add one), or its addition is not known to be
+   * applied everywhere.
+   */
+  routePending (filter: string): boolean {
+    return !this.appliedEverywhere.has(filter)
+  }
+
+  /**
+   * Resolves once every live node routes `filters` (this node's) here (true), or after the
+   * registry's node timeout (false, logged): a node that dies meanwhile stops counting once the
+   * registry drops it; one that runs a release without syncs never answers. Each node answers
+   * the sync once it has the filters, whether from their changes or from the table it loaded at
+   * start: it does not rely on the sync reaching it after the changes (on a Redis Cluster, two
+   * PUBLISHes may go through different nodes).
+   */
+  async routesApplied (filters: Iterable<string>): Promise<boolean> {
+    const pending = [...filters].filter((filter) => this.localFilters.has(filter) && !this.appliedEverywhere.has(filter))
+    if (pending.length === 0) return true
+    const { commands, registry, nodeId } = this.options
+    const seq = ++this.syncs
+    const acks = new Set<string>()
+    this.acks.set(seq, acks)
+    try {
+      await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'sync', seq, filters: pending }))
+      const deadline = Date.now() + registry.timing.timeoutMs
+      for (;;) {
+        const missing = (await registry.live()).filter(({ id }) => id !== nodeId && !acks.has(id))
+        if (missing.length === 0) {
+          // unless a filter went meanwhile (and may come back unapplied)
+          for (const filter of pending) if (this.localFilters.has(filter)) this.appliedEverywhere.add(filter)
+          return true
+        }
+        const left = deadline - Date.now()
+        if (left <= 0 || this.closed) {
+          this.options.logger.warn({ event: 'cluster.route-unacknowledged', nodes: missing.map(({ id }) => id), timeoutMs: registry.timing.timeoutMs }, 'live nodes did not acknowledge a new route in time')
+          return false
+        }
+        // the next acknowledgement, or a beat later (the registry may have dropped a silent node)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.min(left, registry.timing.beatMs))
+          this.ackWaiters.push(() => {
+            clearTimeout(timer)
+            resolve()
+          })
+        })
+      }
+    } finally {
+      this.acks.delete(seq)
+    }
+  }
+
+  private noteAck (ack: RouteAck): void {
+    this.acks.get(ack.seq)?.add(ack.node)
+    const waiters = this.ackWaiters
+    this.ackWaiters = []
+    for (const wake of waiters) wake()
+  }
+
   private async announce (op: 'add' | 'remove', filter: string): Promise<void> {
     const { commands, nodeId } = this.options
     const key = this.keys.routes(nodeId)
@@ -271,10 +375,18 @@ export class RoutedEmitter {
     if (change.node === this.options.nodeId) return
     if (change.op === 'reset') {
       this.dropNode(change.node)
+      this.pendingSyncs.delete(change.node)
+      return
+    }
+    if (change.op === 'sync') {
+      const pending = this.pendingSyncs.get(change.node) ?? []
+      pending.push({ seq: change.seq ?? 0, filters: change.filters ?? [] })
+      this.pendingSyncs.set(change.node, pending)
+      this.answerSyncs(change.node)
       return
     }
     if (change.op === 'reload') {
-      this.reloadNode(change.node).catch((err: Error) => this.warn('route reload failed', err))
+      this.reloadNode(change.node).then(() => this.answerSyncs(change.node), (err: Error) => this.warn('route reload failed', err))
       return
     }
     if (change.filter === undefined) return
@@ -286,6 +398,26 @@ export class RoutedEmitter {
     } else if (change.op === 'remove' && filters.delete(change.filter)) {
       this.routes.remove(change.filter, change.node)
     }
+    if (this.pendingSyncs.has(change.node)) this.answerSyncs(change.node, change.op === 'remove' ? change.filter : undefined)
+  }
+
+  /**
+   * Acknowledges the syncs of `node` whose filters this node now routes to it: from now on it
+   * does. A sync waiting for a filter the node `removed` is dropped (its waiter times out).
+   */
+  private answerSyncs (node: string, removed?: string): void {
+    const pending = this.pendingSyncs.get(node)
+    if (pending === undefined) return
+    const filters = this.nodeFilters.get(node)
+    const waiting = pending.filter((sync) => {
+      if (removed !== undefined && sync.filters.includes(removed)) return false
+      if (!sync.filters.every((filter) => filters?.has(filter) === true)) return true
+      const ack: RouteAck = { node: this.options.nodeId, seq: sync.seq }
+      this.options.commands.publish(this.keys.acks(node), JSON.stringify(ack)).catch((err: Error) => this.warn('route acknowledgement failed', err))
+      return false
+    })
+    if (waiting.length > 0) this.pendingSyncs.set(node, waiting)
+    else this.pendingSyncs.delete(node)
   }
 
   private dropNode (node: string): void {
@@ -310,12 +442,14 @@ export class RoutedEmitter {
       this.nodeFilters.set(node, new Set(filters))
       for (const filter of filters) this.routes.add(filter, node)
     }
+    for (const node of this.pendingSyncs.keys()) this.answerSyncs(node)
   }
 
   /** A dead node (claimed by this one): its routes and inbox go, and every node drops its routes. */
   private async retire (node: string): Promise<void> {
     const { commands, logger } = this.options
     this.dropNode(node)
+    this.pendingSyncs.delete(node)
     await commands.multi().del(this.keys.routes(node)).del(this.keys.inbox(node)).exec()
     await commands.publish(this.keys.changes, JSON.stringify({ node, op: 'reset' }))
     logger.warn({ event: 'cluster.node-lost', lost: node }, 'a node stopped beating: its routes are retired')
