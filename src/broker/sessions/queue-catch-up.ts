@@ -151,7 +151,9 @@ export class QueueCatchUp {
         message.properties = { ...message.properties, messageExpiryInterval: Math.ceil((message.messageExpiry - now) / 1000) }
       }
       gate.sent.add(messageKey(message))
-      gate.deliverQoS.call(client, message, noop, grantedQoS(client, message.topic))
+      // at most the QoS its subscriptions grant, as on CONNECT [MQTT-3.8.4-6] (none left: as stored)
+      const granted = grantedQoS(client, message.topic)
+      gate.deliverQoS.call(client, message, noop, granted > 0 ? granted : undefined)
       resent++
     }
     if (resent > 0) this.logger.info({ event: 'session.catch-up', clientId: client.id, messages: resent }, 'queued messages routed before a new route reached every node were sent')
