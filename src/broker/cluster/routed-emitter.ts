@@ -459,6 +459,8 @@ export class RoutedEmitter {
     const { commands, nodeId, logger } = this.options
     const key = this.keys.routes(nodeId)
     const filters = [...this.localFilters.keys()]
+    // the others dropped these routes meanwhile
+    this.appliedEverywhere.clear()
     const transaction = commands.multi().del(key)
     if (filters.length > 0) transaction.sadd(key, ...filters)
     await transaction.exec()
