@@ -62,10 +62,20 @@ interface RouteChange {
   filters?: string[]
 }
 
-/** A sync of another node that waits for its filters to be applied here. */
+/** A sync of another node that waits for some of its filters to be applied here. */
 interface PendingSync {
   seq: number
-  filters: string[]
+  missing: Set<string>
+}
+
+/** This node's sync for the catch-ups of one event-loop turn: one publish, one ack per node. */
+interface Sync {
+  // pruned when a filter goes meanwhile (it may come back unapplied)
+  filters: Set<string>
+  acks: Set<string>
+  settled: Array<(applied: boolean) => void>
+  // the sync's own waiter, woken by its acks (or once no filter is left)
+  wake: (() => void) | null
 }
 
 /** `node` routes the filters of the sync `seq` to the node it answers. */
@@ -94,12 +104,14 @@ export class RoutedEmitter {
   private readonly keys: { changes: string, acks: (node: string) => string, routes: (node: string) => string, inbox: (node: string) => string }
   // this node's filters every live node was seen to route here (until the filter goes)
   private readonly appliedEverywhere = new Set<string>()
-  // this node's syncs: their number, the nodes that acknowledged each one, and who waits
+  // this node's syncs: their number, the one this turn's catch-ups join, those waiting for acks
   private syncs = 0
-  private readonly acks = new Map<number, Set<string>>()
-  private ackWaiters: Array<() => void> = []
-  // the other nodes' syncs whose filters have not reached this node yet
-  private readonly pendingSyncs = new Map<string, PendingSync[]>()
+  private nextSync: Sync | null = null
+  private readonly syncsInFlight = new Map<number, Sync>()
+  // the registry's live nodes, read at most once a beat for every sync waiting
+  private liveCache: { at: number, ids: Promise<string[]> } | null = null
+  // the other nodes' syncs whose filters have not reached this node yet: per node, per missing filter
+  private readonly pendingSyncs = new Map<string, Map<string, Set<PendingSync>>>()
   private pendingQos0 = 0
   // messages waiting for the end of this event-loop turn, per target node
   private outbox = new Map<string, OutboxEntry>()
@@ -185,6 +197,8 @@ export class RoutedEmitter {
     }
     this.localFilters.delete(topic)
     this.appliedEverywhere.delete(topic)
+    this.nextSync?.filters.delete(topic)
+    for (const sync of this.syncsInFlight.values()) if (sync.filters.delete(topic) && sync.filters.size === 0) sync.wake?.()
     this.localRoutes.remove(topic, this.options.nodeId)
     this.announce('remove', topic).then(() => done?.(), (err: Error) => {
       this.warn('route announce failed', err)
@@ -318,46 +332,86 @@ export class RoutedEmitter {
    * PUBLISHes may go through different nodes).
    */
   async routesApplied (filters: Iterable<string>): Promise<boolean> {
-    const pending = [...filters].filter((filter) => this.localFilters.has(filter) && !this.appliedEverywhere.has(filter))
-    if (pending.length === 0) return true
-    const { commands, registry, nodeId } = this.options
+    const wanted = [...filters].filter((filter) => this.localFilters.has(filter) && !this.appliedEverywhere.has(filter))
+    if (wanted.length === 0) return true
+    // the catch-ups of one turn share one sync (a node's death resumes thousands of sessions at once)
+    let sync = this.nextSync
+    if (sync === null) {
+      const next: Sync = { filters: new Set(), acks: new Set(), settled: [], wake: null }
+      this.nextSync = sync = next
+      setImmediate(() => {
+        if (this.nextSync === next) this.nextSync = null
+        void this.runSync(next)
+      })
+    }
+    for (const filter of wanted) sync.filters.add(filter)
+    const joined = sync
+    return await new Promise<boolean>((resolve) => joined.settled.push(resolve))
+  }
+
+  private async runSync (sync: Sync): Promise<void> {
     const seq = ++this.syncs
-    const acks = new Set<string>()
-    this.acks.set(seq, acks)
+    this.syncsInFlight.set(seq, sync)
+    let applied = false
     try {
-      await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'sync', seq, filters: pending }))
-      const deadline = Date.now() + registry.timing.timeoutMs
-      for (;;) {
-        const missing = (await registry.live()).filter(({ id }) => id !== nodeId && !acks.has(id))
-        if (missing.length === 0) {
-          // unless a filter went meanwhile (and may come back unapplied)
-          for (const filter of pending) if (this.localFilters.has(filter)) this.appliedEverywhere.add(filter)
-          return true
-        }
-        const left = deadline - Date.now()
-        if (left <= 0 || this.closed) {
-          this.options.logger.warn({ event: 'cluster.route-unacknowledged', nodes: missing.map(({ id }) => id), timeoutMs: registry.timing.timeoutMs }, 'live nodes did not acknowledge a new route in time')
-          return false
-        }
-        // the next acknowledgement, or a beat later (the registry may have dropped a silent node)
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.min(left, registry.timing.beatMs))
-          this.ackWaiters.push(() => {
-            clearTimeout(timer)
-            resolve()
-          })
-        })
-      }
+      applied = await this.acknowledged(seq, sync)
+    } catch (err) {
+      this.warn('route sync failed', err as Error)
     } finally {
-      this.acks.delete(seq)
+      this.syncsInFlight.delete(seq)
+      for (const settle of sync.settled) settle(applied)
     }
   }
 
+  private async acknowledged (seq: number, sync: Sync): Promise<boolean> {
+    if (sync.filters.size === 0) return true
+    const { commands, registry, nodeId } = this.options
+    await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'sync', seq, filters: [...sync.filters] }))
+    const deadline = Date.now() + registry.timing.timeoutMs
+    for (;;) {
+      // no filter left (they all went meanwhile): nothing to wait for
+      const live = sync.filters.size === 0 ? [] : await this.liveNodes()
+      const missing = live.filter((id) => id !== nodeId && !sync.acks.has(id))
+      if (missing.length === 0) {
+        for (const filter of sync.filters) this.appliedEverywhere.add(filter)
+        return true
+      }
+      const left = deadline - Date.now()
+      if (left <= 0 || this.closed) {
+        this.options.logger.warn({ event: 'cluster.route-unacknowledged', nodes: missing, timeoutMs: registry.timing.timeoutMs }, 'live nodes did not acknowledge a new route in time')
+        return false
+      }
+      // the sync's next acknowledgement, or a beat later (the registry may have dropped a silent node)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          sync.wake = null
+          resolve()
+        }, Math.min(left, registry.timing.beatMs))
+        sync.wake = () => {
+          sync.wake = null
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    }
+  }
+
+  /** The live nodes' ids, read from the registry at most once a beat (shared by every sync). */
+  private async liveNodes (): Promise<string[]> {
+    const now = Date.now()
+    if (this.liveCache === null || now - this.liveCache.at >= this.options.registry.timing.beatMs) {
+      const ids = this.options.registry.live().then((nodes) => nodes.map(({ id }) => id))
+      this.liveCache = { at: now, ids }
+      ids.catch(() => { if (this.liveCache?.ids === ids) this.liveCache = null })
+    }
+    return await this.liveCache.ids
+  }
+
   private noteAck (ack: RouteAck): void {
-    this.acks.get(ack.seq)?.add(ack.node)
-    const waiters = this.ackWaiters
-    this.ackWaiters = []
-    for (const wake of waiters) wake()
+    const sync = this.syncsInFlight.get(ack.seq)
+    if (sync === undefined) return
+    sync.acks.add(ack.node)
+    sync.wake?.()
   }
 
   private async announce (op: 'add' | 'remove', filter: string): Promise<void> {
@@ -379,10 +433,7 @@ export class RoutedEmitter {
       return
     }
     if (change.op === 'sync') {
-      const pending = this.pendingSyncs.get(change.node) ?? []
-      pending.push({ seq: change.seq ?? 0, filters: change.filters ?? [] })
-      this.pendingSyncs.set(change.node, pending)
-      this.answerSyncs(change.node)
+      this.noteSync(change.node, change.seq ?? 0, change.filters ?? [])
       return
     }
     if (change.op === 'reload') {
@@ -398,26 +449,61 @@ export class RoutedEmitter {
     } else if (change.op === 'remove' && filters.delete(change.filter)) {
       this.routes.remove(change.filter, change.node)
     }
-    if (this.pendingSyncs.has(change.node)) this.answerSyncs(change.node, change.op === 'remove' ? change.filter : undefined)
+    // an addition applied, or a removal (the node no longer waits for the filter): either answers
+    this.settleFilter(change.node, change.filter)
+  }
+
+  /** A sync of `node`: acknowledged at once if this node routes its filters there, else once it does. */
+  private noteSync (node: string, seq: number, filters: string[]): void {
+    const routed = this.nodeFilters.get(node)
+    const missing = new Set(filters.filter((filter) => routed?.has(filter) !== true))
+    if (missing.size === 0) {
+      this.acknowledge(node, seq)
+      return
+    }
+    const sync: PendingSync = { seq, missing }
+    let byFilter = this.pendingSyncs.get(node)
+    if (byFilter === undefined) {
+      byFilter = new Map()
+      this.pendingSyncs.set(node, byFilter)
+    }
+    for (const filter of missing) {
+      let syncs = byFilter.get(filter)
+      if (syncs === undefined) {
+        syncs = new Set()
+        byFilter.set(filter, syncs)
+      }
+      syncs.add(sync)
+    }
   }
 
   /**
-   * Acknowledges the syncs of `node` whose filters this node now routes to it: from now on it
-   * does. A sync waiting for a filter the node `removed` is dropped (its waiter times out).
+   * `node`'s `filter` is routed there now, or the node removed it (its sync no longer waits for
+   * it): the syncs naming it wait for it no more; those with nothing left are acknowledged.
    */
-  private answerSyncs (node: string, removed?: string): void {
-    const pending = this.pendingSyncs.get(node)
-    if (pending === undefined) return
-    const filters = this.nodeFilters.get(node)
-    const waiting = pending.filter((sync) => {
-      if (removed !== undefined && sync.filters.includes(removed)) return false
-      if (!sync.filters.every((filter) => filters?.has(filter) === true)) return true
-      const ack: RouteAck = { node: this.options.nodeId, seq: sync.seq }
-      this.options.commands.publish(this.keys.acks(node), JSON.stringify(ack)).catch((err: Error) => this.warn('route acknowledgement failed', err))
-      return false
-    })
-    if (waiting.length > 0) this.pendingSyncs.set(node, waiting)
-    else this.pendingSyncs.delete(node)
+  private settleFilter (node: string, filter: string): void {
+    const byFilter = this.pendingSyncs.get(node)
+    const syncs = byFilter?.get(filter)
+    if (byFilter === undefined || syncs === undefined) return
+    byFilter.delete(filter)
+    if (byFilter.size === 0) this.pendingSyncs.delete(node)
+    for (const sync of syncs) {
+      sync.missing.delete(filter)
+      if (sync.missing.size === 0) this.acknowledge(node, sync.seq)
+    }
+  }
+
+  /** After `node`'s whole route set was read: the syncs waiting for filters it now has. */
+  private answerSyncs (node: string): void {
+    const byFilter = this.pendingSyncs.get(node)
+    const routed = this.nodeFilters.get(node)
+    if (byFilter === undefined || routed === undefined) return
+    for (const filter of [...byFilter.keys()]) if (routed.has(filter)) this.settleFilter(node, filter)
+  }
+
+  private acknowledge (node: string, seq: number): void {
+    const ack: RouteAck = { node: this.options.nodeId, seq }
+    this.options.commands.publish(this.keys.acks(node), JSON.stringify(ack)).catch((err: Error) => this.warn('route acknowledgement failed', err))
   }
 
   private dropNode (node: string): void {
@@ -442,7 +528,7 @@ export class RoutedEmitter {
       this.nodeFilters.set(node, new Set(filters))
       for (const filter of filters) this.routes.add(filter, node)
     }
-    for (const node of this.pendingSyncs.keys()) this.answerSyncs(node)
+    for (const node of [...this.pendingSyncs.keys()]) this.answerSyncs(node)
   }
 
   /** A dead node (claimed by this one): its routes and inbox go, and every node drops its routes. */
