@@ -39,9 +39,24 @@ interface Gate {
   held: HeldDelivery[]
   // the messages this connection was sent (brokerId:brokerCounter), live or from the queue
   sent: Set<string>
+  // those the second reads sent: their live copy may still be on its way after the release
+  resent: Set<string>
   // the deliveries the gate stands in front of
   deliverQoS: Deliver
   running: Promise<void>
+  // catch-ups queued or running: the last one to end releases the held deliveries
+  queued: number
+  // the SUBSCRIBEs' waits for their SUBACK (cleared on release)
+  timers: NodeJS.Timeout[]
+}
+
+/** After a release: live copies of the messages the second reads sent, dropped for a while. */
+interface LateCopies {
+  wrapper: Deliver
+  // the deliveries the wrapper stands in front of
+  original: Deliver
+  keys: Set<string>
+  timer: NodeJS.Timeout
 }
 
 type AuthorizeSubscribe = BrokerHooks['authorizeSubscribe']
@@ -50,6 +65,9 @@ const sharePrefix = '$share/'
 
 export class QueueCatchUp {
   private readonly gates = new WeakMap<Client, Gate>()
+  private readonly lateCopies = new WeakMap<Client, LateCopies>()
+  // how long a message the second read sent may still arrive live (one registry beat, 1 s at least)
+  private readonly lateCopyMs: number
 
   /**
    * @param maxSubscribeMs how long a SUBSCRIBE's deliveries wait for its SUBACK at most (one that
@@ -57,6 +75,7 @@ export class QueueCatchUp {
    */
   constructor (private readonly storage: Storage, private readonly routes: RouteSettling, private readonly maxSubscribeMs: number, private readonly logger: Logger) {
     watchSessionSends(storage, (client, packet) => this.gates.get(client)?.sent.add(messageKey(packet)))
+    this.lateCopyMs = Math.max(1000, storage.registry.timing.beatMs)
   }
 
   /**
@@ -95,8 +114,21 @@ export class QueueCatchUp {
     let gate = this.gates.get(client)
     if (gate === undefined) {
       const target = deliveriesOf(client)
-      const deliverQoS = target.deliverQoS
-      const held: Gate = { filters: new Set(), awaiting: new Set(), restoring: false, held: [], sent: new Set(), deliverQoS, running: Promise.resolve() }
+      let deliverQoS = target.deliverQoS
+      const sent = new Set<string>()
+      const resent = new Set<string>()
+      // the previous release's late copies are still dropped: this gate takes them over
+      const late = this.lateCopies.get(client)
+      if (late !== undefined && deliverQoS === late.wrapper) {
+        clearTimeout(late.timer)
+        this.lateCopies.delete(client)
+        deliverQoS = late.original
+        for (const key of late.keys) {
+          sent.add(key)
+          resent.add(key)
+        }
+      }
+      const held: Gate = { filters: new Set(), awaiting: new Set(), restoring: false, held: [], sent, resent, deliverQoS, running: Promise.resolve(), queued: 0, timers: [] }
       target.deliverQoS = function heldDeliverQoS (packet, done, maxQos, onPacketId) {
         // QoS 0, a retained message sent on SUBSCRIBE and a shared subscription's copy are not
         // in the session's queue: they go on as before
@@ -119,19 +151,26 @@ export class QueueCatchUp {
     }
     gate.awaiting.add(filter)
     const waiting = gate
-    setTimeout(() => {
+    const timer = setTimeout(() => {
       if (waiting.awaiting.delete(filter) && waiting.awaiting.size === 0 && !waiting.restoring) this.catchUp(client, waiting)
-    }, this.maxSubscribeMs).unref()
+    }, this.maxSubscribeMs)
+    timer.unref()
+    gate.timers.push(timer)
   }
 
-  /** One catch-up at a time per session; the last releases the held deliveries. */
+  /**
+   * One catch-up at a time per session; the last one queued releases the held deliveries (a
+   * SUBSCRIBE right after the CONNACK queues one behind the CONNECT's).
+   */
   private catchUp (client: Client, gate: Gate): void {
     const filters = [...gate.filters]
+    gate.queued++
     gate.running = gate.running
       .then(async () => await this.resend(client, gate, filters))
       .catch((err: Error) => this.logger.warn({ event: 'session.catch-up-failed', clientId: client.id, reason: err.message }, 'a session\'s queue could not be read again after a new route'))
       .finally(() => {
-        if (gate.awaiting.size > 0 || gate.restoring || this.gates.get(client) !== gate) return
+        gate.queued--
+        if (gate.queued > 0 || gate.awaiting.size > 0 || gate.restoring || this.gates.get(client) !== gate) return
         this.release(client, gate)
       })
   }
@@ -151,6 +190,7 @@ export class QueueCatchUp {
         message.properties = { ...message.properties, messageExpiryInterval: Math.ceil((message.messageExpiry - now) / 1000) }
       }
       gate.sent.add(messageKey(message))
+      gate.resent.add(messageKey(message))
       // at most the QoS its subscriptions grant, as on CONNECT [MQTT-3.8.4-6] (none left: as stored)
       const granted = grantedQoS(client, message.topic)
       gate.deliverQoS.call(client, message, noop, granted > 0 ? granted : undefined)
@@ -162,11 +202,39 @@ export class QueueCatchUp {
   /** The held deliveries not sent meanwhile, in the order they arrived; then deliveries go straight on. */
   private release (client: Client, gate: Gate): void {
     this.gates.delete(client)
-    deliveriesOf(client).deliverQoS = gate.deliverQoS
+    for (const timer of gate.timers) clearTimeout(timer)
+    const target = deliveriesOf(client)
+    target.deliverQoS = gate.deliverQoS
     if (client.closed) return
     for (const { packet, maxQos } of gate.held) {
-      if (!gate.sent.has(messageKey(packet))) gate.deliverQoS.call(client, packet, noop, maxQos)
+      const key = messageKey(packet)
+      if (!gate.sent.has(key)) gate.deliverQoS.call(client, packet, noop, maxQos)
+      else gate.resent.delete(key)
     }
+    if (gate.resent.size > 0) this.dropLateCopies(client, gate.deliverQoS, gate.resent)
+  }
+
+  /**
+   * A message the second read sent may still arrive live after the release (another node stored
+   * it, then routed it here): its copy is dropped, for `lateCopyMs` at most.
+   */
+  private dropLateCopies (client: Client, deliverQoS: Deliver, keys: Set<string>): void {
+    const target = deliveriesOf(client)
+    const wrapper: Deliver = function dropLateCopy (this: unknown, packet, done, maxQos, onPacketId) {
+      if (packet.qos > 0 && onPacketId === undefined && packet.brokerId != null && keys.delete(messageKey(packet))) {
+        setImmediate(done)
+        return
+      }
+      deliverQoS.call(this, packet, done, maxQos, onPacketId)
+    }
+    target.deliverQoS = wrapper
+    const timer = setTimeout(() => {
+      keys.clear()
+      this.lateCopies.delete(client)
+      if (target.deliverQoS === wrapper) target.deliverQoS = deliverQoS
+    }, this.lateCopyMs)
+    timer.unref()
+    this.lateCopies.set(client, { wrapper, original: deliverQoS, keys, timer })
   }
 }
 
