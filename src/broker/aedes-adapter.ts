@@ -280,7 +280,7 @@ export interface QueuedMessage extends DeliveredPacket {
 
 interface QueueInternals {
   // with a callback or returning a promise (see session-queue-cap.ts, which wraps it too)
-  outgoingUpdate: (client: Client, packet: QueuedMessage, ...callback: unknown[]) => unknown
+  outgoingUpdate: (client: Client, packet: QueuedMessage, cb?: unknown) => unknown
   outgoingStream: (client: Client) => AsyncIterable<QueuedMessage>
 }
 
@@ -291,9 +291,11 @@ interface QueueInternals {
 export function watchSessionSends (storage: Storage, onSent: (client: Client, packet: QueuedMessage) => void): void {
   const persistence = storage.persistence as unknown as QueueInternals
   const update = persistence.outgoingUpdate.bind(persistence)
-  persistence.outgoingUpdate = (client, packet, ...callback) => {
+  // fixed parameters (no rest array per send); without a callback, none is passed on (the
+  // persistences choose the promise form on its absence)
+  persistence.outgoingUpdate = (client, packet, cb) => {
     if (packet.cmd === 'publish') onSent(client, packet)
-    return update(client, packet, ...callback)
+    return cb === undefined ? update(client, packet) : update(client, packet, cb)
   }
 }
 
