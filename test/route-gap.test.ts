@@ -63,7 +63,7 @@ function inOrder (numbers: number[]): boolean {
  * Stores a session subscribed to `topic`/#, then resumes it on the subscribing node while the
  * publishing node sends 1,500 numbered messages: what the session got on that connection.
  */
-async function resumeUnderStream (t: T, publishing: BrokerProcess, subscribing: BrokerProcess, clientId: string, topic: string, inFlight = 10): Promise<{ acked: Set<number>, log: ReturnType<typeof record> }> {
+async function resumeUnderStream (t: T, publishing: BrokerProcess, subscribing: BrokerProcess, clientId: string, topic: string, inFlight = 10, resubscribe = false): Promise<{ acked: Set<number>, log: ReturnType<typeof record> }> {
   // the session and its subscription, stored; the publishing node has no route for it once it leaves
   const { client: first } = await openUrl(t, url(publishing), { clientId, clean: false })
   await first.subscribeAsync(`${topic}/#`, { qos: 1 })
@@ -76,7 +76,11 @@ async function resumeUnderStream (t: T, publishing: BrokerProcess, subscribing: 
   let resuming: Promise<unknown> | null = null
   await publishStream(pub, `${topic}/n`, 1500, (n) => {
     acked.add(n)
-    if (acked.size === 200 && resuming === null) resuming = openUrl(t, url(subscribing), { clientId, clean: false }, (c) => { log = record(c) })
+    if (acked.size === 200 && resuming === null) resuming = openUrl(t, url(subscribing), { clientId, clean: false }, (c) => {
+      log = record(c)
+      // a SUBSCRIBE right after the CONNACK: its catch-up queues behind the CONNECT's
+      if (resubscribe) c.once('connect', () => { c.subscribe(`${topic}/#`, { qos: 1 }) })
+    })
   }, () => {}, inFlight)
   await resuming
   const received = log as ReturnType<typeof record> | null
@@ -108,6 +112,12 @@ for (const { on, start, inFlight } of setups) {
     checkStream(t, acked, log)
   })
 }
+
+t.test('a resumed session that subscribes again right after its CONNACK still gets every message once, in order (the last catch-up releases)', async (t) => {
+  const { publishing, subscribing } = await nodes(t)
+  const { acked, log } = await resumeUnderStream(t, publishing, subscribing, 'gap-resubscribe', 'gap/resubscribe', 10, true)
+  checkStream(t, acked, log)
+})
 
 t.test('a live node that never acknowledges (an earlier release) delays the second read by the node timeout, not for ever', async (t) => {
   const { publishing, subscribing, redisUrl } = await nodes(t)
