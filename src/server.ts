@@ -21,6 +21,7 @@ import { createHttpListener, requestTarget, type Routes } from './bridge/http-se
 import { addStaticRoutes, webRoot } from './bridge/static.js'
 import { attachWebSocketBridge } from './bridge/websocket.js'
 import { ConfigError, resolveConfig, type BrokerConfig, type ConfigInput } from './broker/config/config.js'
+import { QueueCatchUp } from './broker/sessions/queue-catch-up.js'
 import { authPacketEvent, capClientOutput, GuardedConnection, guardSocket, ProtocolViolation, SlowConsumer } from './broker/protocol/guarded-connection.js'
 import { jwtAuthenticationMethod } from './broker/protocol/auth-packet.js'
 import { clientById, clientOfConnection, clusterSafeSessionTimers, connectedClients, forgetConnectPacket, interceptClientPublishes, interceptPublishes, sessionPersistence } from './broker/aedes-adapter.js'
@@ -138,6 +139,8 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const admin = new AdminService({ config, nodeId, storage, clients, metrics, audit, logger })
   await admin.start()
   // limits.maxConcurrentConnects: a CONNECT holds a turn from authentication until clientReady
+  // a persistent session's messages routed before its new route reached every node (docs/cluster.md)
+  const catchUp = storage.routes === undefined ? null : new QueueCatchUp(storage, storage.routes, storage.registry.timing.timeoutMs, logger)
   const throttledConnects = connectGate === null ? null : throttleConnects(connectGate, policies.hooks.authenticate, connectThrottleEvents(connectGate, metrics, logger))
   const aedes = await Aedes.createBroker({
     id: nodeId,
@@ -172,10 +175,12 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
     // message webhooks: a message's event is in the outbox before its PUBACK
     ...(webhooks?.wants('message.published') === true ? { published: publishedHook(webhooks, clients) } : {}),
     ...policies.hooks,
+    ...(catchUp === null ? {} : { authorizeSubscribe: catchUp.authorizing(policies.hooks.authorizeSubscribe) }),
     // bans and drain first, then limits.maxConcurrentConnects' turn, then the authentication policy
     authenticate: admin.admitting(throttledConnects?.authenticate ?? policies.hooks.authenticate)
   })
   if (throttledConnects !== null) aedes.on('clientReady', throttledConnects.connected)
+  catchUp?.attach(aedes)
   // history topics: stored and numbered before delivery; wrapped by the policies' step below, so a dropped publish is never stored
   if (history !== null) interceptPublishes(aedes, (packet) => history.recorder.wants(packet), RecordedMessage, (held) => history.recorder.record(held))
   interceptClientPublishes(aedes, policies.acceptPublish)

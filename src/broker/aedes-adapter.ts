@@ -265,3 +265,46 @@ export function watchAcknowledgements (client: Client, onAck: (packetId: number)
 export function unsubscribeClient (client: Client, filters: string[]): void {
   client.unsubscribe({ unsubscriptions: filters } as unknown as Parameters<Client['unsubscribe']>[0], () => {})
 }
+
+/** A message as a session's queue holds it (Aedes' Packet, decoded by the persistence). */
+export interface QueuedMessage extends DeliveredPacket {
+  cmd: string
+  topic: string
+  brokerCounter: number
+  // set once the message was sent to this session (its copy, numbered for it)
+  messageId?: number
+  // MQTT 5 Message Expiry, as an absolute deadline (ms)
+  messageExpiry?: number
+  properties?: { messageExpiryInterval?: number }
+}
+
+interface QueueInternals {
+  // with a callback or returning a promise (see session-queue-cap.ts, which wraps it too)
+  outgoingUpdate: (client: Client, packet: QueuedMessage, cb?: unknown) => unknown
+  outgoingStream: (client: Client) => AsyncIterable<QueuedMessage>
+}
+
+/**
+ * Calls `onSent` with every QoS 1/2 message Aedes numbers for a persistent session before it
+ * writes it (live or from the session's queue on CONNECT: both update the stored copy first).
+ */
+export function watchSessionSends (storage: Storage, onSent: (client: Client, packet: QueuedMessage) => void): void {
+  const persistence = storage.persistence as unknown as QueueInternals
+  const update = persistence.outgoingUpdate.bind(persistence)
+  // fixed parameters (no rest array per send); without a callback, none is passed on (the
+  // persistences choose the promise form on its absence)
+  persistence.outgoingUpdate = (client, packet, cb) => {
+    if (packet.cmd === 'publish') onSent(client, packet)
+    return cb === undefined ? update(client, packet) : update(client, packet, cb)
+  }
+}
+
+/** Whether the client was sent its CONNACK (Aedes reads its other packets only from then on). */
+export function connackSent (client: Client): boolean {
+  return (client as unknown as { connackSent?: boolean }).connackSent === true
+}
+
+/** The messages a session's queue holds, in order. */
+export function queuedMessages (storage: Storage, client: Client): AsyncIterable<QueuedMessage> {
+  return (storage.persistence as unknown as QueueInternals).outgoingStream(client)
+}

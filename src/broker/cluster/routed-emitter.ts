@@ -7,7 +7,10 @@
 // - the hand-off is a per-node inbox on a Redis Stream (XADD with a bounded MAXLEN, read with
 //   XREAD from the last id seen), so a node whose Redis link drops for a few seconds resumes
 //   where it stopped instead of losing what was sent meanwhile. Messages for one node in one
-//   event-loop turn travel as one stream entry: one XADD for a whole burst.
+//   event-loop turn travel as one stream entry: one XADD for a whole burst;
+// - a node can learn when every live node routes some of its filters to it (a numbered `sync`
+//   naming them, which each node acknowledges once it has them: routesApplied;
+//   src/broker/sessions/queue-catch-up.ts says why a persistent session needs to know).
 import mqemitter from 'mqemitter'
 import type { RedisClient } from '../storage/redis-clients.js'
 import type { RedisKeys } from '../storage/redis-keys.js'
@@ -41,13 +44,44 @@ export interface RoutedEmitterOptions {
   logger: Logger
   /** Called for every QoS 0 message shed under back-pressure. */
   onShed: () => void
+  /** Test-only (0 otherwise): route changes from other nodes are applied this much later, to widen the window a new route takes to reach them. */
+  routeChangeDelayMs: number
 }
 
 interface RouteChange {
   node: string
-  /** reset: the node has no routes; reload: read the node's whole route set again */
-  op: 'add' | 'remove' | 'reset' | 'reload'
+  /**
+   * reset: the node has no routes; reload: read the node's whole route set again; sync: asks
+   * for an acknowledgement once `filters` are routed to the node (nodes of earlier releases
+   * ignore it: it has no `filter`)
+   */
+  op: 'add' | 'remove' | 'reset' | 'reload' | 'sync'
   filter?: string
+  /** a sync's number among the node's syncs, and the filters it asks about */
+  seq?: number
+  filters?: string[]
+}
+
+/** A sync of another node that waits for some of its filters to be applied here. */
+interface PendingSync {
+  seq: number
+  missing: Set<string>
+}
+
+/** This node's sync for the catch-ups of one event-loop turn: one publish, one ack per node. */
+interface Sync {
+  // pruned when a filter goes meanwhile (it may come back unapplied)
+  filters: Set<string>
+  acks: Set<string>
+  settled: Array<(applied: boolean) => void>
+  // the sync's own waiter, woken by its acks (or once no filter is left)
+  wake: (() => void) | null
+}
+
+/** `node` routes the filters of the sync `seq` to the node it answers. */
+interface RouteAck {
+  node: string
+  seq: number
 }
 
 interface OutboxEntry {
@@ -67,7 +101,17 @@ export class RoutedEmitter {
   private readonly localRoutes = new RouteTable()
   private readonly routes = new RouteTable()
   private readonly nodeFilters = new Map<string, Set<string>>()
-  private readonly keys: { changes: string, routes: (node: string) => string, inbox: (node: string) => string }
+  private readonly keys: { changes: string, acks: (node: string) => string, routes: (node: string) => string, inbox: (node: string) => string }
+  // this node's filters every live node was seen to route here (until the filter goes)
+  private readonly appliedEverywhere = new Set<string>()
+  // this node's syncs: their number, the one this turn's catch-ups join, those waiting for acks
+  private syncs = 0
+  private nextSync: Sync | null = null
+  private readonly syncsInFlight = new Map<number, Sync>()
+  // the registry's live nodes, read at most once a beat for every sync waiting
+  private liveCache: { at: number, ids: Promise<string[]> } | null = null
+  // the other nodes' syncs whose filters have not reached this node yet: per node, per missing filter
+  private readonly pendingSyncs = new Map<string, Map<string, Set<PendingSync>>>()
   private pendingQos0 = 0
   // messages waiting for the end of this event-loop turn, per target node
   private outbox = new Map<string, OutboxEntry>()
@@ -87,6 +131,7 @@ export class RoutedEmitter {
     const { keys } = options
     this.keys = {
       changes: keys.channel('routes', 'changes'),
+      acks: (node) => keys.channel('routes', `acks:${node}`),
       routes: (node) => keys.owned('routes', node),
       inbox: (node) => keys.owned('inbox', node)
     }
@@ -102,10 +147,20 @@ export class RoutedEmitter {
     registry.on('died', (node) => this.retire(node))
     registry.on('retired', () => this.rejoin())
     // the connection carries other concerns' channels too (shared subscription members)
-    subscriber.on('message', (channel: string, text: string) => { if (channel === this.keys.changes) this.applyChange(JSON.parse(text) as RouteChange) })
+    const ackChannel = this.keys.acks(nodeId)
+    const delay = this.options.routeChangeDelayMs
+    subscriber.on('message', (channel: string, text: string) => {
+      if (channel === this.keys.changes) {
+        const change = JSON.parse(text) as RouteChange
+        if (delay > 0) setTimeout(() => this.applyChange(change), delay)
+        else this.applyChange(change)
+      } else if (channel === ackChannel) {
+        this.noteAck(JSON.parse(text) as RouteAck)
+      }
+    })
     // Route changes missed while the subscriber was away: reload the whole table.
     subscriber.on('ready', () => { if (!this.closed) this.loadRoutes().catch((err: Error) => this.warn('route reload failed', err)) })
-    await subscriber.subscribe(this.keys.changes)
+    await subscriber.subscribe(this.keys.changes, ackChannel)
     // A node id that is reused starts with no routes of its previous life.
     await commands.del(this.keys.routes(nodeId))
     await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'reset' }))
@@ -141,6 +196,9 @@ export class RoutedEmitter {
       return
     }
     this.localFilters.delete(topic)
+    this.appliedEverywhere.delete(topic)
+    this.nextSync?.filters.delete(topic)
+    for (const sync of this.syncsInFlight.values()) if (sync.filters.delete(topic) && sync.filters.size === 0) sync.wake?.()
     this.localRoutes.remove(topic, this.options.nodeId)
     this.announce('remove', topic).then(() => done?.(), (err: Error) => {
       this.warn('route announce failed', err)
@@ -256,6 +314,106 @@ export class RoutedEmitter {
     })
   }
 
+  /**
+   * Whether a subscription to `filter` here may not be routed here by every live node yet: this
+   * node has no route for it (the subscription will add one), or its addition is not known to be
+   * applied everywhere.
+   */
+  routePending (filter: string): boolean {
+    return !this.appliedEverywhere.has(filter)
+  }
+
+  /**
+   * Resolves once every live node routes `filters` (this node's) here (true), or after the
+   * registry's node timeout (false, logged): a node that dies meanwhile stops counting once the
+   * registry drops it; one that runs a release without syncs never answers. Each node answers
+   * the sync once it has the filters, whether from their changes or from the table it loaded at
+   * start: it does not rely on the sync reaching it after the changes (on a Redis Cluster, two
+   * PUBLISHes may go through different nodes).
+   */
+  async routesApplied (filters: Iterable<string>): Promise<boolean> {
+    const wanted = [...filters].filter((filter) => this.localFilters.has(filter) && !this.appliedEverywhere.has(filter))
+    if (wanted.length === 0) return true
+    // the catch-ups of one turn share one sync (a node's death resumes thousands of sessions at once)
+    let sync = this.nextSync
+    if (sync === null) {
+      const next: Sync = { filters: new Set(), acks: new Set(), settled: [], wake: null }
+      this.nextSync = sync = next
+      setImmediate(() => {
+        if (this.nextSync === next) this.nextSync = null
+        void this.runSync(next)
+      })
+    }
+    for (const filter of wanted) sync.filters.add(filter)
+    const joined = sync
+    return await new Promise<boolean>((resolve) => joined.settled.push(resolve))
+  }
+
+  private async runSync (sync: Sync): Promise<void> {
+    const seq = ++this.syncs
+    this.syncsInFlight.set(seq, sync)
+    let applied = false
+    try {
+      applied = await this.acknowledged(seq, sync)
+    } catch (err) {
+      this.warn('route sync failed', err as Error)
+    } finally {
+      this.syncsInFlight.delete(seq)
+      for (const settle of sync.settled) settle(applied)
+    }
+  }
+
+  private async acknowledged (seq: number, sync: Sync): Promise<boolean> {
+    if (sync.filters.size === 0) return true
+    const { commands, registry, nodeId } = this.options
+    await commands.publish(this.keys.changes, JSON.stringify({ node: nodeId, op: 'sync', seq, filters: [...sync.filters] }))
+    const deadline = Date.now() + registry.timing.timeoutMs
+    for (;;) {
+      // no filter left (they all went meanwhile): nothing to wait for
+      const live = sync.filters.size === 0 ? [] : await this.liveNodes()
+      const missing = live.filter((id) => id !== nodeId && !sync.acks.has(id))
+      if (missing.length === 0) {
+        for (const filter of sync.filters) this.appliedEverywhere.add(filter)
+        return true
+      }
+      const left = deadline - Date.now()
+      if (left <= 0 || this.closed) {
+        this.options.logger.warn({ event: 'cluster.route-unacknowledged', nodes: missing, timeoutMs: registry.timing.timeoutMs }, 'live nodes did not acknowledge a new route in time')
+        return false
+      }
+      // the sync's next acknowledgement, or a beat later (the registry may have dropped a silent node)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          sync.wake = null
+          resolve()
+        }, Math.min(left, registry.timing.beatMs))
+        sync.wake = () => {
+          sync.wake = null
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    }
+  }
+
+  /** The live nodes' ids, read from the registry at most once a beat (shared by every sync). */
+  private async liveNodes (): Promise<string[]> {
+    const now = Date.now()
+    if (this.liveCache === null || now - this.liveCache.at >= this.options.registry.timing.beatMs) {
+      const ids = this.options.registry.live().then((nodes) => nodes.map(({ id }) => id))
+      this.liveCache = { at: now, ids }
+      ids.catch(() => { if (this.liveCache?.ids === ids) this.liveCache = null })
+    }
+    return await this.liveCache.ids
+  }
+
+  private noteAck (ack: RouteAck): void {
+    const sync = this.syncsInFlight.get(ack.seq)
+    if (sync === undefined) return
+    sync.acks.add(ack.node)
+    sync.wake?.()
+  }
+
   private async announce (op: 'add' | 'remove', filter: string): Promise<void> {
     const { commands, nodeId } = this.options
     const key = this.keys.routes(nodeId)
@@ -271,10 +429,15 @@ export class RoutedEmitter {
     if (change.node === this.options.nodeId) return
     if (change.op === 'reset') {
       this.dropNode(change.node)
+      this.pendingSyncs.delete(change.node)
+      return
+    }
+    if (change.op === 'sync') {
+      this.noteSync(change.node, change.seq ?? 0, change.filters ?? [])
       return
     }
     if (change.op === 'reload') {
-      this.reloadNode(change.node).catch((err: Error) => this.warn('route reload failed', err))
+      this.reloadNode(change.node).then(() => this.answerSyncs(change.node), (err: Error) => this.warn('route reload failed', err))
       return
     }
     if (change.filter === undefined) return
@@ -286,6 +449,61 @@ export class RoutedEmitter {
     } else if (change.op === 'remove' && filters.delete(change.filter)) {
       this.routes.remove(change.filter, change.node)
     }
+    // an addition applied, or a removal (the node no longer waits for the filter): either answers
+    this.settleFilter(change.node, change.filter)
+  }
+
+  /** A sync of `node`: acknowledged at once if this node routes its filters there, else once it does. */
+  private noteSync (node: string, seq: number, filters: string[]): void {
+    const routed = this.nodeFilters.get(node)
+    const missing = new Set(filters.filter((filter) => routed?.has(filter) !== true))
+    if (missing.size === 0) {
+      this.acknowledge(node, seq)
+      return
+    }
+    const sync: PendingSync = { seq, missing }
+    let byFilter = this.pendingSyncs.get(node)
+    if (byFilter === undefined) {
+      byFilter = new Map()
+      this.pendingSyncs.set(node, byFilter)
+    }
+    for (const filter of missing) {
+      let syncs = byFilter.get(filter)
+      if (syncs === undefined) {
+        syncs = new Set()
+        byFilter.set(filter, syncs)
+      }
+      syncs.add(sync)
+    }
+  }
+
+  /**
+   * `node`'s `filter` is routed there now, or the node removed it (its sync no longer waits for
+   * it): the syncs naming it wait for it no more; those with nothing left are acknowledged.
+   */
+  private settleFilter (node: string, filter: string): void {
+    const byFilter = this.pendingSyncs.get(node)
+    const syncs = byFilter?.get(filter)
+    if (byFilter === undefined || syncs === undefined) return
+    byFilter.delete(filter)
+    if (byFilter.size === 0) this.pendingSyncs.delete(node)
+    for (const sync of syncs) {
+      sync.missing.delete(filter)
+      if (sync.missing.size === 0) this.acknowledge(node, sync.seq)
+    }
+  }
+
+  /** After `node`'s whole route set was read: the syncs waiting for filters it now has. */
+  private answerSyncs (node: string): void {
+    const byFilter = this.pendingSyncs.get(node)
+    const routed = this.nodeFilters.get(node)
+    if (byFilter === undefined || routed === undefined) return
+    for (const filter of [...byFilter.keys()]) if (routed.has(filter)) this.settleFilter(node, filter)
+  }
+
+  private acknowledge (node: string, seq: number): void {
+    const ack: RouteAck = { node: this.options.nodeId, seq }
+    this.options.commands.publish(this.keys.acks(node), JSON.stringify(ack)).catch((err: Error) => this.warn('route acknowledgement failed', err))
   }
 
   private dropNode (node: string): void {
@@ -310,12 +528,14 @@ export class RoutedEmitter {
       this.nodeFilters.set(node, new Set(filters))
       for (const filter of filters) this.routes.add(filter, node)
     }
+    for (const node of [...this.pendingSyncs.keys()]) this.answerSyncs(node)
   }
 
   /** A dead node (claimed by this one): its routes and inbox go, and every node drops its routes. */
   private async retire (node: string): Promise<void> {
     const { commands, logger } = this.options
     this.dropNode(node)
+    this.pendingSyncs.delete(node)
     await commands.multi().del(this.keys.routes(node)).del(this.keys.inbox(node)).exec()
     await commands.publish(this.keys.changes, JSON.stringify({ node, op: 'reset' }))
     logger.warn({ event: 'cluster.node-lost', lost: node }, 'a node stopped beating: its routes are retired')
@@ -325,6 +545,8 @@ export class RoutedEmitter {
     const { commands, nodeId, logger } = this.options
     const key = this.keys.routes(nodeId)
     const filters = [...this.localFilters.keys()]
+    // the others dropped these routes meanwhile
+    this.appliedEverywhere.clear()
     const transaction = commands.multi().del(key)
     if (filters.length > 0) transaction.sadd(key, ...filters)
     await transaction.exec()

@@ -19,6 +19,7 @@ import { SharedMembers } from '../cluster/shared-members.js'
 import type { ShareCluster } from '../shared/shared-emitter.js'
 import { memoryQueueLengths, redisQueueLengths, type QueueLengths } from '../sessions/session-queue-cap.js'
 import { memorySessionStore, redisSessionStore, type SessionStore } from '../sessions/session-expiry.js'
+import type { RouteSettling } from '../sessions/queue-catch-up.js'
 
 /** The part of Aedes' in-memory persistence the broker uses besides Aedes itself. */
 interface MemoryPersistence {
@@ -58,6 +59,8 @@ export interface Storage {
   registry: NodeRegistry
   /** Shared subscription members across the cluster (the routed emitter only); undefined: this node alone. */
   shareCluster?: ShareCluster
+  /** When the other nodes route a filter subscribed here (the routed emitter only); undefined: no route to wait for. */
+  routes?: RouteSettling
   /** Closes the persistence; Aedes closes the emitter itself. */
   close: () => Promise<void>
 }
@@ -131,6 +134,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
   await registry.start()
   let mq: unknown
   let shareCluster: ShareCluster | undefined
+  let routes: RouteSettling | undefined
   if (redis.emitter === 'routed') {
     const emitter = new RoutedEmitter({
       nodeId,
@@ -143,10 +147,13 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
       inboxMaxLen: redis.inboxMaxLen,
       maxPendingQos0: redis.maxPendingQos0,
       logger,
-      onShed
+      onShed,
+      // test-only, read once here: widens the window a new route takes to reach the other nodes
+      routeChangeDelayMs: Number(process.env.REALTIME_BROKER_TEST_ROUTE_CHANGE_DELAY_MS ?? 0)
     })
     await emitter.start()
     mq = emitter
+    routes = emitter
     shareCluster = new SharedMembers({ nodeId, commands: connections.publisher as RedisClient, subscriber: connections.subscriber as RedisClient, registry, emitter, keys, logger })
   } else {
     // the schema allows mqemitter-redis on one Redis only: its connections are never a Cluster
@@ -176,6 +183,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
     sessionStore: redisSessionStore(persistenceConnection, nodeId, redis.keyPrefix, persistenceKeys),
     registry,
     ...(shareCluster === undefined ? {} : { shareCluster }),
+    ...(routes === undefined ? {} : { routes }),
     // aedes-persistence-redis keeps retained messages in one hash; ioredis adds the key prefix
     retainedCount: async () => await persistenceConnection.hlen('retained'),
     retainedLedger: redisRetainedLedger(persistenceConnection, config.limits.maxRetainedMessages, persistenceKeys),
