@@ -88,9 +88,12 @@ export class QueueCatchUp {
    */
   constructor (private readonly storage: Storage, private readonly routes: RouteSettling, private readonly maxSubscribeMs: number, private readonly logger: Logger) {
     watchSessionSends(storage, (client, packet) => {
-      const key = messageKey(packet)
-      this.gates.get(client)?.sent.add(key)
+      // every persistent QoS 1/2 send comes here: nothing is made unless a catch-up watches it
+      const gate = this.gates.get(client)
       const following = this.following.get(client)
+      if (gate === undefined && following === undefined) return
+      const key = messageKey(packet)
+      gate?.sent.add(key)
       if (following !== undefined) for (const sent of following) sent.add(key)
     })
     this.lateCopyMs = Math.max(1000, storage.registry.timing.beatMs)
@@ -273,7 +276,12 @@ export class QueueCatchUp {
         if (resent.size === 0 || client.closed) return
         // their live copies may still be on their way: a gate holding now skips them at its release
         const next = this.gates.get(client)
-        if (next !== undefined) for (const key of resent) next.resent.add(key)
+        if (next !== undefined) {
+          for (const key of resent) {
+            next.sent.add(key)
+            next.resent.add(key)
+          }
+        }
         else this.dropLateCopies(client, gate.deliverQoS, resent)
       })
       .catch((err: Error) => this.logger.warn({ event: 'session.catch-up-failed', clientId: client.id, reason: err.message }, 'a session\'s queue could not be read again after a new route'))
