@@ -73,6 +73,8 @@ const sharePrefix = '$share/'
 export class QueueCatchUp {
   private readonly gates = new WeakMap<Client, Gate>()
   private readonly lateCopies = new WeakMap<Client, LateCopies>()
+  // the read of a session's queue running (sendQueued)
+  private readonly reads = new WeakMap<Client, Promise<void>>()
   // released at the hold bound: the sent sets the connection's sends are added to, until the last read
   private readonly following = new WeakMap<Client, Set<Set<string>>>()
   // how long a message the second read sent may still arrive live (one registry beat, 1 s at least)
@@ -211,8 +213,20 @@ export class QueueCatchUp {
     if (resent > 0) this.logger.info({ event: 'session.catch-up', clientId: client.id, messages: resent }, 'queued messages routed before a new route reached every node were sent')
   }
 
-  /** Sends, in the queue's order, the queued messages not in `sent` (added to `sent` and `resent`). */
+  /**
+   * Sends, in the queue's order, the queued messages not in `sent` (added to `sent` and `resent`),
+   * after any read of the session's queue still running: two reads at once (two syncs answered
+   * together) would each send what the other had not recorded yet.
+   */
   private async sendQueued (client: Client, deliverQoS: Deliver, sent: Set<string>, resent: Set<string>): Promise<number> {
+    const read = (this.reads.get(client) ?? Promise.resolve()).then(async () => await this.readQueue(client, deliverQoS, sent, resent))
+    const settled = read.then(noop, noop)
+    this.reads.set(client, settled)
+    void settled.then(() => { if (this.reads.get(client) === settled) this.reads.delete(client) })
+    return await read
+  }
+
+  private async readQueue (client: Client, deliverQoS: Deliver, sent: Set<string>, resent: Set<string>): Promise<number> {
     let count = 0
     const now = Date.now()
     for await (const message of queuedMessages(this.storage, client)) {
@@ -270,19 +284,24 @@ export class QueueCatchUp {
     void Promise.all(gate.pending)
       .then(async () => {
         if (client.closed) return
-        const resent = new Set<string>()
+        // live deliveries flow during this read: a message's key goes into the late-copy drop set
+        // before the read sends it, so its live copy arriving meanwhile is dropped too
+        const dropping = this.lateCopyKeys(client, gate.deliverQoS)
+        const resent = dropping ?? new Set<string>()
         const count = await this.sendQueued(client, gate.deliverQoS, sent, resent)
         if (count > 0) this.logger.info({ event: 'session.catch-up-late', clientId: client.id, messages: count }, 'queued messages routed before a new route reached every node were sent after the hold')
-        if (resent.size === 0 || client.closed) return
-        // their live copies may still be on their way: a gate holding now skips them at its release
+        if (client.closed) return
+        // a gate holding now (it took the drop set over, or stood in front of it) skips them at its release
         const next = this.gates.get(client)
         if (next !== undefined) {
           for (const key of resent) {
             next.sent.add(key)
             next.resent.add(key)
           }
+        } else {
+          // counted from the read's end (into the set in place now, if the read's expired meanwhile)
+          this.dropLateCopies(client, gate.deliverQoS, resent)
         }
-        else this.dropLateCopies(client, gate.deliverQoS, resent)
       })
       .catch((err: Error) => this.logger.warn({ event: 'session.catch-up-failed', clientId: client.id, reason: err.message }, 'a session\'s queue could not be read again after a new route'))
       .finally(done)
@@ -293,17 +312,24 @@ export class QueueCatchUp {
    * routed it here): its copy is dropped, for `lateCopyMs` at most (from the last read's keys).
    */
   private dropLateCopies (client: Client, deliverQoS: Deliver, keys: Set<string>): void {
+    const dropping = this.lateCopyKeys(client, deliverQoS)
+    if (dropping !== null && dropping !== keys) for (const key of keys) dropping.add(key)
+  }
+
+  /**
+   * The keys whose live copies are dropped now (joined, its `lateCopyMs` counted again), or a new
+   * such set in front of `deliverQoS`; null while something else (a holding gate) stands there.
+   */
+  private lateCopyKeys (client: Client, deliverQoS: Deliver): Set<string> | null {
     const target = deliveriesOf(client)
     const late = this.lateCopies.get(client)
     if (late !== undefined && target.deliverQoS === late.wrapper) {
-      // the previous read's copies are still dropped: these join them
-      for (const key of keys) late.keys.add(key)
       clearTimeout(late.timer)
       late.timer = this.lateCopyTimer(client, late)
-      return
+      return late.keys
     }
-    if (target.deliverQoS !== deliverQoS) return
-    const dropping = new Set(keys)
+    if (target.deliverQoS !== deliverQoS) return null
+    const dropping = new Set<string>()
     const wrapper: Deliver = function dropLateCopy (this: unknown, packet, done, maxQos, onPacketId) {
       if (packet.qos > 0 && onPacketId === undefined && packet.brokerId != null && dropping.delete(messageKey(packet))) {
         setImmediate(done)
@@ -315,10 +341,16 @@ export class QueueCatchUp {
     const entry: LateCopies = { wrapper, original: deliverQoS, keys: dropping, timer: undefined as unknown as NodeJS.Timeout }
     entry.timer = this.lateCopyTimer(client, entry)
     this.lateCopies.set(client, entry)
+    return dropping
   }
 
   private lateCopyTimer (client: Client, late: LateCopies): NodeJS.Timeout {
     const timer = setTimeout(() => {
+      // a read of the queue still running may still send, and add to, these keys
+      if (this.reads.has(client)) {
+        late.timer = this.lateCopyTimer(client, late)
+        return
+      }
       late.keys.clear()
       if (this.lateCopies.get(client) === late) this.lateCopies.delete(client)
       const target = deliveriesOf(client)
