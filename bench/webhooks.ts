@@ -1,4 +1,4 @@
-// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--warmup S] [--memory-only | --redis-only] [--no-pin] [--no-floor] [--control] [--lower-bound] [--cpu-prof DIR] [--node-args "FLAGS"]`
+// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--warmup S] [--memory-only | --redis-only] [--no-pin] [--no-floor] [--control] [--lower-bound] [--cpu-prof DIR] [--node-args="FLAGS"]`
 // (BENCH_BASELINE=<checkout>: that checkout's build with webhooks as one more broker):
 // message webhooks at a fixed rate (10,000 messages/s by default) to a receiver in this
 // process, against the same broker without webhooks: whether the endpoint keeps up with zero
