@@ -1,4 +1,4 @@
-// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--warmup S] [--memory-only | --redis-only] [--no-pin] [--no-floor] [--control] [--lower-bound] [--cpu-prof DIR]`
+// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--warmup S] [--memory-only | --redis-only] [--no-pin] [--no-floor] [--control] [--lower-bound] [--cpu-prof DIR] [--node-args="FLAGS"]`
 // (BENCH_BASELINE=<checkout>: that checkout's build with webhooks as one more broker):
 // message webhooks at a fixed rate (10,000 messages/s by default) to a receiver in this
 // process, against the same broker without webhooks: whether the endpoint keeps up with zero
@@ -79,7 +79,7 @@ interface Rig {
   sendsNothing: boolean
 }
 
-async function startRig (webhooks: boolean, clustered: boolean, batchSize: number | undefined, profileDir: string | undefined, cli = cliPath, sendsNothing = false): Promise<Rig> {
+async function startRig (webhooks: boolean, clustered: boolean, batchSize: number | undefined, profileDir: string | undefined, nodeArgs: readonly string[], cli = cliPath, sendsNothing = false): Promise<Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-webhooks-'))
   const redis = clustered ? await startRedisServer() : null
   const receiver = webhooks ? await startReceiver() : null
@@ -89,7 +89,7 @@ async function startRig (webhooks: boolean, clustered: boolean, batchSize: numbe
   const args = [cli, 'start', '--config', join(dir, 'config.yaml'), ...(redis === null ? [] : ['--redis', redis.url])]
   // sampled every 250 µs (Node's default is 1 ms): a message's few µs show in more samples
   const profile = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-interval=250', `--cpu-prof-dir=${join(profileDir, `${clustered ? 'redis' : 'memory'}-${webhooks ? 'webhooks' : 'without'}`)}`]
-  const broker = await startNodeBroker(args, { ...process.env, MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', HOST: '127.0.0.1' }, { nodeArgs: () => profile })
+  const broker = await startNodeBroker(args, { ...process.env, MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', HOST: '127.0.0.1' }, { nodeArgs: () => [...profile, ...nodeArgs] })
   const url = `mqtt://127.0.0.1:${broker.publish.mqttPort}`
   const subscriber = connect(url, { clientId: 'bench-sub', reconnectPeriod: 0 })
   const publisher = connect(url, { clientId: 'bench-pub', reconnectPeriod: 0 })
@@ -257,7 +257,9 @@ async function main (): Promise<void> {
       'no-floor': { type: 'boolean', default: false },
       control: { type: 'boolean', default: false },
       'lower-bound': { type: 'boolean', default: false },
-      'cpu-prof': { type: 'string' }
+      'cpu-prof': { type: 'string' },
+      // node flags for every broker (--trace-gc, say: NODE_OPTIONS refuses some); BENCH_TIMELINE_DIR keeps their output
+      'node-args': { type: 'string', default: '' }
     }
   })
   // the broker's default unless asked: what a deployment gets
@@ -271,6 +273,7 @@ async function main (): Promise<void> {
   // optimized 30-45 s in: --warmup measures later (120 s gave the ratios of 20 s, 2026-12-05)
   const warmupSeconds = Number(values.warmup ?? (values.quick ? 3 : 20))
   const floorRoot = values['lower-bound'] ? lowerBoundCheckout() : undefined
+  const nodeArgs = values['node-args'].split(' ').filter((arg) => arg !== '')
   const baselineCli = process.env.BENCH_BASELINE === undefined ? undefined : join(process.env.BENCH_BASELINE, 'dist', 'src', 'cli.js')
   if (values['no-pin']) disablePinning()
   const pinned = pinThisProcess()
@@ -282,12 +285,12 @@ async function main (): Promise<void> {
     const rigs: Rig[] = []
     try {
       // the control: a second broker without webhooks, measured like the others (the method's own spread)
-      for (const hooks of values.control ? [false, true, false] : [false, true]) rigs.push(await startRig(hooks, mode.clustered, batchSize, values['cpu-prof']))
+      for (const hooks of values.control ? [false, true, false] : [false, true]) rigs.push(await startRig(hooks, mode.clustered, batchSize, values['cpu-prof'], nodeArgs))
       const [without, withHooks, control] = rigs as [Rig, Rig, Rig | undefined]
       // the same webhooks built from another checkout (the commit before a change), in the same windows
-      const baseline = baselineCli === undefined ? undefined : await startRig(true, mode.clustered, batchSize, undefined, baselineCli)
+      const baseline = baselineCli === undefined ? undefined : await startRig(true, mode.clustered, batchSize, undefined, nodeArgs, baselineCli)
       if (baseline !== undefined) rigs.push(baseline)
-      const floorRig = floorRoot === undefined ? undefined : await startRig(true, mode.clustered, batchSize, undefined, join(floorRoot, 'dist', 'src', 'cli.js'), true)
+      const floorRig = floorRoot === undefined ? undefined : await startRig(true, mode.clustered, batchSize, undefined, nodeArgs, join(floorRoot, 'dist', 'src', 'cli.js'), true)
       if (floorRig !== undefined) rigs.push(floorRig)
       await round(rigs, rate, warmupSeconds)
       const callsBefore = rigs.map(redisCalls)
@@ -311,7 +314,12 @@ async function main (): Promise<void> {
       row(`${mode.name}, no webhooks`, without, 0)
       row(`${mode.name}, message webhooks`, withHooks, 1)
       if (control !== undefined) row(`${mode.name}, no webhooks (control)`, control, 2)
-      if (baseline !== undefined) row(`${mode.name}, message webhooks, ${process.env.BENCH_BASELINE ?? ''} (baseline)`, baseline, rigs.indexOf(baseline))
+      if (baseline !== undefined) {
+        row(`${mode.name}, message webhooks, ${process.env.BENCH_BASELINE ?? ''} (baseline)`, baseline, rigs.indexOf(baseline))
+        // the two builds' webhooks round by round, unrounded: what a change saves
+        const paired = cpuOf(1).map((cpu, round) => cpu / (cpuOf(rigs.indexOf(baseline))[round] as number))
+        notes.push(`${mode.name}: this build's webhooks over the baseline's, paired by round: median ${median(paired).toFixed(3)} (${paired.map((v) => v.toFixed(3)).join(' ')})`)
+      }
       if (floorRig !== undefined) row(`${mode.name}, message webhooks, ${mode.clustered ? 'each append one PING, nothing sent' : 'each POST a no-op'} (lower bound)`, floorRig, rigs.indexOf(floorRig))
       const batches = withHooks.receiver?.batches ?? []
       notes.push(`${mode.name}: the receiver saw ${batches.length} requests, events per request median ${median(batches)}, max ${Math.max(...batches)}; other processes ${median(measured.map((r) => r.otherPercent)).toFixed(0)}%, this generator ${median(measured.map((r) => r.generatorPercent)).toFixed(0)}% of a CPU; drain after publishing ${Math.round(median(measured.map((r) => r.drainMs)))} ms (medians of the rounds)`)

@@ -40,6 +40,39 @@ t.test('own entries from memory, the others from Redis, in order, each once', as
   await other.close()
 })
 
+t.test('an append of 32 KB or more is copied into a reused slab: given back only once acknowledged', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => { client.disconnect() })
+  const keys = new RedisKeys('rb:', false)
+  const box = new RedisOutbox(client, { nodeId: 'node-a', keys, maxPerEntry: 100, maxPending: 1000, maxDeadLetters: 10, appendDelayMs: 20, leaseMs: 5000, onLost: () => t.fail('no event lost') })
+  t.ok(await box.acquire('e'), 'the lease: its own entries are sent from memory')
+  // 40 events of ~1 KB a round: one entry of ~40 KB
+  const round = async (name: string): Promise<string[]> => {
+    const events = Array.from({ length: 40 }, (_, n) => JSON.stringify({ id: `${name}-${n}`, text: name.repeat(1000) }))
+    for (const event of events) box.append('e', event)
+    await box.written()
+    return events
+  }
+  const first = await round('a')
+  const held = await box.take('e', 100)
+  t.equal(held.entries.length, 1, 'one entry')
+  const second = await round('b')
+  t.same(held.entries.flatMap(entryEvents), first, 'an entry the sender holds keeps its bytes while later appends are copied')
+  const slabOf = (entries: typeof held.entries): ArrayBufferLike => (entries[0]?.events as Buffer).buffer
+  const firstSlab = slabOf(held.entries)
+  await box.ack('e', held.entries)
+  const next = await box.take('e', 100)
+  t.same(next.entries.flatMap(entryEvents), second, 'the next entry intact')
+  await box.ack('e', next.entries)
+  const third = await round('c')
+  const last = await box.take('e', 100)
+  t.same(last.entries.flatMap(entryEvents), third, 'intact in a reused slab')
+  t.ok(slabOf(last.entries) === firstSlab || slabOf(last.entries) === slabOf(next.entries), 'the slab of an acknowledged entry reused')
+  await box.ack('e', last.entries)
+  await box.close()
+})
+
 t.test('the turns appended while an append is in flight go out together, in order, in its next call', async (t) => {
   const server = await startRedis(t)
   const [client, admin] = [new Redis(server.url), new Redis(server.url)]
