@@ -174,3 +174,26 @@ t.test('postSigned: a body in parts, signed over the bytes as sent, with the giv
   t.same([headers['content-type'], headers['broker-delivery'], headers['broker-attempt'], headers.host], ['application/json', 'd-1', '1', new URL(url).host])
   t.ok(verifySignature(secret, String(headers['broker-signature']), seen.bodies[0] as string, Math.floor(Date.now() / 1000)), 'the signature verifies over the body received')
 })
+
+t.test('an answer before the whole body left ends that connection: the rest of the body is not sent after the request settles', async (t) => {
+  const connections: Socket[] = []
+  const server = createNetServer((socket) => {
+    connections.push(socket)
+    socket.once('data', () => {
+      // answers on the head and reads no more: the body stays in the client's buffers
+      socket.pause()
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok')
+    })
+    socket.on('error', () => {})
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { for (const socket of connections) socket.destroy(); server.close() })
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/early`
+  const client = new HttpClient()
+  t.teardown(() => client.close())
+  // larger than loopback's socket buffers on both sides
+  const body = 'x'.repeat(32 * 1024 * 1024)
+  t.equal((await post(client, url, body, 5000)).status, 200, 'the early answer is the request\'s answer')
+  t.equal((await post(client, url, '{}', 5000)).status, 200)
+  t.equal(connections.length, 2, 'the second request on a new connection, the first one closed')
+})

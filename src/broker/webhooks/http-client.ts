@@ -300,7 +300,9 @@ export class HttpClient {
           return
         }
         const answer = { status: parser.status, body: parser.body, truncated: parser.truncated }
-        if (parser.reusable) this.release(target.origin, socket)
+        // an answer before the whole body left: the rest would go out after the caller gave its
+        // buffers back (the outboxes reuse them), so that connection ends here
+        if (parser.reusable && socket.writableLength === 0) this.release(target.origin, socket)
         else socket.destroy()
         resolve(answer)
       }

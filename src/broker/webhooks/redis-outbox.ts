@@ -102,8 +102,10 @@ interface EntryCopy {
 class SlabPool {
   private readonly spare: Buffer[] = []
 
-  copy (bytes: Buffer, count: number, pooled: boolean): EntryCopy {
-    if (!pooled || bytes.length < minSlabbed || bytes.length > slabBytes) return { events: Buffer.from(bytes), count, slab: null }
+  /** Copies into a slab while `budget.slabs` lasts (one spent a slab), else into a buffer of its own. */
+  copy (bytes: Buffer, count: number, budget: { slabs: number }): EntryCopy {
+    if (budget.slabs <= 0 || bytes.length < minSlabbed || bytes.length > slabBytes) return { events: Buffer.from(bytes), count, slab: null }
+    budget.slabs--
     const slab = this.spare.pop() ?? Buffer.allocUnsafeSlow(slabBytes)
     bytes.copy(slab)
     return { events: slab.subarray(0, bytes.length), count, slab }
@@ -150,15 +152,16 @@ class AppendBuffer {
     this.events++
   }
 
-  /** The entries waiting, copied out (`pooled`: into slabs of `slabs`); empties the buffer. */
-  take (slabs: SlabPool, pooled: boolean): EntryCopy[] {
+  /** The entries waiting, copied out (at most `maxSlabs` of them into slabs of `slabs`); empties the buffer. */
+  take (slabs: SlabPool, maxSlabs: number): EntryCopy[] {
     const entries: EntryCopy[] = []
+    const budget = { slabs: maxSlabs }
     let start = 0
     for (const end of this.cuts) {
-      entries.push(slabs.copy(this.bytes.subarray(start, end), this.maxPerEntry, pooled))
+      entries.push(slabs.copy(this.bytes.subarray(start, end), this.maxPerEntry, budget))
       start = end
     }
-    entries.push(slabs.copy(this.bytes.subarray(start, this.length), this.inEntry, pooled))
+    entries.push(slabs.copy(this.bytes.subarray(start, this.length), this.inEntry, budget))
     this.cuts.length = 0
     this.length = this.events = this.inEntry = 0
     return entries
@@ -291,7 +294,9 @@ export class RedisOutbox implements WebhookOutbox {
     for (const [endpoint, buffer] of this.buffered) {
       if (buffer.events === 0) continue
       const own = this.leases.has(endpoint) ? this.own.get(endpoint) : undefined
-      appends.push(this.store(endpoint, buffer.take(this.slabs, own === undefined || own.size < maxSlabbedOwn)))
+      // kept entries hold their slabs until acknowledged (at most maxSlabbedOwn of them); the
+      // others give theirs back at the reply, so more than the spares would only be garbage
+      appends.push(this.store(endpoint, buffer.take(this.slabs, own === undefined ? maxSpareSlabs : maxSlabbedOwn - own.size)))
     }
     this.flushing = null
     const storing = this.storing = Promise.all(appends).then(() => {}, () => {})
@@ -312,6 +317,8 @@ export class RedisOutbox implements WebhookOutbox {
     // null); an append Redis refused (out of memory, say) is an event lost, counted
     const results = await this.commands.webhookAppend(outbox, pending, this.options.nodeId, events, ...args).catch(() => null)
     if (results === null) {
+      // safe only because every failure is final: a `commandTimeout` (none set) would reject
+      // while the command stays queued, and it would then write a reused slab's bytes
       for (const entry of entries) this.slabs.giveBack(entry.slab)
       this.options.onLost(endpoint, events)
       return
