@@ -363,7 +363,10 @@ export class RedisOutbox implements WebhookOutbox {
       return false
     }
     this.leaseConfirmed.set(endpoint, asked)
-    if (held === 2) this.claimFirst.add(endpoint)
+    if (held === 2) {
+      this.claimFirst.add(endpoint)
+      this.forgetOwn(endpoint)
+    }
     // renewed while the sender waits (a backoff can outlast the lease)
     if (!this.leases.has(endpoint)) {
       const timer = setInterval(() => {
@@ -377,7 +380,10 @@ export class RedisOutbox implements WebhookOutbox {
           }
           this.leaseConfirmed.set(endpoint, renewing)
           // taken anew (the key was gone: Redis restarted or flushed): what others left pending comes first
-          if (state === 2) this.claimFirst.add(endpoint)
+          if (state === 2) {
+            this.claimFirst.add(endpoint)
+            this.forgetOwn(endpoint)
+          }
         }, () => {})
       }, this.renewEveryMs)
       timer.unref()
@@ -391,9 +397,20 @@ export class RedisOutbox implements WebhookOutbox {
     clearInterval(this.leases.get(endpoint))
     this.leases.delete(endpoint)
     this.leaseConfirmed.delete(endpoint)
-    // copies never handed to the sender
-    for (const copy of this.own.get(endpoint)?.values() ?? []) this.slabs.giveBack(copy.slab)
+    this.forgetOwn(endpoint)
     this.own.delete(endpoint)
+  }
+
+  /**
+   * Drops the copies never handed to the sender: after the lease was taken anew or the group
+   * made again, their entries may come back only by a claim, or never (Redis lost them), and
+   * a copy left would hold its slab for good. An entry without its copy is read from Redis.
+   */
+  private forgetOwn (endpoint: string): void {
+    const own = this.own.get(endpoint)
+    if (own === undefined) return
+    for (const copy of own.values()) this.slabs.giveBack(copy.slab)
+    own.clear()
   }
 
   private async ensureGroup (endpoint: string): Promise<void> {
@@ -440,7 +457,10 @@ export class RedisOutbox implements WebhookOutbox {
     } catch (err) {
       this.held.delete(endpoint)
       // the stream or its group is gone (Redis restarted without persistence): made again
-      if ((err as Error).message.includes('NOGROUP')) this.groups.delete(endpoint)
+      if ((err as Error).message.includes('NOGROUP')) {
+        this.groups.delete(endpoint)
+        this.forgetOwn(endpoint)
+      }
       throw err
     }
   }
