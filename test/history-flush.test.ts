@@ -1,7 +1,8 @@
 // The Redis history store's flush (docs/history.md, Cost): on one Redis it waits while turns
 // keep bringing appends, so that a call carries more messages, and leaves at the first turn that
 // brings none, or after maxFlushTurns turns or maxFlushMessages appends. Script calls are
-// counted by Redis itself (INFO commandstats).
+// counted by Redis itself (INFO commandstats). The call the store writes itself: its keys
+// prefixed, its reply read as text, the script sent again once flushed from Redis.
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { redisHistoryStore } from '../src/broker/history/redis-history-store.js'
@@ -76,4 +77,34 @@ t.test('Redis history: a flush waits while turns bring appends, within its bound
   const lone = await run(1, 1)
   t.equal(lone.calls, 1, 'one append alone is stored: the next turn brings nothing')
   t.same(lone.offsets.get('room/0'), [1])
+})
+
+t.test('Redis history: the append call as the store writes it, with a key prefix, across a SCRIPT FLUSH', async (t) => {
+  const server = await startRedis(t)
+  const redis = new Redis(server.url, { keyPrefix: 'p:' })
+  const admin = new Redis(server.url)
+  t.teardown(() => { redis.disconnect(); admin.disconnect() })
+  const store = redisHistoryStore(redis)
+  const topic = 'room/ü'
+  const append = async (payload: string, idempotencyKey?: string): Promise<[string, number, boolean]> => await new Promise((resolve, reject) => {
+    store.append({
+      topic,
+      payload: Buffer.from(payload),
+      qos: 1,
+      time: Date.now(),
+      ...(idempotencyKey === undefined ? {} : { idempotencyKey, properties: { userProperties: { 'idempotency-key': idempotencyKey } } }),
+      appended: (err, epoch, offset, duplicate) => { if (err !== null) reject(err); else resolve([epoch, offset, duplicate]) }
+    }, config, 60_000)
+  })
+
+  const [first, keyed] = await Promise.all([append('é1'), append('é2', 'k')])
+  t.equal(typeof first[0], 'string', 'the epoch comes back as a string')
+  t.same([first[1], keyed[1]], [1, 2], 'offsets in the order of the appends')
+  t.ok((await admin.keys('p:history:*')).length >= 3, "the topic's keys carry the connection's key prefix")
+  await admin.script('FLUSH')
+  const [repeat, third] = await Promise.all([append('é2', 'k'), append('é3')])
+  t.same([repeat[1], repeat[2]], [2, true], 'after the script is flushed from Redis, a repeated key is still found')
+  t.same([third[0], third[1], third[2]], [first[0], 3, false], 'and the next message stored in the same epoch')
+  const read = await store.read({ topic, limit: 10, now: Date.now() }, config)
+  t.same(read.messages.map((message) => [message.offset, message.payload.toString(), message.properties?.userProperties?.['idempotency-key']]), [[1, 'é1', undefined], [2, 'é2', 'k'], [3, 'é3', undefined]], 'read back as appended')
 })

@@ -9,7 +9,8 @@
 // entries, at most once a second, and a key expiry when idle); a read leaves out what a trimmed
 // stream would not hold, so that `size` and `ttlSeconds` bound what is returned exactly.
 // Every key of a topic carries the topic as its hash tag: one Redis Cluster slot per topic.
-import { Cluster } from 'ioredis'
+import { createHash } from 'node:crypto'
+import { Cluster, Command } from 'ioredis'
 import type { RedisClient } from '../storage/redis-clients.js'
 import { RedisKeys } from '../storage/redis-keys.js'
 import type { MessageProperties } from '../protocol/message-properties.js'
@@ -167,8 +168,8 @@ interface Batch {
   repeat: number
 }
 type AppendReply = [string, number, ...number[]]
+type AppendCallback = (err: Error | null, replies?: AppendReply[]) => void
 interface HistoryCommands {
-  historyAppend: (...keyCountThenKeysThenArgsThenCallback: Array<string | number | Buffer | ((err: Error | null, replies?: AppendReply[]) => void)>) => unknown
   historyReadBuffer: (meta: string, stream: string, epoch: string, since: string, limit: number, ttlMs: number) => Promise<[Buffer, number, Entry[]]>
 }
 
@@ -190,23 +191,127 @@ function decodeProperties (text: string): MessageProperties | undefined {
 // u32 + bytes payload.
 const messageHeaderBytes = 1 + 4 + 4
 
-/** The appends' messages as one batch; `ends[i]` is the byte after message i. */
-function encodeBatch (appends: readonly Append[], properties: readonly string[]): { batch: Buffer, ends: number[] } {
-  let size = 0
-  appends.forEach((input, i) => { size += messageHeaderBytes + Buffer.byteLength(properties[i] as string) + input.payload.length })
-  const batch = Buffer.allocUnsafe(size)
-  const ends: number[] = []
-  let at = 0
-  appends.forEach((input, i) => {
-    at = batch.writeUInt8(input.qos, at)
-    const json = properties[i] as string
-    const length = json === '' ? 0 : batch.write(json, at + 4, 'utf8')
-    at = batch.writeUInt32BE(length, at) + length
-    at = batch.writeUInt32BE(input.payload.length, at)
-    at += input.payload.copy(batch, at)
-    ends.push(at)
-  })
-  return { batch, ends }
+const appendScriptSha = createHash('sha1').update(appendScript).digest('hex')
+// EVALSHA and the script's SHA as a call's first arguments, and EVAL and the script instead
+const evalshaArgs = `$7\r\nevalsha\r\n$40\r\n${appendScriptSha}\r\n`
+const evalArgs = Buffer.from(`$4\r\neval\r\n$${Buffer.byteLength(appendScript)}\r\n${appendScript}\r\n`)
+// the sockets whose Redis has run the append script (a new connection's first call sends it
+// whole, the others its SHA), as ioredis does for the scripts it defines
+const appendScriptLoaded = new WeakSet<object>()
+
+/** The bytes of a RESP bulk string of `bytes` bytes: `$<bytes>\r\n<bytes>\r\n`. */
+const bulkBytes = (bytes: number): number => (bytes < 10 ? 4 : bytes < 100 ? 5 : 3 + String(bytes).length) + bytes + 2
+
+/** A batch argument: the messages of `appends` one after the other (the batch format above). */
+interface BatchArg {
+  appends: readonly Append[]
+  properties: string[]
+  bytes: number
+}
+
+/**
+ * One append call, written as Redis reads it (RESP) into one Buffer sized first, its messages
+ * copied once, from each payload to its place in the call: no argument array flattened, no
+ * batch Buffer copied again, no string per argument joined (ioredis' own command building cost
+ * ~75 µs a call, docs/history.md, Cost).
+ */
+class AppendCall {
+  readonly keys: string[] = []
+  private readonly args: Array<string | BatchArg> = []
+  // bytes of the arguments after the keys
+  private size = 0
+
+  key (key: string): void {
+    this.keys.push(key)
+  }
+
+  arg (arg: string | number): void {
+    const text = typeof arg === 'number' ? String(arg) : arg
+    this.args.push(text)
+    this.size += bulkBytes(Buffer.byteLength(text))
+  }
+
+  /** The messages of `appends` as one argument; returns the byte after each message in it. */
+  batch (appends: readonly Append[]): number[] {
+    const properties: string[] = []
+    const ends: number[] = []
+    let bytes = 0
+    for (const input of appends) {
+      const json = encodeProperties(input.properties)
+      properties.push(json)
+      bytes += messageHeaderBytes + Buffer.byteLength(json) + input.payload.length
+      ends.push(bytes)
+    }
+    this.args.push({ appends, properties, bytes })
+    this.size += bulkBytes(bytes)
+    return ends
+  }
+
+  /** The call: EVALSHA, the script's SHA, the number of keys, the keys, the arguments. */
+  write (): Buffer {
+    // the string arguments between two batches go in one string, written at once: a Buffer
+    // write per argument cost more than ioredis' command building
+    let text = `*${3 + this.keys.length + this.args.length}\r\n${evalshaArgs}${bulk(String(this.keys.length))}`
+    for (const key of this.keys) text += bulk(key)
+    const call = Buffer.allocUnsafe(Buffer.byteLength(text) + this.size)
+    let at = 0
+    for (const arg of this.args) {
+      if (typeof arg === 'string') {
+        text += bulk(arg)
+        continue
+      }
+      text += `$${arg.bytes}\r\n`
+      at += call.write(text, at, 'utf8')
+      text = '\r\n'
+      const { appends, properties } = arg
+      for (let i = 0; i < appends.length; i++) {
+        const input = appends[i] as Append
+        call[at++] = input.qos
+        const json = properties[i] as string
+        const length = json === '' ? 0 : call.write(json, at + 4, 'utf8')
+        at = call.writeUInt32BE(length, at) + length
+        at = call.writeUInt32BE(input.payload.length, at)
+        at += input.payload.copy(call, at)
+      }
+    }
+    call.write(text, at, 'utf8')
+    return call
+  }
+}
+
+/** RESP's bulk string of `text`. */
+const bulk = (text: string): string => `$${Buffer.byteLength(text)}\r\n${text}\r\n`
+
+/**
+ * An append call sent through ioredis as written (AppendCall), queued and answered as its other
+ * commands are. `slotKey`, a key of the call, routes it on a Redis Cluster (getSlot reads it from
+ * `args`, which are not sent: toWritable sends the call). Answered through its promise: given to
+ * ioredis' Command as its callback instead, the same calls ran at 0.58-0.61x of the broker
+ * without history against 0.70x (docs/history.md, Cost; why was not found).
+ */
+class AppendCommand extends Command {
+  private socket: object | undefined
+
+  constructor (readonly call: Buffer, slotKey: string, answered: AppendCallback) {
+    super('evalsha', [appendScriptSha, 1, slotKey], { replyEncoding: 'utf8' })
+    this.promise.then((replies) => answered(null, replies as AppendReply[]), (err: Error) => answered(err))
+  }
+
+  /** Whether it failed for the script missing on its Redis (flushed): the next call on that socket sends it whole. */
+  scriptMissing (err: Error): boolean {
+    if (!err.message.includes('NOSCRIPT') || this.socket === undefined) return false
+    appendScriptLoaded.delete(this.socket)
+    return true
+  }
+
+  override toWritable (socket: object): Buffer {
+    this.socket = socket
+    if (appendScriptLoaded.has(socket)) return this.call
+    appendScriptLoaded.add(socket)
+    // EVALSHA and the SHA after the argument count replaced by EVAL and the script
+    const countEnd = this.call.indexOf('\n') + 1
+    return Buffer.concat([this.call.subarray(0, countEnd), evalArgs, this.call.subarray(countEnd + evalshaArgs.length)])
+  }
 }
 
 /** The messages of entry `[id, fields]` of `topic`; payloads are views into the entry. */
@@ -250,8 +355,8 @@ function settleNext (batch: Batch): void {
 
 /** History in Redis, on `redis` (the broker's own connection, key prefix applied). */
 export function redisHistoryStore (redis: RedisClient): HistoryStore {
-  // the number of keys comes first in each call: a batch names its idempotency keys
-  redis.defineCommand('historyAppend', { lua: appendScript })
+  // the append call goes as written (AppendCall); keys as stored, with the connection's prefix
+  const prefix = redis.options.keyPrefix ?? ''
   redis.defineCommand('historyRead', { numberOfKeys: 2, lua: readScript })
   const commands = redis as unknown as HistoryCommands
   const newEpoch = epochSource()
@@ -306,50 +411,69 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
     flushScheduled = false
     waiting = 0
     turnsWaited = 0
-    const now = Date.now()
+    const now = String(Date.now())
     const epoch = newEpoch()
-    let keys: string[] = []
-    let args: Array<string | number | Buffer> = []
+    let call = new AppendCall()
     let batchesOfCall: Batch[] = []
     const arrivalsOfFlush = arrivals
     arrivals = []
     let callsOfFlush = 0
-    const send = (): void => {
-      const answered = batchesOfCall
-      commands.historyAppend(keys.length, ...keys, epoch, now, ...args, (err, replies) => {
-        answered.forEach((batch, i) => {
-          batch.err = err
-          batch.reply = replies?.[i]
-          batch.offset = batch.reply?.[1] ?? 0
-        })
-        if (cluster) {
-          for (const batch of answered) for (let i = 0; i < batch.appends.length; i++) settleNext(batch)
-          return
-        }
-        if (--callsOfFlush === 0) for (const batch of arrivalsOfFlush) settleNext(batch)
-        if (--unanswered === 0 && (batches.size > 0 || full.length > 0)) scheduleFlush()
+    const answer = (answered: Batch[]) => (err: Error | null, replies?: AppendReply[]): void => {
+      answered.forEach((batch, i) => {
+        batch.err = err
+        batch.reply = replies?.[i]
+        batch.offset = batch.reply?.[1] ?? 0
       })
+      if (cluster) {
+        for (const batch of answered) for (let i = 0; i < batch.appends.length; i++) settleNext(batch)
+        return
+      }
+      if (--callsOfFlush === 0) for (const batch of arrivalsOfFlush) settleNext(batch)
+      if (--unanswered === 0 && (batches.size > 0 || full.length > 0)) scheduleFlush()
+    }
+    const send = (): void => {
+      const done = answer(batchesOfCall)
+      const slotKey = call.keys[0] as string
+      const command = new AppendCommand(call.write(), slotKey, (err, replies) => {
+        // the script flushed from Redis: sent again, whole (it did not run)
+        if (err !== null && command.scriptMissing(err)) void redis.sendCommand(new AppendCommand(command.call, slotKey, done))
+        else done(err, replies)
+      })
+      void redis.sendCommand(command)
       // counted once sent (its callback never runs before): a call that throws holds nothing back
       if (!cluster) unanswered++
       callsOfFlush++
-      keys = []
-      args = []
+      call = new AppendCall()
       batchesOfCall = []
     }
     let topicOfCall: string | undefined
     for (const [topic, batchOfTopic] of [...full, ...batches]) {
       const { config, windowMs, appends } = batchOfTopic
       if (batchesOfCall.length > 0 && (cluster ? topic !== topicOfCall : batchesOfCall.length === maxCallBatches)) send()
+      if (batchesOfCall.length === 0) {
+        call.arg(epoch)
+        call.arg(now)
+      }
       topicOfCall = topic
-      const { batch, ends } = encodeBatch(appends, appends.map((input) => encodeProperties(input.properties)))
-      keys.push(metaKey(topic), streamKey(topic))
+      call.key(prefix + metaKey(topic))
+      call.key(prefix + streamKey(topic))
       const keyed: number[] = []
       appends.forEach((input, i) => {
         if (windowMs === 0 || input.idempotencyKey === undefined) return
-        keys.push(idempotencyKey(topic, input.idempotencyKey))
-        keyed.push(i, i === 0 ? 0 : ends[i - 1] as number, ends[i] as number)
+        call.key(prefix + idempotencyKey(topic, input.idempotencyKey))
+        keyed.push(i)
       })
-      args.push(keyed.length / 3, config.size, config.ttlSeconds * 1000, windowMs, appends.length, batch, ...keyed)
+      call.arg(keyed.length)
+      call.arg(config.size)
+      call.arg(config.ttlSeconds * 1000)
+      call.arg(windowMs)
+      call.arg(appends.length)
+      const ends = call.batch(appends)
+      for (const i of keyed) {
+        call.arg(i)
+        call.arg(i === 0 ? 0 : ends[i - 1] as number)
+        call.arg(ends[i] as number)
+      }
       batchesOfCall.push(batchOfTopic)
     }
     if (batchesOfCall.length > 0) send()
@@ -387,7 +511,6 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
       // every master of a Cluster holds some streams; SCAN matches keys as stored, with the
       // connection's key prefix, which one Redis's connection adds again (a Cluster's node
       // connections do not)
-      const prefix = redis.options.keyPrefix ?? ''
       const servers = cluster ? redis.nodes('master') : [redis]
       const lengths: number[] = []
       for (const server of servers) {
