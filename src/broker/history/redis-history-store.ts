@@ -274,7 +274,8 @@ class AppendCall {
         at += input.payload.copy(call, at)
       }
     }
-    call.write(text, at, 'utf8')
+    // a miscounted size would send a broken frame (a Buffer write cuts silently): refused here
+    if (at + call.write(text, at, 'utf8') !== call.length) throw new Error('history append call: size miscounted')
     return call
   }
 }
@@ -292,7 +293,8 @@ const bulk = (text: string): string => `$${Buffer.byteLength(text)}\r\n${text}\r
 class AppendCommand extends Command {
   private socket: object | undefined
 
-  constructor (readonly call: Buffer, slotKey: string, answered: AppendCallback) {
+  /** `scriptWhole`: sent with the script whatever the socket ran (a NOSCRIPT's retry: the first call on a socket may have been redirected before the script ran). */
+  constructor (readonly call: Buffer, slotKey: string, answered: AppendCallback, private readonly scriptWhole = false) {
     super('evalsha', [appendScriptSha, 1, slotKey], { replyEncoding: 'utf8' })
     this.promise.then((replies) => answered(null, replies as AppendReply[]), (err: Error) => answered(err))
   }
@@ -306,7 +308,7 @@ class AppendCommand extends Command {
 
   override toWritable (socket: object): Buffer {
     this.socket = socket
-    if (appendScriptLoaded.has(socket)) return this.call
+    if (!this.scriptWhole && appendScriptLoaded.has(socket)) return this.call
     appendScriptLoaded.add(socket)
     // EVALSHA and the SHA after the argument count replaced by EVAL and the script
     const countEnd = this.call.indexOf('\n') + 1
@@ -436,7 +438,7 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
       const slotKey = call.keys[0] as string
       const command = new AppendCommand(call.write(), slotKey, (err, replies) => {
         // the script flushed from Redis: sent again, whole (it did not run)
-        if (err !== null && command.scriptMissing(err)) void redis.sendCommand(new AppendCommand(command.call, slotKey, done))
+        if (err !== null && command.scriptMissing(err)) void redis.sendCommand(new AppendCommand(command.call, slotKey, done, true))
         else done(err, replies)
       })
       void redis.sendCommand(command)
