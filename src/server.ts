@@ -140,7 +140,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   await admin.start()
   // limits.maxConcurrentConnects: a CONNECT holds a turn from authentication until clientReady
   // a persistent session's messages routed before its new route reached every node (docs/cluster.md)
-  const catchUp = storage.routes === undefined ? null : new QueueCatchUp(storage, storage.routes, storage.registry.timing.timeoutMs, logger)
+  const catchUp = storage.routes === undefined ? null : new QueueCatchUp(storage, storage.routes, storage.registry.timing.timeoutMs, config.limits.maxClientOutputBytes, logger)
   const throttledConnects = connectGate === null ? null : throttleConnects(connectGate, policies.hooks.authenticate, connectThrottleEvents(connectGate, metrics, logger))
   const aedes = await Aedes.createBroker({
     id: nodeId,

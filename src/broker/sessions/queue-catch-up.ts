@@ -14,15 +14,18 @@
 // answer by then (dead, and still counted live by the registry until the node timeout) does not
 // hold the session's messages any longer; the queue is read and the held deliveries released
 // at the bound, and once every node answered (or the node timeout passed), the queue is read
-// once more in the background: its rare stragglers may arrive after newer messages. The cost
-// is one wait and one or two queue reads per new route of a persistent session; other
-// deliveries pass untouched.
+// once more in the background: its rare stragglers may arrive after newer messages. What the
+// catch-up holds and sends is bounded by the client's output cap (limits.maxClientOutputBytes):
+// the held deliveries past it are dropped (they are in the queue, which is read again before the
+// release ends), and its sends wait for the client's output to drain. The cost is one wait and
+// one or two queue reads per new route of a persistent session; other deliveries pass untouched.
 import type { Aedes, Client } from 'aedes'
 import type { BrokerHooks } from '../hooks.js'
 import type { Logger } from '../observability/logger.js'
 import type { Storage } from '../storage/storage.js'
 import { topicMatches } from '../../acl/topic-grammar.js'
-import { connackSent, deliveriesOf, queuedMessages, subscriptionsOf, watchSessionSends, type Deliver, type DeliveredPacket } from '../aedes-adapter.js'
+import { connackSent, deliveriesOf, liveCopyOptions, queuedMessages, watchSessionSends, type Deliver, type DeliveredPacket } from '../aedes-adapter.js'
+import { outputDrained, outputRoom } from '../protocol/guarded-connection.js'
 
 /** The routed emitter's side: whether a filter's route may not be applied everywhere yet, and a wait until it is. */
 export interface RouteSettling {
@@ -30,9 +33,12 @@ export interface RouteSettling {
   routesApplied: (filters: Iterable<string>) => Promise<boolean>
 }
 
+type CaughtUpPacket = DeliveredPacket & { brokerCounter?: number, topic?: string, payload?: Buffer | string }
+
 interface HeldDelivery {
-  packet: DeliveredPacket & { brokerCounter?: number }
+  packet: CaughtUpPacket
   maxQos: number | undefined
+  bytes: number
 }
 
 /** A session whose live QoS 1/2 deliveries wait for its queue to be read again. */
@@ -42,6 +48,12 @@ interface Gate {
   awaiting: Set<string>
   restoring: boolean
   held: HeldDelivery[]
+  heldBytes: number
+  // a delivery was dropped past the cap on what is held: every one is, until a read of the
+  // queue (which holds them) starts; the release ends with such a read
+  overflowed: boolean
+  dropped: number
+  releasing: boolean
   // the messages this connection was sent (brokerId:brokerCounter), live or from the queue
   sent: Set<string>
   // those the second reads sent: their live copy may still be on its way after the release
@@ -79,6 +91,8 @@ export class QueueCatchUp {
   private readonly following = new WeakMap<Client, Set<Set<string>>>()
   // how long a message the second read sent may still arrive live (one registry beat, 1 s at least)
   private readonly lateCopyMs: number
+  // the catch-up's own sends to each client handed to Aedes and not yet written
+  private readonly windows = new WeakMap<Client, SendWindow>()
   // how long a catch-up holds the live deliveries for the route's acknowledgements at most
   // (one registry beat, 1 s at most: an answer is a pub/sub round trip; a node that does not
   // answer may be dead, and counted live until the node timeout)
@@ -87,8 +101,10 @@ export class QueueCatchUp {
   /**
    * @param maxSubscribeMs how long a SUBSCRIBE's deliveries wait for its SUBACK at most (one that
    *   failed has none): then its queue is read again anyway
+   * @param maxOutputBytes the clients' output cap (limits.maxClientOutputBytes): what a session's
+   *   catch-up holds, and what its sends put in the client's output, stay under it
    */
-  constructor (private readonly storage: Storage, private readonly routes: RouteSettling, private readonly maxSubscribeMs: number, private readonly logger: Logger) {
+  constructor (private readonly storage: Storage, private readonly routes: RouteSettling, private readonly maxSubscribeMs: number, private readonly maxOutputBytes: number, private readonly logger: Logger) {
     watchSessionSends(storage, (client, packet) => {
       // every persistent QoS 1/2 send comes here: nothing is made unless a catch-up watches it
       const gate = this.gates.get(client)
@@ -152,7 +168,8 @@ export class QueueCatchUp {
           resent.add(key)
         }
       }
-      const held: Gate = { filters: new Set(), awaiting: new Set(), restoring: false, held: [], sent, resent, deliverQoS, running: Promise.resolve(), queued: 0, timers: [], pending: [] }
+      const held: Gate = { filters: new Set(), awaiting: new Set(), restoring: false, held: [], heldBytes: 0, overflowed: false, dropped: 0, releasing: false, sent, resent, deliverQoS, running: Promise.resolve(), queued: 0, timers: [], pending: [] }
+      const maxHeldBytes = this.maxOutputBytes
       target.deliverQoS = function heldDeliverQoS (packet, done, maxQos, onPacketId) {
         // QoS 0, a retained message sent on SUBSCRIBE and a shared subscription's copy are not
         // in the session's queue: they go on as before
@@ -160,8 +177,17 @@ export class QueueCatchUp {
           deliverQoS.call(this, packet, done, maxQos, onPacketId)
           return
         }
-        held.held.push({ packet, maxQos })
-        // stored in the session's queue before it was emitted: the emitter need not wait
+        // stored in the session's queue before it was emitted: the emitter need not wait, and
+        // past the cap the copy is dropped (with every later one, so that none overtakes it),
+        // the queue's read before the release sends it
+        const bytes = messageBytes(packet)
+        if (held.overflowed || held.heldBytes + bytes > maxHeldBytes) {
+          held.overflowed = true
+          held.dropped++
+        } else {
+          held.heldBytes += bytes
+          held.held.push({ packet, maxQos, bytes })
+        }
         setImmediate(done)
       }
       gate = held
@@ -209,26 +235,29 @@ export class QueueCatchUp {
     const inTime = await settlesWithin(applied, this.holdMs)
     if (client.closed) return
     if (!inTime) gate.pending.push(applied)
-    const resent = await this.sendQueued(client, gate.deliverQoS, gate.sent, gate.resent)
+    const resent = await this.sendQueued(client, gate.deliverQoS, gate.sent, gate.resent, gate)
     if (resent > 0) this.logger.info({ event: 'session.catch-up', clientId: client.id, messages: resent }, 'queued messages routed before a new route reached every node were sent')
   }
 
   /**
    * Sends, in the queue's order, the queued messages not in `sent` (added to `sent` and `resent`),
    * after any read of the session's queue still running: two reads at once (two syncs answered
-   * together) would each send what the other had not recorded yet.
+   * together) would each send what the other had not recorded yet. The read covers what `gate`
+   * dropped past its cap until then.
    */
-  private async sendQueued (client: Client, deliverQoS: Deliver, sent: Set<string>, resent: Set<string>): Promise<number> {
-    const read = (this.reads.get(client) ?? Promise.resolve()).then(async () => await this.readQueue(client, deliverQoS, sent, resent))
+  private async sendQueued (client: Client, deliverQoS: Deliver, sent: Set<string>, resent: Set<string>, gate?: Gate): Promise<number> {
+    const read = (this.reads.get(client) ?? Promise.resolve()).then(async () => await this.readQueue(client, deliverQoS, sent, resent, gate))
     const settled = read.then(noop, noop)
     this.reads.set(client, settled)
     void settled.then(() => { if (this.reads.get(client) === settled) this.reads.delete(client) })
     return await read
   }
 
-  private async readQueue (client: Client, deliverQoS: Deliver, sent: Set<string>, resent: Set<string>): Promise<number> {
+  private async readQueue (client: Client, deliverQoS: Deliver, sent: Set<string>, resent: Set<string>, gate?: Gate): Promise<number> {
     let count = 0
     const now = Date.now()
+    // what the gate dropped until now is in the queue this read reads
+    if (gate !== undefined) gate.overflowed = false
     for await (const message of queuedMessages(this.storage, client)) {
       if (client.closed) break
       // a numbered copy was sent (on this connection's CONNECT, or live); an expired message is
@@ -239,31 +268,90 @@ export class QueueCatchUp {
         if (message.messageExpiry <= now) continue
         message.properties = { ...message.properties, messageExpiryInterval: Math.ceil((message.messageExpiry - now) / 1000) }
       }
+      // recorded before the wait: a live copy arriving meanwhile is not sent too
       sent.add(key)
       resent.add(key)
-      // at most the QoS its subscriptions grant, as on CONNECT [MQTT-3.8.4-6] (none left: as stored)
-      const granted = grantedQoS(client, message.topic)
-      deliverQoS.call(client, message, noop, granted > 0 ? granted : undefined)
+      const bytes = messageBytes(message)
+      await this.roomFor(client, bytes)
+      if (client.closed) break
+      // as its live copy: at most the QoS its subscriptions grant [MQTT-3.8.4-6] (none left: as
+      // stored), RETAIN as published only for a subscription asking for it [MQTT-3.3.1-12]
+      // [MQTT-3.3.1-13], with their Subscription Identifiers [MQTT-3.3.4-3]
+      const live = liveCopyOptions(client, message.topic, topicMatches)
+      if (message.retain === true && !live.retainAsPublished) message.retain = false
+      if (live.subscriptionIds.length > 0) message.properties = { ...message.properties, subscriptionIdentifier: live.subscriptionIds.length === 1 ? live.subscriptionIds[0] : live.subscriptionIds }
+      this.windowOf(client).send(client, deliverQoS, message, live.qos > 0 ? live.qos : undefined, bytes)
       count++
     }
     return count
   }
 
-  /** The held deliveries not sent meanwhile, in the order they arrived; then deliveries go straight on. */
+  /**
+   * The held deliveries not sent meanwhile, in the order they arrived, each once the client's
+   * output has room; a read of the queue for what was dropped past the cap meanwhile; then
+   * deliveries go straight on. A catch-up queued meanwhile releases them at its end instead.
+   */
   private release (client: Client, gate: Gate): void {
+    if (gate.releasing) return
+    gate.releasing = true
+    this.releaseHeld(client, gate)
+      .catch((err: Error) => this.logger.warn({ event: 'session.catch-up-failed', clientId: client.id, reason: err.message }, 'a session\'s queue could not be read again after a new route'))
+      .finally(() => {
+        gate.releasing = false
+        if (gate.queued > 0 || gate.awaiting.size > 0 || gate.restoring || this.gates.get(client) !== gate) return
+        this.open(client, gate)
+      })
+  }
+
+  private async releaseHeld (client: Client, gate: Gate): Promise<void> {
+    while (!client.closed && gate.queued === 0 && gate.awaiting.size === 0 && !gate.restoring) {
+      const next = gate.held.shift()
+      if (next !== undefined) {
+        gate.heldBytes -= next.bytes
+        await this.roomFor(client, next.bytes)
+        const key = messageKey(next.packet)
+        if (gate.sent.has(key)) {
+          gate.resent.delete(key)
+        } else {
+          gate.sent.add(key)
+          this.windowOf(client).send(client, gate.deliverQoS, next.packet, next.maxQos, next.bytes)
+        }
+      } else if (gate.overflowed) {
+        await this.sendQueued(client, gate.deliverQoS, gate.sent, gate.resent, gate)
+      } else {
+        return
+      }
+    }
+  }
+
+  /** Deliveries go straight on (every held one was sent). */
+  private open (client: Client, gate: Gate): void {
     this.gates.delete(client)
     for (const timer of gate.timers) clearTimeout(timer)
     const target = deliveriesOf(client)
     target.deliverQoS = gate.deliverQoS
-    if (client.closed) return
-    for (const { packet, maxQos } of gate.held) {
-      const key = messageKey(packet)
-      if (!gate.sent.has(key)) gate.deliverQoS.call(client, packet, noop, maxQos)
-      else gate.resent.delete(key)
-    }
+    if (gate.dropped > 0) this.logger.info({ event: 'session.catch-up-held-over-cap', clientId: client.id, messages: gate.dropped, maxBytes: this.maxOutputBytes }, 'live deliveries held past the output cap were left in the session\'s queue and sent from it')
     gate.held.length = 0
+    if (client.closed) return
     if (gate.resent.size > 0) this.dropLateCopies(client, gate.deliverQoS, gate.resent)
     if (gate.pending.length > 0) this.follow(client, gate)
+  }
+
+  /** Waits until the client's output (and the catch-up's sends not yet written) has room for `bytes` more. */
+  private async roomFor (client: Client, bytes: number): Promise<void> {
+    const window = this.windowOf(client)
+    while (!client.closed && !client.conn.destroyed) {
+      if (outputRoom(client) < 0) await outputDrained(client)
+      // one send at least, however large
+      else if (window.bytes > 0 && window.bytes + bytes > outputRoom(client)) await window.sent()
+      else return
+    }
+  }
+
+  private windowOf (client: Client): SendWindow {
+    let window = this.windows.get(client)
+    if (window === undefined) this.windows.set(client, window = new SendWindow())
+    return window
   }
 
   /**
@@ -330,10 +418,18 @@ export class QueueCatchUp {
     }
     if (target.deliverQoS !== deliverQoS) return null
     const dropping = new Set<string>()
+    const following = this.following
     const wrapper: Deliver = function dropLateCopy (this: unknown, packet, done, maxQos, onPacketId) {
-      if (packet.qos > 0 && onPacketId === undefined && packet.brokerId != null && dropping.delete(messageKey(packet))) {
-        setImmediate(done)
-        return
+      if (packet.qos > 0 && onPacketId === undefined && packet.brokerId != null) {
+        const key = messageKey(packet)
+        if (dropping.delete(key)) {
+          setImmediate(done)
+          return
+        }
+        // recorded as sent now, not once Aedes numbers it (a setImmediate later): a read
+        // running meanwhile would send it too
+        const sentSets = following.get(client)
+        if (sentSets !== undefined) for (const sent of sentSets) sent.add(key)
       }
       deliverQoS.call(this, packet, done, maxQos, onPacketId)
     }
@@ -372,17 +468,39 @@ async function settlesWithin (promise: Promise<unknown>, ms: number): Promise<bo
   }
 }
 
-function messageKey (packet: DeliveredPacket & { brokerCounter?: number }): string {
-  return `${packet.brokerId ?? ''}:${packet.brokerCounter ?? ''}`
+/**
+ * The catch-up's sends to one client handed to Aedes and not yet written to its connection (a
+ * persistent session's send updates its stored copy first): counted against the output cap with
+ * what the connection holds.
+ */
+class SendWindow {
+  bytes = 0
+  private waiting: Array<() => void> = []
+
+  send (client: Client, deliverQoS: Deliver, packet: CaughtUpPacket, maxQos: number | undefined, bytes: number): void {
+    this.bytes += bytes
+    deliverQoS.call(client, packet, () => {
+      this.bytes -= bytes
+      const waiting = this.waiting
+      this.waiting = []
+      for (const resume of waiting) resume()
+    }, maxQos)
+  }
+
+  /** Resolves once one of the sends in flight was written (or failed: its connection closed). */
+  async sent (): Promise<void> {
+    await new Promise<void>((resolve) => { this.waiting.push(resolve) })
+  }
 }
 
-/** The highest QoS among the client's subscriptions matching `topic` [MQTT-3.3.5-1]. */
-function grantedQoS (client: Client, topic: string): number {
-  let qos = 0
-  for (const subscription of subscriptionsOf(client)) {
-    if (subscription.qos > qos && topicMatches(subscription.topic, topic)) qos = subscription.qos
-  }
-  return qos
+/** About what a message takes in the client's output (its payload and topic, with the header). */
+function messageBytes (packet: CaughtUpPacket): number {
+  const payload = packet.payload === undefined ? 0 : typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length
+  return payload + (packet.topic?.length ?? 0) + 8
+}
+
+function messageKey (packet: DeliveredPacket & { brokerCounter?: number }): string {
+  return `${packet.brokerId ?? ''}:${packet.brokerCounter ?? ''}`
 }
 
 function noop (): void {}
