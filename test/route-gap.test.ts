@@ -10,7 +10,7 @@ import t, { type Test } from 'tap'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import type { Aedes } from 'aedes'
-import { capturingLogger, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
+import { capturingLogger, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { connectBytes, rawTcpSocket, subscribeBytes } from './helpers/raw-clients.js'
 import { spawnBroker, type BrokerProcess } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
@@ -198,46 +198,99 @@ async function subscribeUnderStream (t: Test, { publishing, subscribing }: Await
 }
 
 t.test('a persistent session subscribing on a node without the route gets every message published after its SUBACK, on this connection, in order', async (t) => {
-  const { expected, log } = await subscribeUnderStream(t, await nodes(t), 'gap-subscribe', 'gap/subscribe')
+  const cluster = await nodes(t)
+  const { expected, log } = await subscribeUnderStream(t, cluster, 'gap-subscribe', 'gap/subscribe')
   checkStream(t, expected, log)
+  t.ok(await catchUps(cluster.subscribing, 'bound') > 0, 'the catch-up read the queue at the hold bound (route_catch_ups_total{outcome="bound"})')
+  t.match(cluster.publishing.output(), /"event":"config.test-only".*testOnly.routeChangeDelayMs/, 'the node with the test-only delay warns at start')
+  t.notMatch(cluster.subscribing.output(), /"event":"config.test-only"/, 'the node without it does not')
 })
 
 // Every node answers within the hold bound (the route reaches the publishing node 400 ms late,
 // the gap still holds about 150 messages): no straggler, the stream strictly in order.
+/** The subscribing node's route catch-ups by outcome (realtime_broker_route_catch_ups_total). */
+async function catchUps (node: BrokerProcess, outcome: 'in_time' | 'bound'): Promise<number> {
+  return metricValue(await (await fetch(`http://127.0.0.1:${node.httpPort}/metrics`)).text(), 'realtime_broker_route_catch_ups_total', { outcome })
+}
+
+/** The in-time path was taken: every catch-up read the queue once every node had answered. */
+async function checkInTime (t: Test, subscribing: BrokerProcess): Promise<void> {
+  t.ok(await catchUps(subscribing, 'in_time') > 0, 'a catch-up ran with every node answering in time')
+  t.equal(await catchUps(subscribing, 'bound'), 0, 'none at the hold bound')
+}
+
 t.test('every node answering within the hold: a session resumed under a stream gets every message once, strictly in order', async (t) => {
-  const { acked, log } = await resumeUnderStream(t, await nodes(t, startRedis, inTimeRouteMs), 'gap-resume-in-time', 'gap/resume-in-time')
+  const cluster = await nodes(t, startRedis, inTimeRouteMs)
+  const { acked, log } = await resumeUnderStream(t, cluster, 'gap-resume-in-time', 'gap/resume-in-time')
   checkStrictStream(t, acked, log)
+  await checkInTime(t, cluster.subscribing)
 })
 
 t.test('every node answering within the hold: a session subscribing under a stream gets every message published after its SUBACK once, strictly in order', async (t) => {
-  const { expected, log } = await subscribeUnderStream(t, await nodes(t, startRedis, inTimeRouteMs), 'gap-subscribe-in-time', 'gap/subscribe-in-time')
+  const cluster = await nodes(t, startRedis, inTimeRouteMs)
+  const { expected, log } = await subscribeUnderStream(t, cluster, 'gap-subscribe-in-time', 'gap/subscribe-in-time')
   checkStrictStream(t, expected, log)
+  await checkInTime(t, cluster.subscribing)
 })
 
-// A subscriber that stops reading, with the smallest output cap: what the catch-up holds and then
-// sends must stay within the cap (the held deliveries past it are left in the session's queue,
-// read from it), not go out at once when the route is applied. The messages are published on
-// the subscriber's own node, so they arrive live at once and are held while the other node
-// answers late (past the 1 s bound): 16 KiB messages at about 400 a second, 6 MiB a second.
-t.test('a subscriber that stops reading: what the catch-up holds and sends stays within the output cap, and nothing is lost', async (t) => {
+// A subscriber under a catch-up that stops reading, or reads slower than its stream, with a
+// small output cap: what the catch-up holds and then sends must stay within the cap, and the
+// session must not be held for ever: its connection is cut as a slow consumer (the output cap's
+// reason and log), and what it was not sent comes on its next connection. The messages are
+// published on the subscriber's own node, so they arrive live at once and are held while the
+// other node answers late (past the 1 s bound).
+interface SlowReader {
+  clientId: string
+  // bytes read every 100 ms once subscribed; 0: stops reading (the SUBACK too)
+  readBytes: number
+  payloadBytes: number
+  // messages published, 400 a second at most
+  count: number
+  // the connection's output backs up (a QoS 0 stream it does not read) before it subscribes
+  backedUp?: boolean
+  limits: { maxClientOutputBytes: number, drainTimeoutMs?: number }
+}
+
+async function slowReaderUnderCatchUp (t: Test, reader: SlowReader): Promise<{ mostUnsent: number, growth: number[], cutAfterMs: number | null, cut: Record<string, unknown> | undefined, missing: number[] }> {
   const redis = await startRedis(t)
   const dir = t.testdir({ 'node.yaml': 'auth:\n  anonymous: true\ncluster:\n  heartbeatIntervalMs: 1000\n' })
   await spawnBroker(t, ['--config', `${dir}/node.yaml`, '--redis', redis.url], { NODE_ID: 'gap-late', LOG_LEVEL: 'warn', REALTIME_BROKER_TEST_ROUTE_CHANGE_DELAY_MS: String(lateRouteMs) })
-  const maxBytes = 65_536
   const { logger, lines } = capturingLogger()
-  const subscribing = await startBroker(t, { nodeId: 'gap-sub-slow', redis: { url: redis.url }, cluster: { heartbeatIntervalMs: 1000 }, limits: { maxClientOutputBytes: maxBytes } }, logger)
-  const clientId = 'gap-slow'
-  const reader = await rawTcpSocket(subscribing.addresses.mqtt.port, t)
-  reader.on('error', () => {})
-  reader.write(connectBytes(clientId, false))
+  const subscribing = await startBroker(t, { nodeId: 'gap-sub-slow', redis: { url: redis.url }, cluster: { heartbeatIntervalMs: 1000 }, limits: reader.limits }, logger)
+  const { clientId } = reader
+  const socket = await rawTcpSocket(subscribing.addresses.mqtt.port, t)
+  socket.on('error', () => {})
+  socket.write(connectBytes(clientId, false))
   await waitFor(() => clientById(subscribing.aedes, clientId) !== undefined, 'the slow subscriber connected')
 
-  // the most the subscriber's connection held unsent, sampled while the stream runs
+  // the most the subscriber's connection held unsent, sampled while the stream runs, and when it was cut
   let mostUnsent = 0
-  const sampling = setInterval(() => { mostUnsent = Math.max(mostUnsent, unsentFor(subscribing.aedes, clientId)) }, 2)
+  let subscribedAt = 0
+  let cutAfterMs: number | null = null
+  const sampling = setInterval(() => {
+    const unsent = unsentFor(subscribing.aedes, clientId)
+    mostUnsent = Math.max(mostUnsent, unsent)
+    if (subscribedAt > 0 && cutAfterMs === null && clientById(subscribing.aedes, clientId) === undefined) cutAfterMs = Date.now() - subscribedAt
+  }, 2)
   t.teardown(() => clearInterval(sampling))
+  const reading = setInterval(() => { if (subscribedAt > 0 && reader.readBytes > 0) socket.read(reader.readBytes) }, 100)
+  t.teardown(() => clearInterval(reading))
   const { client: pub } = await openUrl(t, `mqtt://127.0.0.1:${subscribing.addresses.mqtt.port}`)
-  const padding = 'x'.repeat(16 * 1024)
+  if (reader.backedUp === true) {
+    socket.write(subscribeBytes('gap/fill/#', 0))
+    await sleep(200)
+    const fill = 'f'.repeat(64 * 1024)
+    // to within 1 MiB of the cap, not over it (which would start the output cap's own clock):
+    // the catch-up's sends soon wait for the output to drain
+    const backedUp = reader.limits.maxClientOutputBytes - 1024 * 1024
+    for (let i = 0; i < 2000 && unsentFor(subscribing.aedes, clientId) < backedUp; i++) {
+      await pub.publishAsync('gap/fill/n', fill, { qos: 0 })
+      await sleep(10)
+    }
+    const unsent = unsentFor(subscribing.aedes, clientId)
+    t.ok(unsent >= backedUp && unsent <= reader.limits.maxClientOutputBytes, `the connection's output backed up to ${unsent} bytes unsent before the SUBSCRIBE`)
+  }
+  const padding = 'x'.repeat(reader.payloadBytes)
   let next = 0
   // the buffers this process (the subscribing node's) keeps, after full collections, while the
   // catch-up holds: from the SUBSCRIBE, every 150 ms for 1.2 s
@@ -251,12 +304,12 @@ t.test('a subscriber that stops reading: what the catch-up holds and sends stays
   }
   let sampled: Promise<void> | null = null
   const worker = async (): Promise<void> => {
-    while (next < 1500) {
+    while (next < reader.count) {
       const n = next++
       if (n === 200) {
-        // subscribes, then stops reading (the SUBACK too)
-        reader.write(subscribeBytes('gap/slow/#', 1))
-        reader.pause()
+        socket.write(subscribeBytes('gap/slow/#', 1))
+        subscribedAt = Date.now()
+        if (reader.readBytes === 0) socket.pause()
         sampled = sampleHold()
       }
       await pub.publishAsync('gap/slow/n', `${n}:${padding}`, { qos: 1 })
@@ -267,6 +320,27 @@ t.test('a subscriber that stops reading: what the catch-up holds and sends stays
   await sampled
   await sleep(1000)
   clearInterval(sampling)
+  clearInterval(reading)
+
+  socket.destroy()
+  await waitFor(() => clientById(subscribing.aedes, clientId) === undefined, 'the slow subscriber gone')
+  const cut = lines.find((line) => line.event === 'client.error' && line.clientId === clientId && /slow consumer/.test(String(line.reason)))
+  // nothing lost: what the session was not sent, or did not acknowledge, comes on its next connection
+  const received = new Set<number>()
+  const { client: back } = await openUrl(t, `mqtt://127.0.0.1:${subscribing.addresses.mqtt.port}`, { clientId, clean: false }, (c) => {
+    c.on('message', (_topic, payload) => received.add(Number(payload.toString().split(':')[0])))
+  })
+  // published 250 ms or more after the SUBSCRIBE was sent: queued for the session
+  const expected = Array.from({ length: reader.count - 300 }, (_, i) => i + 300)
+  await waitFor(() => expected.every((n) => received.has(n)), 'every message published well after the SUBSCRIBE', 20_000).catch(() => {})
+  await back.endAsync()
+  return { mostUnsent, growth, cutAfterMs, cut, missing: expected.filter((n) => !received.has(n)) }
+}
+
+// 16 KiB messages at about 400 a second, 6 MiB a second
+t.test('a subscriber that stops reading: what the catch-up holds and sends stays within the output cap, its connection is cut, and nothing is lost', async (t) => {
+  const maxBytes = 65_536
+  const { mostUnsent, growth, cut, missing } = await slowReaderUnderCatchUp(t, { clientId: 'gap-slow', readBytes: 0, payloadBytes: 16 * 1024, count: 1500, limits: { maxClientOutputBytes: maxBytes } })
   // without a bound, the hold kept all of the stream since the SUBSCRIBE (6 MiB a second); the
   // median, as messages in flight on a loaded machine now and then add a few MiB to one sample
   const median = [...growth].sort((a, b) => a - b)[growth.length / 2] as number
@@ -274,24 +348,64 @@ t.test('a subscriber that stops reading: what the catch-up holds and sends stays
   // the cap, the message that crossed it, and the rest of that event-loop turn's batch (as in test/slow-consumer.test.ts)
   const bound = maxBytes + 256 * 1024
   t.ok(mostUnsent <= bound, `the connection held at most ${mostUnsent} bytes unsent (bound ${bound})`)
-
-  // nothing lost: what the session was not sent, or did not acknowledge, comes on its next connection
-  reader.destroy()
-  await waitFor(() => clientById(subscribing.aedes, clientId) === undefined, 'the slow subscriber gone')
-  // logged once the catch-up ends (here: with the connection; its sends waited for the output to drain)
-  await waitFor(() => lines.some((line) => line.event === 'session.catch-up-held-over-cap'), 'the catch-up\'s end').catch(() => {})
-  const overCap = lines.find((line) => line.event === 'session.catch-up-held-over-cap')
-  t.ok(overCap !== undefined && (overCap.messages as number) > 0, `the live deliveries held past the cap were left in the queue and logged (${String(overCap?.messages)})`)
-  const received = new Set<number>()
-  const { client: back } = await openUrl(t, `mqtt://127.0.0.1:${subscribing.addresses.mqtt.port}`, { clientId, clean: false }, (c) => {
-    c.on('message', (_topic, payload) => received.add(Number(payload.toString().split(':')[0])))
-  })
-  // published 250 ms or more after the SUBSCRIBE was sent: queued for the session
-  const expected = Array.from({ length: 1500 - 300 }, (_, i) => i + 300)
-  await waitFor(() => expected.every((n) => received.has(n)), 'every message published well after the SUBSCRIBE', 20_000).catch(() => {})
-  const missing = expected.filter((n) => !received.has(n))
+  t.ok(cut !== undefined, `cut as a slow consumer, logged (${String(cut?.reason)})`)
   t.same(missing.length, 0, `every message published after the SUBSCRIBE arrived on the next connection (missing ${missing.length}: ${missing.slice(0, 10).join(',')})`)
-  await back.endAsync()
+})
+
+// 8 KiB messages at about 400 a second (3.2 MiB a second), read at 80 KiB a second, its output
+// backed up beforehand to 1 MiB under the cap (a QoS 0 stream): the catch-up's sends wait for the output
+// to drain, and the held deliveries stay under a cap of 4 MiB through the hold: the catch-up's
+// held cap or its time bound (limits.drainTimeoutMs from its first read) cuts it. (Backed up only
+// a little, the catch-up sent everything it held at once, ended, and the output cap cut the
+// client at a live QoS 1 message 2.5 s after the SUBSCRIBE, twice.)
+t.test('a subscriber reading slower than its stream under a catch-up is cut within the bound, and gets everything stored on its next connection', async (t) => {
+  const drainTimeoutMs = 2000
+  const { cutAfterMs, cut, missing } = await slowReaderUnderCatchUp(t, { clientId: 'gap-slow-reader', readBytes: 8192, payloadBytes: 8192, count: 3000, backedUp: true, limits: { maxClientOutputBytes: 4 * 1024 * 1024, drainTimeoutMs } })
+  t.match(cut?.reason, /route catch-up/, `cut by the catch-up as a slow consumer, logged (${String(cut?.reason)})`)
+  // the hold (1 s), then the time bound, with room for a loaded machine
+  const bound = 1000 + drainTimeoutMs + 1500
+  t.ok(cutAfterMs !== null && cutAfterMs <= bound, `cut ${String(cutAfterMs)} ms after the SUBSCRIBE (bound ${bound} ms)`)
+  t.same(missing.length, 0, `every message published after the SUBSCRIBE arrived on the next connection (missing ${missing.length}: ${missing.slice(0, 10).join(',')})`)
+})
+
+// A session past sessions.maxQueuedMessages gets messages live that its queue does not keep: a
+// held copy dropped past the held cap would be lost without a trace. Past the cap (4 KiB
+// messages at about 400 a second under a 64 KiB cap, held for the 1 s bound) the connection is
+// cut instead, logged; the subscriber reads everything it is sent.
+t.test('a session past its queue cap under a catch-up loses nothing silently: each message is delivered, or its connection cut with the logged reason', async (t) => {
+  const redis = await startRedis(t)
+  const dir = t.testdir({ 'node.yaml': 'auth:\n  anonymous: true\ncluster:\n  heartbeatIntervalMs: 1000\n' })
+  await spawnBroker(t, ['--config', `${dir}/node.yaml`, '--redis', redis.url], { NODE_ID: 'gap-late', LOG_LEVEL: 'warn', REALTIME_BROKER_TEST_ROUTE_CHANGE_DELAY_MS: String(lateRouteMs) })
+  const { logger, lines } = capturingLogger()
+  const subscribing = await startBroker(t, { nodeId: 'gap-sub-full', redis: { url: redis.url }, cluster: { heartbeatIntervalMs: 1000 }, limits: { maxClientOutputBytes: 65_536 }, sessions: { maxQueuedMessages: 20 } }, logger)
+  const port = subscribing.addresses.mqtt.port
+  const clientId = 'gap-queue-full'
+  const received: number[] = []
+  const { client: sub } = await openUrl(t, `mqtt://127.0.0.1:${port}`, { clientId, clean: false, reconnectPeriod: 0 }, (c) => {
+    c.on('message', (_topic, payload) => received.push(Number(payload.toString().split(':')[0])))
+  })
+  const { client: pub } = await openUrl(t, `mqtt://127.0.0.1:${port}`)
+  const padding = 'x'.repeat(4096)
+  let next = 0
+  let subscribed: Promise<unknown> | null = null
+  const worker = async (): Promise<void> => {
+    while (next < 800) {
+      const n = next++
+      if (n === 100) subscribed = sub.subscribeAsync('gap/full/#', { qos: 1 })
+      await pub.publishAsync('gap/full/n', `${n}:${padding}`, { qos: 1 })
+      await sleep(25)
+    }
+  }
+  await Promise.all(Array.from({ length: 10 }, worker))
+  await subscribed
+  await sleep(1000)
+  const cut = lines.find((line) => line.event === 'client.error' && line.clientId === clientId && /slow consumer/.test(String(line.reason)))
+  // published 250 ms or more after the SUBSCRIBE
+  const missing = Array.from({ length: 800 - 200 }, (_, i) => i + 200).filter((n) => !received.includes(n))
+  t.ok(missing.length === 0 || cut !== undefined, `every message delivered (missing ${missing.length}), or the connection cut with its reason logged (${String(cut?.reason)})`)
+  // at these rates the held deliveries pass the cap within the hold
+  t.ok(cut !== undefined, 'the held deliveries passed the cap: cut as a slow consumer, logged')
+  sub.end(true)
 })
 
 setFlagsFromString('--expose-gc')
