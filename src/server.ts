@@ -86,6 +86,9 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   const jwt = createJwtVerifier(config)
   const anonymous = config.auth.anonymous === 'auto' ? jwt === null : config.auth.anonymous
   warnAboutAccess(config, anonymous, jwt !== null, logger)
+  if (config.testOnly.routeChangeDelayMs > 0) {
+    logger.warn({ event: 'config.test-only', key: 'testOnly.routeChangeDelayMs', value: config.testOnly.routeChangeDelayMs }, 'a test-only setting is on: route changes from other nodes are applied late, widening the route gap (never set it outside tests)')
+  }
   reportOpenFilesLimit(logger)
 
   // the sources are read at scrape time, once storage exists
@@ -140,7 +143,7 @@ export async function createBroker (input: ConfigInput | BrokerConfig = {}, opti
   await admin.start()
   // limits.maxConcurrentConnects: a CONNECT holds a turn from authentication until clientReady
   // a persistent session's messages routed before its new route reached every node (docs/cluster.md)
-  const catchUp = storage.routes === undefined ? null : new QueueCatchUp(storage, storage.routes, storage.registry.timing.timeoutMs, logger)
+  const catchUp = storage.routes === undefined ? null : new QueueCatchUp(storage, storage.routes, storage.registry.timing.timeoutMs, { maxBytes: config.limits.maxClientOutputBytes, drainTimeoutMs: config.limits.drainTimeoutMs }, logger, (outcome) => metrics.routeCatchUp(outcome))
   const throttledConnects = connectGate === null ? null : throttleConnects(connectGate, policies.hooks.authenticate, connectThrottleEvents(connectGate, metrics, logger))
   const aedes = await Aedes.createBroker({
     id: nodeId,

@@ -144,3 +144,12 @@ t.test('webhooks and the authorization hook: off by default, bad values named, s
   const failure = t.throws(() => resolveConfig({ authorizationHook: { onFailure: 'maybe' as never } })) as ConfigError
   t.match(failure.message, /authorizationHook\.onFailure .*expected "deny" or "allow"/)
 })
+
+t.test('the test-only route change delay: off by default, set by its environment variable, a bad value named', async (t) => {
+  t.equal(loadConfig().testOnly.routeChangeDelayMs, 0)
+  t.equal(loadConfig({ env: { REALTIME_BROKER_TEST_ROUTE_CHANGE_DELAY_MS: '1500' } }).testOnly.routeChangeDelayMs, 1500)
+  for (const bad of ['soon', '-1', '1.5']) {
+    const err = t.throws(() => loadConfig({ env: { REALTIME_BROKER_TEST_ROUTE_CHANGE_DELAY_MS: bad } })) as ConfigError
+    t.match(err.message, new RegExp(`testOnly\\.routeChangeDelayMs \\(from environment variable REALTIME_BROKER_TEST_ROUTE_CHANGE_DELAY_MS\\): expected milliseconds \\(integer 0-60000, 0 = off; test-only\\), got "?${bad.replace('.', '\\.')}"?`), `${bad} is refused, naming the variable`)
+  }
+})

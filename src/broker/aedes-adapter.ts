@@ -33,8 +33,8 @@ export interface Deliveries {
 
 interface ClientInternals extends Deliveries {
   broker: AedesInternals
-  // the client's subscriptions by filter
-  subscriptions: Record<string, { qos: number }>
+  // the client's subscriptions by filter; MQTT 5: Retain As Published, Subscription Identifier
+  subscriptions: Record<string, { qos: number, rap?: boolean, si?: number }>
   // the will of the CONNECT being processed, set before authenticate
   _will?: Will
 }
@@ -67,6 +67,30 @@ export function holderOfClientId (client: Client): Client | undefined {
 /** A client's subscriptions, at the QoS granted. */
 export function subscriptionsOf (client: Client): Array<{ topic: string, qos: number }> {
   return Object.entries(clientInternals(client).subscriptions).map(([topic, { qos }]) => ({ topic, qos }))
+}
+
+/** What a client's subscriptions matching a topic make of a live copy of a message on it. */
+export interface LiveCopyOptions {
+  // the highest QoS they grant [MQTT-3.3.5-1] (0: none matches)
+  qos: number
+  // one asks for Retain As Published (MQTT 5) [MQTT-3.3.1-13]; otherwise RETAIN is cleared [MQTT-3.3.1-12]
+  retainAsPublished: boolean
+  // their Subscription Identifiers [MQTT-3.3.4-3]
+  subscriptionIds: number[]
+}
+
+/** What the client's subscriptions matching `topic` (by `matches`) make of a live copy of a message on it. */
+export function liveCopyOptions (client: Client, topic: string, matches: (filter: string, topic: string) => boolean): LiveCopyOptions {
+  const options: LiveCopyOptions = { qos: 0, retainAsPublished: false, subscriptionIds: [] }
+  const subscriptions = clientInternals(client).subscriptions
+  for (const filter in subscriptions) {
+    if (!matches(filter, topic)) continue
+    const { qos, rap, si } = subscriptions[filter] as { qos: number, rap?: boolean, si?: number }
+    if (qos > options.qos) options.qos = qos
+    if (rap === true) options.retainAsPublished = true
+    if (si !== undefined) options.subscriptionIds.push(si)
+  }
+  return options
 }
 
 interface ParserSettings { protocolVersion?: number, bridgeMode?: boolean }
@@ -273,9 +297,10 @@ export interface QueuedMessage extends DeliveredPacket {
   brokerCounter: number
   // set once the message was sent to this session (its copy, numbered for it)
   messageId?: number
+  retain?: boolean
   // MQTT 5 Message Expiry, as an absolute deadline (ms)
   messageExpiry?: number
-  properties?: { messageExpiryInterval?: number }
+  properties?: { messageExpiryInterval?: number, subscriptionIdentifier?: number | number[] }
 }
 
 interface QueueInternals {

@@ -230,6 +230,9 @@ export const configSchema = z.object({
   }).strict(),
   metrics: z.object({
     eventLoopMonitoringPrecisionMs: positiveInt('milliseconds (positive integer)').max(10_000, 'expected at most 10000 (10 s)')
+  }).strict(),
+  testOnly: z.object({
+    routeChangeDelayMs: nonNegativeInt('milliseconds (integer 0-60000, 0 = off; test-only)').max(60_000, 'expected milliseconds (integer 0-60000, 0 = off; test-only)')
   }).strict()
 }).strict().superRefine((config, ctx) => {
   const defined = new Set(Object.keys(config.acl.roles))

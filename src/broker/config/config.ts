@@ -38,7 +38,9 @@ export const environmentVariables: ReadonlyArray<{ name: string, path: string, k
   { name: 'JWT_ISSUER', path: 'auth.jwt.issuer', kind: 'string' },
   { name: 'JWT_AUDIENCE', path: 'auth.jwt.audience', kind: 'string' },
   { name: 'ALLOW_ANONYMOUS', path: 'auth.anonymous', kind: 'boolean-or-auto' },
-  { name: 'LOG_LEVEL', path: 'log.level', kind: 'string' }
+  { name: 'LOG_LEVEL', path: 'log.level', kind: 'string' },
+  // test-only (testOnly in the defaults table)
+  { name: 'REALTIME_BROKER_TEST_ROUTE_CHANGE_DELAY_MS', path: 'testOnly.routeChangeDelayMs', kind: 'number' }
 ]
 
 export interface ConfigSources {

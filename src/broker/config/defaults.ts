@@ -253,5 +253,12 @@ export const defaultOptions = {
     // wake-ups, so they read about this value on an idle loop; a block shorter than it may not
     // show. 100 ms still sees every stall that matters to a client (alerts at 0.1 s or more).
     eventLoopMonitoringPrecisionMs: 100
+  },
+  // Test-only: never set outside tests. Route changes from other nodes are applied this much
+  // later (ms), widening the window a new route takes to reach this node
+  // (test/route-gap.test.ts sets it for a spawned node through the environment variable
+  // REALTIME_BROKER_TEST_ROUTE_CHANGE_DELAY_MS). 0 = off.
+  testOnly: {
+    routeChangeDelayMs: 0
   }
 } as const

@@ -61,6 +61,7 @@ export class BrokerMetrics {
   private readonly sseStreams: Gauge
   private readonly sseRefusals: Counter
   private readonly connectsThrottled: Counter
+  private readonly routeCatchUps: Counter
   // Per-message counts, by QoS: plain numbers the scrape reads (prom-client's inc() hashes its
   // labels into a string on every call: with the histogram, 8% of a node's CPU at 90k msg/s).
   private readonly messagesIn = new Float64Array(qosLevels.length)
@@ -84,6 +85,7 @@ export class BrokerMetrics {
     this.sessionsExpired = new Counter({ name: 'realtime_broker_sessions_expired_total', help: 'Persistent sessions deleted by this node after sessions.expirySeconds offline', registers })
     this.sseStreams = new Gauge({ name: 'realtime_broker_sse_streams', help: 'Server-Sent Events streams open on this node', registers })
     this.sseRefusals = new Counter({ name: 'realtime_broker_sse_refused_total', help: 'Server-Sent Events streams refused, by the cap that refused them', labelNames: ['reason'], registers })
+    this.routeCatchUps = new Counter({ name: 'realtime_broker_route_catch_ups_total', help: 'Route catch-ups of persistent sessions (docs/cluster.md): every node acknowledged the new route within the hold (in_time), or the hold bound passed first (bound)', labelNames: ['outcome'], registers })
     this.connectsThrottled = new Counter({ name: 'realtime_broker_connects_throttled_total', help: 'CONNECTs over limits.maxConcurrentConnects: queued for a turn, or refused (CONNACK 3 / 0x89) with the queue full or after waiting too long', labelNames: ['outcome'], registers })
     const connectGate = sources.connectGate
     if (connectGate !== undefined) {
@@ -225,6 +227,11 @@ export class BrokerMetrics {
   /** A retained message delivered live but not stored: over `limit`. */
   retainedRefused (limit: RetainedLimit): void {
     this.retainedNotStored.labels(limit).inc()
+  }
+
+  /** A persistent session's route catch-up read its queue: every node answered in time, or at the hold bound. */
+  routeCatchUp (outcome: 'in_time' | 'bound'): void {
+    this.routeCatchUps.labels(outcome).inc()
   }
 
   sessionExpired (): void {

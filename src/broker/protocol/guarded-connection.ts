@@ -190,6 +190,22 @@ function overCap (connection: OutputSource): boolean {
   return !connection.destroyed && unsentOutputBytes(connection) > outputLimitsOf(connection).maxBytes
 }
 
+/**
+ * Bytes `client`'s connection may still take under its output cap (negative when over it): for
+ * a sender that paces itself instead of being cut at the cap (the route catch-up's releases).
+ */
+export function outputRoom (client: Client): number {
+  const connection = client.conn as Duplex & OutputSource
+  if (!(connection instanceof GuardedConnection) && (connection as Partial<GuardedSocket>)[kGuard] === undefined) return Infinity
+  return outputLimitsOf(connection).maxBytes - unsentOutputBytes(connection)
+}
+
+/** Resolves once `client`'s output is at or under its cap again (its transport drained, or the connection closed). */
+export async function outputDrained (client: Client): Promise<void> {
+  if (outputRoom(client) >= 0 || client.conn.destroyed) return
+  await new Promise<void>((resolve) => { outputWatchOf(client.conn as Duplex & OutputSource).whenDrained(resolve) })
+}
+
 function cappedDeliver0 (this: CappedClient, packet: DeliveredPacket, done: () => void): void {
   const connection = this.conn as Duplex & OutputSource
   if (!overCap(connection)) {

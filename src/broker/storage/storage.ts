@@ -148,8 +148,7 @@ async function createRedisStorage (config: BrokerConfig, redis: RedisConfig, nod
       maxPendingQos0: redis.maxPendingQos0,
       logger,
       onShed,
-      // test-only, read once here: widens the window a new route takes to reach the other nodes
-      routeChangeDelayMs: Number(process.env.REALTIME_BROKER_TEST_ROUTE_CHANGE_DELAY_MS ?? 0)
+      routeChangeDelayMs: config.testOnly.routeChangeDelayMs
     })
     await emitter.start()
     mq = emitter
