@@ -1,0 +1,151 @@
+// An append call that ioredis sends again (autoResendUnfulfilledCommands) after its connection
+// closed with the call unanswered: Redis may have run it. The store's connection goes through a
+// proxy that loses the reply to the next request (Redis ran the call) or the request itself
+// (it never reached Redis), and refuses connections until reopened, while another node (a
+// second store, on its own connection) appends to the same topic before the call is resent.
+// Each message must be stored once and told the offset it has (docs/history.md, Storage).
+import { connect, createServer, type Socket } from 'node:net'
+import { Redis } from 'ioredis'
+import t from 'tap'
+import { redisHistoryStore } from '../src/broker/history/redis-history-store.js'
+import type { HistoryStore } from '../src/broker/history/history-store.js'
+import type { Teardown } from './helpers/loopback.js'
+import { startRedis } from './helpers/redis.js'
+
+const config = { filter: 'room/+', size: 1000, ttlSeconds: 600 }
+const windowMs = 120_000
+
+interface LossyProxy {
+  port: number
+  /** The next reply from Redis is not forwarded: the connection closes once Redis has answered. */
+  loseNextReply: () => Promise<void>
+  /** The next request is not forwarded: the connection closes before Redis reads it. */
+  loseNextRequest: () => Promise<void>
+  /** Accepts connections again (refused from a loss on). */
+  reopen: () => void
+}
+
+async function startLossyProxy (t: Teardown, redisPort: number): Promise<LossyProxy> {
+  const sockets = new Set<Socket>()
+  let open = true
+  let lose: { side: 'reply' | 'request', lost: () => void } | null = null
+  const server = createServer((client) => {
+    if (!open) return client.destroy()
+    const upstream = connect(redisPort, '127.0.0.1')
+    for (const socket of [client, upstream]) {
+      sockets.add(socket)
+      socket.on('close', () => { sockets.delete(socket); client.destroy(); upstream.destroy() })
+      socket.on('error', () => {})
+    }
+    const forward = (side: 'reply' | 'request', to: Socket) => (chunk: Buffer): void => {
+      if (lose?.side === side) {
+        const { lost } = lose
+        lose = null
+        open = false
+        client.destroy()
+        upstream.destroy()
+        lost()
+        return
+      }
+      to.write(chunk)
+    }
+    client.on('data', forward('request', upstream))
+    upstream.on('data', forward('reply', client))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+    server.close()
+  })
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('proxy has no port')
+  const arm = async (side: 'reply' | 'request'): Promise<void> => { await new Promise<void>((resolve) => { lose = { side, lost: resolve } }) }
+  return { port: address.port, loseNextReply: async () => { await arm('reply') }, loseNextRequest: async () => { await arm('request') }, reopen: () => { open = true } }
+}
+
+interface Stored { topic: string, payload: string, offset: number, repeat: boolean }
+interface Message { topic: string, payload: string, key?: string }
+
+/** Appends `messages` in one turn (one call); resolves with what each was told once all are. */
+async function appendTurn (store: HistoryStore, messages: Message[]): Promise<Stored[]> {
+  return await Promise.all(messages.map(async ({ topic, payload, key }) => await new Promise<Stored>((resolve, reject) => {
+    store.append({
+      topic,
+      payload: Buffer.from(payload),
+      qos: 1,
+      time: Date.now(),
+      ...(key === undefined ? {} : { idempotencyKey: key }),
+      appended: (err, _epoch, offset, repeat) => {
+        if (err !== null) reject(err)
+        else resolve({ topic, payload, offset, repeat })
+      }
+    }, config, windowMs)
+  })))
+}
+
+/** The payloads of `topic`'s history by offset. */
+async function history (store: HistoryStore, topic: string): Promise<Array<[number, string]>> {
+  const { messages } = await store.read({ topic, limit: 100, now: Date.now() }, config)
+  return messages.map((message) => [message.offset, message.payload.toString()])
+}
+
+async function setup (t: Teardown): Promise<{ proxy: LossyProxy, store: HistoryStore, other: HistoryStore }> {
+  const server = await startRedis(t)
+  const proxy = await startLossyProxy(t, server.port)
+  // ioredis' defaults, as the broker's connections: unanswered commands are sent again on reconnect
+  const redis = new Redis({ host: '127.0.0.1', port: proxy.port, retryStrategy: () => 20 })
+  redis.on('error', () => {})
+  const direct = new Redis(server.url)
+  t.teardown(() => { redis.disconnect(); direct.disconnect() })
+  await redis.ping()
+  return { proxy, store: redisHistoryStore(redis), other: redisHistoryStore(direct) }
+}
+
+t.test('a call whose reply was lost is resent and stores its messages once', async (t) => {
+  const { proxy, store, other } = await setup(t)
+  await appendTurn(store, [{ topic: 'room/a', payload: 'a1', key: 'k0' }, { topic: 'room/b', payload: 'b1' }])
+  await appendTurn(other, [{ topic: 'room/a', payload: 'o1' }])
+
+  const lost = proxy.loseNextReply()
+  const resent = appendTurn(store, [
+    { topic: 'room/a', payload: 'a2', key: 'k1' },
+    { topic: 'room/a', payload: 'a1 again', key: 'k0' },
+    { topic: 'room/a', payload: 'a2 again', key: 'k1' },
+    { topic: 'room/a', payload: 'a3' },
+    { topic: 'room/b', payload: 'b2' }
+  ])
+  await lost
+  // another node appends before the call is resent: the call's entry is no longer the newest
+  await appendTurn(other, [{ topic: 'room/a', payload: 'o2' }])
+  proxy.reopen()
+
+  t.same(await resent, [
+    { topic: 'room/a', payload: 'a2', offset: 3, repeat: false },
+    { topic: 'room/a', payload: 'a1 again', offset: 1, repeat: true },
+    { topic: 'room/a', payload: 'a2 again', offset: 3, repeat: true },
+    { topic: 'room/a', payload: 'a3', offset: 4, repeat: false },
+    { topic: 'room/b', payload: 'b2', offset: 2, repeat: false }
+  ], 'each message told the offset (or the repeat) the call that ran gave it')
+  t.same(await history(other, 'room/a'), [[1, 'a1'], [2, 'o1'], [3, 'a2'], [4, 'a3'], [5, 'o2']], 'stored once, in the order Redis ran the calls')
+  t.same(await history(other, 'room/b'), [[1, 'b1'], [2, 'b2']])
+
+  // the store goes on after the resend
+  t.same((await appendTurn(store, [{ topic: 'room/a', payload: 'a4' }]))[0]?.offset, 6)
+})
+
+t.test('a call whose request was lost is resent and stores its messages once', async (t) => {
+  const { proxy, store, other } = await setup(t)
+  await appendTurn(store, [{ topic: 'room/a', payload: 'a1' }])
+
+  const lost = proxy.loseNextRequest()
+  const resent = appendTurn(store, [{ topic: 'room/a', payload: 'a2', key: 'k1' }, { topic: 'room/a', payload: 'a3' }])
+  await lost
+  await appendTurn(other, [{ topic: 'room/a', payload: 'o1' }])
+  proxy.reopen()
+
+  t.same(await resent, [
+    { topic: 'room/a', payload: 'a2', offset: 3, repeat: false },
+    { topic: 'room/a', payload: 'a3', offset: 4, repeat: false }
+  ], 'stored when resent, after the other node\'s message')
+  t.same(await history(other, 'room/a'), [[1, 'a1'], [2, 'o1'], [3, 'a2'], [4, 'a3']])
+})
