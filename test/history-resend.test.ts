@@ -115,8 +115,10 @@ t.test('a call whose reply was lost is resent and stores its messages once', asy
     { topic: 'room/b', payload: 'b2' }
   ])
   await lost
-  // another node appends before the call is resent: the call's entry is no longer the newest
-  await appendTurn(other, [{ topic: 'room/a', payload: 'o2' }])
+  // another node appends before the call is resent: the call's entry is no longer the newest,
+  // ten entries (more than the script reads back at once) stand between
+  const others = Array.from({ length: 10 }, (_, i) => `o${i + 2}`)
+  for (const payload of others) await appendTurn(other, [{ topic: 'room/a', payload }])
   proxy.reopen()
 
   t.same(await resent, [
@@ -126,11 +128,11 @@ t.test('a call whose reply was lost is resent and stores its messages once', asy
     { topic: 'room/a', payload: 'a3', offset: 4, repeat: false },
     { topic: 'room/b', payload: 'b2', offset: 2, repeat: false }
   ], 'each message told the offset (or the repeat) the call that ran gave it')
-  t.same(await history(other, 'room/a'), [[1, 'a1'], [2, 'o1'], [3, 'a2'], [4, 'a3'], [5, 'o2']], 'stored once, in the order Redis ran the calls')
+  t.same(await history(other, 'room/a'), [[1, 'a1'], [2, 'o1'], [3, 'a2'], [4, 'a3'], ...others.map((payload, i) => [5 + i, payload])], 'stored once, in the order Redis ran the calls')
   t.same(await history(other, 'room/b'), [[1, 'b1'], [2, 'b2']])
 
   // the store goes on after the resend
-  t.same((await appendTurn(store, [{ topic: 'room/a', payload: 'a4' }]))[0]?.offset, 6)
+  t.same((await appendTurn(store, [{ topic: 'room/a', payload: 'a4' }]))[0]?.offset, 15)
 })
 
 t.test('a call whose request was lost is resent and stores its messages once', async (t) => {
@@ -140,12 +142,13 @@ t.test('a call whose request was lost is resent and stores its messages once', a
   const lost = proxy.loseNextRequest()
   const resent = appendTurn(store, [{ topic: 'room/a', payload: 'a2', key: 'k1' }, { topic: 'room/a', payload: 'a3' }])
   await lost
-  await appendTurn(other, [{ topic: 'room/a', payload: 'o1' }])
+  const others = Array.from({ length: 10 }, (_, i) => `o${i + 1}`)
+  for (const payload of others) await appendTurn(other, [{ topic: 'room/a', payload }])
   proxy.reopen()
 
   t.same(await resent, [
-    { topic: 'room/a', payload: 'a2', offset: 3, repeat: false },
-    { topic: 'room/a', payload: 'a3', offset: 4, repeat: false }
-  ], 'stored when resent, after the other node\'s message')
-  t.same(await history(other, 'room/a'), [[1, 'a1'], [2, 'o1'], [3, 'a2'], [4, 'a3']])
+    { topic: 'room/a', payload: 'a2', offset: 12, repeat: false },
+    { topic: 'room/a', payload: 'a3', offset: 13, repeat: false }
+  ], 'stored when resent, after the other node\'s messages')
+  t.same(await history(other, 'room/a'), [[1, 'a1'], ...others.map((payload, i) => [2 + i, payload]), [12, 'a2'], [13, 'a3']])
 })

@@ -62,6 +62,7 @@ end
 // entry it appended: found, that batch is answered from it and not stored again. A process's
 // calls of one stream run in the order of their ids (one connection, in order), except a
 // NOSCRIPT's retry, sent after the calls behind it: entries of later calls are passed over.
+// The look back is bounded by the stream (fewer than `size` + 100 messages) and runs only then.
 // A call sent once pays only its id in each entry (a field of ~10 bytes), which goes with the
 // entry when it is trimmed: nothing to expire, and a stream's slot as the key (Redis Cluster).
 const appliedEntry = `
@@ -70,7 +71,8 @@ local function appliedEntry (stream, call)
   local sequence = tonumber(string.sub(call, ${epochSourceChars + 1}), 36)
   local before = '+'
   while true do
-    local entries = redis.call('XREVRANGE', stream, before, '-', 'COUNT', 64)
+    -- a few entries at a time: each holds up to maxEntryMessages payloads
+    local entries = redis.call('XREVRANGE', stream, before, '-', 'COUNT', 8)
     if #entries == 0 then return nil end
     for _, entry in ipairs(entries) do
       local fields = entry[2]
