@@ -152,3 +152,20 @@ t.test('a call whose request was lost is resent and stores its messages once', a
   ], 'stored when resent, after the other node\'s messages')
   t.same(await history(other, 'room/a'), [[1, 'a1'], ...others.map((payload, i) => [2 + i, payload]), [12, 'a2'], [13, 'a3']])
 })
+
+t.test('a resent call holding several entries of one topic answers each from its own', async (t) => {
+  const { proxy, store, other } = await setup(t)
+  await appendTurn(store, [{ topic: 'room/a', payload: 'a0' }])
+
+  const lost = proxy.loseNextReply()
+  // 250 messages of one topic in one turn: three entries (at most 100 messages each) in one call
+  const payloads = Array.from({ length: 250 }, (_, i) => `a${i + 1}`)
+  const resent = appendTurn(store, payloads.map((payload) => ({ topic: 'room/a', payload })))
+  await lost
+  await appendTurn(other, [{ topic: 'room/a', payload: 'o1' }])
+  proxy.reopen()
+
+  t.same((await resent).map(({ offset, repeat }) => [offset, repeat]), payloads.map((_, i) => [i + 2, false]), 'each message told its own offset')
+  const { messages } = await other.read({ topic: 'room/a', limit: 1000, now: Date.now() }, config)
+  t.same(messages.map((message) => message.payload.toString()), ['a0', ...payloads, 'o1'], 'stored once')
+})

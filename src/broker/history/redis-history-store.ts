@@ -57,16 +57,17 @@ end
 // A call sent again by ioredis (autoResendUnfulfilledCommands: its connection closed before its
 // reply came, and Redis may have run it) must not store its messages twice. Each call has an id,
 // `<process><sequence>` (epochSource: epochSourceChars naming the process, then a base-36 counter),
-// stored in each entry it appends (field `c`); a call sent again says so (its last argument),
+// stored with the batch's place in the call in each entry it appends (field `c`: `<id>/<batch>`,
+// a call may hold several batches of one topic); a call sent again says so (its last argument),
 // and looks, in each stream, from the newest entry back to its process's previous call, for the
-// entry it appended: found, that batch is answered from it and not stored again. A process's
+// entry of each batch: found, that batch is answered from it and not stored again. A process's
 // calls of one stream run in the order of their ids (one connection, in order), except a
 // NOSCRIPT's retry, sent after the calls behind it: entries of later calls are passed over.
 // The look back is bounded by the stream (fewer than `size` + 100 messages) and runs only then.
 // A call sent once pays only its id in each entry (a field of ~10 bytes), which goes with the
 // entry when it is trimmed: nothing to expire, and a stream's slot as the key (Redis Cluster).
 const appliedEntry = `
-local function appliedEntry (stream, call)
+local function appliedEntry (stream, call, callBatch)
   local process = string.sub(call, 1, ${epochSourceChars})
   local sequence = tonumber(string.sub(call, ${epochSourceChars + 1}), 36)
   local before = '+'
@@ -79,8 +80,8 @@ local function appliedEntry (stream, call)
       for i = 1, #fields, 2 do
         if fields[i] == 'c' then
           local id = fields[i + 1]
-          if id == call then return entry end
-          if string.sub(id, 1, ${epochSourceChars}) == process and tonumber(string.sub(id, ${epochSourceChars + 1}), 36) < sequence then return nil end
+          if id == callBatch then return entry end
+          if string.sub(id, 1, ${epochSourceChars}) == process and tonumber(string.match(id, '^[^/]*', ${epochSourceChars + 1}), 36) < sequence then return nil end
         end
       end
     end
@@ -106,6 +107,7 @@ local replies = {}
 local k = 1
 local a = 3
 while a < #ARGV do
+  local callBatch = ARGV[1] .. '/' .. (#replies + 1)
   local meta = KEYS[k]
   local stream = KEYS[k + 1]
   local keyCount = tonumber(ARGV[a])
@@ -115,7 +117,7 @@ while a < #ARGV do
   local batch = ARGV[a + 5]
   local epoch, latest, trimmed = ensureEpoch(meta, stream, ARGV[1])
   local reply = {epoch, latest}
-  local applied = resent and appliedEntry(stream, ARGV[1])
+  local applied = resent and appliedEntry(stream, ARGV[1], callBatch)
   if applied then
     -- answered as when it ran: its messages' offsets end at the entry's ID, and a keyed message
     -- whose key names an offset before them, or a key met before in the batch, was a repeat
@@ -162,7 +164,7 @@ while a < #ARGV do
       -- exact MINID: the entries that hold any of the newest (size) messages stay, no more
       local oldest = last - size + 1
       if oldest < 1 then oldest = 1 end
-      redis.call('XADD', stream, 'MINID', oldest .. '-0', last .. '-0', 'n', count, 't', ARGV[2], 'b', batch, 'c', ARGV[1])
+      redis.call('XADD', stream, 'MINID', oldest .. '-0', last .. '-0', 'n', count, 't', ARGV[2], 'b', batch, 'c', callBatch)
       if ttl > 0 then
         -- expired entries and the idle expiries, at most once a second: a read leaves out what this
         -- has not trimmed yet, and the stream's expiry has that second as margin, so it never comes
@@ -348,14 +350,14 @@ const bulk = (text: string): string => `$${Buffer.byteLength(text)}\r\n${text}\r
  */
 class AppendCommand extends Command {
   private socket: object | undefined
-  // the call's last argument, '1' once written before: ioredis writes a command again, on a new
-  // connection, when the one it was written on closed before its reply (autoResendUnfulfilledCommands)
-  private readonly resentFlag: number
+  // where the call's last argument is, '1' once written before: ioredis writes a command again, on
+  // a new connection, when the one it was written on closed before its reply (autoResendUnfulfilledCommands)
+  private readonly resentFlagAt: number
 
   /** `scriptWhole`: sent with the script whatever the socket ran (a NOSCRIPT's retry: the first call on a socket may have been redirected before the script ran). */
   constructor (readonly call: Buffer, slotKey: string, answered: AppendCallback, private readonly scriptWhole = false) {
     super('evalsha', [appendScriptSha, 1, slotKey], { replyEncoding: 'utf8' })
-    this.resentFlag = call.length - 3
+    this.resentFlagAt = call.length - 3
     this.promise.then((replies) => answered(null, replies as AppendReply[]), (err: Error) => answered(err))
   }
 
@@ -368,7 +370,7 @@ class AppendCommand extends Command {
 
   override toWritable (socket: object): Buffer {
     // written before, maybe run: the script answers a batch it stored from its entry (appliedEntry)
-    if (this.socket !== undefined) this.call[this.resentFlag] = 0x31
+    if (this.socket !== undefined) this.call[this.resentFlagAt] = 0x31
     this.socket = socket
     if (!this.scriptWhole && appendScriptLoaded.has(socket)) return this.call
     appendScriptLoaded.add(socket)
