@@ -2,15 +2,18 @@
 // closed with the call unanswered: Redis may have run it. The store's connection goes through a
 // proxy that loses the reply to the next request (Redis ran the call) or the request itself
 // (it never reached Redis), and refuses connections until reopened, while another node (a
-// second store, on its own connection) appends to the same topic before the call is resent.
+// second store, on its own connection) appends to the same topic before the call is resent. On a
+// Redis Cluster ioredis sends the call again through another node (a closed node connection
+// is not reconnected there: the call is retried on a random node, then MOVED to its own).
 // Each message must be stored once and told the offset it has (docs/history.md, Storage).
 import { connect, createServer, type Socket } from 'node:net'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import t from 'tap'
 import { redisHistoryStore } from '../src/broker/history/redis-history-store.js'
 import type { HistoryStore } from '../src/broker/history/history-store.js'
 import type { Teardown } from './helpers/loopback.js'
 import { startRedis } from './helpers/redis.js'
+import { startRedisCluster } from './helpers/redis-cluster.js'
 
 const config = { filter: 'room/+', size: 1000, ttlSeconds: 600 }
 const windowMs = 120_000
@@ -168,4 +171,32 @@ t.test('a resent call holding several entries of one topic answers each from its
   t.same((await resent).map(({ offset, repeat }) => [offset, repeat]), payloads.map((_, i) => [i + 2, false]), 'each message told its own offset')
   const { messages } = await other.read({ topic: 'room/a', limit: 1000, now: Date.now() }, config)
   t.same(messages.map((message) => message.payload.toString()), ['a0', ...payloads, 'o1'], 'stored once')
+})
+
+t.test('Redis Cluster: a call whose reply was lost is sent again through another node and stores its messages once', async (t) => {
+  const cluster = await startRedisCluster(t)
+  const masters = (await cluster.nodes()).filter((node) => node.role === 'master')
+  // each master behind a proxy of its own, the store's Cluster connection mapped to them
+  const proxies = new Map<number, LossyProxy>()
+  for (const master of masters) proxies.set(master.port, await startLossyProxy(t, master.port))
+  const natMap = Object.fromEntries(masters.map((master) => [`127.0.0.1:${master.port}`, { host: '127.0.0.1', port: (proxies.get(master.port) as LossyProxy).port }]))
+  const options = { retryDelayOnFailover: 20, maxRedirections: 1000 }
+  const redis = new Cluster([{ host: '127.0.0.1', port: (proxies.get(masters[0]?.port as number) as LossyProxy).port }], { ...options, natMap })
+  const direct = new Cluster(masters.map((master) => ({ host: '127.0.0.1', port: master.port })), options)
+  redis.on('error', () => {})
+  t.teardown(() => { redis.disconnect(); direct.disconnect() })
+  const store = redisHistoryStore(redis)
+  const other = redisHistoryStore(direct)
+  await appendTurn(store, [{ topic: 'room/a', payload: 'a1' }])
+  await appendTurn(other, [{ topic: 'room/a', payload: 'o1' }])
+
+  const proxy = proxies.get((await cluster.masterOf('history:{room/a}:s')).port) as LossyProxy
+  const lost = proxy.loseNextReply()
+  const resent = appendTurn(store, [{ topic: 'room/a', payload: 'a2' }, { topic: 'room/a', payload: 'a3' }])
+  await lost
+  await appendTurn(other, [{ topic: 'room/a', payload: 'o2' }])
+  proxy.reopen()
+
+  t.same((await resent).map(({ offset, repeat }) => [offset, repeat]), [[3, false], [4, false]], 'told the offsets the call that ran gave them')
+  t.same(await history(other, 'room/a'), [[1, 'a1'], [2, 'o1'], [3, 'a2'], [4, 'a3'], [5, 'o2']], 'stored once')
 })
