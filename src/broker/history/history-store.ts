@@ -84,9 +84,12 @@ export interface HistoryStore {
   lengths: () => Promise<number[]>
 }
 
-/** A source of new epochs: each one unique (a random prefix per source, then a count), short, opaque. */
+/** The characters of an epoch that name its source (the Redis store's call ids read them). */
+export const epochSourceChars = 8
+
+/** A source of new epochs: each one unique (a random prefix per source, then a count in base 36), short, opaque. */
 export function epochSource (): () => string {
-  const prefix = randomBytes(6).toString('base64url')
+  const prefix = randomBytes(epochSourceChars * 3 / 4).toString('base64url')
   let count = 0
   return () => `${prefix}${(count++).toString(36)}`
 }

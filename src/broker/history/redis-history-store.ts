@@ -14,7 +14,7 @@ import { Cluster, Command } from 'ioredis'
 import type { RedisClient } from '../storage/redis-clients.js'
 import { RedisKeys } from '../storage/redis-keys.js'
 import type { MessageProperties } from '../protocol/message-properties.js'
-import { epochSource, historyGraceMs, readFrom, type Append, type HistoryMessage, type HistoryStore } from './history-store.js'
+import { epochSource, epochSourceChars, historyGraceMs, readFrom, type Append, type HistoryMessage, type HistoryStore } from './history-store.js'
 import type { HistoryTopicConfig } from './history-topics.js'
 
 // A topic's keys are its own (`history:{<topic>}:…`), tagged on one Redis too: they always were,
@@ -54,21 +54,60 @@ local function ensureEpoch (meta, stream, candidate)
 end
 `
 
+// A call sent again by ioredis (autoResendUnfulfilledCommands: its connection closed before its
+// reply came, and Redis may have run it) must not store its messages twice. Each call has an id,
+// `<process><sequence>` (epochSource: epochSourceChars naming the process, then a base-36 counter),
+// stored with the batch's place in the call in each entry it appends (field `c`: `<id>/<batch>`,
+// a call may hold several batches of one topic); a call sent again says so (its last argument),
+// and looks, in each stream, from the newest entry back to its process's previous call, for the
+// entry of each batch: found, that batch is answered from it and not stored again. A process's
+// calls of one stream run in the order of their ids (one connection, in order), except a
+// NOSCRIPT's retry, sent after the calls behind it: entries of later calls are passed over.
+// The look back is bounded by the stream (fewer than `size` + 100 messages) and runs only then.
+// A call sent once pays only its id in each entry (a field of ~10 bytes), which goes with the
+// entry when it is trimmed: nothing to expire, and a stream's slot as the key (Redis Cluster).
+const appliedEntry = `
+local function appliedEntry (stream, call, callBatch)
+  local process = string.sub(call, 1, ${epochSourceChars})
+  local sequence = tonumber(string.sub(call, ${epochSourceChars + 1}), 36)
+  local before = '+'
+  while true do
+    -- a few entries at a time: each holds up to maxEntryMessages payloads
+    local entries = redis.call('XREVRANGE', stream, before, '-', 'COUNT', 8)
+    if #entries == 0 then return nil end
+    for _, entry in ipairs(entries) do
+      local fields = entry[2]
+      for i = 1, #fields, 2 do
+        if fields[i] == 'c' then
+          local id = fields[i + 1]
+          if id == callBatch then return entry end
+          if string.sub(id, 1, ${epochSourceChars}) == process and tonumber(string.match(id, '^[^/]*', ${epochSourceChars + 1}), 36) < sequence then return nil end
+        end
+      end
+    end
+    before = '(' .. entries[#entries][1]
+  end
+end
+`
+
 // Appends the batches of a turn, each the messages of one topic, one entry per batch, in the
-// order given (a topic's full batches before its last). ARGV: candidate epoch, now ms, then per
-// batch: the number of its idempotency keys, size, ttl ms (0 = none), idempotency window ms, the
-// number of messages, the batch (encodeBatch), then per idempotency key: its message's index and
-// the message's first and end byte in the batch (0-based). KEYS: per batch, its topic's meta and
-// stream, then the idempotency keys of the batch's messages that carry one, in their order. A
-// message whose key was seen within the window is cut out of the batch and not counted.
+// order given (a topic's full batches before its last). ARGV: the call's id (also its candidate
+// epoch), now ms, then per batch: the number of its idempotency keys, size, ttl ms (0 = none),
+// idempotency window ms, the number of messages, the batch (encodeBatch), then per idempotency
+// key: its message's index and the message's first and end byte in the batch (0-based); last,
+// '1' if the call was sent before (else '0'). KEYS: per batch, its topic's meta and stream, then
+// the idempotency keys of the batch's messages that carry one, in their order. A message whose
+// key was seen within the window is cut out of the batch and not counted.
 // Returns per batch {epoch, the offset before the batch's first, then per repeat: its index, the
 // offset its key's first message got}; the others' offsets follow one another.
-const appendScript = ensureEpoch + `
+const appendScript = ensureEpoch + appliedEntry + `
 local now = tonumber(ARGV[2])
+local resent = ARGV[#ARGV] == '1'
 local replies = {}
 local k = 1
 local a = 3
-while a <= #ARGV do
+while a < #ARGV do
+  local callBatch = ARGV[1] .. '/' .. (#replies + 1)
   local meta = KEYS[k]
   local stream = KEYS[k + 1]
   local keyCount = tonumber(ARGV[a])
@@ -78,54 +117,72 @@ while a <= #ARGV do
   local batch = ARGV[a + 5]
   local epoch, latest, trimmed = ensureEpoch(meta, stream, ARGV[1])
   local reply = {epoch, latest}
-  local repeats = 0
-  local kept = nil
-  local from = 1
-  for j = 0, keyCount - 1 do
-    local at = a + 6 + j * 3
-    local index = tonumber(ARGV[at])
-    local key = KEYS[k + 2 + j]
-    local seen = redis.call('GET', key)
-    if seen then
-      kept = kept or {}
-      kept[#kept + 1] = string.sub(batch, from, tonumber(ARGV[at + 1]))
-      from = tonumber(ARGV[at + 2]) + 1
-      repeats = repeats + 1
-      reply[#reply + 1] = index
-      reply[#reply + 1] = tonumber(seen)
-    else
-      redis.call('SET', key, latest + 1 + index - repeats, 'PX', window)
-    end
-  end
-  local count = tonumber(ARGV[a + 4]) - repeats
-  if count > 0 then
-    if kept then
-      kept[#kept + 1] = string.sub(batch, from)
-      batch = table.concat(kept)
-    end
-    local last = latest + count
-    redis.call('HSET', meta, 'offset', last)
-    -- exact MINID: the entries that hold any of the newest (size) messages stay, no more
-    local oldest = last - size + 1
-    if oldest < 1 then oldest = 1 end
-    redis.call('XADD', stream, 'MINID', oldest .. '-0', last .. '-0', 'n', count, 't', ARGV[2], 'b', batch)
-    if ttl > 0 then
-      -- expired entries and the idle expiries, at most once a second: a read leaves out what this
-      -- has not trimmed yet, and the stream's expiry has that second as margin, so it never comes
-      -- before the TTL of a message appended since
-      if now - trimmed >= 1000 then
-        redis.call('HSET', meta, 'trimmed', now)
-        for _ = 1, 16 do
-          local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-          if first == nil or tonumber(first[2][4]) >= now - ttl then break end
-          redis.call('XTRIM', stream, 'MINID', (tonumber(string.match(first[1], '^%d+')) + 1) .. '-0')
-        end
-        redis.call('PEXPIRE', stream, ttl + 1000)
-        redis.call('PEXPIRE', meta, ttl + ${historyGraceMs})
+  local applied = resent and appliedEntry(stream, ARGV[1], callBatch)
+  if applied then
+    -- answered as when it ran: its messages' offsets end at the entry's ID, and a keyed message
+    -- whose key names an offset before them, or a key met before in the batch, was a repeat
+    local first = tonumber(string.match(applied[1], '^%d+')) - tonumber(applied[2][2])
+    reply[2] = first
+    local met = {}
+    for j = 0, keyCount - 1 do
+      local key = KEYS[k + 2 + j]
+      local seen = redis.call('GET', key)
+      if seen and (met[key] or tonumber(seen) <= first) then
+        reply[#reply + 1] = tonumber(ARGV[a + 6 + j * 3])
+        reply[#reply + 1] = tonumber(seen)
       end
-    else
-      -- kept for good, like its stream (a read may have created it with an expiry)
-      redis.call('PERSIST', meta)
+      met[key] = true
+    end
+  else
+    local repeats = 0
+    local kept = nil
+    local from = 1
+    for j = 0, keyCount - 1 do
+      local at = a + 6 + j * 3
+      local index = tonumber(ARGV[at])
+      local key = KEYS[k + 2 + j]
+      local seen = redis.call('GET', key)
+      if seen then
+        kept = kept or {}
+        kept[#kept + 1] = string.sub(batch, from, tonumber(ARGV[at + 1]))
+        from = tonumber(ARGV[at + 2]) + 1
+        repeats = repeats + 1
+        reply[#reply + 1] = index
+        reply[#reply + 1] = tonumber(seen)
+      else
+        redis.call('SET', key, latest + 1 + index - repeats, 'PX', window)
+      end
+    end
+    local count = tonumber(ARGV[a + 4]) - repeats
+    if count > 0 then
+      if kept then
+        kept[#kept + 1] = string.sub(batch, from)
+        batch = table.concat(kept)
+      end
+      local last = latest + count
+      redis.call('HSET', meta, 'offset', last)
+      -- exact MINID: the entries that hold any of the newest (size) messages stay, no more
+      local oldest = last - size + 1
+      if oldest < 1 then oldest = 1 end
+      redis.call('XADD', stream, 'MINID', oldest .. '-0', last .. '-0', 'n', count, 't', ARGV[2], 'b', batch, 'c', callBatch)
+      if ttl > 0 then
+        -- expired entries and the idle expiries, at most once a second: a read leaves out what this
+        -- has not trimmed yet, and the stream's expiry has that second as margin, so it never comes
+        -- before the TTL of a message appended since
+        if now - trimmed >= 1000 then
+          redis.call('HSET', meta, 'trimmed', now)
+          for _ = 1, 16 do
+            local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+            if first == nil or tonumber(first[2][4]) >= now - ttl then break end
+            redis.call('XTRIM', stream, 'MINID', (tonumber(string.match(first[1], '^%d+')) + 1) .. '-0')
+          end
+          redis.call('PEXPIRE', stream, ttl + 1000)
+          redis.call('PEXPIRE', meta, ttl + ${historyGraceMs})
+        end
+      else
+        -- kept for good, like its stream (a read may have created it with an expiry)
+        redis.call('PERSIST', meta)
+      end
     end
   end
   replies[#replies + 1] = reply
@@ -247,8 +304,9 @@ class AppendCall {
     return ends
   }
 
-  /** The call: EVALSHA, the script's SHA, the number of keys, the keys, the arguments. */
+  /** The call: EVALSHA, the script's SHA, the number of keys, the keys, the arguments, and '0': not sent before (AppendCommand sets it). */
   write (): Buffer {
+    this.arg('0')
     // the string arguments between two batches go in one string, written at once: a Buffer
     // write per argument cost more than ioredis' command building
     let text = `*${3 + this.keys.length + this.args.length}\r\n${evalshaArgs}${bulk(String(this.keys.length))}`
@@ -292,10 +350,14 @@ const bulk = (text: string): string => `$${Buffer.byteLength(text)}\r\n${text}\r
  */
 class AppendCommand extends Command {
   private socket: object | undefined
+  // where the call's last argument is, '1' once written before: ioredis writes a command again, on
+  // a new connection, when the one it was written on closed before its reply (autoResendUnfulfilledCommands)
+  private readonly resentFlagAt: number
 
   /** `scriptWhole`: sent with the script whatever the socket ran (a NOSCRIPT's retry: the first call on a socket may have been redirected before the script ran). */
   constructor (readonly call: Buffer, slotKey: string, answered: AppendCallback, private readonly scriptWhole = false) {
     super('evalsha', [appendScriptSha, 1, slotKey], { replyEncoding: 'utf8' })
+    this.resentFlagAt = call.length - 3
     this.promise.then((replies) => answered(null, replies as AppendReply[]), (err: Error) => answered(err))
   }
 
@@ -307,6 +369,8 @@ class AppendCommand extends Command {
   }
 
   override toWritable (socket: object): Buffer {
+    // written before, maybe run: the script answers a batch it stored from its entry (appliedEntry)
+    if (this.socket !== undefined) this.call[this.resentFlagAt] = 0x31
     this.socket = socket
     if (!this.scriptWhole && appendScriptLoaded.has(socket)) return this.call
     appendScriptLoaded.add(socket)
@@ -414,7 +478,6 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
     waiting = 0
     turnsWaited = 0
     const now = String(Date.now())
-    const epoch = newEpoch()
     let call = new AppendCall()
     let batchesOfCall: Batch[] = []
     const arrivalsOfFlush = arrivals
@@ -453,7 +516,8 @@ export function redisHistoryStore (redis: RedisClient): HistoryStore {
       const { config, windowMs, appends } = batchOfTopic
       if (batchesOfCall.length > 0 && (cluster ? topic !== topicOfCall : batchesOfCall.length === maxCallBatches)) send()
       if (batchesOfCall.length === 0) {
-        call.arg(epoch)
+        // the call's id (appliedEntry), and the epoch of a topic whose history is new
+        call.arg(newEpoch())
         call.arg(now)
       }
       topicOfCall = topic
