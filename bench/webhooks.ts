@@ -1,4 +1,4 @@
-// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--warmup S] [--memory-only | --redis-only] [--no-pin] [--no-floor] [--control] [--lower-bound] [--ladder] [--also-batching N,MS] [--cpu-prof DIR] [--node-args="FLAGS"]`
+// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--warmup S] [--memory-only | --redis-only] [--no-pin] [--no-floor] [--control] [--lower-bound] [--ladder [--rungs A,B,...]] [--also-batching N,MS] [--cpu-prof DIR] [--node-args="FLAGS"]`
 // (BENCH_BASELINE=<checkout>: that checkout's build with webhooks as one more broker):
 // message webhooks at a fixed rate (10,000 messages/s by default) to a receiver in this
 // process, against the same broker without webhooks: whether the endpoint keeps up with zero
@@ -17,7 +17,8 @@
 // spread. Warmed up (JIT, pools) before anything is counted. Brokers (and Redis) are pinned to
 // CPU 0, this generator and its receivers to CPU 1, as the main harness does.
 // `--ladder` (bench/webhook-ladder.ts): a broker per rung of the webhooks' work beside the
-// others, each rung's ratio and the step from the rung below, round by round. `--also-batching
+// others, each rung's ratio and the step from the rung below, round by round (`--rungs`: those
+// only; more than 9 brokers overloaded the generator and CPU 0 here). `--also-batching
 // N,MS`: one more broker of this build whose batches hold up to N events and wait MS.
 import { spawnSync } from 'node:child_process'
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
@@ -292,6 +293,7 @@ async function main (): Promise<void> {
       control: { type: 'boolean', default: false },
       'lower-bound': { type: 'boolean', default: false },
       ladder: { type: 'boolean', default: false },
+      rungs: { type: 'string' },
       'also-batching': { type: 'string' },
       'cpu-prof': { type: 'string' },
       // node flags for every broker (--trace-gc, say: NODE_OPTIONS refuses some); BENCH_TIMELINE_DIR keeps their output
@@ -330,7 +332,9 @@ async function main (): Promise<void> {
       const wider = alsoBatch === undefined ? undefined : await startRig(true, mode.clustered, alsoBatch, undefined, nodeArgs, { cli: cliPath, batchDelayMs: alsoDelayMs ?? defaultOptions.webhooks.batchDelayMs })
       if (wider !== undefined) rigs.push(wider)
       // the stand-in rungs, each its own broker; the ladder's rungs in the order of their steps (the full product last)
-      const rungs: StandInRung[] = standInRoot === undefined ? [] : !values.ladder ? [mode.clustered ? 'ping' : 'queue'] : mode.clustered ? ['queue', 'ping'] : ['plumbing', 'copy', 'stream', 'match', 'make', 'queue', 'sign']
+      const ladder: StandInRung[] = mode.clustered ? ['queue', 'ping'] : ['plumbing', 'copy', 'stream', 'match', 'make', 'queue', 'sign']
+      const chosen = values.rungs?.split(',')
+      const rungs: StandInRung[] = standInRoot === undefined ? [] : !values.ladder ? [mode.clustered ? 'ping' : 'queue'] : ladder.filter((rung) => chosen?.includes(rung) ?? true)
       const rungRigs = new Map<StandInRung, Rig>()
       for (const rung of rungs) {
         const rig = await startRig(true, mode.clustered, batchSize, undefined, nodeArgs, { cli: join(standInRoot as string, 'dist', 'src', 'cli.js'), rung })
@@ -377,8 +381,9 @@ async function main (): Promise<void> {
         const steps: Array<readonly [StandInRung, StandInRung | 'full']> = mode.clustered
           ? [['queue', 'ping'], ['ping', 'full']]
           : [['plumbing', 'copy'], ['plumbing', 'stream'], ['plumbing', 'match'], ['match', 'make'], ['make', 'queue'], ['queue', 'sign'], ['sign', 'full']]
+        const measuredSteps = steps.filter(([from, to]) => rungRigs.has(from) && (to === 'full' || rungRigs.has(to)))
         const ratiosOf = (rung: StandInRung | 'full'): number[] => ratiosTo(rung === 'full' ? 1 : rigs.indexOf(rungRigs.get(rung) as Rig))
-        const described = steps.map(([from, to]) => {
+        const described = measuredSteps.map(([from, to]) => {
           const step = ratiosOf(to).map((ratio, round) => ratio - (ratiosOf(from)[round] as number))
           return `${from} -> ${to} ${median(step).toFixed(3)} (${Math.min(...step).toFixed(3)} to ${Math.max(...step).toFixed(3)})`
         })
