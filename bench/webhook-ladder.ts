@@ -5,6 +5,7 @@
 // BENCH_WEBHOOK_RUNG, set per broker by the bench: the product's config never sees it.
 import type { Client } from 'aedes'
 import type { ClientPiece, EventBytes, MessageEventJson, PublishedMessage } from '../src/broker/webhooks/events.js'
+import type { WebhookOutbox } from '../src/broker/webhooks/outbox.js'
 import type { Webhooks } from '../src/broker/webhooks/webhooks.js'
 
 export const ladderRungs = {
@@ -13,6 +14,7 @@ export const ladderRungs = {
   make: 'R3: + the event made (prepare, writeTo into one reused buffer), no outbox',
   copy: 'R3\': R1 + a 333-byte Buffer.copy into a reused buffer',
   stream: 'R3\'\': R1 + a 333-byte Buffer.copy into a 512 KB ring, as much memory as the outbox\'s spare chunks',
+  append: 'R4-: R3 + the memory outbox, no sender: the hook takes and acks all queued every 1,000 events',
   queue: 'R4: + the memory outbox, a sender that acks (nothing signed or sent)',
   sign: 'R5: + each request signed (HMAC), not written to the socket'
 } as const
@@ -24,8 +26,10 @@ export const ladderRung = process.env.BENCH_WEBHOOK_RUNG as LadderRung | undefin
 
 /** What the stand-ins read of Webhooks' own (TypeScript-private) fields. */
 interface WebhooksInside {
-  messageEndpoints: Array<{ wantsTopic: (topic: string) => boolean }>
+  messageEndpoints: Array<{ name: string, wantsTopic: (topic: string) => boolean }>
   messageEvents: MessageEventJson
+  outbox: WebhookOutbox
+  senders: Array<{ closed: boolean }>
 }
 
 type Emit = (message: PublishedMessage, client: Client, clientPiece: (client: Client) => ClientPiece) => Promise<void> | null
@@ -77,6 +81,17 @@ export function ladderEmitter (webhooks: Webhooks, rung = ladderRung): Emit {
         }
         return null
       }
+    case 'append': {
+      // the senders never start: their loop ends at its first check
+      for (const sender of inside.senders) sender.closed = true
+      const endpoint = (inside.messageEndpoints[0] as { name: string }).name
+      let queued = 0
+      return (message, client, clientPiece) => {
+        webhooks.emitMessage(message, client, clientPiece)
+        if (++queued % 1000 === 0) void inside.outbox.take(endpoint, Infinity).then(({ entries }) => inside.outbox.ack(endpoint, entries))
+        return null
+      }
+    }
     default:
       return (message, client, clientPiece) => webhooks.emitMessage(message, client, clientPiece)
   }
