@@ -15,6 +15,7 @@ export const ladderRungs = {
   copy: 'R3\': R1 + a 333-byte Buffer.copy into a reused buffer',
   stream: 'R3\'\': R1 + a 333-byte Buffer.copy into a 512 KB ring, as much memory as the outbox\'s spare chunks',
   append: 'R4-: R3 + the memory outbox, no sender: the hook takes and acks all queued every 1,000 events',
+  tick: 'R4~: R3 + the memory outbox, no sender: a 100 ms interval takes and acks all queued',
   queue: 'R4: + the memory outbox, a sender that acks (nothing signed or sent)',
   sign: 'R5: + each request signed (HMAC), not written to the socket'
 } as const
@@ -81,14 +82,20 @@ export function ladderEmitter (webhooks: Webhooks, rung = ladderRung): Emit {
         }
         return null
       }
-    case 'append': {
+    case 'append':
+    case 'tick': {
       // the senders never start: their loop ends at its first check
       for (const sender of inside.senders) sender.closed = true
       const endpoint = (inside.messageEndpoints[0] as { name: string }).name
+      const drain = (): void => { void inside.outbox.take(endpoint, Infinity).then(({ entries }) => inside.outbox.ack(endpoint, entries)) }
+      if (rung === 'tick') {
+        setInterval(drain, 100).unref()
+        return (message, client, clientPiece) => webhooks.emitMessage(message, client, clientPiece)
+      }
       let queued = 0
       return (message, client, clientPiece) => {
         webhooks.emitMessage(message, client, clientPiece)
-        if (++queued % 1000 === 0) void inside.outbox.take(endpoint, Infinity).then(({ entries }) => inside.outbox.ack(endpoint, entries))
+        if (++queued % 1000 === 0) drain()
         return null
       }
     }
