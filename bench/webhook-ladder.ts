@@ -5,7 +5,7 @@
 // BENCH_WEBHOOK_RUNG, set per broker by the bench: the product's config never sees it.
 import type { Client } from 'aedes'
 import type { ClientPiece, EventBytes, MessageEventJson, PublishedMessage } from '../src/broker/webhooks/events.js'
-import type { WebhookOutbox } from '../src/broker/webhooks/outbox.js'
+import type { OutboxEntry, WebhookOutbox } from '../src/broker/webhooks/outbox.js'
 import type { Webhooks } from '../src/broker/webhooks/webhooks.js'
 
 export const ladderRungs = {
@@ -16,6 +16,7 @@ export const ladderRungs = {
   stream: 'R3\'\': R1 + a 333-byte Buffer.copy into a 512 KB ring, as much memory as the outbox\'s spare chunks',
   append: 'R4-: R3 + the memory outbox, no sender: the hook takes and acks all queued every 1,000 events',
   tick: 'R4~: R3 + the memory outbox, no sender: a 100 ms interval takes and acks all queued',
+  loop: 'R4=: R3 + the memory outbox and the sender\'s loop, its deliver only acking (no request made)',
   queue: 'R4: + the memory outbox, a sender that acks (nothing signed or sent)',
   sign: 'R5: + each request signed (HMAC), not written to the socket'
 } as const
@@ -30,7 +31,7 @@ interface WebhooksInside {
   messageEndpoints: Array<{ name: string, wantsTopic: (topic: string) => boolean }>
   messageEvents: MessageEventJson
   outbox: WebhookOutbox
-  senders: Array<{ closed: boolean }>
+  senders: Array<{ closed: boolean, deliver: (batch: OutboxEntry[]) => Promise<void> }>
 }
 
 type Emit = (message: PublishedMessage, client: Client, clientPiece: (client: Client) => ClientPiece) => Promise<void> | null
@@ -98,6 +99,11 @@ export function ladderEmitter (webhooks: Webhooks, rung = ladderRung): Emit {
         if (++queued % 1000 === 0) drain()
         return null
       }
+    }
+    case 'loop': {
+      const endpoint = (inside.messageEndpoints[0] as { name: string }).name
+      for (const sender of inside.senders) sender.deliver = async (batch) => { await inside.outbox.ack(endpoint, batch) }
+      return (message, client, clientPiece) => webhooks.emitMessage(message, client, clientPiece)
     }
     default:
       return (message, client, clientPiece) => webhooks.emitMessage(message, client, clientPiece)

@@ -332,7 +332,7 @@ async function main (): Promise<void> {
       const wider = alsoBatch === undefined ? undefined : await startRig(true, mode.clustered, alsoBatch, undefined, nodeArgs, { cli: cliPath, batchDelayMs: alsoDelayMs ?? defaultOptions.webhooks.batchDelayMs })
       if (wider !== undefined) rigs.push(wider)
       // the stand-in rungs, each its own broker; the ladder's rungs in the order of their steps (the full product last)
-      const ladder: StandInRung[] = mode.clustered ? ['queue', 'ping'] : ['plumbing', 'copy', 'stream', 'match', 'make', 'append', 'tick', 'queue', 'sign']
+      const ladder: StandInRung[] = mode.clustered ? ['queue', 'ping'] : ['plumbing', 'copy', 'stream', 'match', 'make', 'append', 'tick', 'loop', 'queue', 'sign']
       const chosen = values.rungs?.split(',')
       const rungs: StandInRung[] = standInRoot === undefined ? [] : !values.ladder ? [mode.clustered ? 'ping' : 'queue'] : ladder.filter((rung) => chosen?.includes(rung) ?? true)
       const rungRigs = new Map<StandInRung, Rig>()
@@ -380,7 +380,7 @@ async function main (): Promise<void> {
         // each step's share of the reference, round by round: a rung's ratio less the one below it
         const steps: Array<readonly [StandInRung, StandInRung | 'full']> = mode.clustered
           ? [['queue', 'ping'], ['ping', 'full']]
-          : [['plumbing', 'copy'], ['plumbing', 'stream'], ['plumbing', 'match'], ['match', 'make'], ['make', 'append'], ['make', 'tick'], ['make', 'queue'], ['queue', 'sign'], ['sign', 'full']]
+          : [['plumbing', 'copy'], ['plumbing', 'stream'], ['plumbing', 'match'], ['match', 'make'], ['make', 'append'], ['make', 'tick'], ['make', 'loop'], ['loop', 'queue'], ['make', 'queue'], ['queue', 'sign'], ['sign', 'full']]
         const measuredSteps = steps.filter(([from, to]) => rungRigs.has(from) && (to === 'full' || rungRigs.has(to)))
         const ratiosOf = (rung: StandInRung | 'full'): number[] => ratiosTo(rung === 'full' ? 1 : rigs.indexOf(rungRigs.get(rung) as Rig))
         const described = measuredSteps.map(([from, to]) => {
