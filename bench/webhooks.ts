@@ -1,4 +1,4 @@
-// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--warmup S] [--memory-only | --redis-only] [--no-pin] [--no-floor] [--control] [--lower-bound] [--cpu-prof DIR] [--node-args="FLAGS"]`
+// `node dist/bench/webhooks.js [--quick] [--rate N] [--batch N] [--rounds N] [--seconds N] [--warmup S] [--memory-only | --redis-only] [--no-pin] [--no-floor] [--control] [--lower-bound] [--ladder [--rungs A,B,...]] [--also-batching N,MS] [--cpu-prof DIR] [--node-args="FLAGS"]`
 // (BENCH_BASELINE=<checkout>: that checkout's build with webhooks as one more broker):
 // message webhooks at a fixed rate (10,000 messages/s by default) to a receiver in this
 // process, against the same broker without webhooks: whether the endpoint keeps up with zero
@@ -16,6 +16,10 @@
 // alike. `--control` adds a second broker without webhooks: its ratio is the method's own
 // spread. Warmed up (JIT, pools) before anything is counted. Brokers (and Redis) are pinned to
 // CPU 0, this generator and its receivers to CPU 1, as the main harness does.
+// `--ladder` (bench/webhook-ladder.ts): a broker per rung of the webhooks' work beside the
+// others, each rung's ratio and the step from the rung below, round by round (`--rungs`: those
+// only; more than 9 brokers overloaded the generator and CPU 0 here). `--also-batching
+// N,MS`: one more broker of this build whose batches hold up to N events and wait MS.
 import { spawnSync } from 'node:child_process'
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -26,6 +30,7 @@ import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { connect, type MqttClient } from 'mqtt'
 import { defaultOptions } from '../src/broker/config/defaults.js'
+import { ladderRungs, type LadderRung } from './webhook-ladder.js'
 import { startCpuMeter } from './load/cpu-meter.js'
 import { brokerCpu, cpuTimeMs, disablePinning, pinThisProcess, sleep, startChild } from './process.js'
 import { redisUnavailable, startRedisServer, type BenchRedis } from './redis.js'
@@ -75,27 +80,34 @@ interface Rig {
   published: number
   delivered: number
   dir: string
-  /** Its webhooks send nothing (the --lower-bound broker): no event is waited for. */
+  /** Its webhooks send nothing (a stand-in rung's broker): no event is waited for. */
   sendsNothing: boolean
 }
 
-async function startRig (webhooks: boolean, clustered: boolean, batchSize: number | undefined, profileDir: string | undefined, nodeArgs: readonly string[], cli = cliPath, sendsNothing = false): Promise<Rig> {
+/** A broker built from another checkout (`cli`), or the stripped copy's at `rung` (which sends nothing); `batchDelayMs` other than the default. */
+interface RigBuild {
+  cli: string
+  rung?: StandInRung
+  batchDelayMs?: number
+}
+
+async function startRig (webhooks: boolean, clustered: boolean, batchSize: number | undefined, profileDir: string | undefined, nodeArgs: readonly string[], build: RigBuild = { cli: cliPath }): Promise<Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-webhooks-'))
   const redis = clustered ? await startRedisServer() : null
   const receiver = webhooks ? await startReceiver() : null
   const config: Record<string, unknown> = { auth: { anonymous: true }, presence: { enabled: false } }
-  if (receiver !== null) config.webhooks = { endpoints: [{ name: 'bench', url: receiver.url, secret, events: ['message.published'], topics: ['bench/#'] }], ...(batchSize === undefined ? {} : { batchSize }) }
+  if (receiver !== null) config.webhooks = { endpoints: [{ name: 'bench', url: receiver.url, secret, events: ['message.published'], topics: ['bench/#'] }], ...(batchSize === undefined ? {} : { batchSize }), ...(build.batchDelayMs === undefined ? {} : { batchDelayMs: build.batchDelayMs }) }
   writeFileSync(join(dir, 'config.yaml'), JSON.stringify(config))
-  const args = [cli, 'start', '--config', join(dir, 'config.yaml'), ...(redis === null ? [] : ['--redis', redis.url])]
+  const args = [build.cli, 'start', '--config', join(dir, 'config.yaml'), ...(redis === null ? [] : ['--redis', redis.url])]
   // sampled every 250 µs (Node's default is 1 ms): a message's few µs show in more samples
   const profile = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-interval=250', `--cpu-prof-dir=${join(profileDir, `${clustered ? 'redis' : 'memory'}-${webhooks ? 'webhooks' : 'without'}`)}`]
-  const broker = await startNodeBroker(args, { ...process.env, MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', HOST: '127.0.0.1' }, { nodeArgs: () => [...profile, ...nodeArgs] })
+  const broker = await startNodeBroker(args, { ...process.env, ...(build.rung === undefined ? {} : { BENCH_WEBHOOK_RUNG: build.rung }), MQTT_PORT: '0', HTTP_PORT: '0', LOG_LEVEL: 'warn', HOST: '127.0.0.1' }, { nodeArgs: () => [...profile, ...nodeArgs] })
   const url = `mqtt://127.0.0.1:${broker.publish.mqttPort}`
   const subscriber = connect(url, { clientId: 'bench-sub', reconnectPeriod: 0 })
   const publisher = connect(url, { clientId: 'bench-pub', reconnectPeriod: 0 })
   await Promise.all([subscriber, publisher].map((client) => new Promise((resolve) => client.once('connect', resolve))))
   await subscriber.subscribeAsync('bench/#', { qos: 0 })
-  const rig: Rig = { broker, redis, receiver, subscriber, publisher, published: 0, delivered: 0, dir, sendsNothing }
+  const rig: Rig = { broker, redis, receiver, subscriber, publisher, published: 0, delivered: 0, dir, sendsNothing: build.rung !== undefined }
   subscriber.on('message', () => { rig.delivered++ })
   return rig
 }
@@ -174,25 +186,48 @@ async function round (rigs: readonly Rig[], rate: number, seconds: number): Prom
   return { brokers, otherPercent: share.other, generatorPercent: share.generator, drainMs }
 }
 
+/** The rungs of the Redis outbox's own ladder: appends that store nothing. */
+const redisRungs = {
+  queue: 'events made and buffered, each append a no-op, nothing sent',
+  ping: 'events made and buffered, each append one PING, nothing sent'
+} as const
+
+type StandInRung = LadderRung | keyof typeof redisRungs
+
 /**
- * `--lower-bound`: a checkout of this build (a copy of dist/) whose webhooks skip their most
- * expensive part for the cheapest stand-in: in memory the POST resolves 204 at once (events
- * built, queued and batched; nothing signed or sent), with Redis each append is one PING
- * (events built and buffered, one round trip per turn; nothing stored, so nothing sent). Its
- * CPU is what the webhooks cost at least with that part free.
+ * A checkout of this build (a copy of dist/) whose webhooks run the stand-in of the rung in a
+ * broker's BENCH_WEBHOOK_RUNG (bench/webhook-ladder.ts), the product's code without it: the
+ * message path's rungs in broker-events.js; in http-post.js, `queue` resolves 204 at once
+ * (events made, queued and batched, nothing signed or sent) and `sign` signs, then resolves;
+ * in redis-outbox.js, `queue` and `ping` store nothing (their buffers reused as after a stored
+ * append), `ping` with one round trip an append. `--lower-bound` is `queue` in memory, `ping`
+ * with Redis. A rung's CPU is what the webhooks cost at least with the rest free.
  */
-function lowerBoundCheckout (): string {
+function standInCheckout (): string {
   const root = mkdtempSync(join(tmpdir(), 'bench-webhooks-floor-'))
   cpSync(fileURLToPath(new URL('..', import.meta.url)), join(root, 'dist'), { recursive: true })
   for (const shared of ['node_modules', 'config', 'patches', 'package.json']) symlinkSync(join(projectRoot, shared), join(root, shared))
-  const replace = (file: string, from: string, to: string): void => {
+  const replace = (file: string, edits: ReadonlyArray<readonly [string, string]>): void => {
     const path = join(root, 'dist', 'src', 'broker', 'webhooks', file)
-    const text = readFileSync(path, 'utf8')
-    if (!text.includes(from)) throw new Error(`--lower-bound: ${path} no longer holds ${from}`)
-    writeFileSync(path, text.replace(from, to))
+    let text = readFileSync(path, 'utf8')
+    for (const [from, to] of edits) {
+      if (!text.includes(from)) throw new Error(`stand-ins: ${path} no longer holds ${from}`)
+      text = text.replace(from, to)
+    }
+    writeFileSync(path, `import { ladderEmitter, ladderRung } from '../../../bench/webhook-ladder.js';\n${text}`)
   }
-  replace('http-post.js', 'export async function postSigned(post) {', 'export async function postSigned(post) { return { status: 204, body: \'\', truncated: false };')
-  replace('redis-outbox.js', 'const results = await this.commands.webhookAppend(outbox, pending, this.options.nodeId, events, ...args).catch(() => null);', 'await this.redis.ping(); return;')
+  const answered = '{ status: 204, body: \'\', truncated: false }'
+  replace('broker-events.js', [
+    ['return (packet, client, done) => {', 'const emit = ladderEmitter(webhooks); return (packet, client, done) => {'],
+    ['webhooks.emitMessage(packet, client, clientPiece)', 'emit(packet, client, clientPiece)']
+  ])
+  replace('http-post.js', [
+    ['export async function postSigned(post) {', `export async function postSigned(post) { if (ladderRung === 'queue') return ${answered};`],
+    ['return await client.request(', `if (ladderRung === 'sign') return ${answered}; return await client.request(`]
+  ])
+  replace('redis-outbox.js', [
+    ['const results = await this.commands.webhookAppend(', "if (ladderRung === 'queue' || ladderRung === 'ping') { if (ladderRung === 'ping') await this.redis.ping(); for (const entry of entries) this.slabs.giveBack(entry.slab); return; } const results = await this.commands.webhookAppend("]
+  ])
   return root
 }
 
@@ -257,6 +292,9 @@ async function main (): Promise<void> {
       'no-floor': { type: 'boolean', default: false },
       control: { type: 'boolean', default: false },
       'lower-bound': { type: 'boolean', default: false },
+      ladder: { type: 'boolean', default: false },
+      rungs: { type: 'string' },
+      'also-batching': { type: 'string' },
       'cpu-prof': { type: 'string' },
       // node flags for every broker (--trace-gc, say: NODE_OPTIONS refuses some); BENCH_TIMELINE_DIR keeps their output
       'node-args': { type: 'string', default: '' }
@@ -272,7 +310,8 @@ async function main (): Promise<void> {
   // the webhooks' per-request and per-append paths (10-50 calls a second) were still being
   // optimized 30-45 s in: --warmup measures later (120 s gave the ratios of 20 s, 2026-12-05)
   const warmupSeconds = Number(values.warmup ?? (values.quick ? 3 : 20))
-  const floorRoot = values['lower-bound'] ? lowerBoundCheckout() : undefined
+  const standInRoot = values['lower-bound'] || values.ladder ? standInCheckout() : undefined
+  const [alsoBatch, alsoDelayMs] = values['also-batching']?.split(',').map(Number) ?? []
   const nodeArgs = values['node-args'].split(' ').filter((arg) => arg !== '')
   const baselineCli = process.env.BENCH_BASELINE === undefined ? undefined : join(process.env.BENCH_BASELINE, 'dist', 'src', 'cli.js')
   if (values['no-pin']) disablePinning()
@@ -288,10 +327,20 @@ async function main (): Promise<void> {
       for (const hooks of values.control ? [false, true, false] : [false, true]) rigs.push(await startRig(hooks, mode.clustered, batchSize, values['cpu-prof'], nodeArgs))
       const [without, withHooks, control] = rigs as [Rig, Rig, Rig | undefined]
       // the same webhooks built from another checkout (the commit before a change), in the same windows
-      const baseline = baselineCli === undefined ? undefined : await startRig(true, mode.clustered, batchSize, undefined, nodeArgs, baselineCli)
+      const baseline = baselineCli === undefined ? undefined : await startRig(true, mode.clustered, batchSize, undefined, nodeArgs, { cli: baselineCli })
       if (baseline !== undefined) rigs.push(baseline)
-      const floorRig = floorRoot === undefined ? undefined : await startRig(true, mode.clustered, batchSize, undefined, nodeArgs, join(floorRoot, 'dist', 'src', 'cli.js'), true)
-      if (floorRig !== undefined) rigs.push(floorRig)
+      const wider = alsoBatch === undefined ? undefined : await startRig(true, mode.clustered, alsoBatch, undefined, nodeArgs, { cli: cliPath, batchDelayMs: alsoDelayMs ?? defaultOptions.webhooks.batchDelayMs })
+      if (wider !== undefined) rigs.push(wider)
+      // the stand-in rungs, each its own broker; the ladder's rungs in the order of their steps (the full product last)
+      const ladder: StandInRung[] = mode.clustered ? ['queue', 'ping'] : ['plumbing', 'copy', 'stream', 'match', 'make', 'append', 'tick', 'loop', 'queue', 'sign']
+      const chosen = values.rungs?.split(',')
+      const rungs: StandInRung[] = standInRoot === undefined ? [] : !values.ladder ? [mode.clustered ? 'ping' : 'queue'] : ladder.filter((rung) => chosen?.includes(rung) ?? true)
+      const rungRigs = new Map<StandInRung, Rig>()
+      for (const rung of rungs) {
+        const rig = await startRig(true, mode.clustered, batchSize, undefined, nodeArgs, { cli: join(standInRoot as string, 'dist', 'src', 'cli.js'), rung })
+        rungRigs.set(rung, rig)
+        rigs.push(rig)
+      }
       await round(rigs, rate, warmupSeconds)
       const callsBefore = rigs.map(redisCalls)
       const measured: Round[] = []
@@ -320,9 +369,28 @@ async function main (): Promise<void> {
         const paired = cpuOf(1).map((cpu, round) => cpu / (cpuOf(rigs.indexOf(baseline))[round] as number))
         notes.push(`${mode.name}: this build's webhooks over the baseline's, paired by round: median ${median(paired).toFixed(3)} (${paired.map((v) => v.toFixed(3)).join(' ')})`)
       }
-      if (floorRig !== undefined) row(`${mode.name}, message webhooks, ${mode.clustered ? 'each append one PING, nothing sent' : 'each POST a no-op'} (lower bound)`, floorRig, rigs.indexOf(floorRig))
+      if (wider !== undefined) {
+        row(`${mode.name}, message webhooks, batches of up to ${alsoBatch} events waiting ${alsoDelayMs} ms`, wider, rigs.indexOf(wider))
+        const paired = cpuOf(rigs.indexOf(wider)).map((cpu, round) => cpu / (cpuOf(1)[round] as number))
+        notes.push(`${mode.name}: batches of up to ${alsoBatch} events over the default's, paired by round: median ${median(paired).toFixed(3)} (${paired.map((v) => v.toFixed(3)).join(' ')}); ${wider.receiver?.batches.length ?? 0} requests against ${withHooks.receiver?.batches.length ?? 0}`)
+      }
+      const rungLabel = (rung: StandInRung): string => mode.clustered ? redisRungs[rung as keyof typeof redisRungs] : ladderRungs[rung as LadderRung]
+      for (const [rung, rig] of rungRigs) row(`${mode.name}, message webhooks, ${rungLabel(rung)} (stand-in)`, rig, rigs.indexOf(rig))
+      if (values.ladder) {
+        // each step's share of the reference, round by round: a rung's ratio less the one below it
+        const steps: Array<readonly [StandInRung, StandInRung | 'full']> = mode.clustered
+          ? [['queue', 'ping'], ['ping', 'full']]
+          : [['plumbing', 'copy'], ['plumbing', 'stream'], ['plumbing', 'match'], ['match', 'make'], ['make', 'append'], ['make', 'tick'], ['make', 'loop'], ['loop', 'queue'], ['make', 'queue'], ['queue', 'sign'], ['sign', 'full']]
+        const measuredSteps = steps.filter(([from, to]) => rungRigs.has(from) && (to === 'full' || rungRigs.has(to)))
+        const ratiosOf = (rung: StandInRung | 'full'): number[] => ratiosTo(rung === 'full' ? 1 : rigs.indexOf(rungRigs.get(rung) as Rig))
+        const described = measuredSteps.map(([from, to]) => {
+          const step = ratiosOf(to).map((ratio, round) => ratio - (ratiosOf(from)[round] as number))
+          return `${from} -> ${to} ${median(step).toFixed(3)} (${Math.min(...step).toFixed(3)} to ${Math.max(...step).toFixed(3)})`
+        })
+        notes.push(`${mode.name}: the ladder's steps, the median over rounds of the upper rung's ratio less the lower's (their range): ${described.join('; ')}`)
+      }
       const batches = withHooks.receiver?.batches ?? []
-      notes.push(`${mode.name}: the receiver saw ${batches.length} requests, events per request median ${median(batches)}, max ${Math.max(...batches)}; other processes ${median(measured.map((r) => r.otherPercent)).toFixed(0)}%, this generator ${median(measured.map((r) => r.generatorPercent)).toFixed(0)}% of a CPU; drain after publishing ${Math.round(median(measured.map((r) => r.drainMs)))} ms (medians of the rounds)`)
+      notes.push(`${mode.name}: the receiver saw ${batches.length} requests, events per request median ${median(batches)}, max ${Math.max(...batches)}; other processes ${median(measured.map((r) => r.otherPercent)).toFixed(0)}% (${measured.map((r) => r.otherPercent.toFixed(0)).join(' ')}), this generator ${median(measured.map((r) => r.generatorPercent)).toFixed(0)}% of a CPU; drain after publishing ${Math.round(median(measured.map((r) => r.drainMs)))} ms (medians of the rounds)`)
       if (!mode.clustered && !values['no-floor']) {
         // what the webhook work costs with no broker around it, next to this run's reference
         // (less the same process pacing itself with nothing to do: a broker at this rate is awake anyway)
@@ -337,7 +405,7 @@ async function main (): Promise<void> {
       for (const rig of rigs) await stopRig(rig)
     }
   }
-  if (floorRoot !== undefined) rmSync(floorRoot, { recursive: true, force: true })
+  if (standInRoot !== undefined) rmSync(standInRoot, { recursive: true, force: true })
   process.stdout.write([
     `Message webhooks at ${rate} msg/s to each broker at once (QoS 0, 64 B, one publisher, one subscriber per broker; events in batches of up to ${batchCap}${batchSize === undefined ? ', the default' : ''}): ${warmupSeconds} s of warm-up, then ${rounds} rounds of ${seconds} s; ${pinned ? 'brokers and Redis pinned to CPU 0, generator and receivers to CPU 1' : 'nothing pinned'}.`,
     'CPU per 1,000 messages: the median of the rounds (each round in brackets), every broker measured over the same wall window; the ratio: the median of each round\'s ratio to the broker without webhooks. Published, delivered, events, lost, duplicates: every round and the warm-up together.',
