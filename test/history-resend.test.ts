@@ -138,6 +138,31 @@ t.test('a call whose reply was lost is resent and stores its messages once', asy
   t.same((await appendTurn(store, [{ topic: 'room/a', payload: 'a4' }]))[0]?.offset, 15)
 })
 
+t.test('a resent call whose repeats\' idempotency keys expired meanwhile answers them as repeats all the same', async (t) => {
+  const { proxy, store, other } = await setup(t)
+  const shortWindowMs = 200
+  const appendShort = async (target: HistoryStore, messages: Message[]): Promise<Array<[number, boolean]>> =>
+    await Promise.all(messages.map(async ({ topic, payload, key }) => await new Promise<[number, boolean]>((resolve, reject) => {
+      target.append({ topic, payload: Buffer.from(payload), qos: 1, time: Date.now(), ...(key === undefined ? {} : { idempotencyKey: key }), appended: (err, _epoch, offset, repeat) => { if (err !== null) reject(err); else resolve([offset, repeat]) } }, config, shortWindowMs)
+    })))
+  await appendShort(store, [{ topic: 'room/a', payload: 'a1', key: 'k0' }])
+
+  const lost = proxy.loseNextReply()
+  const resent = appendShort(store, [
+    { topic: 'room/a', payload: 'a1 again', key: 'k0' },
+    { topic: 'room/a', payload: 'a2' },
+    { topic: 'room/a', payload: 'a3' }
+  ])
+  await lost
+  await appendShort(other, [{ topic: 'room/a', payload: 'o1' }])
+  // past the window: k0 is forgotten by the time the call is resent
+  await new Promise((resolve) => setTimeout(resolve, shortWindowMs * 3))
+  proxy.reopen()
+
+  t.same(await resent, [[1, true], [2, false], [3, false]], 'the repeat and the offsets the call that ran gave')
+  t.same(await history(other, 'room/a'), [[1, 'a1'], [2, 'a2'], [3, 'a3'], [4, 'o1']], 'stored once')
+})
+
 t.test('a call whose request was lost is resent and stores its messages once', async (t) => {
   const { proxy, store, other } = await setup(t)
   await appendTurn(store, [{ topic: 'room/a', payload: 'a1' }])

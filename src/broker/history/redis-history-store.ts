@@ -62,10 +62,12 @@ end
 // and looks, in each stream, from the newest entry back to its process's previous call, for the
 // entry of each batch: found, that batch is answered from it and not stored again. A process's
 // calls of one stream run in the order of their ids (one connection, in order), except a
-// NOSCRIPT's retry, sent after the calls behind it: entries of later calls are passed over.
+// NOSCRIPT's retry or a Redis Cluster's redirection, sent after the calls behind it: entries of
+// later calls are passed over (two such calls both resent can still take the earlier for not run).
 // The look back is bounded by the stream (fewer than `size` + 100 messages) and runs only then.
-// A call sent once pays only its id in each entry (a field of ~10 bytes), which goes with the
-// entry when it is trimmed: nothing to expire, and a stream's slot as the key (Redis Cluster).
+// A call sent once pays only its id in each entry (and the repeats of a batch that had any,
+// field `r`), which go with the entry when it is trimmed: nothing to expire, and a stream's
+// slot as the key (Redis Cluster).
 const appliedEntry = `
 local function appliedEntry (stream, call, callBatch)
   local process = string.sub(call, 1, ${epochSourceChars})
@@ -119,22 +121,21 @@ while a < #ARGV do
   local reply = {epoch, latest}
   local applied = resent and appliedEntry(stream, ARGV[1], callBatch)
   if applied then
-    -- answered as when it ran: its messages' offsets end at the entry's ID, and a keyed message
-    -- whose key names an offset before them, or a key met before in the batch, was a repeat
-    local first = tonumber(string.match(applied[1], '^%d+')) - tonumber(applied[2][2])
-    reply[2] = first
-    local met = {}
-    for j = 0, keyCount - 1 do
-      local key = KEYS[k + 2 + j]
-      local seen = redis.call('GET', key)
-      if seen and (met[key] or tonumber(seen) <= first) then
-        reply[#reply + 1] = tonumber(ARGV[a + 6 + j * 3])
-        reply[#reply + 1] = tonumber(seen)
+    -- answered as when it ran: its messages' offsets end at the entry's ID, its repeats are
+    -- those the entry lists (field r: the idempotency keys may have expired since)
+    local fields = applied[2]
+    reply[2] = tonumber(string.match(applied[1], '^%d+')) - tonumber(fields[2])
+    for i = 1, #fields, 2 do
+      if fields[i] == 'r' then
+        for index, seen in string.gmatch(fields[i + 1], '(%d+):(%d+)') do
+          reply[#reply + 1] = tonumber(index)
+          reply[#reply + 1] = tonumber(seen)
+        end
       end
-      met[key] = true
     end
   else
     local repeats = 0
+    local repeated = nil
     local kept = nil
     local from = 1
     for j = 0, keyCount - 1 do
@@ -149,6 +150,8 @@ while a < #ARGV do
         repeats = repeats + 1
         reply[#reply + 1] = index
         reply[#reply + 1] = tonumber(seen)
+        repeated = repeated or {}
+        repeated[#repeated + 1] = index .. ':' .. seen
       else
         redis.call('SET', key, latest + 1 + index - repeats, 'PX', window)
       end
@@ -164,7 +167,11 @@ while a < #ARGV do
       -- exact MINID: the entries that hold any of the newest (size) messages stay, no more
       local oldest = last - size + 1
       if oldest < 1 then oldest = 1 end
-      redis.call('XADD', stream, 'MINID', oldest .. '-0', last .. '-0', 'n', count, 't', ARGV[2], 'b', batch, 'c', callBatch)
+      if repeated then
+        redis.call('XADD', stream, 'MINID', oldest .. '-0', last .. '-0', 'n', count, 't', ARGV[2], 'b', batch, 'c', callBatch, 'r', table.concat(repeated, ','))
+      else
+        redis.call('XADD', stream, 'MINID', oldest .. '-0', last .. '-0', 'n', count, 't', ARGV[2], 'b', batch, 'c', callBatch)
+      end
       if ttl > 0 then
         -- expired entries and the idle expiries, at most once a second: a read leaves out what this
         -- has not trimmed yet, and the stream's expiry has that second as margin, so it never comes
