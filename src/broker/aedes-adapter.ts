@@ -259,6 +259,16 @@ export function clusterSafeSessionTimers (aedes: Aedes, isHeld: (clientId: strin
   }
 }
 
+/**
+ * Numbers this process's messages from `first` on (Aedes counts from 0 in each process). Aedes
+ * keys a stored message by its broker's id and this number: a node restarted with the same
+ * `nodeId` and counting from 0 again overwrote the messages it had stored before, still queued
+ * for offline sessions, which lost them. Called before `listen`, which may publish.
+ */
+export function numberMessagesFrom (aedes: Aedes, first: number): void {
+  (aedes as unknown as { counter: number }).counter = first
+}
+
 /** A shared subscription's emitter listener: Aedes' delivery to one member (patch: `func.client`). */
 export type SharedListener = ((message: object, done: () => void, onPacketId?: (packetId: number) => void) => void) & { client?: Client }
 
