@@ -3,13 +3,16 @@
 // copy: its PUBACK [MQTT-4.3.2-3], or its PUBREC (answered with a PUBREL [MQTT-4.3.3-4]) and
 // PUBCOMP [MQTT-4.3.3-5], clear it from the session, so neither a reconnect [MQTT-4.4.0-1] nor a
 // later read of the session's queue sends it again. The retained copy a SUBSCRIBE sends
-// [MQTT-3.3.1-9] is not in the session's queue and is not stored for it: its PUBREC is answered
-// all the same.
+// [MQTT-3.3.1-9] is not in the session's queue: its PUBREC is answered all the same, and the
+// PUBREL stored, so a session resumed before the PUBCOMP is sent it again [MQTT-4.4.0-1]. A
+// message queued while the session was offline has RETAIN 0 [MQTT-3.3.1-9] [MQTT-3.3.1-12]
+// unless a matching subscription has Retain As Published [MQTT-3.3.1-13].
 import type { IClientOptions, IPublishPacket, MqttClient, Packet } from 'mqtt'
 import t, { type Test } from 'tap'
 import type { BrokerHandle } from '../src/server.js'
 import { brokerUrl, metricValue, openUrl, sleep, startBroker, waitFor } from './helpers/broker.js'
 import { startRedis } from './helpers/redis.js'
+import { RawClient } from './conformance/raw-client.js'
 import type { Teardown } from './helpers/loopback.js'
 
 const persistent = (clientId: string): IClientOptions => ({ clientId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 300 } })
@@ -93,6 +96,84 @@ for (const store of ['memory', 'redis'] as const) {
       await sub.endAsync()
       const again = await resumed(t, url, clientId, pub, 'held')
       t.same(summary(again), ['held/marker marker qos 1 retain false'], 'nothing sent again on reconnect')
+    }
+  })
+}
+
+const queuedCases = [
+  { name: 'MQTT 5, Retain As Published off', version: 5, rap: false, retain: false },
+  { name: 'MQTT 5, Retain As Published on', version: 5, rap: true, retain: true },
+  { name: 'MQTT 3.1.1', version: 4, rap: undefined, retain: false }
+] as const
+
+/** A persistent session of `clientId` in MQTT `version` (MQTT 5: with a Session Expiry Interval). */
+const session = (clientId: string, version: 4 | 5): IClientOptions => version === 5 ? persistent(clientId) : { clientId, clean: false, protocolVersion: 4 }
+
+for (const store of ['memory', 'redis'] as const) {
+  t.test(`${store}: a retained message queued while the session was offline is sent on CONNECT with RETAIN as its subscription says`, async (t) => {
+    const broker = await node(t, store)
+    const url = brokerUrl(broker, 'tcp')
+    const { client: pub } = await openUrl(t, url, { protocolVersion: 5 })
+    for (const c of queuedCases) {
+      const clientId = `queued-${c.version}-${String(c.rap)}`
+      const topic = `queued/${clientId}`
+      const { client: sub } = await openUrl(t, url, session(clientId, c.version))
+      await sub.subscribeAsync(`${topic}/#`, c.rap === undefined ? { qos: 1 } : { qos: 1, rap: c.rap })
+      await sub.endAsync()
+      await pub.publishAsync(`${topic}/held`, 'held', { qos: 1, retain: true })
+
+      const publishes: IPublishPacket[] = []
+      await openUrl(t, url, session(clientId, c.version), (client) => client.on('packetreceive', (p: Packet) => { if (p.cmd === 'publish') publishes.push(p) }))
+      await waitFor(() => publishes.length === 1, 'the queued message')
+      t.same(publishes.map((p) => `${p.topic} qos ${p.qos} retain ${String(p.retain)}`), [`${topic}/held qos 1 retain ${String(c.retain)}`], c.name)
+    }
+  })
+
+  t.test(`${store}: the PUBREL of a retained QoS 2 message sent on SUBSCRIBE is sent again to the resumed session until its PUBCOMP`, async (t) => {
+    const broker = await node(t, store)
+    const { client: pub } = await openUrl(t, brokerUrl(broker, 'tcp'), { protocolVersion: 5 })
+    for (const version of [5, 4] as const) {
+      const clientId = `pubrel-${version}`
+      await pub.publishAsync(`kept/${clientId}`, 'kept', { qos: 2, retain: true })
+      const connect = { clientId, clean: false, ...(version === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) }
+      const first = await RawClient.tcp(t, broker.addresses.mqtt.port, version)
+      await first.connect(connect)
+      await first.subscribe({ [`kept/${clientId}`]: 2 })
+      const sent = await first.expect('publish')
+      t.match(sent, { qos: 2, retain: true }, `MQTT ${version}: sent on SUBSCRIBE, RETAIN 1 (3.1.1 [MQTT-3.3.1-8])`)
+      first.send({ cmd: 'pubrec', messageId: sent.messageId })
+      await first.expect('pubrel')
+      // the PUBREL is lost with the connection: no PUBCOMP
+      first.destroy()
+
+      const resumed = await RawClient.tcp(t, broker.addresses.mqtt.port, version)
+      t.match(await resumed.connect(connect), { sessionPresent: true })
+      t.match(await resumed.expect('pubrel'), { messageId: sent.messageId }, 'the resumed session is sent the PUBREL again [MQTT-4.4.0-1]')
+      resumed.send({ cmd: 'pubcomp', messageId: sent.messageId })
+      t.same(await resumed.drain(300), [], 'and nothing else')
+      resumed.destroy()
+
+      const again = await RawClient.tcp(t, broker.addresses.mqtt.port, version)
+      await again.connect(connect)
+      t.same(await again.drain(500), [], 'its PUBCOMP cleared it from the session')
+      again.destroy()
+    }
+  })
+}
+
+for (const store of ['memory', 'redis'] as const) {
+  t.test(`${store}: a PUBREC for a Packet Identifier not in flight is answered with a PUBREL, the connection stays`, async (t) => {
+    const broker = await node(t, store)
+    for (const version of [5, 4] as const) {
+      const client = await RawClient.tcp(t, broker.addresses.mqtt.port, version)
+      await client.connect({ clientId: `unknown-pubrec-${version}`, clean: false, ...(version === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) })
+      client.send({ cmd: 'pubrec', messageId: 999 })
+      const pubrel = await client.expect('pubrel')
+      // MQTT 5: 0x92 Packet Identifier not found [MQTT-3.6.2-1]; 3.1.1 has no reason code
+      t.match(pubrel, { messageId: 999, ...(version === 5 ? { reasonCode: 0x92 } : {}) }, `MQTT ${version}: a PUBREL for it [MQTT-4.3.3-4]`)
+      client.send({ cmd: 'pingreq' })
+      t.equal((await client.expect('pingresp')).cmd, 'pingresp', 'the connection stays')
+      client.destroy()
     }
   })
 }
