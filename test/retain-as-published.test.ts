@@ -161,22 +161,31 @@ for (const store of ['memory', 'redis'] as const) {
   })
 }
 
-for (const store of ['memory', 'redis'] as const) {
-  t.test(`${store}: a PUBREC for a Packet Identifier not in flight is answered with a PUBREL, the connection stays`, async (t) => {
-    const broker = await node(t, store)
-    for (const version of [5, 4] as const) {
-      const client = await RawClient.tcp(t, broker.addresses.mqtt.port, version)
-      await client.connect({ clientId: `unknown-pubrec-${version}`, clean: false, ...(version === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) })
-      client.send({ cmd: 'pubrec', messageId: 999 })
-      const pubrel = await client.expect('pubrel')
-      // MQTT 5: 0x92 Packet Identifier not found [MQTT-3.6.2-1]; 3.1.1 has no reason code
-      t.match(pubrel, { messageId: 999, ...(version === 5 ? { reasonCode: 0x92 } : {}) }, `MQTT ${version}: a PUBREL for it [MQTT-4.3.3-4]`)
-      client.send({ cmd: 'pingreq' })
-      t.equal((await client.expect('pingresp')).cmd, 'pingresp', 'the connection stays')
-      client.destroy()
-    }
-  })
-}
+t.test('memory: a PUBREC for a Packet Identifier not in flight is answered with a PUBREL, the connection stays', async (t) => {
+  const broker = await node(t, 'memory')
+  for (const version of [5, 4] as const) {
+    const client = await RawClient.tcp(t, broker.addresses.mqtt.port, version)
+    await client.connect({ clientId: `unknown-pubrec-${version}`, clean: false, ...(version === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) })
+    client.send({ cmd: 'pubrec', messageId: 999 })
+    const pubrel = await client.expect('pubrel')
+    // MQTT 5: 0x92 Packet Identifier not found [MQTT-3.6.2-1]; 3.1.1 has no reason code
+    t.match(pubrel, { messageId: 999, ...(version === 5 ? { reasonCode: 0x92 } : {}) }, `MQTT ${version}: a PUBREL for it [MQTT-4.3.3-4]`)
+    client.send({ cmd: 'pingreq' })
+    t.equal((await client.expect('pingresp')).cmd, 'pingresp', 'the connection stays')
+    client.destroy()
+  }
+})
+
+// Redis says only that this node's identifier cache has no mapping ('unknown key'), while a
+// stored copy may still be queued: the connection closes, as before, rather than completing a
+// flow the next CONNECT would deliver again
+t.test('redis: a PUBREC for a Packet Identifier this node has no mapping for closes the connection', async (t) => {
+  const broker = await node(t, 'redis')
+  const client = await RawClient.tcp(t, broker.addresses.mqtt.port, 5)
+  await client.connect({ clientId: 'unknown-pubrec', clean: false, properties: { sessionExpiryInterval: 300 } })
+  client.send({ cmd: 'pubrec', messageId: 999 })
+  t.equal(await client.closedWithin(), true, 'closed')
+})
 
 for (const qos of [1, 2] as const) {
   t.test(`redis, two nodes: a later SUBSCRIBE's read of the queue does not send an acknowledged retained QoS ${qos} message sent with Retain As Published again`, async (t) => {
