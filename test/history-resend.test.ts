@@ -70,7 +70,7 @@ interface Stored { topic: string, payload: string, offset: number, repeat: boole
 interface Message { topic: string, payload: string, key?: string }
 
 /** Appends `messages` in one turn (one call); resolves with what each was told once all are. */
-async function appendTurn (store: HistoryStore, messages: Message[]): Promise<Stored[]> {
+async function appendTurn (store: HistoryStore, messages: Message[], window = windowMs): Promise<Stored[]> {
   return await Promise.all(messages.map(async ({ topic, payload, key }) => await new Promise<Stored>((resolve, reject) => {
     store.append({
       topic,
@@ -82,7 +82,7 @@ async function appendTurn (store: HistoryStore, messages: Message[]): Promise<St
         if (err !== null) reject(err)
         else resolve({ topic, payload, offset, repeat })
       }
-    }, config, windowMs)
+    }, config, window)
   })))
 }
 
@@ -141,25 +141,21 @@ t.test('a call whose reply was lost is resent and stores its messages once', asy
 t.test('a resent call whose repeats\' idempotency keys expired meanwhile answers them as repeats all the same', async (t) => {
   const { proxy, store, other } = await setup(t)
   const shortWindowMs = 200
-  const appendShort = async (target: HistoryStore, messages: Message[]): Promise<Array<[number, boolean]>> =>
-    await Promise.all(messages.map(async ({ topic, payload, key }) => await new Promise<[number, boolean]>((resolve, reject) => {
-      target.append({ topic, payload: Buffer.from(payload), qos: 1, time: Date.now(), ...(key === undefined ? {} : { idempotencyKey: key }), appended: (err, _epoch, offset, repeat) => { if (err !== null) reject(err); else resolve([offset, repeat]) } }, config, shortWindowMs)
-    })))
-  await appendShort(store, [{ topic: 'room/a', payload: 'a1', key: 'k0' }])
+  await appendTurn(store, [{ topic: 'room/a', payload: 'a1', key: 'k0' }], shortWindowMs)
 
   const lost = proxy.loseNextReply()
-  const resent = appendShort(store, [
+  const resent = appendTurn(store, [
     { topic: 'room/a', payload: 'a1 again', key: 'k0' },
     { topic: 'room/a', payload: 'a2' },
     { topic: 'room/a', payload: 'a3' }
-  ])
+  ], shortWindowMs)
   await lost
-  await appendShort(other, [{ topic: 'room/a', payload: 'o1' }])
+  await appendTurn(other, [{ topic: 'room/a', payload: 'o1' }], shortWindowMs)
   // past the window: k0 is forgotten by the time the call is resent
   await new Promise((resolve) => setTimeout(resolve, shortWindowMs * 3))
   proxy.reopen()
 
-  t.same(await resent, [[1, true], [2, false], [3, false]], 'the repeat and the offsets the call that ran gave')
+  t.same((await resent).map(({ offset, repeat }) => [offset, repeat]), [[1, true], [2, false], [3, false]], 'the repeat and the offsets the call that ran gave')
   t.same(await history(other, 'room/a'), [[1, 'a1'], [2, 'a2'], [3, 'a3'], [4, 'o1']], 'stored once')
 })
 
