@@ -37,7 +37,12 @@ export function run (t: Tap, command: string, args: string[]): { lines: string[]
     for (const wake of waiters) wake()
   })
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => {
+  // 'close', not 'exit': 'exit' may come before the last of stdout was read, and a client's
+  // last line (its message, with -C 1) would be missing
+  let closed = false
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => {
+    closed = true
+    if (buffered !== '') lines.push(buffered)
     for (const wake of waiters) wake()
     resolve(code)
   }))
@@ -50,7 +55,7 @@ export function run (t: Tap, command: string, args: string[]): { lines: string[]
     for (;;) {
       const found = lines.find(predicate)
       if (found !== undefined) return found
-      if (child.exitCode !== null) throw new Error(`${command} exited with ${child.exitCode}: ${stderr}`)
+      if (closed) throw new Error(`${command} exited with ${String(child.exitCode)}: ${stderr}`)
       if (Date.now() > deadline) throw new Error(`${command}: no such line within ${waitMs} ms; got ${JSON.stringify(lines)} ${stderr}`)
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 50)
