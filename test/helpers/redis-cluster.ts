@@ -69,7 +69,9 @@ async function createRedisCluster (): Promise<RedisCluster> {
     children.push(diesWithTest(spawn('redis-server', [
       '--port', String(port), '--cluster-port', String(busPort), '--bind', '127.0.0.1', '--dir', dir,
       '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000',
-      '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'
+      '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning',
+      // a master sends a replica its data at once, not after 5 s waiting for more replicas
+      '--repl-diskless-sync-delay', '0'
     ], { stdio: 'ignore' })))
     // the file's process may end with the cluster up: diesWithTest kills it then
     children.at(-1)?.unref()
@@ -77,6 +79,10 @@ async function createRedisCluster (): Promise<RedisCluster> {
   await Promise.all(ports.map(async (port) => await waitForPort(port, 10_000)))
   await run('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'])
   await waitUntil(async () => (await Promise.all(ports.map(async (port) => await cli(port, 'CLUSTER', 'INFO')))).every((info) => info.includes('cluster_state:ok')), 'cluster_state:ok on every node')
+  // cluster_state:ok comes before the replicas hold their masters' data: a test's failover
+  // would wait for that sync, writes paused, up to the manual failover's own timeout under load
+  await waitUntil(async () => (await Promise.all(ports.map(async (port) => await cli(port, 'INFO', 'replication'))))
+    .filter((info) => info.includes('role:slave')).filter((info) => info.includes('master_link_status:up')).length === 3, 'every replica in sync with its master')
 
   const killed = new Set<number>()
   const alive = (): number => ports.find((port) => !killed.has(port)) as number
