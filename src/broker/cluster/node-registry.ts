@@ -6,10 +6,8 @@
 // cluster). Events:
 // - joined(node): a node this one had not seen beats (each node sees it);
 // - died(node): a node stopped beating, on the one node that claimed it;
-// - retired(): the others took this node for dead (it could not reach Redis for `timeoutMs`).
-//   The claimer leaves a tombstone beside the set, in the claim's MULTI, which the node's next
-//   beat takes away: a beat that finds its entry gone but no tombstone (a write lost in a Redis
-//   failover) adds it again and logs it, without closing every client for nothing.
+// - retired(): the others took this node for dead (it could not reach Redis for `timeoutMs`):
+//   its beat adds it to the set again instead of updating it.
 // Without Redis (one node) the registry is "only me" and no event ever fires.
 import type { RedisClient } from '../storage/redis-clients.js'
 import type { RedisKeys } from '../storage/redis-keys.js'
@@ -42,13 +40,8 @@ export function registryTiming (config: Pick<BrokerConfig, 'cluster' | 'presence
   }
 }
 
-/** How long a tombstone waits for its node: a node silent longer than a day comes back as new. */
-const tombstoneMs = 24 * 60 * 60 * 1000
-
 export class NodeRegistry {
   private readonly key: string
-  /** The nodes whose death a survivor claimed (zset: node id -> when). */
-  private readonly retiredKey: string
   private readonly handlers = {
     joined: [] as Array<Handler<[string]>>,
     died: [] as Array<Handler<[string]>>,
@@ -69,7 +62,6 @@ export class NodeRegistry {
     private readonly logger: Logger
   ) {
     this.key = keys.shared('cluster', 'nodes')
-    this.retiredKey = keys.shared('cluster', 'retired')
   }
 
   on (event: 'joined' | 'died', handler: Handler<[string]>): void
@@ -81,8 +73,7 @@ export class NodeRegistry {
   /** Announces this node and starts beating. */
   async start (): Promise<void> {
     if (this.redis === null) return
-    // a new process: whatever the cluster did to this id's previous run is behind it
-    await this.redis.multi().zadd(this.key, Date.now(), this.nodeId).zrem(this.retiredKey, this.nodeId).exec()
+    await this.redis.zadd(this.key, Date.now(), this.nodeId)
     this.known = new Set((await this.live()).map(({ id }) => id))
     this.timer = setInterval(() => {
       this.beating = this.beat().catch((err: Error) => this.logger.warn({ event: 'cluster.heartbeat-failed', reason: err.message }, 'heartbeat failed'))
@@ -110,15 +101,12 @@ export class NodeRegistry {
   private async beat (): Promise<void> {
     const redis = this.redis as RedisClient
     const now = Date.now()
-    const replies = await redis.multi().zadd(this.key, now, this.nodeId).zrange(this.key, 0, -1, 'WITHSCORES').zrem(this.retiredKey, this.nodeId).exec() ?? []
-    for (const [err] of replies) if (err != null) throw err
-    const [added, listing, tombstone] = replies.map(([, reply]) => reply)
-    if (tombstone === 1) {
-      for (const handler of this.handlers.retired) await this.run(handler)
-    } else if (added === 1) {
-      this.logger.warn({ event: 'cluster.beat-restored' }, 'this node\'s heartbeat entry was gone though no node claimed its death (a write lost in a Redis failover?): added again')
-    }
-    const flat = listing as string[]
+    const [added, listing] = await redis.multi().zadd(this.key, now, this.nodeId).zrange(this.key, 0, -1, 'WITHSCORES').exec() ?? []
+    if (added?.[0] != null) throw added[0]
+    if (listing?.[0] != null) throw listing[0]
+    // ZADD adds (1) rather than updates (0) only if the others retired this node meanwhile
+    if (added?.[1] === 1) for (const handler of this.handlers.retired) await this.run(handler)
+    const flat = listing?.[1] as string[]
     const seen = new Set<string>()
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const node = flat[i] as string
@@ -128,26 +116,13 @@ export class NodeRegistry {
           this.logger.info({ event: 'cluster.node-joined', joined: node }, 'a node joined the cluster')
           for (const handler of this.handlers.joined) await this.run(handler, node)
         }
-      } else if (await this.claimDeath(node)) {
+      } else if (await redis.zrem(this.key, node) === 1) {
         this.logger.warn({ event: 'cluster.node-died', died: node, timeoutMs: this.timing.timeoutMs }, 'a node stopped beating: this node handles its death')
         // one after another, in the order they were registered: each sees the ones before done
         for (const handler of this.handlers.died) await this.run(handler, node)
       }
     }
     this.known = seen
-  }
-
-  /** ZREM succeeds on one node only; the tombstone tells the node, if it is only cut off, that it was retired. */
-  private async claimDeath (node: string): Promise<boolean> {
-    const now = Date.now()
-    const replies = await (this.redis as RedisClient).multi()
-      .zrem(this.key, node)
-      .zadd(this.retiredKey, now, node)
-      .zremrangebyscore(this.retiredKey, '-inf', now - tombstoneMs)
-      .exec() ?? []
-    for (const [err] of replies) if (err != null) throw err
-    // ZREM found nothing: another node claimed it first (and left the tombstone this one renewed)
-    return replies[0]?.[1] === 1
   }
 
   private async run<A extends unknown[]> (handler: Handler<A>, ...args: A): Promise<void> {
