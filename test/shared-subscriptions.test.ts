@@ -100,6 +100,26 @@ t.test('[MQTT-3.8.3-4] No Local on a shared subscription is a Protocol Error: DI
   t.equal(await disconnect, 0x82, 'DISCONNECT with Protocol Error')
 })
 
+// [MQTT-3.3.4-3] a message carries the Subscription Identifiers of all the client's matching
+// subscriptions, a Shared Subscription's among them (matched by its filter, not its $share/ name)
+t.test('[MQTT-3.3.4-3] a copy carries the Subscription Identifier of a matching shared subscription', async (t) => {
+  const broker = await startBroker(t)
+  const client = await connectClient(t, broker, 'tcp', { protocolVersion: 5 })
+  await client.subscribeAsync('$share/g/si/#', { qos: 1, properties: { subscriptionIdentifier: 7 } })
+  await client.subscribeAsync('si/both', { qos: 1, properties: { subscriptionIdentifier: 9 } })
+  const got = collect(client)
+  const publisher = await connectClient(t, broker, 'tcp', { protocolVersion: 5 })
+  await publisher.publishAsync('si/shared-only', 'a', { qos: 1 })
+  await publisher.publishAsync('si/both', 'b', { qos: 1 })
+  await waitFor(() => got.length >= 2, 'both messages')
+  const ids = (payload: string): number[] => {
+    const si = got.find((m) => m.payload === payload)?.packet.properties?.subscriptionIdentifier
+    return (Array.isArray(si) ? si : [si]).filter((id): id is number => id !== undefined).sort()
+  }
+  t.same(ids('a'), [7], 'the shared subscription\'s identifier')
+  t.same(ids('b'), [7, 9], 'both subscriptions\' identifiers')
+})
+
 /** A member over a raw socket that never acknowledges what it is sent. */
 async function silentMember (t: Teardown, broker: BrokerHandle, filter: string, clean = true, clientId = uniqueId('silent')): Promise<{ client: RawClient, got: string[] }> {
   const client = await RawClient.tcp(t, broker.addresses.mqtt.port)

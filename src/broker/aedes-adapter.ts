@@ -79,18 +79,29 @@ export interface LiveCopyOptions {
   subscriptionIds: number[]
 }
 
-/** What the client's subscriptions matching `topic` (by `matches`) make of a live copy of a message on it. */
-export function liveCopyOptions (client: Client, topic: string, matches: (filter: string, topic: string) => boolean): LiveCopyOptions {
-  const options: LiveCopyOptions = { qos: 0, retainAsPublished: false, subscriptionIds: [] }
+type Subscriptions = ClientInternals['subscriptions']
+/** The rules the patched Aedes applies to every copy it sends (lib/utils.js, which its package does not export). */
+interface CopyRules {
+  grantedQoS: (subscriptions: Subscriptions, topic: string) => number
+  retainAsPublished: (subscriptions: Subscriptions, topic: string) => boolean
+  subscriptionIds: (subscriptions: Subscriptions, topic: string) => number[]
+  noLocal: (subscriptions: Subscriptions, topic: string) => boolean
+}
+const copyRules = await import(new URL('lib/utils.js', import.meta.resolve('aedes')).href) as CopyRules
+
+/** Whether No Local keeps `message`, the client's own, from it: every matching subscription has it [MQTT-3.8.3-3]. */
+export function keptByNoLocal (client: Client, message: { topic: string, clientId?: string }): boolean {
+  return message.clientId === client.id && copyRules.noLocal(clientInternals(client).subscriptions, message.topic)
+}
+
+/** What the client's subscriptions matching `topic` make of a live copy of a message on it, by Aedes' own rules. */
+export function liveCopyOptions (client: Client, topic: string): LiveCopyOptions {
   const subscriptions = clientInternals(client).subscriptions
-  for (const filter in subscriptions) {
-    if (!matches(filter, topic)) continue
-    const { qos, rap, si } = subscriptions[filter] as { qos: number, rap?: boolean, si?: number }
-    if (qos > options.qos) options.qos = qos
-    if (rap === true) options.retainAsPublished = true
-    if (si !== undefined) options.subscriptionIds.push(si)
+  return {
+    qos: Math.max(0, copyRules.grantedQoS(subscriptions, topic)),
+    retainAsPublished: copyRules.retainAsPublished(subscriptions, topic),
+    subscriptionIds: copyRules.subscriptionIds(subscriptions, topic)
   }
-  return options
 }
 
 interface ParserSettings { protocolVersion?: number, bridgeMode?: boolean }
@@ -304,6 +315,8 @@ export function unsubscribeClient (client: Client, filters: string[]): void {
 export interface QueuedMessage extends DeliveredPacket {
   cmd: string
   topic: string
+  // the publishing client's id
+  clientId?: string
   brokerCounter: number
   // set once the message was sent to this session (its copy, numbered for it)
   messageId?: number

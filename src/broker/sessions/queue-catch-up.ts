@@ -27,8 +27,7 @@ import type { Aedes, Client } from 'aedes'
 import type { BrokerHooks } from '../hooks.js'
 import type { Logger } from '../observability/logger.js'
 import type { Storage } from '../storage/storage.js'
-import { topicMatches } from '../../acl/topic-grammar.js'
-import { connackSent, deliveriesOf, liveCopyOptions, queuedMessages, watchSessionSends, type Deliver, type DeliveredPacket } from '../aedes-adapter.js'
+import { connackSent, deliveriesOf, keptByNoLocal, liveCopyOptions, queuedMessages, watchSessionSends, type Deliver, type DeliveredPacket } from '../aedes-adapter.js'
 import { outputDrained, outputRoom, SlowConsumer } from '../protocol/guarded-connection.js'
 
 /** The routed emitter's side: whether a filter's route may not be applied everywhere yet, and a wait until it is. */
@@ -273,6 +272,8 @@ export class QueueCatchUp {
       // dropped by the next CONNECT [MQTT-3.3.2-5]
       const key = messageKey(message)
       if (message.cmd !== 'publish' || message.messageId != null || sent.has(key)) continue
+      // its own message under No Local: the live copy, refused, clears the stored one [MQTT-3.8.3-3]
+      if (keptByNoLocal(client, message)) continue
       if (message.messageExpiry !== undefined) {
         if (message.messageExpiry <= now) continue
         message.properties = { ...message.properties, messageExpiryInterval: Math.ceil((message.messageExpiry - now) / 1000) }
@@ -286,7 +287,7 @@ export class QueueCatchUp {
       // as its live copy: at most the QoS its subscriptions grant [MQTT-3.8.4-6] (none left: as
       // stored), RETAIN as published only for a subscription asking for it [MQTT-3.3.1-12]
       // [MQTT-3.3.1-13], with their Subscription Identifiers [MQTT-3.3.4-3]
-      const live = liveCopyOptions(client, message.topic, topicMatches)
+      const live = liveCopyOptions(client, message.topic)
       if (message.retain === true && !live.retainAsPublished) message.retain = false
       if (live.subscriptionIds.length > 0) message.properties = { ...message.properties, subscriptionIdentifier: live.subscriptionIds.length === 1 ? live.subscriptionIds[0] : live.subscriptionIds }
       this.windowOf(client).send(client, deliverQoS, message, live.qos > 0 ? live.qos : undefined, bytes)
