@@ -2,9 +2,10 @@
 // its subscription granted [MQTT-3.8.4-6] and with RETAIN 1 only for a subscription with Retain
 // As Published [MQTT-3.3.1-12] [MQTT-3.3.1-13], a Shared Subscription too (held under its whole
 // `$share/<ShareName>/<filter>` name, which no topic matches); a message No Local kept from its
-// publisher is not queued for it either [MQTT-3.8.3-3].
+// publisher is not sent to it from the queue either, by a route catch-up or on CONNECT [MQTT-3.8.3-3].
 import t from 'tap'
 import type { IPublishPacket } from 'mqtt'
+import { Redis } from 'ioredis'
 import { startBroker } from './helpers/broker.js'
 import { startRedis } from './helpers/redis.js'
 import { RawClient } from './conformance/raw-client.js'
@@ -36,14 +37,26 @@ for (const store of ['memory', 'redis'] as const) {
     }
   })
 
-  t.test(`${store}: a message No Local kept from its publisher is not sent to it on the next CONNECT`, async (t) => {
-    const broker = await startBroker(t, store === 'memory' ? {} : { redis: { url: (await startRedis(t)).url } })
+  t.test(`${store}: a message No Local kept from its publisher is not sent to it, live, by a route catch-up, or on the next CONNECT`, async (t) => {
+    const redis = store === 'memory' ? null : await startRedis(t)
+    const broker = await startBroker(t, redis === null ? {} : { redis: { url: redis.url } })
+    if (redis !== null) {
+      // a node that beats and never acknowledges routes: the new subscription's catch-up holds its
+      // live copies for the hold (1 s), then reads the queue, where the session's stored copy
+      // waits for the held live copy, refused, to clear it. That read sent it (once in a CI run)
+      const silent = new Redis(redis.url)
+      t.teardown(() => silent.disconnect())
+      const beat = async (): Promise<void> => { await silent.zadd('cluster:nodes', Date.now(), 'silent-node') }
+      await beat()
+      const beating = setInterval(() => { beat().catch(() => {}) }, 300)
+      t.teardown(() => clearInterval(beating))
+    }
     const port = broker.addresses.mqtt.port
     const client = await RawClient.tcp(t, port, 5)
     await client.connect(persistent('own-echo'))
     await client.subscribeWith([{ topic: 'echo/#', qos: 1, nl: true }])
     await client.publish('echo/1', 'mine', { qos: 1 })
-    t.same((await client.drain(400)).filter((packet) => packet.cmd === 'publish'), [], 'not sent live')
+    t.same((await client.drain(1500)).filter((packet) => packet.cmd === 'publish'), [], 'not sent live, nor by the catch-up')
     await client.disconnect()
     const resumed = await RawClient.tcp(t, port, 5)
     await resumed.connect(persistent('own-echo'))
