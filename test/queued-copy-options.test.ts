@@ -63,4 +63,22 @@ for (const store of ['memory', 'redis'] as const) {
     t.same((await resumed.drain(600)).filter((packet) => packet.cmd === 'publish'), [], 'nor on the next CONNECT')
     resumed.destroy()
   })
+
+  t.test(`${store}: an own copy sent and not acknowledged is sent again on CONNECT though No Local came on since [MQTT-4.4.0-1]`, async (t) => {
+    const broker = await startBroker(t, store === 'memory' ? {} : { redis: { url: (await startRedis(t)).url } })
+    const port = broker.addresses.mqtt.port
+    const client = await RawClient.tcp(t, port, 5)
+    await client.connect(persistent('own-unacked'))
+    await client.subscribeWith([{ topic: 'mine/1', qos: 1 }])
+    await client.publish('mine/1', 'm', { qos: 1 })
+    const live = await client.expect('publish')
+    // not acknowledged; the subscription now keeps the client's own messages from it
+    await client.subscribeWith([{ topic: 'mine/1', qos: 1, nl: true }])
+    client.destroy()
+    const resumed = await RawClient.tcp(t, port, 5)
+    await resumed.connect(persistent('own-unacked'))
+    const again = (await resumed.drain(800)).filter((packet): packet is IPublishPacket => packet.cmd === 'publish')
+    t.same(again.map((packet) => [packet.messageId, packet.dup]), [[live.messageId, true]], 'sent again, with its Packet Identifier and DUP 1')
+    resumed.destroy()
+  })
 }

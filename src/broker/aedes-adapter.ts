@@ -1,6 +1,7 @@
 // Every contact with Aedes' internals (fields and behaviour its typings leave out) is in this
 // file: with patches/, the one place to review on an Aedes upgrade (docs/aedes-patches.md).
 import type { EventEmitter } from 'node:events'
+import * as aedesModule from 'aedes'
 import type { Aedes, AedesPublishPacket, Client, PublishPacket } from 'aedes'
 import type { SessionPersistence } from './sessions/session-expiry.js'
 import type { EnqueuingPersistence } from './sessions/session-queue-cap.js'
@@ -80,14 +81,14 @@ export interface LiveCopyOptions {
 }
 
 type Subscriptions = ClientInternals['subscriptions']
-/** The rules the patched Aedes applies to every copy it sends (lib/utils.js, which its package does not export). */
+/** The rules the patched Aedes applies to every copy it sends (exported by the patch; its typings lack them). */
 interface CopyRules {
   grantedQoS: (subscriptions: Subscriptions, topic: string) => number
   retainAsPublished: (subscriptions: Subscriptions, topic: string) => boolean
   subscriptionIds: (subscriptions: Subscriptions, topic: string) => number[]
   noLocal: (subscriptions: Subscriptions, topic: string) => boolean
 }
-const copyRules = await import(new URL('lib/utils.js', import.meta.resolve('aedes')).href) as CopyRules
+const copyRules = aedesModule as unknown as CopyRules
 
 /** Whether No Local keeps `message`, the client's own, from it: every matching subscription has it [MQTT-3.8.3-3]. */
 export function keptByNoLocal (client: Client, message: { topic: string, clientId?: string }): boolean {
